@@ -1,0 +1,1242 @@
+# cython: language_level=3
+"""The syscall layer of fastbpf: one function per bpf(2) command.
+
+Everything here is thin: arguments in, one system call, a result or an
+exception out. Policy (retries with bigger logs, fallbacks, pretty names)
+lives in the Python modules above. Two things are not thin, on purpose:
+
+* :class:`FD`, the owner of every file descriptor the library holds. Every fd
+  is moved to 3 or above and is close-on-exec, so a process started with a
+  closed stdin never gets a map on fd 0 and children inherit nothing.
+* :class:`MapBase`, whose ``m[k]``, ``m[k] = v``, ``k in m`` and ``del m[k]``
+  are the hot path of metrics agents: keys and values of plain numeric dtypes
+  are converted in C, with no intermediate Python objects, and per-CPU values
+  are written by the kernel straight into the numpy array returned.
+
+Buffers are taken through the buffer protocol (numpy arrays, bytes,
+bytearray, memoryview) and handed to the kernel without a copy. The GIL is
+released around calls that can run long (batch operations, test runs).
+"""
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE, PyBUF_ANY_CONTIGUOUS
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
+from cpython.long cimport PyLong_Check, PyLong_AsUnsignedLongLong, PyLong_AsLongLong, PyLong_FromUnsignedLongLong
+from cpython.float cimport PyFloat_Check, PyFloat_AsDouble
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.ref cimport PyObject, Py_INCREF
+from libc.errno cimport errno, ENOENT, EAGAIN, EINTR, ENOSPC
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int8_t, int16_t, int32_t, int64_t
+from libc.string cimport memset, memcpy, strlen
+from posix.unistd cimport close as c_close
+from posix.fcntl cimport fcntl, F_DUPFD_CLOEXEC
+
+cimport numpy as cnp
+from fastbpf._abi cimport *
+
+import os as _os
+import numpy as _np
+
+from fastbpf.errors import (BPFError, VerifierError, BTFLoadError, ClosedError,
+                            bpf_error as _bpf_error, ENOTSUPP)
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    /* Casting wrappers: numpy declares these with its own pointer types. */
+    #define fbpf_np_scalar(data, descr, base) \
+        PyArray_Scalar((data), (PyArray_Descr *)(descr), (base))
+    #define fbpf_np_new(descr, nd, dims, strides, data, flags) \
+        PyArray_NewFromDescr(&PyArray_Type, (PyArray_Descr *)(descr), (nd), (dims), \
+                             (strides), (data), (flags), NULL)
+    #define fbpf_np_set_base(arr, base) \
+        PyArray_SetBaseObject((PyArrayObject *)(arr), (base))
+    """
+    # With base NULL, numpy copies the data into the new scalar.
+    object _np_scalar "fbpf_np_scalar"(void *data, object descr, PyObject *base)
+    # Steals a reference to descr.
+    object _np_new "fbpf_np_new"(PyObject *descr, int nd, cnp.npy_intp *dims,
+                                 cnp.npy_intp *strides, void *data, int flags)
+    # Steals a reference to base.
+    int _np_set_base "fbpf_np_set_base"(object arr, PyObject *base) except -1
+    int NPY_ARRAY_WRITEABLE, NPY_ARRAY_ALIGNED
+
+cdef extern from "Python.h":
+    object PyNumber_Index(object)
+
+
+# ---------------------------------------------------------------------------
+# errors and fds
+
+cdef inline object _err(int code, str op, object obj=None):
+    return _bpf_error(code, op, obj)
+
+
+cdef int _own_fd(long fd) except -1:
+    """Make a fresh fd safe to keep: >= 3 and close-on-exec."""
+    cdef int newfd
+    if fd < 3:
+        newfd = fcntl(<int>fd, F_DUPFD_CLOEXEC, 3)
+        if newfd < 0:
+            code = errno
+            c_close(<int>fd)
+            raise _err(code, "fcntl(F_DUPFD_CLOEXEC)")
+        c_close(<int>fd)
+        return newfd
+    return <int>fd
+
+
+cdef class FD:
+    """Owner of one file descriptor.
+
+    ``FD(n)`` takes ownership of the open descriptor *n*. It is closed by
+    :meth:`close`, on ``with`` exit, or as a last resort when the object is
+    garbage-collected. Using it after close raises :class:`ClosedError`.
+    """
+    cdef int _fd
+
+    def __cinit__(self, int fd):
+        if fd < 0:
+            raise ValueError(f"invalid file descriptor {fd}")
+        self._fd = fd
+
+    @property
+    def fd(self):
+        """The descriptor number; raises ClosedError once closed."""
+        if self._fd < 0:
+            raise ClosedError("file descriptor is closed")
+        return self._fd
+
+    @property
+    def closed(self):
+        """True once :meth:`close` or :meth:`detach` ran."""
+        return self._fd < 0
+
+    def fileno(self):
+        """The descriptor number (for selectors and os functions)."""
+        return self.fd
+
+    def close(self):
+        """Close the descriptor. Closing twice is harmless."""
+        cdef int fd = self._fd
+        if fd >= 0:
+            self._fd = -1
+            c_close(fd)
+
+    def detach(self):
+        """Give up ownership and return the descriptor number, still open."""
+        cdef int fd = self.fd
+        self._fd = -1
+        return fd
+
+    def dup(self):
+        """A new FD for a duplicate of this descriptor (close-on-exec, >= 3)."""
+        return FD(_dup_fd(self.fd))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __int__(self):
+        return self.fd
+
+    def __index__(self):
+        return self.fd
+
+    def __repr__(self):
+        return "<FD closed>" if self._fd < 0 else f"<FD {self._fd}>"
+
+    def __dealloc__(self):
+        if self._fd >= 0:
+            c_close(self._fd)
+            self._fd = -1
+
+
+cdef int _dup_fd(int fd) except -1:
+    cdef int newfd = fcntl(fd, F_DUPFD_CLOEXEC, 3)
+    if newfd < 0:
+        raise _err(errno, "dup", f"fd {fd}")
+    return newfd
+
+
+def dup_fd(int fd):
+    """Duplicate *fd* into a new :class:`FD` (close-on-exec, >= 3)."""
+    return FD(_dup_fd(fd))
+
+
+cdef inline long _bpf(int cmd, void *attr, unsigned int size) noexcept nogil:
+    cdef long r
+    while True:
+        r = fbpf_sys_bpf(cmd, attr, size)
+        if r < 0 and errno == EINTR:
+            continue
+        return r
+
+
+cdef FD _fd_result(long r, str op, object obj=None):
+    if r < 0:
+        raise _err(errno, op, obj)
+    return FD(_own_fd(r))
+
+
+# ---------------------------------------------------------------------------
+# buffers
+
+cdef class _Buf:
+    """A held Py_buffer; released on dealloc (or explicitly)."""
+    cdef Py_buffer view
+    cdef bint held
+
+    cdef int get(self, object obj, bint writable, str what) except -1:
+        cdef int flags = PyBUF_ANY_CONTIGUOUS | (PyBUF_WRITABLE if writable else 0)
+        try:
+            PyObject_GetBuffer(obj, &self.view, flags)
+        except (TypeError, BufferError) as e:
+            kind = "a writable contiguous buffer" if writable else "a contiguous buffer"
+            raise TypeError(f"{what} must be {kind} (bytes, bytearray, numpy array), "
+                            f"not {type(obj).__name__}") from e
+        self.held = True
+        return 0
+
+    cdef void release(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+            self.held = False
+
+    def __dealloc__(self):
+        self.release()
+
+
+cdef inline uint64_t _ptr(const void *p) noexcept nogil:
+    return <uint64_t><size_t>p
+
+
+def address_of(obj):
+    """The address of *obj*'s contiguous buffer.
+
+    For packing pointers into attribute blocks (LINK_CREATE extras); the
+    caller must keep *obj* alive and unmoved until the call is done.
+    """
+    cdef _Buf b = _Buf()
+    b.get(obj, False, "object")
+    addr = _ptr(b.view.buf)
+    b.release()
+    return addr
+
+
+cdef bytes _cstr(object s, str what):
+    if s is None:
+        return None
+    if isinstance(s, str):
+        s = (<str>s).encode()
+    if isinstance(s, (bytes, bytearray)):
+        if b"\0" in s:
+            raise ValueError(f"{what} must not contain NUL bytes")
+        return bytes(s)
+    s = _os.fspath(s)
+    return _cstr(s, what)
+
+
+cdef void _set_name(char *dst, object name) except *:
+    memset(dst, 0, 16)
+    if not name:
+        return
+    cdef bytes b = _cstr(name, "name")
+    # The kernel takes up to 15 characters of [A-Za-z0-9_.]; silently
+    # truncate like libbpf so long Python names still load.
+    if len(b) > 15:
+        b = b[:15]
+    memcpy(dst, <char *>b, len(b))
+
+
+# ---------------------------------------------------------------------------
+# possible CPUs
+
+def _read_possible_cpus():
+    with open("/sys/devices/system/cpu/possible") as f:
+        text = f.read().strip()
+    n = 0
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            n = max(n, int(b) + 1)
+        elif part:
+            n = max(n, int(part) + 1)
+    return n
+
+cdef int _NCPUS = _read_possible_cpus()
+
+
+def possible_cpus():
+    """The kernel's count of possible CPUs: the length of every per-CPU value."""
+    return _NCPUS
+
+
+# ---------------------------------------------------------------------------
+# maps: raw commands
+
+def map_create(uint32_t map_type, uint32_t key_size, uint32_t value_size,
+               uint32_t max_entries, uint32_t flags=0, name=None, *,
+               uint32_t inner_map_fd=0, uint32_t numa_node=0,
+               uint32_t map_ifindex=0, uint32_t btf_fd=0,
+               uint32_t btf_key_type_id=0, uint32_t btf_value_type_id=0,
+               uint32_t btf_vmlinux_value_type_id=0, uint64_t map_extra=0,
+               int32_t value_type_btf_obj_fd=0):
+    """BPF_MAP_CREATE. Returns an :class:`FD`."""
+    cdef fbpf_map_create_attr a
+    memset(&a, 0, sizeof(a))
+    a.map_type = map_type
+    a.key_size = key_size
+    a.value_size = value_size
+    a.max_entries = max_entries
+    a.map_flags = flags
+    a.inner_map_fd = inner_map_fd
+    a.numa_node = numa_node
+    _set_name(a.map_name, name)
+    a.map_ifindex = map_ifindex
+    a.btf_fd = btf_fd
+    a.btf_key_type_id = btf_key_type_id
+    a.btf_value_type_id = btf_value_type_id
+    a.btf_vmlinux_value_type_id = btf_vmlinux_value_type_id
+    a.map_extra = map_extra
+    a.value_type_btf_obj_fd = value_type_btf_obj_fd
+    cdef long r = _bpf(BPF_MAP_CREATE, &a, sizeof(a))
+    return _fd_result(r, "map create", f"map {name!r}" if name else None)
+
+
+cdef long _elem(int cmd, int fd, const void *key, void *value, uint64_t flags) noexcept nogil:
+    cdef fbpf_map_elem_attr a
+    memset(&a, 0, sizeof(a))
+    a.map_fd = fd
+    a.key = _ptr(<void *>key)
+    a.value = _ptr(value)
+    a.flags = flags
+    return _bpf(cmd, &a, sizeof(a))
+
+
+def map_lookup_elem(int fd, key, value, uint64_t flags=0):
+    """BPF_MAP_LOOKUP_ELEM into the writable buffer *value*.
+
+    *key* may be None for keyless maps (queue, stack, bloom filter).
+    Returns False when the key does not exist (ENOENT).
+    """
+    return _raw_elem(BPF_MAP_LOOKUP_ELEM, "map lookup", fd, key, value, True, flags)
+
+
+def map_update_elem(int fd, key, value, uint64_t flags=0):
+    """BPF_MAP_UPDATE_ELEM from buffers. Raises BPFError on failure."""
+    _raw_elem(BPF_MAP_UPDATE_ELEM, "map update", fd, key, value, False, flags)
+
+
+def map_delete_elem(int fd, key):
+    """BPF_MAP_DELETE_ELEM. Returns False when the key does not exist."""
+    return _raw_elem(BPF_MAP_DELETE_ELEM, "map delete", fd, key, None, False, 0)
+
+
+def map_get_next_key(int fd, key, next_key):
+    """BPF_MAP_GET_NEXT_KEY; *key* None gives the first key.
+
+    Returns False at the end of the map.
+    """
+    return _raw_elem(BPF_MAP_GET_NEXT_KEY, "map get_next_key", fd, key, next_key, True, 0)
+
+
+def map_lookup_and_delete_elem(int fd, key, value, uint64_t flags=0):
+    """BPF_MAP_LOOKUP_AND_DELETE_ELEM (also pop for queues and stacks).
+
+    Returns False when there was nothing to pop (ENOENT).
+    """
+    return _raw_elem(BPF_MAP_LOOKUP_AND_DELETE_ELEM, "map lookup_and_delete", fd,
+                     key, value, True, flags)
+
+
+cdef object _raw_elem(int cmd, str op, int fd, key, value, bint writable, uint64_t flags):
+    cdef _Buf kb = _Buf(), vb = _Buf()
+    cdef void *kp = NULL
+    cdef void *vp = NULL
+    if key is not None:
+        kb.get(key, False, "key")
+        kp = kb.view.buf
+    if value is not None:
+        vb.get(value, writable, "value")
+        vp = vb.view.buf
+    cdef long r
+    with nogil:
+        r = _elem(cmd, fd, kp, vp, flags)
+    if r < 0:
+        code = errno
+        if code == ENOENT and cmd != BPF_MAP_UPDATE_ELEM:
+            return False
+        raise _err(code, op, f"fd {fd}")
+    return True
+
+
+def map_freeze(int fd):
+    """BPF_MAP_FREEZE: no more writes from user space."""
+    cdef fbpf_map_freeze_attr a
+    memset(&a, 0, sizeof(a))
+    a.map_fd = fd
+    if _bpf(BPF_MAP_FREEZE, &a, sizeof(a)) < 0:
+        raise _err(errno, "map freeze", f"fd {fd}")
+
+
+def map_lookup_batch(int fd, in_batch, out_batch, keys, values, uint32_t count,
+                     uint64_t elem_flags=0, uint64_t flags=0, bint delete=False):
+    """One BPF_MAP_LOOKUP_BATCH (or LOOKUP_AND_DELETE_BATCH) call.
+
+    Returns ``(count, done)``: the number of entries written and whether the
+    kernel said the map is exhausted (ENOENT). The caller sizes the buffers:
+    *keys* holds *count* keys and *values* *count* values.
+    """
+    cdef _Buf ib = _Buf(), ob = _Buf(), kb = _Buf(), vb = _Buf()
+    cdef fbpf_map_batch_attr a
+    memset(&a, 0, sizeof(a))
+    if in_batch is not None:
+        ib.get(in_batch, False, "in_batch")
+        a.in_batch = _ptr(ib.view.buf)
+    ob.get(out_batch, True, "out_batch")
+    kb.get(keys, True, "keys")
+    vb.get(values, True, "values")
+    a.out_batch = _ptr(ob.view.buf)
+    a.keys = _ptr(kb.view.buf)
+    a.values = _ptr(vb.view.buf)
+    a.count = count
+    a.map_fd = fd
+    a.elem_flags = elem_flags
+    a.flags = flags
+    cdef int cmd = BPF_MAP_LOOKUP_AND_DELETE_BATCH if delete else BPF_MAP_LOOKUP_BATCH
+    cdef long r
+    with nogil:
+        r = _bpf(cmd, &a, sizeof(a))
+    if r < 0:
+        code = errno
+        if code == ENOENT:
+            return a.count, True
+        raise _err(code, "map lookup_and_delete_batch" if delete else "map lookup_batch", f"fd {fd}")
+    return a.count, False
+
+
+def map_update_batch(int fd, keys, values, uint32_t count, uint64_t elem_flags=0,
+                     uint64_t flags=0):
+    """BPF_MAP_UPDATE_BATCH of *count* entries. Returns the count written."""
+    cdef _Buf kb = _Buf(), vb = _Buf()
+    cdef fbpf_map_batch_attr a
+    memset(&a, 0, sizeof(a))
+    kb.get(keys, False, "keys")
+    vb.get(values, False, "values")
+    a.keys = _ptr(kb.view.buf)
+    a.values = _ptr(vb.view.buf)
+    a.count = count
+    a.map_fd = fd
+    a.elem_flags = elem_flags
+    a.flags = flags
+    cdef long r
+    with nogil:
+        r = _bpf(BPF_MAP_UPDATE_BATCH, &a, sizeof(a))
+    if r < 0:
+        e = _err(errno, "map update_batch", f"fd {fd}")
+        e.count = a.count
+        raise e
+    return a.count
+
+
+def map_delete_batch(int fd, keys, uint32_t count, uint64_t elem_flags=0, uint64_t flags=0):
+    """BPF_MAP_DELETE_BATCH of *count* keys. Returns the count deleted."""
+    cdef _Buf kb = _Buf()
+    cdef fbpf_map_batch_attr a
+    memset(&a, 0, sizeof(a))
+    kb.get(keys, False, "keys")
+    a.keys = _ptr(kb.view.buf)
+    a.count = count
+    a.map_fd = fd
+    a.elem_flags = elem_flags
+    a.flags = flags
+    cdef long r
+    with nogil:
+        r = _bpf(BPF_MAP_DELETE_BATCH, &a, sizeof(a))
+    if r < 0:
+        e = _err(errno, "map delete_batch", f"fd {fd}")
+        e.count = a.count
+        raise e
+    return a.count
+
+
+# ---------------------------------------------------------------------------
+# objects: pin, get, ids, info
+
+def obj_pin(int fd, path):
+    """BPF_OBJ_PIN: pin the object behind *fd* at *path* (on a bpffs)."""
+    cdef bytes p = _cstr(path, "path")
+    cdef fbpf_obj_attr a
+    memset(&a, 0, sizeof(a))
+    a.pathname = _ptr(<char *>p)
+    a.bpf_fd = fd
+    if _bpf(BPF_OBJ_PIN, &a, sizeof(a)) < 0:
+        raise _err(errno, "pin", _os.fsdecode(p))
+
+
+def obj_get(path, uint32_t file_flags=0):
+    """BPF_OBJ_GET: open the object pinned at *path*."""
+    cdef bytes p = _cstr(path, "path")
+    cdef fbpf_obj_attr a
+    memset(&a, 0, sizeof(a))
+    a.pathname = _ptr(<char *>p)
+    a.file_flags = file_flags
+    return _fd_result(_bpf(BPF_OBJ_GET, &a, sizeof(a)), "open pinned object", _os.fsdecode(p))
+
+
+cdef object _next_id(int cmd, uint32_t start, str op):
+    cdef fbpf_get_id_attr a
+    memset(&a, 0, sizeof(a))
+    a.start_id = start
+    if _bpf(cmd, &a, sizeof(a)) < 0:
+        if errno == ENOENT:
+            return None
+        raise _err(errno, op)
+    return a.next_id
+
+
+def map_get_next_id(uint32_t start=0):
+    """BPF_MAP_GET_NEXT_ID: the next map id after *start*, or None."""
+    return _next_id(BPF_MAP_GET_NEXT_ID, start, "map get_next_id")
+
+def prog_get_next_id(uint32_t start=0):
+    """BPF_PROG_GET_NEXT_ID: the next program id after *start*, or None."""
+    return _next_id(BPF_PROG_GET_NEXT_ID, start, "program get_next_id")
+
+def btf_get_next_id(uint32_t start=0):
+    """BPF_BTF_GET_NEXT_ID: the next BTF id after *start*, or None."""
+    return _next_id(BPF_BTF_GET_NEXT_ID, start, "btf get_next_id")
+
+def link_get_next_id(uint32_t start=0):
+    """BPF_LINK_GET_NEXT_ID: the next link id after *start*, or None."""
+    return _next_id(BPF_LINK_GET_NEXT_ID, start, "link get_next_id")
+
+
+cdef FD _fd_by_id(int cmd, uint32_t id, str op, uint32_t open_flags=0):
+    cdef fbpf_get_id_attr a
+    memset(&a, 0, sizeof(a))
+    a.start_id = id
+    a.open_flags = open_flags
+    return _fd_result(_bpf(cmd, &a, sizeof(a)), op, f"id {id}")
+
+
+def map_get_fd_by_id(uint32_t id, uint32_t open_flags=0):
+    """BPF_MAP_GET_FD_BY_ID."""
+    return _fd_by_id(BPF_MAP_GET_FD_BY_ID, id, "open map", open_flags)
+
+def prog_get_fd_by_id(uint32_t id):
+    """BPF_PROG_GET_FD_BY_ID."""
+    return _fd_by_id(BPF_PROG_GET_FD_BY_ID, id, "open program")
+
+def btf_get_fd_by_id(uint32_t id):
+    """BPF_BTF_GET_FD_BY_ID."""
+    return _fd_by_id(BPF_BTF_GET_FD_BY_ID, id, "open btf")
+
+def link_get_fd_by_id(uint32_t id):
+    """BPF_LINK_GET_FD_BY_ID."""
+    return _fd_by_id(BPF_LINK_GET_FD_BY_ID, id, "open link")
+
+
+cdef int _info(int fd, void *info, uint32_t size, str op) except -1:
+    cdef fbpf_info_attr a
+    memset(&a, 0, sizeof(a))
+    a.bpf_fd = fd
+    a.info_len = size
+    a.info = _ptr(info)
+    if _bpf(BPF_OBJ_GET_INFO_BY_FD, &a, sizeof(a)) < 0:
+        raise _err(errno, op, f"fd {fd}")
+    return a.info_len
+
+
+def obj_get_info_by_fd(int fd, info):
+    """BPF_OBJ_GET_INFO_BY_FD into the writable buffer *info*.
+
+    Returns the number of bytes the kernel filled.
+    """
+    cdef _Buf b = _Buf()
+    b.get(info, True, "info")
+    return _info(fd, b.view.buf, <uint32_t>b.view.len, "object info")
+
+
+cdef str _cname(const char *s, size_t n):
+    cdef size_t i = 0
+    while i < n and s[i] != 0:
+        i += 1
+    return s[:i].decode("utf-8", "replace")
+
+
+def map_info(int fd):
+    """The map's ``struct bpf_map_info`` as a dict."""
+    cdef fbpf_map_info i
+    memset(&i, 0, sizeof(i))
+    _info(fd, &i, sizeof(i), "map info")
+    return dict(type=i.type, id=i.id, key_size=i.key_size, value_size=i.value_size,
+                max_entries=i.max_entries, flags=i.map_flags,
+                name=_cname(i.name, 16), ifindex=i.ifindex,
+                btf_id=i.btf_id, btf_key_type_id=i.btf_key_type_id,
+                btf_value_type_id=i.btf_value_type_id,
+                btf_vmlinux_value_type_id=i.btf_vmlinux_value_type_id,
+                map_extra=i.map_extra)
+
+
+def prog_info(int fd):
+    """The program's ``struct bpf_prog_info`` as a dict (with map ids)."""
+    cdef fbpf_prog_info i
+    memset(&i, 0, sizeof(i))
+    _info(fd, &i, sizeof(i), "program info")
+    cdef uint32_t nmaps = i.nr_map_ids
+    ids = _np.zeros(nmaps, dtype=_np.uint32)
+    cdef cnp.ndarray ids_arr = ids
+    if nmaps:
+        # A second call fetches the map ids into our array.
+        memset(&i, 0, sizeof(i))
+        i.nr_map_ids = nmaps
+        i.map_ids = _ptr(cnp.PyArray_DATA(ids_arr))
+        _info(fd, &i, sizeof(i), "program info")
+        nmaps = min(nmaps, i.nr_map_ids)
+    return dict(type=i.type, id=i.id, tag=bytes(i.tag[:8]).hex(),
+                name=_cname(i.name, 16), map_ids=[int(x) for x in ids[:nmaps]],
+                load_time=i.load_time, created_by_uid=i.created_by_uid,
+                gpl_compatible=bool(i.gpl_compatible & 1),
+                jited_prog_len=i.jited_prog_len, xlated_prog_len=i.xlated_prog_len,
+                btf_id=i.btf_id, run_time_ns=i.run_time_ns, run_cnt=i.run_cnt,
+                recursion_misses=i.recursion_misses, verified_insns=i.verified_insns,
+                attach_btf_obj_id=i.attach_btf_obj_id, attach_btf_id=i.attach_btf_id,
+                ifindex=i.ifindex)
+
+
+def prog_xlated_insns(int fd):
+    """The program's instructions as the kernel rewrote them (bytes)."""
+    cdef fbpf_prog_info i
+    memset(&i, 0, sizeof(i))
+    _info(fd, &i, sizeof(i), "program info")
+    cdef uint32_t n = i.xlated_prog_len
+    buf = bytearray(n)
+    cdef _Buf b = _Buf()
+    if n:
+        b.get(buf, True, "buffer")
+        memset(&i, 0, sizeof(i))
+        i.xlated_prog_len = n
+        i.xlated_prog_insns = _ptr(b.view.buf)
+        _info(fd, &i, sizeof(i), "program info")
+        b.release()
+    return bytes(buf[:min(n, i.xlated_prog_len)])
+
+
+def btf_info(int fd):
+    """The BTF object's ``struct bpf_btf_info`` as a dict."""
+    cdef fbpf_btf_info i
+    cdef char name[64]
+    memset(&i, 0, sizeof(i))
+    memset(name, 0, sizeof(name))
+    i.name = _ptr(name)
+    i.name_len = sizeof(name)
+    _info(fd, &i, sizeof(i), "btf info")
+    return dict(id=i.id, btf_size=i.btf_size, name=_cname(name, sizeof(name)),
+                kernel_btf=bool(i.kernel_btf))
+
+
+def btf_get_data(int fd):
+    """The raw BTF blob of a loaded BTF object."""
+    cdef fbpf_btf_info i
+    memset(&i, 0, sizeof(i))
+    _info(fd, &i, sizeof(i), "btf info")
+    cdef uint32_t n = i.btf_size
+    buf = bytearray(n)
+    cdef _Buf b = _Buf()
+    if n:
+        b.get(buf, True, "buffer")
+        memset(&i, 0, sizeof(i))
+        i.btf = _ptr(b.view.buf)
+        i.btf_size = n
+        _info(fd, &i, sizeof(i), "btf info")
+        b.release()
+    return bytes(buf)
+
+
+def link_info(int fd):
+    """The link's ``struct bpf_link_info``: type, id, prog_id and the raw
+    type-specific part (``extra``, 64 bytes) for the Python layer to decode."""
+    cdef fbpf_link_info i
+    memset(&i, 0, sizeof(i))
+    _info(fd, &i, sizeof(i), "link info")
+    return dict(type=i.type, id=i.id, prog_id=i.prog_id,
+                extra=PyBytes_FromStringAndSize(<char *>i.extra.bytes, 64))
+
+
+# ---------------------------------------------------------------------------
+# BTF
+
+def btf_load(data, uint32_t log_level=0, uint32_t log_size=0):
+    """BPF_BTF_LOAD. Raises BTFLoadError (with the kernel's log) on failure.
+
+    With *log_level* 0 and a failure, the load is retried once with a log so
+    the error explains itself.
+    """
+    cdef _Buf b = _Buf()
+    b.get(data, False, "btf data")
+    cdef fbpf_btf_load_attr a
+    cdef bytearray log
+    cdef char *logp = NULL
+    if log_level and not log_size:
+        log_size = 1 << 20
+    if log_size:
+        log = bytearray(log_size)
+        logp = log
+    memset(&a, 0, sizeof(a))
+    a.btf = _ptr(b.view.buf)
+    a.btf_size = <uint32_t>b.view.len
+    a.btf_log_level = log_level
+    a.btf_log_size = log_size
+    a.btf_log_buf = _ptr(logp)
+    cdef long r = _bpf(BPF_BTF_LOAD, &a, sizeof(a))
+    if r < 0:
+        code = errno
+        if not log_level:
+            return btf_load(data, 1, 1 << 22)
+        text = bytes(log).split(b"\0", 1)[0].decode("utf-8", "replace")
+        raise BTFLoadError(code, "btf load", None, text)
+    return FD(_own_fd(r))
+
+
+# ---------------------------------------------------------------------------
+# programs
+
+def prog_load(uint32_t prog_type, insns, license="GPL", *, name=None,
+              uint32_t log_level=0, log_buf=None, uint32_t prog_flags=0,
+              uint32_t expected_attach_type=0, uint32_t prog_btf_fd=0,
+              func_info=None, uint32_t func_info_rec_size=0,
+              line_info=None, uint32_t line_info_rec_size=0,
+              uint32_t attach_btf_id=0, uint32_t attach_prog_fd=0,
+              fd_array=None, uint32_t prog_ifindex=0, uint32_t kern_version=0,
+              core_relos=None, uint32_t core_relo_rec_size=0):
+    """BPF_PROG_LOAD. Returns ``(FD, log_true_size)``.
+
+    *insns* is the encoded instruction bytes; *log_buf* a writable buffer the
+    verifier writes its log into (needed when *log_level* > 0). On failure
+    raises :class:`VerifierError` carrying the log found in *log_buf*
+    (``.log_true_size`` says how big a buffer the whole log needs), or a
+    plain :class:`BPFError` when there is no log. EAGAIN is retried.
+    """
+    cdef _Buf ib = _Buf(), lb = _Buf(), fb = _Buf(), lnb = _Buf(), fdb = _Buf(), cb = _Buf()
+    cdef bytes lic = _cstr(license, "license")
+    cdef fbpf_prog_load_attr a
+    memset(&a, 0, sizeof(a))
+    ib.get(insns, False, "instructions")
+    if ib.view.len % 8 or ib.view.len == 0:
+        raise ValueError(f"instructions must be a non-empty multiple of 8 bytes, got {ib.view.len}")
+    a.prog_type = prog_type
+    a.insn_cnt = <uint32_t>(ib.view.len // 8)
+    a.insns = _ptr(ib.view.buf)
+    a.license = _ptr(<char *>lic)
+    if log_buf is not None:
+        lb.get(log_buf, True, "log_buf")
+        if lb.view.len:
+            memset(lb.view.buf, 0, 1)
+        a.log_level = log_level
+        a.log_size = <uint32_t>lb.view.len
+        a.log_buf = _ptr(lb.view.buf)
+    a.prog_flags = prog_flags
+    _set_name(a.prog_name, name)
+    a.expected_attach_type = expected_attach_type
+    a.prog_btf_fd = prog_btf_fd
+    if func_info is not None:
+        fb.get(func_info, False, "func_info")
+        a.func_info = _ptr(fb.view.buf)
+        a.func_info_rec_size = func_info_rec_size
+        a.func_info_cnt = <uint32_t>(fb.view.len // func_info_rec_size) if func_info_rec_size else 0
+    if line_info is not None:
+        lnb.get(line_info, False, "line_info")
+        a.line_info = _ptr(lnb.view.buf)
+        a.line_info_rec_size = line_info_rec_size
+        a.line_info_cnt = <uint32_t>(lnb.view.len // line_info_rec_size) if line_info_rec_size else 0
+    a.attach_btf_id = attach_btf_id
+    a.attach_prog_fd = attach_prog_fd
+    if fd_array is not None:
+        fdb.get(fd_array, False, "fd_array")
+        a.fd_array = _ptr(fdb.view.buf)
+    if core_relos is not None:
+        cb.get(core_relos, False, "core_relos")
+        a.core_relos = _ptr(cb.view.buf)
+        a.core_relo_rec_size = core_relo_rec_size
+        a.core_relo_cnt = <uint32_t>(cb.view.len // core_relo_rec_size) if core_relo_rec_size else 0
+    a.prog_ifindex = prog_ifindex
+    a.kern_version = kern_version
+    cdef long r
+    cdef int tries = 0
+    while True:
+        with nogil:
+            r = _bpf(BPF_PROG_LOAD, &a, sizeof(a))
+        if r < 0 and errno == EAGAIN and tries < 5:
+            tries += 1
+            continue
+        break
+    if r < 0:
+        code = errno
+        obj = f"program {name!r}" if name else None
+        if log_buf is not None and log_level:
+            text = bytes(log_buf).split(b"\0", 1)[0].decode("utf-8", "replace")
+            e = VerifierError(code, "program load", obj, text)
+            e.log_true_size = a.log_true_size
+            raise e
+        raise _err(code, "program load", obj)
+    return FD(_own_fd(r)), a.log_true_size
+
+
+def prog_test_run(int prog_fd, data_in=None, data_out=None, ctx_in=None, ctx_out=None,
+                  uint32_t repeat=0, uint32_t flags=0, uint32_t cpu=0, uint32_t batch_size=0):
+    """BPF_PROG_TEST_RUN, with the GIL released.
+
+    Returns ``(retval, data_size_out, ctx_size_out, duration_ns)``.
+    """
+    cdef _Buf dib = _Buf(), dob = _Buf(), cib = _Buf(), cob = _Buf()
+    cdef fbpf_test_run_attr a
+    memset(&a, 0, sizeof(a))
+    a.prog_fd = prog_fd
+    if data_in is not None:
+        dib.get(data_in, False, "data")
+        a.data_in = _ptr(dib.view.buf)
+        a.data_size_in = <uint32_t>dib.view.len
+    if data_out is not None:
+        dob.get(data_out, True, "data_out")
+        a.data_out = _ptr(dob.view.buf)
+        a.data_size_out = <uint32_t>dob.view.len
+    if ctx_in is not None:
+        cib.get(ctx_in, False, "ctx")
+        a.ctx_in = _ptr(cib.view.buf)
+        a.ctx_size_in = <uint32_t>cib.view.len
+    if ctx_out is not None:
+        cob.get(ctx_out, True, "ctx_out")
+        a.ctx_out = _ptr(cob.view.buf)
+        a.ctx_size_out = <uint32_t>cob.view.len
+    a.repeat = repeat
+    a.flags = flags
+    a.cpu = cpu
+    a.batch_size = batch_size
+    cdef long r
+    with nogil:
+        r = _bpf(BPF_PROG_TEST_RUN, &a, sizeof(a))
+    if r < 0:
+        raise _err(errno, "program test_run", f"fd {prog_fd}")
+    return a.retval, a.data_size_out, a.ctx_size_out, a.duration
+
+
+def prog_attach(uint32_t target_fd, uint32_t prog_fd, uint32_t attach_type, uint32_t flags=0,
+                uint32_t replace_fd=0, uint32_t relative_fd=0, uint64_t expected_revision=0):
+    """BPF_PROG_ATTACH (cgroups, sockmaps, flow dissector, tcx via mprog)."""
+    cdef fbpf_prog_attach_attr a
+    memset(&a, 0, sizeof(a))
+    a.target_fd = target_fd
+    a.attach_bpf_fd = prog_fd
+    a.attach_type = attach_type
+    a.attach_flags = flags
+    a.replace_bpf_fd = replace_fd
+    a.relative_fd = relative_fd
+    a.expected_revision = expected_revision
+    if _bpf(BPF_PROG_ATTACH, &a, sizeof(a)) < 0:
+        raise _err(errno, "program attach", f"attach type {attach_type}")
+
+
+def prog_detach(uint32_t target_fd, uint32_t prog_fd, uint32_t attach_type, uint32_t flags=0,
+                uint32_t relative_fd=0, uint64_t expected_revision=0):
+    """BPF_PROG_DETACH."""
+    cdef fbpf_prog_attach_attr a
+    memset(&a, 0, sizeof(a))
+    a.target_fd = target_fd
+    a.attach_bpf_fd = prog_fd
+    a.attach_type = attach_type
+    a.attach_flags = flags
+    a.relative_fd = relative_fd
+    a.expected_revision = expected_revision
+    if _bpf(BPF_PROG_DETACH, &a, sizeof(a)) < 0:
+        raise _err(errno, "program detach", f"attach type {attach_type}")
+
+
+def prog_query(uint32_t target_fd, uint32_t attach_type, uint32_t query_flags=0,
+               uint32_t max_progs=64):
+    """BPF_PROG_QUERY: programs attached at a hook.
+
+    Returns a dict with ``attach_flags``, ``prog_ids``, ``prog_attach_flags``,
+    ``link_ids`` and ``revision``.
+    """
+    ids = _np.zeros(max_progs, dtype=_np.uint32)
+    pflags = _np.zeros(max_progs, dtype=_np.uint32)
+    lids = _np.zeros(max_progs, dtype=_np.uint32)
+    cdef cnp.ndarray ia = ids, pa = pflags, la = lids
+    cdef fbpf_prog_query_attr a
+    memset(&a, 0, sizeof(a))
+    a.target_fd = target_fd
+    a.attach_type = attach_type
+    a.query_flags = query_flags
+    a.prog_ids = _ptr(cnp.PyArray_DATA(ia))
+    a.prog_attach_flags = _ptr(cnp.PyArray_DATA(pa))
+    a.link_ids = _ptr(cnp.PyArray_DATA(la))
+    a.prog_cnt = max_progs
+    if _bpf(BPF_PROG_QUERY, &a, sizeof(a)) < 0:
+        raise _err(errno, "program query", f"attach type {attach_type}")
+    n = min(a.prog_cnt, max_progs)
+    return dict(attach_flags=a.attach_flags, prog_ids=[int(x) for x in ids[:n]],
+                prog_attach_flags=[int(x) for x in pflags[:n]],
+                link_ids=[int(x) for x in lids[:n]], revision=a.revision)
+
+
+def raw_tracepoint_open(name, uint32_t prog_fd, uint64_t cookie=0):
+    """BPF_RAW_TRACEPOINT_OPEN; *name* None for tp_btf programs."""
+    cdef bytes n = _cstr(name, "tracepoint name") if name is not None else None
+    cdef fbpf_raw_tp_attr a
+    memset(&a, 0, sizeof(a))
+    a.name = _ptr(<char *>n) if n is not None else 0
+    a.prog_fd = prog_fd
+    a.cookie = cookie
+    return _fd_result(_bpf(BPF_RAW_TRACEPOINT_OPEN, &a, sizeof(a)),
+                      "raw tracepoint open", repr(name) if name else None)
+
+
+def link_create(uint32_t prog_fd, uint32_t target_fd, uint32_t attach_type,
+                uint32_t flags=0, extra=None):
+    """BPF_LINK_CREATE. *extra* (up to 48 bytes) is the attach-type specific
+    part of the attribute, packed by the caller (it may hold pointers to
+    buffers the caller keeps alive)."""
+    cdef fbpf_link_create_attr a
+    cdef _Buf eb = _Buf()
+    memset(&a, 0, sizeof(a))
+    a.prog_fd = prog_fd
+    a.target_fd = target_fd
+    a.attach_type = attach_type
+    a.flags = flags
+    if extra is not None:
+        eb.get(extra, False, "extra")
+        if eb.view.len > 48:
+            raise ValueError("link_create extra attributes exceed 48 bytes")
+        memcpy(a.extra.bytes, eb.view.buf, eb.view.len)
+    return _fd_result(_bpf(BPF_LINK_CREATE, &a, sizeof(a)), "link create",
+                      f"attach type {attach_type}")
+
+
+def link_update(uint32_t link_fd, uint32_t new_prog_fd, uint32_t flags=0, uint32_t old_prog_fd=0):
+    """BPF_LINK_UPDATE: replace the program of a link."""
+    cdef fbpf_link_update_attr a
+    memset(&a, 0, sizeof(a))
+    a.link_fd = link_fd
+    a.new_prog_fd = new_prog_fd
+    a.flags = flags
+    a.old_prog_fd = old_prog_fd
+    if _bpf(BPF_LINK_UPDATE, &a, sizeof(a)) < 0:
+        raise _err(errno, "link update", f"fd {link_fd}")
+
+
+def link_detach(uint32_t link_fd):
+    """BPF_LINK_DETACH: detach a link while keeping its fd."""
+    cdef fbpf_link_detach_attr a
+    memset(&a, 0, sizeof(a))
+    a.link_fd = link_fd
+    if _bpf(BPF_LINK_DETACH, &a, sizeof(a)) < 0:
+        raise _err(errno, "link detach", f"fd {link_fd}")
+
+
+def enable_stats(uint32_t type=0):
+    """BPF_ENABLE_STATS: run-time statistics stay on while the FD is open."""
+    cdef fbpf_enable_stats_attr a
+    memset(&a, 0, sizeof(a))
+    a.type = type
+    return _fd_result(_bpf(BPF_ENABLE_STATS, &a, sizeof(a)), "enable stats")
+
+
+def iter_create(uint32_t link_fd, uint32_t flags=0):
+    """BPF_ITER_CREATE: a readable fd that runs the iterator program."""
+    cdef fbpf_iter_create_attr a
+    memset(&a, 0, sizeof(a))
+    a.link_fd = link_fd
+    a.flags = flags
+    return _fd_result(_bpf(BPF_ITER_CREATE, &a, sizeof(a)), "iterator create")
+
+
+def prog_bind_map(uint32_t prog_fd, uint32_t map_fd, uint32_t flags=0):
+    """BPF_PROG_BIND_MAP: keep *map_fd* alive as long as the program."""
+    cdef fbpf_prog_bind_map_attr a
+    memset(&a, 0, sizeof(a))
+    a.prog_fd = prog_fd
+    a.map_fd = map_fd
+    a.flags = flags
+    if _bpf(BPF_PROG_BIND_MAP, &a, sizeof(a)) < 0:
+        raise _err(errno, "program bind map")
+
+
+# ---------------------------------------------------------------------------
+# perf events
+
+PERF_FLAG_FD_CLOEXEC = 1 << 3
+# bit positions in perf_event_attr's flag word
+PERF_BIT_DISABLED = 1 << 0
+PERF_BIT_INHERIT = 1 << 1
+PERF_BIT_EXCLUDE_KERNEL = 1 << 5
+PERF_BIT_EXCLUDE_HV = 1 << 6
+PERF_BIT_FREQ = 1 << 10
+PERF_BIT_WATERMARK = 1 << 14
+
+
+def perf_event_open(uint32_t type, uint64_t config, int pid=-1, int cpu=0, int group_fd=-1,
+                    unsigned long flags=PERF_FLAG_FD_CLOEXEC, *, uint64_t sample_period=0,
+                    uint64_t sample_type=0, uint32_t wakeup_events=0, uint64_t bits=0,
+                    uint64_t config1=0, uint64_t config2=0, uint64_t config3=0,
+                    uint64_t read_format=0):
+    """perf_event_open(2). *bits* is the attr's flag word (PERF_BIT_*);
+    *wakeup_events* is the watermark in bytes when PERF_BIT_WATERMARK is set."""
+    cdef fbpf_perf_event_attr a
+    memset(&a, 0, sizeof(a))
+    a.type = type
+    a.size = sizeof(a)
+    a.config = config
+    a.sample_period = sample_period
+    a.sample_type = sample_type
+    a.read_format = read_format
+    a.flags = bits
+    a.wakeup_events = wakeup_events
+    a.config1 = config1
+    a.config2 = config2
+    a.config3 = config3
+    cdef long r
+    while True:
+        r = fbpf_sys_perf_event_open(&a, pid, cpu, group_fd, flags | PERF_FLAG_FD_CLOEXEC)
+        if r < 0 and errno == EINTR:
+            continue
+        break
+    if r < 0:
+        raise _err(errno, "perf_event_open", f"type {type} config {config}")
+    return FD(_own_fd(r))
+
+
+# ---------------------------------------------------------------------------
+# ABI layout (for tests/test_abi.py)
+
+cdef extern from *:
+    """
+    typedef struct { const char *name; const char *field; long offset; long size; } fbpf_layout_entry;
+    #define FBPF_L(N, S, F) { N, #F, (long)offsetof(S, F), (long)sizeof(S) }
+    static const fbpf_layout_entry fbpf_layout[] = {
+        FBPF_L("map_create", fbpf_map_create_attr, map_type),
+        FBPF_L("map_create", fbpf_map_create_attr, key_size),
+        FBPF_L("map_create", fbpf_map_create_attr, value_size),
+        FBPF_L("map_create", fbpf_map_create_attr, max_entries),
+        FBPF_L("map_create", fbpf_map_create_attr, map_flags),
+        FBPF_L("map_create", fbpf_map_create_attr, inner_map_fd),
+        FBPF_L("map_create", fbpf_map_create_attr, numa_node),
+        FBPF_L("map_create", fbpf_map_create_attr, map_name),
+        FBPF_L("map_create", fbpf_map_create_attr, map_ifindex),
+        FBPF_L("map_create", fbpf_map_create_attr, btf_fd),
+        FBPF_L("map_create", fbpf_map_create_attr, btf_key_type_id),
+        FBPF_L("map_create", fbpf_map_create_attr, btf_value_type_id),
+        FBPF_L("map_create", fbpf_map_create_attr, btf_vmlinux_value_type_id),
+        FBPF_L("map_create", fbpf_map_create_attr, map_extra),
+        FBPF_L("map_create", fbpf_map_create_attr, value_type_btf_obj_fd),
+        FBPF_L("map_create", fbpf_map_create_attr, map_token_fd),
+        FBPF_L("map_elem", fbpf_map_elem_attr, map_fd),
+        FBPF_L("map_elem", fbpf_map_elem_attr, key),
+        FBPF_L("map_elem", fbpf_map_elem_attr, value),
+        FBPF_L("map_elem", fbpf_map_elem_attr, flags),
+        FBPF_L("map_batch", fbpf_map_batch_attr, in_batch),
+        FBPF_L("map_batch", fbpf_map_batch_attr, out_batch),
+        FBPF_L("map_batch", fbpf_map_batch_attr, keys),
+        FBPF_L("map_batch", fbpf_map_batch_attr, values),
+        FBPF_L("map_batch", fbpf_map_batch_attr, count),
+        FBPF_L("map_batch", fbpf_map_batch_attr, map_fd),
+        FBPF_L("map_batch", fbpf_map_batch_attr, elem_flags),
+        FBPF_L("map_batch", fbpf_map_batch_attr, flags),
+        FBPF_L("prog_load", fbpf_prog_load_attr, prog_type),
+        FBPF_L("prog_load", fbpf_prog_load_attr, insn_cnt),
+        FBPF_L("prog_load", fbpf_prog_load_attr, insns),
+        FBPF_L("prog_load", fbpf_prog_load_attr, license),
+        FBPF_L("prog_load", fbpf_prog_load_attr, log_level),
+        FBPF_L("prog_load", fbpf_prog_load_attr, log_size),
+        FBPF_L("prog_load", fbpf_prog_load_attr, log_buf),
+        FBPF_L("prog_load", fbpf_prog_load_attr, kern_version),
+        FBPF_L("prog_load", fbpf_prog_load_attr, prog_flags),
+        FBPF_L("prog_load", fbpf_prog_load_attr, prog_name),
+        FBPF_L("prog_load", fbpf_prog_load_attr, prog_ifindex),
+        FBPF_L("prog_load", fbpf_prog_load_attr, expected_attach_type),
+        FBPF_L("prog_load", fbpf_prog_load_attr, prog_btf_fd),
+        FBPF_L("prog_load", fbpf_prog_load_attr, func_info_rec_size),
+        FBPF_L("prog_load", fbpf_prog_load_attr, func_info),
+        FBPF_L("prog_load", fbpf_prog_load_attr, func_info_cnt),
+        FBPF_L("prog_load", fbpf_prog_load_attr, line_info_rec_size),
+        FBPF_L("prog_load", fbpf_prog_load_attr, line_info),
+        FBPF_L("prog_load", fbpf_prog_load_attr, line_info_cnt),
+        FBPF_L("prog_load", fbpf_prog_load_attr, attach_btf_id),
+        FBPF_L("prog_load", fbpf_prog_load_attr, attach_prog_fd),
+        FBPF_L("prog_load", fbpf_prog_load_attr, core_relo_cnt),
+        FBPF_L("prog_load", fbpf_prog_load_attr, fd_array),
+        FBPF_L("prog_load", fbpf_prog_load_attr, core_relos),
+        FBPF_L("prog_load", fbpf_prog_load_attr, core_relo_rec_size),
+        FBPF_L("prog_load", fbpf_prog_load_attr, log_true_size),
+        FBPF_L("prog_load", fbpf_prog_load_attr, prog_token_fd),
+        FBPF_L("prog_load", fbpf_prog_load_attr, fd_array_cnt),
+        FBPF_L("obj", fbpf_obj_attr, pathname),
+        FBPF_L("obj", fbpf_obj_attr, bpf_fd),
+        FBPF_L("obj", fbpf_obj_attr, file_flags),
+        FBPF_L("obj", fbpf_obj_attr, path_fd),
+        FBPF_L("prog_attach", fbpf_prog_attach_attr, target_fd),
+        FBPF_L("prog_attach", fbpf_prog_attach_attr, attach_bpf_fd),
+        FBPF_L("prog_attach", fbpf_prog_attach_attr, attach_type),
+        FBPF_L("prog_attach", fbpf_prog_attach_attr, attach_flags),
+        FBPF_L("prog_attach", fbpf_prog_attach_attr, replace_bpf_fd),
+        FBPF_L("prog_attach", fbpf_prog_attach_attr, relative_fd),
+        FBPF_L("prog_attach", fbpf_prog_attach_attr, expected_revision),
+        FBPF_L("test", fbpf_test_run_attr, prog_fd),
+        FBPF_L("test", fbpf_test_run_attr, retval),
+        FBPF_L("test", fbpf_test_run_attr, data_size_in),
+        FBPF_L("test", fbpf_test_run_attr, data_size_out),
+        FBPF_L("test", fbpf_test_run_attr, data_in),
+        FBPF_L("test", fbpf_test_run_attr, data_out),
+        FBPF_L("test", fbpf_test_run_attr, repeat),
+        FBPF_L("test", fbpf_test_run_attr, duration),
+        FBPF_L("test", fbpf_test_run_attr, ctx_size_in),
+        FBPF_L("test", fbpf_test_run_attr, ctx_size_out),
+        FBPF_L("test", fbpf_test_run_attr, ctx_in),
+        FBPF_L("test", fbpf_test_run_attr, ctx_out),
+        FBPF_L("test", fbpf_test_run_attr, flags),
+        FBPF_L("test", fbpf_test_run_attr, cpu),
+        FBPF_L("test", fbpf_test_run_attr, batch_size),
+        FBPF_L("get_id", fbpf_get_id_attr, start_id),
+        FBPF_L("get_id", fbpf_get_id_attr, next_id),
+        FBPF_L("get_id", fbpf_get_id_attr, open_flags),
+        FBPF_L("get_id", fbpf_get_id_attr, fd_by_id_token_fd),
+        FBPF_L("info", fbpf_info_attr, bpf_fd),
+        FBPF_L("info", fbpf_info_attr, info_len),
+        FBPF_L("info", fbpf_info_attr, info),
+        FBPF_L("query", fbpf_prog_query_attr, target_fd),
+        FBPF_L("query", fbpf_prog_query_attr, attach_type),
+        FBPF_L("query", fbpf_prog_query_attr, query_flags),
+        FBPF_L("query", fbpf_prog_query_attr, attach_flags),
+        FBPF_L("query", fbpf_prog_query_attr, prog_ids),
+        FBPF_L("query", fbpf_prog_query_attr, prog_cnt),
+        FBPF_L("query", fbpf_prog_query_attr, prog_attach_flags),
+        FBPF_L("query", fbpf_prog_query_attr, link_ids),
+        FBPF_L("query", fbpf_prog_query_attr, link_attach_flags),
+        FBPF_L("query", fbpf_prog_query_attr, revision),
+        FBPF_L("raw_tracepoint", fbpf_raw_tp_attr, name),
+        FBPF_L("raw_tracepoint", fbpf_raw_tp_attr, prog_fd),
+        FBPF_L("raw_tracepoint", fbpf_raw_tp_attr, cookie),
+        FBPF_L("btf_load", fbpf_btf_load_attr, btf),
+        FBPF_L("btf_load", fbpf_btf_load_attr, btf_log_buf),
+        FBPF_L("btf_load", fbpf_btf_load_attr, btf_size),
+        FBPF_L("btf_load", fbpf_btf_load_attr, btf_log_size),
+        FBPF_L("btf_load", fbpf_btf_load_attr, btf_log_level),
+        FBPF_L("btf_load", fbpf_btf_load_attr, btf_log_true_size),
+        FBPF_L("btf_load", fbpf_btf_load_attr, btf_flags),
+        FBPF_L("btf_load", fbpf_btf_load_attr, btf_token_fd),
+        FBPF_L("link_create", fbpf_link_create_attr, prog_fd),
+        FBPF_L("link_create", fbpf_link_create_attr, target_fd),
+        FBPF_L("link_create", fbpf_link_create_attr, attach_type),
+        FBPF_L("link_create", fbpf_link_create_attr, flags),
+        FBPF_L("link_create", fbpf_link_create_attr, extra),
+        FBPF_L("link_update", fbpf_link_update_attr, link_fd),
+        FBPF_L("link_update", fbpf_link_update_attr, new_prog_fd),
+        FBPF_L("link_update", fbpf_link_update_attr, flags),
+        FBPF_L("link_update", fbpf_link_update_attr, old_prog_fd),
+        FBPF_L("bpf_map_info", fbpf_map_info, type),
+        FBPF_L("bpf_map_info", fbpf_map_info, id),
+        FBPF_L("bpf_map_info", fbpf_map_info, key_size),
+        FBPF_L("bpf_map_info", fbpf_map_info, value_size),
+        FBPF_L("bpf_map_info", fbpf_map_info, max_entries),
+        FBPF_L("bpf_map_info", fbpf_map_info, map_flags),
+        FBPF_L("bpf_map_info", fbpf_map_info, name),
+        FBPF_L("bpf_map_info", fbpf_map_info, ifindex),
+        FBPF_L("bpf_map_info", fbpf_map_info, btf_vmlinux_value_type_id),
+        FBPF_L("bpf_map_info", fbpf_map_info, netns_dev),
+        FBPF_L("bpf_map_info", fbpf_map_info, netns_ino),
+        FBPF_L("bpf_map_info", fbpf_map_info, btf_id),
+        FBPF_L("bpf_map_info", fbpf_map_info, btf_key_type_id),
+        FBPF_L("bpf_map_info", fbpf_map_info, btf_value_type_id),
+        FBPF_L("bpf_map_info", fbpf_map_info, btf_vmlinux_id),
+        FBPF_L("bpf_map_info", fbpf_map_info, map_extra),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, type),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, id),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, tag),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_prog_len),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, xlated_prog_len),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_prog_insns),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, xlated_prog_insns),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, load_time),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, created_by_uid),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_map_ids),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, map_ids),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, name),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, ifindex),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, netns_dev),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, netns_ino),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_jited_ksyms),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_jited_func_lens),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_ksyms),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_func_lens),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, btf_id),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, func_info_rec_size),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, func_info),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_func_info),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_line_info),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, line_info),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_line_info),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_jited_line_info),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, line_info_rec_size),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_line_info_rec_size),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_prog_tags),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, prog_tags),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, run_time_ns),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, run_cnt),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, recursion_misses),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, verified_insns),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, attach_btf_obj_id),
+        FBPF_L("bpf_prog_info", fbpf_prog_info, attach_btf_id),
+        FBPF_L("bpf_btf_info", fbpf_btf_info, btf),
+        FBPF_L("bpf_btf_info", fbpf_btf_info, btf_size),
+        FBPF_L("bpf_btf_info", fbpf_btf_info, id),
+        FBPF_L("bpf_btf_info", fbpf_btf_info, name),
+        FBPF_L("bpf_btf_info", fbpf_btf_info, name_len),
+        FBPF_L("bpf_btf_info", fbpf_btf_info, kernel_btf),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, type),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, size),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, config),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_period),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_type),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, read_format),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, wakeup_events),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, bp_type),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, config1),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, config2),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, branch_sample_type),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_regs_user),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_stack_user),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, clockid),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_regs_intr),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, aux_watermark),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_max_stack),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, aux_sample_size),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sig_data),
+        FBPF_L("perf_event_attr", fbpf_perf_event_attr, config3),
+        { 0, 0, 0, 0 }
+    };
+    """
+    ctypedef struct fbpf_layout_entry:
+        const char *name
+        const char *field
+        long offset
+        long size
+    const fbpf_layout_entry fbpf_layout[]
+
+
+def _abi_layout():
+    """Sizes and field offsets of the project's ABI structs: ``{name: (size,
+    {field: offset})}``, for the layout test against <linux/bpf.h>."""
+    out = {}
+    cdef int i = 0
+    while fbpf_layout[i].name != NULL:
+        name = fbpf_layout[i].name.decode()
+        entry = out.setdefault(name, (fbpf_layout[i].size, {}))
+        entry[1][fbpf_layout[i].field.decode()] = fbpf_layout[i].offset
+        i += 1
+    return out
+
+
+include "_maphot.pxi"

@@ -1,0 +1,764 @@
+"""Maps: :class:`MapSpec` (a description) and :class:`Map` (a live kernel map).
+
+The per-element operations (``m[k]``, ``m[k] = v``, ``del m[k]``, ``k in m``,
+``lookup``, ``update``, ``delete``, ``pop``, ``push``, ``peek``) are inherited
+from :class:`fastbpf._core.MapBase` and run in C. Everything else — creation,
+batches, iteration, pinning, info, mmap — is here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import mmap as _mmap
+import os
+from typing import Any, Iterator
+
+import numpy as np
+
+from . import _core
+from .enums import MapFlags, MapType
+from .errors import BPFError, ClosedError, NotSupportedError, bpf_error
+
+__all__ = ["MapSpec", "Map", "MapInfo", "map_ids", "lpm_key_dtype", "BPF_FS_MAGIC"]
+
+BPF_FS_MAGIC = 0xCAFE4A11
+
+#: Map types whose values are file descriptors on write and ids on read.
+_FD_VALUE_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY})
+#: Map types with no key.
+_KEYLESS_MAPS = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
+#: Map types whose key is an index.
+_ARRAY_MAPS = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
+                         MapType.ARRAY_OF_MAPS, MapType.PERF_EVENT_ARRAY,
+                         MapType.CGROUP_ARRAY, MapType.DEVMAP, MapType.CPUMAP,
+                         MapType.SOCKMAP, MapType.XSKMAP})
+
+
+def _as_dtype(spec: Any, what: str) -> np.dtype | None:
+    """A key/value description -> numpy dtype (None for size 0)."""
+    if spec is None:
+        return None
+    if isinstance(spec, bool):
+        raise TypeError(f"{what} must be a byte size or a dtype, not bool")
+    if isinstance(spec, (int, np.integer)):
+        n = int(spec)
+        if n < 0:
+            raise ValueError(f"{what} size must be >= 0, got {n}")
+        return None if n == 0 else np.dtype(("V", n))
+    if _is_btf_type(spec):
+        from . import btf
+        return btf.to_dtype(spec)
+    try:
+        return np.dtype(spec)
+    except TypeError as e:
+        raise TypeError(f"{what} must be a byte size or anything np.dtype() accepts: {e}") from None
+
+
+def _is_btf_type(obj: Any) -> bool:
+    mod = type(obj).__module__ or ""
+    return mod.startswith("fastbpf.btf")
+
+
+def lpm_key_dtype(data_bytes: int) -> np.dtype:
+    """The key dtype of an LPM trie: ``prefixlen`` (u32) then ``data`` bytes.
+
+    Keys are then written ``(prefixlen, b"\\x0a\\x00\\x00\\x00")`` or with
+    :meth:`Map.lpm_key`.
+    """
+    return np.dtype([("prefixlen", "<u4"), ("data", "u1", (data_bytes,))])
+
+
+@dataclasses.dataclass
+class MapSpec:
+    """A description of a map, before the kernel sees it.
+
+    ``key`` and ``value`` are an int (a byte size; the dtype is raw bytes),
+    anything ``np.dtype()`` accepts, or a BTF type (then the map carries BTF
+    and ``bpftool map dump`` pretty-prints it). ``inner`` describes the maps
+    an ARRAY_OF_MAPS / HASH_OF_MAPS holds.
+    """
+
+    type: MapType
+    key: Any = 0
+    value: Any = 0
+    max_entries: int = 1
+    flags: int = 0
+    name: str = ""
+    inner: "MapSpec | None" = None
+    numa_node: int | None = None
+    map_extra: int = 0
+    ifindex: int = 0
+    #: Path to pin the map at after creation (or to reuse, see Map.create).
+    pin_path: str | None = None
+    #: For struct_ops maps: the BTF id of the kernel value type.
+    btf_vmlinux_value_type_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.type = MapType(self.type)
+
+    def copy(self) -> "MapSpec":
+        """A shallow copy (inner spec copied too), to edit before creating."""
+        c = dataclasses.replace(self)
+        if self.inner is not None:
+            c.inner = self.inner.copy()
+        return c
+
+    @property
+    def key_dtype(self) -> np.dtype | None:
+        """The numpy dtype of keys (None for keyless maps)."""
+        return _as_dtype(self.key, "key")
+
+    @property
+    def value_dtype(self) -> np.dtype | None:
+        """The numpy dtype of one value (one CPU's, for per-CPU maps)."""
+        if self.type in _FD_VALUE_MAPS:
+            return np.dtype(np.uint32)
+        return _as_dtype(self.value, "value")
+
+    def _sizes(self) -> tuple[int, int]:
+        kd, vd = self.key_dtype, self.value_dtype
+        if self.type in _FD_VALUE_MAPS and self.value not in (0, 4, None):
+            vsize = _as_dtype(self.value, "value")
+            if vsize is not None and vsize.itemsize != 4:
+                raise ValueError(f"{self.type.name} values are 4-byte fds")
+        return (kd.itemsize if kd is not None else 0, vd.itemsize if vd is not None else 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class MapInfo:
+    """What the kernel says about a map (BPF_OBJ_GET_INFO_BY_FD)."""
+
+    id: int
+    type: MapType | int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    name: str
+    btf_id: int = 0
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
+    map_extra: int = 0
+    ifindex: int = 0
+
+
+def _map_type(t: int) -> MapType | int:
+    try:
+        return MapType(t)
+    except ValueError:
+        return t
+
+
+def _is_bpffs(path: str) -> bool:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    # statvfs has no f_type; compare the fs type from /proc/self/mountinfo.
+    path = os.path.realpath(path)
+    best, fstype = "", ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            try:
+                sep = parts.index("-")
+            except ValueError:
+                continue
+            mnt = parts[4].replace("\\040", " ")
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, fstype = mnt, parts[sep + 1]
+    del st
+    return fstype == "bpf"
+
+
+def check_pin_path(path: str | os.PathLike) -> str:
+    """Check that *path* can be a pin: its directory is on a bpffs.
+
+    Raises ValueError before any syscall otherwise.
+    """
+    p = os.fspath(path)
+    if not isinstance(p, str):
+        p = os.fsdecode(p)
+    parent = os.path.dirname(os.path.abspath(p)) or "/"
+    if not os.path.isdir(parent):
+        raise ValueError(f"cannot pin at {p!r}: directory {parent!r} does not exist")
+    if not _is_bpffs(parent):
+        raise ValueError(f"cannot pin at {p!r}: {parent!r} is not on a bpf filesystem "
+                         f"(mount one with: mount -t bpf bpf /sys/fs/bpf)")
+    return p
+
+
+class Map(_core.MapBase):
+    """A live BPF map, owned through its file descriptor.
+
+    Create one with :meth:`create`, or open an existing one with
+    :meth:`from_pin`, :meth:`from_id` or :meth:`from_fd`. Use it like a dict::
+
+        m[7] = 42; m[7]; del m[7]; 7 in m
+
+    Values come back as numpy scalars (records for structured dtypes); for
+    per-CPU maps as an array of shape (possible CPUs,). Close it with
+    :meth:`close`, a ``with`` block, or let the garbage collector do it.
+    """
+
+    #: The spec the map was created from (None when opened from the kernel).
+    spec: MapSpec | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("use Map.create(spec), Map.from_pin(path), Map.from_id(id) "
+                        "or Map.from_fd(fd)")
+
+    # -- construction ------------------------------------------------------
+
+    @classmethod
+    def _wrap(cls, fd: _core.FD, map_type: int, key_size: int, value_size: int,
+              max_entries: int, flags: int, name: str, key_dtype: np.dtype | None,
+              value_dtype: np.dtype | None, spec: MapSpec | None = None,
+              keep: Any = None) -> "Map":
+        self = cls.__new__(cls)
+        mt = _map_type(map_type)
+        if key_dtype is None and key_size:
+            key_dtype = np.dtype(("V", key_size))
+        if value_dtype is None and value_size:
+            value_dtype = np.dtype(("V", value_size))
+        if key_dtype is None and mt in _ARRAY_MAPS and key_size == 4:
+            key_dtype = np.dtype(np.uint32)
+        percpu = isinstance(mt, MapType) and mt.is_percpu
+        self._init_handle(fd, map_type, key_size, value_size, max_entries, flags, name,
+                          key_dtype, value_dtype, percpu, mt in _FD_VALUE_MAPS)
+        self.spec = spec
+        self._keep = keep
+        self._inner_spec = spec.inner if spec is not None else None
+        return self
+
+    @classmethod
+    def create(cls, spec: MapSpec) -> "Map":
+        """Create a map in the kernel from *spec*.
+
+        If ``spec.pin_path`` names an existing pin, that map is opened
+        instead (after checking it matches the spec); otherwise the new map
+        is pinned there.
+        """
+        if not isinstance(spec, MapSpec):
+            raise TypeError(f"Map.create takes a MapSpec, not {type(spec).__name__}")
+        if spec.pin_path and os.path.exists(spec.pin_path):
+            m = cls.from_pin(spec.pin_path)
+            info = m.info()
+            ks, vs = spec._sizes()
+            if (info.type != spec.type or info.key_size != ks or info.value_size != vs
+                    or info.max_entries != spec.max_entries):
+                m.close()
+                raise ValueError(f"the map pinned at {spec.pin_path!r} does not match the spec "
+                                 f"({info} vs {spec})")
+            return m._retyped(spec)
+        ks, vs = spec._sizes()
+        mtype = spec.type
+        flags = int(spec.flags)
+        if mtype == MapType.LPM_TRIE:
+            flags |= MapFlags.NO_PREALLOC  # the kernel refuses an LPM trie without it
+        if spec.max_entries < 0:
+            raise ValueError("max_entries must be >= 0")
+        if mtype in _ARRAY_MAPS and ks not in (0, 4):
+            raise ValueError(f"{mtype.name} keys are 4-byte indexes, the spec says {ks} bytes")
+        inner_fd = None
+        btf_handle = None
+        btf_ids = (0, 0)
+        try:
+            if mtype.is_map_of_maps:
+                if spec.inner is None:
+                    raise ValueError(f"{mtype.name} needs inner=MapSpec(...) describing its maps")
+                # A template map gives the kernel the inner map's shape; it
+                # can be closed as soon as the outer map exists.
+                inner_fd = Map.create(dataclasses.replace(spec.inner, pin_path=None))
+            if _is_btf_type(spec.key) or _is_btf_type(spec.value):
+                btf_handle, btf_ids = _load_map_btf(spec)
+            kw = {}
+            if spec.numa_node is not None:
+                kw["numa_node"] = spec.numa_node
+                flags |= MapFlags.NUMA_NODE
+            fd = _core.map_create(
+                int(mtype), ks, vs, spec.max_entries, flags, spec.name or None,
+                inner_map_fd=inner_fd.fd if inner_fd is not None else 0,
+                map_ifindex=spec.ifindex, map_extra=spec.map_extra,
+                btf_fd=btf_handle.fd if btf_handle is not None else 0,
+                btf_key_type_id=btf_ids[0], btf_value_type_id=btf_ids[1],
+                btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id, **kw)
+        except BPFError as e:
+            if e.errno == errno.EINVAL and not e.hint:
+                e.hint = _create_hint(spec)
+            raise
+        finally:
+            if inner_fd is not None:
+                inner_fd.close()
+        m = cls._wrap(fd, int(mtype), ks, vs, spec.max_entries, flags, spec.name,
+                      spec.key_dtype, spec.value_dtype, spec, keep=btf_handle)
+        if spec.pin_path:
+            try:
+                m.pin(spec.pin_path)
+            except BaseException:
+                m.close()
+                raise
+        return m
+
+    def _retyped(self, spec: MapSpec) -> "Map":
+        """This map's fd under the dtypes of *spec* (same sizes)."""
+        fd = _core.FD(_core.dup_fd(self.fd).detach())
+        m = type(self)._wrap(fd, self.map_type, self.key_size, self.value_size,
+                             self.max_entries, self.flags, spec.name or self.name,
+                             spec.key_dtype, spec.value_dtype, spec)
+        self.close()
+        return m
+
+    @classmethod
+    def from_fd(cls, fd: int, key: Any = None, value: Any = None) -> "Map":
+        """Open the map behind the descriptor *fd*.
+
+        The descriptor is duplicated: the caller keeps ownership of *fd*.
+        *key* and *value* optionally give dtypes (sizes must match).
+        """
+        return cls._from_owned_fd(_core.dup_fd(int(fd)), key, value)
+
+    @classmethod
+    def from_pin(cls, path: str | os.PathLike, key: Any = None, value: Any = None) -> "Map":
+        """Open the map pinned at *path* on a bpffs."""
+        return cls._from_owned_fd(_core.obj_get(os.fspath(path)), key, value)
+
+    @classmethod
+    def from_id(cls, map_id: int, key: Any = None, value: Any = None) -> "Map":
+        """Open the map with kernel id *map_id*."""
+        return cls._from_owned_fd(_core.map_get_fd_by_id(int(map_id)), key, value)
+
+    @classmethod
+    def _from_owned_fd(cls, fd: _core.FD, key: Any, value: Any) -> "Map":
+        try:
+            info = _core.map_info(fd.fd)
+        except BPFError as e:
+            fd.close()
+            if e.errno == errno.EINVAL:
+                raise ValueError("the descriptor is not a BPF map") from e
+            raise
+        except BaseException:
+            fd.close()
+            raise
+        kd = _as_dtype(key, "key") if key is not None else None
+        vd = _as_dtype(value, "value") if value is not None else None
+        for dt, size, what in ((kd, info["key_size"], "key"), (vd, info["value_size"], "value")):
+            if dt is not None and dt.itemsize != size:
+                fd.close()
+                raise ValueError(f"{what} dtype {dt} is {dt.itemsize} bytes, the map's "
+                                 f"{what}s are {size}")
+        mt = _map_type(info["type"])
+        if vd is None and mt in _FD_VALUE_MAPS:
+            vd = np.dtype(np.uint32)
+        return cls._wrap(fd, info["type"], info["key_size"], info["value_size"],
+                         info["max_entries"], info["flags"], info["name"], kd, vd)
+
+    # -- the object ----------------------------------------------------------
+
+    @property
+    def type(self) -> MapType | int:
+        """The map type."""
+        return _map_type(self.map_type)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self.fd}"
+        t = self.type
+        tn = t.name if isinstance(t, MapType) else str(t)
+        return (f"<Map {self.name!r} {tn} key={self.key_dtype} value={self.value_dtype} "
+                f"max_entries={self.max_entries} {state}>")
+
+    def info(self) -> MapInfo:
+        """The kernel's view of the map (id, type, sizes, flags, name)."""
+        i = _core.map_info(self.fd)
+        return MapInfo(id=i["id"], type=_map_type(i["type"]), key_size=i["key_size"],
+                       value_size=i["value_size"], max_entries=i["max_entries"],
+                       flags=i["flags"], name=i["name"], btf_id=i["btf_id"],
+                       btf_key_type_id=i["btf_key_type_id"],
+                       btf_value_type_id=i["btf_value_type_id"],
+                       map_extra=i["map_extra"], ifindex=i["ifindex"])
+
+    @property
+    def id(self) -> int:
+        """The kernel's id of this map."""
+        return _core.map_info(self.fd)["id"]
+
+    def clone(self) -> "Map":
+        """A second Map object for the same kernel map (a dup'ed fd)."""
+        return type(self)._wrap(_core.dup_fd(self.fd), self.map_type, self.key_size,
+                                self.value_size, self.max_entries, self.flags, self.name,
+                                self.key_dtype, self.value_dtype, self.spec)
+
+    # -- map-in-map / prog array values ---------------------------------------
+
+    def _from_value_id(self, value_id: int) -> Any:
+        if self.map_type == MapType.PROG_ARRAY:
+            try:
+                from .programs import Program
+            except ImportError:  # pragma: no cover - programs module absent
+                return value_id
+            return Program.from_id(value_id)
+        inner = self._inner_spec
+        if inner is not None:
+            return Map.from_id(value_id, inner.key_dtype, inner.value_dtype)
+        return Map.from_id(value_id)
+
+    # -- pinning ---------------------------------------------------------------
+
+    def pin(self, path: str | os.PathLike) -> None:
+        """Pin the map at *path* (on a bpffs) so it outlives this process."""
+        p = check_pin_path(path)
+        _core.obj_pin(self.fd, p)
+        self._pin_path = p
+
+    def unpin(self, path: str | os.PathLike | None = None) -> None:
+        """Remove the pin made by :meth:`pin` (or the one at *path*)."""
+        p = os.fspath(path) if path is not None else getattr(self, "_pin_path", None)
+        if p is None:
+            raise ValueError("the map was not pinned by this object; pass the path")
+        os.unlink(p)
+        if path is None or p == getattr(self, "_pin_path", None):
+            self._pin_path = None
+
+    # -- keys, values, items -----------------------------------------------------
+
+    def _alloc_keys(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        raw = np.empty(max(n, 1) * self.key_size, dtype=np.uint8)
+        return raw, raw.view(self.key_dtype)[:n]
+
+    def _alloc_values(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """A raw buffer the kernel fills and the numpy view of it."""
+        stride = self.value_stride
+        raw = np.empty(max(n, 1) * stride, dtype=np.uint8)
+        if not self.percpu:
+            return raw, raw.view(self.value_dtype)[:n]
+        ncpus = _core.possible_cpus()
+        cpu_stride = stride // ncpus
+        view = np.ndarray((n, ncpus), dtype=self.value_dtype, buffer=raw,
+                          strides=(stride, cpu_stride))
+        return raw, view
+
+    def _key_snapshot(self) -> np.ndarray:
+        """Every key, read with GET_NEXT_KEY into one array."""
+        if self.key_size == 0:
+            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")
+        cap = max(self.max_entries, 1)
+        raw, keys = self._alloc_keys(cap)
+        n = self._scan_keys(raw)
+        return keys[:n]
+
+    def keys(self) -> Iterator[Any]:
+        """Iterate over the keys.
+
+        The keys are read first (BPF_MAP_GET_NEXT_KEY) and then yielded, so
+        deleting entries while iterating is safe.
+        """
+        for k in self._key_snapshot():
+            yield k
+
+    __iter__ = keys
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """Iterate over (key, value) pairs; keys deleted meanwhile are skipped."""
+        missing = object()
+        for k in self._key_snapshot():
+            v = self.lookup(k, missing)
+            if v is not missing:
+                yield k, v
+
+    def values(self) -> Iterator[Any]:
+        """Iterate over values; keys deleted meanwhile are skipped."""
+        for _, v in self.items():
+            yield v
+
+    def __len__(self) -> int:
+        """The number of entries (for hash-like maps this walks the keys)."""
+        if self.map_type in _ARRAY_MAPS:
+            return self.max_entries
+        return len(self._key_snapshot())
+
+    def __bool__(self) -> bool:
+        return not self.closed
+
+    # -- batches -------------------------------------------------------------------
+
+    def lookup_batch(self, keys: np.ndarray | None = None, values: np.ndarray | None = None,
+                     *, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Read the whole map into numpy arrays with BPF_MAP_LOOKUP_BATCH.
+
+        Returns ``(keys, values)``; values of per-CPU maps have shape
+        (n, possible CPUs). Pass preallocated *keys* and *values* arrays
+        (C-contiguous, the map's dtypes, at least ``max_entries`` long) to
+        have the kernel fill them; the results are then views of them.
+        Maps without batch support are walked key by key instead, into the
+        same arrays.
+        """
+        return self._read_batch(keys, values, delete=False, chunk=chunk)
+
+    def lookup_and_delete_batch(self, keys: np.ndarray | None = None,
+                                values: np.ndarray | None = None,
+                                *, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Read and remove every entry (BPF_MAP_LOOKUP_AND_DELETE_BATCH).
+
+        Arrays (ARRAY, PERCPU_ARRAY) cannot delete and raise NotSupportedError.
+        """
+        return self._read_batch(keys, values, delete=True, chunk=chunk)
+
+    def _out_buffers(self, keys: np.ndarray | None, values: np.ndarray | None,
+                     cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if keys is None:
+            kraw, kview = self._alloc_keys(cap)
+        else:
+            kraw, kview = self._check_out(keys, self.key_dtype, self.key_size, "keys"), keys
+        if values is None:
+            vraw, vview = self._alloc_values(cap)
+        else:
+            if self.percpu:
+                ncpus = _core.possible_cpus()
+                if values.ndim != 2 or values.shape[1] != ncpus:
+                    raise ValueError(f"per-CPU values need shape (n, {ncpus})")
+                if values.dtype.itemsize % 8:
+                    raise ValueError("preallocated per-CPU values need an itemsize that is a "
+                                     "multiple of 8 (the kernel's stride); omit values= instead")
+            vraw = self._check_out(values, self.value_dtype, self.value_stride, "values")
+            vview = values
+        n = min(kraw.nbytes // self.key_size, vraw.nbytes // self.value_stride)
+        return kraw, kview, vraw, vview[:n] if values is not None else vview, n
+
+    @staticmethod
+    def _check_out(arr: np.ndarray, dtype: np.dtype, elem: int, what: str) -> np.ndarray:
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"{what} must be a numpy array")
+        if not arr.flags.c_contiguous or not arr.flags.writeable:
+            raise ValueError(f"{what} must be a writable C-contiguous array")
+        if arr.dtype.itemsize * (arr.shape[1] if arr.ndim == 2 else 1) != elem and arr.ndim <= 2:
+            if not (arr.ndim == 1 and arr.dtype.itemsize == elem):
+                raise ValueError(f"{what} has dtype {arr.dtype}; the map wants {dtype}")
+        return arr.reshape(-1).view(np.uint8)
+
+    def _read_batch(self, keys, values, *, delete: bool, chunk: int | None):
+        if self.key_size == 0:
+            raise TypeError(f"map {self.name!r} has no keys")
+        cap = max(self.max_entries, 1)
+        kraw, kview, vraw, vview, cap = self._out_buffers(keys, values, cap)
+        token_in = np.zeros(max(self.key_size, 8), dtype=np.uint8)
+        token_out = np.zeros_like(token_in)
+        step = cap if chunk is None else max(1, int(chunk))
+        total = 0
+        first = True
+        fd = self.fd
+        ks, vs = self.key_size, self.value_stride
+        while total < cap:
+            want = min(step, cap - total)
+            try:
+                got, done = _core.map_lookup_batch(
+                    fd, None if first else token_in, token_out,
+                    kraw[total * ks:(total + want) * ks], vraw[total * vs:(total + want) * vs],
+                    want, delete=delete)
+            except BPFError as e:
+                if first and e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and not delete:
+                    return self._read_by_iteration(kraw, kview, vraw, vview, cap)
+                if e.errno == errno.ENOSPC and total:
+                    # A hash bucket does not fit in what is left of the
+                    # arrays: the map changed size while being read.
+                    break
+                if e.errno in (524, errno.EOPNOTSUPP) and delete:
+                    raise NotSupportedError(e.errno, "map lookup_and_delete_batch",
+                                            f"map {self.name!r}",
+                                            f"{self.type.name} maps cannot delete entries") from None
+                raise
+            total += got
+            first = False
+            if done:
+                break
+            token_in[:] = token_out
+        return kview[:total], vview[:total]
+
+    def _read_by_iteration(self, kraw, kview, vraw, vview, cap):
+        n = self._scan_keys(kraw[:cap * self.key_size])
+        found = self._lookup_many(kraw, vraw, n).astype(bool)
+        if found.all():
+            return kview[:n], vview[:n]
+        # Entries deleted between the key walk and the lookups are dropped.
+        return kview[:n][found], vview[:n][found]
+
+    def _pack_keys(self, keys: Any) -> np.ndarray:
+        arr = np.asarray(keys)
+        if arr.dtype != self.key_dtype:
+            try:
+                arr = arr.astype(self.key_dtype, casting="same_kind" if arr.dtype.kind in "uif"
+                                 else "unsafe")
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"keys of dtype {arr.dtype} cannot be used as {self.key_dtype}: {e}")
+            if np.asarray(keys).dtype.kind in "iu" and self.key_dtype.kind in "iu":
+                if not np.array_equal(arr, np.asarray(keys)):
+                    raise ValueError(f"some keys do not fit {self.key_dtype}")
+        return np.ascontiguousarray(arr).reshape(-1)
+
+    def _pack_values(self, values: Any, n: int) -> np.ndarray:
+        vd = self.value_dtype
+        if not self.percpu:
+            arr = np.asarray(values, dtype=vd) if np.asarray(values).dtype != vd else np.asarray(values)
+            arr = np.ascontiguousarray(arr).reshape(-1)
+            if arr.shape[0] != n:
+                raise ValueError(f"{n} keys but {arr.shape[0]} values")
+            return arr
+        ncpus = _core.possible_cpus()
+        arr = np.asarray(values, dtype=vd)
+        if arr.ndim == 1:  # one value per key, for every CPU
+            arr = np.broadcast_to(arr[:, None], (arr.shape[0], ncpus))
+        if arr.shape != (n, ncpus):
+            raise ValueError(f"per-CPU values need shape ({n}, {ncpus}) or ({n},), got {arr.shape}")
+        stride = self.value_stride
+        if vd.itemsize % 8 == 0 and arr.flags.c_contiguous:
+            return arr
+        # Copy, because the kernel wants each CPU's value padded to 8 bytes.
+        raw = np.zeros(n * stride, dtype=np.uint8)
+        view = np.ndarray((n, ncpus), dtype=vd, buffer=raw, strides=(stride, stride // ncpus))
+        view[...] = arr
+        return raw
+
+    def update_batch(self, keys: Any, values: Any, flags: int = 0) -> int:
+        """Write many entries with one BPF_MAP_UPDATE_BATCH.
+
+        *keys* and *values* are arrays (or anything numpy converts) of the
+        map's dtypes; per-CPU values have shape (n, possible CPUs) or (n,)
+        for the same value on every CPU. Returns the count written. Maps
+        without batch support are updated entry by entry.
+        """
+        k = self._pack_keys(keys)
+        n = k.shape[0]
+        v = self._pack_values(values, n)
+        if n == 0:
+            return 0
+        try:
+            return _core.map_update_batch(self.fd, k, v, n, flags)
+        except BPFError as e:
+            if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and getattr(e, "count", 0) == 0:
+                if self.map_type in _FD_VALUE_MAPS or self.key_size == 0:
+                    raise
+                return self._update_each(k, v, n, flags, e)
+            raise
+
+    def _update_each(self, k, v, n, flags, original):
+        kb = k.view(np.uint8).reshape(n, self.key_size)
+        vb = np.ascontiguousarray(v).view(np.uint8).reshape(n, -1)
+        for i in range(n):
+            try:
+                _core.map_update_elem(self.fd, kb[i], vb[i], flags)
+            except BPFError:
+                if i == 0:
+                    raise original from None
+                raise
+        return n
+
+    def delete_batch(self, keys: Any) -> int:
+        """Delete many keys with one BPF_MAP_DELETE_BATCH. Returns the count.
+
+        Raises KeyError-free BPFError (ENOENT) when a key is missing; the
+        entries before it are deleted (the error's ``count`` says how many).
+        """
+        k = self._pack_keys(keys)
+        n = k.shape[0]
+        if n == 0:
+            return 0
+        try:
+            return _core.map_delete_batch(self.fd, k, n)
+        except BPFError as e:
+            if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and getattr(e, "count", 0) == 0 \
+                    and self.map_type not in _ARRAY_MAPS:
+                kb = k.view(np.uint8).reshape(n, self.key_size)
+                for i in range(n):
+                    _core.map_delete_elem(self.fd, kb[i])
+                return n
+            raise
+
+    def clear(self) -> int:
+        """Delete every entry (hash-like maps). Returns the count deleted."""
+        keys = self._key_snapshot()
+        if len(keys) == 0:
+            return 0
+        return self.delete_batch(keys)
+
+    # -- freeze, mmap ---------------------------------------------------------------
+
+    def freeze(self) -> None:
+        """Forbid further writes from user space (BPF_MAP_FREEZE)."""
+        _core.map_freeze(self.fd)
+
+    def mmap(self, writable: bool | None = None) -> np.ndarray:
+        """Map the array's memory: a numpy array of shape (max_entries,).
+
+        Needs an ARRAY created with ``MapFlags.MMAPABLE``. Writes through the
+        array are seen by BPF programs at once and vice versa. A frozen map
+        (or ``writable=False``) is mapped read-only. The mapping lives as
+        long as the returned array (or any view of it).
+        """
+        if self.map_type != MapType.ARRAY or not (self.flags & MapFlags.MMAPABLE):
+            raise ValueError(f"map {self.name!r} is not an ARRAY with MapFlags.MMAPABLE")
+        stride = (self.value_size + 7) & ~7
+        size = stride * self.max_entries
+        length = (size + _mmap.PAGESIZE - 1) // _mmap.PAGESIZE * _mmap.PAGESIZE
+        prot = _mmap.PROT_READ | (0 if writable is False else _mmap.PROT_WRITE)
+        try:
+            mm = _mmap.mmap(self.fd, length, _mmap.MAP_SHARED, prot)
+        except PermissionError:
+            if writable:
+                raise
+            mm = _mmap.mmap(self.fd, length, _mmap.MAP_SHARED, _mmap.PROT_READ)
+            prot = _mmap.PROT_READ
+        except OSError as e:
+            raise bpf_error(e.errno, "map mmap", f"map {self.name!r}") from None
+        arr = np.ndarray((self.max_entries,), dtype=self.value_dtype, buffer=mm,
+                         strides=(stride,))
+        if not prot & _mmap.PROT_WRITE:
+            arr.flags.writeable = False
+        return arr
+
+    # -- LPM helper ---------------------------------------------------------------------
+
+    def lpm_key(self, prefixlen: int, data: bytes | bytearray | Any) -> np.void:
+        """Build an LPM trie key from a prefix length and address bytes."""
+        if self.map_type != MapType.LPM_TRIE:
+            raise TypeError("lpm_key is for LPM_TRIE maps")
+        nbytes = self.key_size - 4
+        raw = bytes(data)
+        if len(raw) != nbytes:
+            raise ValueError(f"LPM data must be {nbytes} bytes, got {len(raw)}")
+        if not 0 <= prefixlen <= nbytes * 8:
+            raise ValueError(f"prefix length {prefixlen} out of range 0..{nbytes * 8}")
+        raw_key = int(prefixlen).to_bytes(4, "little") + raw
+        return np.frombuffer(raw_key, dtype=self.key_dtype)[0]
+
+
+def _create_hint(spec: MapSpec) -> str | None:
+    if spec.type == MapType.LPM_TRIE:
+        return "LPM trie keys are a u32 prefix length followed by the data"
+    if spec.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
+        return "ring buffer max_entries must be a power of 2 multiple of the page size, key and value 0"
+    if spec.type in _KEYLESS_MAPS:
+        return f"{spec.type.name} maps have key size 0"
+    if spec.type in (MapType.PERF_EVENT_ARRAY,):
+        return "perf event arrays have 4-byte keys and values"
+    return None
+
+
+def _load_map_btf(spec: MapSpec):
+    from . import btf
+    key_t = spec.key if _is_btf_type(spec.key) else None
+    value_t = spec.value if _is_btf_type(spec.value) else None
+    bspec, kid, vid = btf.build_map_btf(key_t, value_t)
+    handle = btf.Handle.load(bspec)
+    return handle, (kid if key_t is not None else 0, vid if value_t is not None else 0)
+
+
+def map_ids() -> list[int]:
+    """Ids of every map in the kernel (not only this process's)."""
+    ids = []
+    cur = 0
+    while True:
+        nxt = _core.map_get_next_id(cur)
+        if nxt is None:
+            return ids
+        ids.append(nxt)
+        cur = nxt

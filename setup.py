@@ -1,0 +1,44 @@
+"""Build the Cython extension modules of fastbpf.
+
+Every ``fastbpf/*.pyx`` becomes an extension module. Nothing links against
+libbpf: the extensions issue bpf(2), perf_event_open(2), mmap(2) and epoll
+themselves, with the kernel ABI declared in ``fastbpf/_abi.pxd``.
+"""
+
+import glob
+import os
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def extensions():
+    exts = []
+    for path in sorted(glob.glob(os.path.join(HERE, "fastbpf", "*.pyx"))):
+        name = "fastbpf." + os.path.splitext(os.path.basename(path))[0]
+        exts.append(
+            Extension(
+                name,
+                [os.path.relpath(path, HERE)],
+                include_dirs=[numpy.get_include()],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                               ("_GNU_SOURCE", "1")],
+                extra_compile_args=["-O2", "-Wno-unused-function"],
+            )
+        )
+    return cythonize(
+        exts,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+    )
+
+
+setup(ext_modules=extensions())
