@@ -1,0 +1,181 @@
+"""The :class:`Link`: one attachment of a program to a hook.
+
+Two kinds exist behind one interface:
+
+* :class:`FDLink` wraps a kernel bpf_link (BPF_LINK_CREATE,
+  BPF_RAW_TRACEPOINT_OPEN, ...). Closing its fd detaches; it can be pinned,
+  updated with a new program and queried for info.
+* :class:`DetachLink` stands for an attachment the kernel does not model as
+  a link (BPF_PROG_ATTACH, SO_ATTACH_BPF, netlink XDP, cls_bpf, perf event
+  ioctl). It keeps what it needs and runs a detach function on close.
+
+Both detach on ``close()``, on ``with`` exit and on garbage collection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import weakref
+from typing import Any, Callable
+
+from .. import _core
+from ..enums import LinkType
+
+__all__ = ["Link", "FDLink", "DetachLink", "LinkInfo", "link_ids"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkInfo:
+    """What the kernel says about a bpf_link."""
+
+    id: int
+    type: LinkType | int
+    prog_id: int
+    extra: bytes = b""
+
+
+class Link:
+    """An attachment of a program; detaches when closed."""
+
+    def close(self) -> None:
+        """Detach. Closing twice is harmless."""
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        """True once detached."""
+        raise NotImplementedError
+
+    def __enter__(self) -> "Link":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def pin(self, path: str | os.PathLike) -> None:
+        """Pin the link on a bpffs so the attachment outlives the process."""
+        raise NotImplementedError(f"{type(self).__name__} attachments cannot be pinned "
+                                  "(the kernel has no bpf_link for them)")
+
+    def update(self, program: Any) -> None:
+        """Replace the attached program with *program*, atomically."""
+        raise NotImplementedError(f"{type(self).__name__} attachments cannot be updated")
+
+
+class FDLink(Link):
+    """A kernel bpf_link, owned through its fd."""
+
+    def __init__(self, fd: _core.FD, program: Any = None, description: str = "") -> None:
+        self._fd = fd
+        #: The program kept alive by this link (may be None when opened by pin/id).
+        self.program = program
+        self.description = description
+
+    @property
+    def fd(self) -> int:
+        """The link's file descriptor."""
+        return self._fd.fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd.closed
+
+    def close(self) -> None:
+        self._fd.close()
+
+    def pin(self, path: str | os.PathLike) -> None:
+        from ..maps import check_pin_path
+        _core.obj_pin(self.fd, check_pin_path(path))
+
+    def unpin(self, path: str | os.PathLike) -> None:
+        """Remove the pin at *path*."""
+        os.unlink(os.fspath(path))
+
+    def update(self, program: Any, old_program: Any = None) -> None:
+        """Atomically replace the program (BPF_LINK_UPDATE). With
+        *old_program*, only if that is the program attached now."""
+        from ..enums import AttachFlags
+        flags = 0
+        old = 0
+        if old_program is not None:
+            flags = AttachFlags.REPLACE
+            old = old_program.fd
+        _core.link_update(self.fd, program.fd, flags, old)
+        self.program = program
+
+    def detach(self) -> None:
+        """Detach from the hook but keep the fd (BPF_LINK_DETACH)."""
+        _core.link_detach(self.fd)
+
+    def info(self) -> LinkInfo:
+        """The kernel's view of the link."""
+        i = _core.link_info(self.fd)
+        try:
+            t: LinkType | int = LinkType(i["type"])
+        except ValueError:
+            t = i["type"]
+        return LinkInfo(id=i["id"], type=t, prog_id=i["prog_id"], extra=i["extra"])
+
+    @property
+    def id(self) -> int:
+        """The kernel's id of this link."""
+        return _core.link_info(self.fd)["id"]
+
+    @classmethod
+    def from_pin(cls, path: str | os.PathLike) -> "FDLink":
+        """Open the link pinned at *path*."""
+        return cls(_core.obj_get(os.fspath(path)), None, f"pinned at {os.fspath(path)}")
+
+    @classmethod
+    def from_id(cls, link_id: int) -> "FDLink":
+        """Open the link with kernel id *link_id*."""
+        return cls(_core.link_get_fd_by_id(int(link_id)), None, f"id {link_id}")
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self._fd.fd}"
+        return f"<{type(self).__name__} {self.description} {state}>"
+
+
+class DetachLink(Link):
+    """An attachment without a kernel bpf_link: *detach* runs on close.
+
+    *keep* holds objects that must live as long as the attachment (a perf
+    event fd, a socket, the program).
+    """
+
+    def __init__(self, detach: Callable[[], None], program: Any = None,
+                 description: str = "", keep: Any = None) -> None:
+        self.program = program
+        self.description = description
+        self._keep = keep
+        self._finalizer = weakref.finalize(self, _run_detach, detach)
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def close(self) -> None:
+        self._finalizer()
+        self._keep = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.description} {'closed' if self.closed else 'attached'}>"
+
+
+def _run_detach(detach: Callable[[], None]) -> None:
+    try:
+        detach()
+    except OSError:
+        # Already gone (interface deleted, cgroup removed, socket closed):
+        # the attachment went with it.
+        pass
+
+
+def link_ids() -> list[int]:
+    """Ids of every bpf_link in the kernel."""
+    ids, cur = [], 0
+    while (nxt := _core.link_get_next_id(cur)) is not None:
+        ids.append(nxt)
+        cur = nxt
+    return ids
