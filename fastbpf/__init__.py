@@ -5,7 +5,7 @@ libbpf, no BCC, no LLVM at run time. Map contents, per-CPU values and ring
 buffer records arrive as numpy arrays the kernel wrote into.
 """
 
-from . import _core
+from . import _core, asm
 from ._core import FD, possible_cpus
 from .enums import (AttachFlags, AttachType, Command, LinkType, MapFlags, MapType,
                     ProgramFlags, ProgramType, StatsType, TCAction, UpdateFlags, XDPAction,
