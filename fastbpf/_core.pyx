@@ -34,6 +34,7 @@ cimport numpy as cnp
 from fastbpf._abi cimport *
 
 import os as _os
+import sys
 import numpy as _np
 
 from fastbpf.errors import (BPFError, VerifierError, BTFLoadError, ClosedError,

@@ -128,6 +128,18 @@ cdef int _pack_generic(object obj, char *buf, uint32_t size, object dt, str what
         return 0
     if dt is None:
         raise TypeError(f"{what} must be {size} bytes, not {type(obj).__name__}")
+    if dt.kind == "V" and dt.fields is None and dt.subdtype is None and _is_intlike(obj):
+        # Raw-bytes keys (maps opened without dtypes) still take a plain
+        # int, laid out like a native unsigned integer of that size.
+        obj = PyNumber_Index(obj)
+        if obj < 0:
+            raise ValueError(f"{what} {obj} is negative")
+        try:
+            raw = (<object>obj).to_bytes(size, sys.byteorder)
+        except OverflowError:
+            raise ValueError(f"{what} {obj} does not fit {size} bytes") from None
+        memcpy(buf, <char *>raw, size)
+        return 0
     try:
         arr = _np.asarray(obj, dtype=dt)
     except (TypeError, ValueError, OverflowError) as e:
@@ -403,9 +415,24 @@ cdef class MapBase:
 
     def __contains__(self, key):
         cdef long r
+        if self.key_size == 0 and self._fd >= 0:
+            return self._bloom_contains(key)
         self._put_key(key)
         r = _elem(BPF_MAP_LOOKUP_ELEM, self._fd, self._kbuf if self.key_size else NULL,
                   self._vbuf, 0)
+        if r < 0:
+            code = errno
+            if code == ENOENT:
+                return False
+            raise _err(code, "map lookup", self._what())
+        return True
+
+    cdef object _bloom_contains(self, object value):
+        cdef long r
+        if self.map_type != 30:  # BPF_MAP_TYPE_BLOOM_FILTER
+            raise TypeError(f"{self._what()} has no keys; 'in' works for bloom filters only")
+        self._put_value(value, self._vbuf)
+        r = _elem(BPF_MAP_LOOKUP_ELEM, self._fd, NULL, self._vbuf, 0)
         if r < 0:
             code = errno
             if code == ENOENT:

@@ -106,7 +106,13 @@ class MapSpec:
 
     @property
     def key_dtype(self) -> np.dtype | None:
-        """The numpy dtype of keys (None for keyless maps)."""
+        """The numpy dtype of keys (None for keyless maps).
+
+        Array-like maps index with a u32, so a bare size of 4 means uint32.
+        """
+        if self.type in _ARRAY_MAPS and isinstance(self.key, (int, np.integer)) \
+                and int(self.key) == 4:
+            return np.dtype(np.uint32)
         return _as_dtype(self.key, "key")
 
     @property
@@ -218,12 +224,12 @@ class Map(_core.MapBase):
               keep: Any = None) -> "Map":
         self = cls.__new__(cls)
         mt = _map_type(map_type)
+        if key_dtype is None and mt in _ARRAY_MAPS and key_size == 4:
+            key_dtype = np.dtype(np.uint32)
         if key_dtype is None and key_size:
             key_dtype = np.dtype(("V", key_size))
         if value_dtype is None and value_size:
             value_dtype = np.dtype(("V", value_size))
-        if key_dtype is None and mt in _ARRAY_MAPS and key_size == 4:
-            key_dtype = np.dtype(np.uint32)
         percpu = isinstance(mt, MapType) and mt.is_percpu
         self._init_handle(fd, map_type, key_size, value_size, max_entries, flags, name,
                           key_dtype, value_dtype, percpu, mt in _FD_VALUE_MAPS)
@@ -584,15 +590,18 @@ class Map(_core.MapBase):
 
     def _pack_keys(self, keys: Any) -> np.ndarray:
         arr = np.asarray(keys)
-        if arr.dtype != self.key_dtype:
-            try:
-                arr = arr.astype(self.key_dtype, casting="same_kind" if arr.dtype.kind in "uif"
-                                 else "unsafe")
-            except (TypeError, ValueError) as e:
-                raise TypeError(f"keys of dtype {arr.dtype} cannot be used as {self.key_dtype}: {e}")
-            if np.asarray(keys).dtype.kind in "iu" and self.key_dtype.kind in "iu":
-                if not np.array_equal(arr, np.asarray(keys)):
-                    raise ValueError(f"some keys do not fit {self.key_dtype}")
+        kd = self.key_dtype
+        if arr.dtype != kd:
+            if arr.dtype.kind in "iu" and kd.kind in "iu":
+                if arr.size and (arr.min() < np.iinfo(kd).min or arr.max() > np.iinfo(kd).max):
+                    raise ValueError(f"some keys do not fit {kd}")
+                arr = arr.astype(kd)
+            else:
+                try:
+                    arr = arr.astype(kd)
+                except (TypeError, ValueError) as e:
+                    raise TypeError(f"keys of dtype {arr.dtype} cannot be used as {kd}: {e}") \
+                        from None
         return np.ascontiguousarray(arr).reshape(-1)
 
     def _pack_values(self, values: Any, n: int) -> np.ndarray:

@@ -1,0 +1,657 @@
+"""The Map API against the real kernel."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import numpy as np
+import pytest
+
+import fastbpf
+from fastbpf import (BPFError, ClosedError, Map, MapFlags, MapSpec, MapType,
+                     NotSupportedError, UpdateFlags)
+
+NCPUS = fastbpf.possible_cpus()
+
+
+def hash_map(n=1024, key=np.uint32, value=np.uint64, type=MapType.HASH, name="t", **kw):
+    return Map.create(MapSpec(type=type, key=key, value=value, max_entries=n, name=name, **kw))
+
+
+def test_possible_cpus_matches_sysfs():
+    text = open("/sys/devices/system/cpu/possible").read().strip()
+    last = max(int(p.split("-")[-1]) for p in text.split(","))
+    assert NCPUS == last + 1
+
+
+# -- the dict protocol --------------------------------------------------------
+
+def test_hash_crud_roundtrip():
+    with hash_map(name="flows") as m:
+        m[7] = 42
+        v = m[7]
+        assert isinstance(v, np.uint64) and v == 42
+        assert 7 in m and 8 not in m
+        assert m.lookup(8) is None and m.lookup(8, default=-1) == -1
+        assert m.get(7) == 42
+        m[7] = 43
+        assert m[7] == 43
+        del m[7]
+        assert 7 not in m
+        with pytest.raises(KeyError):
+            m[7]
+        with pytest.raises(KeyError):
+            del m[7]
+        assert m.delete(7, missing_ok=True) is False
+
+
+def test_update_flags():
+    with hash_map() as m:
+        m.update(1, 10, flags=UpdateFlags.NOEXIST)
+        with pytest.raises(FileExistsError) as ei:
+            m.update(1, 11, flags=UpdateFlags.NOEXIST)
+        assert isinstance(ei.value, BPFError) and ei.value.errno == errno.EEXIST
+        assert "map update" in str(ei.value) and "'t'" in str(ei.value)
+        m.update(1, 12, flags=UpdateFlags.EXIST)
+        assert m[1] == 12
+        with pytest.raises(BPFError) as ei:
+            m.update(2, 1, flags=UpdateFlags.EXIST)
+        assert ei.value.errno == errno.ENOENT
+        assert 2 not in m
+
+
+def test_pop_and_delete():
+    with hash_map() as m:
+        m[3] = 30
+        assert m.pop(3) == 30
+        assert 3 not in m
+        with pytest.raises(KeyError):
+            m.pop(3)
+        assert m.pop(3, None) is None
+        m[4] = 1
+        assert m.delete(4) is True
+
+
+def test_numpy_scalar_and_bool_keys():
+    with hash_map(key=np.uint16, value=np.int32) as m:
+        m[np.uint16(5)] = np.int32(-7)
+        m[np.int64(6)] = -8
+        assert m[5] == -7 and m[6] == -8
+        assert m[5].dtype == np.int32
+
+
+def test_float_values():
+    with hash_map(value=np.float64) as m:
+        m[1] = 2.5
+        m[2] = 3
+        assert m[1] == 2.5 and m[2] == 3.0
+
+
+def test_structured_key_and_value():
+    key = np.dtype([("saddr", "<u4"), ("daddr", "<u4"), ("sport", "<u2"), ("dport", "<u2")])
+    val = np.dtype([("packets", "<u8"), ("bytes", "<u8")])
+    with hash_map(key=key, value=val) as m:
+        k = (0x0A000001, 0x0A000002, 1234, 80)
+        m[k] = (10, 1500)
+        rec = m[k]
+        assert rec["packets"] == 10 and rec["bytes"] == 1500
+        krec = np.array(k, dtype=key)[()]
+        assert m[krec]["bytes"] == 1500
+        keys, values = m.lookup_batch()
+        assert keys.dtype == key and values.dtype == val
+        assert keys[0]["dport"] == 80 and values[0]["packets"] == 10
+
+
+def test_raw_byte_keys():
+    with hash_map(key=6, value=2) as m:
+        m[b"abcdef"] = b"xy"
+        assert bytes(m[b"abcdef"]) == b"xy"
+        assert m.key_dtype == np.dtype("V6")
+        with pytest.raises(ValueError, match="5 bytes, the map wants 6"):
+            m[b"abcde"] = b"xy"
+        with pytest.raises(ValueError, match="3 bytes, the map wants 2"):
+            m[b"abcdef"] = b"xyz"
+
+
+def test_bad_keys_fail_before_the_syscall():
+    with hash_map() as m:
+        with pytest.raises(ValueError, match="negative"):
+            m[-1] = 1
+        with pytest.raises(ValueError, match="does not fit"):
+            m[1 << 32] = 1
+        with pytest.raises(ValueError, match="does not fit"):
+            m[1] = 1 << 64
+        with pytest.raises(ValueError, match="negative"):
+            m[1] = -1
+        with pytest.raises(TypeError):
+            m["seven"] = 1
+        with pytest.raises(TypeError):
+            m[1] = "x"
+        with pytest.raises(ValueError):
+            m[np.zeros(2, np.uint32)] = 1
+        assert list(m.keys()) == []
+
+
+def test_closed_map_raises():
+    m = hash_map()
+    m[1] = 1
+    m.close()
+    m.close()  # twice is harmless
+    assert m.closed
+    for op in (lambda: m[1], lambda: m.__setitem__(1, 2), lambda: 1 in m,
+               lambda: m.lookup_batch(), lambda: m.info(), lambda: m.fd,
+               lambda: list(m.keys())):
+        with pytest.raises(ClosedError):
+            op()
+
+
+# -- iteration -----------------------------------------------------------------
+
+def test_iteration_keys_values_items():
+    with hash_map() as m:
+        for i in range(100):
+            m[i] = i * i
+        assert sorted(int(k) for k in m.keys()) == list(range(100))
+        assert sorted(int(v) for v in m.values()) == sorted(i * i for i in range(100))
+        assert {int(k): int(v) for k, v in m.items()} == {i: i * i for i in range(100)}
+        assert len(m) == 100
+
+
+def test_iteration_is_safe_under_deletion():
+    with hash_map() as m:
+        for i in range(500):
+            m[i] = i
+        seen = []
+        for k in m.keys():
+            seen.append(int(k))
+            del m[k]
+        assert sorted(seen) == list(range(500))
+        assert len(m) == 0
+
+
+def test_items_skip_keys_deleted_meanwhile():
+    with hash_map() as m:
+        for i in range(10):
+            m[i] = i
+        out = []
+        for k, v in m.items():
+            out.append(int(k))
+            for j in range(10):
+                if j != int(k):
+                    m.delete(j, missing_ok=True)
+        assert len(out) == 1
+
+
+# -- arrays -----------------------------------------------------------------------
+
+def test_array_semantics():
+    with Map.create(MapSpec(type=MapType.ARRAY, key=4, value=np.uint32, max_entries=8)) as a:
+        assert a.key_dtype == np.uint32  # array keys are indexes
+        assert all(a[i] == 0 for i in range(8))
+        a[3] = 9
+        assert a[3] == 9
+        with pytest.raises(KeyError):
+            a[8]
+        with pytest.raises(BPFError) as ei:
+            a[8] = 1
+        assert ei.value.errno == errno.E2BIG
+        with pytest.raises(ValueError):
+            a[-1]
+        with pytest.raises(BPFError):
+            del a[3]  # arrays cannot delete
+        assert len(a) == 8
+
+
+# -- per-CPU ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mtype", [MapType.PERCPU_ARRAY, MapType.PERCPU_HASH,
+                                   MapType.LRU_PERCPU_HASH])
+def test_percpu_values(mtype):
+    with Map.create(MapSpec(type=mtype, key=np.uint32, value=np.uint64, max_entries=16)) as m:
+        m[1] = 5  # one value for all CPUs
+        v = m[1]
+        assert v.shape == (NCPUS,) and v.dtype == np.uint64
+        assert (v == 5).all()
+        per_cpu = np.arange(NCPUS, dtype=np.uint64) + 100
+        m[2] = per_cpu
+        assert (m[2] == per_cpu).all()
+        with pytest.raises(ValueError, match="per-CPU"):
+            m[3] = np.arange(NCPUS + 1)
+        keys, values = m.lookup_batch()
+        assert values.shape == (len(keys), NCPUS)
+        got = {int(k): values[i].tolist() for i, k in enumerate(keys)}
+        assert got[1] == [5] * NCPUS
+        assert got[2] == per_cpu.tolist()
+
+
+def test_percpu_small_values_use_the_kernel_stride():
+    # 4-byte values travel with an 8-byte stride per CPU.
+    with Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=4, value=np.uint32,
+                            max_entries=4)) as m:
+        m[0] = np.arange(1, NCPUS + 1, dtype=np.uint32)
+        v = m[0]
+        assert v.strides == (8,)
+        assert v.tolist() == list(range(1, NCPUS + 1))
+        keys, values = m.lookup_batch()
+        assert values.shape == (4, NCPUS) and values.strides[1] == 8
+        assert values[0].tolist() == list(range(1, NCPUS + 1))
+        m.update_batch(np.array([1, 2], np.uint32), np.array([[7] * NCPUS, [8] * NCPUS]))
+        assert m[1].tolist() == [7] * NCPUS and m[2].tolist() == [8] * NCPUS
+        m.update_batch(np.array([3], np.uint32), np.array([9], np.uint32))  # broadcast
+        assert m[3].tolist() == [9] * NCPUS
+
+
+def test_percpu_structured_values():
+    dt = np.dtype([("a", "<u4"), ("b", "<u2")])  # 8 bytes with padding? no: 6 -> stride 8
+    dt6 = np.dtype({"names": ["a", "b"], "formats": ["<u4", "<u2"], "offsets": [0, 4],
+                    "itemsize": 6})
+    assert dt.itemsize == 6 == dt6.itemsize
+    with Map.create(MapSpec(type=MapType.PERCPU_HASH, key=np.uint32, value=dt6,
+                            max_entries=4)) as m:
+        m[1] = (1, 2)
+        v = m[1]
+        assert v.shape == (NCPUS,)
+        assert v["a"].tolist() == [1] * NCPUS and v["b"].tolist() == [2] * NCPUS
+
+
+# -- other map types -----------------------------------------------------------------
+
+def test_lru_hash_evicts():
+    with hash_map(n=64, type=MapType.LRU_HASH) as m:
+        for i in range(1000):
+            m[i] = i
+        keys = [int(k) for k in m.keys()]
+        assert 0 < len(keys) <= 64
+        assert 999 in keys  # the newest entry survives
+
+
+def test_lpm_trie_longest_prefix_match():
+    kd = fastbpf.lpm_key_dtype(4)
+    with Map.create(MapSpec(type=MapType.LPM_TRIE, key=kd, value=np.uint32,
+                            max_entries=16)) as m:
+        m[m.lpm_key(8, bytes([10, 0, 0, 0]))] = 1
+        m[m.lpm_key(16, bytes([10, 1, 0, 0]))] = 2
+        m[(24, [10, 1, 2, 0])] = 3
+        assert m[m.lpm_key(32, bytes([10, 1, 2, 3]))] == 3
+        assert m[m.lpm_key(32, bytes([10, 1, 9, 9]))] == 2
+        assert m[m.lpm_key(32, bytes([10, 9, 9, 9]))] == 1
+        assert m.lookup(m.lpm_key(32, bytes([11, 0, 0, 0]))) is None
+        with pytest.raises(ValueError):
+            m.lpm_key(33, bytes(4))
+        # LPM tries have no batch operations: lookup_batch walks the keys.
+        keys, values = m.lookup_batch()
+        assert sorted(values.tolist()) == [1, 2, 3]
+        assert sorted(keys["prefixlen"].tolist()) == [8, 16, 24]
+
+
+@pytest.mark.parametrize("outer_type", [MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS])
+def test_map_in_map(outer_type):
+    inner = MapSpec(type=MapType.ARRAY, key=4, value=np.uint64, max_entries=4)
+    with Map.create(MapSpec(type=outer_type, key=4, value=4, max_entries=4, inner=inner,
+                            name="outer")) as outer, Map.create(inner) as a:
+        a[1] = 77
+        outer[2] = a
+        got = outer[2]
+        try:
+            assert isinstance(got, Map)
+            assert got.info().id == a.info().id
+            assert got.value_dtype == np.uint64 and got[1] == 77
+        finally:
+            got.close()
+        outer[3] = a.fd  # a bare fd works too
+        del outer[3]
+        with pytest.raises(KeyError):
+            outer[3]
+        with pytest.raises(TypeError):
+            outer[0] = "not a map"
+
+
+def test_map_in_map_needs_inner_spec():
+    with pytest.raises(ValueError, match="inner"):
+        Map.create(MapSpec(type=MapType.ARRAY_OF_MAPS, key=4, value=4, max_entries=2))
+
+
+def test_queue_and_stack():
+    with Map.create(MapSpec(type=MapType.QUEUE, value=np.uint32, max_entries=8)) as q:
+        for v in (1, 2, 3):
+            q.push(v)
+        assert q.peek() == 1
+        assert [q.pop() for _ in range(3)] == [1, 2, 3]
+        with pytest.raises(KeyError):
+            q.pop()
+        assert q.pop(default=None) is None
+        with pytest.raises(TypeError):
+            q[0] = 1
+    with Map.create(MapSpec(type=MapType.STACK, value=np.uint32, max_entries=8)) as s:
+        for v in (1, 2, 3):
+            s.push(v)
+        assert s.peek() == 3
+        assert [s.pop() for _ in range(3)] == [3, 2, 1]
+
+
+def test_bloom_filter():
+    with Map.create(MapSpec(type=MapType.BLOOM_FILTER, value=np.uint64, max_entries=100,
+                            map_extra=3)) as b:
+        for v in (11, 22, 33):
+            b.push(v)
+        assert 11 in b and 33 in b
+        assert 12345678 not in b
+        with pytest.raises(TypeError):
+            b[1]
+    with Map.create(MapSpec(type=MapType.QUEUE, value=4, max_entries=2)) as q:
+        with pytest.raises(TypeError, match="bloom"):
+            1 in q
+
+
+@pytest.mark.parametrize("mtype,key,value,n,flags", [
+    (MapType.PERF_EVENT_ARRAY, 4, 4, NCPUS, 0),
+    (MapType.RINGBUF, 0, 0, 1 << 16, 0),
+    (MapType.USER_RINGBUF, 0, 0, 1 << 16, 0),
+    (MapType.DEVMAP, 4, 4, 4, 0),
+    (MapType.DEVMAP_HASH, 4, 4, 4, 0),
+    (MapType.CPUMAP, 4, 4, NCPUS, 0),
+    (MapType.XSKMAP, 4, 4, 4, 0),
+    (MapType.SOCKMAP, 4, 4, 4, 0),
+    (MapType.SOCKHASH, 4, 4, 4, 0),
+    (MapType.PROG_ARRAY, 4, 4, 4, 0),
+    (MapType.STACK_TRACE, 4, 8 * 127, 16, 0),
+    (MapType.CGROUP_ARRAY, 4, 4, 4, 0),
+    (MapType.REUSEPORT_SOCKARRAY, 4, 4, 4, 0),
+    (MapType.ARENA, 0, 0, 4, MapFlags.MMAPABLE),
+])
+def test_create_every_map_type(mtype, key, value, n, flags, unique_name):
+    with Map.create(MapSpec(type=mtype, key=key, value=value, max_entries=n, flags=flags,
+                            name=unique_name)) as m:
+        info = m.info()
+        assert info.type == mtype
+        assert (info.key_size, info.value_size, info.max_entries) == (key, value, n)
+        assert info.name == unique_name
+        assert info.id in fastbpf.map_ids()
+
+
+def test_create_error_names_the_map_and_errno():
+    with pytest.raises(BPFError) as ei:
+        Map.create(MapSpec(type=MapType.RINGBUF, max_entries=1000, name="badring"))
+    e = ei.value
+    assert e.errno == errno.EINVAL and e.op == "map create"
+    assert "badring" in str(e) and "EINVAL" in str(e) and "power of 2" in str(e)
+
+
+def test_spec_validation():
+    with pytest.raises(TypeError):
+        Map.create("not a spec")
+    with pytest.raises(ValueError, match="4-byte indexes"):
+        Map.create(MapSpec(type=MapType.ARRAY, key=8, value=8, max_entries=1))
+    with pytest.raises(TypeError):
+        MapSpec(type=MapType.HASH, key=object(), value=8).key_dtype
+    with pytest.raises(ValueError):
+        MapSpec(type=999)
+    with pytest.raises(TypeError):
+        Map()
+
+
+# -- batches ------------------------------------------------------------------------
+
+def test_batch_roundtrip_million():
+    n = 1_000_000
+    with hash_map(n=n) as m:
+        keys = np.arange(n, dtype=np.uint32)
+        values = keys.astype(np.uint64) * 3
+        assert m.update_batch(keys, values) == n
+        k, v = m.lookup_batch()
+        assert len(k) == n
+        order = np.argsort(k)
+        assert (k[order] == keys).all() and (v[order] == values).all()
+        # into preallocated arrays: the results are views of them
+        kbuf = np.empty(n, np.uint32)
+        vbuf = np.empty(n, np.uint64)
+        k2, v2 = m.lookup_batch(kbuf, vbuf)
+        assert np.shares_memory(k2, kbuf) and np.shares_memory(v2, vbuf)
+        assert len(k2) == n and (v2 == k2.astype(np.uint64) * 3).all()
+        assert m.delete_batch(keys[:1000]) == 1000
+        assert 5 not in m and m[1000] == 3000
+        k3, v3 = m.lookup_and_delete_batch()
+        assert len(k3) == n - 1000
+        assert (v3 == k3.astype(np.uint64) * 3).all()
+        assert len(m.lookup_batch()[0]) == 0
+
+
+def test_batch_in_small_chunks():
+    with hash_map(n=5000) as m:
+        m.update_batch(np.arange(5000, dtype=np.uint32), np.ones(5000, np.uint64))
+        k, v = m.lookup_batch(chunk=97)
+        assert sorted(k.tolist()) == list(range(5000))
+
+
+def test_array_batch_and_unsupported_delete():
+    with Map.create(MapSpec(type=MapType.ARRAY, key=4, value=np.uint64, max_entries=100)) as a:
+        a.update_batch(np.arange(100, dtype=np.uint32), np.arange(100, dtype=np.uint64) + 1)
+        k, v = a.lookup_batch()
+        assert k.tolist() == list(range(100)) and v.tolist() == list(range(1, 101))
+        with pytest.raises(NotSupportedError):
+            a.lookup_and_delete_batch()
+
+
+def test_batch_input_validation():
+    with hash_map() as m:
+        with pytest.raises(ValueError, match="3 keys but 2 values"):
+            m.update_batch(np.arange(3, dtype=np.uint32), np.arange(2, dtype=np.uint64))
+        with pytest.raises(ValueError, match="do not fit"):
+            m.update_batch(np.array([-1, 2]), np.array([1, 2]))
+        with pytest.raises(ValueError):
+            m.lookup_batch(np.empty(10, np.uint32)[::2], np.empty(5, np.uint64))
+
+
+def test_batch_on_queue_is_a_type_error():
+    with Map.create(MapSpec(type=MapType.QUEUE, value=4, max_entries=4)) as q:
+        with pytest.raises(TypeError):
+            q.lookup_batch()
+
+
+# -- pinning, ids, fds ------------------------------------------------------------
+
+def test_pin_from_pin_unpin(bpffs_dir):
+    path = os.path.join(bpffs_dir, "counters")
+    with hash_map(name="pinned") as m:
+        m[1] = 11
+        m.pin(path)
+        with Map.from_pin(path, key=np.uint32, value=np.uint64) as again:
+            assert again[1] == 11
+            again[2] = 22
+        assert m[2] == 22
+        with pytest.raises(FileExistsError):
+            m.pin(path)
+        m.unpin()
+        assert not os.path.exists(path)
+
+
+def test_from_pin_without_dtypes_gives_raw_bytes(bpffs_dir):
+    path = os.path.join(bpffs_dir, "raw")
+    with hash_map() as m:
+        m[1] = 5
+        m.pin(path)
+    with Map.from_pin(path) as raw:
+        assert raw.key_dtype == np.dtype("V4") and raw.value_dtype == np.dtype("V8")
+        assert bytes(raw[(1).to_bytes(4, "little")]) == (5).to_bytes(8, "little")
+    with pytest.raises(ValueError, match="8 bytes"):
+        Map.from_pin(path, key=np.uint64)
+    os.unlink(path)
+
+
+def test_spec_pin_path_reuses_existing(bpffs_dir):
+    spec = MapSpec(type=MapType.HASH, key=np.uint32, value=np.uint64, max_entries=8,
+                   pin_path=os.path.join(bpffs_dir, "shared"))
+    with Map.create(spec) as a:
+        a[1] = 1
+        with Map.create(spec) as b:
+            assert b[1] == 1 and b.info().id == a.info().id
+    bad = spec.copy()
+    bad.max_entries = 9
+    with pytest.raises(ValueError, match="does not match"):
+        Map.create(bad)
+
+
+def test_pin_outside_bpffs_is_refused(tmp_path):
+    with hash_map() as m:
+        with pytest.raises(ValueError, match="bpf filesystem"):
+            m.pin(str(tmp_path / "x"))
+        with pytest.raises(ValueError, match="does not exist"):
+            m.pin("/sys/fs/bpf/no-such-dir-" + uuid.uuid4().hex + "/x")
+
+
+def test_from_id_and_from_fd():
+    with hash_map(name="byid") as m:
+        m[5] = 50
+        mid = m.info().id
+        assert mid in fastbpf.map_ids()
+        with Map.from_id(mid, key=np.uint32, value=np.uint64) as again:
+            assert again[5] == 50 and again.name == "byid"
+        with Map.from_fd(m.fd, key=np.uint32, value=np.uint64) as dup:
+            assert dup.fd != m.fd and dup[5] == 50
+        assert m[5] == 50  # the original fd stays open
+    with pytest.raises(FileNotFoundError):
+        Map.from_id(0xFFFFFFF0)
+
+
+def test_from_fd_of_a_non_map(tmp_path):
+    with open(tmp_path / "f", "w") as f:
+        with pytest.raises(ValueError, match="not a BPF map"):
+            Map.from_fd(f.fileno())
+
+
+def test_info_fields(unique_name):
+    with hash_map(n=77, name=unique_name, flags=MapFlags.NO_PREALLOC) as m:
+        i = m.info()
+        assert (i.type, i.key_size, i.value_size, i.max_entries) == (MapType.HASH, 4, 8, 77)
+        assert i.flags & MapFlags.NO_PREALLOC and i.name == unique_name and i.id > 0
+        assert m.id == i.id
+
+
+# -- freeze, mmap ------------------------------------------------------------------
+
+def test_freeze():
+    with Map.create(MapSpec(type=MapType.ARRAY, key=4, value=np.uint32, max_entries=2)) as a:
+        a[0] = 5
+        a.freeze()
+        with pytest.raises(PermissionError):
+            a[0] = 6
+        assert a[0] == 5
+
+
+def test_mmap_is_coherent_both_ways():
+    spec = MapSpec(type=MapType.ARRAY, key=4, value=np.uint64, max_entries=1000,
+                   flags=MapFlags.MMAPABLE)
+    with Map.create(spec) as a:
+        arr = a.mmap()
+        assert arr.shape == (1000,) and arr.dtype == np.uint64
+        arr[10] = 12345
+        assert a[10] == 12345  # our write, read back through bpf(2)
+        a[11] = 999
+        assert arr[11] == 999  # a bpf(2) write, seen in our memory
+        arr[:] = np.arange(1000)
+        assert a.lookup_batch()[1].tolist() == list(range(1000))
+
+
+def test_mmap_small_values_and_frozen():
+    spec = MapSpec(type=MapType.ARRAY, key=4, value=np.uint32, max_entries=10,
+                   flags=MapFlags.MMAPABLE)
+    with Map.create(spec) as a:
+        a[3] = 7
+        a.freeze()
+        arr = a.mmap()
+        assert arr.strides == (8,) and arr[3] == 7
+        assert not arr.flags.writeable
+    with hash_map() as h:
+        with pytest.raises(ValueError, match="MMAPABLE"):
+            h.mmap()
+
+
+# -- lifetimes -----------------------------------------------------------------------
+
+def test_fds_are_cloexec_and_above_stdio():
+    with hash_map() as m:
+        assert m.fd >= 3
+        assert fcntl.fcntl(m.fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+
+
+def test_closed_stdin_never_gets_a_map():
+    code = (
+        "import os, sys; os.close(0); os.close(1);"
+        "import numpy as np, fastbpf;"
+        "m = fastbpf.Map.create(fastbpf.MapSpec(type=fastbpf.MapType.HASH, key=4, value=4, max_entries=1));"
+        "p = fastbpf.Map.from_id(m.info().id);"
+        "sys.exit(0 if m.fd >= 3 and p.fd >= 3 else 3)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_garbage_collection_closes_the_fd():
+    m = hash_map()
+    fd = m.fd
+    del m
+    gc.collect()
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_no_fd_leak_over_100k_create_close_cycles():
+    before = len(os.listdir("/proc/self/fd"))
+    spec = MapSpec(type=MapType.ARRAY, key=4, value=4, max_entries=1)
+    for _ in range(100_000):
+        Map.create(spec).close()
+    for _ in range(1000):
+        Map.create(spec)  # dropped without close: the GC closes them
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_failed_create_leaks_nothing(no_fd_leak):
+    inner = MapSpec(type=MapType.ARRAY, key=4, value=8, max_entries=1)
+    for _ in range(50):
+        with pytest.raises(BPFError):
+            Map.create(MapSpec(type=MapType.ARRAY_OF_MAPS, key=4, value=4, max_entries=0,
+                               inner=inner))
+
+
+# -- bpftool as the oracle -----------------------------------------------------------
+
+bpftool = shutil.which("bpftool")
+needs_bpftool = pytest.mark.skipif(bpftool is None, reason="bpftool is not installed")
+
+
+@needs_bpftool
+def test_bpftool_reads_what_fastbpf_wrote(unique_name):
+    with hash_map(name=unique_name) as m:
+        for i in range(20):
+            m[i] = i * 1000 + 7
+        out = subprocess.run([bpftool, "map", "dump", "id", str(m.info().id), "-j"],
+                             capture_output=True, text=True, check=True).stdout
+        entries = json.loads(out)
+        got = {}
+        for e in entries:
+            k = int.from_bytes(bytes(int(x, 16) for x in e["key"]), "little")
+            v = int.from_bytes(bytes(int(x, 16) for x in e["value"]), "little")
+            got[k] = v
+        assert got == {i: i * 1000 + 7 for i in range(20)}
+
+
+@needs_bpftool
+def test_fastbpf_reads_what_bpftool_wrote(bpffs_dir, unique_name):
+    path = os.path.join(bpffs_dir, "made_by_bpftool")
+    subprocess.run([bpftool, "map", "create", path, "type", "hash", "key", "4", "value", "8",
+                    "entries", "16", "name", unique_name], check=True)
+    subprocess.run([bpftool, "map", "update", "pinned", path, "key", "7", "0", "0", "0",
+                    "value", "42", "0", "0", "0", "0", "0", "0", "1"], check=True)
+    with Map.from_pin(path, key=np.uint32, value=np.uint64) as m:
+        assert m.name == unique_name
+        assert m[7] == 42 + (1 << 56)
