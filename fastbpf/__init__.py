@@ -13,6 +13,8 @@ from .enums import (AttachFlags, AttachType, Command, LinkType, MapFlags, MapTyp
 from .errors import (BPFError, BTFError, BTFLoadError, ClosedError, ELFError,
                      NotSupportedError, VerifierError)
 from .maps import Map, MapInfo, MapSpec, lpm_key_dtype, map_ids
+from .programs import Program, ProgramInfo, ProgramSpec, TestRunResult, program_ids
+from . import link
 
 __version__ = "0.1.0"
 
@@ -24,4 +26,6 @@ __all__ = [
     "BPFError", "BTFError", "BTFLoadError", "ClosedError", "ELFError", "NotSupportedError",
     "VerifierError",
     "Map", "MapInfo", "MapSpec", "lpm_key_dtype", "map_ids",
+    "Program", "ProgramInfo", "ProgramSpec", "TestRunResult", "program_ids",
+    "asm", "link",
 ]

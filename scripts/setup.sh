@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine (as root) to build, run and test fastbpf:
+# system packages, the Python package with its extension modules, and the
+# bpf/trace filesystems. Safe to run again: it skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v gcc >/dev/null || need_apt+=(gcc)
+command -v bpftool >/dev/null || need_apt+=(bpftool)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
+[ -e /usr/include/bpf/libbpf.h ] || need_apt+=(libbpf-dev)   # benchmarks' C baseline only
+[ -e /usr/include/linux/bpf.h ] || need_apt+=(linux-libc-dev)
+command -v llvm-mc-19 >/dev/null || need_apt+=(llvm-19)       # cross-checks of fastbpf.asm
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+echo "setup: pip install -e .[test,bench,netlink]"
+"$PY" -m pip install -q --disable-pip-version-check -e '.[test,bench,netlink]'
+# setuptools' editable install builds the extensions elsewhere in some
+# versions; build them in place too so the source tree imports directly.
+"$PY" setup.py -q build_ext --inplace >/dev/null
+
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing || true
+echo "setup: done"
