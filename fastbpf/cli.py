@@ -1,0 +1,124 @@
+"""The ``fastbpf`` command: look at the BPF objects in the running kernel.
+
+    fastbpf maps                 list maps (id, type, sizes, name)
+    fastbpf progs                list programs (id, type, tag, name, maps)
+    fastbpf links                list links
+    fastbpf dump MAP_ID [--json] dump a map's entries (keys and values as hex)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from . import _core
+from .errors import BPFError
+
+
+def _ids(next_id) -> list[int]:
+    ids, cur = [], 0
+    while (nxt := next_id(cur)) is not None:
+        ids.append(nxt)
+        cur = nxt
+    return ids
+
+
+def _each(next_id, open_by_id, info_of):
+    for i in _ids(next_id):
+        try:
+            with open_by_id(i) as fd:
+                yield info_of(fd.fd)
+        except BPFError:
+            continue  # gone between listing and opening
+
+
+def _name(enum_cls, value: int) -> str:
+    try:
+        return enum_cls(value).name.lower()
+    except ValueError:
+        return str(value)
+
+
+def cmd_maps(args: argparse.Namespace) -> int:
+    from .enums import MapType
+    rows = list(_each(_core.map_get_next_id, _core.map_get_fd_by_id, _core.map_info))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'id':>8}  {'type':<22} {'key':>5} {'value':>6} {'max':>9}  name")
+    for r in rows:
+        print(f"{r['id']:>8}  {_name(MapType, r['type']):<22} {r['key_size']:>5} "
+              f"{r['value_size']:>6} {r['max_entries']:>9}  {r['name']}")
+    return 0
+
+
+def cmd_progs(args: argparse.Namespace) -> int:
+    from .enums import ProgramType
+    rows = list(_each(_core.prog_get_next_id, _core.prog_get_fd_by_id, _core.prog_info))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'id':>8}  {'type':<22} {'tag':<16}  {'name':<16} maps")
+    for r in rows:
+        print(f"{r['id']:>8}  {_name(ProgramType, r['type']):<22} {r['tag']:<16}  "
+              f"{r['name']:<16} {','.join(map(str, r['map_ids']))}")
+    return 0
+
+
+def cmd_links(args: argparse.Namespace) -> int:
+    from .enums import LinkType
+    rows = list(_each(_core.link_get_next_id, _core.link_get_fd_by_id, _core.link_info))
+    for r in rows:
+        r.pop("extra", None)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'id':>8}  {'type':<16} prog")
+    for r in rows:
+        print(f"{r['id']:>8}  {_name(LinkType, r['type']):<16} {r['prog_id']}")
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    from .maps import Map
+    with Map.from_id(args.map_id) as m:
+        if m.key_size == 0:
+            print(f"map {args.map_id} has no keys", file=sys.stderr)
+            return 1
+        keys, values = m.lookup_batch()
+        out = []
+        for k, v in zip(keys, values):
+            out.append({"key": bytes(k).hex(), "value": v.tobytes().hex()})
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for e in out:
+            print(f"{e['key']}: {e['value']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``fastbpf`` command."""
+    p = argparse.ArgumentParser(prog="fastbpf", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    for name, fn, help_ in (("maps", cmd_maps, "list maps"), ("progs", cmd_progs, "list programs"),
+                            ("links", cmd_links, "list links")):
+        s = sub.add_parser(name, help=help_)
+        s.add_argument("--json", action="store_true", help="print JSON")
+        s.set_defaults(fn=fn)
+    d = sub.add_parser("dump", help="dump a map's entries")
+    d.add_argument("map_id", type=int)
+    d.add_argument("--json", action="store_true", help="print JSON")
+    d.set_defaults(fn=cmd_dump)
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (BPFError, ValueError) as e:
+        print(f"fastbpf: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
