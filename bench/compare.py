@@ -1,0 +1,68 @@
+"""Every benchmark comparison in one run: fastbpf against C, same syscalls.
+
+Each bench module exposes ``compare() -> [dict(name, fastbpf_ns, c_ns, ratio)]``
+and measures both sides itself, in this process's run. The table printed here
+is the one in the README.
+
+    python bench/compare.py [--only maps,test_run,rings,btf] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+
+AREAS = {
+    "maps": "bench_maps",
+    "test_run": "bench_test_run",
+    "rings": "bench_rings",
+    "btf": "bench_btf",
+}
+
+
+def _fmt(ns: float) -> str:
+    if ns >= 1e6:
+        return f"{ns / 1e6:.1f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.2f} µs"
+    return f"{ns:.0f} ns"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default=",".join(AREAS), help="comma-separated areas")
+    p.add_argument("--json", help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    rows = []
+    for area in args.only.split(","):
+        mod = importlib.import_module(AREAS[area])
+        t0 = time.time()
+        for r in mod.compare():
+            r.setdefault("area", area)
+            r.setdefault("unit", "time")
+            rows.append(r)
+        print(f"# {area}: measured in {time.time() - t0:.0f} s", file=sys.stderr)
+    print("| area | operation | fastbpf | C baseline | fastbpf / C |")
+    print("|---|---|---:|---:|---:|")
+    for r in rows:
+        if r.get("unit") == "rate":
+            f, c = f"{r['fastbpf']:.3g}/s", f"{r['c']:.3g}/s"
+        else:
+            f, c = _fmt(r["fastbpf_ns"]), _fmt(r["c_ns"])
+        print(f"| {r['area']} | {r['name']} | {f} | {c} | {r['ratio']:.2f} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
