@@ -5,7 +5,7 @@ libbpf, no BCC, no LLVM at run time. Map contents, per-CPU values and ring
 buffer records arrive as numpy arrays the kernel wrote into.
 """
 
-from . import _core, asm
+from . import _core, asm, btf
 from ._core import FD, possible_cpus
 from .enums import (AttachFlags, AttachType, Command, LinkType, MapFlags, MapType,
                     ProgramFlags, ProgramType, StatsType, TCAction, UpdateFlags, XDPAction,
@@ -27,5 +27,5 @@ __all__ = [
     "VerifierError",
     "Map", "MapInfo", "MapSpec", "lpm_key_dtype", "map_ids",
     "Program", "ProgramInfo", "ProgramSpec", "TestRunResult", "program_ids",
-    "asm", "link",
+    "asm", "btf", "link",
 ]

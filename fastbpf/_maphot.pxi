@@ -64,11 +64,12 @@ cdef int _pack_scalar(int kind, object obj, char *buf, str what, object dt) exce
             else:
                 return 0
         if kind <= K_U64:
-            if obj < 0:
-                raise ValueError(f"{what} {obj} is negative, but the {what} type is {dt}")
             try:
                 u = PyLong_AsUnsignedLongLong(obj)
             except OverflowError:
+                if obj < 0:
+                    raise ValueError(f"{what} {obj} is negative, but the {what} type is {dt}") \
+                        from None
                 raise ValueError(f"{what} {obj} does not fit {dt}") from None
             if kind == K_U8:
                 if u > 0xff:

@@ -1,0 +1,799 @@
+"""Spec: the types and strings of one BTF blob; decoding and encoding.
+
+Decoding is lazy. :meth:`Spec.parse` validates the whole blob up front (every
+record in bounds, every type id and string offset in range, no reference
+cycle except through pointers) with one pass in C (:mod:`fastbpf._btfscan`)
+and keeps a numpy index of record offsets, kinds and name offsets. Type
+objects are built when asked for, and name lookups search the string table
+for the name and then the index for records using that string, so neither
+needs a Python loop over all types. Once :meth:`Spec.parse` returns, no
+later access can meet malformed data.
+
+Layout of a BTF blob (Documentation/bpf/btf.rst): a header (magic 0xeB9F,
+version 1, flags, hdr_len, then type_off/type_len/str_off/str_len relative to
+the end of the header), a type section of 4-byte words, and a string section
+of NUL-terminated strings starting with an empty one. The magic, read in the
+wrong byte order, tells a big-endian blob.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import sys
+from typing import Iterator, Optional, Union as _U
+
+import numpy as np
+
+from ..errors import BTFError
+from .types import (
+    KIND_CLASSES, VOID, Array, Composite, Datasec, DeclTag, Enum, Enum64, EnumValue, Float,
+    Func, FuncProto, Fwd, Int, IntEncoding, Kind, Member, Param, Pointer, Qualifier, Type,
+    TypeTag, Typedef, Var, VarSecinfo, Void,
+)
+
+try:  # the C scanner; the Python version below gives the same answers, slowly
+    from .. import _btfscan as _scanmod
+except ImportError:  # pragma: no cover - exercised only without the build
+    _scanmod = None
+
+__all__ = ["Spec", "MAGIC", "HEADER_SIZE", "parse_header", "NATIVE_ORDER"]
+
+MAGIC = 0xEB9F
+HEADER_SIZE = 24
+NATIVE_ORDER = sys.byteorder
+_MAX_VLEN = 0xFFFF
+_MAX_TYPES = (1 << 31) - 1
+
+# Words after the 3-word common header, per kind: fixed, and per vlen item.
+_FIXED = [0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0]
+_PER_ITEM = [0, 0, 0, 0, 3, 3, 2, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 3]
+
+
+def _order_char(order: str) -> str:
+    return "<" if order == "little" else ">"
+
+
+def parse_header(data) -> tuple[str, int, int, int, int, int, int]:
+    """Check a BTF header; return (byte order, flags, hdr_len, type_off,
+    type_len, str_off, str_len) with offsets made absolute."""
+    n = len(data)
+    if n < HEADER_SIZE:
+        raise BTFError(f"BTF blob of {n} bytes is shorter than its {HEADER_SIZE}-byte header")
+    (m,) = struct.unpack_from("<H", data, 0)
+    if m == MAGIC:
+        order = "little"
+    elif m == 0x9FEB:
+        order = "big"
+    else:
+        raise BTFError(f"not BTF: magic {m:#06x}, expected {MAGIC:#06x} in either byte order")
+    c = _order_char(order)
+    _, version, flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
+        c + "HBBIIIII", data, 0)
+    if version != 1:
+        raise BTFError(f"unsupported BTF version {version}")
+    if hdr_len < HEADER_SIZE or hdr_len > n:
+        raise BTFError(f"BTF header length {hdr_len} is outside 24..{n}")
+    body = n - hdr_len
+    for what, off, length in (("type", type_off, type_len), ("string", str_off, str_len)):
+        if off + length > body:
+            raise BTFError(f"BTF {what} section ({off}+{length}) runs past the end "
+                           f"of the {body} bytes after the header")
+    if type_off % 4 or type_len % 4:
+        raise BTFError(f"BTF type section at {type_off} with length {type_len} "
+                       "is not 4-byte aligned")
+    if type_off < str_off + str_len and str_off < type_off + type_len:
+        raise BTFError("BTF type and string sections overlap")
+    return (order, flags, hdr_len, hdr_len + type_off, type_len, hdr_len + str_off, str_len)
+
+
+def _scan_python(w: np.ndarray):
+    """The pure-Python twin of :func:`fastbpf._btfscan.scan`."""
+    words = w.tolist()
+    n = len(words)
+    offs = []
+    o = 0
+    max_ref = max_str = 0
+    error = None
+    while o < n:
+        if n - o < 3:
+            error = f"type record {len(offs) + 1} at byte {4 * o}: truncated header"
+            break
+        info = words[o + 1]
+        kind = (info >> 24) & 0x1F
+        vlen = info & 0xFFFF
+        if kind == 0 or kind > 19:
+            error = f"type record {len(offs) + 1} at byte {4 * o}: unknown kind {kind}"
+            break
+        per = _PER_ITEM[kind]
+        items = vlen if per else 0
+        end = o + 3 + _FIXED[kind] + items * per
+        if end > n:
+            error = (f"type record {len(offs) + 1} at byte {4 * o}: kind {kind} with "
+                     f"vlen {vlen} runs past the end of the type section")
+            break
+        max_str = max(max_str, words[o])
+        if kind in (2, 8, 9, 10, 11, 12, 13, 14, 17, 18):
+            max_ref = max(max_ref, words[o + 2])
+        if kind == 3:
+            max_ref = max(max_ref, words[o + 3], words[o + 4])
+        elif kind in (4, 5, 13):
+            for j in range(o + 3, end, per):
+                max_str = max(max_str, words[j])
+                max_ref = max(max_ref, words[j + 1])
+        elif kind in (6, 19):
+            for j in range(o + 3, end, per):
+                max_str = max(max_str, words[j])
+        elif kind == 15:
+            for j in range(o + 3, end, 3):
+                max_ref = max(max_ref, words[j])
+        offs.append(o)
+        o = end
+    offs_arr = np.array(offs, dtype=np.uint32)
+    kinds = ((w[offs_arr.astype(np.intp) + 1] >> 24) & 0x1F).astype(np.uint8)
+    return offs_arr, kinds, w[offs_arr.astype(np.intp)], max_ref, max_str, error
+
+
+def _edges_python(words, o):
+    info = words[o + 1]
+    kind = (info >> 24) & 0x1F
+    vlen = info & 0xFFFF
+    if kind in (8, 9, 10, 11, 12, 14, 17, 18):
+        return [words[o + 2]]
+    if kind == 3:
+        return [words[o + 3]]
+    if kind in (4, 5):
+        return [words[o + 4 + 3 * k] for k in range(vlen)]
+    if kind == 13:
+        return [words[o + 2]] + [words[o + 4 + 2 * k] for k in range(vlen)]
+    if kind == 15:
+        return [words[o + 3 + 3 * k] for k in range(vlen)]
+    return []
+
+
+def _find_cycle_python(w: np.ndarray, offs: np.ndarray, kinds: np.ndarray, first_id: int) -> int:
+    """The pure-Python twin of :func:`fastbpf._btfscan.find_cycle`."""
+    words = w.tolist()
+    offl = offs.tolist()
+    n = len(offl)
+    color = bytearray(n)
+    for root in range(n):
+        if color[root]:
+            continue
+        color[root] = 1
+        stack = [(root, iter(_edges_python(words, offl[root])))]
+        while stack:
+            node, it = stack[-1]
+            for nxt in it:
+                nxt -= first_id
+                if nxt < 0:
+                    continue
+                if color[nxt] == 1:
+                    return nxt + first_id
+                if color[nxt] == 0:
+                    color[nxt] = 1
+                    stack.append((nxt, iter(_edges_python(words, offl[nxt]))))
+                    break
+            else:
+                color[node] = 2
+                stack.pop()
+    return -1
+
+
+class Spec:
+    """The types and strings of one BTF blob (or a set of types being built).
+
+    Type ids run from 0 (void) to ``len(spec) - 1``. A split spec (module
+    BTF) has a ``base`` spec and continues its ids and string offsets.
+
+    Build one with :meth:`parse`, :meth:`from_types`, or ``Spec()`` and
+    :meth:`add`. ``encode()`` writes it back.
+    """
+
+    def __init__(self, types=(), base: Optional["Spec"] = None, byte_order: Optional[str] = None):
+        self.base = base
+        self.byte_order = byte_order or (base.byte_order if base else NATIVE_ORDER)
+        if self.byte_order not in ("little", "big"):
+            raise ValueError("byte_order must be 'little' or 'big'")
+        self._first_id = len(base) if base is not None else 1
+        self._raw_count = 0          # types backed by the parsed blob
+        self._cache: list = []       # materialized types, by id - first_id
+        self._words: Optional[np.ndarray] = None
+        self._offs: Optional[np.ndarray] = None
+        self._kinds: Optional[np.ndarray] = None
+        self._name_offs: Optional[np.ndarray] = None
+        self._buf = b"\0"
+        self._str_start = 0
+        self._str_len = 1
+        self._str_arr: Optional[np.ndarray] = None
+        self._str_base = (base._str_base + base._str_len) if base is not None else 0
+        self._name_cache: dict = {}
+        self._foreign: dict = {}     # id(type) -> type id for added types from elsewhere
+        for t in types:
+            self.add(t)
+
+    # ------------------------------------------------------------ parsing
+
+    @classmethod
+    def parse(cls, data, base: Optional["Spec"] = None) -> "Spec":
+        """Decode a raw BTF blob (either byte order).
+
+        *base* makes it a split spec (kernel module BTF): type ids and
+        string offsets continue from the base. Raises :class:`BTFError` for
+        anything malformed.
+        """
+        if not isinstance(data, (bytes, _ReadOnlyMap)):
+            # Decoding is lazy, so keep a private, immutable copy.
+            try:
+                data = bytes(data)
+            except TypeError as e:
+                raise TypeError(f"BTF data must be bytes-like, not {type(data).__name__}") from e
+        order, _flags, _hdr_len, type_start, type_len, str_start, str_len = parse_header(data)
+        spec = cls(base=base, byte_order=order)
+        if base is not None and base.byte_order != order:
+            raise BTFError("split BTF and its base have different byte orders")
+        if str_len:
+            first, last = data[str_start], data[str_start + str_len - 1]
+            if base is None and first != 0:
+                raise BTFError("BTF string section must start with an empty string")
+            if last != 0:
+                raise BTFError("BTF string section does not end with a NUL byte")
+        elif base is None:
+            raise BTFError("BTF string section must start with an empty string")
+        spec._buf = data
+        spec._str_start = str_start
+        spec._str_len = str_len
+
+        dt = np.dtype(_order_char(order) + "u4")
+        words = np.frombuffer(data, dtype=dt, count=type_len // 4, offset=type_start)
+        if order != NATIVE_ORDER:
+            words = words.astype(np.uint32)
+        else:
+            words = words.view(np.uint32)
+        scanner = _scanmod.scan if _scanmod is not None else _scan_python
+        offs, kinds, name_offs, max_ref, max_str, error = scanner(words)
+        if error:
+            raise BTFError(error)
+        count = len(offs)
+        total = spec._first_id + count
+        if total > _MAX_TYPES:
+            raise BTFError(f"too many BTF types ({total})")
+        if max_ref >= total:
+            raise BTFError(f"BTF refers to type id {max_ref}, but there are only {total} types")
+        if max_str >= spec._str_base + str_len:
+            raise BTFError(f"BTF string offset {max_str} is outside the string section "
+                           f"({spec._str_base + str_len} bytes)")
+        if count:
+            if _scanmod is not None:
+                cyc = _scanmod.find_cycle(words, offs, kinds, spec._first_id)
+            else:
+                cyc = _find_cycle_python(words, offs, kinds, spec._first_id)
+            if cyc >= 0:
+                raise BTFError(f"BTF type {cyc} is part of a reference cycle that does "
+                               "not go through a pointer")
+        spec._words = words
+        spec._offs = offs
+        spec._kinds = kinds
+        spec._name_offs = name_offs
+        spec._raw_count = count
+        spec._cache = [None] * count
+        return spec
+
+    @classmethod
+    def from_file(cls, path: str, base: Optional["Spec"] = None) -> "Spec":
+        """Parse the raw BTF file at *path* (not an ELF object).
+
+        Files under ``/sys/kernel/btf`` are memory-mapped where the kernel
+        allows it (6.16+), which skips copying them; they are immutable.
+        Other files are read, since a mapped file could change under the
+        lazy decoder.
+        """
+        with open(path, "rb") as f:
+            if os.path.realpath(path).startswith("/sys/kernel/btf/"):
+                try:
+                    size = os.fstat(f.fileno()).st_size
+                    data = _ReadOnlyMap(f.fileno(), size, prot=mmap.PROT_READ,
+                                        flags=mmap.MAP_PRIVATE)
+                except (OSError, ValueError):
+                    data = f.read()
+            else:
+                data = f.read()
+        return cls.parse(data, base=base)
+
+    # ------------------------------------------------------------ strings
+
+    def _string_bytes(self) -> np.ndarray:
+        """The string section as a uint8 array (no copy)."""
+        arr = self._str_arr
+        if arr is None:
+            arr = np.frombuffer(self._buf, dtype=np.uint8, count=self._str_len,
+                                offset=self._str_start)
+            self._str_arr = arr
+        return arr
+
+    def string_at(self, off: int) -> str:
+        """The NUL-terminated string at offset *off* of the string section
+        (base included for a split spec). Raises BTFError if out of range."""
+        if not 0 <= off < self._str_base + self._str_len:
+            raise BTFError(f"BTF string offset {off} is outside the string section")
+        return self._str(off)
+
+    def _str(self, off: int) -> str:
+        if off < self._str_base:
+            return self.base._str(off)
+        start = self._str_start + off - self._str_base
+        buf = self._buf
+        end = buf.find(b"\0", start, self._str_start + self._str_len)
+        return buf[start:end].decode("utf-8", "surrogateescape")
+
+    # ------------------------------------------------------------ lookup
+
+    def __len__(self) -> int:
+        """Number of type ids, void included (so the largest id is len - 1)."""
+        return self._first_id + len(self._cache)
+
+    def type_by_id(self, type_id: int) -> Type:
+        """The type with id *type_id* (0 is void). Raises BTFError if none."""
+        if type_id == 0:
+            return VOID
+        i = type_id - self._first_id
+        if i < 0:
+            if self.base is not None and 0 < type_id < self._first_id:
+                return self.base.type_by_id(type_id)
+            raise BTFError(f"no BTF type with id {type_id}")
+        try:
+            t = self._cache[i]
+        except (IndexError, TypeError):
+            raise BTFError(f"no BTF type with id {type_id} (largest is {len(self) - 1})") from None
+        if t is None:
+            t = self._materialize(i)
+        return t
+
+    def type_id(self, t: Type) -> int:
+        """The id of *t* in this spec (or its base). Raises BTFError if absent."""
+        if isinstance(t, Void):
+            return 0
+        tid = t.id
+        if tid is not None:
+            spec = self
+            while spec is not None:
+                if t._spec is spec:
+                    return tid
+                spec = spec.base
+        found = self._foreign.get(id(t))
+        if found is not None and self.type_by_id(found) is t:
+            return found
+        if self.base is not None:
+            return self.base.type_id(t)
+        raise BTFError(f"{t!r} is not in this spec")
+
+    def __iter__(self) -> Iterator[Type]:
+        """All types of this spec (not its base), in id order, void excluded."""
+        for i in range(len(self._cache)):
+            t = self._cache[i]
+            yield t if t is not None else self._materialize(i)
+
+    def __contains__(self, t) -> bool:
+        try:
+            self.type_id(t)
+        except BTFError:
+            return False
+        return True
+
+    def _ids_for_name(self, name: str) -> list[int]:
+        """Ids of all local types called *name*, raw and added."""
+        cached = self._name_cache.get(name)
+        if cached is not None:
+            return cached
+        ids: list[int] = []
+        if self._raw_count and name:
+            needle = name.encode("utf-8", "surrogateescape")
+            hits = self._match_names(np.arange(self._raw_count, dtype=np.uint32),
+                                     self._name_offs, needle)
+            ids = [int(h) + self._first_id for h in hits]
+        for i in range(self._raw_count, len(self._cache)):
+            if self._cache[i].name == name:
+                ids.append(i + self._first_id)
+        self._name_cache[name] = ids
+        return ids
+
+    def _match_names(self, idx: np.ndarray, offs: np.ndarray, needle: bytes) -> np.ndarray:
+        """The entries of *idx* whose string offset in *offs* holds *needle*.
+
+        Compares one byte position at a time over the shrinking candidate
+        set, starting with the terminating NUL, so a lookup touches a few
+        bytes per type instead of the whole string table.
+        """
+        if self.base is not None:
+            in_base = offs < self._str_base
+            if in_base.any():
+                a = self.base._match_names(idx[in_base], offs[in_base], needle)
+                b = self._match_names(idx[~in_base], offs[~in_base], needle)
+                return np.sort(np.concatenate([a, b]))
+            offs = offs - self._str_base
+        table = self._string_bytes()
+        if len(table) > 1 << 31:
+            offs = offs.astype(np.int64)
+        n = len(needle)
+        # Position n must hold the NUL; then the bytes, last to first.
+        # take(mode="clip") reads the final NUL for positions past the end,
+        # which no needle byte matches, so clipping never adds a match.
+        keep = table.take(offs + offs.dtype.type(n), mode="clip") == 0
+        for k in range(n - 1, -1, -1):
+            idx, offs = idx[keep], offs[keep]
+            if not len(idx):
+                return idx
+            keep = table.take(offs + offs.dtype.type(k), mode="clip") == needle[k]
+        return idx[keep]
+
+    def types_by_name(self, name: str, kind: Optional[Kind] = None) -> list[Type]:
+        """All types called *name* (optionally of one *kind*), base first."""
+        out = []
+        if self.base is not None:
+            out.extend(self.base.types_by_name(name, kind))
+        for tid in self._ids_for_name(name):
+            t = self.type_by_id(tid)
+            if t.name == name and (kind is None or t.kind == kind):
+                out.append(t)
+        return out
+
+    def type_by_name(self, name: str, kind: Optional[Kind] = None) -> Type:
+        """The type called *name*; pass *kind* when the name is ambiguous.
+
+        Without *kind*, a single definition wins over forward declarations
+        and decl tags of the same name. Raises :class:`BTFError` (naming the
+        candidates) when there is no match or more than one.
+        """
+        found = self.types_by_name(name, Kind(kind) if kind is not None else None)
+        if len(found) > 1 and kind is None:
+            defs = [t for t in found if t.kind not in (Kind.FWD, Kind.DECL_TAG)]
+            if len(defs) == 1:
+                return defs[0]
+        if len(found) == 1:
+            return found[0]
+        what = f"{Kind(kind).name} " if kind is not None else ""
+        if not found:
+            raise BTFError(f"no BTF type {what}named {name!r}")
+        raise BTFError(f"{len(found)} BTF types {what}named {name!r} "
+                       f"(ids {[t.id for t in found]}); pass kind= to choose")
+
+    # ------------------------------------------------------------ building
+
+    def add(self, t: Type) -> int:
+        """Append *t* to this spec and return its new id.
+
+        The types *t* refers to must be added too (before or after) for the
+        spec to encode; :meth:`from_types` does that for a whole graph.
+        """
+        if not isinstance(t, Type):
+            raise TypeError(f"expected a btf Type, got {type(t).__name__}")
+        if isinstance(t, Void):
+            raise ValueError("void is id 0 in every spec and cannot be added")
+        tid = self._first_id + len(self._cache)
+        self._cache.append(t)
+        if t._spec is None:
+            t._spec = self
+            t.id = tid
+        else:
+            self._foreign[id(t)] = tid
+        self._name_cache.pop(t.name, None)
+        return tid
+
+    @classmethod
+    def from_types(cls, roots, byte_order: Optional[str] = None,
+                   base: Optional["Spec"] = None) -> "Spec":
+        """A new spec holding *roots* and every type reachable from them.
+
+        Types already in *base* are referenced, not copied. Roots come first,
+        in the order given; the others follow in discovery order.
+        """
+        spec = cls(base=base, byte_order=byte_order)
+        seen: set[int] = set()
+        order: list[Type] = []
+        stack = list(reversed(list(roots)))
+        while stack:
+            t = stack.pop()
+            if isinstance(t, Void) or id(t) in seen:
+                continue
+            if base is not None and t in base:
+                continue
+            seen.add(id(t))
+            order.append(t)
+            stack.extend(reversed(t.references()))
+        for t in order:
+            spec.add(t)
+        return spec
+
+    # ------------------------------------------------------------ decoding
+
+    def _materialize(self, i: int) -> Type:
+        w = self._words
+        o = int(self._offs[i])
+        name_off, info, size_type = w[o:o + 3].tolist()
+        kind = (info >> 24) & 0x1F
+        vlen = info & 0xFFFF
+        kflag = info >> 31
+        name = self._str(name_off)
+        cls = KIND_CLASSES[kind]
+        t = cls.__new__(cls)
+        t.name = name
+        t.id = i + self._first_id
+        t._spec = self
+        if kind == Kind.INT:
+            (extra,) = w[o + 3:o + 4].tolist()
+            t._size = size_type
+            t.encoding = IntEncoding((extra >> 24) & 0x0F)
+            t.bit_offset = (extra >> 16) & 0xFF
+            t.bits = extra & 0xFF
+        elif kind == Kind.PTR:
+            t._target = size_type
+        elif kind == Kind.ARRAY:
+            elem, index, nelems = w[o + 3:o + 6].tolist()
+            t._type = elem
+            t._index_type = index
+            t.nelems = nelems
+        elif kind in (Kind.STRUCT, Kind.UNION):
+            t._size = size_type
+            t._members = None
+        elif kind in (Kind.ENUM, Kind.ENUM64):
+            t._size = size_type
+            t._values = None
+            t.signed = bool(kflag)
+        elif kind == Kind.FWD:
+            t.union = bool(kflag)
+        elif kind in (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
+            t._type = size_type
+        elif kind == Kind.FUNC:
+            t._type = size_type
+            t.linkage = _linkage(vlen)
+        elif kind == Kind.FUNC_PROTO:
+            t._return_type = size_type
+            t._params = None
+        elif kind == Kind.VAR:
+            t._type = size_type
+            t.linkage = _linkage(int(w[o + 3]))
+        elif kind == Kind.DATASEC:
+            t._size = size_type
+            t._vars = None
+        elif kind == Kind.FLOAT:
+            t._size = size_type
+        elif kind == Kind.DECL_TAG:
+            t._type = size_type
+            comp = int(w[o + 3])
+            t.component_idx = comp - (1 << 32) if comp >= 1 << 31 else comp
+        self._cache[i] = t
+        return t
+
+    def _decode_items(self, t: Type) -> list:
+        """Decode the vlen items (members, values, params, vars) of *t*."""
+        i = t.id - self._first_id
+        w = self._words
+        o = int(self._offs[i])
+        info = int(w[o + 1])
+        vlen = info & 0xFFFF
+        kflag = info >> 31
+        kind = t.kind
+        per = _PER_ITEM[kind]
+        items = w[o + 3:o + 3 + per * vlen].tolist()
+        tb = self.type_by_id
+        st = self._str
+        if kind in (Kind.STRUCT, Kind.UNION):
+            out = []
+            for j in range(0, len(items), 3):
+                off = items[j + 2]
+                if kflag:
+                    out.append(Member(st(items[j]), tb(items[j + 1]), off & 0xFFFFFF, off >> 24))
+                else:
+                    out.append(Member(st(items[j]), tb(items[j + 1]), off, 0))
+            return out
+        if kind == Kind.ENUM:
+            out = []
+            for j in range(0, len(items), 2):
+                v = items[j + 1]
+                if kflag and v >= 1 << 31:
+                    v -= 1 << 32
+                out.append(EnumValue(st(items[j]), v))
+            return out
+        if kind == Kind.ENUM64:
+            out = []
+            for j in range(0, len(items), 3):
+                v = items[j + 1] | (items[j + 2] << 32)
+                if kflag and v >= 1 << 63:
+                    v -= 1 << 64
+                out.append(EnumValue(st(items[j]), v))
+            return out
+        if kind == Kind.FUNC_PROTO:
+            return [Param(st(items[j]), tb(items[j + 1])) for j in range(0, len(items), 2)]
+        if kind == Kind.DATASEC:
+            return [VarSecinfo(tb(items[j]), items[j + 1], items[j + 2])
+                    for j in range(0, len(items), 3)]
+        raise BTFError(f"{t!r} has no list items")  # pragma: no cover
+
+    # ------------------------------------------------------------ encoding
+
+    def encode(self, byte_order: Optional[str] = None) -> bytes:
+        """Encode this spec as raw BTF (only the split part for a split spec).
+
+        *byte_order* is ``"little"``, ``"big"`` or ``"native"``; the default
+        is the order the spec was read in. Every type referred to must be in
+        the spec (or its base): otherwise :class:`BTFError`.
+        """
+        order = byte_order or self.byte_order
+        if order == "native":
+            order = NATIVE_ORDER
+        if order not in ("little", "big"):
+            raise ValueError("byte_order must be 'little', 'big' or 'native'")
+        strtab = _StringTable(self._str_base, self.base is None)
+        words: list[int] = []
+        put = words.extend
+        sid = strtab.add
+        tid = self.type_id
+        for t in self:
+            kind = t.kind
+            name = sid(t.name)
+            if isinstance(t, Int):
+                put((name, Kind.INT << 24, t.size,
+                     (int(t.encoding) << 24) | (t.bit_offset << 16) | t.bits))
+            elif isinstance(t, Pointer):
+                put((name, Kind.PTR << 24, tid(t.target)))
+            elif isinstance(t, Array):
+                put((name, Kind.ARRAY << 24, 0, tid(t.type), tid(t.index_type), t.nelems))
+            elif isinstance(t, Composite):
+                members = t.members
+                _check_vlen(t, len(members))
+                kflag = any(m.bitfield_size for m in members)
+                put((name, (kflag << 31) | (kind << 24) | len(members), t.size))
+                for m in members:
+                    if kflag:
+                        if m.bit_offset >= 1 << 24 or m.bitfield_size >= 256:
+                            raise BTFError(f"member {m.name!r} of {t!r}: bit offset or "
+                                           "bitfield size too large to encode")
+                        off = (m.bitfield_size << 24) | m.bit_offset
+                    else:
+                        off = m.bit_offset
+                    put((sid(m.name), tid(m.type), off))
+            elif isinstance(t, Enum):
+                values = t.values
+                _check_vlen(t, len(values))
+                put((name, (int(t.signed) << 31) | (kind << 24) | len(values), t.size))
+                for v in values:
+                    if kind == Kind.ENUM64:
+                        u = v.value & 0xFFFFFFFFFFFFFFFF
+                        put((sid(v.name), u & 0xFFFFFFFF, u >> 32))
+                    else:
+                        put((sid(v.name), v.value & 0xFFFFFFFF))
+            elif isinstance(t, Fwd):
+                put((name, (int(t.union) << 31) | (Kind.FWD << 24), 0))
+            elif isinstance(t, Qualifier):
+                put((name, kind << 24, tid(t.type)))
+            elif isinstance(t, Func):
+                put((name, (Kind.FUNC << 24) | int(t.linkage), tid(t.type)))
+            elif isinstance(t, FuncProto):
+                params = t.params
+                _check_vlen(t, len(params))
+                put((name, (Kind.FUNC_PROTO << 24) | len(params), tid(t.return_type)))
+                for p in params:
+                    put((sid(p.name), tid(p.type)))
+            elif isinstance(t, Var):
+                put((name, Kind.VAR << 24, tid(t.type), int(t.linkage)))
+            elif isinstance(t, Datasec):
+                vs = t.vars
+                _check_vlen(t, len(vs))
+                put((name, (Kind.DATASEC << 24) | len(vs), t.size))
+                for v in vs:
+                    put((tid(v.type), v.offset, v.size))
+            elif isinstance(t, Float):
+                put((name, Kind.FLOAT << 24, t.size))
+            elif isinstance(t, DeclTag):
+                put((name, Kind.DECL_TAG << 24, tid(t.type), t.component_idx & 0xFFFFFFFF))
+            else:  # pragma: no cover
+                raise BTFError(f"cannot encode {t!r}")
+        try:
+            type_bytes = np.array(words, dtype=np.uint32).astype(_order_char(order) + "u4").tobytes()
+        except OverflowError as e:
+            raise BTFError(f"a BTF field does not fit in 32 bits: {e}") from None
+        str_bytes = strtab.bytes()
+        c = _order_char(order)
+        header = struct.pack(c + "HBBIIIII", MAGIC, 1, 0, HEADER_SIZE, 0, len(type_bytes),
+                             len(type_bytes), len(str_bytes))
+        return header + type_bytes + str_bytes
+
+    # ------------------------------------------------------------ comparing
+
+    def _canonical(self, t: Type) -> tuple:
+        """A comparable description of *t* with references as ids."""
+        tid = self.type_id
+        if isinstance(t, Int):
+            return (t.kind, t.name, t.size, int(t.encoding), t.bits, t.bit_offset)
+        if isinstance(t, Pointer):
+            return (t.kind, t.name, tid(t.target))
+        if isinstance(t, Array):
+            return (t.kind, t.name, tid(t.type), tid(t.index_type), t.nelems)
+        if isinstance(t, Composite):
+            return (t.kind, t.name, t.size,
+                    tuple((m.name, tid(m.type), m.bit_offset, m.bitfield_size) for m in t.members))
+        if isinstance(t, Enum):
+            return (t.kind, t.name, t.size, t.signed, tuple(t.values))
+        if isinstance(t, Fwd):
+            return (t.kind, t.name, t.union)
+        if isinstance(t, Qualifier):
+            return (t.kind, t.name, tid(t.type))
+        if isinstance(t, (Func, Var)):
+            return (t.kind, t.name, tid(t.type), int(t.linkage))
+        if isinstance(t, FuncProto):
+            return (t.kind, tid(t.return_type), tuple((p.name, tid(p.type)) for p in t.params))
+        if isinstance(t, Datasec):
+            return (t.kind, t.name, t.size, tuple((tid(v.type), v.offset, v.size) for v in t.vars))
+        if isinstance(t, Float):
+            return (t.kind, t.name, t.size)
+        if isinstance(t, DeclTag):
+            return (t.kind, t.name, tid(t.type), t.component_idx)
+        return (t.kind, t.name)  # pragma: no cover
+
+    def __eq__(self, other) -> bool:
+        """Same types with the same ids (names, sizes, members, ...); the
+        string table layout and byte order do not matter."""
+        if not isinstance(other, Spec):
+            return NotImplemented
+        if len(self) != len(other) or self._first_id != other._first_id:
+            return False
+        for a, b in zip(self, other):
+            if type(a) is not type(b) or self._canonical(a) != other._canonical(b):
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        split = f", split from {len(self.base)} base ids" if self.base is not None else ""
+        return f"<btf.Spec {len(self)} ids, {self.byte_order}-endian{split}>"
+
+
+class _ReadOnlyMap(mmap.mmap):
+    """A read-only mapping that Spec.parse may keep without copying."""
+
+
+def _linkage(v: int):
+    from .types import Linkage
+    return Linkage(v) if v in (0, 1, 2) else v
+
+
+def _check_vlen(t: Type, n: int) -> None:
+    if n > _MAX_VLEN:
+        raise BTFError(f"{t!r} has {n} items; BTF allows at most {_MAX_VLEN}")
+
+
+class _StringTable:
+    """Deduplicating string table builder for :meth:`Spec.encode`."""
+
+    def __init__(self, base_len: int, leading_empty: bool):
+        self._base = base_len
+        self._parts: list[bytes] = []
+        self._index: dict[str, int] = {}
+        self._len = 0
+        if leading_empty:
+            self._index[""] = self._append(b"")
+
+    def _append(self, b: bytes) -> int:
+        off = self._base + self._len
+        self._parts.append(b + b"\0")
+        self._len += len(b) + 1
+        return off
+
+    def add(self, s: str) -> int:
+        off = self._index.get(s)
+        if off is None:
+            if not s and self._base:
+                # A split spec names anonymous types with the base's
+                # leading empty string, as the kernel expects.
+                off = 0
+            else:
+                if not isinstance(s, str):
+                    raise BTFError(f"BTF names must be str, not {type(s).__name__}")
+                off = self._append(s.encode("utf-8", "surrogateescape"))
+            self._index[s] = off
+        return off
+
+    def bytes(self) -> bytes:
+        return b"".join(self._parts)
