@@ -297,8 +297,10 @@ class Map(_core.MapBase):
         finally:
             if inner_fd is not None:
                 inner_fd.close()
+            if btf_handle is not None:
+                btf_handle.close()  # the map holds its own reference to the BTF
         m = cls._wrap(fd, int(mtype), ks, vs, spec.max_entries, flags, spec.name,
-                      spec.key_dtype, spec.value_dtype, spec, keep=btf_handle)
+                      spec.key_dtype, spec.value_dtype, spec)
         if spec.pin_path:
             try:
                 m.pin(spec.pin_path)
