@@ -253,6 +253,24 @@ cdef void _set_name(char *dst, object name) except *:
 
 
 # ---------------------------------------------------------------------------
+# filesystems
+
+cdef extern from "<sys/vfs.h>":
+    struct statfs:
+        long f_type
+    int c_statfs "statfs"(const char *path, statfs *buf)
+
+
+def fs_type(path):
+    """The filesystem magic of *path* (statfs ``f_type``); BPF_FS_MAGIC for bpffs."""
+    cdef bytes p = _cstr(path, "path")
+    cdef statfs st
+    if c_statfs(p, &st) < 0:
+        raise OSError(errno, _os.strerror(errno), _os.fsdecode(p))
+    return <unsigned long>st.f_type & 0xffffffff
+
+
+# ---------------------------------------------------------------------------
 # possible CPUs
 
 def _read_possible_cpus():

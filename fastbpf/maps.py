@@ -158,24 +158,9 @@ def _map_type(t: int) -> MapType | int:
 
 def _is_bpffs(path: str) -> bool:
     try:
-        st = os.statvfs(path)
+        return _core.fs_type(path) == BPF_FS_MAGIC
     except OSError:
         return False
-    # statvfs has no f_type; compare the fs type from /proc/self/mountinfo.
-    path = os.path.realpath(path)
-    best, fstype = "", ""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            try:
-                sep = parts.index("-")
-            except ValueError:
-                continue
-            mnt = parts[4].replace("\\040", " ")
-            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
-                best, fstype = mnt, parts[sep + 1]
-    del st
-    return fstype == "bpf"
 
 
 def check_pin_path(path: str | os.PathLike) -> str:
@@ -512,12 +497,12 @@ class Map(_core.MapBase):
         """
         return self._read_batch(keys, values, delete=True, chunk=chunk)
 
-    def _out_buffers(self, keys: np.ndarray | None, values: np.ndarray | None,
-                     cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _out_buffers(self, keys: np.ndarray | None, values: np.ndarray | None, cap: int):
+        """(raw key bytes, key view, raw value bytes, value view, capacity)."""
         if keys is None:
             kraw, kview = self._alloc_keys(cap)
         else:
-            kraw, kview = self._check_out(keys, self.key_dtype, self.key_size, "keys"), keys
+            kraw, kview = self._check_out(keys, self.key_dtype, "keys"), keys
         if values is None:
             vraw, vview = self._alloc_values(cap)
         else:
@@ -528,20 +513,19 @@ class Map(_core.MapBase):
                 if values.dtype.itemsize % 8:
                     raise ValueError("preallocated per-CPU values need an itemsize that is a "
                                      "multiple of 8 (the kernel's stride); omit values= instead")
-            vraw = self._check_out(values, self.value_dtype, self.value_stride, "values")
-            vview = values
+            vraw, vview = self._check_out(values, self.value_dtype, "values"), values
         n = min(kraw.nbytes // self.key_size, vraw.nbytes // self.value_stride)
-        return kraw, kview, vraw, vview[:n] if values is not None else vview, n
+        return kraw, kview, vraw, vview, n
 
     @staticmethod
-    def _check_out(arr: np.ndarray, dtype: np.dtype, elem: int, what: str) -> np.ndarray:
+    def _check_out(arr: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
+        """The raw bytes of a caller's output array, after checking it."""
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"{what} must be a numpy array")
         if not arr.flags.c_contiguous or not arr.flags.writeable:
             raise ValueError(f"{what} must be a writable C-contiguous array")
-        if arr.dtype.itemsize * (arr.shape[1] if arr.ndim == 2 else 1) != elem and arr.ndim <= 2:
-            if not (arr.ndim == 1 and arr.dtype.itemsize == elem):
-                raise ValueError(f"{what} has dtype {arr.dtype}; the map wants {dtype}")
+        if arr.dtype.itemsize != dtype.itemsize:
+            raise ValueError(f"{what} has dtype {arr.dtype}; the map wants {dtype}")
         return arr.reshape(-1).view(np.uint8)
 
     def _read_batch(self, keys, values, *, delete: bool, chunk: int | None):

@@ -1,0 +1,78 @@
+"""cgroup v2 programs: cgroup_skb, cgroup_sock, cgroup_sock_addr, sock_ops,
+cgroup_sockopt, cgroup_sysctl, cgroup_device.
+
+The program applies to every process in the cgroup and its descendants.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .. import _core
+from ..enums import AttachFlags, AttachType
+from ..errors import bpf_error
+from ._base import DetachLink, FDLink, Link
+
+__all__ = ["attach_cgroup", "open_cgroup"]
+
+
+def open_cgroup(cgroup: str | os.PathLike | int) -> _core.FD:
+    """An :class:`FD` for *cgroup*: a cgroup v2 directory path, or an open
+    fd of one (duplicated; the caller keeps theirs)."""
+    if isinstance(cgroup, int) and not isinstance(cgroup, bool):
+        return _core.dup_fd(cgroup)
+    if hasattr(cgroup, "fileno"):  # an FD, a file object
+        return _core.dup_fd(cgroup.fileno())
+    path = os.fspath(cgroup)
+    try:
+        return _core.FD(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    except OSError as e:
+        raise bpf_error(e.errno, "open cgroup", repr(path),
+                        "give a cgroup v2 directory, e.g. /sys/fs/cgroup/unified/NAME") from None
+
+
+def attach_cgroup(program: Any, cgroup: str | os.PathLike | int, attach_type: AttachType | int,
+                  *, use_link: bool = True, flags: int = 0, replace: Any = None) -> Link:
+    """Attach *program* to *cgroup* (a cgroup v2 path or fd) at *attach_type*
+    (``AttachType.CGROUP_INET_EGRESS``, ``CGROUP_INET4_CONNECT``, ...).
+
+    By default a bpf_link is made (kernel 5.7+): it coexists with other
+    programs on the cgroup, can be updated and pinned, and detaches on close.
+    ``use_link=False`` uses BPF_PROG_ATTACH with *flags*
+    (``AttachFlags.ALLOW_MULTI`` to coexist, ``ALLOW_OVERRIDE`` to let
+    sub-cgroups override, none for exclusive) and, with ``ALLOW_MULTI``,
+    *replace* (a Program attached now, swapped atomically); close runs
+    BPF_PROG_DETACH for this program.
+    """
+    at = AttachType(attach_type) if attach_type in AttachType._value2member_map_ else attach_type
+    cg = open_cgroup(cgroup)
+    what = f"cgroup {cgroup!r} {getattr(at, 'name', at)}"
+    try:
+        if use_link:
+            if replace is not None:
+                raise ValueError("replace= is for use_link=False; update() the link instead")
+            return FDLink(_core.link_create(program.fd, cg.fd, int(at), int(flags)),
+                          program, what)
+        aflags = int(flags)
+        rfd = 0
+        if replace is not None:
+            aflags |= AttachFlags.REPLACE
+            rfd = replace.fd
+        _core.prog_attach(cg.fd, program.fd, int(at), aflags, rfd)
+        prog = _core.dup_fd(program.fd)
+    except BaseException:
+        cg.close()
+        raise
+    finally:
+        if use_link:
+            cg.close()  # the link holds the cgroup itself
+
+    def detach() -> None:
+        try:
+            _core.prog_detach(cg.fd, prog.fd, int(at))
+        finally:
+            prog.close()
+            cg.close()
+
+    return DetachLink(detach, program, what)

@@ -1,0 +1,50 @@
+"""Socket filters: a socket_filter program on one socket (SO_ATTACH_BPF).
+
+The program sees each packet queued to the socket and returns how many bytes
+of it to keep: 0 drops the packet, ``skb->len`` (or more) keeps all of it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket as _socket
+from typing import Any
+
+from ..errors import bpf_error
+from ._base import DetachLink
+
+__all__ = ["attach_socket_filter", "SO_ATTACH_BPF", "SO_DETACH_BPF"]
+
+#: From <asm-generic/socket.h>; Python's socket module has neither.
+SO_ATTACH_BPF = 50
+SO_DETACH_BPF = 27  # the same number as SO_DETACH_FILTER
+
+
+def attach_socket_filter(program: Any, sock: Any) -> DetachLink:
+    """Attach the socket_filter *program* to *sock* (a ``socket.socket``,
+    anything with ``fileno()``, or a socket fd).
+
+    A socket holds at most one filter: attaching replaces the one there, and
+    closing the returned link removes whatever filter the socket has then.
+    The link keeps a duplicate of the socket so it can detach even after the
+    caller's socket object is gone; the duplicate shares the filter.
+    """
+    fd = sock if isinstance(sock, int) else sock.fileno()
+    if fd < 0:
+        raise ValueError("the socket is closed")
+    # A private duplicate: works for raw fds too, and outlives the caller's
+    # socket object without keeping that object alive.
+    own = _socket.socket(fileno=os.dup(fd))
+    try:
+        own.setsockopt(_socket.SOL_SOCKET, SO_ATTACH_BPF, program.fd)
+    except OSError as e:
+        own.close()
+        raise bpf_error(e.errno, "socket filter attach", f"socket fd {fd}") from None
+
+    def detach() -> None:
+        try:
+            own.setsockopt(_socket.SOL_SOCKET, SO_DETACH_BPF, 0)
+        finally:
+            own.close()
+
+    return DetachLink(detach, program, f"socket filter on fd {fd}")

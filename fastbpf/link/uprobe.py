@@ -1,0 +1,234 @@
+"""uprobes and uretprobes: a KPROBE-type program on a function of a user
+space binary or library.
+
+The kernel places a uprobe on a (file, file offset) pair, so a symbol is
+first turned into the file offset of its code (ELF symbol table, then the
+PT_LOAD segment that maps it). Three ways to attach, tried in this order:
+
+1. the ``uprobe`` PMU: perf_event_open with the path and offset in
+   config1/config2 (4.17+), then a perf-event link;
+2. the legacy ``uprobe_events`` file of tracefs, which creates a named trace
+   event that perf_event_open then opens as a tracepoint; the event is
+   removed again when the link closes;
+3. :func:`attach_uprobe_multi`: many offsets in one bpf_link
+   (BPF_TRACE_UPROBE_MULTI, 6.6+); the program must be loaded with attach
+   type TRACE_UPROBE_MULTI.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .. import _core
+from ..enums import AttachType, ProgramType
+from ._base import FDLink, Link
+from .perf_event import _check_type, _fd_of, attach_perf_fd
+from .tracing import open_probe_event
+
+__all__ = [
+    "attach_uprobe", "attach_uprobe_multi", "symbol_offset", "symbol_offsets",
+    "UPROBE_MULTI_RETURN",
+]
+
+#: link_create.uprobe_multi.flags: attach return probes.
+UPROBE_MULTI_RETURN = 1
+
+_PMU_DIR = "/sys/bus/event_source/devices/uprobe"
+# Where perf_event_attr.config carries a reference counter's offset (USDT
+# semaphores): PERF_UPROBE_REF_CTR_OFFSET_SHIFT.
+_REF_CTR_SHIFT = 32
+
+
+# ---------------------------------------------------------------------------
+# ELF: symbol -> file offset
+
+
+def _strip_version(name: str) -> str:
+    # "malloc@@GLIBC_2.2.5" -> "malloc"
+    return name.split("@", 1)[0]
+
+
+def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str, int]:
+    """File offsets of the functions *symbols* in the ELF file *path*
+    (.symtab first, then .dynsym). Raises KeyError naming what is missing."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.common.exceptions import ELFError as _PyELFError
+    from ..errors import ELFError
+
+    wanted = set(symbols)
+    addrs: dict[str, int] = {}
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        try:
+            elf = ELFFile(f)
+            for secname in (".symtab", ".dynsym"):
+                sec = elf.get_section_by_name(secname)
+                if sec is None or not hasattr(sec, "iter_symbols"):
+                    continue
+                for sym in sec.iter_symbols():
+                    if sym["st_info"]["type"] not in ("STT_FUNC", "STT_GNU_IFUNC"):
+                        continue
+                    if sym["st_shndx"] == "SHN_UNDEF" or not sym["st_value"]:
+                        continue
+                    name = sym.name
+                    if name not in wanted:
+                        name = _strip_version(name)
+                        if name not in wanted:
+                            continue
+                    addrs.setdefault(name, sym["st_value"])
+                if len(addrs) == len(wanted):
+                    break
+            missing = wanted - addrs.keys()
+            if missing:
+                raise KeyError(f"{path}: no function symbol {', '.join(sorted(missing))}")
+            segs = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+        except _PyELFError as e:
+            raise ELFError(f"{path}: {e}") from None
+    out: dict[str, int] = {}
+    for name, addr in addrs.items():
+        for s in segs:
+            if s["p_vaddr"] <= addr < s["p_vaddr"] + s["p_memsz"]:
+                out[name] = addr - s["p_vaddr"] + s["p_offset"]
+                break
+        else:
+            raise KeyError(f"{path}: symbol {name} at {addr:#x} is in no loadable segment")
+    return out
+
+
+def symbol_offset(path: str | os.PathLike, symbol: str) -> int:
+    """The file offset of the function *symbol* in the ELF file *path*."""
+    return symbol_offsets(path, [symbol])[symbol]
+
+
+# ---------------------------------------------------------------------------
+# the uprobe PMU
+
+
+def _pmu_type() -> int | None:
+    try:
+        with open(os.path.join(_PMU_DIR, "type")) as f:
+            return int(f.read())
+    except FileNotFoundError:
+        return None
+
+
+def _retprobe_bit() -> int:
+    # format/retprobe reads "config:0"; the bit number has never changed,
+    # but reading it is what perf does.
+    try:
+        with open(os.path.join(_PMU_DIR, "format", "retprobe")) as f:
+            text = f.read().strip()
+        return 1 << int(text.split(":", 1)[1])
+    except (FileNotFoundError, ValueError, IndexError):
+        return 1
+
+
+def _open_pmu(ptype: int, path: str, offset: int, retprobe: bool, pid: int, ref_ctr: int) -> _core.FD:
+    cpath = os.fsencode(path) + b"\0"
+    config = (_retprobe_bit() if retprobe else 0) | (ref_ctr << _REF_CTR_SHIFT)
+    cpu = 0 if pid < 0 else -1
+    # config1 points at the path; *cpath* stays alive across the call.
+    return _core.perf_event_open(ptype, config, pid, cpu, config1=_core.address_of(cpath),
+                                 config2=offset)
+
+
+# ---------------------------------------------------------------------------
+# public API
+
+
+def _resolve(path: str | os.PathLike, symbol: str | None, offset: int) -> tuple[str, int, str]:
+    path = os.path.abspath(os.fspath(path))
+    if symbol:
+        off = symbol_offset(path, symbol) + offset
+        where = f"{path}:{symbol}" + (f"+{offset:#x}" if offset else "")
+    else:
+        if not offset:
+            raise ValueError("attach_uprobe needs a symbol or a file offset")
+        off = offset
+        where = f"{path}:{offset:#x}"
+    return path, off, where
+
+
+def attach_uprobe(prog: Any, path: str | os.PathLike, symbol: str | None = None,
+                  retprobe: bool = False, *, pid: int | None = None, cookie: int = 0,
+                  offset: int = 0, ref_ctr_offset: int = 0, legacy: bool = False) -> Link:
+    """Run a KPROBE-type program when a function of the ELF file *path* is
+    entered (or returns, with *retprobe*).
+
+    *symbol* names the function; *offset* is added to its file offset, or is
+    the file offset itself when no symbol is given. *pid* limits the probe
+    to one process (None: every process mapping the file). *cookie* is what
+    ``bpf_get_attach_cookie`` returns. *ref_ctr_offset* is the file offset
+    of a USDT semaphore the kernel increments while the probe exists.
+    *legacy* forces the tracefs ``uprobe_events`` path (otherwise used only
+    when the kernel has no uprobe PMU).
+    """
+    _check_type(prog, (ProgramType.KPROBE,), "attach_uprobe")
+    path, off, where = _resolve(path, symbol, offset)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, "no such binary", path)
+    p = -1 if pid is None else int(pid)
+    desc = f"{'uretprobe' if retprobe else 'uprobe'} {where}" + (f" pid {p}" if p >= 0 else "")
+    ptype = None if legacy else _pmu_type()
+    if ptype is not None:
+        pfd = _open_pmu(ptype, path, off, retprobe, p, ref_ctr_offset)
+        return attach_perf_fd(prog, pfd, cookie=cookie, description=desc)
+    if ref_ctr_offset:
+        raise ValueError("ref_ctr_offset needs the uprobe PMU (kernel 4.20+)")
+    pfd, remove = open_probe_event("uprobe_events", retprobe, f"{path}:{off:#x}", p)
+    return attach_perf_fd(prog, pfd, cookie=cookie, description=desc, cleanup=remove)
+
+
+def attach_uprobe_multi(prog: Any, path: str | os.PathLike,
+                        symbols: Sequence[str] | None = None, retprobe: bool = False, *,
+                        offsets: Sequence[int] | None = None, cookies: Sequence[int] | None = None,
+                        ref_ctr_offsets: Sequence[int] | None = None,
+                        pid: int | None = None) -> FDLink:
+    """Attach a KPROBE-type program, loaded with attach type
+    TRACE_UPROBE_MULTI, to many functions of *path* with one bpf_link.
+
+    Give function names in *symbols*, or file offsets in *offsets*.
+    *cookies*, when given, has one value per probe (``bpf_get_attach_cookie``).
+    """
+    _check_type(prog, (ProgramType.KPROBE,), "attach_uprobe_multi")
+    path = os.path.abspath(os.fspath(path))
+    if (symbols is None) == (offsets is None):
+        raise ValueError("give exactly one of symbols and offsets")
+    if symbols is not None:
+        symbols = list(symbols)
+        table = symbol_offsets(path, symbols)
+        offs = [table[s] for s in symbols]
+        what = ",".join(symbols)
+    else:
+        offs = [int(o) for o in offsets]
+        what = ",".join(f"{o:#x}" for o in offs)
+    n = len(offs)
+    if not n:
+        raise ValueError("attach_uprobe_multi needs at least one probe")
+
+    def arr(vals: Sequence[int] | None, name: str) -> np.ndarray | None:
+        if vals is None:
+            return None
+        a = np.ascontiguousarray(np.asarray(vals, dtype=np.uint64))
+        if a.shape != (n,):
+            raise ValueError(f"{name} needs {n} values, one per probe")
+        return a
+
+    cpath = os.fsencode(path) + b"\0"
+    off_a = arr(offs, "offsets")
+    ck_a = arr(cookies, "cookies")
+    rc_a = arr(ref_ctr_offsets, "ref_ctr_offsets")
+    addr = lambda a: 0 if a is None else _core.address_of(a)  # noqa: E731
+    # union link_create.uprobe_multi: path, offsets, ref_ctr_offsets, cookies
+    # (pointers), cnt, flags, pid. The buffers outlive the call below.
+    extra = struct.pack("<QQQQIII", _core.address_of(cpath), addr(off_a), addr(rc_a),
+                        addr(ck_a), n, UPROBE_MULTI_RETURN if retprobe else 0,
+                        0 if pid is None else int(pid))
+    fd = _core.link_create(_fd_of(prog), 0, AttachType.TRACE_UPROBE_MULTI, 0, extra)
+    kind = "uretprobe.multi" if retprobe else "uprobe.multi"
+    return FDLink(fd, prog, f"{kind} {path}:{what}")
