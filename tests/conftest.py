@@ -59,3 +59,15 @@ def no_fd_leak():
     leaked = {fd for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")}
     assert not leaked, f"file descriptors leaked: {sorted(leaked)} -> " + ", ".join(
         os.readlink(f"/proc/self/fd/{fd}") for fd in sorted(leaked) if os.path.exists(f"/proc/self/fd/{fd}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kernel_btf_loaded_once():
+    """The cached vmlinux BTF keeps its file mapped for the whole session;
+    load it before any test so fd-leak checks do not count it."""
+    from fastbpf import btf
+    try:
+        btf.load_kernel_spec()
+    except (OSError, btf.BTFError):
+        pass  # tests that need kernel BTF skip on their own
+    yield
