@@ -46,27 +46,27 @@ def attach_cgroup(program: Any, cgroup: str | os.PathLike | int, attach_type: At
     BPF_PROG_DETACH for this program.
     """
     at = AttachType(attach_type) if attach_type in AttachType._value2member_map_ else attach_type
-    cg = open_cgroup(cgroup)
     what = f"cgroup {cgroup!r} {getattr(at, 'name', at)}"
-    try:
-        if use_link:
-            if replace is not None:
-                raise ValueError("replace= is for use_link=False; update() the link instead")
-            return FDLink(_core.link_create(program.fd, cg.fd, int(at), int(flags)),
-                          program, what)
-        aflags = int(flags)
-        rfd = 0
+    if use_link:
         if replace is not None:
-            aflags |= AttachFlags.REPLACE
-            rfd = replace.fd
+            raise ValueError("replace= is for use_link=False; update() the link instead")
+        with open_cgroup(cgroup) as cg:   # the link holds the cgroup itself
+            fd = _core.link_create(program.fd, cg.fd, int(at), int(flags))
+        return FDLink(fd, program, what)
+    aflags = int(flags)
+    rfd = 0
+    if replace is not None:
+        aflags |= AttachFlags.REPLACE
+        rfd = replace.fd
+    cg = open_cgroup(cgroup)
+    try:
         _core.prog_attach(cg.fd, program.fd, int(at), aflags, rfd)
+        # PROG_DETACH names the program by fd: keep one even if the caller
+        # closes the Program first.
         prog = _core.dup_fd(program.fd)
     except BaseException:
         cg.close()
         raise
-    finally:
-        if use_link:
-            cg.close()  # the link holds the cgroup itself
 
     def detach() -> None:
         try:

@@ -19,7 +19,7 @@ from .. import _core
 from ..enums import AttachFlags, AttachType
 from ..errors import BPFError
 from . import _netlink
-from ._base import DetachLink, FDLink, Link
+from ._base import DetachLink, FDLink
 
 __all__ = ["attach_tcx", "attach_tc", "TCFilterLink"]
 

@@ -36,7 +36,6 @@ XDP_MODES = {
 # LINK_CREATE errnos that mean "this kernel has no XDP links".
 _NO_LINK_ERRNOS = (errno.EINVAL, ENOTSUPP, errno.EOPNOTSUPP)
 
-IFLA_XDP_FD = "IFLA_XDP_FD"
 RTM_SETLINK = 19
 
 
