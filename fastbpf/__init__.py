@@ -13,7 +13,9 @@ from .enums import (AttachFlags, AttachType, Command, LinkType, MapFlags, MapTyp
 from .errors import (BPFError, BTFError, BTFLoadError, ClosedError, ELFError,
                      NotSupportedError, VerifierError)
 from .maps import Map, MapInfo, MapSpec, lpm_key_dtype, map_ids
-from .programs import Program, ProgramInfo, ProgramSpec, TestRunResult, program_ids
+from .programs import (Program, ProgramInfo, ProgramSpec, StatsHandle, TestRunResult,
+                       enable_stats, program_ids)
+from . import features
 from . import link
 
 __version__ = "0.1.0"
@@ -26,6 +28,7 @@ __all__ = [
     "BPFError", "BTFError", "BTFLoadError", "ClosedError", "ELFError", "NotSupportedError",
     "VerifierError",
     "Map", "MapInfo", "MapSpec", "lpm_key_dtype", "map_ids",
-    "Program", "ProgramInfo", "ProgramSpec", "TestRunResult", "program_ids",
+    "Program", "ProgramInfo", "ProgramSpec", "StatsHandle", "TestRunResult", "enable_stats",
+    "program_ids", "features",
     "asm", "btf", "link",
 ]

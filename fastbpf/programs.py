@@ -3,7 +3,12 @@
 Loading follows one policy: try without a verifier log (fast, and the log
 buffer costs memory); if the kernel refuses, load again with a log so the
 :class:`VerifierError` explains itself, growing the buffer until the whole log
-fits.
+fits. A program that passes keeps its log only when asked (``log_level``).
+
+Test runs (BPF_PROG_TEST_RUN) go through :mod:`fastbpf._progrun`, which does
+the whole call in C; :meth:`Program.test_run` only adds the per-type rules
+(raw tracepoint and syscall programs take no repeat count, syscall programs
+write their context back).
 """
 
 from __future__ import annotations
@@ -11,19 +16,47 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import time
 from typing import Any, Mapping
 
 import numpy as np
 
 from . import _core
-from .enums import AttachType, ProgramFlags, ProgramType
-from .errors import BPFError, VerifierError
+from ._progrun import TestRunResult
+from ._progrun import program_test_run as _program_test_run
+from ._progrun import test_run as _test_run
+from .enums import AttachType, ProgramFlags, ProgramType, StatsType
+from .errors import BPFError, NotSupportedError, VerifierError
 
-__all__ = ["ProgramSpec", "Program", "program_ids"]
+__all__ = ["ProgramSpec", "Program", "ProgramInfo", "TestRunResult", "program_ids",
+           "enable_stats", "StatsHandle"]
 
-#: First verifier log buffer; grown (x4) up to MAX_LOG_SIZE while ENOSPC.
+#: First verifier log buffer; grown (to the size the kernel asks for, or x4)
+#: up to MAX_LOG_SIZE while the kernel says ENOSPC.
 DEFAULT_LOG_SIZE = 1 << 16
-MAX_LOG_SIZE = 1 << 30 - 1
+#: The kernel refuses log buffers of UINT32_MAX >> 2 bytes or more.
+MAX_LOG_SIZE = (1 << 30) - 1
+
+# How BPF_PROG_TEST_RUN treats each type (see Program.test_run).
+_RUN_NORMAL, _RUN_ONCE, _RUN_SYSCALL = 0, 1, 2
+# Types whose test run rejects a repeat count and a ctx_out (EINVAL): the
+# kernel runs them exactly once and does not time them.
+_RUN_ONCE_TYPES = frozenset({ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE,
+                             ProgramType.TRACING, ProgramType.STRUCT_OPS, ProgramType.LSM})
+
+
+def _run_kind(t: Any) -> int:
+    if t == ProgramType.SYSCALL:
+        return _RUN_SYSCALL
+    if t in _RUN_ONCE_TYPES:
+        return _RUN_ONCE
+    return _RUN_NORMAL
+
+
+_ONLY_ATTACH_TYPE = {
+    ProgramType.SK_LOOKUP: AttachType.SK_LOOKUP,
+    ProgramType.NETFILTER: AttachType.NETFILTER,
+}
 
 
 @dataclasses.dataclass
@@ -33,8 +66,11 @@ class ProgramSpec:
     ``instructions`` is an :class:`fastbpf.asm.Instructions` (or anything
     with ``encode()``), or the raw bytes of encoded instructions.
     ``attach_type`` is the expected attach type where the program type needs
-    one (cgroup_sock_addr, tracing, ...). ``attach_to`` names the attach
-    target (a kernel function for tracing programs).
+    one (cgroup_sock_addr, tracing, lsm, ...). ``attach_to`` names the attach
+    target of tracing programs, looked up in the kernel's BTF at load time:
+    the kernel function for fentry/fexit/fmod_ret, the tracepoint for tp_btf
+    (``"sys_enter"``), the hook for lsm (``"file_open"``), the iterator for
+    iter (``"task"``). ``flags`` are :class:`ProgramFlags`.
     """
 
     type: ProgramType
@@ -44,7 +80,8 @@ class ProgramSpec:
     attach_type: AttachType | None = None
     attach_to: str | None = None
     flags: int = 0
-    #: BTF id of the attach target in the kernel (tracing, lsm, struct_ops).
+    #: BTF id of the attach target in the kernel (found from ``attach_to``
+    #: when 0).
     attach_btf_id: int = 0
     #: fd of a BTF object holding the target (0: vmlinux), or of the target
     #: program for freplace.
@@ -54,7 +91,15 @@ class ProgramSpec:
 
     def __post_init__(self) -> None:
         self.type = ProgramType(self.type)
-        if self.attach_type is not None:
+        if self.attach_type is None:
+            # Types with one possible attach type: fill it in, as the
+            # kernel refuses to load them without it (EINVAL, empty log).
+            self.attach_type = _ONLY_ATTACH_TYPE.get(self.type)
+        elif self.type == ProgramType.STRUCT_OPS:
+            # For struct_ops the kernel reads this field as the index of
+            # the member the program implements, not as an attach type.
+            self.attach_type = int(self.attach_type)
+        else:
             self.attach_type = AttachType(self.attach_type)
 
     def copy(self) -> "ProgramSpec":
@@ -64,81 +109,171 @@ class ProgramSpec:
             c.instructions = self.instructions.copy()
         return c
 
-    def encode(self, maps: Mapping[str, Any] | None = None) -> bytes:
-        """The encoded instructions (map references resolved from *maps*)."""
+    def resolved(self, maps: Mapping[str, Any] | None = None) -> Any:
+        """The instructions with map references bound from *maps*."""
         insns = self.instructions
-        if isinstance(insns, (bytes, bytearray, memoryview)):
-            return bytes(insns)
         if maps and hasattr(insns, "resolve_maps"):
             insns = insns.resolve_maps(maps)
+        return insns
+
+    def encode(self, maps: Mapping[str, Any] | None = None) -> bytes:
+        """The encoded instructions (map references resolved from *maps*)."""
+        insns = self.resolved(maps)
+        if isinstance(insns, (bytes, bytearray, memoryview)):
+            return bytes(insns)
         return insns.encode()
 
 
-def _read_log(buf: bytearray) -> str:
+def _read_log(buf: bytearray | None) -> str:
+    if not buf:
+        return ""
     return bytes(buf).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+# -- attach targets in kernel BTF ------------------------------------------
+
+# (program type, attach type) -> (BTF kind name, name prefix)
+_TARGET_RULES = {
+    (ProgramType.TRACING, AttachType.TRACE_RAW_TP): ("TYPEDEF", "btf_trace_"),
+    (ProgramType.TRACING, AttachType.TRACE_FENTRY): ("FUNC", ""),
+    (ProgramType.TRACING, AttachType.TRACE_FEXIT): ("FUNC", ""),
+    (ProgramType.TRACING, AttachType.MODIFY_RETURN): ("FUNC", ""),
+    (ProgramType.TRACING, AttachType.TRACE_ITER): ("FUNC", "bpf_iter_"),
+    (ProgramType.LSM, AttachType.LSM_MAC): ("FUNC", "bpf_lsm_"),
+    (ProgramType.LSM, AttachType.LSM_CGROUP): ("FUNC", "bpf_lsm_"),
+}
+
+
+def kernel_btf_id(spec: ProgramSpec) -> int:
+    """The vmlinux BTF id of ``spec.attach_to`` for its program/attach type.
+
+    The name may be given with or without the kernel's prefix
+    (``"sys_enter"`` or ``"btf_trace_sys_enter"``, ``"file_open"`` or
+    ``"bpf_lsm_file_open"``). Raises ValueError when the pair of types takes
+    no named target, and :class:`NotSupportedError` (ENOENT) when the kernel
+    has no such target.
+    """
+    rule = _TARGET_RULES.get((spec.type, spec.attach_type))
+    if rule is None:
+        raise ValueError(f"attach_to={spec.attach_to!r}: a {spec.type.name} program with "
+                         f"attach type {getattr(spec.attach_type, 'name', None)} takes no "
+                         f"named kernel target (set attach_btf_id yourself)")
+    kind_name, prefix = rule
+    from . import btf
+    from .btf.types import Kind
+    kernel = btf.load_kernel_spec()
+    name = spec.attach_to
+    names = [name] if name.startswith(prefix) else [prefix + name, name]
+    for n in names:
+        found = kernel.types_by_name(n, Kind[kind_name])
+        if found:
+            return found[0].id
+    raise NotSupportedError(errno.ENOENT, "program load", f"attach target {name!r}",
+                            f"the kernel's BTF has no {kind_name.lower()} named "
+                            f"{' or '.join(map(repr, names))}")
+
+
+def _map_objects(insns: Any) -> list:
+    """Map objects (not bare fds) that *insns* refer to, each once."""
+    out, seen = [], set()
+    for insn in insns if not isinstance(insns, (bytes, bytearray, memoryview)) else ():
+        m = getattr(insn, "map", None)
+        if m is not None and not isinstance(m, int) and id(m) not in seen:
+            seen.add(id(m))
+            out.append(m)
+    return out
 
 
 class Program:
     """A program loaded into the kernel, owned through its fd.
 
     Load one with :meth:`load`, or open an existing one with
-    :meth:`from_pin`, :meth:`from_id` or :meth:`from_fd`.
+    :meth:`from_pin`, :meth:`from_id` or :meth:`from_fd`. ``close()`` (or a
+    ``with`` block) releases the fd; pins, links and PROG_ARRAY slots keep
+    the kernel object alive on their own.
     """
 
     def __init__(self, fd: _core.FD, type: ProgramType | int, name: str = "",
-                 spec: ProgramSpec | None = None, log: str = "") -> None:
+                 spec: ProgramSpec | None = None, log: str = "", maps: list | None = None) -> None:
         self._fd = fd
         try:
             self.type = ProgramType(type)
         except ValueError:
             self.type = type
+        self._run = _run_kind(self.type)
         self.name = name
         self.spec = spec
         #: The verifier log of a successful load (when asked with log_level).
         self.log = log
+        #: Map objects the instructions referred to. The kernel holds its own
+        #: reference to every map a program uses, so closing a Map does not
+        #: break the program; this keeps the Python objects usable alongside.
+        self.maps = maps or []
 
     @classmethod
     def load(cls, spec: ProgramSpec, *, log_level: int = 0, log_size: int | None = None,
              maps: Mapping[str, Any] | None = None) -> "Program":
         """Load *spec* into the kernel.
 
-        *log_level* > 0 keeps the verifier log of a successful load in
-        ``.log`` (1: basic, 2: every instruction, 4: statistics).
-        *maps* resolves map references by name (``asm.load_map_ptr(R1, "x")``).
+        *maps* resolves map references by name (``asm.load_map_ptr(R1,
+        "counters")`` with ``maps={"counters": m}``); the Map objects used
+        are kept in ``.maps``. *log_level* > 0 keeps the verifier log of a
+        successful load in ``.log`` (1: basic, 2: every instruction, 4:
+        statistics). *log_size* is the first log buffer's size; it grows to
+        whatever the kernel needs.
+
         Raises :class:`VerifierError` with the whole log when the verifier
-        refuses the program.
+        refuses the program, or a plain :class:`BPFError` (with the errno)
+        when the kernel refuses it without a word (e.g. EPERM for fentry on
+        kernels that cannot patch their text).
         """
         if not isinstance(spec, ProgramSpec):
             raise TypeError(f"Program.load takes a ProgramSpec, not {type(spec).__name__}")
-        insns = spec.encode(maps)
-        if not insns or len(insns) % 8:
-            raise ValueError("a program needs at least one instruction")
+        insns = spec.resolved(maps)
+        used_maps = _map_objects(insns)
+        raw = bytes(insns) if isinstance(insns, (bytes, bytearray, memoryview)) else insns.encode()
+        if not raw or len(raw) % 8:
+            raise ValueError("a program needs at least one whole instruction (8 bytes)")
+        btf_id = spec.attach_btf_id
+        if not btf_id and spec.attach_to:
+            btf_id = kernel_btf_id(spec)
+        flags = int(spec.flags)
+        if spec.type == ProgramType.SYSCALL:
+            flags |= ProgramFlags.SLEEPABLE  # the kernel accepts no other kind
         kwargs = dict(
-            name=spec.name, prog_flags=int(spec.flags),
+            name=spec.name, prog_flags=flags,
             expected_attach_type=int(spec.attach_type) if spec.attach_type is not None else 0,
-            attach_btf_id=spec.attach_btf_id, attach_prog_fd=spec.attach_btf_obj_fd,
+            attach_btf_id=btf_id, attach_prog_fd=spec.attach_btf_obj_fd,
             prog_ifindex=spec.ifindex, kern_version=spec.kernel_version,
         )
-        if spec.type == ProgramType.SYSCALL:
-            kwargs["prog_flags"] |= ProgramFlags.SLEEPABLE  # the kernel insists
-        size = log_size or DEFAULT_LOG_SIZE
-        level = log_level
+        size = max(int(log_size or DEFAULT_LOG_SIZE), 128)
+        level = int(log_level)
+        first_error: BPFError | None = None
         while True:
             buf = bytearray(size) if level else None
             try:
-                fd, _ = _core.prog_load(int(spec.type), insns, spec.license,
+                fd, _ = _core.prog_load(int(spec.type), raw, spec.license,
                                         log_level=level, log_buf=buf, **kwargs)
-                return cls(fd, spec.type, spec.name or "", spec, _read_log(buf) if buf else "")
             except VerifierError as e:
                 if e.errno == errno.ENOSPC and size < MAX_LOG_SIZE:
-                    size = max(size * 4, getattr(e, "log_true_size", 0) or 0)
+                    # The kernel (6.4+) says how big the whole log is.
+                    need = getattr(e, "log_true_size", 0) or 0
+                    size = min(MAX_LOG_SIZE, max(size * 4, need + 1))
                     continue
+                if first_error is not None and not e.log.strip():
+                    # The retry with a log learned nothing: the plain error
+                    # keeps its errno-specific class (PermissionError, ...).
+                    raise first_error from None
                 raise
             except BPFError as e:
-                if level == 0 and e.errno in (errno.EACCES, errno.EINVAL, errno.EPERM, errno.E2BIG):
+                if level == 0 and e.errno in (errno.EACCES, errno.EINVAL, errno.EPERM,
+                                              errno.E2BIG, errno.ENOSPC, errno.EFAULT):
+                    first_error = e
                     level = 1  # again, with a log that says why
                     continue
                 raise
+            return cls(fd, spec.type, spec.name or "", spec,
+                       _read_log(buf) if log_level else "", used_maps)
 
     @classmethod
     def from_fd(cls, fd: int) -> "Program":
@@ -174,6 +309,11 @@ class Program:
         """True once closed."""
         return self._fd.closed
 
+    @property
+    def id(self) -> int:
+        """The kernel's id of this program."""
+        return _core.prog_info(self._fd.fd)["id"]
+
     def close(self) -> None:
         """Release the program's fd (attachments made through links stay
         until their links close)."""
@@ -189,8 +329,12 @@ class Program:
         t = self.type.name if isinstance(self.type, ProgramType) else self.type
         return f"<Program {self.name!r} {t} {'closed' if self.closed else f'fd={self._fd.fd}'}>"
 
+    def clone(self) -> "Program":
+        """A second Program object for the same kernel program (a dup'ed fd)."""
+        return Program(self._fd.dup(), self.type, self.name, self.spec, self.log, list(self.maps))
+
     def pin(self, path: str | os.PathLike) -> None:
-        """Pin the program at *path* on a bpffs."""
+        """Pin the program at *path* on a bpffs (it then outlives the process)."""
         from .maps import check_pin_path
         _core.obj_pin(self.fd, check_pin_path(path))
 
@@ -198,65 +342,65 @@ class Program:
         """Remove the pin at *path*."""
         os.unlink(os.fspath(path))
 
-    def test_run(self, data: Any = None, ctx: Any = None, repeat: int = 1,
-                 data_out_size: int | None = None, ctx_out_size: int | None = None,
-                 flags: int = 0, cpu: int = 0) -> "TestRunResult":
-        """Run the program once (or *repeat* times) on *data* (BPF_PROG_TEST_RUN).
+    #: ``test_run(data=None, ctx=None, repeat=1, *, data_out_size=None,
+    #: ctx_out_size=None, flags=0, cpu=0, batch_size=0) -> TestRunResult``:
+    #: run the program in the kernel (BPF_PROG_TEST_RUN). Implemented in C
+    #: (:func:`fastbpf._progrun.program_test_run`, where the full docstring
+    #: lives) because the call is as fast as the kernel lets it be.
+    test_run = _program_test_run
 
-        Returns the return value, the output packet as a numpy array the
-        kernel wrote into, the output context, and the mean duration in ns.
-        """
-        din = None if data is None else _as_bytes_view(data)
-        out_size = data_out_size if data_out_size is not None else (
-            len(din) + 512 if din is not None else 0)
-        dout = np.empty(out_size, dtype=np.uint8) if out_size else None
-        cin = None if ctx is None else _as_bytes_view(ctx)
-        csize = ctx_out_size if ctx_out_size is not None else (len(cin) if cin is not None else 0)
-        cout = np.empty(csize, dtype=np.uint8) if csize else None
-        retval, dsize, csz, duration = _core.prog_test_run(
-            self.fd, din, dout, cin, cout, repeat, flags, cpu)
-        return TestRunResult(
-            retval=retval,
-            data=dout[:min(dsize, out_size)] if dout is not None else np.empty(0, np.uint8),
-            ctx=cout[:min(csz, csize)] if cout is not None else None,
-            duration_ns=duration)
+    def _test_run_once(self, data: Any, ctx: Any, repeat: int, flags: int, cpu: int) -> TestRunResult:
+        fd = self._fd.fd
+        inout = None
+        if self._run == _RUN_SYSCALL and ctx is not None:
+            # The kernel writes the context back into ctx_in: never into the
+            # caller's (possibly immutable) object, always into a fresh copy.
+            inout = np.array(memoryview(ctx).cast("B"), dtype=np.uint8)
+            ctx = None
+        n = max(int(repeat), 1)
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            r = _test_run(fd, data, ctx, 0, 0 if data is None else -1, 0, flags, cpu, 0,
+                          inout, True)
+        if n > 1 or not r.duration_ns:
+            r = TestRunResult(r.retval, r.data, r.ctx, (time.perf_counter_ns() - t0) // n)
+        return r
 
     def info(self) -> "ProgramInfo":
-        """The kernel's view of the program (id, type, tag, maps, run stats)."""
+        """The kernel's view of the program (id, type, tag, maps, run stats).
+
+        ``run_cnt`` and ``run_time_ns`` only count while statistics are on
+        (:func:`enable_stats`, or the ``kernel.bpf_stats_enabled`` sysctl).
+        """
         i = _core.prog_info(self.fd)
-        return ProgramInfo(**{f.name: i[f.name] for f in dataclasses.fields(ProgramInfo)
-                              if f.name in i})
+        fields = {f.name for f in dataclasses.fields(ProgramInfo)}
+        kw = {k: v for k, v in i.items() if k in fields}
+        try:
+            kw["type"] = ProgramType(kw["type"])
+        except ValueError:
+            pass
+        return ProgramInfo(**kw)
 
-
-def _as_bytes_view(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return np.ascontiguousarray(obj).view(np.uint8).reshape(-1)
-    return memoryview(obj).cast("B") if not isinstance(obj, (bytes, bytearray)) else obj
-
-
-@dataclasses.dataclass(frozen=True)
-class TestRunResult:
-    """The outcome of :meth:`Program.test_run`."""
-
-    __test__ = False  # not a pytest class
-
-    retval: int
-    data: np.ndarray
-    ctx: np.ndarray | None
-    duration_ns: int
+    def xlated(self) -> Any:
+        """The instructions as the kernel rewrote them (:class:`asm.Instructions`)."""
+        from .asm import Instructions
+        return Instructions.decode(_core.prog_xlated_insns(self.fd))
 
 
 @dataclasses.dataclass(frozen=True)
 class ProgramInfo:
-    """What the kernel says about a program."""
+    """What the kernel says about a program (BPF_OBJ_GET_INFO_BY_FD)."""
 
     id: int
-    type: int
+    type: ProgramType | int
     name: str
+    #: The program's tag: a hash of its instructions, as bpftool shows it.
     tag: str
     map_ids: list
+    #: Runs and total run time, counted only while statistics are enabled.
     run_cnt: int = 0
     run_time_ns: int = 0
+    #: Load time in ns since boot.
     load_time: int = 0
     created_by_uid: int = 0
     gpl_compatible: bool = False
@@ -265,12 +409,57 @@ class ProgramInfo:
     jited_prog_len: int = 0
     xlated_prog_len: int = 0
     recursion_misses: int = 0
+    attach_btf_obj_id: int = 0
+    attach_btf_id: int = 0
+    ifindex: int = 0
 
 
 def program_ids() -> list[int]:
-    """Ids of every program in the kernel."""
+    """Ids of every program in the kernel, ascending."""
     ids, cur = [], 0
     while (nxt := _core.prog_get_next_id(cur)) is not None:
         ids.append(nxt)
         cur = nxt
     return ids
+
+
+class StatsHandle:
+    """Kernel run-time statistics, on while this object is open.
+
+    Returned by :func:`enable_stats`; close it (or leave the ``with``
+    block) to give the kernel's counter back.
+    """
+
+    def __init__(self, type: StatsType = StatsType.RUN_TIME) -> None:
+        self.type = StatsType(type)
+        self._fd = _core.enable_stats(int(self.type))
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return self._fd.closed
+
+    def close(self) -> None:
+        """Stop holding statistics on (they stay on while anyone else does)."""
+        self._fd.close()
+
+    def __enter__(self) -> "StatsHandle":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<StatsHandle {self.type.name} {'closed' if self.closed else 'on'}>"
+
+
+def enable_stats(type: StatsType = StatsType.RUN_TIME) -> StatsHandle:
+    """Turn on the kernel's per-program run statistics (BPF_ENABLE_STATS).
+
+    ``with fastbpf.enable_stats(): ...`` makes :meth:`Program.info` report
+    ``run_cnt`` and ``run_time_ns`` for runs inside the block. The switch is
+    reference-counted by the kernel and scoped to the returned handle's fd,
+    so it never touches the global ``kernel.bpf_stats_enabled`` sysctl that
+    other processes share.
+    """
+    return StatsHandle(type)

@@ -1,0 +1,452 @@
+"""Does this kernel have ...? Probes that ask the running kernel, not its version.
+
+Every answer comes from doing the thing once, as small as possible: create a
+one-entry map of the type, load a two-instruction program of the type, call
+the helper from a program of the type, load a program with the attach type.
+Answers are cached for the life of the process (a kernel does not grow
+features while running).
+
+Each question comes in three forms::
+
+    features.have_map_type(MapType.ARENA)               # True / False
+    features.probe_map_type(MapType.ARENA)              # Probe: .ok, .errno, .reason
+    features.require("map_type", MapType.ARENA)         # raises NotSupportedError
+    features.skip_reason("helper", ProgramType.XDP, Helper.ringbuf_output)  # str | None
+
+``skip_reason`` is meant for tests: ``if r := skip_reason(...): pytest.skip(r)``;
+the string names the feature and the errno the kernel gave.
+
+How an answer is read from the kernel's reply:
+
+* map types: the create succeeds, or fails (EINVAL for a type the kernel
+  does not know; the probe sets up what each known type requires).
+* program types: the load succeeds, or the kernel refused it before the
+  verifier ran (EINVAL with an empty log: unknown type) or refused it
+  outright (EPERM: e.g. LSM programs where trampolines are not allowed). A
+  rejection *by the verifier* (a log) still means the type exists.
+* helpers: absent when the verifier says "unknown func" or "program of this
+  type cannot use helper"; present when it gets past the call (any other
+  complaint is about the probe's dummy arguments).
+* attach types: the load with that ``expected_attach_type`` succeeds (with a
+  real target in kernel BTF for tracing and LSM attach types).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import functools
+import os
+import struct
+from typing import Any, NamedTuple
+
+from . import _core
+from .enums import AttachType, MapFlags, MapType, ProgramFlags, ProgramType
+from .errors import ENOTSUPP, BPFError, NotSupportedError, VerifierError, strerror
+
+__all__ = [
+    "Probe", "probe", "require", "skip_reason", "clear_cache",
+    "have_map_type", "have_program_type", "have_helper", "have_attach_type",
+    "have_kprobe_pmu", "have_uprobe_pmu", "have_trampolines", "have_vmlinux_btf",
+    "have_bpf_stats",
+    "probe_map_type", "probe_program_type", "probe_helper", "probe_attach_type",
+    "probe_kprobe_pmu", "probe_uprobe_pmu", "probe_trampolines", "probe_vmlinux_btf",
+    "probe_bpf_stats",
+]
+
+
+def _errno_name(code: int) -> str:
+    if code == ENOTSUPP:
+        return "ENOTSUPP"
+    return _errno.errorcode.get(code, str(code))
+
+
+class Probe(NamedTuple):
+    """The answer to one feature question.
+
+    ``ok``: whether the kernel has it. ``feature``: what was asked, in words.
+    ``errno``: the kernel's error when absent (0 when present). ``detail``:
+    the verifier's or kernel's words, when there are any.
+    """
+
+    ok: bool
+    feature: str
+    errno: int = 0
+    detail: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    @property
+    def reason(self) -> str | None:
+        """Why the feature is missing (None when present), errno included."""
+        if self.ok:
+            return None
+        text = f"kernel lacks {self.feature}: {strerror(self.errno)} [{_errno_name(self.errno)}]"
+        return text + (f" ({self.detail})" if self.detail else "")
+
+    def error(self) -> NotSupportedError:
+        """A :class:`NotSupportedError` that names the feature and the errno."""
+        return NotSupportedError(self.errno or _errno.EOPNOTSUPP, "feature probe",
+                                 self.feature, self.detail or None)
+
+    def require(self) -> None:
+        """Raise :meth:`error` unless the feature is present."""
+        if not self.ok:
+            raise self.error()
+
+
+# -- small BTF blob (storage maps need key/value BTF ids) ----------------------------
+
+def _int_btf() -> bytes:
+    """A BTF blob with one type: ``int`` (id 1, 4 bytes, signed)."""
+    strings = b"\0int\0"
+    types = struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32)  # INT, signed, 32 bits
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    return hdr + types + strings
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel_type_id(name: str, kind: str) -> int:
+    try:
+        from . import btf
+        from .btf.types import Kind
+        found = btf.load_kernel_spec().types_by_name(name, Kind[kind])
+    except Exception:  # no vmlinux BTF, or the parser refused it
+        return 0
+    return found[0].id if found else 0
+
+
+# -- map types ----------------------------------------------------------------------
+
+_MAP_PARAMS: dict[MapType, dict[str, Any]] = {
+    MapType.LPM_TRIE: dict(key_size=8, flags=MapFlags.NO_PREALLOC),
+    MapType.STACK_TRACE: dict(value_size=8),
+    MapType.CGROUP_STORAGE: dict(key_size=16, value_size=8, max_entries=0),
+    MapType.PERCPU_CGROUP_STORAGE: dict(key_size=16, value_size=8, max_entries=0),
+    MapType.QUEUE: dict(key_size=0),
+    MapType.STACK: dict(key_size=0),
+    MapType.BLOOM_FILTER: dict(key_size=0),
+    MapType.RINGBUF: dict(key_size=0, value_size=0, max_entries=os.sysconf("SC_PAGE_SIZE")),
+    MapType.USER_RINGBUF: dict(key_size=0, value_size=0,
+                               max_entries=os.sysconf("SC_PAGE_SIZE")),
+    MapType.ARENA: dict(key_size=0, value_size=0, max_entries=1,
+                        flags=MapFlags.MMAPABLE),
+}
+_STORAGE_MAPS = frozenset({MapType.SK_STORAGE, MapType.INODE_STORAGE, MapType.TASK_STORAGE,
+                           MapType.CGRP_STORAGE})
+_INNER_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
+
+
+def _create_probe_map(t: MapType) -> None:
+    p = dict(key_size=4, value_size=4, max_entries=1, flags=0)
+    p.update(_MAP_PARAMS.get(t, {}))
+    extra: dict[str, Any] = {}
+    owned: list = []
+    try:
+        if t in _INNER_MAPS:
+            inner = _core.map_create(int(MapType.ARRAY), 4, 4, 1)
+            owned.append(inner)
+            extra["inner_map_fd"] = inner.fd
+        elif t in _STORAGE_MAPS:
+            b = _core.btf_load(_int_btf())
+            owned.append(b)
+            extra.update(btf_fd=b.fd, btf_key_type_id=1, btf_value_type_id=1)
+            p.update(max_entries=0, flags=MapFlags.NO_PREALLOC)
+        elif t == MapType.STRUCT_OPS:
+            vid = _kernel_type_id("bpf_struct_ops_bpf_dummy_ops", "STRUCT")
+            if not vid:
+                raise BPFError(_errno.ENOENT, "map create", None,
+                               "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
+            from . import btf
+            size = btf.load_kernel_spec().type_by_id(vid).size
+            b = _core.btf_load(_int_btf())
+            owned.append(b)
+            extra.update(btf_fd=b.fd, btf_vmlinux_value_type_id=vid)
+            p.update(value_size=size)
+        fd = _core.map_create(int(t), p["key_size"], p["value_size"], p["max_entries"],
+                              int(p["flags"]), None, **extra)
+        fd.close()
+    finally:
+        for o in owned:
+            o.close()
+
+
+@functools.lru_cache(maxsize=None)
+def probe_map_type(t: MapType) -> Probe:
+    """Can this kernel create maps of type *t*?"""
+    t = MapType(t)
+    what = f"map type {t.name}"
+    try:
+        _create_probe_map(t)
+    except BPFError as e:
+        return Probe(False, what, e.errno, getattr(e, "hint", None) or "")
+    return Probe(True, what)
+
+
+def have_map_type(t: MapType) -> bool:
+    """True if this kernel can create maps of type *t*."""
+    return probe_map_type(t).ok
+
+
+# -- program types, helpers, attach types ----------------------------------------------
+
+# The expected attach type (and kernel BTF target) a type needs to load at all.
+_DEFAULT_ATTACH: dict[ProgramType, AttachType] = {
+    ProgramType.CGROUP_SOCK_ADDR: AttachType.CGROUP_INET4_CONNECT,
+    ProgramType.CGROUP_SOCKOPT: AttachType.CGROUP_GETSOCKOPT,
+    ProgramType.SK_LOOKUP: AttachType.SK_LOOKUP,
+    ProgramType.NETFILTER: AttachType.NETFILTER,
+    ProgramType.TRACING: AttachType.TRACE_RAW_TP,
+    ProgramType.LSM: AttachType.LSM_MAC,
+}
+# attach type -> (BTF name, BTF kind) of a target every kernel has.
+_BTF_TARGETS: dict[AttachType, tuple[str, str]] = {
+    AttachType.TRACE_RAW_TP: ("btf_trace_sys_enter", "TYPEDEF"),
+    AttachType.TRACE_FENTRY: ("bpf_fentry_test1", "FUNC"),
+    AttachType.TRACE_FEXIT: ("bpf_fentry_test1", "FUNC"),
+    AttachType.MODIFY_RETURN: ("bpf_modify_return_test", "FUNC"),
+    AttachType.TRACE_ITER: ("bpf_iter_task", "FUNC"),
+    AttachType.LSM_MAC: ("bpf_lsm_file_open", "FUNC"),
+    AttachType.LSM_CGROUP: ("bpf_lsm_file_open", "FUNC"),
+}
+
+# BPF_MOV64_IMM(r0, 0); BPF_EXIT
+_RET0 = bytes.fromhex("b700000000000000" "9500000000000000")
+
+
+def _call(helper: int) -> bytes:
+    # call helper; r0 = 0; exit
+    return struct.pack("<BBhi", 0x85, 0, 0, int(helper)) + _RET0
+
+
+class _LoadResult(NamedTuple):
+    ok: bool
+    errno: int
+    log: str
+
+
+def _load(ptype: ProgramType, insns: bytes, attach: AttachType | None) -> _LoadResult:
+    kw: dict[str, Any] = {}
+    flags = 0
+    if ptype == ProgramType.SYSCALL:
+        flags |= ProgramFlags.SLEEPABLE
+    if ptype == ProgramType.STRUCT_OPS:
+        # bpf_dummy_ops.test_1: the struct's BTF id, member index 0.
+        kw["attach_btf_id"] = _kernel_type_id("bpf_dummy_ops", "STRUCT")
+        attach = None
+    if attach is not None:
+        kw["expected_attach_type"] = int(attach)
+        target = _BTF_TARGETS.get(attach)
+        if target is not None:
+            kw["attach_btf_id"] = _kernel_type_id(*target)
+            if not kw["attach_btf_id"]:
+                return _LoadResult(False, _errno.ENOENT, f"no {target[0]} in kernel BTF")
+    buf = bytearray(1 << 16)
+    try:
+        fd, _ = _core.prog_load(int(ptype), insns, "GPL", log_level=1, log_buf=buf,
+                                prog_flags=int(flags), **kw)
+    except VerifierError as e:
+        return _LoadResult(False, e.errno, e.log)
+    except BPFError as e:
+        return _LoadResult(False, e.errno, "")
+    fd.close()
+    return _LoadResult(True, 0, "")
+
+
+def _last_line(log: str) -> str:
+    lines = [ln for ln in log.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+@functools.lru_cache(maxsize=None)
+def probe_program_type(t: ProgramType) -> Probe:
+    """Can this kernel load programs of type *t*?"""
+    t = ProgramType(t)
+    what = f"program type {t.name}"
+    r = _load(t, _RET0, _DEFAULT_ATTACH.get(t))
+    if r.ok:
+        return Probe(True, what)
+    if r.errno in (_errno.EINVAL, _errno.EACCES) and r.log.strip():
+        # The verifier ran: the type exists, the probe program just did not
+        # suit it.
+        return Probe(True, what)
+    return Probe(False, what, r.errno, _last_line(r.log))
+
+
+def have_program_type(t: ProgramType) -> bool:
+    """True if this kernel can load programs of type *t*."""
+    return probe_program_type(t).ok
+
+
+_HELPER_ABSENT = ("unknown func", "program of this type cannot use helper",
+                  "invalid func")
+
+
+@functools.lru_cache(maxsize=None)
+def probe_helper(ptype: ProgramType, helper: int) -> Probe:
+    """Can programs of type *ptype* call *helper* (an :class:`asm.Helper` or id)?"""
+    ptype = ProgramType(ptype)
+    try:
+        from .asm import Helper
+        hname = f"bpf_{Helper(helper).name}"
+    except (ImportError, ValueError):
+        hname = f"#{int(helper)}"
+    what = f"helper {hname} in {ptype.name} programs"
+    pt = probe_program_type(ptype)
+    if not pt.ok:
+        return Probe(False, what, pt.errno, pt.reason or "")
+    r = _load(ptype, _call(helper), _DEFAULT_ATTACH.get(ptype))
+    if r.ok:
+        return Probe(True, what)
+    if r.errno == _errno.EINVAL and any(s in r.log for s in _HELPER_ABSENT):
+        said = [ln for ln in r.log.splitlines() if any(s in ln for s in _HELPER_ABSENT)]
+        return Probe(False, what, r.errno, said[0])
+    if r.errno in (_errno.EINVAL, _errno.EACCES) and r.log.strip():
+        return Probe(True, what)  # rejected for the dummy arguments, after the call check
+    return Probe(False, what, r.errno, _last_line(r.log))
+
+
+def have_helper(ptype: ProgramType, helper: int) -> bool:
+    """True if programs of type *ptype* may call *helper* on this kernel."""
+    return probe_helper(ptype, helper).ok
+
+
+@functools.lru_cache(maxsize=None)
+def probe_attach_type(ptype: ProgramType, attach: AttachType) -> Probe:
+    """Does a *ptype* program load with expected attach type *attach*?
+
+    Tracing and LSM attach types load against a target every kernel has
+    (``bpf_fentry_test1``, ``sys_enter``, ``bpf_lsm_file_open``, ...).
+    """
+    ptype, attach = ProgramType(ptype), AttachType(attach)
+    what = f"attach type {attach.name} for {ptype.name} programs"
+    r = _load(ptype, _RET0, attach)
+    if r.ok:
+        return Probe(True, what)
+    return Probe(False, what, r.errno, _last_line(r.log))
+
+
+def have_attach_type(ptype: ProgramType, attach: AttachType) -> bool:
+    """True if *ptype* programs load with expected attach type *attach*."""
+    return probe_attach_type(ptype, attach).ok
+
+
+# -- everything else ----------------------------------------------------------------------
+
+def _pmu(name: str) -> Probe:
+    what = f"the {name} PMU (/sys/bus/event_source/devices/{name})"
+    if os.path.exists(f"/sys/bus/event_source/devices/{name}/type"):
+        return Probe(True, what)
+    return Probe(False, what, _errno.ENOENT)
+
+
+@functools.lru_cache(maxsize=None)
+def probe_kprobe_pmu() -> Probe:
+    """Is the kprobe PMU there (perf_event_open kprobes; CONFIG_KPROBES)?"""
+    return _pmu("kprobe")
+
+
+@functools.lru_cache(maxsize=None)
+def probe_uprobe_pmu() -> Probe:
+    """Is the uprobe PMU there (CONFIG_UPROBE_EVENTS)?"""
+    return _pmu("uprobe")
+
+
+def have_kprobe_pmu() -> bool:
+    """True if kprobes can be created through perf_event_open."""
+    return probe_kprobe_pmu().ok
+
+
+def have_uprobe_pmu() -> bool:
+    """True if uprobes can be created through perf_event_open."""
+    return probe_uprobe_pmu().ok
+
+
+@functools.lru_cache(maxsize=None)
+def probe_trampolines() -> Probe:
+    """Are BPF trampolines allowed (an fentry program on bpf_fentry_test1
+    loads)? They back fentry, fexit, fmod_ret, LSM and freplace."""
+    p = probe_attach_type(ProgramType.TRACING, AttachType.TRACE_FENTRY)
+    return p._replace(feature="BPF trampolines (fentry/fexit/fmod_ret/lsm/freplace)")
+
+
+def have_trampolines() -> bool:
+    """True if fentry/fexit/fmod_ret/LSM programs can be loaded here."""
+    return probe_trampolines().ok
+
+
+@functools.lru_cache(maxsize=None)
+def probe_vmlinux_btf() -> Probe:
+    """Does the kernel expose its BTF (/sys/kernel/btf/vmlinux)?"""
+    what = "kernel BTF (/sys/kernel/btf/vmlinux)"
+    if os.path.exists("/sys/kernel/btf/vmlinux"):
+        return Probe(True, what)
+    return Probe(False, what, _errno.ENOENT)
+
+
+def have_vmlinux_btf() -> bool:
+    """True if the kernel's BTF is readable."""
+    return probe_vmlinux_btf().ok
+
+
+@functools.lru_cache(maxsize=None)
+def probe_bpf_stats() -> Probe:
+    """Can run-time statistics be switched on with BPF_ENABLE_STATS?"""
+    what = "BPF_ENABLE_STATS"
+    try:
+        _core.enable_stats(0).close()
+    except BPFError as e:
+        return Probe(False, what, e.errno)
+    return Probe(True, what)
+
+
+def have_bpf_stats() -> bool:
+    """True if BPF_ENABLE_STATS works."""
+    return probe_bpf_stats().ok
+
+
+# -- by name -----------------------------------------------------------------------
+
+_BY_NAME = {
+    "map_type": probe_map_type,
+    "program_type": probe_program_type,
+    "helper": probe_helper,
+    "attach_type": probe_attach_type,
+    "kprobe_pmu": probe_kprobe_pmu,
+    "uprobe_pmu": probe_uprobe_pmu,
+    "trampolines": probe_trampolines,
+    "vmlinux_btf": probe_vmlinux_btf,
+    "bpf_stats": probe_bpf_stats,
+}
+
+
+def probe(feature: str, *args: Any) -> Probe:
+    """The :class:`Probe` for *feature* by name: ``"map_type"``,
+    ``"program_type"``, ``"helper"``, ``"attach_type"``, ``"kprobe_pmu"``,
+    ``"uprobe_pmu"``, ``"trampolines"``, ``"vmlinux_btf"``, ``"bpf_stats"``;
+    *args* are the probe's arguments."""
+    try:
+        fn = _BY_NAME[feature]
+    except KeyError:
+        raise ValueError(f"unknown feature {feature!r}; one of {sorted(_BY_NAME)}") from None
+    return fn(*args)
+
+
+def require(feature: str, *args: Any) -> None:
+    """Raise :class:`NotSupportedError` (naming the feature and errno) if the
+    kernel lacks *feature* (see :func:`probe` for the names)."""
+    probe(feature, *args).require()
+
+
+def skip_reason(feature: str, *args: Any) -> str | None:
+    """None if the kernel has *feature*, else a sentence for ``pytest.skip``
+    naming the feature and the errno."""
+    return probe(feature, *args).reason
+
+
+def clear_cache() -> None:
+    """Forget every cached answer (after loading a kernel module, say)."""
+    for fn in _BY_NAME.values():
+        if hasattr(fn, "cache_clear"):
+            fn.cache_clear()
+    _kernel_type_id.cache_clear()
