@@ -27,7 +27,7 @@ from libc.string cimport memset
 cimport numpy as cnp
 from fastbpf._abi cimport fbpf_sys_bpf, fbpf_test_run_attr, BPF_PROG_TEST_RUN
 
-from fastbpf.errors import bpf_error as _bpf_error
+from fastbpf.errors import ClosedError, bpf_error as _bpf_error
 
 cnp.import_array()
 
@@ -122,38 +122,82 @@ def test_run(int prog_fd, data_in, ctx_in=None, uint32_t repeat=1,
                    cpu, batch_size, ctx_inout, release_gil)
 
 
-def program_test_run(self, data=None, ctx=None, repeat=1, *, data_out_size=None,
-                     ctx_out_size=None, flags=0, cpu=0, batch_size=0):
-    """Run the program on *data* and/or *ctx* in the kernel (BPF_PROG_TEST_RUN).
+cdef class ProgramBase:
+    """The fd-holding core of :class:`fastbpf.Program` (do not use directly).
 
-    *data* (the packet) and *ctx* (the context struct, e.g. ``struct
-    xdp_md`` or the u64 arguments of a raw tracepoint) are bytes-like or
-    numpy arrays. The kernel runs the program *repeat* times.
-
-    Returns a :class:`TestRunResult`: ``retval``, ``data`` (the output
-    packet as a uint8 array over the buffer the kernel wrote, no copy),
-    ``ctx`` (the output context, or None) and ``duration_ns`` (the
-    kernel's mean time per run).
-
-    The output buffer has room for ``len(data) + 512`` bytes unless
-    *data_out_size* says otherwise; ctx out defaults to ``len(ctx)``.
-
-    Raw tracepoint, tracing, struct_ops and syscall programs are run once
-    per system call (their kernel side takes no repeat count); *repeat*
-    then issues that many calls, the result is the last one's and
-    ``duration_ns`` the mean wall time per call seen from user space.
-    A syscall program's context is copied and the kernel writes its
-    changes back into the copy, returned as ``ctx``.
+    It keeps the descriptor as a C int next to its :class:`fastbpf.FD`
+    owner, so ``test_run`` reaches the system call without a Python
+    attribute lookup; the Python class adds everything else.
     """
-    # This is Program.test_run (programs.py binds it into the class): it is
-    # written here because the Python-level method alone cost ~20% of a
-    # whole test run of a small program.
-    if self._run:
-        return self._test_run_once(data, ctx, repeat, flags, cpu)
-    return _do_run(self._fd.fd, data, ctx, repeat,
-                   -1 if data_out_size is None else data_out_size,
-                   -1 if ctx_out_size is None else ctx_out_size,
-                   flags, cpu, batch_size, None, False)
+    cdef int _cfd
+    cdef int _run_kind
+    cdef object _fdobj
+
+    def __cinit__(self, *args, **kwargs):
+        self._cfd = -1
+
+    def _bind(self, fd, int run_kind):
+        """Take ownership of *fd* (an FD); *run_kind* 0 means the kernel
+        repeats the program itself (see programs._run_kind)."""
+        self._fdobj = fd
+        self._cfd = fd.fd
+        self._run_kind = run_kind
+
+    @property
+    def _fd(self):
+        """The FD object owning the descriptor."""
+        return self._fdobj
+
+    @property
+    def fd(self):
+        """The program's file descriptor; raises ClosedError once closed."""
+        if self._cfd < 0:
+            raise ClosedError(f"program {getattr(self, 'name', '')!r} is closed")
+        return self._cfd
+
+    @property
+    def closed(self):
+        """True once closed."""
+        return self._cfd < 0
+
+    def close(self):
+        """Release the program's fd (attachments made through links stay
+        until their links close)."""
+        self._cfd = -1
+        if self._fdobj is not None:
+            self._fdobj.close()
+
+    def test_run(self, data=None, ctx=None, repeat=1, *, data_out_size=None,
+                 ctx_out_size=None, flags=0, cpu=0, batch_size=0):
+        """Run the program on *data* and/or *ctx* in the kernel (BPF_PROG_TEST_RUN).
+
+        *data* (the packet) and *ctx* (the context struct, e.g. ``struct
+        xdp_md`` or the u64 arguments of a raw tracepoint) are bytes-like or
+        numpy arrays. The kernel runs the program *repeat* times.
+
+        Returns a :class:`TestRunResult`: ``retval``, ``data`` (the output
+        packet as a uint8 array over the buffer the kernel wrote, no copy),
+        ``ctx`` (the output context, or None) and ``duration_ns`` (the
+        kernel's mean time per run).
+
+        The output buffer has room for ``len(data) + 512`` bytes unless
+        *data_out_size* says otherwise; ctx out defaults to ``len(ctx)``.
+
+        Raw tracepoint, tracing, struct_ops and syscall programs are run once
+        per system call (their kernel side takes no repeat count); *repeat*
+        then issues that many calls, the result is the last one's and
+        ``duration_ns`` the mean wall time per call seen from user space.
+        A syscall program's context is copied and the kernel writes its
+        changes back into the copy, returned as ``ctx``.
+        """
+        if self._cfd < 0:
+            raise ClosedError(f"program {getattr(self, 'name', '')!r} is closed")
+        if self._run_kind:
+            return self._test_run_once(data, ctx, repeat, flags, cpu)
+        return _do_run(self._cfd, data, ctx, repeat,
+                       -1 if data_out_size is None else data_out_size,
+                       -1 if ctx_out_size is None else ctx_out_size,
+                       flags, cpu, batch_size, None, False)
 
 
 cdef TestRunResult _do_run(int prog_fd, object data_in, object ctx_in, uint32_t repeat,

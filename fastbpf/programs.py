@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _core
 from ._progrun import TestRunResult
-from ._progrun import program_test_run as _program_test_run
+from ._progrun import ProgramBase
 from ._progrun import test_run as _test_run
 from .enums import AttachType, ProgramFlags, ProgramType, StatsType
 from .errors import BPFError, NotSupportedError, VerifierError
@@ -184,7 +184,7 @@ def _map_objects(insns: Any) -> list:
     return out
 
 
-class Program:
+class Program(ProgramBase):
     """A program loaded into the kernel, owned through its fd.
 
     Load one with :meth:`load`, or open an existing one with
@@ -195,12 +195,12 @@ class Program:
 
     def __init__(self, fd: _core.FD, type: ProgramType | int, name: str = "",
                  spec: ProgramSpec | None = None, log: str = "", maps: list | None = None) -> None:
-        self._fd = fd
         try:
             self.type = ProgramType(type)
         except ValueError:
             self.type = type
         self._run = _run_kind(self.type)
+        self._bind(fd, self._run)
         self.name = name
         self.spec = spec
         #: The verifier log of a successful load (when asked with log_level).
@@ -300,24 +300,9 @@ class Program:
         return cls(fd, info["type"], info["name"])
 
     @property
-    def fd(self) -> int:
-        """The program's file descriptor; raises ClosedError once closed."""
-        return self._fd.fd
-
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._fd.closed
-
-    @property
     def id(self) -> int:
         """The kernel's id of this program."""
         return _core.prog_info(self._fd.fd)["id"]
-
-    def close(self) -> None:
-        """Release the program's fd (attachments made through links stay
-        until their links close)."""
-        self._fd.close()
 
     def __enter__(self) -> "Program":
         return self
@@ -341,13 +326,6 @@ class Program:
     def unpin(self, path: str | os.PathLike) -> None:
         """Remove the pin at *path*."""
         os.unlink(os.fspath(path))
-
-    #: ``test_run(data=None, ctx=None, repeat=1, *, data_out_size=None,
-    #: ctx_out_size=None, flags=0, cpu=0, batch_size=0) -> TestRunResult``:
-    #: run the program in the kernel (BPF_PROG_TEST_RUN). Implemented in C
-    #: (:func:`fastbpf._progrun.program_test_run`, where the full docstring
-    #: lives) because the call is as fast as the kernel lets it be.
-    test_run = _program_test_run
 
     def _test_run_once(self, data: Any, ctx: Any, repeat: int, flags: int, cpu: int) -> TestRunResult:
         fd = self._fd.fd
