@@ -155,6 +155,12 @@ cdef int _pack_generic(object obj, char *buf, uint32_t size, object dt, str what
     return 0
 
 
+cdef struct _Scratch:
+    char *k
+    char *v
+    bint own
+
+
 cdef class MapBase:
     """The per-element fast path of :class:`fastbpf.Map` (do not use directly).
 
@@ -175,6 +181,7 @@ cdef class MapBase:
     cdef uint32_t _cpu_stride   # per-CPU: round_up(value_size, 8)
     cdef char *_kbuf
     cdef char *_vbuf
+    cdef bint _busy             # the scratch buffers are lent out
 
     def __cinit__(self, *args, **kwargs):
         self._fd = -1
@@ -276,16 +283,45 @@ cdef class MapBase:
 
     # -- conversion ----------------------------------------------------------
 
-    cdef inline int _put_key(self, object key) except -1:
+    cdef inline int _put_key(self, object key, char *buf) except -1:
         if self._fd < 0:
             self._closed()
         if self.key_size == 0:
             if key is not None:
                 raise TypeError(f"{self._what()} has no keys; use push/pop/peek")
             return 0
-        if _pack_scalar(self._kkind, key, self._kbuf, "key", self._kdt):
+        if _pack_scalar(self._kkind, key, buf, "key", self._kdt):
             return 0
-        return _pack_generic(key, self._kbuf, self.key_size, self._kdt, "key")
+        return _pack_generic(key, buf, self.key_size, self._kdt, "key")
+
+    cdef int _take(self, _Scratch *s) except -1:
+        """Lend the map's key/value scratch buffers, or fresh ones if they
+        are in use: converting a key may run Python code (a custom
+        __index__, numpy, a finalizer), and another thread may then reach
+        the same map before this operation is done with the buffers."""
+        if not self._busy:
+            self._busy = True
+            s.k = self._kbuf
+            s.v = self._vbuf
+            s.own = True
+            return 0
+        s.own = False
+        s.k = <char *>PyMem_Malloc(self.key_size + 8)
+        s.v = <char *>PyMem_Malloc(self._vstride + 8)
+        if s.k == NULL or s.v == NULL:
+            PyMem_Free(s.k)
+            PyMem_Free(s.v)
+            raise MemoryError()
+        memset(s.k, 0, self.key_size + 8)
+        memset(s.v, 0, self._vstride + 8)
+        return 0
+
+    cdef inline void _give(self, _Scratch *s) noexcept:
+        if s.own:
+            self._busy = False
+        else:
+            PyMem_Free(s.k)
+            PyMem_Free(s.v)
 
     cdef int _put_value(self, object value, char *buf) except -1:
         cdef uint32_t i, n
@@ -369,24 +405,30 @@ cdef class MapBase:
     cdef object _lookup(self, object key, bint delete, object default, bint raise_missing):
         cdef char *out
         cdef long r
+        cdef int code
         cdef int cmd = BPF_MAP_LOOKUP_AND_DELETE_ELEM if delete else BPF_MAP_LOOKUP_ELEM
-        self._put_key(key)
-        cdef void *kp = self._kbuf if self.key_size else NULL
-        if self._vmode == V_PERCPU:
-            result = self._new_percpu(&out)
-            r = _elem(cmd, self._fd, kp, out, 0)
-        else:
-            r = _elem(cmd, self._fd, kp, self._vbuf, 0)
-        if r < 0:
-            code = errno
-            if code == ENOENT:
-                if raise_missing:
-                    raise KeyError(key)
-                return default
-            raise _err(code, "map lookup_and_delete" if delete else "map lookup", self._what())
-        if self._vmode == V_PERCPU:
-            return result
-        return self._get_value(self._vbuf)
+        cdef _Scratch s
+        self._take(&s)
+        try:
+            self._put_key(key, s.k)
+            if self._vmode == V_PERCPU:
+                result = self._new_percpu(&out)
+            else:
+                out = s.v
+            r = _elem(cmd, self._fd, s.k if self.key_size else NULL, out, 0)
+            if r < 0:
+                code = errno
+                if code == ENOENT:
+                    if raise_missing:
+                        raise KeyError(key)
+                    return default
+                raise _err(code, "map lookup_and_delete" if delete else "map lookup",
+                           self._what())
+            if self._vmode == V_PERCPU:
+                return result
+            return self._get_value(s.v)
+        finally:
+            self._give(&s)
 
     def __getitem__(self, key):
         return self._lookup(key, False, None, True)
@@ -416,41 +458,55 @@ cdef class MapBase:
 
     def __contains__(self, key):
         cdef long r
+        cdef int code
+        cdef _Scratch s
         if self.key_size == 0 and self._fd >= 0:
             return self._bloom_contains(key)
-        self._put_key(key)
-        r = _elem(BPF_MAP_LOOKUP_ELEM, self._fd, self._kbuf if self.key_size else NULL,
-                  self._vbuf, 0)
-        if r < 0:
-            code = errno
-            if code == ENOENT:
-                return False
-            raise _err(code, "map lookup", self._what())
-        return True
+        self._take(&s)
+        try:
+            self._put_key(key, s.k)
+            r = _elem(BPF_MAP_LOOKUP_ELEM, self._fd, s.k if self.key_size else NULL, s.v, 0)
+            if r < 0:
+                code = errno
+                if code == ENOENT:
+                    return False
+                raise _err(code, "map lookup", self._what())
+            return True
+        finally:
+            self._give(&s)
 
     cdef object _bloom_contains(self, object value):
         cdef long r
+        cdef int code
+        cdef _Scratch s
         if self.map_type != 30:  # BPF_MAP_TYPE_BLOOM_FILTER
             raise TypeError(f"{self._what()} has no keys; 'in' works for bloom filters only")
-        self._put_value(value, self._vbuf)
-        r = _elem(BPF_MAP_LOOKUP_ELEM, self._fd, NULL, self._vbuf, 0)
-        if r < 0:
-            code = errno
-            if code == ENOENT:
-                return False
-            raise _err(code, "map lookup", self._what())
-        return True
+        self._take(&s)
+        try:
+            self._put_value(value, s.v)
+            r = _elem(BPF_MAP_LOOKUP_ELEM, self._fd, NULL, s.v, 0)
+            if r < 0:
+                code = errno
+                if code == ENOENT:
+                    return False
+                raise _err(code, "map lookup", self._what())
+            return True
+        finally:
+            self._give(&s)
 
     cdef int _update(self, object key, object value, uint64_t flags) except -1:
         cdef long r
-        self._put_key(key)
-        self._put_value(value, self._vbuf)
-        r = _elem(BPF_MAP_UPDATE_ELEM, self._fd, self._kbuf if self.key_size else NULL,
-                  self._vbuf, flags)
-        if r < 0:
-            code = errno
-            raise _err(code, "map update", self._what())
-        return 0
+        cdef _Scratch s
+        self._take(&s)
+        try:
+            self._put_key(key, s.k)
+            self._put_value(value, s.v)
+            r = _elem(BPF_MAP_UPDATE_ELEM, self._fd, s.k if self.key_size else NULL, s.v, flags)
+            if r < 0:
+                raise _err(errno, "map update", self._what())
+            return 0
+        finally:
+            self._give(&s)
 
     def __setitem__(self, key, value):
         self._update(key, value, 0)
@@ -475,16 +531,22 @@ cdef class MapBase:
 
     cdef int _delete(self, object key, bint raise_missing) except -1:
         cdef long r
-        self._put_key(key)
-        r = _elem(BPF_MAP_DELETE_ELEM, self._fd, self._kbuf, NULL, 0)
-        if r < 0:
-            code = errno
-            if code == ENOENT:
-                if raise_missing:
-                    raise KeyError(key)
-                return 0
-            raise _err(code, "map delete", self._what())
-        return 1
+        cdef int code
+        cdef _Scratch s
+        self._take(&s)
+        try:
+            self._put_key(key, s.k)
+            r = _elem(BPF_MAP_DELETE_ELEM, self._fd, s.k, NULL, 0)
+            if r < 0:
+                code = errno
+                if code == ENOENT:
+                    if raise_missing:
+                        raise KeyError(key)
+                    return 0
+                raise _err(code, "map delete", self._what())
+            return 1
+        finally:
+            self._give(&s)
 
     def __delitem__(self, key):
         self._delete(key, True)
@@ -500,15 +562,17 @@ cdef class MapBase:
 
     def _pack_key(self, key):
         """The key's bytes as the kernel sees them."""
-        self._put_key(key)
-        return PyBytes_FromStringAndSize(self._kbuf, self.key_size)
+        buf = bytearray(self.key_size + 8)
+        self._put_key(key, <char *>buf)
+        return bytes(buf[:self.key_size])
 
     def _pack_value(self, value):
         """The value's bytes as the kernel takes them (all CPUs for per-CPU)."""
         if self._fd < 0:
             self._closed()
-        self._put_value(value, self._vbuf)
-        return PyBytes_FromStringAndSize(self._vbuf, self._vstride)
+        buf = bytearray(self._vstride + 8)
+        self._put_value(value, <char *>buf)
+        return bytes(buf[:self._vstride])
 
     def _scan_keys(self, keys_out, uint32_t start_count=0):
         """Walk BPF_MAP_GET_NEXT_KEY into the uint8 buffer *keys_out*.

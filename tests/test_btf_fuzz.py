@@ -192,3 +192,42 @@ def test_ext_truncations():
             btf.ExtInfo.parse(SMALL_EXT[:n], spec)
         except btf.BTFError:
             pass
+
+
+CYCLIC = [
+    blob([1, info(8), 1]),                                   # typedef a a
+    blob([0, info(10), 2, 0, info(9), 1]),                   # const <-> volatile
+    blob(INT + [1, info(4, 2), 8, 1, 1, 0, 1, 3, 32,         # struct b { int; c }
+                0, info(8), 2]),                             # typedef c b
+    blob(INT + [0, info(2), 3, 0, info(3), 0, 4, 1, 2,       # ptr -> array of typedef
+                1, info(8), 3]),                             # typedef -> array
+]
+
+
+@pytest.mark.skipif(spec_mod._scanmod is None, reason="fastbpf._btfscan is not built")
+@pytest.mark.parametrize("data", CYCLIC)
+def test_c_and_python_cycle_checks_name_the_same_type(data):
+    msgs = []
+    for mod in (spec_mod._scanmod, None):
+        saved = spec_mod._scanmod
+        spec_mod._scanmod = mod
+        try:
+            with pytest.raises(btf.BTFError, match="cycle") as e:
+                btf.Spec.parse(data)
+            msgs.append(str(e.value))
+        finally:
+            spec_mod._scanmod = saved
+    assert msgs[0] == msgs[1]
+
+
+@pytest.mark.skipif(spec_mod._scanmod is None, reason="fastbpf._btfscan is not built")
+def test_c_name_match_agrees_with_numpy(monkeypatch):
+    s = btf.Spec.parse(BIG)
+    names = sorted({t.name for t in s if t.name}) + ["", "nope", "x" * 300, "a\0b"]
+    fast = {n: s._match_names(np.arange(s._raw_count, dtype=np.uint32), s._name_offs,
+                              n.encode()) for n in names}
+    monkeypatch.setattr(spec_mod, "_scanmod", None)
+    for n in names:
+        slow = s._match_names(np.arange(s._raw_count, dtype=np.uint32), s._name_offs,
+                              n.encode())
+        assert np.array_equal(fast[n], slow), n

@@ -88,7 +88,7 @@ def parse_header(data) -> tuple[str, int, int, int, int, int, int]:
     return (order, flags, hdr_len, hdr_len + type_off, type_len, hdr_len + str_off, str_len)
 
 
-def _scan_python(w: np.ndarray):
+def _scan_python(w: np.ndarray, first_id: int = 1):
     """The pure-Python twin of :func:`fastbpf._btfscan.scan`."""
     words = w.tolist()
     n = len(words)
@@ -132,7 +132,10 @@ def _scan_python(w: np.ndarray):
         o = end
     offs_arr = np.array(offs, dtype=np.uint32)
     kinds = ((w[offs_arr.astype(np.intp) + 1] >> 24) & 0x1F).astype(np.uint8)
-    return offs_arr, kinds, w[offs_arr.astype(np.intp)], max_ref, max_str, error
+    cycle = -1
+    if error is None and offs and max_ref < first_id + len(offs):
+        cycle = _find_cycle_python(w, offs_arr, kinds, first_id)
+    return offs_arr, kinds, w[offs_arr.astype(np.intp)], max_ref, max_str, error, cycle
 
 
 def _edges_python(words, o):
@@ -152,28 +155,40 @@ def _edges_python(words, o):
     return []
 
 
+_LEAF_KINDS = frozenset((1, 2, 6, 7, 16, 19))  # no edges that need a target's layout
+
+
 def _find_cycle_python(w: np.ndarray, offs: np.ndarray, kinds: np.ndarray, first_id: int) -> int:
-    """The pure-Python twin of :func:`fastbpf._btfscan.find_cycle`."""
+    """The cycle check of :func:`_scan_python`: the id of a type on a
+    reference cycle that does not pass through a pointer, or -1. All ids
+    must be in range.
+
+    Every cycle has an edge from a type to itself or to a later id, and
+    that edge's target is not a leaf (it has edges of its own); so the
+    search starts only from the sources of such edges, ascending, and
+    never enters leaves. The C version searches in the same order and
+    gives the same answer."""
     words = w.tolist()
     offl = offs.tolist()
+    kl = kinds.tolist()
     n = len(offl)
+    edges = [[e - first_id for e in _edges_python(words, o)
+              if e >= first_id and kl[e - first_id] not in _LEAF_KINDS] for o in offl]
+    roots = [i for i in range(n) if any(e >= i for e in edges[i])]
     color = bytearray(n)
-    for root in range(n):
+    for root in roots:
         if color[root]:
             continue
         color[root] = 1
-        stack = [(root, iter(_edges_python(words, offl[root])))]
+        stack = [(root, iter(edges[root]))]
         while stack:
             node, it = stack[-1]
             for nxt in it:
-                nxt -= first_id
-                if nxt < 0:
-                    continue
                 if color[nxt] == 1:
                     return nxt + first_id
                 if color[nxt] == 0:
                     color[nxt] = 1
-                    stack.append((nxt, iter(_edges_python(words, offl[nxt]))))
+                    stack.append((nxt, iter(edges[nxt])))
                     break
             else:
                 color[node] = 2
@@ -252,7 +267,7 @@ class Spec:
         else:
             words = words.view(np.uint32)
         scanner = _scanmod.scan if _scanmod is not None else _scan_python
-        offs, kinds, name_offs, max_ref, max_str, error = scanner(words)
+        offs, kinds, name_offs, max_ref, max_str, error, cyc = scanner(words, spec._first_id)
         if error:
             raise BTFError(error)
         count = len(offs)
@@ -264,14 +279,9 @@ class Spec:
         if max_str >= spec._str_base + str_len:
             raise BTFError(f"BTF string offset {max_str} is outside the string section "
                            f"({spec._str_base + str_len} bytes)")
-        if count:
-            if _scanmod is not None:
-                cyc = _scanmod.find_cycle(words, offs, kinds, spec._first_id)
-            else:
-                cyc = _find_cycle_python(words, offs, kinds, spec._first_id)
-            if cyc >= 0:
-                raise BTFError(f"BTF type {cyc} is part of a reference cycle that does "
-                               "not go through a pointer")
+        if cyc >= 0:
+            raise BTFError(f"BTF type {cyc} is part of a reference cycle that does "
+                           "not go through a pointer")
         spec._words = words
         spec._offs = offs
         spec._kinds = kinds
@@ -413,6 +423,11 @@ class Spec:
                 return np.sort(np.concatenate([a, b]))
             offs = offs - self._str_base
         table = self._string_bytes()
+        if _scanmod is not None:
+            if not len(idx) or not len(table):
+                return idx[:0]
+            return idx[_scanmod.match_names(np.ascontiguousarray(offs, dtype=np.uint32),
+                                            table, needle)]
         if len(table) > 1 << 31:
             offs = offs.astype(np.int64)
         n = len(needle)
