@@ -655,3 +655,18 @@ def test_fastbpf_reads_what_bpftool_wrote(bpffs_dir, unique_name):
     with Map.from_pin(path, key=np.uint32, value=np.uint64) as m:
         assert m.name == unique_name
         assert m[7] == 42 + (1 << 56)
+
+
+def test_key_conversion_that_reenters_the_map():
+    # Converting this key runs Python code that uses the same map: the outer
+    # operation must still write its own key (scratch buffers are not shared).
+    with hash_map() as m:
+        class Key:
+            def __array__(self, dtype=None, copy=None):
+                m[99] = 5
+                assert m[99] == 5
+                return np.array(7, dtype=np.uint32)
+
+        m[Key()] = 1
+        assert m[7] == 1 and m[99] == 5
+        assert sorted(int(k) for k in m.keys()) == [7, 99]
