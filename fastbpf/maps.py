@@ -264,6 +264,10 @@ class Map(_core.MapBase):
                 inner_fd = Map.create(dataclasses.replace(spec.inner, pin_path=None))
             if _is_btf_type(spec.key) or _is_btf_type(spec.value):
                 btf_handle, btf_ids = _load_map_btf(spec)
+            elif mtype == MapType.STRUCT_OPS:
+                # The value type comes from vmlinux (btf_vmlinux_value_type_id),
+                # but the kernel still insists on *some* BTF object.
+                btf_handle = _placeholder_btf()
             kw = {}
             if spec.numa_node is not None:
                 kw["numa_node"] = spec.numa_node
@@ -736,6 +740,15 @@ def _create_hint(spec: MapSpec) -> str | None:
     if spec.type in (MapType.PERF_EVENT_ARRAY,):
         return "perf event arrays have 4-byte keys and values"
     return None
+
+
+def _placeholder_btf() -> _core.FD:
+    """The smallest valid BTF object: one ``int``."""
+    import struct
+    types = struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32)  # INT "int", signed, 32 bits
+    strings = b"\0int\0"
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    return _core.btf_load(hdr + types + strings)
 
 
 def _load_map_btf(spec: MapSpec):

@@ -125,15 +125,6 @@ def struct_ops_value(ops: str, values: Mapping[str, Any]) -> tuple[bytes, int]:
     return bytes(buf), spec.type_id(wrapper)
 
 
-def _placeholder_btf() -> _core.FD:
-    # The kernel wants *some* BTF object with a struct_ops map (the value
-    # type itself comes from vmlinux). The smallest valid blob: one "int".
-    types = struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32)  # INT "int", signed, 32 bits
-    strings = b"\0int\0"
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return _core.btf_load(hdr + types + strings)
-
-
 def create_struct_ops_map(ops: str, values: Mapping[str, Any], *, name: str | None = None,
                           link: bool = True) -> Any:
     """Create the STRUCT_OPS map for ``struct <ops>`` and write its value.
@@ -142,15 +133,12 @@ def create_struct_ops_map(ops: str, values: Mapping[str, Any], *, name: str | No
     registered until :func:`attach_struct_ops`. Without it, writing the
     value registers the ops at once.
     """
-    from ..maps import Map
+    from ..maps import Map, MapSpec
     raw, type_id = struct_ops_value(ops, values)
     flags = MapFlags.LINK if link else 0
-    with _placeholder_btf() as btf_fd:
-        fd = _core.map_create(MapType.STRUCT_OPS, 4, len(raw), 1, flags,
-                              name or ops[:15], btf_fd=btf_fd.fd,
-                              btf_vmlinux_value_type_id=type_id)
-    with fd:
-        m = Map.from_fd(fd.fd, key=np.uint32, value=np.dtype(("V", len(raw))))
+    m = Map.create(MapSpec(type=MapType.STRUCT_OPS, key=np.uint32, value=len(raw), max_entries=1,
+                           flags=flags, name=name or ops[:15],
+                           btf_vmlinux_value_type_id=type_id))
     try:
         m[0] = np.frombuffer(raw, dtype=np.dtype(("V", len(raw))))[0]
     except BaseException:
