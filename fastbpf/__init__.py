@@ -15,7 +15,7 @@ from .errors import (BPFError, BTFError, BTFLoadError, ClosedError, ELFError,
 from .maps import Map, MapInfo, MapSpec, lpm_key_dtype, map_ids
 from .programs import (Program, ProgramInfo, ProgramSpec, StatsHandle, TestRunResult,
                        enable_stats, program_ids)
-from . import features
+from . import features, perf, ringbuf
 from . import link
 
 __version__ = "0.1.0"
@@ -29,6 +29,6 @@ __all__ = [
     "VerifierError",
     "Map", "MapInfo", "MapSpec", "lpm_key_dtype", "map_ids",
     "Program", "ProgramInfo", "ProgramSpec", "StatsHandle", "TestRunResult", "enable_stats",
-    "program_ids", "features",
+    "program_ids", "features", "perf", "ringbuf",
     "asm", "btf", "link",
 ]

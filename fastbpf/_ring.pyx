@@ -1,0 +1,1424 @@
+# cython: language_level=3
+"""Mmapped event rings: the BPF ring buffer, perf event arrays, user ring buffers.
+
+This module owns the memory the kernel writes events into and walks it with
+the memory ordering the kernel's producers expect. The readers above it
+(:mod:`fastbpf.ringbuf`, :mod:`fastbpf.perf`) are thin Python.
+
+Layouts (from the kernel's ``kernel/bpf/ringbuf.c``, ``include/uapi/linux/
+perf_event.h`` and libbpf's ``ringbuf.c``/``libbpf.c``):
+
+* BPF ring buffer (``BPF_MAP_TYPE_RINGBUF``): file offset 0 is the consumer
+  page (``u64 consumer_pos``; user space writes it, so it is mapped
+  read-write); offset ``PAGE`` is the producer page (``u64 producer_pos``),
+  followed by the data area, which the kernel maps *twice in a row*. A record
+  is an 8-byte header ``{u32 len; u32 pg_off}`` and the payload, padded to 8
+  bytes; bit 31 of ``len`` (BUSY) says the producer has not committed it yet,
+  bit 30 (DISCARD) that it was thrown away. Because of the double mapping,
+  every pending byte range ``[consumer_pos, producer_pos)`` is contiguous in
+  our address space: records and runs of records never wrap.
+* Perf ring (one per CPU): one ``perf_event_mmap_page`` (``data_head`` at
+  byte 1024, ``data_tail`` at 1032, ``data_offset``/``data_size`` at 1040 and
+  1048) and ``2^n`` data pages, mapped once. Records (``perf_event_header``
+  ``{u32 type; u16 misc; u16 size}``) are 8-byte aligned and can wrap the end;
+  those are the only records copied.
+* User ring buffer (``BPF_MAP_TYPE_USER_RINGBUF``): the same layout as the
+  ring buffer with the roles swapped: the consumer page is read-only for us,
+  the producer page and the data area are read-write.
+
+Memory ordering: positions written by the other side are read with
+``__atomic_load_n(..., __ATOMIC_ACQUIRE)`` (pairs with the kernel's
+``smp_store_release``), positions and headers we publish are written with
+``__atomic_store_n(..., __ATOMIC_RELEASE)`` (pairs with the kernel's
+``smp_load_acquire``).
+
+Waiting: every reader owns an epoll fd holding its ring fds and an eventfd;
+``close()`` from another thread writes the eventfd, which wakes a blocked
+``epoll_wait`` (run without the GIL). Tear-down is deferred to the thread
+inside the reader, so no memory is unmapped under its feet, and the mappings
+themselves live as long as any numpy view of them.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.ref cimport PyObject, Py_INCREF
+from cpython.exc cimport PyErr_CheckSignals
+from libc.errno cimport errno, EINTR, EAGAIN
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
+from libc.string cimport memcpy, memset
+from posix.unistd cimport close as c_close, write as c_write, read as c_read
+from posix.fcntl cimport fcntl, F_DUPFD_CLOEXEC
+
+cimport numpy as cnp
+
+import math as _math
+import mmap as _mmap
+import os as _os
+import time as _time
+
+import numpy as _np
+
+from fastbpf.errors import ClosedError, bpf_error as _bpf_error
+
+cnp.import_array()
+
+cdef extern from * nogil:
+    """
+    #include <sys/mman.h>
+    #include <sys/epoll.h>
+    #include <sys/eventfd.h>
+    #include <stdint.h>
+    #include <time.h>
+
+    #define FBPF_RB_BUSY_BIT    (1U << 31)
+    #define FBPF_RB_DISCARD_BIT (1U << 30)
+    #define FBPF_RB_HDR_SZ      8
+    #define FBPF_PERF_RECORD_LOST   2
+    #define FBPF_PERF_RECORD_SAMPLE 9
+    /* offsets in struct perf_event_mmap_page */
+    #define FBPF_PERF_DATA_HEAD   1024
+    #define FBPF_PERF_DATA_TAIL   1032
+    #define FBPF_PERF_DATA_OFFSET 1040
+    #define FBPF_PERF_DATA_SIZE   1048
+
+    static inline uint64_t fbpf_acq64(const void *p) {
+        return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE);
+    }
+    static inline uint32_t fbpf_acq32(const void *p) {
+        return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+    }
+    static inline void fbpf_rel64(void *p, uint64_t v) {
+        __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE);
+    }
+    static inline void fbpf_rel32(void *p, uint32_t v) {
+        __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE);
+    }
+    static inline uint64_t fbpf_rd64(const void *p) { return *(const volatile uint64_t *)p; }
+    static inline uint32_t fbpf_rd32(const void *p) { return *(const volatile uint32_t *)p; }
+    static inline uint16_t fbpf_rd16(const void *p) { return *(const volatile uint16_t *)p; }
+    static inline void fbpf_wr32(void *p, uint32_t v) { *(volatile uint32_t *)p = v; }
+    /* Ring buffer record: header + payload, rounded up to 8 bytes. The
+       length's top two bits are flags. */
+    static inline uint64_t fbpf_rb_step(uint32_t len) {
+        return (((uint64_t)(len & ~(FBPF_RB_BUSY_BIT | FBPF_RB_DISCARD_BIT))) + FBPF_RB_HDR_SZ + 7) & ~7ULL;
+    }
+    static inline double fbpf_monotonic(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    }
+    #define fbpf_np_new(descr, nd, dims, strides, data, flags) \
+        PyArray_NewFromDescr(&PyArray_Type, (PyArray_Descr *)(descr), (nd), (dims), \
+                             (strides), (data), (flags), NULL)
+    #define fbpf_np_set_base(arr, base) \
+        PyArray_SetBaseObject((PyArrayObject *)(arr), (base))
+    """
+    uint32_t RB_BUSY "FBPF_RB_BUSY_BIT"
+    uint32_t RB_DISCARD "FBPF_RB_DISCARD_BIT"
+    uint32_t RB_HDR "FBPF_RB_HDR_SZ"
+    uint32_t PERF_RECORD_LOST "FBPF_PERF_RECORD_LOST"
+    uint32_t PERF_RECORD_SAMPLE "FBPF_PERF_RECORD_SAMPLE"
+    int PERF_DATA_HEAD "FBPF_PERF_DATA_HEAD"
+    int PERF_DATA_TAIL "FBPF_PERF_DATA_TAIL"
+    int PERF_DATA_OFFSET "FBPF_PERF_DATA_OFFSET"
+    int PERF_DATA_SIZE "FBPF_PERF_DATA_SIZE"
+    uint64_t acq64 "fbpf_acq64"(const void *p)
+    uint32_t acq32 "fbpf_acq32"(const void *p)
+    void rel64 "fbpf_rel64"(void *p, uint64_t v)
+    void rel32 "fbpf_rel32"(void *p, uint32_t v)
+    uint64_t rd64 "fbpf_rd64"(const void *p)
+    uint32_t rd32 "fbpf_rd32"(const void *p)
+    uint16_t rd16 "fbpf_rd16"(const void *p)
+    void wr32 "fbpf_wr32"(void *p, uint32_t v)
+    uint64_t rb_step "fbpf_rb_step"(uint32_t len)
+    double monotonic "fbpf_monotonic"()
+
+    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
+    int munmap(void *addr, size_t length)
+    void *MAP_FAILED
+    int PROT_READ, PROT_WRITE, MAP_SHARED
+
+    ctypedef union epoll_data_t:
+        uint64_t u64
+    cdef struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+    int EPOLL_CLOEXEC, EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLLIN, EPOLLOUT
+    int eventfd(unsigned int initval, int flags)
+    int EFD_CLOEXEC, EFD_NONBLOCK
+
+cdef extern from *:
+    object _np_new "fbpf_np_new"(PyObject *descr, int nd, cnp.npy_intp *dims,
+                                 cnp.npy_intp *strides, void *data, int flags)
+    int _np_set_base "fbpf_np_set_base"(object arr, PyObject *base) except -1
+    int NPY_ARRAY_WRITEABLE, NPY_ARRAY_ALIGNED
+
+
+PAGE_SIZE = _mmap.PAGESIZE
+cdef uint64_t _PAGE = _mmap.PAGESIZE
+cdef uint64_t _EVENTFD_TAG = 0xFFFFFFFFFFFFFFFFULL
+cdef object _U8 = _np.dtype(_np.uint8)
+cdef object _I64 = _np.dtype(_np.int64)
+cdef object _I32 = _np.dtype(_np.int32)
+
+
+cdef int _high_fd(int fd, str op) except -1:
+    """Check a fresh fd and move it to >= 3 (as every fd the library holds)."""
+    cdef int nfd
+    if fd < 0:
+        raise _bpf_error(errno, op)
+    if fd < 3:
+        nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3)
+        c_close(fd)
+        if nfd < 0:
+            raise _bpf_error(errno, op)
+        return nfd
+    return fd
+
+
+# ---------------------------------------------------------------------------
+# memory
+
+cdef class _Mapping:
+    """One mmap(2) region. Unmapped when the last reference goes, so a numpy
+    view of ring memory can never outlive the memory it points at."""
+    cdef char *addr
+    cdef size_t length
+
+    def __dealloc__(self):
+        if self.addr != NULL:
+            munmap(self.addr, self.length)
+            self.addr = NULL
+
+
+cdef _Mapping _map(int fd, size_t length, int prot, long offset, str what):
+    cdef void *p = mmap(NULL, length, prot, MAP_SHARED, fd, offset)
+    if p == MAP_FAILED:
+        raise _bpf_error(errno, "mmap", what)
+    cdef _Mapping m = _Mapping.__new__(_Mapping)
+    m.addr = <char *>p
+    m.length = length
+    return m
+
+
+cdef object _view(object base, char *p, object dtype, int nd, cnp.npy_intp n,
+                  cnp.npy_intp stride, bint writable):
+    """A numpy array over raw memory owned by *base* (kept alive by the array)."""
+    cdef cnp.npy_intp dims[1]
+    cdef cnp.npy_intp strides[1]
+    dims[0] = n
+    strides[0] = stride
+    Py_INCREF(dtype)  # NewFromDescr steals it
+    arr = _np_new(<PyObject *>dtype, nd, dims, strides, p,
+                  NPY_ARRAY_WRITEABLE if writable else 0)
+    Py_INCREF(base)   # SetBaseObject steals it
+    _np_set_base(arr, <PyObject *>base)
+    return arr
+
+
+cdef inline cnp.npy_intp _align8(cnp.npy_intp n) noexcept nogil:
+    return (n + 7) & ~7
+
+
+# ---------------------------------------------------------------------------
+# records handed out
+
+class Record(bytes):
+    """One record, copied out of the ring: a ``bytes`` with a ``cpu``.
+
+    ``cpu`` is the CPU whose perf ring held the sample, or ``None`` for a BPF
+    ring buffer (one ring for all CPUs). ``data`` is the record itself (kept
+    for symmetry with readers that wrap the payload).
+    """
+
+    cpu = None
+
+    @property
+    def data(self):
+        """The payload (this object: a Record is its own bytes)."""
+        return self
+
+    def __repr__(self):
+        return f"Record(cpu={self.cpu}, {bytes.__repr__(self)})"
+
+
+cdef object _record(const char *p, Py_ssize_t n, object cpu):
+    rec = Record(PyBytes_FromStringAndSize(p, n))
+    if cpu is not None:
+        rec.cpu = cpu
+    return rec
+
+
+cdef class RecordBatch:
+    """Variable-size records: one buffer and where each record lies in it.
+
+    Record ``i`` is ``data[offsets[i] : offsets[i] + sizes[i]]`` (a numpy
+    ``uint8`` view). For perf readers ``cpus[i]`` is the CPU of record ``i``
+    (``None`` for ring buffers). ``len(batch)`` is the number of records;
+    indexing and iteration give the records as ``uint8`` arrays, without
+    copies.
+
+    A batch from ``view()`` points into the ring itself and is valid only
+    inside the ``with`` block; one from ``read_batch()`` owns a packed copy.
+    Records start 8-byte aligned in ``data`` (relative to its start), so
+    ``data.view("<u8")[offsets // 8]`` reads each record's first u64 --
+    except in a perf ``view()`` batch, where samples sit where the kernel put
+    them, at 4 mod 8 (after the header and the u32 size).
+    """
+    cdef readonly object data
+    cdef readonly object offsets
+    cdef readonly object sizes
+    cdef readonly object cpus
+
+    def __init__(self, data, offsets, sizes, cpus=None):
+        self.data = data
+        self.offsets = offsets
+        self.sizes = sizes
+        self.cpus = cpus
+
+    def __len__(self):
+        return len(self.offsets)
+
+    def __getitem__(self, i):
+        cdef Py_ssize_t n = len(self.offsets)
+        cdef Py_ssize_t k = i
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError(f"record {i} out of range ({n} records)")
+        o = int(self.offsets[k])
+        return self.data[o:o + int(self.sizes[k])]
+
+    def __iter__(self):
+        data = self.data
+        for o, s in zip(self.offsets.tolist(), self.sizes.tolist()):
+            yield data[o:o + s]
+
+    def tolist(self):
+        """The records as a list of ``bytes`` (copies)."""
+        return [bytes(r) for r in self]
+
+    def as_array(self, dtype):
+        """The records as a structured array of *dtype*: a zero-copy strided
+        view when the records are evenly spaced, else a copy. Every record
+        must hold at least ``dtype.itemsize`` bytes (longer ones are cut)."""
+        dt = _np.dtype(dtype)
+        n = len(self.offsets)
+        if n == 0:
+            return _np.empty(0, dt)
+        if int(self.sizes.min()) < dt.itemsize:
+            raise ValueError(f"a record of {int(self.sizes.min())} bytes is smaller than "
+                             f"dtype {dt} ({dt.itemsize} bytes)")
+        offs = self.offsets
+        if n == 1 or (_np.diff(offs) == offs[1] - offs[0]).all():
+            stride = int(offs[1] - offs[0]) if n > 1 else dt.itemsize
+            if stride >= dt.itemsize:
+                return _np.ndarray((n,), dt, buffer=self.data, offset=int(offs[0]),
+                                   strides=(stride,))
+        out = _np.empty(n, dt)
+        raw = out.view(_np.uint8).reshape(n, dt.itemsize)
+        for k, o in enumerate(offs.tolist()):
+            raw[k] = self.data[o:o + dt.itemsize]
+        return out
+
+    def __repr__(self):
+        return f"<RecordBatch {len(self.offsets)} records, {int(self.sizes.sum()) if len(self.sizes) else 0} bytes>"
+
+
+# ---------------------------------------------------------------------------
+# waiting and closing
+
+cdef class _Poller:
+    """An epoll set plus an eventfd that close() writes, and the rules for
+    closing a reader another thread may be blocked in.
+
+    Every public operation runs between _enter() and _leave(). close() marks
+    the object closed and wakes any waiter; the resources go when the last
+    operation in flight leaves (or at once if none is)."""
+    cdef int epfd
+    cdef int evfd
+    cdef readonly bint closed
+    cdef int busy
+    cdef bint held           # a view() batch is open: its records are not consumed yet
+    cdef str what
+
+    def __cinit__(self, *args, **kwargs):
+        self.epfd = -1
+        self.evfd = -1
+
+    cdef int _init_poller(self, str what) except -1:
+        self.what = what
+        self.epfd = _high_fd(epoll_create1(EPOLL_CLOEXEC), "epoll_create1")
+        self.evfd = _high_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")
+        self._watch(self.evfd, EPOLLIN, _EVENTFD_TAG)
+        return 0
+
+    cdef int _watch(self, int fd, uint32_t events, uint64_t tag) except -1:
+        cdef epoll_event ev
+        ev.events = events
+        ev.data.u64 = tag
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, fd, &ev) < 0:
+            raise _bpf_error(errno, "epoll_ctl", self.what)
+        return 0
+
+    cdef int _enter(self) except -1:
+        if self.closed:
+            raise ClosedError(f"{self.what} is closed")
+        self.busy += 1
+        return 0
+
+    cdef void _leave(self):
+        self.busy -= 1
+        if self.closed and self.busy == 0:
+            self._teardown()
+
+    cdef int _check_not_held(self) except -1:
+        if self.held:
+            raise RuntimeError(f"{self.what}: a view() batch is still open; leave its "
+                               f"with block before reading again")
+        return 0
+
+    cdef void _teardown(self):
+        """Release the fds; subclasses drop their mappings too."""
+        if self.epfd >= 0:
+            c_close(self.epfd)
+            self.epfd = -1
+        if self.evfd >= 0:
+            c_close(self.evfd)
+            self.evfd = -1
+
+    cdef int _wait(self, object deadline) except -1:
+        """Sleep in epoll_wait (GIL released) until a ring is ready, the
+        deadline passes (returns 0) or close() is called (raises)."""
+        cdef int ms, n, i
+        cdef epoll_event evs[64]
+        if deadline is None:
+            ms = -1
+        else:
+            rem = <double>deadline - monotonic()
+            ms = 0 if rem <= 0 else <int>_math.ceil(rem * 1000.0)
+        with nogil:
+            n = epoll_wait(self.epfd, evs, 64, ms)
+        if self.closed:
+            raise ClosedError(f"{self.what} was closed while waiting")
+        if n < 0:
+            if errno == EINTR:
+                PyErr_CheckSignals()
+                return 1
+            raise _bpf_error(errno, "epoll_wait", self.what)
+        return 1 if n > 0 else 0
+
+    def op_enter(self):
+        """Mark an operation in flight (an asyncio wait): close() then
+        defers the tear-down to :meth:`op_leave`."""
+        self._enter()
+
+    def op_leave(self):
+        """End an operation started by :meth:`op_enter`."""
+        self._leave()
+
+    def fileno(self):
+        """The epoll fd: readable when a record may be waiting (for
+        ``selectors`` and event loops)."""
+        if self.closed:
+            raise ClosedError(f"{self.what} is closed")
+        return self.epfd
+
+    def close(self):
+        """Close the reader. Safe from any thread: a thread blocked in a read
+        wakes and gets :class:`ClosedError`. Closing twice is harmless."""
+        cdef uint64_t one = 1
+        if self.closed:
+            return
+        self.closed = True
+        if self.evfd >= 0:
+            c_write(self.evfd, &one, 8)
+        if self.busy == 0:
+            self._teardown()
+
+    def __dealloc__(self):
+        if self.epfd >= 0:
+            c_close(self.epfd)
+        if self.evfd >= 0:
+            c_close(self.evfd)
+
+
+cdef object _deadline(object timeout):
+    if timeout is None:
+        return None
+    t = float(timeout)
+    if t != t or t < 0:
+        raise ValueError(f"timeout must be None or >= 0 seconds, got {timeout!r}")
+    return monotonic() + t
+
+
+cdef tuple _fixed_args(object dtype, object max_records, object out):
+    """(dtype, max records) for a fixed-size batch, checking *out*."""
+    if out is not None:
+        if not isinstance(out, _np.ndarray) or out.ndim != 1 or not out.flags.c_contiguous \
+                or not out.flags.writeable:
+            raise ValueError("out must be a writable, contiguous 1-d numpy array")
+        if dtype is not None and _np.dtype(dtype) != out.dtype:
+            raise ValueError(f"out has dtype {out.dtype}, not {_np.dtype(dtype)}")
+        dt = out.dtype
+        n = len(out)
+        if max_records is not None:
+            n = min(n, _max_records(max_records))
+        if n == 0:
+            raise ValueError("out has no room")
+    else:
+        dt = _np.dtype(dtype)
+        n = _max_records(max_records)
+    if dt.itemsize <= 0:
+        raise ValueError(f"dtype {dt} has no size")
+    return dt, n
+
+
+cdef Py_ssize_t _max_records(object max_records) except -2:
+    if max_records is None:
+        return -1
+    cdef Py_ssize_t n = max_records
+    if n <= 0:
+        raise ValueError(f"max_records must be > 0, got {max_records!r}")
+    return n
+
+
+# ---------------------------------------------------------------------------
+# BPF ring buffer
+
+cdef class RingbufCore(_Poller):
+    """Consumer of a BPF_MAP_TYPE_RINGBUF map (see :mod:`fastbpf.ringbuf`).
+
+    ``RingbufCore(map_fd, size)`` with *map_fd* an fd this object takes
+    over and *size* the map's max_entries (the data area's size)."""
+    cdef int map_fd
+    cdef _Mapping cons_map
+    cdef _Mapping data_map
+    cdef char *cons_page
+    cdef const char *prod_page
+    cdef const char *data
+    cdef uint64_t mask
+    cdef uint64_t cons        # our copy of consumer_pos (only we write it)
+    cdef uint64_t vend        # where an open view() batch ends
+    cdef readonly uint64_t size
+
+    def __cinit__(self, *args, **kwargs):
+        self.map_fd = -1
+
+    def __init__(self, int map_fd, uint64_t size):
+        self.map_fd = map_fd
+        if size == 0 or size & (size - 1) or size % _PAGE:
+            raise ValueError(f"ring buffer size {size} is not a power-of-2 multiple of the page size")
+        self.size = size
+        self.mask = size - 1
+        self._init_poller("ring buffer reader")
+        # The consumer page is ours to write; the producer page and the data
+        # area are read-only (the kernel refuses PROT_WRITE there).
+        self.cons_map = _map(map_fd, _PAGE, PROT_READ | PROT_WRITE, 0, "ring buffer consumer page")
+        self.data_map = _map(map_fd, _PAGE + 2 * size, PROT_READ, _PAGE, "ring buffer data")
+        self.cons_page = self.cons_map.addr
+        self.prod_page = self.data_map.addr
+        self.data = self.data_map.addr + _PAGE
+        self.cons = acq64(self.cons_page)
+        self._watch(map_fd, EPOLLIN, 0)
+
+    cdef void _teardown(self):
+        _Poller._teardown(self)
+        if self.map_fd >= 0:
+            c_close(self.map_fd)
+            self.map_fd = -1
+        self.cons_map = None   # unmapped once no view references it
+        self.data_map = None
+
+    def __dealloc__(self):
+        if self.map_fd >= 0:
+            c_close(self.map_fd)
+
+    @property
+    def pending(self):
+        """Bytes the producer has published past the consumer (headers and
+        discarded records included)."""
+        self._enter()
+        try:
+            return acq64(self.prod_page) - self.cons
+        finally:
+            self._leave()
+
+    cdef inline void _commit(self, uint64_t pos) noexcept nogil:
+        if pos != self.cons:
+            self.cons = pos
+            # Pairs with the kernel's smp_load_acquire(consumer_pos) in
+            # ringbuf_avail_data_sz()/space checks: everything we read from
+            # the records happened before the space is handed back.
+            rel64(self.cons_page, pos)
+
+    # -- scanning ---------------------------------------------------------------
+    # All scans start at self.cons, stop at a busy record, skip discarded
+    # ones, and return the end position; nothing is committed here.
+
+    cdef Py_ssize_t _scan_one(self, uint64_t *endp, uint64_t *recp, uint32_t *lenp) noexcept nogil:
+        cdef uint64_t pos = self.cons, prod = acq64(self.prod_page)
+        cdef uint32_t ln
+        while pos < prod:
+            ln = acq32(self.data + (pos & self.mask))
+            if ln & RB_BUSY:
+                break
+            if not (ln & RB_DISCARD):
+                recp[0] = pos
+                lenp[0] = ln
+                endp[0] = pos + rb_step(ln)
+                return 1
+            pos += rb_step(ln)
+        endp[0] = pos
+        return 0
+
+    cdef Py_ssize_t _copy_fixed(self, char *out, Py_ssize_t itemsize, Py_ssize_t maxn,
+                                uint64_t *endp, bint *short) noexcept nogil:
+        cdef uint64_t pos = self.cons, prod = acq64(self.prod_page)
+        cdef uint32_t ln
+        cdef const char *hdr
+        cdef Py_ssize_t n = 0
+        short[0] = False
+        while n < maxn:
+            if pos >= prod:
+                prod = acq64(self.prod_page)
+                if pos >= prod:
+                    break
+            hdr = self.data + (pos & self.mask)
+            ln = acq32(hdr)
+            if ln & RB_BUSY:
+                break
+            if not (ln & RB_DISCARD):
+                if ln < <uint32_t>itemsize:
+                    short[0] = True
+                    break
+                memcpy(out + n * itemsize, hdr + RB_HDR, itemsize)
+                n += 1
+            pos += rb_step(ln)
+        endp[0] = pos
+        return n
+
+    cdef Py_ssize_t _collect(self, int64_t *offs, int64_t *lens, Py_ssize_t maxn,
+                             uint64_t *endp) noexcept nogil:
+        """Offsets (from self.cons) and lengths of up to maxn records."""
+        cdef uint64_t pos = self.cons, prod = acq64(self.prod_page)
+        cdef uint32_t ln
+        cdef Py_ssize_t n = 0
+        while n < maxn:
+            if pos >= prod:
+                prod = acq64(self.prod_page)
+                if pos >= prod:
+                    break
+            # The pending range never exceeds the ring size, and the data is
+            # mapped twice, so pos - cons is a valid offset from cons.
+            ln = acq32(self.data + (pos & self.mask))
+            if ln & RB_BUSY:
+                break
+            if not (ln & RB_DISCARD):
+                offs[n] = <int64_t>(pos - self.cons) + RB_HDR
+                lens[n] = ln
+                n += 1
+            pos += rb_step(ln)
+        endp[0] = pos
+        return n
+
+    cdef Py_ssize_t _uniform_run(self, Py_ssize_t itemsize, Py_ssize_t maxn, uint64_t *startp,
+                                 uint64_t *endp, uint64_t *stridep, bint *short) noexcept nogil:
+        """Leading discarded records are skipped; then the longest run of
+        committed records that share one stride (a strided view)."""
+        cdef uint64_t pos = self.cons, prod = acq64(self.prod_page), stride = 0
+        cdef uint32_t ln
+        cdef Py_ssize_t n = 0
+        short[0] = False
+        while n < maxn:
+            if pos >= prod:
+                prod = acq64(self.prod_page)
+                if pos >= prod:
+                    break
+            ln = acq32(self.data + (pos & self.mask))
+            if ln & RB_BUSY:
+                break
+            if ln & RB_DISCARD:
+                if n:
+                    break
+                pos += rb_step(ln)
+                continue
+            if ln < <uint32_t>itemsize:
+                if n == 0:
+                    short[0] = True
+                break
+            if n == 0:
+                startp[0] = pos
+                stride = rb_step(ln)
+            elif rb_step(ln) != stride:
+                break
+            pos += stride
+            n += 1
+        endp[0] = pos
+        stridep[0] = stride
+        if n == 0:
+            startp[0] = pos
+        return n
+
+    # -- Python-facing operations ---------------------------------------------
+
+    def read(self, timeout=None):
+        """One record, copied (a :class:`Record`), or None on timeout."""
+        cdef uint64_t end, rec
+        cdef uint32_t ln
+        deadline = _deadline(timeout)
+        self._enter()
+        try:
+            self._check_not_held()
+            while True:
+                if self._scan_one(&end, &rec, &ln):
+                    out = _record(self.data + (rec & self.mask) + RB_HDR, ln, None)
+                    self._commit(end)
+                    return out
+                self._commit(end)   # discarded records, if any
+                if not self._wait(deadline):
+                    return None
+        finally:
+            self._leave()
+
+    def read_fixed(self, dtype, max_records=None, timeout=None, out=None):
+        """Up to *max_records* records as a new structured array of *dtype*
+        (copied; the ring is advanced), or into *out* (returns a slice of
+        it). Empty on timeout."""
+        cdef Py_ssize_t itemsize, maxn, n, cap
+        cdef uint64_t end
+        cdef bint short = False
+        cdef cnp.ndarray out_arr
+        dt, maxn = _fixed_args(dtype, max_records, out)
+        itemsize = dt.itemsize
+        deadline = _deadline(timeout)
+        self._enter()
+        try:
+            self._check_not_held()
+            while True:
+                pend = acq64(self.prod_page) - self.cons
+                # Every record takes at least header + itemsize (rounded up)
+                # bytes, so this bounds the count without scanning twice.
+                cap = <Py_ssize_t>(pend // <uint64_t>_align8(itemsize + RB_HDR))
+                if maxn >= 0 and cap > maxn:
+                    cap = maxn
+                if cap == 0 and pend:
+                    cap = 1
+                if cap:
+                    out_arr = _np.empty(cap, dt) if out is None else out
+                    with nogil:
+                        n = self._copy_fixed(<char *>out_arr.data, itemsize, cap, &end, &short)
+                    if n == 0 and short:
+                        self._commit(end + rb_step(acq32(self.data + (end & self.mask))))
+                        raise ValueError(f"a ring buffer record is smaller than dtype {dt} "
+                                         f"({itemsize} bytes); the record was dropped")
+                    self._commit(end)
+                    if n:
+                        return out_arr if n == len(out_arr) else out_arr[:n]
+                if not self._wait(deadline):
+                    return _np.empty(0, dt) if out is None else out[:0]
+        finally:
+            self._leave()
+
+    cdef object _batch(self, Py_ssize_t maxn, bint copy):
+        """A RecordBatch over everything from cons; returns (batch, end)."""
+        cdef uint64_t pend = acq64(self.prod_page) - self.cons, end
+        cdef Py_ssize_t cap = <Py_ssize_t>(pend // 16), n, i, total
+        cdef cnp.ndarray offs, lens, data
+        cdef int64_t *po
+        cdef int64_t *pl
+        cdef int64_t *po2
+        cdef char *dst
+        cdef const char *base
+        if maxn >= 0 and cap > maxn:
+            cap = maxn
+        if cap == 0:
+            return None, self.cons
+        offs = _np.empty(cap, _np.int64)
+        lens = _np.empty(cap, _np.int64)
+        po = <int64_t *>offs.data
+        pl = <int64_t *>lens.data
+        with nogil:
+            n = self._collect(po, pl, cap, &end)
+        if n == 0:
+            return None, end
+        if n < cap:
+            offs = offs[:n]
+            lens = lens[:n]
+        if not copy:
+            span = <cnp.npy_intp>(end - self.cons)
+            buf = _view(self.data_map, <char *>self.data + (self.cons & self.mask), _U8, 1,
+                        span, 1, False)
+            return RecordBatch(buf, offs, lens), end
+        total = 0
+        for i in range(n):
+            total += _align8(pl[i])
+        data = _np.empty(total, _np.uint8)
+        dst = <char *>data.data
+        newoffs = _np.empty(n, _np.int64)
+        po2 = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>newoffs)
+        base = self.data + (self.cons & self.mask)
+        with nogil:
+            total = 0
+            for i in range(n):
+                # 8-aligned like in the ring, so typed views of records work
+                memcpy(dst + total, base + po[i], _align8(pl[i]))
+                po2[i] = total
+                total += _align8(pl[i])
+        return RecordBatch(data, newoffs, lens), end
+
+    def read_records(self, max_records=None, timeout=None):
+        """Variable-size records, copied: a :class:`RecordBatch` (empty on
+        timeout)."""
+        cdef Py_ssize_t maxn = _max_records(max_records)
+        deadline = _deadline(timeout)
+        self._enter()
+        try:
+            self._check_not_held()
+            while True:
+                b, end = self._batch(maxn, True)
+                self._commit(end)
+                if b is not None:
+                    return b
+                if not self._wait(deadline):
+                    return RecordBatch(_np.empty(0, _np.uint8), _np.empty(0, _np.int64),
+                                       _np.empty(0, _np.int64))
+        finally:
+            self._leave()
+
+    def view_begin(self, dtype=None, max_records=None, timeout=None):
+        """Start a zero-copy batch (used by ``Reader.view``): a RecordBatch,
+        or with *dtype* a strided structured array, over ring memory. Nothing
+        is consumed until :meth:`view_end`."""
+        cdef Py_ssize_t maxn = _max_records(max_records), n, itemsize
+        cdef uint64_t start, end, stride
+        cdef bint short = False
+        deadline = _deadline(timeout)
+        self._enter()
+        try:
+            self._check_not_held()
+            while True:
+                if dtype is None:
+                    b, end = self._batch(maxn, False)
+                    if b is not None:
+                        self.held = True
+                        self.vend = end
+                        self.busy += 1        # released by view_end()
+                        return b
+                    self._commit(end)
+                else:
+                    dt = _np.dtype(dtype)
+                    itemsize = dt.itemsize
+                    n = self._uniform_run(itemsize, maxn if maxn >= 0 else (1 << 62),
+                                          &start, &end, &stride, &short)
+                    if short:
+                        self._commit(end + rb_step(acq32(self.data + (end & self.mask))))
+                        raise ValueError(f"a ring buffer record is smaller than dtype {dt} "
+                                         f"({itemsize} bytes); the record was dropped")
+                    if n:
+                        arr = _view(self.data_map, <char *>self.data + (start & self.mask) + RB_HDR,
+                                    dt, 1, n, stride, False)
+                        self.held = True
+                        self.vend = end
+                        self.busy += 1
+                        return arr
+                    self._commit(end)
+                if not self._wait(deadline):
+                    self.held = True
+                    self.vend = self.cons
+                    self.busy += 1
+                    if dtype is None:
+                        return RecordBatch(_np.empty(0, _np.uint8), _np.empty(0, _np.int64),
+                                           _np.empty(0, _np.int64))
+                    return _np.empty(0, _np.dtype(dtype))
+        finally:
+            self._leave()
+
+    def view_end(self):
+        """Consume the records of the open view() batch."""
+        if not self.held:
+            return
+        self.held = False
+        try:
+            self._commit(self.vend)
+        finally:
+            self._leave()
+
+
+# ---------------------------------------------------------------------------
+# perf event array rings
+
+cdef struct _PerfRing:
+    char *meta
+    char *data
+    uint64_t size
+    uint64_t mask
+    uint64_t lost
+    int cpu
+
+
+cdef class PerfCore(_Poller):
+    """The per-CPU rings of a perf event array reader (see :mod:`fastbpf.perf`).
+
+    ``PerfCore(fds, cpus, pages)``: *fds* are PERF_COUNT_SW_BPF_OUTPUT event
+    fds (this object takes them over), *cpus* their CPU numbers, *pages* the
+    data pages per ring (a power of two)."""
+    cdef _PerfRing *rings
+    cdef int nrings
+    cdef list fds
+    cdef list maps
+    cdef int next_ring        # round robin, so one busy CPU cannot starve the others
+    cdef object scratch       # a record that wraps the ring's end is copied here
+    cdef readonly object cpus
+    cdef int _view_ring
+    cdef uint64_t _view_tail
+
+    def __cinit__(self, *args, **kwargs):
+        self.rings = NULL
+
+    def __init__(self, fds, cpus, uint64_t pages):
+        cdef int i
+        cdef _Mapping m
+        cdef uint64_t off, sz
+        self.fds = []
+        self.maps = []
+        self.cpus = tuple(int(c) for c in cpus)
+        self._init_poller("perf reader")
+        n = len(fds)
+        self.rings = <_PerfRing *>PyMem_Malloc(sizeof(_PerfRing) * max(n, 1))
+        if self.rings == NULL:
+            raise MemoryError()
+        memset(self.rings, 0, sizeof(_PerfRing) * max(n, 1))
+        self.nrings = 0
+        for i in range(n):
+            fd = fds[i]
+            self.fds.append(fd)
+            # Read-write: a read-only perf mapping puts the ring in overwrite
+            # mode, where the kernel never waits for data_tail.
+            m = _map(int(fd), (1 + pages) * _PAGE, PROT_READ | PROT_WRITE, 0,
+                     f"perf ring of CPU {self.cpus[i]}")
+            self.maps.append(m)
+            off = rd64(m.addr + PERF_DATA_OFFSET)
+            sz = rd64(m.addr + PERF_DATA_SIZE)
+            if sz == 0:     # kernels before 4.1 leave these 0
+                off, sz = _PAGE, pages * _PAGE
+            self.rings[i].meta = m.addr
+            self.rings[i].data = m.addr + off
+            self.rings[i].size = sz
+            self.rings[i].mask = sz - 1
+            self.rings[i].cpu = self.cpus[i]
+            self.nrings = i + 1
+            self._watch(int(fd), EPOLLIN, i)
+        self.scratch = bytearray(64)
+
+    cdef void _teardown(self):
+        _Poller._teardown(self)
+        self.nrings = 0
+        for fd in self.fds or ():
+            fd.close()
+        self.fds = []
+        self.maps = []
+
+    def __dealloc__(self):
+        if self.rings != NULL:
+            PyMem_Free(self.rings)
+            self.rings = NULL
+
+    def lost(self):
+        """{cpu: samples lost} as the kernel reported them (PERF_RECORD_LOST)."""
+        return {self.rings[i].cpu: self.rings[i].lost for i in range(self.nrings)} \
+            if not self.closed else {}
+
+    def events(self):
+        """The perf event FDs, one per ring (owned by this object)."""
+        return list(self.fds)
+
+    def lost_array(self):
+        cdef int i
+        return [self.rings[i].lost for i in range(self.nrings)]
+
+    cdef inline const char *_rec(self, _PerfRing *r, uint64_t pos, uint16_t *sizep):
+        """Pointer to the record at *pos*, contiguous: in place, or copied
+        into the scratch buffer when it wraps the ring's end."""
+        cdef const char *p = r.data + (pos & r.mask)
+        cdef uint16_t size = rd16(p + 6)
+        cdef uint64_t first
+        cdef char *s
+        sizep[0] = size
+        if (pos & r.mask) + size <= r.size:
+            return p
+        if len(self.scratch) < size:
+            self.scratch = bytearray(size)
+        s = PyByteArray_AS_STRING(self.scratch)
+        first = r.size - (pos & r.mask)
+        memcpy(s, p, first)
+        memcpy(s + first, r.data, size - first)
+        return s
+
+    cdef inline void _set_tail(self, _PerfRing *r, uint64_t tail) noexcept nogil:
+        # Pairs with the kernel's smp_load_acquire of data_tail before it
+        # reuses the space (perf_output_begin).
+        rel64(r.meta + PERF_DATA_TAIL, tail)
+
+    def read(self, timeout=None):
+        """One sample, copied (a :class:`Record` with ``.cpu``), or None on timeout."""
+        cdef int k, i
+        cdef _PerfRing *r
+        cdef uint64_t head, tail
+        cdef uint16_t size
+        cdef const char *p
+        cdef uint32_t rtype
+        deadline = _deadline(timeout)
+        self._enter()
+        try:
+            self._check_not_held()
+            while True:
+                for k in range(self.nrings):
+                    i = (self.next_ring + k) % self.nrings
+                    r = &self.rings[i]
+                    head = acq64(r.meta + PERF_DATA_HEAD)
+                    tail = rd64(r.meta + PERF_DATA_TAIL)
+                    while tail < head:
+                        p = self._rec(r, tail, &size)
+                        tail += size
+                        rtype = rd32(p)
+                        if rtype == PERF_RECORD_SAMPLE:
+                            out = _record(p + 12, rd32(p + 8), r.cpu)
+                            self._set_tail(r, tail)
+                            self.next_ring = (i + 1) % self.nrings
+                            return out
+                        if rtype == PERF_RECORD_LOST:
+                            r.lost += rd64(p + 16)
+                        if size == 0:
+                            break
+                    self._set_tail(r, tail)
+                if not self._wait(deadline):
+                    return None
+        finally:
+            self._leave()
+
+    cdef Py_ssize_t _drain(self, Py_ssize_t maxn, Py_ssize_t itemsize, char *out,
+                           int32_t *cpu_out, list varsizes, bint *short) except -1:
+        """Walk every ring from its tail: copy up to maxn samples (the first
+        *itemsize* bytes of each into *out*, or append (cpu, bytes) pairs to
+        *varsizes* when itemsize is 0), count lost records, advance tails."""
+        cdef int k, i
+        cdef _PerfRing *r
+        cdef uint64_t head, tail
+        cdef uint16_t size
+        cdef uint32_t rtype, rawsz
+        cdef const char *p
+        cdef Py_ssize_t n = 0
+        short[0] = False
+        for k in range(self.nrings):
+            if n >= maxn:
+                break
+            i = (self.next_ring + k) % self.nrings
+            r = &self.rings[i]
+            head = acq64(r.meta + PERF_DATA_HEAD)
+            tail = rd64(r.meta + PERF_DATA_TAIL)
+            while tail < head and n < maxn:
+                p = self._rec(r, tail, &size)
+                if size == 0:
+                    break
+                rtype = rd32(p)
+                if rtype == PERF_RECORD_SAMPLE:
+                    rawsz = rd32(p + 8)
+                    if itemsize:
+                        if rawsz < <uint32_t>itemsize:
+                            if n == 0:
+                                tail += size     # drop it; the caller raises
+                            short[0] = True
+                            break
+                        memcpy(out + n * itemsize, p + 12, itemsize)
+                    else:
+                        varsizes.append(PyBytes_FromStringAndSize(p + 12, rawsz))
+                    if cpu_out != NULL:
+                        cpu_out[n] = r.cpu
+                    n += 1
+                elif rtype == PERF_RECORD_LOST:
+                    r.lost += rd64(p + 16)
+                tail += size
+            self._set_tail(r, tail)
+            if short[0]:
+                break
+        if self.nrings:
+            self.next_ring = (self.next_ring + 1) % self.nrings
+        return n
+
+    cdef uint64_t _pending(self):
+        cdef uint64_t total = 0
+        cdef int i
+        for i in range(self.nrings):
+            total += acq64(self.rings[i].meta + PERF_DATA_HEAD) - rd64(self.rings[i].meta + PERF_DATA_TAIL)
+        return total
+
+    def read_fixed(self, dtype, max_records=None, timeout=None, bint with_cpus=False, out=None):
+        """Up to *max_records* samples as a new structured array (copied),
+        or into *out* (returns a slice of it); with *with_cpus* also the CPU
+        of each, as (array, cpus)."""
+        cdef Py_ssize_t maxn, cap, n, itemsize
+        cdef bint short = False
+        cdef cnp.ndarray out_arr, cpus
+        dt, maxn = _fixed_args(dtype, max_records, out)
+        itemsize = dt.itemsize
+        deadline = _deadline(timeout)
+        self._enter()
+        try:
+            self._check_not_held()
+            while True:
+                # A sample takes at least 8 (header) + 4 (size) + itemsize bytes.
+                cap = <Py_ssize_t>(self._pending() // <uint64_t>(12 + itemsize))
+                if maxn >= 0 and cap > maxn:
+                    cap = maxn
+                if cap:
+                    out_arr = _np.empty(cap, dt) if out is None else out
+                    cpus = _np.empty(cap, _np.int32)
+                    n = self._drain(cap, itemsize, <char *>out_arr.data, <int32_t *>cpus.data, None, &short)
+                    if n == 0 and short:
+                        raise ValueError(f"a perf sample is smaller than dtype {dt} "
+                                         f"({itemsize} bytes); the sample was dropped")
+                    if n:
+                        if n < len(out_arr):
+                            out_arr = out_arr[:n]
+                        return (out_arr, cpus[:n]) if with_cpus else out_arr
+                elif self._pending():
+                    self._drain_lost()   # only LOST (or other) records: count them
+                if not self._wait(deadline):
+                    out_arr = _np.empty(0, dt) if out is None else out[:0]
+                    return (out_arr, _np.empty(0, _np.int32)) if with_cpus else out_arr
+        finally:
+            self._leave()
+
+    cdef void _drain_lost(self):
+        """Consume leading non-sample records (LOST) of every ring."""
+        cdef int i
+        cdef _PerfRing *r
+        cdef uint64_t head, tail
+        cdef uint16_t size
+        cdef const char *p
+        cdef uint32_t rtype
+        for i in range(self.nrings):
+            r = &self.rings[i]
+            head = acq64(r.meta + PERF_DATA_HEAD)
+            tail = rd64(r.meta + PERF_DATA_TAIL)
+            while tail < head:
+                p = r.data + (tail & r.mask)
+                rtype = rd32(p)
+                size = rd16(p + 6)
+                if rtype == PERF_RECORD_SAMPLE or size == 0:
+                    break
+                if rtype == PERF_RECORD_LOST:
+                    # A LOST record is 8 + 8 + 8 bytes: 8-aligned, never split
+                    # across the end except between fields; read it whole.
+                    p = self._rec(r, tail, &size)
+                    r.lost += rd64(p + 16)
+                tail += size
+            self._set_tail(r, tail)
+
+    def read_records(self, max_records=None, timeout=None):
+        """Variable-size samples, copied: a :class:`RecordBatch` with ``cpus``."""
+        cdef Py_ssize_t maxn = _max_records(max_records), n, i, total
+        cdef bint short = False
+        cdef cnp.ndarray data, offs, sizes, cpus
+        cdef int64_t *po
+        cdef int64_t *ps
+        cdef int32_t *pc
+        cdef char *dst
+        cdef bytes b
+        deadline = _deadline(timeout)
+        self._enter()
+        try:
+            self._check_not_held()
+            while True:
+                cap = <Py_ssize_t>(self._pending() // 16)
+                if maxn >= 0 and cap > maxn:
+                    cap = maxn
+                if cap:
+                    items = []
+                    cpus = _np.empty(cap, _np.int32)
+                    n = self._drain(cap, 0, NULL, <int32_t *>cpus.data, items, &short)
+                    if n:
+                        offs = _np.empty(n, _np.int64)
+                        sizes = _np.empty(n, _np.int64)
+                        po = <int64_t *>offs.data
+                        ps = <int64_t *>sizes.data
+                        total = 0
+                        for i in range(n):
+                            ps[i] = len(<bytes>items[i])
+                            po[i] = total
+                            total += _align8(ps[i])   # keep records 8-aligned
+                        data = _np.zeros(total, _np.uint8)
+                        dst = <char *>data.data
+                        for i in range(n):
+                            b = items[i]
+                            memcpy(dst + po[i], PyBytes_AS_STRING(b), ps[i])
+                        return RecordBatch(data, offs, sizes, cpus[:n])
+                if not self._wait(deadline):
+                    return RecordBatch(_np.empty(0, _np.uint8), _np.empty(0, _np.int64),
+                                       _np.empty(0, _np.int64), _np.empty(0, _np.int32))
+        finally:
+            self._leave()
+
+    # -- zero-copy views: one ring, one contiguous run ---------------------------
+
+    def view_begin(self, dtype=None, max_records=None, timeout=None):
+        """A zero-copy batch from one CPU's ring: the records up to the ring's
+        end (a record that wraps it comes alone, copied). With *dtype*, a
+        strided structured array over samples of one size. Nothing is
+        consumed until :meth:`view_end`."""
+        cdef Py_ssize_t maxn = _max_records(max_records), n, itemsize = 0
+        cdef int k, i
+        cdef _PerfRing *r
+        cdef uint64_t head, tail, start, pos, stride
+        cdef uint16_t size
+        cdef uint32_t rtype, rawsz
+        cdef const char *p
+        cdef Py_ssize_t cap
+        cdef int64_t *po = NULL
+        cdef int64_t *ps = NULL
+        if maxn < 0:
+            maxn = 1 << 62
+        dt = None if dtype is None else _np.dtype(dtype)
+        if dt is not None:
+            itemsize = dt.itemsize
+        deadline = _deadline(timeout)
+        self._enter()
+        try:
+            self._check_not_held()
+            while True:
+                for k in range(self.nrings):
+                    i = (self.next_ring + k) % self.nrings
+                    r = &self.rings[i]
+                    head = acq64(r.meta + PERF_DATA_HEAD)
+                    tail = rd64(r.meta + PERF_DATA_TAIL)
+                    # skip leading LOST records, counting them
+                    while tail < head:
+                        p = r.data + (tail & r.mask)
+                        if rd32(p) == PERF_RECORD_SAMPLE:
+                            break
+                        p = self._rec(r, tail, &size)
+                        if rd32(p) == PERF_RECORD_LOST:
+                            r.lost += rd64(p + 16)
+                        tail += size
+                        if size == 0:
+                            tail = head
+                    self._set_tail(r, tail)
+                    if tail >= head:
+                        continue
+                    start = tail
+                    p = r.data + (tail & r.mask)
+                    size = rd16(p + 6)
+                    if (tail & r.mask) + size > r.size:
+                        # the first sample wraps: hand it out alone, copied
+                        # (the whole record, so the layout matches the other
+                        # perf views: the sample at offset 12)
+                        p = self._rec(r, tail, &size)
+                        rawsz = rd32(p + 8)
+                        arr = _np.frombuffer(PyBytes_FromStringAndSize(p, size), _np.uint8)
+                        if dt is not None and rawsz < <uint32_t>itemsize:
+                            self._set_tail(r, tail + size)
+                            raise ValueError(f"a perf sample is smaller than dtype {dt}; "
+                                             f"the sample was dropped")
+                        batch = (arr[12:12 + itemsize].view(dt) if dt is not None else
+                                 RecordBatch(arr, _np.array([12], _np.int64),
+                                             _np.array([rawsz], _np.int64),
+                                             _np.array([r.cpu], _np.int32)))
+                        self._hold(i, tail + size)
+                        return batch
+                    # a run of samples up to the ring's end
+                    n = 0
+                    pos = tail
+                    stride = size
+                    if dt is None:
+                        # every sample takes >= 16 bytes: this bounds the count
+                        cap = min(maxn, <Py_ssize_t>((head - tail) // 16) + 1)
+                        offs_a = _np.empty(cap, _np.int64)
+                        sizes_a = _np.empty(cap, _np.int64)
+                        po = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>offs_a)
+                        ps = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>sizes_a)
+                        maxn = cap
+                    while pos < head and n < maxn:
+                        p = r.data + (pos & r.mask)
+                        size = rd16(p + 6)
+                        if (pos & r.mask) + size > r.size or rd32(p) != PERF_RECORD_SAMPLE:
+                            break
+                        if dt is not None:
+                            if size != stride:
+                                break
+                            if rd32(p + 8) < <uint32_t>itemsize:
+                                if n == 0:
+                                    self._set_tail(r, pos + size)
+                                    raise ValueError(f"a perf sample is smaller than dtype {dt}; "
+                                                     f"the sample was dropped")
+                                break
+                        else:
+                            po[n] = <int64_t>(pos - start) + 12
+                            ps[n] = rd32(p + 8)
+                        pos += size
+                        n += 1
+                    base_p = r.data + (start & r.mask)
+                    self._hold(i, pos)
+                    if dt is not None:
+                        return _view(self.maps[i], <char *>base_p + 12, dt, 1, n, stride, False)
+                    buf = _view(self.maps[i], <char *>base_p, _U8, 1, <cnp.npy_intp>(pos - start), 1, False)
+                    return RecordBatch(buf, offs_a[:n], sizes_a[:n], _np.full(n, r.cpu, _np.int32))
+                if not self._wait(deadline):
+                    self._hold(-1, 0)
+                    if dt is not None:
+                        return _np.empty(0, dt)
+                    return RecordBatch(_np.empty(0, _np.uint8), _np.empty(0, _np.int64),
+                                       _np.empty(0, _np.int64), _np.empty(0, _np.int32))
+        finally:
+            self._leave()
+
+    cdef void _hold(self, int ring, uint64_t tail):
+        self.held = True
+        self._view_ring = ring
+        self._view_tail = tail
+        self.busy += 1          # released by view_end()
+        if ring >= 0:
+            self.next_ring = (ring + 1) % self.nrings
+
+    def view_end(self):
+        """Consume the samples of the open view() batch."""
+        if not self.held:
+            return
+        self.held = False
+        try:
+            if self._view_ring >= 0 and self.nrings:
+                self._set_tail(&self.rings[self._view_ring], self._view_tail)
+        finally:
+            self._leave()
+
+
+# ---------------------------------------------------------------------------
+# user ring buffer (user space produces, a BPF program drains)
+
+cdef class UserRingCore(_Poller):
+    """Producer side of a BPF_MAP_TYPE_USER_RINGBUF map (see
+    :class:`fastbpf.ringbuf.UserWriter`). Not thread-safe: one producer."""
+    cdef int map_fd
+    cdef _Mapping cons_map
+    cdef _Mapping data_map
+    cdef const char *cons_page
+    cdef char *prod_page
+    cdef char *data
+    cdef uint64_t mask
+    cdef readonly uint64_t size
+    cdef uint64_t prod         # our copy of producer_pos
+    cdef dict outstanding      # data offset of a reserved sample -> its size
+
+    def __cinit__(self, *args, **kwargs):
+        self.map_fd = -1
+
+    def __init__(self, int map_fd, uint64_t size):
+        self.map_fd = map_fd
+        if size == 0 or size & (size - 1) or size % _PAGE:
+            raise ValueError(f"ring buffer size {size} is not a power-of-2 multiple of the page size")
+        self.size = size
+        self.mask = size - 1
+        self.outstanding = {}
+        self._init_poller("user ring buffer writer")
+        # Roles swapped: the kernel consumes, so the consumer page is read-only
+        # here and the producer page and data (mapped twice) are ours.
+        self.cons_map = _map(map_fd, _PAGE, PROT_READ, 0, "user ring buffer consumer page")
+        self.data_map = _map(map_fd, _PAGE + 2 * size, PROT_READ | PROT_WRITE, _PAGE,
+                             "user ring buffer data")
+        self.cons_page = self.cons_map.addr
+        self.prod_page = self.data_map.addr
+        self.data = self.data_map.addr + _PAGE
+        self.prod = acq64(self.prod_page)
+        self._watch(map_fd, EPOLLOUT, 0)
+
+    cdef void _teardown(self):
+        _Poller._teardown(self)
+        if self.map_fd >= 0:
+            c_close(self.map_fd)
+            self.map_fd = -1
+        self.cons_map = None
+        self.data_map = None
+
+    def __dealloc__(self):
+        if self.map_fd >= 0:
+            c_close(self.map_fd)
+
+    @property
+    def free(self):
+        """Bytes free for new samples (headers included)."""
+        self._enter()
+        try:
+            return self.size - (self.prod - acq64(self.cons_page))
+        finally:
+            self._leave()
+
+    def reserve(self, Py_ssize_t size, dtype=None, shape=None, timeout=0):
+        """Reserve *size* bytes; returns a writable numpy view into the ring
+        (uint8, or *dtype* with *shape*). Raises BlockingIOError when the
+        ring has no room within *timeout* seconds (0: do not wait)."""
+        cdef uint64_t total, cons
+        cdef char *hdr
+        cdef int64_t off
+        if size <= 0:
+            raise ValueError(f"a sample needs at least 1 byte, got {size}")
+        total = _align8(size + RB_HDR)
+        if total > self.size:
+            raise ValueError(f"a {size}-byte sample cannot fit a {self.size}-byte ring buffer")
+        deadline = _deadline(timeout)
+        self._enter()
+        try:
+            while True:
+                cons = acq64(self.cons_page)
+                if self.size - (self.prod - cons) >= total:
+                    break
+                if not self._wait(deadline):
+                    raise BlockingIOError(EAGAIN, f"user ring buffer full: {size} bytes "
+                                                  f"requested, {self.size - (self.prod - cons)} free")
+            hdr = self.data + (self.prod & self.mask)
+            # Busy until submitted: the kernel stops at this record. The
+            # release store of producer_pos publishes the busy header first
+            # (pairs with smp_load_acquire in __bpf_user_ringbuf_peek).
+            wr32(hdr, <uint32_t>size | RB_BUSY)
+            wr32(hdr + 4, 0)
+            off = <int64_t>((self.prod + RB_HDR) & self.mask)
+            self.prod += total
+            rel64(self.prod_page, self.prod)
+            self.outstanding[off] = size
+            if dtype is None:
+                return _view(self.data_map, self.data + off, _U8, 1, size, 1, True)
+            dt = _np.dtype(dtype)
+            if shape is None:
+                if dt.itemsize != size:
+                    raise ValueError(f"dtype {dt} is {dt.itemsize} bytes, not {size}")
+                return _view(self.data_map, self.data + off, dt, 0, 0, 0, True)
+            return _view(self.data_map, self.data + off, dt, 1, shape, dt.itemsize, True)
+        finally:
+            self._leave()
+
+    cdef int64_t _offset_of(self, object sample) except -1:
+        if not isinstance(sample, _np.ndarray):
+            raise TypeError("submit/discard take the array reserve() returned")
+        addr = sample.__array_interface__["data"][0]
+        base = <size_t>self.data
+        off = addr - base
+        if off not in self.outstanding:
+            raise ValueError("this array is not an outstanding reservation of this writer "
+                             "(already submitted or discarded?)")
+        return off
+
+    def commit(self, sample, bint discard=False):
+        """Submit (or discard) a reserved sample: clear its busy bit with a
+        release store, so the kernel sees the payload before the length."""
+        cdef int64_t off
+        cdef uint32_t size
+        self._enter()
+        try:
+            off = self._offset_of(sample)
+            size = self.outstanding.pop(off)
+            rel32(self.data + ((off - RB_HDR) & self.mask), size | (RB_DISCARD if discard else 0))
+        finally:
+            self._leave()

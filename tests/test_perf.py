@@ -1,0 +1,307 @@
+"""fastbpf.perf against the kernel: an XDP program run by BPF_PROG_TEST_RUN
+writes samples with a sequence number through bpf_perf_event_output and
+counts the outputs that fail; the reader checks order, exactly-once delivery
+and the lost counts the kernel reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from fastbpf import Map, MapSpec, MapType, asm, perf, possible_cpus
+from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size
+from fastbpf.enums import ProgramType
+from fastbpf.errors import ClosedError
+from fastbpf.programs import Program, ProgramSpec
+
+PKT = bytes(64)
+SEQ = np.dtype([("seq", "<u8")])
+BPF_F_CURRENT_CPU = 0xFFFFFFFF
+
+
+def perf_prog(events: Map, ctr: Map, size: int = 8) -> Program:
+    """XDP: seq = ctr[0]++; perf_event_output(ctx, events, CURRENT_CPU,
+    {seq, seq, ...}, size); on failure ctr[1]++."""
+    body = [
+        asm.Mov.reg(R6, R1),
+        asm.store_imm(R10, -4, 0, Size.W),
+        asm.Mov.reg(R2, R10), asm.Add.imm(R2, -4),
+        asm.load_map_ptr(R1, "ctr"), asm.call(Helper.map_lookup_elem),
+        asm.JEq.imm(R0, 0, "out"),
+        asm.Mov.imm(R7, 1), asm.atomic_add(R0, 0, R7, Size.DW, fetch=True),
+    ]
+    for off in range(0, 64, 8):
+        body.append(asm.store_mem(R10, -72 + off, R7, Size.DW))
+    body += [
+        asm.Mov.reg(R1, R6), asm.load_map_ptr(R2, "events"),
+        asm.Mov32.imm(R3, BPF_F_CURRENT_CPU),
+        asm.Mov.reg(R4, R10), asm.Add.imm(R4, -72), asm.Mov.imm(R5, size),
+        asm.call(Helper.perf_event_output),
+        asm.JEq.imm(R0, 0, "out"),
+        asm.store_imm(R10, -4, 1, Size.W),
+        asm.Mov.reg(R2, R10), asm.Add.imm(R2, -4),
+        asm.load_map_ptr(R1, "ctr"), asm.call(Helper.map_lookup_elem),
+        asm.JEq.imm(R0, 0, "out"),
+        asm.Mov.imm(R7, 1), asm.atomic_add(R0, 0, R7, Size.DW),
+        asm.Mov.imm(R0, 2).with_symbol("out"), asm.exit(),
+    ]
+    return Program.load(ProgramSpec(type=ProgramType.XDP, instructions=asm.Instructions(body)),
+                        maps={"events": events, "ctr": ctr})
+
+
+@pytest.fixture
+def maps(unique_name):
+    events = Map.create(MapSpec(type=MapType.PERF_EVENT_ARRAY, key=4, value=4,
+                                max_entries=possible_cpus(), name=unique_name[:12] + "pe"))
+    ctr = Map.create(MapSpec(type=MapType.ARRAY, key="<u4", value="<u8", max_entries=2,
+                             name=unique_name[:12] + "ct"))
+    yield events, ctr
+    events.close()
+    ctr.close()
+
+
+@pytest.fixture
+def setup(maps, no_fd_leak):
+    events, ctr = maps
+    prog = perf_prog(events, ctr)
+    p = perf.Reader(events, per_cpu_bytes=1 << 16)
+    yield events, ctr, prog, p
+    p.close()
+    prog.close()
+
+
+def _run(prog: Program, n: int, cpu: int | None = None) -> None:
+    """test_run on *cpu* (pinning this thread) so samples land on its ring."""
+    if cpu is None:
+        prog.test_run(data=PKT, repeat=n)
+        return
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        prog.test_run(data=PKT, repeat=n)
+    finally:
+        os.sched_setaffinity(0, old)
+
+
+def test_read_one_by_one(setup):
+    events, ctr, prog, p = setup
+    assert p.read(timeout=0) is None
+    cpu = perf.online_cpus()[-1]
+    _run(prog, 5, cpu)
+    got = [p.read(timeout=1.0) for _ in range(5)]
+    # 8 bytes of data arrive padded to 12 (the raw size field + data is 8-aligned)
+    assert all(len(g) == 12 and g.cpu == cpu for g in got)
+    assert [int.from_bytes(g.data[:8], "little") for g in got] == [0, 1, 2, 3, 4]
+    assert p.read(timeout=0) is None
+    assert ctr[1] == 0
+    assert p.lost().tolist() == [0] * possible_cpus()
+
+
+def test_every_sample_once_in_order_per_cpu(setup):
+    events, ctr, prog, p = setup
+    cpus = perf.online_cpus()
+    expect: dict[int, list[int]] = {c: [] for c in cpus}
+    seq = 0
+    for rnd in range(3):
+        for c in cpus:
+            _run(prog, 500, c)
+            expect[c] += list(range(seq, seq + 500))
+            seq += 500
+    got: dict[int, list[int]] = {c: [] for c in cpus}
+    while True:
+        arr, cpu = p.read_batch(dtype=SEQ, max_records=700, timeout=0, with_cpus=True)
+        if len(arr) == 0:
+            break
+        for c in cpus:
+            got[c] += arr["seq"][cpu == c].tolist()
+    assert got == expect
+    assert ctr[0] == seq and ctr[1] == 0
+
+
+def test_read_batch_variable(setup):
+    events, ctr, prog, p = setup
+    cpu = perf.online_cpus()[0]
+    _run(prog, 10, cpu)
+    b = p.read_batch(timeout=1.0)
+    assert len(b) == 10
+    assert b.sizes.tolist() == [12] * 10
+    assert b.cpus.tolist() == [cpu] * 10
+    assert b.offsets.tolist() == [16 * i for i in range(10)]   # 12-byte records, 8-aligned
+    assert b.data.view("<u8")[b.offsets // 8].tolist() == list(range(10))
+    assert [int(r[:8].view("<u8")[0]) for r in b] == list(range(10))
+
+
+def test_view_zero_copy_and_wrap(maps, no_fd_leak):
+    """Samples of 64 bytes take 80 in the ring; a 4 KiB ring wraps mid-record
+    and the wrapping record alone is copied."""
+    events, ctr = maps
+    cpu = perf.online_cpus()[0]
+    rec = np.dtype([("seq", "<u8"), ("rest", "<u8", 7)])
+    with perf_prog(events, ctr, size=64) as prog, \
+            perf.Reader(events, per_cpu_bytes=mmap.PAGESIZE) as p:
+        seen = []
+        copies = 0
+        for _ in range(6):
+            _run(prog, 20, cpu)
+            while True:
+                with p.view(dtype=rec, timeout=0) as arr:
+                    if len(arr) == 0:
+                        break
+                    assert not arr.flags.writeable
+                    copies += arr.base is None or isinstance(arr.base, (bytes, np.ndarray))
+                    seen += arr["seq"].tolist()
+                    assert (arr["rest"] == arr["seq"][:, None]).all()
+        assert seen == list(range(120))
+        assert ctr[1] == 0
+        # 120 * 80 bytes over a 4096-byte ring: the ring end was crossed
+        # twice, once mid-record (80 does not divide 4096)
+        assert copies >= 1
+        _run(prog, 3, cpu)
+        with p.view(timeout=1.0) as b:
+            assert b.cpus.tolist() == [cpu] * len(b) and len(b) >= 1
+            assert int(b[0][:8].view("<u8")[0]) == 120
+
+
+def test_lost_samples_match_program_failures(maps, no_fd_leak):
+    events, ctr = maps
+    cpu = perf.online_cpus()[0]
+    with perf_prog(events, ctr, size=64) as prog, \
+            perf.Reader(events, per_cpu_bytes=mmap.PAGESIZE) as p:
+        _run(prog, 200, cpu)                      # 4 KiB holds 51 samples of 80 bytes
+        failed = int(ctr[1])
+        assert failed > 100
+        arr = p.read_batch(dtype=SEQ, timeout=1.0)
+        assert len(arr) + failed == 200
+        assert arr["seq"].tolist() == list(range(len(arr)))
+        # The kernel writes the LOST record ahead of the next sample that fits.
+        _run(prog, 1, cpu)
+        more = p.read_batch(dtype=SEQ, timeout=1.0)
+        assert more["seq"].tolist() == [200]
+        lost = p.lost()
+        assert lost.shape == (possible_cpus(),)
+        assert int(lost[cpu]) == failed and int(lost.sum()) == failed
+
+
+def test_pause_resume(setup):
+    events, ctr, prog, p = setup
+    cpu = perf.online_cpus()[0]
+    p.pause()
+    assert p.paused
+    _run(prog, 5, cpu)
+    assert ctr[1] == 5                           # no event in the map: outputs fail
+    assert p.read(timeout=0) is None
+    p.resume()
+    _run(prog, 2, cpu)
+    assert [int.from_bytes(r.data[:8], "little") for r in (p.read(1.0), p.read(1.0))] == [5, 6]
+
+
+def test_close_wakes_blocked_read(setup):
+    events, ctr, prog, p = setup
+    out = []
+
+    def blocked():
+        try:
+            p.read()
+        except ClosedError as e:
+            out.append(str(e))
+
+    t = threading.Thread(target=blocked)
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive()
+    p.close()
+    t.join(5)
+    assert not t.is_alive() and "closed" in out[0]
+    with pytest.raises(ClosedError):
+        p.read(timeout=0)
+    # close removed the events from the map: outputs now fail
+    _run(prog, 1)
+    assert ctr[1] == 1
+
+
+def test_watermark(maps, no_fd_leak):
+    events, ctr = maps
+    cpu = perf.online_cpus()[0]
+    with perf_prog(events, ctr) as prog, \
+            perf.Reader(events, per_cpu_bytes=1 << 16, watermark=1024) as p:
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(p.fileno(), selectors.EVENT_READ)
+        try:
+            _run(prog, 2, cpu)                        # 48 bytes: under the watermark
+            assert sel.select(timeout=0.1) == []
+            assert len(p.read_batch(dtype=SEQ, timeout=0)) == 2   # still readable
+            _run(prog, 100, cpu)                      # 2400 bytes: over it
+            assert len(sel.select(timeout=1.0)) == 1
+            assert len(p.read_batch(dtype=SEQ, timeout=0)) == 100
+        finally:
+            sel.close()
+
+
+def test_asyncio(setup):
+    events, ctr, prog, p = setup
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        assert await p.read_async(timeout=0.05) is None
+        loop.call_later(0.05, _run, prog, 3, perf.online_cpus()[0])
+        arr = await p.read_batch_async(dtype=SEQ, timeout=2.0)
+        got = arr["seq"].tolist()
+        while len(got) < 3:
+            got += (await p.read_batch_async(dtype=SEQ, timeout=2.0))["seq"].tolist()
+        loop.call_later(0.05, _run, prog, 2, perf.online_cpus()[0])
+        loop.call_later(0.3, p.close)
+        async for rec in p:
+            got.append(int.from_bytes(rec[:8], "little"))
+        return got
+
+    assert asyncio.run(asyncio.wait_for(main(), 10)) == [0, 1, 2, 3, 4]
+
+
+def test_bad_input(maps, no_fd_leak):
+    events, ctr = maps
+    with pytest.raises(ValueError, match="power of two"):
+        perf.Reader(events, per_cpu_bytes=3 * mmap.PAGESIZE)
+    with pytest.raises(ValueError, match="power of two"):
+        perf.Reader(events, per_cpu_bytes=512)
+    with pytest.raises(ValueError, match="PERF_EVENT_ARRAY"):
+        perf.Reader(ctr)
+    with pytest.raises(ValueError, match="watermark"):
+        perf.Reader(events, per_cpu_bytes=1 << 16, watermark=1 << 16)
+    small = Map.create(MapSpec(type=MapType.PERF_EVENT_ARRAY, key=4, value=4, max_entries=1))
+    try:
+        if max(perf.online_cpus()) >= 1:
+            with pytest.raises(ValueError, match="max_entries"):
+                perf.Reader(small)
+    finally:
+        small.close()
+    closed = Map.create(MapSpec(type=MapType.PERF_EVENT_ARRAY, key=4, value=4,
+                                max_entries=possible_cpus()))
+    closed.close()
+    with pytest.raises(ClosedError):
+        perf.Reader(closed)
+
+
+def test_no_fd_leak_many_readers(maps, no_fd_leak):
+    events, ctr = maps
+    for _ in range(5):
+        p = perf.Reader(events, per_cpu_bytes=mmap.PAGESIZE)
+        p.close()
+        p.close()
+
+
+def test_read_batch_into_out(setup):
+    events, ctr, prog, p = setup
+    cpu = perf.online_cpus()[0]
+    buf = np.zeros(16, SEQ)
+    _run(prog, 20, cpu)
+    a, cpus = p.read_batch(out=buf, timeout=1.0, with_cpus=True)
+    assert np.shares_memory(a, buf) and a["seq"].tolist() == list(range(16)) and cpus.tolist() == [cpu] * 16
+    assert p.read_batch(out=buf, timeout=1.0)["seq"].tolist() == [16, 17, 18, 19]
