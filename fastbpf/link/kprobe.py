@@ -29,6 +29,7 @@ from .. import _core
 from ..enums import AttachType, ProgramType
 from ..errors import NotSupportedError
 from ._base import FDLink, Link
+from ._pmu import pmu_type, retprobe_bit
 from .perf_event import _check_type, _fd_of, attach_perf_fd
 from .tracing import open_probe_event, tracefs_root
 
@@ -37,23 +38,6 @@ __all__ = ["attach_kprobe", "attach_kprobe_multi", "kprobes_supported", "KPROBE_
 #: link_create.kprobe_multi.flags: attach return probes.
 KPROBE_MULTI_RETURN = 1
 
-_PMU_DIR = "/sys/bus/event_source/devices/kprobe"
-
-
-def _pmu_type() -> int | None:
-    try:
-        with open(os.path.join(_PMU_DIR, "type")) as f:
-            return int(f.read())
-    except FileNotFoundError:
-        return None
-
-
-def _retprobe_bit() -> int:
-    try:
-        with open(os.path.join(_PMU_DIR, "format", "retprobe")) as f:
-            return 1 << int(f.read().strip().split(":", 1)[1])
-    except (FileNotFoundError, ValueError, IndexError):
-        return 1
 
 
 def _has_kprobe_events() -> bool:
@@ -65,7 +49,7 @@ def _has_kprobe_events() -> bool:
 
 def kprobes_supported() -> bool:
     """True when this kernel can place kprobes (a PMU or tracefs kprobe_events)."""
-    return _pmu_type() is not None or _has_kprobe_events()
+    return pmu_type("kprobe") is not None or _has_kprobe_events()
 
 
 def _check_symbol(symbol: str) -> None:
@@ -86,11 +70,11 @@ def attach_kprobe(prog: Any, symbol: str, retprobe: bool = False, *, offset: int
     if retprobe and offset:
         raise ValueError("a kretprobe has no offset")
     desc = f"{'kretprobe' if retprobe else 'kprobe'} {symbol}" + (f"+{offset:#x}" if offset else "")
-    ptype = None if legacy else _pmu_type()
+    ptype = None if legacy else pmu_type("kprobe")
     if ptype is not None:
         name = symbol.encode() + b"\0"
         # config1 points at *name*, which stays alive across the call.
-        pfd = _core.perf_event_open(ptype, _retprobe_bit() if retprobe else 0, -1, 0,
+        pfd = _core.perf_event_open(ptype, retprobe_bit("kprobe") if retprobe else 0, -1, 0,
                                     config1=_core.address_of(name), config2=offset)
         return attach_perf_fd(prog, pfd, cookie=cookie, description=desc)
     if not _has_kprobe_events():

@@ -27,6 +27,7 @@ import numpy as np
 from .. import _core
 from ..enums import AttachType, ProgramType
 from ._base import FDLink, Link
+from ._pmu import pmu_type, retprobe_bit
 from .perf_event import _check_type, _fd_of, attach_perf_fd
 from .tracing import open_probe_event
 
@@ -38,7 +39,6 @@ __all__ = [
 #: link_create.uprobe_multi.flags: attach return probes.
 UPROBE_MULTI_RETURN = 1
 
-_PMU_DIR = "/sys/bus/event_source/devices/uprobe"
 # Where perf_event_attr.config carries a reference counter's offset (USDT
 # semaphores): PERF_UPROBE_REF_CTR_OFFSET_SHIFT.
 _REF_CTR_SHIFT = 32
@@ -109,28 +109,9 @@ def symbol_offset(path: str | os.PathLike, symbol: str) -> int:
 # the uprobe PMU
 
 
-def _pmu_type() -> int | None:
-    try:
-        with open(os.path.join(_PMU_DIR, "type")) as f:
-            return int(f.read())
-    except FileNotFoundError:
-        return None
-
-
-def _retprobe_bit() -> int:
-    # format/retprobe reads "config:0"; the bit number has never changed,
-    # but reading it is what perf does.
-    try:
-        with open(os.path.join(_PMU_DIR, "format", "retprobe")) as f:
-            text = f.read().strip()
-        return 1 << int(text.split(":", 1)[1])
-    except (FileNotFoundError, ValueError, IndexError):
-        return 1
-
-
 def _open_pmu(ptype: int, path: str, offset: int, retprobe: bool, pid: int, ref_ctr: int) -> _core.FD:
     cpath = os.fsencode(path) + b"\0"
-    config = (_retprobe_bit() if retprobe else 0) | (ref_ctr << _REF_CTR_SHIFT)
+    config = (retprobe_bit("uprobe") if retprobe else 0) | (ref_ctr << _REF_CTR_SHIFT)
     cpu = 0 if pid < 0 else -1
     # config1 points at the path; *cpath* stays alive across the call.
     return _core.perf_event_open(ptype, config, pid, cpu, config1=_core.address_of(cpath),
@@ -174,7 +155,7 @@ def attach_uprobe(prog: Any, path: str | os.PathLike, symbol: str | None = None,
         raise FileNotFoundError(errno.ENOENT, "no such binary", path)
     p = -1 if pid is None else int(pid)
     desc = f"{'uretprobe' if retprobe else 'uprobe'} {where}" + (f" pid {p}" if p >= 0 else "")
-    ptype = None if legacy else _pmu_type()
+    ptype = None if legacy else pmu_type("uprobe")
     if ptype is not None:
         pfd = _open_pmu(ptype, path, off, retprobe, p, ref_ctr_offset)
         return attach_perf_fd(prog, pfd, cookie=cookie, description=desc)
