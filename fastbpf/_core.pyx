@@ -534,6 +534,35 @@ def link_get_next_id(uint32_t start=0):
     return _next_id(BPF_LINK_GET_NEXT_ID, start, "link get_next_id")
 
 
+cdef list _all_ids(int cmd, str op):
+    cdef list ids = []
+    cdef object nxt
+    cdef uint32_t cur = 0
+    while True:
+        nxt = _next_id(cmd, cur, op)
+        if nxt is None:
+            return ids
+        ids.append(nxt)
+        cur = nxt
+
+
+def map_ids():
+    """Ids of every map in the kernel, ascending."""
+    return _all_ids(BPF_MAP_GET_NEXT_ID, "map get_next_id")
+
+def prog_ids():
+    """Ids of every program in the kernel, ascending."""
+    return _all_ids(BPF_PROG_GET_NEXT_ID, "program get_next_id")
+
+def btf_ids():
+    """Ids of every BTF object in the kernel, ascending."""
+    return _all_ids(BPF_BTF_GET_NEXT_ID, "btf get_next_id")
+
+def link_ids():
+    """Ids of every bpf_link in the kernel, ascending."""
+    return _all_ids(BPF_LINK_GET_NEXT_ID, "link get_next_id")
+
+
 cdef FD _fd_by_id(int cmd, uint32_t id, str op, uint32_t open_flags=0):
     cdef fbpf_get_id_attr a
     memset(&a, 0, sizeof(a))

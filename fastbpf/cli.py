@@ -17,16 +17,8 @@ from . import _core
 from .errors import BPFError
 
 
-def _ids(next_id) -> list[int]:
-    ids, cur = [], 0
-    while (nxt := next_id(cur)) is not None:
-        ids.append(nxt)
-        cur = nxt
-    return ids
-
-
-def _each(next_id, open_by_id, info_of):
-    for i in _ids(next_id):
+def _each(ids, open_by_id, info_of):
+    for i in ids:
         try:
             with open_by_id(i) as fd:
                 yield info_of(fd.fd)
@@ -43,7 +35,7 @@ def _name(enum_cls, value: int) -> str:
 
 def cmd_maps(args: argparse.Namespace) -> int:
     from .enums import MapType
-    rows = list(_each(_core.map_get_next_id, _core.map_get_fd_by_id, _core.map_info))
+    rows = list(_each(_core.map_ids(), _core.map_get_fd_by_id, _core.map_info))
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -56,7 +48,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
 
 def cmd_progs(args: argparse.Namespace) -> int:
     from .enums import ProgramType
-    rows = list(_each(_core.prog_get_next_id, _core.prog_get_fd_by_id, _core.prog_info))
+    rows = list(_each(_core.prog_ids(), _core.prog_get_fd_by_id, _core.prog_info))
     if args.json:
         print(json.dumps(rows))
         return 0
@@ -69,7 +61,7 @@ def cmd_progs(args: argparse.Namespace) -> int:
 
 def cmd_links(args: argparse.Namespace) -> int:
     from .enums import LinkType
-    rows = list(_each(_core.link_get_next_id, _core.link_get_fd_by_id, _core.link_info))
+    rows = list(_each(_core.link_ids(), _core.link_get_fd_by_id, _core.link_info))
     for r in rows:
         r.pop("extra", None)
     if args.json:

@@ -761,12 +761,5 @@ def _load_map_btf(spec: MapSpec):
 
 
 def map_ids() -> list[int]:
-    """Ids of every map in the kernel (not only this process's)."""
-    ids = []
-    cur = 0
-    while True:
-        nxt = _core.map_get_next_id(cur)
-        if nxt is None:
-            return ids
-        ids.append(nxt)
-        cur = nxt
+    """Ids of every map in the kernel (not only this process's), ascending."""
+    return _core.map_ids()

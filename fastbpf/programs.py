@@ -394,11 +394,8 @@ class ProgramInfo:
 
 def program_ids() -> list[int]:
     """Ids of every program in the kernel, ascending."""
-    ids, cur = [], 0
-    while (nxt := _core.prog_get_next_id(cur)) is not None:
-        ids.append(nxt)
-        cur = nxt
-    return ids
+    return _core.prog_ids()
+
 
 
 class StatsHandle:

@@ -173,9 +173,5 @@ def _run_detach(detach: Callable[[], None]) -> None:
 
 
 def link_ids() -> list[int]:
-    """Ids of every bpf_link in the kernel."""
-    ids, cur = [], 0
-    while (nxt := _core.link_get_next_id(cur)) is not None:
-        ids.append(nxt)
-        cur = nxt
-    return ids
+    """Ids of every bpf_link in the kernel, ascending."""
+    return _core.link_ids()
