@@ -670,3 +670,32 @@ def test_key_conversion_that_reenters_the_map():
         m[Key()] = 1
         assert m[7] == 1 and m[99] == 5
         assert sorted(int(k) for k in m.keys()) == [7, 99]
+
+
+@pytest.mark.parametrize("mtype", [MapType.SK_STORAGE, MapType.TASK_STORAGE,
+                                   MapType.INODE_STORAGE, MapType.CGRP_STORAGE])
+def test_local_storage_maps_with_btf(mtype):
+    # Local storage maps need BTF for their key and value types.
+    from fastbpf import btf
+    i32 = btf.load_kernel_spec().type_by_name("int", kind=btf.Kind.INT)
+    with Map.create(MapSpec(type=mtype, key=i32, value=i32, max_entries=0,
+                            flags=MapFlags.NO_PREALLOC)) as m:
+        info = m.info()
+        assert info.type == mtype and info.btf_id and info.btf_value_type_id
+        assert m.key_dtype == np.int32 and m.value_dtype == np.int32
+
+
+@pytest.mark.parametrize("mtype", [MapType.CGROUP_STORAGE, MapType.PERCPU_CGROUP_STORAGE])
+def test_cgroup_storage_maps(mtype):
+    # struct bpf_cgroup_storage_key is 16 bytes with padding (12 is refused).
+    with Map.create(MapSpec(type=mtype, key=16, value=8, max_entries=0)) as m:
+        assert m.info().type == mtype
+
+
+def test_every_map_type_has_a_creation_test():
+    import inspect
+    src = inspect.getsource(sys.modules[__name__])
+    missing = [t.name for t in MapType if t != MapType.UNSPEC
+               and f"MapType.{t.name}" not in src
+               and t != MapType.STRUCT_OPS]  # created in tests/test_link_trace.py
+    assert not missing, f"map types without a test: {missing}"
