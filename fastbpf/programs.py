@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import struct
 import time
 from typing import Any, Mapping
 
@@ -88,6 +89,12 @@ class ProgramSpec:
     attach_btf_obj_fd: int = 0
     ifindex: int = 0
     kernel_version: int = 0
+    #: BTF describing the program's functions (a ``btf.Spec`` or raw BTF
+    #: bytes), with ``func_info``: ``(instruction slot, FUNC type id)`` per
+    #: function. Left empty, fastbpf generates both when the kernel needs
+    #: them: for programs that pass callbacks (bpf_loop, timers, ...).
+    btf: Any = None
+    func_info: Any = None
 
     def __post_init__(self) -> None:
         self.type = ProgramType(self.type)
@@ -122,6 +129,57 @@ class ProgramSpec:
         if isinstance(insns, (bytes, bytearray, memoryview)):
             return bytes(insns)
         return insns.encode()
+
+
+def _func_btf(spec: ProgramSpec, insns: Any) -> tuple[bytes | None, bytes | None]:
+    """The BTF blob and packed func_info to load *spec* with, or (None, None).
+
+    The verifier insists on func_info once a program takes the address of one
+    of its functions (a callback for bpf_loop, timers, user_ringbuf_drain,
+    ...). Hand-written programs have no BTF, so each function is described
+    as ``static long f(long, long, long, long, long)`` and the entry point as
+    ``long main(void *ctx)``: static functions are not type-checked beyond
+    that.
+    """
+    if spec.btf is not None:
+        blob = spec.btf.encode() if hasattr(spec.btf, "encode") else bytes(spec.btf)
+        info = b"".join(struct.pack("<II", int(off), int(tid)) for off, tid in spec.func_info or ())
+        return blob, (info or None)
+    if isinstance(insns, (bytes, bytearray, memoryview)) or not hasattr(insns, "symbols"):
+        return None, None
+    from .asm.opcodes import LD_IMM64, PSEUDO_FUNC
+    funcs = {insn.reference for insn in insns
+             if insn.reference is not None and insn.opcode == LD_IMM64 and insn.src == PSEUDO_FUNC}
+    if not funcs:
+        return None, None
+    # Once there is func_info, every function needs an entry: the targets
+    # of bpf-to-bpf calls as well as of function pointers.
+    funcs |= {insn.reference for insn in insns if insn.reference is not None
+              and insn.is_pseudo_call}
+    symbols = insns.symbols()
+    slots = insns.slot_offsets()
+    starts = sorted({0} | {slots[symbols[f]] for f in funcs if f in symbols})
+    return _static_funcs_btf(len(starts)), b"".join(
+        struct.pack("<II", slot, 4 + 2 * k) for k, slot in enumerate(starts))
+
+
+def _static_funcs_btf(nfuncs: int) -> bytes:
+    """BTF: [1] long, [2] void *, [3] proto long(void *ctx), [4] FUNC main,
+    then per further function k: [3+2k] proto long(5 x long), [4+2k] FUNC f<k>."""
+    strings = bytearray(b"\0long\0main\0ctx\0a\0")
+    s_long, s_main, s_ctx, s_a = 1, 6, 11, 15
+    types = bytearray()
+    types += struct.pack("<IIII", s_long, 1 << 24, 8, (1 << 24) | 64)       # INT long, signed
+    types += struct.pack("<III", 0, 2 << 24, 0)                             # PTR void
+    types += struct.pack("<IIIII", 0, (13 << 24) | 1, 1, s_ctx, 2)          # FUNC_PROTO
+    types += struct.pack("<III", s_main, 12 << 24, 3)                       # FUNC main, static
+    for k in range(1, nfuncs):
+        name_off = len(strings)
+        strings += f"f{k}".encode() + b"\0"
+        types += struct.pack("<III", 0, (13 << 24) | 5, 1) + struct.pack("<II", s_a, 1) * 5
+        types += struct.pack("<III", name_off, 12 << 24, 3 + 2 * k)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    return hdr + bytes(types) + bytes(strings)
 
 
 def _read_log(buf: bytearray | None) -> str:
@@ -246,6 +304,19 @@ class Program(ProgramBase):
             attach_btf_id=btf_id, attach_prog_fd=spec.attach_btf_obj_fd,
             prog_ifindex=spec.ifindex, kern_version=spec.kernel_version,
         )
+        btf_blob, func_info = _func_btf(spec, insns)
+        btf_fd = _core.btf_load(btf_blob) if btf_blob is not None else None
+        try:
+            if btf_fd is not None:
+                kwargs.update(prog_btf_fd=btf_fd.fd, func_info=func_info, func_info_rec_size=8)
+            return cls._load_with_log(spec, raw, kwargs, log_level, log_size, used_maps)
+        finally:
+            if btf_fd is not None:
+                btf_fd.close()  # the program keeps its own reference
+
+    @classmethod
+    def _load_with_log(cls, spec: ProgramSpec, raw: bytes, kwargs: dict, log_level: int,
+                       log_size: int | None, used_maps: list) -> "Program":
         size = max(int(log_size or DEFAULT_LOG_SIZE), 128)
         level = int(log_level)
         first_error: BPFError | None = None

@@ -465,3 +465,58 @@ def test_syscall_gets_sleepable_flag():
     with Program.load(spec) as p:
         assert p.test_run().retval == 0
     assert ProgramFlags.SLEEPABLE == 1 << 4
+
+
+# -- functions: bpf-to-bpf calls and callbacks -------------------------------------
+
+def test_bpf_to_bpf_call():
+    insns = asm.Instructions([
+        asm.Mov.imm(R1, 20),
+        asm.call_func("double"),
+        asm.Add.imm(R0, 1),
+        asm.exit(),
+        asm.Mov.reg(R0, R1).with_symbol("double"),
+        asm.Add.reg(R0, R1),
+        asm.exit(),
+    ])
+    with Program.load(ProgramSpec(ProgramType.XDP, insns)) as p:
+        assert p.test_run(bytes(64)).retval == 41
+
+
+def _loop_program():
+    # bpf_loop(10, cb, &acc, 0); cb(i, ctx) adds i to *ctx; return acc
+    return asm.Instructions([
+        asm.store_imm(R10, -8, 0, Size.DW),
+        asm.Mov.imm(R1, 10),
+        asm.load_func_ptr(R2, "cb"),
+        asm.Mov.reg(R3, R10), asm.Add.imm(R3, -8),
+        asm.Mov.imm(R4, 0),
+        asm.call(Helper.loop),
+        asm.load_mem(R0, R10, -8, Size.DW),
+        asm.exit(),
+        asm.load_mem(R3, R2, 0, Size.DW).with_symbol("cb"),
+        asm.Add.reg(R3, R1),
+        asm.store_mem(R2, 0, R3, Size.DW),
+        asm.Mov.imm(R0, 0),
+        asm.exit(),
+    ])
+
+
+def test_callbacks_get_generated_func_info():
+    # The verifier wants BTF func_info for programs that pass a callback;
+    # fastbpf describes hand-written functions itself.
+    with Program.load(ProgramSpec(ProgramType.XDP, _loop_program(), name="loop")) as p:
+        assert p.test_run(bytes(64)).retval == sum(range(10))
+        assert p.info().btf_id > 0
+
+
+def test_explicit_btf_is_used_as_given():
+    from fastbpf.programs import _static_funcs_btf
+    spec = ProgramSpec(ProgramType.XDP, _loop_program(), btf=_static_funcs_btf(2),
+                       func_info=[(0, 4), (10, 6)])
+    with Program.load(spec) as p:
+        assert p.test_run(bytes(64)).retval == 45
+    bad = ProgramSpec(ProgramType.XDP, _loop_program(), btf=_static_funcs_btf(2),
+                      func_info=[(0, 4), (9, 6)])  # wrong start of cb
+    with pytest.raises(BPFError):
+        Program.load(bad)
