@@ -102,16 +102,18 @@ def _touch_fixed(arr: np.ndarray) -> int:
     return int(arr["seq"].sum())
 
 
-_B8 = np.arange(8)
-
-
 def _touch_var(batch) -> int:
     # Sum the first u64 of each record. Records are 8-aligned except in a
-    # perf view (raw samples sit at 4 mod 8): gather their bytes there.
+    # perf view, where every raw sample sits at 4 mod 8 (after the 8-byte
+    # header and the u32 size): view the data from that residue as
+    # (unaligned) u64s and gather, like the aligned case.
     offs = batch.offsets
-    if len(offs) and offs[0] % 8:
-        return int(batch.data[offs[:, None] + _B8].view("<u8").sum())
-    return int(batch.data.view("<u8")[offs // 8].sum())
+    data = batch.data
+    r = int(offs[0]) % 8 if len(offs) else 0
+    if r:
+        words = data[r:r + (len(data) - r) // 8 * 8].view("<u8")
+        return int(words[(offs - r) // 8].sum())
+    return int(data.view("<u8")[offs // 8].sum())
 
 
 def _time_py(reader, prog: Program, n: int, reps: int, form: str, mix: bool) -> list[float]:

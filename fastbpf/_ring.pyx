@@ -40,7 +40,6 @@ themselves live as long as any numpy view of them.
 """
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
-from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.ref cimport PyObject, Py_INCREF
 from cpython.exc cimport PyErr_CheckSignals
@@ -70,6 +69,7 @@ cdef extern from * nogil:
     #include <sys/eventfd.h>
     #include <stdint.h>
     #include <time.h>
+    #include <string.h>
 
     #define FBPF_RB_BUSY_BIT    (1U << 31)
     #define FBPF_RB_DISCARD_BIT (1U << 30)
@@ -98,6 +98,27 @@ cdef extern from * nogil:
     static inline uint32_t fbpf_rd32(const void *p) { return *(const volatile uint32_t *)p; }
     static inline uint16_t fbpf_rd16(const void *p) { return *(const volatile uint16_t *)p; }
     static inline void fbpf_wr32(void *p, uint32_t v) { *(volatile uint32_t *)p = v; }
+    /* Plain (non-volatile, possibly unaligned) loads of record contents:
+       they are ordered after the acquire load of the producer position, and
+       the producer never rewrites a published record, so the compiler may
+       schedule them freely. */
+    static inline uint64_t fbpf_ld64(const void *p) { uint64_t v; __builtin_memcpy(&v, p, 8); return v; }
+    static inline uint32_t fbpf_ld32(const void *p) { uint32_t v; __builtin_memcpy(&v, p, 4); return v; }
+    /* Copy a small record: 8-byte words, then the tail (records are tens of
+       bytes, where a libc memcpy call costs more than the copy). */
+    __attribute__((optimize("no-tree-loop-distribute-patterns")))
+    static inline void fbpf_copy(char *dst, const char *src, size_t n) {
+        if (n > 256) { memcpy(dst, src, n); return; }
+        while (n >= 8) {
+            uint64_t w; __builtin_memcpy(&w, src, 8); __builtin_memcpy(dst, &w, 8);
+            dst += 8; src += 8; n -= 8;
+        }
+        if (n >= 4) {
+            uint32_t w; __builtin_memcpy(&w, src, 4); __builtin_memcpy(dst, &w, 4);
+            dst += 4; src += 4; n -= 4;
+        }
+        while (n--) *dst++ = *src++;
+    }
     /* Ring buffer record: header + payload, rounded up to 8 bytes. The
        length's top two bits are flags. */
     static inline uint64_t fbpf_rb_step(uint32_t len) {
@@ -131,6 +152,9 @@ cdef extern from * nogil:
     uint32_t rd32 "fbpf_rd32"(const void *p)
     uint16_t rd16 "fbpf_rd16"(const void *p)
     void wr32 "fbpf_wr32"(void *p, uint32_t v)
+    uint64_t ld64 "fbpf_ld64"(const void *p)
+    uint32_t ld32 "fbpf_ld32"(const void *p)
+    void copy_small "fbpf_copy"(char *dst, const char *src, size_t n)
     uint64_t rb_step "fbpf_rb_step"(uint32_t len)
     double monotonic "fbpf_monotonic"()
 
@@ -222,6 +246,47 @@ cdef object _view(object base, char *p, object dtype, int nd, cnp.npy_intp n,
 
 cdef inline cnp.npy_intp _align8(cnp.npy_intp n) noexcept nogil:
     return (n + 7) & ~7
+
+
+cdef cnp.ndarray _full_i64(cnp.npy_intp n, int64_t v):
+    cdef cnp.ndarray a = _np.empty(n, _np.int64)
+    cdef int64_t *p = <int64_t *>a.data
+    cdef cnp.npy_intp i
+    for i in range(n):
+        p[i] = v
+    return a
+
+
+cdef cnp.ndarray _full_i32(cnp.npy_intp n, int32_t v):
+    cdef cnp.ndarray a = _np.empty(n, _np.int32)
+    cdef int32_t *p = <int32_t *>a.data
+    cdef cnp.npy_intp i
+    for i in range(n):
+        p[i] = v
+    return a
+
+
+cdef class _Scratch:
+    """Reusable index arrays for the copying readers: the record count is
+    only known after the pass, so the pass fills these (sized for the upper
+    bound, kept across calls: no fresh pages per call) and the result gets
+    exact-size copies."""
+    cdef cnp.ndarray offs, sizes, cpus
+
+    cdef int reserve(self, cnp.npy_intp cap) except -1:
+        if self.offs is None or self.offs.shape[0] < cap:
+            cap = max(cap, 1024)
+            self.offs = _np.empty(cap, _np.int64)
+            self.sizes = _np.empty(cap, _np.int64)
+            self.cpus = _np.empty(cap, _np.int32)
+        return 0
+
+
+cdef cnp.ndarray _head_copy(cnp.ndarray src, cnp.npy_intp n):
+    """A new array holding the first n items of 1-d *src*."""
+    cdef cnp.ndarray out = _np.empty(n, src.dtype)
+    memcpy(out.data, src.data, n * src.itemsize)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -504,6 +569,7 @@ cdef class RingbufCore(_Poller):
     cdef uint64_t mask
     cdef uint64_t cons        # our copy of consumer_pos (only we write it)
     cdef uint64_t vend        # where an open view() batch ends
+    cdef _Scratch scratch
     cdef readonly uint64_t size
 
     def __cinit__(self, *args, **kwargs):
@@ -515,6 +581,7 @@ cdef class RingbufCore(_Poller):
             raise ValueError(f"ring buffer size {size} is not a power-of-2 multiple of the page size")
         self.size = size
         self.mask = size - 1
+        self.scratch = _Scratch()
         self._init_poller("ring buffer reader")
         # The consumer page is ours to write; the producer page and the data
         # area are read-only (the kernel refuses PROT_WRITE there).
@@ -578,17 +645,22 @@ cdef class RingbufCore(_Poller):
 
     cdef Py_ssize_t _copy_fixed(self, char *out, Py_ssize_t itemsize, Py_ssize_t maxn,
                                 uint64_t *endp, bint *short) noexcept nogil:
-        cdef uint64_t pos = self.cons, prod = acq64(self.prod_page)
+        # Locals, not fields: the acquire loads would make the compiler
+        # reload every field on every record.
+        cdef const char *data = self.data
+        cdef const char *prodp = self.prod_page
+        cdef uint64_t mask = self.mask
+        cdef uint64_t pos = self.cons, prod = acq64(prodp)
         cdef uint32_t ln
         cdef const char *hdr
         cdef Py_ssize_t n = 0
         short[0] = False
         while n < maxn:
             if pos >= prod:
-                prod = acq64(self.prod_page)
+                prod = acq64(prodp)
                 if pos >= prod:
                     break
-            hdr = self.data + (pos & self.mask)
+            hdr = data + (pos & mask)
             ln = acq32(hdr)
             if ln & RB_BUSY:
                 break
@@ -596,7 +668,7 @@ cdef class RingbufCore(_Poller):
                 if ln < <uint32_t>itemsize:
                     short[0] = True
                     break
-                memcpy(out + n * itemsize, hdr + RB_HDR, itemsize)
+                copy_small(out + n * itemsize, hdr + RB_HDR, itemsize)
                 n += 1
             pos += rb_step(ln)
         endp[0] = pos
@@ -605,21 +677,24 @@ cdef class RingbufCore(_Poller):
     cdef Py_ssize_t _collect(self, int64_t *offs, int64_t *lens, Py_ssize_t maxn,
                              uint64_t *endp) noexcept nogil:
         """Offsets (from self.cons) and lengths of up to maxn records."""
-        cdef uint64_t pos = self.cons, prod = acq64(self.prod_page)
+        cdef const char *data = self.data
+        cdef const char *prodp = self.prod_page
+        cdef uint64_t mask = self.mask, cons = self.cons
+        cdef uint64_t pos = cons, prod = acq64(prodp)
         cdef uint32_t ln
         cdef Py_ssize_t n = 0
         while n < maxn:
             if pos >= prod:
-                prod = acq64(self.prod_page)
+                prod = acq64(prodp)
                 if pos >= prod:
                     break
             # The pending range never exceeds the ring size, and the data is
             # mapped twice, so pos - cons is a valid offset from cons.
-            ln = acq32(self.data + (pos & self.mask))
+            ln = acq32(data + (pos & mask))
             if ln & RB_BUSY:
                 break
             if not (ln & RB_DISCARD):
-                offs[n] = <int64_t>(pos - self.cons) + RB_HDR
+                offs[n] = <int64_t>(pos - cons) + RB_HDR
                 lens[n] = ln
                 n += 1
             pos += rb_step(ln)
@@ -630,16 +705,19 @@ cdef class RingbufCore(_Poller):
                                  uint64_t *endp, uint64_t *stridep, bint *short) noexcept nogil:
         """Leading discarded records are skipped; then the longest run of
         committed records that share one stride (a strided view)."""
-        cdef uint64_t pos = self.cons, prod = acq64(self.prod_page), stride = 0
+        cdef const char *data = self.data
+        cdef const char *prodp = self.prod_page
+        cdef uint64_t mask = self.mask
+        cdef uint64_t pos = self.cons, prod = acq64(prodp), stride = 0
         cdef uint32_t ln
         cdef Py_ssize_t n = 0
         short[0] = False
         while n < maxn:
             if pos >= prod:
-                prod = acq64(self.prod_page)
+                prod = acq64(prodp)
                 if pos >= prod:
                     break
-            ln = acq32(self.data + (pos & self.mask))
+            ln = acq32(data + (pos & mask))
             if ln & RB_BUSY:
                 break
             if ln & RB_DISCARD:
@@ -724,52 +802,77 @@ cdef class RingbufCore(_Poller):
         finally:
             self._leave()
 
+    cdef Py_ssize_t _collect_copy(self, char *dst, uint64_t dcap, int64_t *offs, int64_t *lens,
+                                  Py_ssize_t maxn, uint64_t *endp) noexcept nogil:
+        """Like _collect, but copies each record (8-aligned, packed) into
+        *dst* (room for *dcap* bytes) in the same pass; offs are into dst."""
+        cdef const char *data = self.data
+        cdef const char *prodp = self.prod_page
+        cdef const char *hdr
+        cdef uint64_t mask = self.mask
+        cdef uint64_t pos = self.cons, prod = acq64(prodp), total = 0, step
+        cdef uint32_t ln
+        cdef Py_ssize_t n = 0
+        while n < maxn:
+            if pos >= prod:
+                prod = acq64(prodp)
+                if pos >= prod:
+                    break
+            hdr = data + (pos & mask)
+            ln = acq32(hdr)
+            if ln & RB_BUSY:
+                break
+            if not (ln & RB_DISCARD):
+                # the record's slot is padded to 8 bytes: copy the padding too
+                step = _align8(ln)
+                if total + step > dcap:
+                    break
+                copy_small(dst + total, hdr + RB_HDR, step)
+                offs[n] = <int64_t>total
+                lens[n] = ln
+                total += step
+                n += 1
+            pos += rb_step(ln)
+        endp[0] = pos
+        return n
+
     cdef object _batch(self, Py_ssize_t maxn, bint copy):
-        """A RecordBatch over everything from cons; returns (batch, end)."""
+        """A RecordBatch over everything from cons (a packed copy, or a view
+        of the ring); returns (batch, end)."""
         cdef uint64_t pend = acq64(self.prod_page) - self.cons, end
-        cdef Py_ssize_t cap = <Py_ssize_t>(pend // 16), n, i, total
+        cdef Py_ssize_t cap = <Py_ssize_t>(pend // 16), n
         cdef cnp.ndarray offs, lens, data
-        cdef int64_t *po
-        cdef int64_t *pl
-        cdef int64_t *po2
-        cdef char *dst
-        cdef const char *base
         if maxn >= 0 and cap > maxn:
             cap = maxn
         if cap == 0:
             return None, self.cons
-        offs = _np.empty(cap, _np.int64)
-        lens = _np.empty(cap, _np.int64)
-        po = <int64_t *>offs.data
-        pl = <int64_t *>lens.data
-        with nogil:
-            n = self._collect(po, pl, cap, &end)
-        if n == 0:
-            return None, end
-        if n < cap:
-            offs = offs[:n]
-            lens = lens[:n]
         if not copy:
+            offs = _np.empty(cap, _np.int64)
+            lens = _np.empty(cap, _np.int64)
+            with nogil:
+                n = self._collect(<int64_t *>offs.data, <int64_t *>lens.data, cap, &end)
+            if n == 0:
+                return None, end
+            if n < cap:
+                offs = offs[:n]
+                lens = lens[:n]
             span = <cnp.npy_intp>(end - self.cons)
             buf = _view(self.data_map, <char *>self.data + (self.cons & self.mask), _U8, 1,
                         span, 1, False)
             return RecordBatch(buf, offs, lens), end
-        total = 0
-        for i in range(n):
-            total += _align8(pl[i])
-        data = _np.empty(total, _np.uint8)
-        dst = <char *>data.data
-        newoffs = _np.empty(n, _np.int64)
-        po2 = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>newoffs)
-        base = self.data + (self.cons & self.mask)
+        # Packed records take at most the ring bytes they occupied (pend,
+        # headers included); the copy happens in the scanning pass.
+        self.scratch.reserve(cap)
+        offs = self.scratch.offs
+        lens = self.scratch.sizes
+        data = _np.empty(<cnp.npy_intp>pend, _np.uint8)
         with nogil:
-            total = 0
-            for i in range(n):
-                # 8-aligned like in the ring, so typed views of records work
-                memcpy(dst + total, base + po[i], _align8(pl[i]))
-                po2[i] = total
-                total += _align8(pl[i])
-        return RecordBatch(data, newoffs, lens), end
+            n = self._collect_copy(<char *>data.data, pend, <int64_t *>offs.data,
+                                   <int64_t *>lens.data, cap, &end)
+        if n == 0:
+            return None, end
+        total = <cnp.npy_intp>(_align8((<int64_t *>lens.data)[n - 1]) + (<int64_t *>offs.data)[n - 1])
+        return RecordBatch(data[:total], _head_copy(offs, n), _head_copy(lens, n)), end
 
     def read_records(self, max_records=None, timeout=None):
         """Variable-size records, copied: a :class:`RecordBatch` (empty on
@@ -872,13 +975,15 @@ cdef class PerfCore(_Poller):
     cdef list fds
     cdef list maps
     cdef int next_ring        # round robin, so one busy CPU cannot starve the others
-    cdef object scratch       # a record that wraps the ring's end is copied here
+    cdef char *scratch        # a record that wraps the ring's end is copied here (64 KiB)
+    cdef _Scratch idx         # read_records' index arrays
     cdef readonly object cpus
     cdef int _view_ring
     cdef uint64_t _view_tail
 
     def __cinit__(self, *args, **kwargs):
         self.rings = NULL
+        self.scratch = NULL
 
     def __init__(self, fds, cpus, uint64_t pages):
         cdef int i
@@ -886,6 +991,7 @@ cdef class PerfCore(_Poller):
         cdef uint64_t off, sz
         self.fds = []
         self.maps = []
+        self.idx = _Scratch()
         self.cpus = tuple(int(c) for c in cpus)
         self._init_poller("perf reader")
         n = len(fds)
@@ -913,7 +1019,10 @@ cdef class PerfCore(_Poller):
             self.rings[i].cpu = self.cpus[i]
             self.nrings = i + 1
             self._watch(int(fd), EPOLLIN, i)
-        self.scratch = bytearray(64)
+        # a perf record's size is a u16: this holds any record
+        self.scratch = <char *>PyMem_Malloc(1 << 16)
+        if self.scratch == NULL:
+            raise MemoryError()
 
     cdef void _teardown(self):
         _Poller._teardown(self)
@@ -927,6 +1036,9 @@ cdef class PerfCore(_Poller):
         if self.rings != NULL:
             PyMem_Free(self.rings)
             self.rings = NULL
+        if self.scratch != NULL:
+            PyMem_Free(self.scratch)
+            self.scratch = NULL
 
     def lost(self):
         """{cpu: samples lost} as the kernel reported them (PERF_RECORD_LOST)."""
@@ -941,23 +1053,20 @@ cdef class PerfCore(_Poller):
         cdef int i
         return [self.rings[i].lost for i in range(self.nrings)]
 
-    cdef inline const char *_rec(self, _PerfRing *r, uint64_t pos, uint16_t *sizep):
+    cdef inline const char *_rec(self, _PerfRing *r, uint64_t pos, uint16_t *sizep) noexcept nogil:
         """Pointer to the record at *pos*, contiguous: in place, or copied
-        into the scratch buffer when it wraps the ring's end."""
+        into the scratch buffer when it wraps the ring's end. (Records are
+        8-aligned and the ring a multiple of 8: the header never wraps.)"""
         cdef const char *p = r.data + (pos & r.mask)
-        cdef uint16_t size = rd16(p + 6)
+        cdef uint16_t size = <uint16_t>(ld64(p) >> 48)
         cdef uint64_t first
-        cdef char *s
         sizep[0] = size
         if (pos & r.mask) + size <= r.size:
             return p
-        if len(self.scratch) < size:
-            self.scratch = bytearray(size)
-        s = PyByteArray_AS_STRING(self.scratch)
         first = r.size - (pos & r.mask)
-        memcpy(s, p, first)
-        memcpy(s + first, r.data, size - first)
-        return s
+        memcpy(self.scratch, p, first)
+        memcpy(self.scratch + first, r.data, size - first)
+        return self.scratch
 
     cdef inline void _set_tail(self, _PerfRing *r, uint64_t tail) noexcept nogil:
         # Pairs with the kernel's smp_load_acquire of data_tail before it
@@ -1002,13 +1111,19 @@ cdef class PerfCore(_Poller):
             self._leave()
 
     cdef Py_ssize_t _drain(self, Py_ssize_t maxn, Py_ssize_t itemsize, char *out,
-                           int32_t *cpu_out, list varsizes, bint *short) except -1:
-        """Walk every ring from its tail: copy up to maxn samples (the first
-        *itemsize* bytes of each into *out*, or append (cpu, bytes) pairs to
-        *varsizes* when itemsize is 0), count lost records, advance tails."""
-        cdef int k, i
+                           int32_t *cpu_out, char *vdata, uint64_t vcap, int64_t *voffs,
+                           int64_t *vsizes, bint *short) noexcept nogil:
+        """Walk every ring from its tail, copy up to maxn samples, count lost
+        records, advance the tails.
+
+        With *itemsize* > 0 the first itemsize bytes of each sample go to
+        ``out + n * itemsize``; with 0 each sample is packed into *vdata*
+        (room for *vcap* bytes) at an 8-aligned offset (``voffs``, size in
+        ``vsizes``; the padding is zeroed)."""
+        cdef int k, i, cpu
         cdef _PerfRing *r
-        cdef uint64_t head, tail
+        cdef const char *data
+        cdef uint64_t head, tail, mask, rsize, off, h, vtotal = 0, step
         cdef uint16_t size
         cdef uint32_t rtype, rawsz
         cdef const char *p
@@ -1019,29 +1134,45 @@ cdef class PerfCore(_Poller):
                 break
             i = (self.next_ring + k) % self.nrings
             r = &self.rings[i]
+            data = r.data
+            mask = r.mask
+            rsize = r.size
+            cpu = r.cpu
             head = acq64(r.meta + PERF_DATA_HEAD)
             tail = rd64(r.meta + PERF_DATA_TAIL)
             while tail < head and n < maxn:
-                p = self._rec(r, tail, &size)
+                off = tail & mask
+                p = data + off
+                h = ld64(p)
+                size = <uint16_t>(h >> 48)
                 if size == 0:
                     break
-                rtype = rd32(p)
+                if off + size > rsize:
+                    p = self._rec(r, tail, &size)
+                rtype = <uint32_t>h
                 if rtype == PERF_RECORD_SAMPLE:
-                    rawsz = rd32(p + 8)
+                    rawsz = ld32(p + 8)
                     if itemsize:
                         if rawsz < <uint32_t>itemsize:
                             if n == 0:
                                 tail += size     # drop it; the caller raises
                             short[0] = True
                             break
-                        memcpy(out + n * itemsize, p + 12, itemsize)
+                        copy_small(out + n * itemsize, p + 12, itemsize)
                     else:
-                        varsizes.append(PyBytes_FromStringAndSize(p + 12, rawsz))
-                    if cpu_out != NULL:
-                        cpu_out[n] = r.cpu
+                        step = _align8(rawsz)
+                        if vtotal + step > vcap:
+                            break
+                        if step:
+                            (<uint64_t *>(vdata + vtotal + step - 8))[0] = 0
+                            copy_small(vdata + vtotal, p + 12, rawsz)
+                        voffs[n] = <int64_t>vtotal
+                        vsizes[n] = rawsz
+                        vtotal += step
+                    cpu_out[n] = cpu
                     n += 1
                 elif rtype == PERF_RECORD_LOST:
-                    r.lost += rd64(p + 16)
+                    r.lost += ld64(p + 16)
                 tail += size
             self._set_tail(r, tail)
             if short[0]:
@@ -1078,7 +1209,9 @@ cdef class PerfCore(_Poller):
                 if cap:
                     out_arr = _np.empty(cap, dt) if out is None else out
                     cpus = _np.empty(cap, _np.int32)
-                    n = self._drain(cap, itemsize, <char *>out_arr.data, <int32_t *>cpus.data, None, &short)
+                    with nogil:
+                        n = self._drain(cap, itemsize, <char *>out_arr.data, <int32_t *>cpus.data,
+                                        NULL, 0, NULL, NULL, &short)
                     if n == 0 and short:
                         raise ValueError(f"a perf sample is smaller than dtype {dt} "
                                          f"({itemsize} bytes); the sample was dropped")
@@ -1122,42 +1255,38 @@ cdef class PerfCore(_Poller):
 
     def read_records(self, max_records=None, timeout=None):
         """Variable-size samples, copied: a :class:`RecordBatch` with ``cpus``."""
-        cdef Py_ssize_t maxn = _max_records(max_records), n, i, total
+        cdef Py_ssize_t maxn = _max_records(max_records), n, cap
+        cdef cnp.npy_intp total
+        cdef uint64_t pend
         cdef bint short = False
         cdef cnp.ndarray data, offs, sizes, cpus
-        cdef int64_t *po
-        cdef int64_t *ps
-        cdef int32_t *pc
-        cdef char *dst
-        cdef bytes b
         deadline = _deadline(timeout)
         self._enter()
         try:
             self._check_not_held()
             while True:
-                cap = <Py_ssize_t>(self._pending() // 16)
+                pend = self._pending()
+                # a sample takes >= 16 bytes (header, size, padding), and its
+                # packed copy no more than the ring bytes it occupied
+                cap = <Py_ssize_t>(pend // 16)
                 if maxn >= 0 and cap > maxn:
                     cap = maxn
                 if cap:
-                    items = []
-                    cpus = _np.empty(cap, _np.int32)
-                    n = self._drain(cap, 0, NULL, <int32_t *>cpus.data, items, &short)
+                    data = _np.empty(<cnp.npy_intp>pend, _np.uint8)
+                    self.idx.reserve(cap)
+                    offs = self.idx.offs
+                    sizes = self.idx.sizes
+                    cpus = self.idx.cpus
+                    with nogil:
+                        n = self._drain(cap, 0, NULL, <int32_t *>cpus.data, <char *>data.data, pend,
+                                        <int64_t *>offs.data, <int64_t *>sizes.data, &short)
                     if n:
-                        offs = _np.empty(n, _np.int64)
-                        sizes = _np.empty(n, _np.int64)
-                        po = <int64_t *>offs.data
-                        ps = <int64_t *>sizes.data
-                        total = 0
-                        for i in range(n):
-                            ps[i] = len(<bytes>items[i])
-                            po[i] = total
-                            total += _align8(ps[i])   # keep records 8-aligned
-                        data = _np.zeros(total, _np.uint8)
-                        dst = <char *>data.data
-                        for i in range(n):
-                            b = items[i]
-                            memcpy(dst + po[i], PyBytes_AS_STRING(b), ps[i])
-                        return RecordBatch(data, offs, sizes, cpus[:n])
+                        total = <cnp.npy_intp>((<int64_t *>offs.data)[n - 1]
+                                               + _align8((<int64_t *>sizes.data)[n - 1]))
+                        return RecordBatch(data[:total], _head_copy(offs, n), _head_copy(sizes, n),
+                                           _head_copy(cpus, n))
+                elif pend:
+                    self._drain_lost()
                 if not self._wait(deadline):
                     return RecordBatch(_np.empty(0, _np.uint8), _np.empty(0, _np.int64),
                                        _np.empty(0, _np.int64), _np.empty(0, _np.int32))
@@ -1174,17 +1303,21 @@ cdef class PerfCore(_Poller):
         cdef Py_ssize_t maxn = _max_records(max_records), n, itemsize = 0
         cdef int k, i
         cdef _PerfRing *r
-        cdef uint64_t head, tail, start, pos, stride
+        cdef const char *data
+        cdef uint64_t head, tail, start, pos, stride, mask, rsize, off, h, lim
         cdef uint16_t size
-        cdef uint32_t rtype, rawsz
+        cdef uint32_t rawsz
         cdef const char *p
         cdef Py_ssize_t cap
         cdef int64_t *po = NULL
         cdef int64_t *ps = NULL
+        cdef bint fixed
+        cdef bytes copy
         if maxn < 0:
             maxn = 1 << 62
         dt = None if dtype is None else _np.dtype(dtype)
-        if dt is not None:
+        fixed = dt is not None
+        if fixed:
             itemsize = dt.itemsize
         deadline = _deadline(timeout)
         self._enter()
@@ -1199,42 +1332,51 @@ cdef class PerfCore(_Poller):
                     # skip leading LOST records, counting them
                     while tail < head:
                         p = r.data + (tail & r.mask)
-                        if rd32(p) == PERF_RECORD_SAMPLE:
+                        if ld32(p) == PERF_RECORD_SAMPLE:
                             break
                         p = self._rec(r, tail, &size)
-                        if rd32(p) == PERF_RECORD_LOST:
-                            r.lost += rd64(p + 16)
+                        if ld32(p) == PERF_RECORD_LOST:
+                            r.lost += ld64(p + 16)
                         tail += size
                         if size == 0:
                             tail = head
                     self._set_tail(r, tail)
                     if tail >= head:
                         continue
+                    data = r.data
+                    mask = r.mask
+                    rsize = r.size
                     start = tail
-                    p = r.data + (tail & r.mask)
-                    size = rd16(p + 6)
-                    if (tail & r.mask) + size > r.size:
+                    p = data + (tail & mask)
+                    size = <uint16_t>(ld64(p) >> 48)
+                    if (tail & mask) + size > rsize:
                         # the first sample wraps: hand it out alone, copied
                         # (the whole record, so the layout matches the other
-                        # perf views: the sample at offset 12)
+                        # perf views: the sample at offset 12). Built with
+                        # the C API: this path must stay as cheap as a run.
                         p = self._rec(r, tail, &size)
-                        rawsz = rd32(p + 8)
-                        arr = _np.frombuffer(PyBytes_FromStringAndSize(p, size), _np.uint8)
-                        if dt is not None and rawsz < <uint32_t>itemsize:
+                        rawsz = ld32(p + 8)
+                        if fixed and rawsz < <uint32_t>itemsize:
                             self._set_tail(r, tail + size)
                             raise ValueError(f"a perf sample is smaller than dtype {dt}; "
                                              f"the sample was dropped")
-                        batch = (arr[12:12 + itemsize].view(dt) if dt is not None else
-                                 RecordBatch(arr, _np.array([12], _np.int64),
-                                             _np.array([rawsz], _np.int64),
-                                             _np.array([r.cpu], _np.int32)))
+                        copy = PyBytes_FromStringAndSize(p, size)
+                        if fixed:
+                            batch = _view(copy, PyBytes_AS_STRING(copy) + 12, dt, 1, 1, itemsize, False)
+                        else:
+                            batch = RecordBatch(_view(copy, PyBytes_AS_STRING(copy), _U8, 1, size, 1, False),
+                                                _full_i64(1, 12), _full_i64(1, rawsz),
+                                                _full_i32(1, r.cpu))
                         self._hold(i, tail + size)
                         return batch
-                    # a run of samples up to the ring's end
+                    # a run of samples up to the ring's end: the ring is
+                    # mapped once, so the run must stop there even when no
+                    # record straddles it (the next one is at offset 0)
+                    lim = start - (start & mask) + rsize
                     n = 0
                     pos = tail
                     stride = size
-                    if dt is None:
+                    if not fixed:
                         # every sample takes >= 16 bytes: this bounds the count
                         cap = min(maxn, <Py_ssize_t>((head - tail) // 16) + 1)
                         offs_a = _np.empty(cap, _np.int64)
@@ -1243,14 +1385,16 @@ cdef class PerfCore(_Poller):
                         ps = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>sizes_a)
                         maxn = cap
                     while pos < head and n < maxn:
-                        p = r.data + (pos & r.mask)
-                        size = rd16(p + 6)
-                        if (pos & r.mask) + size > r.size or rd32(p) != PERF_RECORD_SAMPLE:
+                        off = pos & mask
+                        p = data + off
+                        h = ld64(p)
+                        size = <uint16_t>(h >> 48)
+                        if pos + size > lim or <uint32_t>h != PERF_RECORD_SAMPLE:
                             break
-                        if dt is not None:
+                        if fixed:
                             if size != stride:
                                 break
-                            if rd32(p + 8) < <uint32_t>itemsize:
+                            if ld32(p + 8) < <uint32_t>itemsize:
                                 if n == 0:
                                     self._set_tail(r, pos + size)
                                     raise ValueError(f"a perf sample is smaller than dtype {dt}; "
@@ -1258,18 +1402,18 @@ cdef class PerfCore(_Poller):
                                 break
                         else:
                             po[n] = <int64_t>(pos - start) + 12
-                            ps[n] = rd32(p + 8)
+                            ps[n] = ld32(p + 8)
                         pos += size
                         n += 1
-                    base_p = r.data + (start & r.mask)
+                    base_p = data + (start & mask)
                     self._hold(i, pos)
-                    if dt is not None:
+                    if fixed:
                         return _view(self.maps[i], <char *>base_p + 12, dt, 1, n, stride, False)
                     buf = _view(self.maps[i], <char *>base_p, _U8, 1, <cnp.npy_intp>(pos - start), 1, False)
-                    return RecordBatch(buf, offs_a[:n], sizes_a[:n], _np.full(n, r.cpu, _np.int32))
+                    return RecordBatch(buf, offs_a[:n], sizes_a[:n], _full_i32(n, r.cpu))
                 if not self._wait(deadline):
                     self._hold(-1, 0)
-                    if dt is not None:
+                    if fixed:
                         return _np.empty(0, dt)
                     return RecordBatch(_np.empty(0, _np.uint8), _np.empty(0, _np.int64),
                                        _np.empty(0, _np.int64), _np.empty(0, _np.int32))

@@ -169,6 +169,33 @@ def test_view_zero_copy_and_wrap(maps, no_fd_leak):
             assert int(b[0][:8].view("<u8")[0]) == 120
 
 
+@pytest.mark.parametrize("typed", [True, False])
+def test_view_stops_at_ring_end_between_records(maps, no_fd_leak, typed):
+    """4-byte samples take 16 bytes, which divides the ring: no record
+    straddles the end, yet a view must not run past it (the ring is mapped
+    once; the next record is at offset 0)."""
+    events, ctr = maps
+    cpu = perf.online_cpus()[0]
+    with perf_prog(events, ctr, size=4) as prog, \
+            perf.Reader(events, per_cpu_bytes=mmap.PAGESIZE) as p:
+        seen: list[int] = []
+        per_ring = mmap.PAGESIZE // 16
+        for _ in range(5):
+            _run(prog, per_ring - 10, cpu)
+            while True:
+                with p.view(dtype="<u4" if typed else None, timeout=0) as b:
+                    if len(b) == 0:
+                        break
+                    assert len(b) <= per_ring
+                    if typed:
+                        seen += b.tolist()
+                    else:
+                        assert b.offsets[-1] + b.sizes[-1] <= len(b.data) <= mmap.PAGESIZE
+                        seen += [int(r[:4].view("<u4")[0]) for r in b]
+        assert seen == list(range(5 * (per_ring - 10)))
+        assert ctr[1] == 0
+
+
 def test_lost_samples_match_program_failures(maps, no_fd_leak):
     events, ctr = maps
     cpu = perf.online_cpus()[0]
