@@ -65,6 +65,20 @@ def libbpf_times(iters: int, path: str = VMLINUX) -> list[float]:
     return json.loads(out)["times_ms"]
 
 
+def compare(iters: int = 40) -> list[dict]:
+    """Rows for bench/compare.py: medians over *iters* runs, the two sides
+    alternating in rounds of 10 so load on the machine hits both alike."""
+    fastbpf_once()  # warm the page cache and imports
+    fast: list[float] = []
+    base: list[float] = []
+    for _ in range(max(1, iters // 10)):
+        fast += [fastbpf_once() for _ in range(10)]
+        base += libbpf_times(10)
+    f_med, b_med = statistics.median(fast), statistics.median(base)
+    return [dict(name="parse vmlinux BTF + find task_struct (vs libbpf btf__parse)",
+                 fastbpf_ns=f_med * 1e6, c_ns=b_med * 1e6, ratio=f_med / b_med)]
+
+
 def main(iters: int = 20) -> None:
     fastbpf_once()  # warm the page cache and imports
     fast = [fastbpf_once() for _ in range(iters)]
