@@ -170,14 +170,16 @@ class Reader(_BaseReader):
 
     def read_batch(self, dtype: Any = None, max_records: int | None = None,
                    timeout: float | None = None, *, with_cpus: bool = False,
-                   out: np.ndarray | None = None) -> Any:
+                   out: np.ndarray | None = None, fields: Any = None) -> Any:
         """Up to *max_records* samples from all CPUs, copied (see
-        :meth:`fastbpf.ringbuf.Reader.read_batch`, also for *out*). With
-        *dtype* (or *out*) and *with_cpus*, returns ``(array, cpus)``; a
-        :class:`RecordBatch` always has ``.cpus``."""
+        :meth:`fastbpf.ringbuf.Reader.read_batch`, also for *out* and
+        *fields*). With *dtype* (or *out*) and *with_cpus*, returns
+        ``(array, cpus)``; a :class:`RecordBatch` always has ``.cpus``."""
         if dtype is None and out is None:
+            if fields is not None:
+                raise ValueError("fields= needs a structured dtype naming them")
             return self._core.read_records(max_records, timeout)
-        return self._core.read_fixed(dtype, max_records, timeout, with_cpus, out)
+        return self._core.read_fixed(dtype, max_records, timeout, with_cpus, out, fields)
 
     def lost(self) -> np.ndarray:
         """Samples lost per CPU (index = CPU number, length = possible CPUs),

@@ -114,19 +114,24 @@ class _BaseReader:
         return self._core.read(timeout)
 
     def read_batch(self, dtype: Any = None, max_records: int | None = None,
-                   timeout: float | None = None, *, out: np.ndarray | None = None
-                   ) -> np.ndarray | RecordBatch:
+                   timeout: float | None = None, *, out: np.ndarray | None = None,
+                   fields: Any = None) -> np.ndarray | RecordBatch:
         """Up to *max_records* records (default: all that are ready), copied.
 
         With *dtype*, a new structured array of that dtype; with *out* (a 1-d
         array, reused across calls to spare an allocation) the records are
         written into it and ``out[:n]`` is returned; without either, a
-        :class:`RecordBatch`. Waits up to *timeout* for the first record and
-        returns an empty result on timeout.
+        :class:`RecordBatch`. With *fields* (names of *dtype*'s fields),
+        only those columns are copied, into a packed array holding just
+        them: one pass over the ring that writes only what will be read.
+        Waits up to *timeout* for the first record and returns an empty
+        result on timeout.
         """
         if dtype is None and out is None:
+            if fields is not None:
+                raise ValueError("fields= needs a structured dtype naming them")
             return self._core.read_records(max_records, timeout)
-        return self._core.read_fixed(dtype, max_records, timeout, out)
+        return self._core.read_fixed(dtype, max_records, timeout, out, fields)
 
     def view(self, max_records: int | None = None, timeout: float | None = None,
              dtype: Any = None) -> _View:

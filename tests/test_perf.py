@@ -332,3 +332,15 @@ def test_read_batch_into_out(setup):
     a, cpus = p.read_batch(out=buf, timeout=1.0, with_cpus=True)
     assert np.shares_memory(a, buf) and a["seq"].tolist() == list(range(16)) and cpus.tolist() == [cpu] * 16
     assert p.read_batch(out=buf, timeout=1.0)["seq"].tolist() == [16, 17, 18, 19]
+
+
+def test_read_batch_selected_fields(maps, no_fd_leak):
+    events, ctr = maps
+    quad = np.dtype([("a", "<u8"), ("b", "<u8"), ("c", "<u8"), ("d", "<u8")])
+    with perf_prog(events, ctr, size=32) as prog, \
+            perf.Reader(events, per_cpu_bytes=1 << 16) as p:
+        _run(prog, 50, cpu=0)
+        arr, cpus = p.read_batch(dtype=quad, fields=("c", "a"), with_cpus=True, timeout=1.0)
+        assert arr.dtype.names == ("c", "a") and arr.dtype.itemsize == 16
+        assert arr["c"].tolist() == list(range(50)) and np.array_equal(arr["a"], arr["c"])
+        assert set(cpus.tolist()) == {0}
