@@ -32,12 +32,11 @@ def extensions():
     return cythonize(
         exts,
         language_level=3,
-        compiler_directives={
-            "boundscheck": False,
-            "wraparound": False,
-            "cdivision": True,
-            "embedsignature": True,
-        },
+        # Bounds checks and negative indexes stay on by default: with them
+        # off, a Python-level lst[-1] in Cython code reads out of bounds.
+        # Modules that index raw buffers in hot loops turn them off in their
+        # own header.
+        compiler_directives={"embedsignature": True},
     )
 
 
