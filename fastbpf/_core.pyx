@@ -245,10 +245,11 @@ cdef void _set_name(char *dst, object name) except *:
     if not name:
         return
     cdef bytes b = _cstr(name, "name")
-    # The kernel takes up to 15 characters of [A-Za-z0-9_.]; silently
-    # truncate like libbpf so long Python names still load.
-    if len(b) > 15:
-        b = b[:15]
+    # The kernel takes up to 15 characters of [A-Za-z0-9_.]: truncate and
+    # replace anything else with "_" (as cilium/ebpf does), so any Python
+    # name loads and bpftool still shows something recognisable.
+    b = bytes(c if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in (46, 95)) else 95
+              for c in b[:15])
     memcpy(dst, <char *>b, len(b))
 
 
@@ -276,13 +277,15 @@ def fs_type(path):
 def _read_possible_cpus():
     with open("/sys/devices/system/cpu/possible") as f:
         text = f.read().strip()
+    # The kernel lays per-CPU values out for each possible CPU in turn, so
+    # what matters is how many there are (the mask may have holes).
     n = 0
     for part in text.split(","):
         if "-" in part:
             a, b = part.split("-")
-            n = max(n, int(b) + 1)
+            n += int(b) - int(a) + 1
         elif part:
-            n = max(n, int(part) + 1)
+            n += 1
     return n
 
 cdef int _NCPUS = _read_possible_cpus()
@@ -850,16 +853,18 @@ def prog_test_run(int prog_fd, data_in=None, data_out=None, ctx_in=None, ctx_out
         a.data_size_in = <uint32_t>dib.view.len
     if data_out is not None:
         dob.get(data_out, True, "data_out")
-        a.data_out = _ptr(dob.view.buf)
-        a.data_size_out = <uint32_t>dob.view.len
+        if dob.view.len:  # size 0 means "no limit" to the kernel: pass no buffer
+            a.data_out = _ptr(dob.view.buf)
+            a.data_size_out = <uint32_t>dob.view.len
     if ctx_in is not None:
         cib.get(ctx_in, False, "ctx")
         a.ctx_in = _ptr(cib.view.buf)
         a.ctx_size_in = <uint32_t>cib.view.len
     if ctx_out is not None:
         cob.get(ctx_out, True, "ctx_out")
-        a.ctx_out = _ptr(cob.view.buf)
-        a.ctx_size_out = <uint32_t>cob.view.len
+        if cob.view.len:
+            a.ctx_out = _ptr(cob.view.buf)
+            a.ctx_size_out = <uint32_t>cob.view.len
     a.repeat = repeat
     a.flags = flags
     a.cpu = cpu

@@ -204,6 +204,9 @@ cdef class MapBase:
         self.max_entries = max_entries
         self.flags = flags
         self.name = name
+        for dt in (key_dtype, value_dtype):
+            if dt is not None and dt.hasobject:
+                raise TypeError(f"dtype {dt} holds Python objects; maps hold plain bytes")
         self._kdt = key_dtype
         self._vdt = value_dtype
         self._kkind = _scalar_kind(key_dtype, key_size)
@@ -332,7 +335,10 @@ cdef class MapBase:
             if not _is_intlike(value):
                 raise TypeError(f"{self._what()} holds file descriptors: store a Map, "
                                 f"a Program or an fd, not {type(value).__name__}")
-            (<uint32_t *>buf)[0] = <uint32_t>PyNumber_Index(value)
+            value = PyNumber_Index(value)
+            if value < 0 or value > 0x7fffffff:
+                raise ValueError(f"{value} is not a file descriptor")
+            (<uint32_t *>buf)[0] = <uint32_t>value
             return 0
         if self._vmode == V_PLAIN:
             if _pack_scalar(self._vkind, value, buf, "value", self._vdt):
@@ -574,7 +580,7 @@ cdef class MapBase:
         self._put_value(value, <char *>buf)
         return bytes(buf[:self._vstride])
 
-    def _scan_keys(self, keys_out, uint32_t start_count=0):
+    def _scan_keys(self, keys_out):
         """Walk BPF_MAP_GET_NEXT_KEY into the uint8 buffer *keys_out*.
 
         Returns the number of keys written; stops when the buffer is full.
@@ -586,18 +592,25 @@ cdef class MapBase:
         cdef char *out = <char *>b.view.buf
         cdef Py_ssize_t cap = b.view.len // self.key_size if self.key_size else 0
         cdef Py_ssize_t n = 0
-        cdef long r
-        cdef int fd = self._fd
+        cdef long r = 0
+        cdef int code = 0
         cdef uint32_t ks = self.key_size
-        with nogil:
-            while n < cap:
-                r = _elem(BPF_MAP_GET_NEXT_KEY, fd, (out + (n - 1) * ks) if n else NULL,
-                          out + n * ks, 0)
-                if r < 0:
-                    break
-                n += 1
-        if n < cap and r < 0 and errno != ENOENT:
-            raise _err(errno, "map get_next_key", self._what())
+        # A private fd while the GIL is free: a close() from another thread
+        # cannot hand our number to some other object mid-walk.
+        cdef int fd = _dup_fd(self._fd)
+        try:
+            with nogil:
+                while n < cap:
+                    r = _elem(BPF_MAP_GET_NEXT_KEY, fd, (out + (n - 1) * ks) if n else NULL,
+                              out + n * ks, 0)
+                    if r < 0:
+                        code = errno
+                        break
+                    n += 1
+        finally:
+            c_close(fd)
+        if n < cap and r < 0 and code != ENOENT:
+            raise _err(code, "map get_next_key", self._what())
         return n
 
     def _lookup_many(self, keys_in, values_out, Py_ssize_t count):
@@ -619,17 +632,20 @@ cdef class MapBase:
         cdef char *vp = <char *>vb.view.buf
         cdef Py_ssize_t i
         cdef long r
-        cdef int fd = self._fd
         cdef int bad = 0
-        with nogil:
-            for i in range(count):
-                r = _elem(BPF_MAP_LOOKUP_ELEM, fd, kp + i * self.key_size,
-                          vp + i * self._vstride, 0)
-                if r == 0:
-                    f[i] = 1
-                elif errno != ENOENT:
-                    bad = errno
-                    break
+        cdef int fd = _dup_fd(self._fd)   # see _scan_keys
+        try:
+            with nogil:
+                for i in range(count):
+                    r = _elem(BPF_MAP_LOOKUP_ELEM, fd, kp + i * self.key_size,
+                              vp + i * self._vstride, 0)
+                    if r == 0:
+                        f[i] = 1
+                    elif errno != ENOENT:
+                        bad = errno
+                        break
+        finally:
+            c_close(fd)
         if bad:
             raise _err(bad, "map lookup", self._what())
         return found

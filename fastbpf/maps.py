@@ -50,9 +50,13 @@ def _as_dtype(spec: Any, what: str) -> np.dtype | None:
         from . import btf
         return btf.to_dtype(spec)
     try:
-        return np.dtype(spec)
+        dt = np.dtype(spec)
     except TypeError as e:
         raise TypeError(f"{what} must be a byte size or anything np.dtype() accepts: {e}") from None
+    if dt.hasobject:
+        raise TypeError(f"{what} dtype {dt} holds Python objects; map keys and values are "
+                        f"plain bytes the kernel copies")
+    return dt
 
 
 def _is_btf_type(obj: Any) -> bool:
@@ -535,39 +539,48 @@ class Map(_core.MapBase):
     def _read_batch(self, keys, values, *, delete: bool, chunk: int | None):
         if self.key_size == 0:
             raise TypeError(f"map {self.name!r} has no keys")
-        cap = max(self.max_entries, 1)
-        kraw, kview, vraw, vview, cap = self._out_buffers(keys, values, cap)
+        kraw, kview, vraw, vview, cap = self._out_buffers(keys, values, max(self.max_entries, 1))
+        if cap < self.max_entries:
+            # A hash map may hold max_entries entries; stopping short would
+            # return (or delete) part of the map without a word.
+            raise ValueError(f"keys/values hold {cap} entries; map {self.name!r} can hold "
+                             f"{self.max_entries}: pass arrays of at least that length")
         token_in = np.zeros(max(self.key_size, 8), dtype=np.uint8)
         token_out = np.zeros_like(token_in)
         step = cap if chunk is None else max(1, int(chunk))
         total = 0
         first = True
-        fd = self.fd
         ks, vs = self.key_size, self.value_stride
-        while total < cap:
-            want = min(step, cap - total)
-            try:
-                got, done = _core.map_lookup_batch(
-                    fd, None if first else token_in, token_out,
-                    kraw[total * ks:(total + want) * ks], vraw[total * vs:(total + want) * vs],
-                    want, delete=delete)
-            except BPFError as e:
-                if first and e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and not delete:
-                    return self._read_by_iteration(kraw, kview, vraw, vview, cap)
-                if e.errno == errno.ENOSPC and total:
-                    # A hash bucket does not fit in what is left of the
-                    # arrays: the map changed size while being read.
+        # Our own fd for the whole walk: between chunks the GIL is free, and
+        # a close() from another thread must not let the number be reused.
+        with _core.dup_fd(self.fd) as own:
+            fd = own.fd
+            while total < cap:
+                want = min(step, cap - total)
+                try:
+                    got, done = _core.map_lookup_batch(
+                        fd, None if first else token_in, token_out,
+                        kraw[total * ks:(total + want) * ks], vraw[total * vs:(total + want) * vs],
+                        want, delete=delete)
+                except BPFError as e:
+                    if first and e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and not delete:
+                        return self._read_by_iteration(kraw, kview, vraw, vview, cap)
+                    if e.errno == errno.ENOSPC and want < cap - total:
+                        # The next hash bucket holds more entries than this
+                        # chunk has room for: ask again with more room.
+                        step = min(cap - total, max(2 * want, 16))
+                        continue
+                    if e.errno in (524, errno.EOPNOTSUPP) and delete:
+                        raise NotSupportedError(e.errno, "map lookup_and_delete_batch",
+                                                f"map {self.name!r}",
+                                                f"{self.type.name} maps have no batch "
+                                                f"lookup-and-delete") from None
+                    raise
+                total += got
+                first = False
+                if done:
                     break
-                if e.errno in (524, errno.EOPNOTSUPP) and delete:
-                    raise NotSupportedError(e.errno, "map lookup_and_delete_batch",
-                                            f"map {self.name!r}",
-                                            f"{self.type.name} maps cannot delete entries") from None
-                raise
-            total += got
-            first = False
-            if done:
-                break
-            token_in[:] = token_out
+                token_in[:] = token_out
         return kview[:total], vview[:total]
 
     def _read_by_iteration(self, kraw, kview, vraw, vview, cap):
@@ -654,8 +667,10 @@ class Map(_core.MapBase):
     def delete_batch(self, keys: Any) -> int:
         """Delete many keys with one BPF_MAP_DELETE_BATCH. Returns the count.
 
-        Raises KeyError-free BPFError (ENOENT) when a key is missing; the
-        entries before it are deleted (the error's ``count`` says how many).
+        A missing key raises :class:`BPFError` (ENOENT, a FileNotFoundError);
+        the entries before it are deleted (the error's ``count`` says how
+        many). Maps without batch support are deleted from key by key, with
+        the same outcome.
         """
         k = self._pack_keys(keys)
         n = k.shape[0]
@@ -668,7 +683,10 @@ class Map(_core.MapBase):
                     and self.map_type not in _ARRAY_MAPS:
                 kb = k.view(np.uint8).reshape(n, self.key_size)
                 for i in range(n):
-                    _core.map_delete_elem(self.fd, kb[i])
+                    if not _core.map_delete_elem(self.fd, kb[i]):
+                        err = bpf_error(errno.ENOENT, "map delete_batch", f"map {self.name!r}")
+                        err.count = i
+                        raise err
                 return n
             raise
 

@@ -401,14 +401,18 @@ class Program(ProgramBase):
     def _test_run_once(self, data: Any, ctx: Any, repeat: int, flags: int, cpu: int) -> TestRunResult:
         fd = self._fd.fd
         inout = None
+        original = None
         if self._run == _RUN_SYSCALL and ctx is not None:
             # The kernel writes the context back into ctx_in: never into the
-            # caller's (possibly immutable) object, always into a fresh copy.
-            inout = np.array(memoryview(ctx).cast("B"), dtype=np.uint8)
+            # caller's (possibly immutable) object, always into a fresh copy,
+            # and a fresh one for every run so each starts from the caller's.
+            original = np.array(memoryview(ctx).cast("B"), dtype=np.uint8)
             ctx = None
         n = max(int(repeat), 1)
         t0 = time.perf_counter_ns()
         for _ in range(n):
+            if original is not None:
+                inout = original.copy()
             r = _test_run(fd, data, ctx, 0, 0 if data is None else -1, 0, flags, cpu, 0,
                           inout, True)
         if n > 1 or not r.duration_ns:

@@ -520,3 +520,13 @@ def test_explicit_btf_is_used_as_given():
                       func_info=[(0, 4), (9, 6)])  # wrong start of cb
     with pytest.raises(BPFError):
         Program.load(bad)
+
+
+def test_raw_test_run_with_empty_output_buffer_writes_nothing():
+    from fastbpf import _core
+    insns = asm.Instructions([asm.Mov.imm(R0, 2), asm.exit()])
+    with Program.load(ProgramSpec(ProgramType.XDP, insns)) as p:
+        backing = bytearray(128)
+        retval, size_out, _, _ = _core.prog_test_run(p.fd, b"\xab" * 64,
+                                                      memoryview(backing)[0:0])
+        assert retval == 2 and backing == bytearray(128)
