@@ -43,6 +43,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.ref cimport PyObject, Py_INCREF
 from cpython.exc cimport PyErr_CheckSignals
+from posix.unistd cimport usleep
 from libc.errno cimport errno, EINTR, EAGAIN
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from libc.string cimport memcpy, memset
@@ -394,7 +395,7 @@ cdef class RecordBatch:
         """The records as a structured array of *dtype*: a zero-copy strided
         view when the records are evenly spaced, else a copy. Every record
         must hold at least ``dtype.itemsize`` bytes (longer ones are cut)."""
-        dt = _np.dtype(dtype)
+        dt = _plain_dtype(dtype)
         n = len(self.offsets)
         if n == 0:
             return _np.empty(0, dt)
@@ -498,7 +499,14 @@ cdef class _Poller:
                 PyErr_CheckSignals()
                 return 1
             raise _bpf_error(errno, "epoll_wait", self.what)
-        return 1 if n > 0 else 0
+        if n == 0:
+            return 0
+        # Readiness is level-triggered: a ring that stays "ready" while the
+        # caller cannot use what is there (no room for a large reservation)
+        # must not keep a waiter past its deadline, nor spin a core.
+        if deadline is not None and monotonic() >= <double>deadline:
+            return 0
+        return 1
 
     def op_enter(self):
         """Mark an operation in flight (an asyncio wait): close() then
@@ -544,6 +552,15 @@ cdef object _deadline(object timeout):
     return monotonic() + t
 
 
+cdef object _plain_dtype(object dtype):
+    """*dtype* as a numpy dtype, refusing dtypes that hold Python objects:
+    ring bytes must never be read as object pointers."""
+    dt = _np.dtype(dtype)
+    if dt.hasobject:
+        raise TypeError(f"dtype {dt} holds Python objects; ring records are plain bytes")
+    return dt
+
+
 cdef tuple _fixed_args(object dtype, object max_records, object out, object fields=None):
     """(output dtype, max records, record bytes needed, spans) for a
     fixed-size batch, checking *out*.
@@ -556,7 +573,7 @@ cdef tuple _fixed_args(object dtype, object max_records, object out, object fiel
     if fields is not None:
         if dtype is None or _np.dtype(dtype).names is None:
             raise ValueError("fields= needs a structured dtype naming them")
-        rec_dt = _np.dtype(dtype)
+        rec_dt = _plain_dtype(dtype)
         if isinstance(fields, str):
             fields = (fields,)
         fields = tuple(fields)
@@ -594,8 +611,10 @@ cdef tuple _fixed_args(object dtype, object max_records, object out, object fiel
         if n == 0:
             raise ValueError("out has no room")
     else:
-        dt = _np.dtype(dtype)
+        dt = _plain_dtype(dtype)
         n = _max_records(max_records)
+    if dt.hasobject:
+        raise TypeError(f"dtype {dt} holds Python objects; ring records are plain bytes")
     if dt.itemsize <= 0:
         raise ValueError(f"dtype {dt} has no size")
     if triples is None:
@@ -911,7 +930,9 @@ cdef class RingbufCore(_Poller):
         """A RecordBatch over everything from cons (a packed copy, or a view
         of the ring); returns (batch, end)."""
         cdef uint64_t pend = acq64(self.prod_page) - self.cons, end
-        cdef Py_ssize_t cap = <Py_ssize_t>(pend // 16), n
+        # Every record takes at least its 8-byte header (zero-length ones
+        # exist), so this bounds the count.
+        cdef Py_ssize_t cap = <Py_ssize_t>(pend // RB_HDR), n
         cdef cnp.ndarray offs, lens, data
         if maxn >= 0 and cap > maxn:
             cap = maxn
@@ -985,7 +1006,7 @@ cdef class RingbufCore(_Poller):
                         return b
                     self._commit(end)
                 else:
-                    dt = _np.dtype(dtype)
+                    dt = _plain_dtype(dtype)
                     itemsize = dt.itemsize
                     n = self._uniform_run(itemsize, maxn if maxn >= 0 else (1 << 62),
                                           &start, &end, &stride, &short)
@@ -1121,6 +1142,7 @@ cdef class PerfCore(_Poller):
         return list(self.fds)
 
     def lost_array(self):
+        """Lost-sample counts, one per ring (in ``cpus`` order)."""
         cdef int i
         return [self.rings[i].lost for i in range(self.nrings)]
 
@@ -1286,6 +1308,8 @@ cdef class PerfCore(_Poller):
                 cap = <Py_ssize_t>(self._pending() // <uint64_t>(12 + need))
                 if maxn >= 0 and cap > maxn:
                     cap = maxn
+                if cap == 0 and self._pending() >= 12:
+                    cap = 1    # one sample shorter than the dtype: reach it, to raise
                 if cap:
                     out_arr = _np.empty(cap, dt) if out is None else out
                     cpus = _np.empty(cap, _np.int32)
@@ -1395,7 +1419,7 @@ cdef class PerfCore(_Poller):
         cdef bytes copy
         if maxn < 0:
             maxn = 1 << 62
-        dt = None if dtype is None else _np.dtype(dtype)
+        dt = None if dtype is None else _plain_dtype(dtype)
         fixed = dt is not None
         if fixed:
             itemsize = dt.itemsize
@@ -1589,6 +1613,8 @@ cdef class UserRingCore(_Poller):
         cdef int64_t off
         if size <= 0:
             raise ValueError(f"a sample needs at least 1 byte, got {size}")
+        if dtype is not None:
+            _plain_dtype(dtype)
         total = _align8(size + RB_HDR)
         if total > self.size:
             raise ValueError(f"a {size}-byte sample cannot fit a {self.size}-byte ring buffer")
@@ -1599,6 +1625,13 @@ cdef class UserRingCore(_Poller):
                 cons = acq64(self.cons_page)
                 if self.size - (self.prod - cons) >= total:
                     break
+                if deadline is not None and monotonic() >= <double>deadline:
+                    raise BlockingIOError(EAGAIN, f"user ring buffer full: {size} bytes "
+                                                  f"requested, {self.size - (self.prod - cons)} free")
+                # EPOLLOUT says "some room", not "this much room": after a
+                # wakeup that did not free enough, back off instead of spinning.
+                with nogil:
+                    usleep(1000)
                 if not self._wait(deadline):
                     raise BlockingIOError(EAGAIN, f"user ring buffer full: {size} bytes "
                                                   f"requested, {self.size - (self.prod - cons)} free")
@@ -1614,7 +1647,7 @@ cdef class UserRingCore(_Poller):
             self.outstanding[off] = size
             if dtype is None:
                 return _view(self.data_map, self.data + off, _U8, 1, size, 1, True)
-            dt = _np.dtype(dtype)
+            dt = _plain_dtype(dtype)
             if shape is None:
                 if dt.itemsize != size:
                     raise ValueError(f"dtype {dt} is {dt.itemsize} bytes, not {size}")

@@ -34,6 +34,7 @@ def _name(enum_cls, value: int) -> str:
 
 
 def cmd_maps(args: argparse.Namespace) -> int:
+    """List every map in the kernel."""
     from .enums import MapType
     rows = list(_each(_core.map_ids(), _core.map_get_fd_by_id, _core.map_info))
     if args.json:
@@ -47,6 +48,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
 
 
 def cmd_progs(args: argparse.Namespace) -> int:
+    """List every program in the kernel."""
     from .enums import ProgramType
     rows = list(_each(_core.prog_ids(), _core.prog_get_fd_by_id, _core.prog_info))
     if args.json:
@@ -60,6 +62,7 @@ def cmd_progs(args: argparse.Namespace) -> int:
 
 
 def cmd_links(args: argparse.Namespace) -> int:
+    """List every bpf_link in the kernel."""
     from .enums import LinkType
     rows = list(_each(_core.link_ids(), _core.link_get_fd_by_id, _core.link_info))
     for r in rows:
@@ -74,6 +77,7 @@ def cmd_links(args: argparse.Namespace) -> int:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
+    """Dump one map's entries (keys and values as hex)."""
     from .maps import Map
     with Map.from_id(args.map_id) as m:
         if m.key_size == 0:

@@ -77,6 +77,11 @@ class Reader(_BaseReader):
     only once that much data is in a ring instead of on every sample: fewer
     wake-ups, more latency (records already there are always returned).
     *cpus* overrides the online CPUs.
+
+    The reader puts its events into the map's per-CPU slots and takes them
+    out again on :meth:`pause` and :meth:`close`. The kernel does not let
+    user space read those slots back, so two readers on the same map and
+    CPUs would take each other's events away: use one reader per map.
     """
 
     def __init__(self, map: Any, per_cpu_bytes: int | None = None, watermark: int = 0,
@@ -164,6 +169,7 @@ class Reader(_BaseReader):
 
     @property
     def paused(self) -> bool:
+        """True between :meth:`pause` and :meth:`resume`."""
         return self._paused
 
     # -- reading -------------------------------------------------------------------

@@ -328,6 +328,7 @@ class UserWriter:
 
     @property
     def closed(self) -> bool:
+        """True once :meth:`close` ran."""
         return self._core.closed
 
     def close(self) -> None:

@@ -620,3 +620,44 @@ def test_cgroup_prog_attach_replace(cgroup, counter):
         assert attached() == []
         l1.close()      # p1 was replaced already: nothing left to detach, no error
         assert l1.closed
+
+
+def test_tc_close_leaves_a_filter_that_replaced_ours(veth, counter):
+    other = counter_map()
+    p1 = counting_prog(ProgramType.SCHED_CLS, counter, 0)
+    p2 = counting_prog(ProgramType.SCHED_CLS, other, 0)
+    with other, p1, p2:
+        l1 = veth.b.run(link.attach_tc, p1, veth.IF_B, priority=9)
+        # Someone removes our filter and puts theirs at the same place.
+        veth.b.sh(f"tc filter del dev {veth.IF_B} ingress pref 9 handle 1 bpf")
+        l2 = veth.b.run(link.attach_tc, p2, veth.IF_B, priority=9)
+        with l2:
+            l1.close()
+            assert len(send_a_to_b(veth, 3)) == 3
+            assert (count(counter), count(other)) == (0, 3)
+        assert "pref 9" not in veth.b.sh(f"tc filter show dev {veth.IF_B} ingress").stdout
+
+
+def test_cgroup_exclusive_detach_leaves_a_replacement(counter, unique_name):
+    from fastbpf import _core
+    path = f"/sys/fs/cgroup/unified/{unique_name}"
+    os.mkdir(path)
+    try:
+        p1 = counting_prog(ProgramType.CGROUP_SKB, counter, 1)
+        p2 = counting_prog(ProgramType.CGROUP_SKB, counter, 1)
+        with p1, p2:
+            l1 = link.attach_cgroup(p1, path, AttachType.CGROUP_INET_EGRESS, use_link=False,
+                                    flags=AttachFlags.ALLOW_OVERRIDE)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                # Another party replaces it (override mode lets them).
+                _core.prog_attach(fd, p2.fd, int(AttachType.CGROUP_INET_EGRESS),
+                                  int(AttachFlags.ALLOW_OVERRIDE))
+                l1.close()
+                q = _core.prog_query(fd, int(AttachType.CGROUP_INET_EGRESS))
+                assert q["prog_ids"] == [p2.info().id]
+                _core.prog_detach(fd, p2.fd, int(AttachType.CGROUP_INET_EGRESS))
+            finally:
+                os.close(fd)
+    finally:
+        os.rmdir(path)

@@ -555,3 +555,44 @@ def test_selected_fields_only_need_their_bytes(maps, no_fd_leak):
     with output_prog(rb, ctr, size=8) as prog, ringbuf.Reader(rb) as r:
         prog.test_run(data=PKT, repeat=5)
         assert r.read_batch(dtype=QUAD, fields="a", timeout=1.0)["a"].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_zero_length_records_do_not_stall_readers(maps, no_fd_leak):
+    rb, ctr = maps
+    body = [asm.load_map_ptr(R1, "rb"), asm.Mov.reg(R2, R10), asm.Add.imm(R2, -8),
+            asm.store_imm(R10, -8, 0, Size.DW),
+            asm.Mov.imm(R3, 0), asm.Mov.imm(R4, 0), asm.call(Helper.ringbuf_output),
+            asm.Mov.imm(R0, 2), asm.exit()]
+    with Program.load(ProgramSpec(type=ProgramType.XDP, instructions=asm.Instructions(body)),
+                      maps={"rb": rb}) as prog, ringbuf.Reader(rb) as r:
+        prog.test_run(data=PKT, repeat=3)
+        batch = r.read_batch(timeout=1.0)
+        assert len(batch) == 3 and batch.sizes.tolist() == [0, 0, 0]
+        t0 = time.monotonic()
+        assert len(r.read_batch(timeout=0.2)) == 0
+        assert time.monotonic() - t0 < 2
+
+
+def test_object_dtypes_are_refused(setup):
+    rb, ctr, prog, r = setup
+    prog.test_run(data=PKT, repeat=2)
+    bad = np.dtype([("o", object)])
+    with pytest.raises(TypeError, match="Python objects"):
+        r.read_batch(dtype=bad, timeout=0)
+    with pytest.raises(TypeError, match="Python objects"):
+        with r.view(dtype=bad, timeout=0):
+            pass
+    assert len(r.read_batch(dtype=SEQ, timeout=1.0)) == 2
+
+
+def test_user_ring_partly_full_times_out(unique_name, no_fd_leak):
+    urb = Map.create(MapSpec(type=MapType.USER_RINGBUF, max_entries=4096, name=unique_name))
+    with urb, ringbuf.UserWriter(urb) as w:
+        sample = w.reserve(2000)
+        w.submit(sample)
+        t0 = time.monotonic()
+        with pytest.raises(BlockingIOError):
+            w.reserve(2500, timeout=0)
+        with pytest.raises(BlockingIOError):
+            w.reserve(2500, timeout=0.1)
+        assert time.monotonic() - t0 < 2

@@ -68,9 +68,15 @@ def attach_cgroup(program: Any, cgroup: str | os.PathLike | int, attach_type: At
         cg.close()
         raise
 
+    multi = bool(aflags & AttachFlags.ALLOW_MULTI)
+    prog_id = _core.prog_info(prog.fd)["id"]
+
     def detach() -> None:
         try:
-            _core.prog_detach(cg.fd, prog.fd, int(at))
+            # Without ALLOW_MULTI the kernel detaches whatever is attached,
+            # whichever program we name: only detach if it is still ours.
+            if multi or prog_id in _core.prog_query(cg.fd, int(at))["prog_ids"]:
+                _core.prog_detach(cg.fd, prog.fd, int(at))
         finally:
             prog.close()
             cg.close()

@@ -75,15 +75,15 @@ def attach_iter(prog: Any, *, map: Any = None, task_tid: int = 0, task_pid: int 
     _check_type(prog, (ProgramType.TRACING,), "attach_iter")
     info = b""
     if map is not None:
-        info = struct.pack("<I", int(getattr(map, "fd", map)))
+        info = struct.pack("=I", int(getattr(map, "fd", map)))
     elif task_tid or task_pid or task_pidfd:
-        info = struct.pack("<III", task_tid, task_pid, task_pidfd)
+        info = struct.pack("=III", task_tid, task_pid, task_pidfd)
     elif cgroup_fd or cgroup_id:
         # struct { __u32 order; __u32 cgroup_fd; __u64 cgroup_id; }
-        info = struct.pack("<IIQ", cgroup_order, cgroup_fd, cgroup_id)
+        info = struct.pack("=IIQ", cgroup_order, cgroup_fd, cgroup_id)
     buf = np.frombuffer(info, dtype=np.uint8) if info else None
     # union link_create.iter_info: a pointer to the info and its length.
-    extra = struct.pack("<QI", _core.address_of(buf) if buf is not None else 0, len(info))
+    extra = struct.pack("=QI", _core.address_of(buf) if buf is not None else 0, len(info))
     fd = _core.link_create(_fd_of(prog), 0, AttachType.TRACE_ITER, 0, extra)
     spec = getattr(prog, "spec", None)
     target = getattr(spec, "attach_to", None) or ""

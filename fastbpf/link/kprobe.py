@@ -126,7 +126,7 @@ def attach_kprobe_multi(prog: Any, symbols: Sequence[str] | None = None, retprob
         keep.append(ck)
         cookies_ptr = _core.address_of(ck)
     # union link_create.kprobe_multi: flags, cnt, syms, addrs, cookies.
-    extra = struct.pack("<IIQQQ", KPROBE_MULTI_RETURN if retprobe else 0, n,
+    extra = struct.pack("=IIQQQ", KPROBE_MULTI_RETURN if retprobe else 0, n,
                         syms_ptr, addrs_ptr, cookies_ptr)
     fd = _core.link_create(_fd_of(prog), 0, AttachType.TRACE_KPROBE_MULTI, 0, extra)
     del keep

@@ -141,7 +141,7 @@ def attach_perf_fd(prog: Any, perf_fd: _core.FD, *, cookie: int = 0, description
         if use_link:
             try:
                 fd = _core.link_create(_fd_of(prog), perf_fd.fd, AttachType.PERF_EVENT, 0,
-                                       struct.pack("<Q", cookie & 0xFFFFFFFFFFFFFFFF))
+                                       struct.pack("=Q", cookie & 0xFFFFFFFFFFFFFFFF))
                 return PerfEventLink(fd, perf_fd, prog, description, cleanup)
             except BPFError as e:
                 # EINVAL: the kernel doesn't know this attach type (before 5.15).

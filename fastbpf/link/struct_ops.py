@@ -27,6 +27,7 @@ Example, a TCP congestion control named "mycc"::
 from __future__ import annotations
 
 import struct
+import sys
 from typing import Any, Mapping
 
 import numpy as np
@@ -110,7 +111,7 @@ def struct_ops_value(ops: str, values: Mapping[str, Any]) -> tuple[bytes, int]:
         kind = t.kind.name
         if kind == "PTR":
             fd = getattr(val, "fd", val)
-            struct.pack_into("<Q", buf, off, int(fd))
+            struct.pack_into("=Q", buf, off, int(fd))
         elif kind == "ARRAY":
             raw = val.encode() if isinstance(val, str) else bytes(val)
             size = t.size
@@ -119,7 +120,7 @@ def struct_ops_value(ops: str, values: Mapping[str, Any]) -> tuple[bytes, int]:
             buf[off:off + len(raw)] = raw
         elif kind in ("INT", "ENUM", "ENUM64"):
             size = t.size
-            buf[off:off + size] = int(val).to_bytes(size, "little", signed=int(val) < 0)
+            buf[off:off + size] = int(val).to_bytes(size, sys.byteorder, signed=int(val) < 0)
         else:
             raise TypeError(f"struct {ops}.{key}: cannot set a {kind} member")
     return bytes(buf), spec.type_id(wrapper)
@@ -152,6 +153,8 @@ class StructOpsLink(FDLink):
     swaps in another map of the same ops, atomically."""
 
     def update(self, map: Any, old_map: Any = None) -> None:  # type: ignore[override]
+        """Swap in the ops of another STRUCT_OPS *map* (only if *old_map*
+        is the one registered now, when given)."""
         from ..enums import AttachFlags
         flags, old = (AttachFlags.REPLACE, old_map.fd) if old_map is not None else (0, 0)
         # LINK_UPDATE takes the new map in new_map_fd, which shares its slot
@@ -172,6 +175,12 @@ def attach_struct_ops(map: Any) -> Link:
         return StructOpsLink(fd, map, f"struct_ops map {info['name']}")
     # Without BPF_F_LINK the value update already registered it; deleting
     # the value unregisters.
-    m = map
-    return DetachLink(lambda: _core.map_delete_elem(m.fd, np.zeros(1, np.uint32)), map,
-                      f"struct_ops map {info['name']}", keep=map)
+    own = _core.dup_fd(map.fd)   # the caller may close its Map first
+
+    def detach() -> None:
+        try:
+            _core.map_delete_elem(own.fd, np.zeros(1, np.uint32))
+        finally:
+            own.close()
+
+    return DetachLink(detach, map, f"struct_ops map {info['name']}", keep=map)

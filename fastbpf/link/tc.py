@@ -94,8 +94,10 @@ class TCFilterLink(DetachLink):
     """
 
     def __init__(self, detach: Any, program: Any, description: str, nl: _netlink.RtNetlink,
-                 ifindex: int, parent: int, priority: int, handle: int) -> None:
+                 ifindex: int, parent: int, priority: int, handle: int,
+                 state: dict | None = None) -> None:
         super().__init__(detach, program, description)
+        self._state = state if state is not None else {}
         self._nl = nl
         self.ifindex = ifindex
         self.parent = parent
@@ -111,6 +113,7 @@ class TCFilterLink(DetachLink):
                         self.priority, self.handle, program, "tc filter update",
                         self.description)
         self.program = program
+        self._state["prog_id"] = _core.prog_info(program.fd)["id"]
 
 
 def attach_tc(program: Any, interface: str | int, direction: str = "ingress", *,
@@ -144,28 +147,79 @@ def attach_tc(program: Any, interface: str | int, direction: str = "ingress", *,
                 raise BPFError(errno.EPROTO, "tc filter add", what,
                                "the kernel did not echo the new filter")
             priority = infos[0]
+        state = {"prog_id": _core.prog_info(program.fd)["id"]}
     except BaseException:
-        if created:
-            _delete_clsact_if_empty(nl, tcmsg, idx)
-        nl.close()
+        try:
+            if created:
+                _delete_clsact_if_empty(nl, tcmsg, idx)
+        finally:
+            nl.close()
         raise
 
     def detach() -> None:
         try:
-            m = tcmsg()
-            m["family"] = socket.AF_UNSPEC
-            m["index"] = idx
-            m["parent"] = parent
-            m["handle"] = handle
-            m["info"] = (priority << 16) | socket.htons(ETH_P_ALL)
-            m["attrs"] = [("TCA_KIND", "bpf")]
-            nl.request(m, RTM_DELTFILTER, _netlink.NLM_F_ACK, "tc filter delete", what)
+            # Delete by (priority, handle) only if the filter there still
+            # runs our program: someone may have replaced it since.
+            if _filter_prog_id(nl, tcmsg, idx, parent, priority, handle) == state["prog_id"]:
+                m = tcmsg()
+                m["family"] = socket.AF_UNSPEC
+                m["index"] = idx
+                m["parent"] = parent
+                m["handle"] = handle
+                m["info"] = (priority << 16) | socket.htons(ETH_P_ALL)
+                m["attrs"] = [("TCA_KIND", "bpf")]
+                try:
+                    nl.request(m, RTM_DELTFILTER, _netlink.NLM_F_ACK, "tc filter delete", what)
+                except FileNotFoundError:
+                    pass  # gone meanwhile
             if created:
                 _delete_clsact_if_empty(nl, tcmsg, idx)
         finally:
             nl.close()
 
-    return TCFilterLink(detach, program, what, nl, idx, parent, priority, handle)
+    return TCFilterLink(detach, program, what, nl, idx, parent, priority, handle, state)
+
+
+def _filter_prog_id(nl: _netlink.RtNetlink, tcmsg: Any, idx: int, parent: int, priority: int,
+                    handle: int) -> int | None:
+    """The id of the program in the cls_bpf filter at (priority, handle), or None."""
+    m = tcmsg()
+    m["family"] = socket.AF_UNSPEC
+    m["index"] = idx
+    m["parent"] = parent
+    try:
+        filters = nl.request(m, RTM_GETTFILTER, _netlink.NLM_F_DUMP, "tc filter list",
+                             reply_class=tcmsg)
+    except FileNotFoundError:
+        return None  # no qdisc, no filter
+    for f in filters:
+        if f["info"] >> 16 == priority and f["handle"] == handle:
+            return _bpf_id(bytes(f.data))
+    return None
+
+
+TCA_OPTIONS, TCA_BPF_ID = 2, 11
+
+
+def _bpf_id(msg: bytes) -> int | None:
+    """TCA_OPTIONS/TCA_BPF_ID of one RTM_NEWTFILTER message (pyroute2 does
+    not decode that attribute)."""
+    off = 16 + 20  # nlmsghdr, struct tcmsg
+    while off + 4 <= len(msg):
+        alen, atype = struct.unpack_from("=HH", msg, off)
+        if alen < 4:
+            break
+        if atype & 0x3FFF == TCA_OPTIONS:
+            o, end = off + 4, min(off + alen, len(msg))
+            while o + 4 <= end:
+                blen, btype = struct.unpack_from("=HH", msg, o)
+                if blen < 4:
+                    break
+                if btype & 0x3FFF == TCA_BPF_ID and blen >= 8:
+                    return struct.unpack_from("=I", msg, o + 4)[0]
+                o += (blen + 3) & ~3
+        off += (alen + 3) & ~3
+    return None
 
 
 def _filter_request(nl: _netlink.RtNetlink, msg_type: int, flags: int, idx: int, parent: int,

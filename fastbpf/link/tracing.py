@@ -179,7 +179,7 @@ def attach_tracing(prog: Any, *, attach_type: AttachType | int | None = None,
     desc = f"{kind} {_spec_attr(prog, 'attach_to') or ''}".strip()
     # union link_create.tracing: __u32 target_btf_id (0: the load-time
     # target), 4 bytes of padding, __u64 cookie.
-    extra = struct.pack("<I4xQ", 0, cookie & 0xFFFFFFFFFFFFFFFF)
+    extra = struct.pack("=I4xQ", 0, cookie & 0xFFFFFFFFFFFFFFFF)
     try:
         fd = _core.link_create(_fd_of(prog), 0, int(attach_type), 0, extra)
     except BPFError as e:

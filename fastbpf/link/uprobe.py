@@ -161,6 +161,10 @@ def attach_uprobe(prog: Any, path: str | os.PathLike, symbol: str | None = None,
         return attach_perf_fd(prog, pfd, cookie=cookie, description=desc)
     if ref_ctr_offset:
         raise ValueError("ref_ctr_offset needs the uprobe PMU (kernel 4.20+)")
+    if any(c.isspace() for c in str(path)):
+        # tracefs commands are whitespace-separated lines: such a path would
+        # be read as more commands.
+        raise ValueError(f"legacy uprobes cannot take a path with white space: {path!r}")
     pfd, remove = open_probe_event("uprobe_events", retprobe, f"{path}:{off:#x}", p)
     return attach_perf_fd(prog, pfd, cookie=cookie, description=desc, cleanup=remove)
 
@@ -207,7 +211,7 @@ def attach_uprobe_multi(prog: Any, path: str | os.PathLike,
     addr = lambda a: 0 if a is None else _core.address_of(a)  # noqa: E731
     # union link_create.uprobe_multi: path, offsets, ref_ctr_offsets, cookies
     # (pointers), cnt, flags, pid. The buffers outlive the call below.
-    extra = struct.pack("<QQQQIII", _core.address_of(cpath), addr(off_a), addr(rc_a),
+    extra = struct.pack("=QQQQIII", _core.address_of(cpath), addr(off_a), addr(rc_a),
                         addr(ck_a), n, UPROBE_MULTI_RETURN if retprobe else 0,
                         0 if pid is None else int(pid))
     fd = _core.link_create(_fd_of(prog), 0, AttachType.TRACE_UPROBE_MULTI, 0, extra)

@@ -76,13 +76,19 @@ def _attach_netlink(program: Any, idx: int, flags: int, what: str) -> Link:
     ifinfmsg, _ = _netlink.pyroute2()
     nl = _netlink.RtNetlink()
     try:
+        # A duplicate of the program fd names "our" program at detach time
+        # even if the caller closes the Program first; taken before the
+        # attach so a failure here cannot leave the program attached.
+        prog = _core.dup_fd(program.fd)
+    except BaseException:
+        nl.close()
+        raise
+    try:
         # Only if nothing is attached: never silently replace someone's program.
         _setlink_xdp(nl, ifinfmsg, idx, program.fd,
                      flags | XDPFlags.UPDATE_IF_NOEXIST, "netlink XDP attach", what)
-        # A duplicate of the program fd names "our" program at detach time
-        # even if the caller closes the Program first.
-        prog = _core.dup_fd(program.fd)
     except BaseException:
+        prog.close()
         nl.close()
         raise
     mode = flags & (XDPFlags.SKB_MODE | XDPFlags.DRV_MODE | XDPFlags.HW_MODE)
