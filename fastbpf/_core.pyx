@@ -929,6 +929,9 @@ def prog_query(uint32_t target_fd, uint32_t attach_type, uint32_t query_flags=0,
     a.link_ids = _ptr(cnp.PyArray_DATA(la))
     a.prog_cnt = max_progs
     if _bpf(BPF_PROG_QUERY, &a, sizeof(a)) < 0:
+        if errno == ENOSPC and a.prog_cnt > max_progs:
+            # The kernel says how many there are: ask again with room for all.
+            return prog_query(target_fd, attach_type, query_flags, a.prog_cnt + 8)
         raise _err(errno, "program query", f"attach type {attach_type}")
     n = min(a.prog_cnt, max_progs)
     return dict(attach_flags=a.attach_flags, prog_ids=[int(x) for x in ids[:n]],
