@@ -23,7 +23,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from cpython.long cimport PyLong_Check, PyLong_AsUnsignedLongLong, PyLong_AsLongLong, PyLong_FromUnsignedLongLong
 from cpython.float cimport PyFloat_Check, PyFloat_AsDouble
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from cpython.ref cimport PyObject, Py_INCREF
+from cpython.ref cimport PyObject, Py_INCREF, Py_REFCNT
 from libc.errno cimport errno, ENOENT, EAGAIN, EINTR, ENOSPC
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int8_t, int16_t, int32_t, int64_t
 from libc.string cimport memset, memcpy, strlen

@@ -182,6 +182,8 @@ cdef class MapBase:
     cdef char *_kbuf
     cdef char *_vbuf
     cdef bint _busy             # the scratch buffers are lent out
+    cdef object _percpu_last    # the per-CPU result returned last (see _new_percpu)
+    cdef char *_percpu_data
 
     def __cinit__(self, *args, **kwargs):
         self._fd = -1
@@ -375,15 +377,32 @@ cdef class MapBase:
         return 0
 
     cdef object _new_percpu(self, char **data):
-        """A fresh (ncpus,) array of the value dtype with the kernel's stride."""
+        """An (ncpus,) array of the value dtype with the kernel's stride, for
+        the kernel to write into.
+
+        The array returned last time is reused when nobody else holds it any
+        more (its only reference is ours): a loop over ``m[k]`` that drops
+        each result then costs no allocation. An array the caller kept, or
+        anything viewing it, holds a reference, so it is never overwritten.
+        """
         cdef cnp.npy_intp dims[1]
         cdef cnp.npy_intp strides[1]
+        cached = self._percpu_last
+        if cached is not None and Py_REFCNT(cached) == 2 \
+                and cnp.PyArray_DATA(<cnp.ndarray>cached) == <void *>self._percpu_data \
+                and cnp.PyArray_DIM(<cnp.ndarray>cached, 0) == _NCPUS \
+                and cnp.PyArray_ISWRITEABLE(<cnp.ndarray>cached):
+            # 2 references: self._percpu_last and the local `cached`.
+            data[0] = self._percpu_data
+            return cached
         dims[0] = _NCPUS
         strides[0] = self._cpu_stride
         Py_INCREF(self._vdt)  # PyArray_NewFromDescr* steal a descr reference
         if self._cpu_stride == self.value_size:
             arr = _np_new(<PyObject *>self._vdt, 1, dims, NULL, NULL, 0)
             data[0] = <char *>cnp.PyArray_DATA(<cnp.ndarray>arr)
+            self._percpu_last = arr
+            self._percpu_data = data[0]
             return arr
         # value_size is not a multiple of 8: view a raw buffer with the
         # kernel's stride so the kernel still writes straight into the result.
@@ -393,6 +412,8 @@ cdef class MapBase:
                       NPY_ARRAY_WRITEABLE | NPY_ARRAY_ALIGNED)
         Py_INCREF(raw)
         _np_set_base(arr, <PyObject *>raw)
+        self._percpu_last = arr
+        self._percpu_data = data[0]
         return arr
 
     cdef object _get_value(self, char *buf):

@@ -785,3 +785,16 @@ def test_delete_batch_reports_missing_keys():
             m.delete_batch(k)
         assert ei.value.count == 1 and len(m) == 0
 
+
+
+def test_percpu_results_kept_by_the_caller_are_never_reused():
+    with Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=4, value=np.uint64,
+                            max_entries=3)) as m:
+        m[0], m[1], m[2] = 10, 11, 12
+        kept = [m[i] for i in range(3)]
+        view = m[0][:1]                       # a view keeps its base alive
+        again = [m[i] for i in (2, 1, 0)]
+        assert [int(k[0]) for k in kept] == [10, 11, 12]
+        assert int(view[0]) == 10
+        assert [int(a[0]) for a in again] == [12, 11, 10]
+        assert len({id(a) for a in kept}) == 3
