@@ -41,10 +41,14 @@ from fastbpf.programs import Program, ProgramSpec  # noqa: E402
 
 PKT = bytes(64)
 REC64 = np.dtype([("seq", "<u8"), ("rest", "<u8", 7)])
-RB_BYTES = 1 << 22            # ring buffer data area
-RB_N = {"fixed": 50_000, "mix": 40_000}      # 72 B/record, mix averages 80 B
-PERF_BYTES = 1 << 20          # per CPU
-PERF_N = {"fixed": 12_000, "mix": 10_000}    # 80 B/sample, mix averages ~88 B
+# Rings large enough that a drain is dominated by records, not by the fixed
+# cost of the first calls after a fill (the kernel's fill evicts the caches,
+# so the first Python/numpy calls run cold: tens of µs, which at 12k records
+# would be several ns per record).
+RB_BYTES = 1 << 24            # ring buffer data area
+RB_N = {"fixed": 200_000, "mix": 160_000}    # 72 B/record, mix averages 80 B
+PERF_BYTES = 1 << 23          # per CPU
+PERF_N = {"fixed": 95_000, "mix": 85_000}    # 80 B/sample, mix averages ~88 B
 REPS = 15
 
 

@@ -1504,10 +1504,14 @@ cdef class PerfCore(_Poller):
                                     raise ValueError(f"a perf sample is smaller than dtype {dt}; "
                                                      f"the sample was dropped")
                                 break
+                            # The stride, not the loaded size (equal here):
+                            # the next load's address then does not wait for
+                            # this one's data.
+                            pos += stride
                         else:
                             po[n] = <int64_t>(pos - start) + 12
                             ps[n] = ld32(p + 8)
-                        pos += size
+                            pos += size
                         n += 1
                     base_p = data + (start & mask)
                     self._hold(i, pos)
