@@ -561,6 +561,10 @@ cdef object _plain_dtype(object dtype):
     return dt
 
 
+# Records in one variable-size view() batch when the caller sets no limit.
+cdef Py_ssize_t _VIEW_BATCH = 1 << 16
+
+
 cdef tuple _fixed_args(object dtype, object max_records, object out, object fields=None):
     """(output dtype, max records, record bytes needed, spans) for a
     fixed-size batch, checking *out*.
@@ -939,6 +943,12 @@ cdef class RingbufCore(_Poller):
         if cap == 0:
             return None, self.cons
         if not copy:
+            # The index arrays are sized for the worst case (all records
+            # empty); unbounded, a full 16 MB ring would allocate (and fault
+            # in) 32 MB of them per batch. A view may hold fewer records than
+            # are ready, so bound them.
+            if maxn < 0 and cap > _VIEW_BATCH:
+                cap = _VIEW_BATCH
             offs = _np.empty(cap, _np.int64)
             lens = _np.empty(cap, _np.int64)
             with nogil:
