@@ -38,7 +38,7 @@ from ..errors import BTFError
 from .spec import NATIVE_ORDER
 from .types import (
     Array, Composite, Datasec, Enum, Float, Fwd, Int, Pointer, Qualifier, Type, Var,
-    Void, MAX_RESOLVE_DEPTH,
+    Void, MAX_RESOLVE_DEPTH, skip_qualifiers,
 )
 
 __all__ = ["to_dtype", "bitfield_of"]
@@ -89,12 +89,7 @@ def bitfield_of(m) -> Optional[tuple[int, int]]:
     """
     size = m.bitfield_size
     off = m.bit_offset
-    base = m.type
-    for _ in range(MAX_RESOLVE_DEPTH):
-        if isinstance(base, Qualifier):
-            base = base.type
-        else:
-            break
+    base = skip_qualifiers(m.type)
     if not size and isinstance(base, Int) and (base.bits != 8 * base.size or base.bit_offset):
         size = base.bits
         off += base.bit_offset
@@ -125,13 +120,7 @@ class _Builder:
         if depth > _MAX_NESTING:
             raise BTFError(f"types nested more than {_MAX_NESTING} deep at {t!r}")
         o = self.order
-        for _ in range(MAX_RESOLVE_DEPTH):
-            if isinstance(t, (Qualifier, Var)):
-                t = t.type
-            else:
-                break
-        else:
-            raise BTFError(f"chain of typedefs/qualifiers longer than {MAX_RESOLVE_DEPTH}")
+        t = skip_qualifiers(t, vars=True)
         if isinstance(t, Int):
             if t.bits != 8 * t.size or t.bit_offset:
                 return self._raw_or_fail(t, f"an integer of {t.bits} bits at bit {t.bit_offset}")
@@ -228,12 +217,7 @@ class _Builder:
                 raise BTFError(f"member {m.name!r} of {root._describe()} is not "
                                f"byte-aligned (bit {bit})")
             if not m.name:
-                inner = m.type
-                for _ in range(MAX_RESOLVE_DEPTH):
-                    if isinstance(inner, Qualifier):
-                        inner = inner.type
-                    else:
-                        break
+                inner = skip_qualifiers(m.type)
                 if isinstance(inner, Composite):
                     if depth > _MAX_NESTING:
                         raise BTFError(f"anonymous members nested more than {_MAX_NESTING} deep")

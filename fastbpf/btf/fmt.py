@@ -22,8 +22,7 @@ from ..errors import BTFError
 from .dtype import bitfield_of
 from .spec import NATIVE_ORDER
 from .types import (
-    MAX_RESOLVE_DEPTH, Array, Composite, Datasec, Enum, Float, Int, Pointer, Qualifier, Type,
-    Var, Void, skip_qualifiers,
+    Array, Composite, Datasec, Enum, Float, Int, Pointer, Type, Void, skip_qualifiers,
 )
 
 __all__ = ["format"]
@@ -125,13 +124,7 @@ class _Formatter:
     def value(self, t: Type, off: int, depth: int) -> Any:
         if depth > _MAX_NESTING:
             raise BTFError(f"types nested more than {_MAX_NESTING} deep at {t!r}")
-        for _ in range(MAX_RESOLVE_DEPTH):
-            if isinstance(t, (Qualifier, Var)):
-                t = t.type
-            else:
-                break
-        else:
-            raise BTFError(f"chain of typedefs/qualifiers longer than {MAX_RESOLVE_DEPTH}")
+        t = skip_qualifiers(t, vars=True)
         if isinstance(t, Int):
             if t.bits != 8 * t.size or t.bit_offset:
                 return self._bits(8 * off + t.bit_offset, t.bits, t.signed)

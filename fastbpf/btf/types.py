@@ -633,10 +633,13 @@ KIND_CLASSES: dict[int, type] = {
 _TRANSPARENT = (Typedef, Volatile, Const, Restrict, TypeTag)
 
 
-def skip_qualifiers(t: Type, typedefs: bool = True) -> Type:
+def skip_qualifiers(t: Type, typedefs: bool = True, vars: bool = False) -> Type:
     """Follow typedefs (unless *typedefs* is false), const, volatile,
-    restrict and type tags down to the type they decorate."""
+    restrict and type tags (and variables, with *vars*) down to the type
+    they decorate."""
     kinds = _TRANSPARENT if typedefs else (Volatile, Const, Restrict, TypeTag)
+    if vars:
+        kinds = kinds + (Var,)
     for _ in range(MAX_RESOLVE_DEPTH):
         if not isinstance(t, kinds):
             return t
