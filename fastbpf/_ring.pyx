@@ -639,43 +639,34 @@ cdef Py_ssize_t _max_records(object max_records) except -2:
 # ---------------------------------------------------------------------------
 # BPF ring buffer
 
-cdef class RingbufCore(_Poller):
-    """Consumer of a BPF_MAP_TYPE_RINGBUF map (see :mod:`fastbpf.ringbuf`).
-
-    ``RingbufCore(map_fd, size)`` with *map_fd* an fd this object takes
-    over and *size* the map's max_entries (the data area's size)."""
+cdef class _SharedRing(_Poller):
+    """What the ring buffer reader and the user ring buffer writer share: the
+    map's fd, its two mappings (consumer page; producer page plus the data
+    area mapped twice, so no record wraps) and the ring's size."""
     cdef int map_fd
     cdef _Mapping cons_map
     cdef _Mapping data_map
-    cdef char *cons_page
-    cdef const char *prod_page
-    cdef const char *data
     cdef uint64_t mask
-    cdef uint64_t cons        # our copy of consumer_pos (only we write it)
-    cdef uint64_t vend        # where an open view() batch ends
-    cdef _Scratch scratch
     cdef readonly uint64_t size
 
     def __cinit__(self, *args, **kwargs):
         self.map_fd = -1
 
-    def __init__(self, int map_fd, uint64_t size):
+    cdef int _map_ring(self, int map_fd, uint64_t size, bint consumer, str what) except -1:
+        """Take over *map_fd* and map the ring. The side we play writes its
+        own position page (and, for a producer, the data); the kernel
+        refuses PROT_WRITE on the rest."""
         self.map_fd = map_fd
         if size == 0 or size & (size - 1) or size % _PAGE:
             raise ValueError(f"ring buffer size {size} is not a power-of-2 multiple of the page size")
         self.size = size
         self.mask = size - 1
-        self.scratch = _Scratch()
-        self._init_poller("ring buffer reader")
-        # The consumer page is ours to write; the producer page and the data
-        # area are read-only (the kernel refuses PROT_WRITE there).
-        self.cons_map = _map(map_fd, _PAGE, PROT_READ | PROT_WRITE, 0, "ring buffer consumer page")
-        self.data_map = _map(map_fd, _PAGE + 2 * size, PROT_READ, _PAGE, "ring buffer data")
-        self.cons_page = self.cons_map.addr
-        self.prod_page = self.data_map.addr
-        self.data = self.data_map.addr + _PAGE
-        self.cons = acq64(self.cons_page)
-        self._watch(map_fd, EPOLLIN, 0)
+        self._init_poller(what)
+        self.cons_map = _map(map_fd, _PAGE, PROT_READ | (PROT_WRITE if consumer else 0), 0,
+                             what + " consumer page")
+        self.data_map = _map(map_fd, _PAGE + 2 * size, PROT_READ | (0 if consumer else PROT_WRITE),
+                             _PAGE, what + " data")
+        return 0
 
     cdef void _teardown(self):
         _Poller._teardown(self)
@@ -688,6 +679,28 @@ cdef class RingbufCore(_Poller):
     def __dealloc__(self):
         if self.map_fd >= 0:
             c_close(self.map_fd)
+
+
+cdef class RingbufCore(_SharedRing):
+    """Consumer of a BPF_MAP_TYPE_RINGBUF map (see :mod:`fastbpf.ringbuf`).
+
+    ``RingbufCore(map_fd, size)`` with *map_fd* an fd this object takes
+    over and *size* the map's max_entries (the data area's size)."""
+    cdef char *cons_page
+    cdef const char *prod_page
+    cdef const char *data
+    cdef uint64_t cons        # our copy of consumer_pos (only we write it)
+    cdef uint64_t vend        # where an open view() batch ends
+    cdef _Scratch scratch
+
+    def __init__(self, int map_fd, uint64_t size):
+        self.scratch = _Scratch()
+        self._map_ring(map_fd, size, True, "ring buffer reader")
+        self.cons_page = self.cons_map.addr
+        self.prod_page = self.data_map.addr
+        self.data = self.data_map.addr + _PAGE
+        self.cons = acq64(self.cons_page)
+        self._watch(map_fd, EPOLLIN, 0)
 
     @property
     def pending(self):
@@ -1561,53 +1574,25 @@ cdef class PerfCore(_Poller):
 # ---------------------------------------------------------------------------
 # user ring buffer (user space produces, a BPF program drains)
 
-cdef class UserRingCore(_Poller):
+cdef class UserRingCore(_SharedRing):
     """Producer side of a BPF_MAP_TYPE_USER_RINGBUF map (see
     :class:`fastbpf.ringbuf.UserWriter`). Not thread-safe: one producer."""
-    cdef int map_fd
-    cdef _Mapping cons_map
-    cdef _Mapping data_map
     cdef const char *cons_page
     cdef char *prod_page
     cdef char *data
-    cdef uint64_t mask
-    cdef readonly uint64_t size
     cdef uint64_t prod         # our copy of producer_pos
     cdef dict outstanding      # data offset of a reserved sample -> its size
 
-    def __cinit__(self, *args, **kwargs):
-        self.map_fd = -1
-
     def __init__(self, int map_fd, uint64_t size):
-        self.map_fd = map_fd
-        if size == 0 or size & (size - 1) or size % _PAGE:
-            raise ValueError(f"ring buffer size {size} is not a power-of-2 multiple of the page size")
-        self.size = size
-        self.mask = size - 1
         self.outstanding = {}
-        self._init_poller("user ring buffer writer")
-        # Roles swapped: the kernel consumes, so the consumer page is read-only
-        # here and the producer page and data (mapped twice) are ours.
-        self.cons_map = _map(map_fd, _PAGE, PROT_READ, 0, "user ring buffer consumer page")
-        self.data_map = _map(map_fd, _PAGE + 2 * size, PROT_READ | PROT_WRITE, _PAGE,
-                             "user ring buffer data")
+        # Roles swapped: the kernel consumes, so the producer page and the
+        # data are ours to write.
+        self._map_ring(map_fd, size, False, "user ring buffer writer")
         self.cons_page = self.cons_map.addr
         self.prod_page = self.data_map.addr
         self.data = self.data_map.addr + _PAGE
         self.prod = acq64(self.prod_page)
         self._watch(map_fd, EPOLLOUT, 0)
-
-    cdef void _teardown(self):
-        _Poller._teardown(self)
-        if self.map_fd >= 0:
-            c_close(self.map_fd)
-            self.map_fd = -1
-        self.cons_map = None
-        self.data_map = None
-
-    def __dealloc__(self):
-        if self.map_fd >= 0:
-            c_close(self.map_fd)
 
     @property
     def free(self):
