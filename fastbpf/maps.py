@@ -304,7 +304,7 @@ class Map(_core.MapBase):
 
     def _retyped(self, spec: MapSpec) -> "Map":
         """This map's fd under the dtypes of *spec* (same sizes)."""
-        fd = _core.FD(_core.dup_fd(self.fd).detach())
+        fd = _core.dup_fd(self.fd)
         m = type(self)._wrap(fd, self.map_type, self.key_size, self.value_size,
                              self.max_entries, self.flags, spec.name or self.name,
                              spec.key_dtype, spec.value_dtype, spec)
