@@ -142,7 +142,9 @@ class _BaseReader:
         Without *dtype* it is a :class:`RecordBatch`; with *dtype* a strided
         structured array. A batch may hold fewer than *max_records* records
         even when more are ready (see the reader's notes); it is empty on
-        timeout.
+        timeout. Without *max_records* a batch ends after about 2 MiB of
+        ring: its records are read right after the scan that found them, and
+        a batch of about a cache's size keeps that read in cache.
         """
         return _View(self._core, (dtype, max_records, timeout))
 

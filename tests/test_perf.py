@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from fastbpf import Map, MapSpec, MapType, asm, perf, possible_cpus
-from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size
+from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Helper, Size
 from fastbpf.enums import ProgramType
 from fastbpf.errors import ClosedError
 from fastbpf.programs import Program, ProgramSpec
@@ -26,9 +26,10 @@ SEQ = np.dtype([("seq", "<u8")])
 BPF_F_CURRENT_CPU = 0xFFFFFFFF
 
 
-def perf_prog(events: Map, ctr: Map, size: int = 8) -> Program:
+def perf_prog(events: Map, ctr: Map, size: int = 8, words: bool = False) -> Program:
     """XDP: seq = ctr[0]++; perf_event_output(ctx, events, CURRENT_CPU,
-    {seq, seq, ...}, size); on failure ctr[1]++."""
+    {seq, seq, ...}, size); on failure ctr[1]++. With *words*, word k of
+    the sample is seq * 16 + k."""
     body = [
         asm.Mov.reg(R6, R1),
         asm.store_imm(R10, -4, 0, Size.W),
@@ -37,8 +38,14 @@ def perf_prog(events: Map, ctr: Map, size: int = 8) -> Program:
         asm.JEq.imm(R0, 0, "out"),
         asm.Mov.imm(R7, 1), asm.atomic_add(R0, 0, R7, Size.DW, fetch=True),
     ]
-    for off in range(0, 64, 8):
-        body.append(asm.store_mem(R10, -72 + off, R7, Size.DW))
+    if words:
+        body += [asm.Mov.reg(R8, R7), asm.Lsh.imm(R8, 4)]
+    for k in range(8):
+        if words:
+            body += [asm.Mov.reg(R9, R8), asm.Add.imm(R9, k),
+                     asm.store_mem(R10, -72 + 8 * k, R9, Size.DW)]
+        else:
+            body.append(asm.store_mem(R10, -72 + 8 * k, R7, Size.DW))
     body += [
         asm.Mov.reg(R1, R6), asm.load_map_ptr(R2, "events"),
         asm.Mov32.imm(R3, BPF_F_CURRENT_CPU),
@@ -344,3 +351,57 @@ def test_read_batch_selected_fields(maps, no_fd_leak):
         assert arr.dtype.names == ("c", "a") and arr.dtype.itemsize == 16
         assert arr["c"].tolist() == list(range(50)) and np.array_equal(arr["a"], arr["c"])
         assert set(cpus.tolist()) == {0}
+
+
+WORDS = np.dtype([("a", "<u4"), ("b", "<u4"), ("c", "<u8"), ("d", "<u8", 2),
+                  ("f", "u1", 3), ("g", "u1", 13), ("h", "<u8", 2)])
+
+
+def words_expected(seqs) -> np.ndarray:
+    w = np.asarray(seqs, np.uint64)[:, None] * np.uint64(16) + np.arange(8, dtype=np.uint64)
+    return w.astype("<u8").view(WORDS).reshape(-1)
+
+
+@pytest.mark.parametrize("fields", [None, ("a",), ("c",), ("d",), ("f",), ("g",),
+                                    ("d", "f", "g"), ("a", "c"), ("h", "b")])
+def test_copies_are_byte_exact(maps, no_fd_leak, fields):
+    """The copy loops (constant-size and general, one span or several) on
+    samples that sit at 4 mod 8 in the ring, including one that wraps."""
+    events, ctr = maps
+    cpu = perf.online_cpus()[0]
+    with perf_prog(events, ctr, size=64, words=True) as prog, \
+            perf.Reader(events, per_cpu_bytes=mmap.PAGESIZE) as p:
+        got = []
+        for _ in range(3):                         # 3 * 40 * 80 bytes: wraps the 4 KiB ring
+            _run(prog, 40, cpu)
+            arr = p.read_batch(dtype=WORDS, fields=fields, timeout=1.0)
+            got.append(arr)
+        arr = np.concatenate(got)
+        exp = words_expected(range(120))
+        names = fields or WORDS.names
+        assert arr.dtype.names == names and len(arr) == 120
+        for name in names:
+            assert np.array_equal(arr[name], exp[name]), name
+
+
+def test_unbounded_view_batches_stay_cache_sized(maps, no_fd_leak):
+    """Without max_records a perf view stops within 2 MiB of ring; with it,
+    one batch takes the whole run."""
+    events, ctr = maps
+    cpu = perf.online_cpus()[0]
+    n = 40_000                                     # 80 bytes each: 3.2 MB
+    with perf_prog(events, ctr, size=64, words=True) as prog, \
+            perf.Reader(events, per_cpu_bytes=1 << 23) as p:
+        _run(prog, n, cpu)
+        with p.view(dtype=WORDS, max_records=n, timeout=1.0) as b:
+            assert len(b) == n and np.array_equal(b["c"], words_expected(range(n))["c"])
+        _run(prog, n, cpu)                         # 6.4 MB into 8 MiB: no wrap
+        sizes, seqs = [], []
+        while sum(sizes) < n:
+            with p.view(dtype=WORDS, timeout=1.0) as b:
+                assert len(b)
+                sizes.append(len(b))
+                seqs += (b["c"] // 16).tolist()
+        assert sizes[0] == (2 << 20) // 80 and sum(sizes) == n
+        assert seqs == list(range(n, 2 * n))
+        assert ctr[1] == 0

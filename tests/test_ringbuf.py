@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fastbpf import Map, MapSpec, MapType, asm, ringbuf
-from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size
+from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Helper, Size
 from fastbpf.enums import ProgramType
 from fastbpf.errors import BPFError, ClosedError
 from fastbpf.programs import Program, ProgramSpec
@@ -35,14 +35,28 @@ def _bump_counter(ctr: str = "ctr", index: int = 0) -> list:
     ]
 
 
-def output_prog(rb: Map, ctr: Map, size: int = 8, var: bool = False) -> Program:
+def _fill_words(body: list, base: int, words: bool) -> None:
+    """Store the 8 u64s of a record at r10+base: seq in each, or with
+    *words* seq * 16 + k in word k (every byte position distinguishable)."""
+    if words:
+        body += [asm.Mov.reg(R8, R7), asm.Lsh.imm(R8, 4)]
+    for k in range(8):
+        if words:
+            body += [asm.Mov.reg(R9, R8), asm.Add.imm(R9, k),
+                     asm.store_mem(R10, base + 8 * k, R9, Size.DW)]
+        else:
+            body.append(asm.store_mem(R10, base + 8 * k, R7, Size.DW))
+
+
+def output_prog(rb: Map, ctr: Map, size: int = 8, var: bool = False,
+                words: bool = False) -> Program:
     """XDP: seq = ctr++; ringbuf_output(rb, {seq, seq, ...}, size).
 
-    With *var*, the size is 8 * (1 + seq % 4) (a variable-size mix)."""
+    With *var*, the size is 8 * (1 + seq % 4) (a variable-size mix); with
+    *words*, word k of the record is seq * 16 + k."""
     assert size % 8 == 0 and size <= 64
     body = _bump_counter()
-    for off in range(0, 64, 8):
-        body.append(asm.store_mem(R10, -64 + off, R7, Size.DW))
+    _fill_words(body, -64, words)
     body += [asm.load_map_ptr(R1, "rb"), asm.Mov.reg(R2, R10), asm.Add.imm(R2, -64)]
     if var:
         body += [asm.Mov.reg(R3, R7), asm.And.imm(R3, 3), asm.Add.imm(R3, 1), asm.Lsh.imm(R3, 3)]
@@ -596,3 +610,55 @@ def test_user_ring_partly_full_times_out(unique_name, no_fd_leak):
         with pytest.raises(BlockingIOError):
             w.reserve(2500, timeout=0.1)
         assert time.monotonic() - t0 < 2
+
+
+# 64 bytes whose fields have the sizes the copy loops special-case (4, 8,
+# 16, 32 via adjacent fields, 64 for the whole record) and odd ones (3, 13).
+WORDS = np.dtype([("a", "<u4"), ("b", "<u4"), ("c", "<u8"), ("d", "<u8", 2),
+                  ("f", "u1", 3), ("g", "u1", 13), ("h", "<u8", 2)])
+assert WORDS.itemsize == 64
+
+
+def words_expected(seqs) -> np.ndarray:
+    """The records output_prog(words=True) writes for *seqs*, as WORDS."""
+    w = np.asarray(seqs, np.uint64)[:, None] * np.uint64(16) + np.arange(8, dtype=np.uint64)
+    return w.astype("<u8").view(WORDS).reshape(-1)
+
+
+@pytest.mark.parametrize("fields", [None, ("a",), ("c",), ("d",), ("f",), ("g",),
+                                    ("d", "f", "g"), ("a", "c"), ("h", "b")])
+def test_copies_are_byte_exact(maps, no_fd_leak, fields):
+    rb, ctr = maps
+    with output_prog(rb, ctr, size=64, words=True) as prog, ringbuf.Reader(rb) as r:
+        prog.test_run(data=PKT, repeat=50)
+        arr = r.read_batch(dtype=WORDS, fields=fields, max_records=30, timeout=1.0)
+        arr2 = r.read_batch(dtype=WORDS, fields=fields, timeout=1.0)
+        exp = words_expected(range(50))
+        names = fields or WORDS.names
+        assert arr.dtype.names == names and len(arr) == 30 and len(arr2) == 20
+        for name in names:
+            assert np.array_equal(np.concatenate([arr[name], arr2[name]]), exp[name]), name
+
+
+def test_unbounded_view_batches_stay_cache_sized(unique_name, no_fd_leak):
+    """Without max_records a view stops after about 2 MiB of ring (its
+    records are read again right after the scan); every record still comes
+    exactly once, in order, and max_records lifts the bound."""
+    n = 40_000                                     # 72 bytes each: 2.9 MB
+    with Map.create(MapSpec(type=MapType.RINGBUF, max_entries=1 << 23, name=unique_name[:12])) as rb, \
+            Map.create(MapSpec(type=MapType.ARRAY, key="<u4", value="<u8", max_entries=2)) as ctr, \
+            output_prog(rb, ctr, size=64, words=True) as prog, ringbuf.Reader(rb) as r:
+        for dtype in (WORDS, None):
+            prog.test_run(data=PKT, repeat=n)
+            sizes, seqs = [], []
+            while sum(sizes) < n:
+                with r.view(dtype=dtype, timeout=1.0) as b:
+                    assert len(b)
+                    sizes.append(len(b))
+                    seqs += (b["c"] // 16).tolist() if dtype else [int(x[8:16].view("<u8")[0]) // 16 for x in b]
+            assert sum(sizes) == n and len(sizes) == 2
+            assert sizes[0] == -(-(2 << 20) // 72)      # through the record crossing 2 MiB
+            assert seqs == list(range(len(seqs) and seqs[0], seqs[0] + n))
+        prog.test_run(data=PKT, repeat=n)
+        with r.view(dtype=WORDS, max_records=n, timeout=1.0) as b:
+            assert len(b) == n and np.array_equal(b["c"], words_expected(range(2 * n, 3 * n))["c"])

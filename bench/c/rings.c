@@ -1,13 +1,16 @@
 /* C baseline for bench/bench_rings.py: libbpf's callback readers.
  *
- *   rings ringbuf|perf MAP_ID PROG_ID RECORDS REPS [PAGE_CNT]
+ *   rings ringbuf|perf MAP_ID PROG_ID RECORDS REPS PAGE_CNT [FILL_CPU]
  *
  * Opens the map and the filler program the Python bench created (by id),
  * then REPS times: fills the ring with RECORDS records (one BPF_PROG_TEST_RUN
  * with repeat=RECORDS, not timed) and times draining them with
  * ring_buffer__poll / perf_buffer__poll and a callback that sums the first
  * u64 of each record. Prints one line per rep: "<ns> <records> <sum>".
- * The process pins itself to CPU 0 so perf samples land in one ring.
+ * The reader runs on CPU 0. With FILL_CPU >= 0 the fills run in a forked
+ * child pinned to that CPU, which the reader waits for by spinning on shared
+ * memory (no system call, no context switch on the reader's CPU), like
+ * bench_rings.py does; otherwise the reader fills on CPU 0 itself.
  */
 #define _GNU_SOURCE
 #include <bpf/bpf.h>
@@ -18,7 +21,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 struct acc {
 	uint64_t sum;
@@ -66,25 +72,71 @@ static int fill(int prog_fd, int n)
 	return bpf_prog_test_run_opts(prog_fd, &opts);
 }
 
+static void pin(int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* The filler child waits on a pipe for a request and reports each finished
+ * fill in shared memory, where the reader spins for it. */
+static volatile uint64_t *fills_done;
+static int fill_req[2];
+
+static int remote_filler(int prog_fd, int n, int cpu)
+{
+	fills_done = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (fills_done == MAP_FAILED || pipe(fill_req))
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		pin(cpu);
+		close(fill_req[1]);
+		char c;
+		while (read(fill_req[0], &c, 1) == 1 && c == 'f') {
+			if (fill(prog_fd, n))
+				_exit(1);
+			__atomic_fetch_add(fills_done, 1, __ATOMIC_RELEASE);
+		}
+		_exit(0);
+	}
+	return pid;
+}
+
+static void remote_fill(uint64_t rep)
+{
+	if (write(fill_req[1], "f", 1) != 1)
+		abort();
+	while (__atomic_load_n(fills_done, __ATOMIC_ACQUIRE) != rep)
+		;
+}
+
 int main(int argc, char **argv)
 {
-	if (argc < 6) {
-		fprintf(stderr, "usage: %s ringbuf|perf MAP_ID PROG_ID RECORDS REPS [PAGE_CNT]\n", argv[0]);
+	if (argc < 7) {
+		fprintf(stderr, "usage: %s ringbuf|perf MAP_ID PROG_ID RECORDS REPS PAGE_CNT [FILL_CPU]\n", argv[0]);
 		return 2;
 	}
 	int perf = strcmp(argv[1], "perf") == 0;
 	int map_fd = bpf_map_get_fd_by_id(atoi(argv[2]));
 	int prog_fd = bpf_prog_get_fd_by_id(atoi(argv[3]));
 	int n = atoi(argv[4]), reps = atoi(argv[5]);
-	size_t page_cnt = argc > 6 ? strtoul(argv[6], NULL, 0) : 256;
+	size_t page_cnt = strtoul(argv[6], NULL, 0);
+	int fill_cpu = argc > 7 ? atoi(argv[7]) : -1;
 	if (map_fd < 0 || prog_fd < 0) {
 		fprintf(stderr, "open by id: %s\n", strerror(errno));
 		return 1;
 	}
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(0, &set);
-	sched_setaffinity(0, sizeof(set), &set);
+	pid_t child = -1;
+	if (fill_cpu >= 0 && (child = remote_filler(prog_fd, n, fill_cpu)) < 0) {
+		fprintf(stderr, "filler: %s\n", strerror(errno));
+		return 1;
+	}
+	pin(0);
 
 	struct acc a = {0};
 	struct ring_buffer *rb = NULL;
@@ -99,7 +151,9 @@ int main(int argc, char **argv)
 	}
 	for (int r = 0; r < reps; r++) {
 		a.count = a.sum = 0;
-		if (fill(prog_fd, n)) {
+		if (child > 0)
+			remote_fill(r + 1);
+		else if (fill(prog_fd, n)) {
 			fprintf(stderr, "test_run: %s\n", strerror(errno));
 			return 1;
 		}
@@ -116,6 +170,10 @@ int main(int argc, char **argv)
 		uint64_t t1 = now_ns();
 		printf("%llu %llu %llu\n", (unsigned long long)(t1 - t0),
 		       (unsigned long long)a.count, (unsigned long long)a.sum);
+	}
+	if (child > 0) {
+		close(fill_req[1]);
+		waitpid(child, NULL, 0);
 	}
 	ring_buffer__free(rb);
 	perf_buffer__free(pb);
