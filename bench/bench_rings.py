@@ -165,18 +165,13 @@ def _touch_fixed(arr: np.ndarray) -> int:
     return int(arr["seq"].sum())
 
 
+_HEADS = np.empty(max(RB_N["mix"], PERF_N["mix"]), "<u8")
+
+
 def _touch_var(batch) -> int:
-    # Sum the first u64 of each record. Records are 8-aligned except in a
-    # perf view, where every raw sample sits at 4 mod 8 (after the 8-byte
-    # header and the u32 size): view the data from that residue as
-    # (unaligned) u64s and gather, like the aligned case.
-    offs = batch.offsets
-    data = batch.data
-    r = int(offs[0]) % 8 if len(offs) else 0
-    if r:
-        words = data[r:r + (len(data) - r) // 8 * 8].view("<u8")
-        return int(words[(offs - r) // 8].sum())
-    return int(data.view("<u8")[offs // 8].sum())
+    # The first u64 of every record, gathered by one C loop into a reused
+    # aligned array (a perf view's samples sit at 4 mod 8), then summed.
+    return int(batch.as_array("<u8", out=_HEADS).sum())
 
 
 def _drain(reader, n: int, form: str, mix: bool, out: np.ndarray) -> None:

@@ -41,7 +41,7 @@ themselves live as long as any numpy view of them.
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
-from cpython.ref cimport PyObject, Py_INCREF
+from cpython.ref cimport PyObject, Py_INCREF, Py_REFCNT
 from cpython.exc cimport PyErr_CheckSignals
 from posix.unistd cimport usleep
 from libc.errno cimport errno, EINTR, EAGAIN
@@ -167,6 +167,43 @@ cdef extern from * nogil:
        branch the CPU predicts (the empty asm keeps GCC from turning it into
        a cmov): the next header's address then does not wait for this
        header's load, and a run of same-size records streams. */
+    /* Output staging. The scans store into the output while loading from
+       the ring; a load whose address matches a pending store's low 12 bits
+       waits for it (4K aliasing), which on the ring buffer's dependent
+       header walk doubled the cost of a record. Stores go to a small stack
+       buffer first and reach the output in 512-byte-or-so memcpys. */
+    #define FBPF_STAGE_BYTES 2048
+    typedef struct {
+        char *out;            /* where staged record 0 goes */
+        Py_ssize_t itemsize;
+        Py_ssize_t per;       /* records per stage (0: no staging) */
+        Py_ssize_t k;         /* records staged */
+        char buf[FBPF_STAGE_BYTES] __attribute__((aligned(64)));
+    } fbpf_stage;
+    static inline void fbpf_stage_init(fbpf_stage *st, char *out, Py_ssize_t itemsize) {
+        st->out = out;
+        st->itemsize = itemsize;
+        st->per = itemsize <= FBPF_STAGE_BYTES / 4 ? FBPF_STAGE_BYTES / itemsize : 0;
+        st->k = 0;
+    }
+    /* Where record n's bytes go. */
+    static inline __attribute__((always_inline))
+    char *fbpf_stage_slot(fbpf_stage *st, Py_ssize_t n) {
+        return st->per ? st->buf + st->k * st->itemsize : st->out + n * st->itemsize;
+    }
+    static inline void fbpf_stage_flush(fbpf_stage *st) {
+        if (st->k) {
+            memcpy(st->out, st->buf, (size_t)(st->k * st->itemsize));
+            st->out += st->k * st->itemsize;
+            st->k = 0;
+        }
+    }
+    /* Record committed to its slot. */
+    static inline __attribute__((always_inline)) void fbpf_stage_done(fbpf_stage *st) {
+        if (st->per && ++st->k == st->per)
+            fbpf_stage_flush(st);
+    }
+
     #define FBPF_RB_GATHER_LOOP(COPY) \
         while (n < maxn) { \
             if (pos >= prod) { \
@@ -178,9 +215,10 @@ cdef extern from * nogil:
             if (ln & FBPF_RB_BUSY_BIT) break; \
             if (__builtin_expect(!(ln & FBPF_RB_DISCARD_BIT), 1)) { \
                 if (__builtin_expect(ln < need, 0)) { *shortp = 1; break; } \
-                char *dst = out + n * itemsize; \
+                char *dst = fbpf_stage_slot(&st, n); \
                 const char *src = hdr + FBPF_RB_HDR_SZ; \
                 COPY; \
+                fbpf_stage_done(&st); \
                 n++; \
             } \
             if (__builtin_expect(ln != last_len, 0)) { \
@@ -222,8 +260,11 @@ cdef extern from * nogil:
         uint64_t pos = *posp, prod = fbpf_acq64(prodp), step = 0;
         uint32_t last_len = 0xFFFFFFFFu;   /* busy and discard: never a real header */
         Py_ssize_t n = 0;
+        fbpf_stage st;
+        fbpf_stage_init(&st, out, itemsize);
         *shortp = 0;
         FBPF_GATHER_DISPATCH(FBPF_RB_GATHER_LOOP);
+        fbpf_stage_flush(&st);
         *posp = pos;
         return n;
     }
@@ -240,9 +281,10 @@ cdef extern from * nogil:
             if (__builtin_expect((uint32_t)h != FBPF_PERF_RECORD_SAMPLE || size == 0 \
                                  || off + size > rsize || fbpf_ld32(p + 8) < need, 0)) \
                 break; \
-            char *dst = out + n * itemsize; \
+            char *dst = fbpf_stage_slot(&st, n); \
             const char *src = p + 12; \
             COPY; \
+            fbpf_stage_done(&st); \
             n++; \
             if (__builtin_expect(size != last_size, 0)) { \
                 __asm__ volatile(""); \
@@ -261,11 +303,108 @@ cdef extern from * nogil:
         uint64_t tail = *tailp;
         uint32_t last_size = 0;
         Py_ssize_t n = 0;
+        fbpf_stage st;
+        fbpf_stage_init(&st, out, itemsize);
         FBPF_GATHER_DISPATCH(FBPF_PERF_GATHER_LOOP);
+        fbpf_stage_flush(&st);
         *tailp = tail;
         return n;
     }
 
+    /* Offsets (from cons, to the payload) and lengths of up to maxn
+       committed records of a ring buffer from *posp, stopping at a busy
+       record, at the producer, or after the record that crosses max_bytes
+       past cons; discarded records are skipped. The index stores are staged
+       (see fbpf_stage): each header's address depends on the previous
+       header, and aliasing stores would sit in that chain. */
+    static Py_ssize_t fbpf_rb_collect(const char *data, uint64_t mask, const void *prodp,
+                                      uint64_t cons, uint64_t *posp, int64_t *offs,
+                                      int64_t *lens, Py_ssize_t maxn, uint64_t max_bytes) {
+        uint64_t pos = *posp, prod = fbpf_acq64(prodp);
+        int64_t so[64], sl[64];
+        int k = 0;
+        Py_ssize_t n = 0;
+        while (n + k < maxn) {
+            if (pos >= prod) {
+                prod = fbpf_acq64(prodp);
+                if (pos >= prod) break;
+            }
+            uint32_t ln = fbpf_acq32(data + (pos & mask));
+            if (ln & FBPF_RB_BUSY_BIT) break;
+            if (!(ln & FBPF_RB_DISCARD_BIT)) {
+                so[k] = (int64_t)(pos - cons) + FBPF_RB_HDR_SZ;
+                sl[k] = ln;
+                if (++k == 64) {
+                    memcpy(offs + n, so, sizeof so);
+                    memcpy(lens + n, sl, sizeof sl);
+                    n += 64;
+                    k = 0;
+                }
+            }
+            pos += fbpf_rb_step(ln);
+            if (pos - cons >= max_bytes) break;
+        }
+        memcpy(offs + n, so, (size_t)k * 8);
+        memcpy(lens + n, sl, (size_t)k * 8);
+        *posp = pos;
+        return n + k;
+    }
+
+    /* The perf twin: samples from *posp up to head, stopping at a record
+       that is not a sample or would run past lim; offsets are from start
+       to the sample's data (after the header and the u32 size). */
+    static Py_ssize_t fbpf_perf_collect(const char *data, uint64_t mask, uint64_t start,
+                                        uint64_t lim, uint64_t head, uint64_t *posp,
+                                        int64_t *offs, int64_t *sizes, Py_ssize_t maxn) {
+        uint64_t pos = *posp;
+        int64_t so[64], ss[64];
+        int k = 0;
+        Py_ssize_t n = 0;
+        while (pos < head && n + k < maxn) {
+            const char *p = data + (pos & mask);
+            const uint64_t h = fbpf_ld64(p);
+            const uint32_t size = (uint32_t)(h >> 48);
+            if (size == 0 || pos + size > lim || (uint32_t)h != FBPF_PERF_RECORD_SAMPLE)
+                break;
+            so[k] = (int64_t)(pos - start) + 12;
+            ss[k] = fbpf_ld32(p + 8);
+            if (++k == 64) {
+                memcpy(offs + n, so, sizeof so);
+                memcpy(sizes + n, ss, sizeof ss);
+                n += 64;
+                k = 0;
+            }
+            pos += size;
+        }
+        memcpy(offs + n, so, (size_t)k * 8);
+        memcpy(sizes + n, ss, (size_t)k * 8);
+        *posp = pos;
+        return n + k;
+    }
+
+    /* Copy the first itemsize bytes of n records (offsets into data, of
+       dlen bytes) into out. Returns -1, or the index of the first record that
+       is shorter than itemsize or lies outside data. */
+    static Py_ssize_t fbpf_gather_prefix(const char *data, uint64_t dlen, const int64_t *offs,
+                                         const int64_t *sizes, Py_ssize_t n, char *out,
+                                         Py_ssize_t itemsize) {
+        const uint32_t spans[3] = {0, 0, (uint32_t)itemsize};
+        const int nspans = 1;
+        Py_ssize_t i = 0;
+        #define FBPF_PREFIX_LOOP(COPY) \
+            for (; i < n; i++) { \
+                const int64_t o = offs[i]; \
+                if (__builtin_expect(o < 0 || sizes[i] < itemsize \
+                                     || (uint64_t)o + (uint64_t)itemsize > dlen, 0)) \
+                    return i; \
+                char *dst = out + i * itemsize; \
+                const char *src = data + o; \
+                COPY; \
+            }
+        FBPF_GATHER_DISPATCH(FBPF_PREFIX_LOOP);
+        #undef FBPF_PREFIX_LOOP
+        return -1;
+    }
     static inline double fbpf_monotonic(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -307,6 +446,15 @@ cdef extern from * nogil:
                                           uint64_t *posp, char *out, Py_ssize_t itemsize,
                                           uint32_t need, const uint32_t *spans, int nspans,
                                           Py_ssize_t maxn, bint *shortp)
+    Py_ssize_t rb_collect "fbpf_rb_collect"(const char *data, uint64_t mask, const void *prodp,
+                                            uint64_t cons, uint64_t *posp, int64_t *offs,
+                                            int64_t *lens, Py_ssize_t maxn, uint64_t max_bytes)
+    Py_ssize_t perf_collect "fbpf_perf_collect"(const char *data, uint64_t mask, uint64_t start,
+                                                uint64_t lim, uint64_t head, uint64_t *posp,
+                                                int64_t *offs, int64_t *sizes, Py_ssize_t maxn)
+    Py_ssize_t gather_prefix "fbpf_gather_prefix"(const char *data, uint64_t dlen,
+                                                  const int64_t *offs, const int64_t *sizes,
+                                                  Py_ssize_t n, char *out, Py_ssize_t itemsize)
     Py_ssize_t perf_gather "fbpf_perf_gather"(const char *data, uint64_t mask, uint64_t rsize,
                                               uint64_t *tailp, uint64_t head, char *out,
                                               Py_ssize_t itemsize, uint32_t need,
@@ -436,6 +584,26 @@ cdef class _Scratch:
         return 0
 
 
+cdef class _ViewIndex:
+    """Index arrays for zero-copy variable-size views, reused from batch to
+    batch. A fresh half-megabyte array per batch faults in a page per 4 KiB
+    when first written (glibc gives big blocks back to the kernel on free),
+    which on the benchmark VM cost more than the scan (12 ns a record instead
+    of 3). An array is reused only when nothing outside holds it -- no slice
+    of it is alive -- so a batch the caller kept is never overwritten."""
+    cdef cnp.ndarray offs, sizes
+
+    cdef int take(self, cnp.npy_intp cap) except -1:
+        offs = self.offs
+        sizes = self.sizes
+        # 2 references each when free: the attribute and the local
+        if offs is None or offs.shape[0] < cap or Py_REFCNT(offs) != 2 or Py_REFCNT(sizes) != 2:
+            cap = max(cap, 1024)
+            self.offs = _np.empty(cap, _np.int64)
+            self.sizes = _np.empty(cap, _np.int64)
+        return 0
+
+
 cdef cnp.ndarray _head_copy(cnp.ndarray src, cnp.npy_intp n):
     """A new array holding the first n items of 1-d *src*."""
     cdef cnp.ndarray out = _np.empty(n, src.dtype)
@@ -488,64 +656,145 @@ cdef class RecordBatch:
     except in a perf ``view()`` batch, where samples sit where the kernel put
     them, at 4 mod 8 (after the header and the u32 size).
     """
-    cdef readonly object data
-    cdef readonly object offsets
-    cdef readonly object sizes
-    cdef readonly object cpus
+    cdef object _data, _offsets, _sizes, _cpus
+    cdef bint _released
 
     def __init__(self, data, offsets, sizes, cpus=None):
-        self.data = data
-        self.offsets = offsets
-        self.sizes = sizes
-        self.cpus = cpus
+        self._data = data
+        self._offsets = offsets
+        self._sizes = sizes
+        self._cpus = cpus
+
+    cdef int _check(self) except -1:
+        if self._released:
+            raise ValueError("this view() batch was used after its with block: its records "
+                             "are consumed and the ring may have reused their memory")
+        return 0
+
+    cdef void _release(self):
+        """End of a view() block: drop the ring memory and the reader's
+        reusable index arrays."""
+        self._released = True
+        self._data = self._offsets = self._sizes = self._cpus = None
+
+    @property
+    def data(self):
+        """The bytes the records lie in (``uint8``)."""
+        self._check()
+        return self._data
+
+    @property
+    def offsets(self):
+        """Where each record starts in :attr:`data` (``int64``)."""
+        self._check()
+        return self._offsets
+
+    @property
+    def sizes(self):
+        """Each record's size in bytes (``int64``)."""
+        self._check()
+        return self._sizes
+
+    @property
+    def cpus(self):
+        """The CPU of each record (``int32``; perf readers), else None."""
+        self._check()
+        return self._cpus
 
     def __len__(self):
-        return len(self.offsets)
+        self._check()
+        return len(self._offsets)
 
     def __getitem__(self, i):
-        cdef Py_ssize_t n = len(self.offsets)
+        self._check()
+        cdef Py_ssize_t n = len(self._offsets)
         cdef Py_ssize_t k = i
         if k < 0:
             k += n
         if not 0 <= k < n:
             raise IndexError(f"record {i} out of range ({n} records)")
-        o = int(self.offsets[k])
-        return self.data[o:o + int(self.sizes[k])]
+        o = int(self._offsets[k])
+        return self._data[o:o + int(self._sizes[k])]
 
     def __iter__(self):
-        data = self.data
-        for o, s in zip(self.offsets.tolist(), self.sizes.tolist()):
+        self._check()
+        data = self._data
+        for o, s in zip(self._offsets.tolist(), self._sizes.tolist()):
             yield data[o:o + s]
 
     def tolist(self):
         """The records as a list of ``bytes`` (copies)."""
         return [bytes(r) for r in self]
 
-    def as_array(self, dtype):
+    def as_array(self, dtype, out=None):
         """The records as a structured array of *dtype*: a zero-copy strided
-        view when the records are evenly spaced, else a copy. Every record
-        must hold at least ``dtype.itemsize`` bytes (longer ones are cut)."""
+        view when the records are evenly spaced and such a view is aligned
+        for *dtype*, else an (aligned) copy made in one C loop; with *out* (a
+        contiguous 1-d array of *dtype*, reused across batches to spare an
+        allocation) always a copy into ``out[:len(self)]``, which is returned.
+        Every record must hold at least ``dtype.itemsize`` bytes (longer ones
+        are cut), so for records that share a fixed header and differ after
+        it, ``as_array(header_dtype)`` is that header of every record."""
         dt = _plain_dtype(dtype)
-        n = len(self.offsets)
+        cdef Py_ssize_t n = len(self.offsets), bad
+        cdef Py_ssize_t itemsize = dt.itemsize
+        if itemsize <= 0:
+            raise ValueError(f"dtype {dt} has no size")
+        if out is not None:
+            if not isinstance(out, _np.ndarray) or out.ndim != 1 or not out.flags.c_contiguous \
+                    or not out.flags.writeable:
+                raise ValueError("out must be a writable, contiguous 1-d numpy array")
+            if out.dtype != dt:
+                raise ValueError(f"out has dtype {out.dtype}, not {dt}")
+            if len(out) < n:
+                raise ValueError(f"out has room for {len(out)} records, the batch holds {n}")
         if n == 0:
-            return _np.empty(0, dt)
-        if int(self.sizes.min()) < dt.itemsize:
-            raise ValueError(f"a record of {int(self.sizes.min())} bytes is smaller than "
-                             f"dtype {dt} ({dt.itemsize} bytes)")
-        offs = self.offsets
-        if n == 1 or (_np.diff(offs) == offs[1] - offs[0]).all():
-            stride = int(offs[1] - offs[0]) if n > 1 else dt.itemsize
-            if stride >= dt.itemsize:
-                return _np.ndarray((n,), dt, buffer=self.data, offset=int(offs[0]),
+            return _np.empty(0, dt) if out is None else out[:0]
+        cdef cnp.ndarray data = _np.ascontiguousarray(self.data).reshape(-1).view(_np.uint8)
+        cdef cnp.ndarray offs = _np.ascontiguousarray(self.offsets, _np.int64)
+        cdef cnp.ndarray sizes = _np.ascontiguousarray(self.sizes, _np.int64)
+        if len(sizes) != n:
+            raise ValueError(f"{n} offsets but {len(sizes)} sizes")
+        cdef const int64_t *po = <const int64_t *>offs.data
+        cdef int64_t stride = po[1] - po[0] if n > 1 else itemsize
+        cdef Py_ssize_t i
+        cdef bint even = stride >= itemsize
+        for i in range(2, n):
+            if po[i] - po[i - 1] != stride:
+                even = False
+                break
+        cdef cnp.ndarray res
+        cdef Py_ssize_t align = dt.alignment
+        # (an unaligned view would send every numpy operation on it through
+        # numpy's buffered copies: one aligned copy here is cheaper)
+        if out is None and even and isinstance(self.data, _np.ndarray) \
+                and <char *>data.data == <char *>cnp.PyArray_DATA(<cnp.ndarray>self.data) \
+                and (<size_t>data.data + <size_t>po[0]) % <size_t>align == 0 and stride % align == 0:
+            # evenly spaced: every record still gets its bounds checked
+            # (below, on the copy path's terms) before a view is handed out
+            # the last record ends inside data (division: no overflow)
+            span = len(data) - po[0] - itemsize
+            if po[0] >= 0 and span >= 0 and (n - 1) <= span // stride \
+                    and int(sizes.min()) >= itemsize:
+                return _np.ndarray((n,), dt, buffer=self.data, offset=int(po[0]),
                                    strides=(stride,))
-        out = _np.empty(n, dt)
-        raw = out.view(_np.uint8).reshape(n, dt.itemsize)
-        for k, o in enumerate(offs.tolist()):
-            raw[k] = self.data[o:o + dt.itemsize]
-        return out
+        res = _np.empty(n, dt) if out is None else out
+        cdef uint64_t dlen = len(data)
+        with nogil:
+            bad = gather_prefix(<const char *>data.data, dlen, po,
+                                <const int64_t *>sizes.data, n, <char *>cnp.PyArray_DATA(res), itemsize)
+        if bad >= 0:
+            o, sz = int(po[bad]), int((<const int64_t *>sizes.data)[bad])
+            if sz < itemsize:
+                raise ValueError(f"record {bad} has {sz} bytes, fewer than dtype {dt} "
+                                 f"({itemsize} bytes)")
+            raise ValueError(f"record {bad} (offset {o}) lies outside the batch's data")
+        return res if out is None or len(out) == n else out[:n]
 
     def __repr__(self):
-        return f"<RecordBatch {len(self.offsets)} records, {int(self.sizes.sum()) if len(self.sizes) else 0} bytes>"
+        if self._released:
+            return "<RecordBatch released (its view() block ended)>"
+        return f"<RecordBatch {len(self._offsets)} records, {int(self._sizes.sum()) if len(self._sizes) else 0} bytes>"
 
 
 # ---------------------------------------------------------------------------
@@ -563,6 +812,7 @@ cdef class _Poller:
     cdef readonly bint closed
     cdef int busy
     cdef bint held           # a view() batch is open: its records are not consumed yet
+    cdef object vbatch       # the open view()'s RecordBatch, released by view_end()
     cdef str what
 
     def __cinit__(self, *args, **kwargs):
@@ -594,6 +844,17 @@ cdef class _Poller:
         self.busy -= 1
         if self.closed and self.busy == 0:
             self._teardown()
+
+    cdef object _lend(self, object batch):
+        """Hand out a view() batch; view_end() releases it."""
+        if isinstance(batch, RecordBatch):
+            self.vbatch = batch
+        return batch
+
+    cdef void _release_view(self):
+        if self.vbatch is not None:
+            (<RecordBatch>self.vbatch)._release()
+            self.vbatch = None
 
     cdef int _check_not_held(self) except -1:
         if self.held:
@@ -828,9 +1089,11 @@ cdef class RingbufCore(_SharedRing):
     cdef uint64_t cons        # our copy of consumer_pos (only we write it)
     cdef uint64_t vend        # where an open view() batch ends
     cdef _Scratch scratch
+    cdef _ViewIndex vidx
 
     def __init__(self, int map_fd, uint64_t size):
         self.scratch = _Scratch()
+        self.vidx = _ViewIndex()
         self._map_ring(map_fd, size, True, "ring buffer reader")
         self.cons_page = self.cons_map.addr
         self.prod_page = self.data_map.addr
@@ -887,31 +1150,9 @@ cdef class RingbufCore(_SharedRing):
                              uint64_t max_bytes, uint64_t *endp) noexcept nogil:
         """Offsets (from self.cons) and lengths of up to maxn records,
         stopping after the record that crosses max_bytes of ring."""
-        cdef const char *data = self.data
-        cdef const char *prodp = self.prod_page
-        cdef uint64_t mask = self.mask, cons = self.cons
-        cdef uint64_t pos = cons, prod = acq64(prodp)
-        cdef uint32_t ln
-        cdef Py_ssize_t n = 0
-        while n < maxn:
-            if pos >= prod:
-                prod = acq64(prodp)
-                if pos >= prod:
-                    break
-            # The pending range never exceeds the ring size, and the data is
-            # mapped twice, so pos - cons is a valid offset from cons.
-            ln = acq32(data + (pos & mask))
-            if ln & RB_BUSY:
-                break
-            if not (ln & RB_DISCARD):
-                offs[n] = <int64_t>(pos - cons) + RB_HDR
-                lens[n] = ln
-                n += 1
-            pos += rb_step(ln)
-            if pos - cons >= max_bytes:
-                break
-        endp[0] = pos
-        return n
+        endp[0] = self.cons
+        return rb_collect(self.data, self.mask, self.prod_page, self.cons, endp, offs, lens,
+                          maxn, max_bytes)
 
     cdef Py_ssize_t _uniform_run(self, Py_ssize_t itemsize, Py_ssize_t maxn, uint64_t max_bytes,
                                  uint64_t *startp, uint64_t *endp, uint64_t *stridep,
@@ -1077,16 +1318,16 @@ cdef class RingbufCore(_SharedRing):
             # are ready, so bound them.
             if maxn < 0 and cap > _VIEW_BATCH:
                 cap = _VIEW_BATCH
-            offs = _np.empty(cap, _np.int64)
-            lens = _np.empty(cap, _np.int64)
+            self.vidx.take(cap)
+            offs = self.vidx.offs
+            lens = self.vidx.sizes
             with nogil:
                 n = self._collect(<int64_t *>offs.data, <int64_t *>lens.data, cap,
                                   _VIEW_BYTES if maxn < 0 else <uint64_t>-1, &end)
             if n == 0:
                 return None, end
-            if n < cap:
-                offs = offs[:n]
-                lens = lens[:n]
+            offs = offs[:n]
+            lens = lens[:n]
             span = <cnp.npy_intp>(end - self.cons)
             buf = _view(self.data_map, <char *>self.data + (self.cons & self.mask), _U8, 1,
                         span, 1, False)
@@ -1142,7 +1383,7 @@ cdef class RingbufCore(_SharedRing):
                         self.held = True
                         self.vend = end
                         self.busy += 1        # released by view_end()
-                        return b
+                        return self._lend(b)
                     self._commit(end)
                 else:
                     dt = _plain_dtype(dtype)
@@ -1178,6 +1419,7 @@ cdef class RingbufCore(_SharedRing):
         if not self.held:
             return
         self.held = False
+        self._release_view()
         try:
             self._commit(self.vend)
         finally:
@@ -1209,6 +1451,7 @@ cdef class PerfCore(_Poller):
     cdef int next_ring        # round robin, so one busy CPU cannot starve the others
     cdef char *scratch        # a record that wraps the ring's end is copied here (64 KiB)
     cdef _Scratch idx         # read_records' index arrays
+    cdef _ViewIndex vidx      # view()'s index arrays
     cdef readonly object cpus
     cdef int _view_ring
     cdef uint64_t _view_tail
@@ -1224,6 +1467,7 @@ cdef class PerfCore(_Poller):
         self.fds = []
         self.maps = []
         self.idx = _Scratch()
+        self.vidx = _ViewIndex()
         self.cpus = tuple(int(c) for c in cpus)
         self._init_poller("perf reader")
         n = len(fds)
@@ -1627,7 +1871,7 @@ cdef class PerfCore(_Poller):
                                                 _full_i64(1, 12), _full_i64(1, rawsz),
                                                 _full_i32(1, r.cpu))
                         self._hold(i, tail + size)
-                        return batch
+                        return self._lend(batch)
                     # a run of samples up to the ring's end: the ring is
                     # mapped once, so the run must stop there even when no
                     # record straddles it (the next one is at offset 0)
@@ -1639,43 +1883,39 @@ cdef class PerfCore(_Poller):
                     stride = size
                     if not fixed:
                         # every sample takes >= 16 bytes: this bounds the count
-                        cap = min(maxn, <Py_ssize_t>((head - tail) // 16) + 1)
-                        offs_a = _np.empty(cap, _np.int64)
-                        sizes_a = _np.empty(cap, _np.int64)
+                        cap = min(maxn, <Py_ssize_t>((min(head, lim) - tail) // 16) + 1)
+                        self.vidx.take(cap)
+                        offs_a = self.vidx.offs
+                        sizes_a = self.vidx.sizes
                         po = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>offs_a)
                         ps = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>sizes_a)
                         maxn = cap
-                    while pos < head and n < maxn:
+                    if not fixed:
+                        n = perf_collect(data, mask, start, lim, head, &pos, po, ps, maxn)
+                    while fixed and pos < head and n < maxn:
                         off = pos & mask
                         p = data + off
                         h = ld64(p)
                         size = <uint16_t>(h >> 48)
-                        if pos + size > lim or <uint32_t>h != PERF_RECORD_SAMPLE:
+                        if pos + size > lim or <uint32_t>h != PERF_RECORD_SAMPLE or size != stride:
                             break
-                        if fixed:
-                            if size != stride:
-                                break
-                            if ld32(p + 8) < <uint32_t>itemsize:
-                                if n == 0:
-                                    self._set_tail(r, pos + size)
-                                    raise ValueError(f"a perf sample is smaller than dtype {dt}; "
-                                                     f"the sample was dropped")
-                                break
-                            # The stride, not the loaded size (equal here):
-                            # the next load's address then does not wait for
-                            # this one's data.
-                            pos += stride
-                        else:
-                            po[n] = <int64_t>(pos - start) + 12
-                            ps[n] = ld32(p + 8)
-                            pos += size
+                        if ld32(p + 8) < <uint32_t>itemsize:
+                            if n == 0:
+                                self._set_tail(r, pos + size)
+                                raise ValueError(f"a perf sample is smaller than dtype {dt}; "
+                                                 f"the sample was dropped")
+                            break
+                        # The stride, not the loaded size (equal here): the
+                        # next load's address then does not wait for this
+                        # one's data.
+                        pos += stride
                         n += 1
                     base_p = data + (start & mask)
                     self._hold(i, pos)
                     if fixed:
                         return _view(self.maps[i], <char *>base_p + 12, dt, 1, n, stride, False)
                     buf = _view(self.maps[i], <char *>base_p, _U8, 1, <cnp.npy_intp>(pos - start), 1, False)
-                    return RecordBatch(buf, offs_a[:n], sizes_a[:n], _full_i32(n, r.cpu))
+                    return self._lend(RecordBatch(buf, offs_a[:n], sizes_a[:n], _full_i32(n, r.cpu)))
                 if not self._wait(deadline):
                     self._hold(-1, 0)
                     if fixed:
@@ -1698,6 +1938,7 @@ cdef class PerfCore(_Poller):
         if not self.held:
             return
         self.held = False
+        self._release_view()
         try:
             if self._view_ring >= 0 and self.nrings:
                 self._set_tail(&self.rings[self._view_ring], self._view_tail)

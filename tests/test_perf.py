@@ -405,3 +405,17 @@ def test_unbounded_view_batches_stay_cache_sized(maps, no_fd_leak):
         assert sizes[0] == (2 << 20) // 80 and sum(sizes) == n
         assert seqs == list(range(n, 2 * n))
         assert ctr[1] == 0
+
+
+def test_as_array_reads_unaligned_samples(maps, no_fd_leak):
+    """In a perf view samples sit at 4 mod 8; as_array copies their first
+    u64 out into an aligned array."""
+    events, ctr = maps
+    cpu = perf.online_cpus()[0]
+    with perf_prog(events, ctr, size=16) as prog, \
+            perf.Reader(events, per_cpu_bytes=1 << 16) as p:
+        _run(prog, 30, cpu)
+        with p.view(timeout=1.0) as b:
+            assert int(b.offsets[0]) % 8 == 4
+            head = b.as_array("<u8")
+            assert head.flags.aligned and head.tolist() == list(range(30))

@@ -662,3 +662,47 @@ def test_unbounded_view_batches_stay_cache_sized(unique_name, no_fd_leak):
         prog.test_run(data=PKT, repeat=n)
         with r.view(dtype=WORDS, max_records=n, timeout=1.0) as b:
             assert len(b) == n and np.array_equal(b["c"], words_expected(range(2 * n, 3 * n))["c"])
+
+
+def test_as_array_gathers_the_common_prefix(maps, no_fd_leak):
+    """Variable-size records (8..32 bytes) share their first u64: as_array
+    copies it out of every record in one pass, from a copy and from a view."""
+    rb, ctr = maps
+    with output_prog(rb, ctr, var=True) as prog, ringbuf.Reader(rb) as r:
+        prog.test_run(data=PKT, repeat=100)
+        b = r.read_batch(max_records=60, timeout=1.0)
+        head = b.as_array("<u8")
+        assert head.dtype == np.dtype("<u8") and head.tolist() == list(range(60))
+        assert not np.shares_memory(head, b.data)
+        with pytest.raises(ValueError, match="record 0 has 8 bytes"):
+            b.as_array(np.dtype([("a", "<u8"), ("b", "<u8")]))
+        with r.view(timeout=1.0) as v:
+            assert v.as_array(np.dtype([("seq", "<u8")]))["seq"].tolist() == list(range(60, 100))
+            buf = np.zeros(64, "<u8")
+            got = v.as_array("<u8", out=buf)
+            assert np.shares_memory(got, buf) and got.tolist() == list(range(60, 100))
+            with pytest.raises(ValueError, match="room for 8"):
+                v.as_array("<u8", out=buf[:8])
+            with pytest.raises(ValueError, match="dtype"):
+                v.as_array("<u8", out=buf.view("<i8"))
+        with pytest.raises(ValueError, match="after its with block"):
+            len(v)
+
+
+def test_as_array_of_evenly_spaced_records_is_a_view(setup):
+    rb, ctr, prog, r = setup
+    prog.test_run(data=PKT, repeat=10)
+    with r.view(timeout=1.0) as b:
+        arr = b.as_array("<u8")
+        assert np.shares_memory(arr, b.data) and arr.tolist() == list(range(10))
+
+
+def test_as_array_checks_hand_made_batches():
+    data = np.arange(32, dtype=np.uint8)
+    ok = ringbuf.RecordBatch(data, np.array([0, 8, 24]), np.array([8, 8, 8]))
+    assert ok.as_array("<u4").tolist() == [0x03020100, 0x0B0A0908, 0x1B1A1918]
+    for offs, sizes, match in (([0, 28], [8, 8], "outside"), ([-8, 0], [8, 8], "outside"),
+                               ([0, 16], [8, 2], "record 1 has 2 bytes"),
+                               ([0, 8, 16], [8, 8], "offsets but")):
+        with pytest.raises(ValueError, match=match):
+            ringbuf.RecordBatch(data, np.array(offs), np.array(sizes)).as_array("<u8")
