@@ -1086,7 +1086,7 @@ cdef class RingbufCore(_SharedRing):
     cdef char *cons_page
     cdef const char *prod_page
     cdef const char *data
-    cdef uint64_t cons        # our copy of consumer_pos (only we write it)
+    cdef uint64_t cons        # consumer_pos, as read at the start of this operation
     cdef uint64_t vend        # where an open view() batch ends
     cdef _Scratch scratch
     cdef _ViewIndex vidx
@@ -1107,9 +1107,17 @@ cdef class RingbufCore(_SharedRing):
         discarded records included)."""
         self._enter()
         try:
+            self._sync()
             return acq64(self.prod_page) - self.cons
         finally:
             self._leave()
+
+    cdef inline void _sync(self) noexcept nogil:
+        # Start every operation from the position in the consumer page, not
+        # from a cached copy: if another reader of the same map consumed
+        # meanwhile, a cached position would point at records the kernel
+        # may already have overwritten.
+        self.cons = acq64(self.cons_page)
 
     cdef inline void _commit(self, uint64_t pos) noexcept nogil:
         if pos != self.cons:
@@ -1210,6 +1218,7 @@ cdef class RingbufCore(_SharedRing):
         self._enter()
         try:
             self._check_not_held()
+            self._sync()
             while True:
                 if self._scan_one(&end, &rec, &ln):
                     out = _record(self.data + (rec & self.mask) + RB_HDR, ln, None)
@@ -1239,6 +1248,7 @@ cdef class RingbufCore(_SharedRing):
         self._enter()
         try:
             self._check_not_held()
+            self._sync()
             while True:
                 pend = acq64(self.prod_page) - self.cons
                 # Every record takes at least header + need (rounded up)
@@ -1354,6 +1364,7 @@ cdef class RingbufCore(_SharedRing):
         self._enter()
         try:
             self._check_not_held()
+            self._sync()
             while True:
                 b, end = self._batch(maxn, True)
                 self._commit(end)
@@ -1376,6 +1387,7 @@ cdef class RingbufCore(_SharedRing):
         self._enter()
         try:
             self._check_not_held()
+            self._sync()
             while True:
                 if dtype is None:
                     b, end = self._batch(maxn, False)

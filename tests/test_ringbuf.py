@@ -706,3 +706,18 @@ def test_as_array_checks_hand_made_batches():
                                ([0, 8, 16], [8, 8], "offsets but")):
         with pytest.raises(ValueError, match=match):
             ringbuf.RecordBatch(data, np.array(offs), np.array(sizes)).as_array("<u8")
+
+
+def test_two_readers_of_one_ring_share_its_position(setup):
+    """Each reader starts from the consumer position in the ring, not from
+    a copy of its own: alternating readers get every record once, in order,
+    instead of rereading space the kernel may have reused."""
+    rb, ctr, prog, r = setup
+    with ringbuf.Reader(rb) as other:
+        seen = []
+        for i in range(6):
+            prog.test_run(data=PKT, repeat=10)
+            reader = r if i % 2 else other
+            seen += reader.read_batch(SEQ, timeout=1.0)["seq"].tolist()
+            assert r.pending == other.pending == 0
+        assert seen == list(range(60))
