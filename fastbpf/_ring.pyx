@@ -658,6 +658,7 @@ cdef class RecordBatch:
     """
     cdef object _data, _offsets, _sizes, _cpus
     cdef bint _released
+    cdef Py_ssize_t _n_released
 
     def __init__(self, data, offsets, sizes, cpus=None):
         self._data = data
@@ -674,6 +675,7 @@ cdef class RecordBatch:
     cdef void _release(self):
         """End of a view() block: drop the ring memory and the reader's
         reusable index arrays."""
+        self._n_released = len(self._offsets)
         self._released = True
         self._data = self._offsets = self._sizes = self._cpus = None
 
@@ -702,8 +704,8 @@ cdef class RecordBatch:
         return self._cpus
 
     def __len__(self):
-        self._check()
-        return len(self._offsets)
+        # the count stays known after a view() block; the records do not
+        return self._n_released if self._released else len(self._offsets)
 
     def __getitem__(self, i):
         self._check()
@@ -793,7 +795,7 @@ cdef class RecordBatch:
 
     def __repr__(self):
         if self._released:
-            return "<RecordBatch released (its view() block ended)>"
+            return f"<RecordBatch {self._n_released} records, released (its view() block ended)>"
         return f"<RecordBatch {len(self._offsets)} records, {int(self._sizes.sum()) if len(self._sizes) else 0} bytes>"
 
 

@@ -24,7 +24,7 @@ Semantics shared with :class:`fastbpf.perf.Reader`:
   is the zero-copy form: the batch points into the ring and the ring advances
   only when the ``with`` block exits (also by an exception). A
   :class:`RecordBatch` from ``view()`` is released when the block exits:
-  using it afterwards raises ValueError. A structured array from
+  reading its records afterwards raises ValueError (``len()`` still works). A structured array from
   ``view(dtype=...)`` cannot be released: don't keep it past the block (it
   stays readable memory, but the kernel reuses it). Without ``max_records``
   a view batch ends after about 2 MiB of ring, so the consumer's pass over

@@ -685,8 +685,11 @@ def test_as_array_gathers_the_common_prefix(maps, no_fd_leak):
                 v.as_array("<u8", out=buf[:8])
             with pytest.raises(ValueError, match="dtype"):
                 v.as_array("<u8", out=buf.view("<i8"))
+        assert len(v) == 40                     # the count outlives the block...
         with pytest.raises(ValueError, match="after its with block"):
-            len(v)
+            v.offsets                           # ...the records do not
+        with pytest.raises(ValueError, match="after its with block"):
+            v[0]
 
 
 def test_as_array_of_evenly_spaced_records_is_a_view(setup):

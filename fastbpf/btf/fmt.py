@@ -109,6 +109,8 @@ class _Formatter:
         return int.from_bytes(self.data[off:off + size], self.order, signed=signed)
 
     def _bits(self, bit_off: int, nbits: int, signed: bool) -> int:
+        if nbits == 0:      # a zero-width int (hostile BTF can say so) holds 0
+            return 0
         start, end = bit_off // 8, (bit_off + nbits + 7) // 8
         chunk = int.from_bytes(self.data[start:end], self.order)
         if self.order == "little":
