@@ -128,8 +128,12 @@ class _Fill:
             return
         self._asked += 1
         os.write(self._wfd, b"f")
+        spins = 0
         while int(self._done[0]) != self._asked:   # spin: no syscall on the reader's CPU
-            pass
+            spins += 1
+            if spins % 1_000_000 == 0 and os.waitpid(self.pid, os.WNOHANG)[0]:
+                self.pid = None
+                raise RuntimeError("the filler process died")
 
     def close(self) -> None:
         if self.pid is not None:

@@ -650,11 +650,14 @@ cdef class RecordBatch:
     copies.
 
     A batch from ``view()`` points into the ring itself and is valid only
-    inside the ``with`` block; one from ``read_batch()`` owns a packed copy.
-    Records start 8-byte aligned in ``data`` (relative to its start), so
-    ``data.view("<u8")[offsets // 8]`` reads each record's first u64 --
-    except in a perf ``view()`` batch, where samples sit where the kernel put
-    them, at 4 mod 8 (after the header and the u32 size).
+    inside the ``with`` block: when the block ends the batch is released, and
+    reading its records afterwards raises ValueError (``len()`` still works).
+    One from ``read_batch()`` owns a packed copy. Records start 8-byte
+    aligned in ``data`` (relative to its start) -- except in a perf
+    ``view()`` batch, where samples sit where the kernel put them, at 4 mod 8
+    (after the header and the u32 size). ``as_array(header_dtype)`` reads a
+    fixed-layout prefix of every record (an event header) either way, in one
+    C pass.
     """
     cdef object _data, _offsets, _sizes, _cpus
     cdef bint _released

@@ -111,8 +111,12 @@ static void remote_fill(uint64_t rep)
 {
 	if (write(fill_req[1], "f", 1) != 1)
 		abort();
-	while (__atomic_load_n(fills_done, __ATOMIC_ACQUIRE) != rep)
-		;
+	for (unsigned long spins = 1; __atomic_load_n(fills_done, __ATOMIC_ACQUIRE) != rep; spins++) {
+		if (spins % 100000000 == 0 && waitpid(-1, NULL, WNOHANG) > 0) {
+			fprintf(stderr, "the filler process died\n");
+			exit(1);
+		}
+	}
 }
 
 int main(int argc, char **argv)
