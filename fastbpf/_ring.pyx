@@ -105,6 +105,7 @@ cdef extern from * nogil:
        schedule them freely. */
     static inline uint64_t fbpf_ld64(const void *p) { uint64_t v; __builtin_memcpy(&v, p, 8); return v; }
     static inline uint32_t fbpf_ld32(const void *p) { uint32_t v; __builtin_memcpy(&v, p, 4); return v; }
+    static inline void fbpf_put64(void *p, int64_t v) { __builtin_memcpy(p, &v, 8); }
     /* Copy a small record: 8-byte words, then the tail. Records are tens
        of bytes, where a libc memcpy call costs more than the copy; inlined
        into the scan loops (setup.py builds this module with
@@ -144,18 +145,6 @@ cdef extern from * nogil:
        length's top two bits are flags. */
     static inline uint64_t fbpf_rb_step(uint32_t len) {
         return (((uint64_t)(len & ~(FBPF_RB_BUSY_BIT | FBPF_RB_DISCARD_BIT))) + FBPF_RB_HDR_SZ + 7) & ~7ULL;
-    }
-    /* The step to the next record, through a predicted branch rather than
-       a data dependency: with a run of same-size records the CPU issues
-       the next header's load before this one arrives, instead of chasing
-       one cache miss after another. */
-    static inline uint64_t fbpf_rb_step_cached(uint32_t len, uint32_t *last_len,
-                                               uint64_t *last_step) {
-        if (__builtin_expect(len != *last_len, 0)) {
-            *last_len = len;
-            *last_step = fbpf_rb_step(len);
-        }
-        return *last_step;
     }
     /* A constant-size copy the compiler turns into a few moves. */
     #define FBPF_COPY_CONST(dst, src, N) do { char t_[N]; \
@@ -321,10 +310,11 @@ cdef extern from * nogil:
                                       uint64_t cons, uint64_t *posp, int64_t *offs,
                                       int64_t *lens, Py_ssize_t maxn, uint64_t max_bytes) {
         uint64_t pos = *posp, prod = fbpf_acq64(prodp);
-        int64_t so[64], sl[64];
-        int k = 0;
         Py_ssize_t n = 0;
-        while (n + k < maxn) {
+        fbpf_stage so, sl;
+        fbpf_stage_init(&so, (char *)offs, 8);
+        fbpf_stage_init(&sl, (char *)lens, 8);
+        while (n < maxn) {
             if (pos >= prod) {
                 prod = fbpf_acq64(prodp);
                 if (pos >= prod) break;
@@ -332,22 +322,19 @@ cdef extern from * nogil:
             uint32_t ln = fbpf_acq32(data + (pos & mask));
             if (ln & FBPF_RB_BUSY_BIT) break;
             if (!(ln & FBPF_RB_DISCARD_BIT)) {
-                so[k] = (int64_t)(pos - cons) + FBPF_RB_HDR_SZ;
-                sl[k] = ln;
-                if (++k == 64) {
-                    memcpy(offs + n, so, sizeof so);
-                    memcpy(lens + n, sl, sizeof sl);
-                    n += 64;
-                    k = 0;
-                }
+                fbpf_put64(fbpf_stage_slot(&so, n), (int64_t)(pos - cons) + FBPF_RB_HDR_SZ);
+                fbpf_put64(fbpf_stage_slot(&sl, n), ln);
+                fbpf_stage_done(&so);
+                fbpf_stage_done(&sl);
+                n++;
             }
             pos += fbpf_rb_step(ln);
             if (pos - cons >= max_bytes) break;
         }
-        memcpy(offs + n, so, (size_t)k * 8);
-        memcpy(lens + n, sl, (size_t)k * 8);
+        fbpf_stage_flush(&so);
+        fbpf_stage_flush(&sl);
         *posp = pos;
-        return n + k;
+        return n;
     }
 
     /* The perf twin: samples from *posp up to head, stopping at a record
@@ -357,29 +344,27 @@ cdef extern from * nogil:
                                         uint64_t lim, uint64_t head, uint64_t *posp,
                                         int64_t *offs, int64_t *sizes, Py_ssize_t maxn) {
         uint64_t pos = *posp;
-        int64_t so[64], ss[64];
-        int k = 0;
         Py_ssize_t n = 0;
-        while (pos < head && n + k < maxn) {
+        fbpf_stage so, ss;
+        fbpf_stage_init(&so, (char *)offs, 8);
+        fbpf_stage_init(&ss, (char *)sizes, 8);
+        while (pos < head && n < maxn) {
             const char *p = data + (pos & mask);
             const uint64_t h = fbpf_ld64(p);
             const uint32_t size = (uint32_t)(h >> 48);
             if (size == 0 || pos + size > lim || (uint32_t)h != FBPF_PERF_RECORD_SAMPLE)
                 break;
-            so[k] = (int64_t)(pos - start) + 12;
-            ss[k] = fbpf_ld32(p + 8);
-            if (++k == 64) {
-                memcpy(offs + n, so, sizeof so);
-                memcpy(sizes + n, ss, sizeof ss);
-                n += 64;
-                k = 0;
-            }
+            fbpf_put64(fbpf_stage_slot(&so, n), (int64_t)(pos - start) + 12);
+            fbpf_put64(fbpf_stage_slot(&ss, n), fbpf_ld32(p + 8));
+            fbpf_stage_done(&so);
+            fbpf_stage_done(&ss);
+            n++;
             pos += size;
         }
-        memcpy(offs + n, so, (size_t)k * 8);
-        memcpy(sizes + n, ss, (size_t)k * 8);
+        fbpf_stage_flush(&so);
+        fbpf_stage_flush(&ss);
         *posp = pos;
-        return n + k;
+        return n;
     }
 
     /* Copy the first itemsize bytes of n records (offsets into data, of
@@ -439,8 +424,6 @@ cdef extern from * nogil:
     void copy_spans "fbpf_copy_spans"(char *dst, const char *src, const uint32_t *spans,
                                       int nspans)
     uint64_t rb_step "fbpf_rb_step"(uint32_t len)
-    uint64_t rb_step_cached "fbpf_rb_step_cached"(uint32_t len, uint32_t *last_len,
-                                                  uint64_t *last_step)
     double monotonic "fbpf_monotonic"()
     Py_ssize_t rb_gather "fbpf_rb_gather"(const char *data, uint64_t mask, const void *prodp,
                                           uint64_t *posp, char *out, Py_ssize_t itemsize,
@@ -569,38 +552,28 @@ cdef cnp.ndarray _full_i32(cnp.npy_intp n, int32_t v):
 
 
 cdef class _Scratch:
-    """Reusable index arrays for the copying readers: the record count is
-    only known after the pass, so the pass fills these (sized for the upper
-    bound, kept across calls: no fresh pages per call) and the result gets
-    exact-size copies."""
+    """Index arrays reused from call to call: the record count is only known
+    after the pass, so the pass fills these, sized for the upper bound. A
+    fresh half-megabyte array per call faults in a page per 4 KiB when first
+    written (glibc gives big blocks back to the kernel on free), which on
+    the benchmark VM cost more than the scan itself.
+
+    The copying readers hand out exact-size copies. A view() batch is lent
+    slices of the arrays instead (``lent=True``): they are reused only when
+    nothing outside holds them any more, so a batch the caller kept is never
+    overwritten."""
     cdef cnp.ndarray offs, sizes, cpus
 
-    cdef int reserve(self, cnp.npy_intp cap) except -1:
-        if self.offs is None or self.offs.shape[0] < cap:
+    cdef int reserve(self, cnp.npy_intp cap, bint lent=False) except -1:
+        offs = self.offs
+        sizes = self.sizes
+        # when free, 2 references each: the attribute and the local
+        if offs is None or offs.shape[0] < cap or \
+                (lent and (Py_REFCNT(offs) != 2 or Py_REFCNT(sizes) != 2)):
             cap = max(cap, 1024)
             self.offs = _np.empty(cap, _np.int64)
             self.sizes = _np.empty(cap, _np.int64)
             self.cpus = _np.empty(cap, _np.int32)
-        return 0
-
-
-cdef class _ViewIndex:
-    """Index arrays for zero-copy variable-size views, reused from batch to
-    batch. A fresh half-megabyte array per batch faults in a page per 4 KiB
-    when first written (glibc gives big blocks back to the kernel on free),
-    which on the benchmark VM cost more than the scan (12 ns a record instead
-    of 3). An array is reused only when nothing outside holds it -- no slice
-    of it is alive -- so a batch the caller kept is never overwritten."""
-    cdef cnp.ndarray offs, sizes
-
-    cdef int take(self, cnp.npy_intp cap) except -1:
-        offs = self.offs
-        sizes = self.sizes
-        # 2 references each when free: the attribute and the local
-        if offs is None or offs.shape[0] < cap or Py_REFCNT(offs) != 2 or Py_REFCNT(sizes) != 2:
-            cap = max(cap, 1024)
-            self.offs = _np.empty(cap, _np.int64)
-            self.sizes = _np.empty(cap, _np.int64)
         return 0
 
 
@@ -1093,12 +1066,12 @@ cdef class RingbufCore(_SharedRing):
     cdef const char *data
     cdef uint64_t cons        # consumer_pos, as read at the start of this operation
     cdef uint64_t vend        # where an open view() batch ends
-    cdef _Scratch scratch
-    cdef _ViewIndex vidx
+    cdef _Scratch scratch     # read_records' index arrays
+    cdef _Scratch vidx        # view()'s index arrays
 
     def __init__(self, int map_fd, uint64_t size):
         self.scratch = _Scratch()
-        self.vidx = _ViewIndex()
+        self.vidx = _Scratch()
         self._map_ring(map_fd, size, True, "ring buffer reader")
         self.cons_page = self.cons_map.addr
         self.prod_page = self.data_map.addr
@@ -1333,7 +1306,7 @@ cdef class RingbufCore(_SharedRing):
             # are ready, so bound them.
             if maxn < 0 and cap > _VIEW_BATCH:
                 cap = _VIEW_BATCH
-            self.vidx.take(cap)
+            self.vidx.reserve(cap, True)
             offs = self.vidx.offs
             lens = self.vidx.sizes
             with nogil:
@@ -1468,7 +1441,7 @@ cdef class PerfCore(_Poller):
     cdef int next_ring        # round robin, so one busy CPU cannot starve the others
     cdef char *scratch        # a record that wraps the ring's end is copied here (64 KiB)
     cdef _Scratch idx         # read_records' index arrays
-    cdef _ViewIndex vidx      # view()'s index arrays
+    cdef _Scratch vidx        # view()'s index arrays
     cdef readonly object cpus
     cdef int _view_ring
     cdef uint64_t _view_tail
@@ -1484,7 +1457,7 @@ cdef class PerfCore(_Poller):
         self.fds = []
         self.maps = []
         self.idx = _Scratch()
-        self.vidx = _ViewIndex()
+        self.vidx = _Scratch()
         self.cpus = tuple(int(c) for c in cpus)
         self._init_poller("perf reader")
         n = len(fds)
@@ -1901,7 +1874,7 @@ cdef class PerfCore(_Poller):
                     if not fixed:
                         # every sample takes >= 16 bytes: this bounds the count
                         cap = min(maxn, <Py_ssize_t>((min(head, lim) - tail) // 16) + 1)
-                        self.vidx.take(cap)
+                        self.vidx.reserve(cap, True)
                         offs_a = self.vidx.offs
                         sizes_a = self.vidx.sizes
                         po = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>offs_a)
@@ -1909,24 +1882,24 @@ cdef class PerfCore(_Poller):
                         maxn = cap
                     if not fixed:
                         n = perf_collect(data, mask, start, lim, head, &pos, po, ps, maxn)
-                    while fixed and pos < head and n < maxn:
-                        off = pos & mask
-                        p = data + off
-                        h = ld64(p)
-                        size = <uint16_t>(h >> 48)
-                        if pos + size > lim or <uint32_t>h != PERF_RECORD_SAMPLE or size != stride:
-                            break
-                        if ld32(p + 8) < <uint32_t>itemsize:
-                            if n == 0:
-                                self._set_tail(r, pos + size)
-                                raise ValueError(f"a perf sample is smaller than dtype {dt}; "
-                                                 f"the sample was dropped")
-                            break
-                        # The stride, not the loaded size (equal here): the
-                        # next load's address then does not wait for this
-                        # one's data.
-                        pos += stride
-                        n += 1
+                    else:
+                        while pos < head and n < maxn:
+                            p = data + (pos & mask)
+                            h = ld64(p)
+                            size = <uint16_t>(h >> 48)
+                            if pos + size > lim or <uint32_t>h != PERF_RECORD_SAMPLE or size != stride:
+                                break
+                            if ld32(p + 8) < <uint32_t>itemsize:
+                                if n == 0:
+                                    self._set_tail(r, pos + size)
+                                    raise ValueError(f"a perf sample is smaller than dtype {dt}; "
+                                                     f"the sample was dropped")
+                                break
+                            # The stride, not the loaded size (equal here): the
+                            # next load's address then does not wait for this
+                            # one's data.
+                            pos += stride
+                            n += 1
                     base_p = data + (start & mask)
                     self._hold(i, pos)
                     if fixed:
