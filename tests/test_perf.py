@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import mmap
 import os
+import sys
 import threading
 import time
 
@@ -16,10 +17,13 @@ import numpy as np
 import pytest
 
 from fastbpf import Map, MapSpec, MapType, asm, perf, possible_cpus
-from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Helper, Size
+from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size
 from fastbpf.enums import ProgramType
 from fastbpf.errors import ClosedError
 from fastbpf.programs import Program, ProgramSpec
+
+sys.path.insert(0, os.path.dirname(__file__))
+from ringutil import WORDS, store_record, words_expected  # noqa: E402
 
 PKT = bytes(64)
 SEQ = np.dtype([("seq", "<u8")])
@@ -38,14 +42,7 @@ def perf_prog(events: Map, ctr: Map, size: int = 8, words: bool = False) -> Prog
         asm.JEq.imm(R0, 0, "out"),
         asm.Mov.imm(R7, 1), asm.atomic_add(R0, 0, R7, Size.DW, fetch=True),
     ]
-    if words:
-        body += [asm.Mov.reg(R8, R7), asm.Lsh.imm(R8, 4)]
-    for k in range(8):
-        if words:
-            body += [asm.Mov.reg(R9, R8), asm.Add.imm(R9, k),
-                     asm.store_mem(R10, -72 + 8 * k, R9, Size.DW)]
-        else:
-            body.append(asm.store_mem(R10, -72 + 8 * k, R7, Size.DW))
+    store_record(body, -72, words)
     body += [
         asm.Mov.reg(R1, R6), asm.load_map_ptr(R2, "events"),
         asm.Mov32.imm(R3, BPF_F_CURRENT_CPU),
@@ -351,15 +348,6 @@ def test_read_batch_selected_fields(maps, no_fd_leak):
         assert arr.dtype.names == ("c", "a") and arr.dtype.itemsize == 16
         assert arr["c"].tolist() == list(range(50)) and np.array_equal(arr["a"], arr["c"])
         assert set(cpus.tolist()) == {0}
-
-
-WORDS = np.dtype([("a", "<u4"), ("b", "<u4"), ("c", "<u8"), ("d", "<u8", 2),
-                  ("f", "u1", 3), ("g", "u1", 13), ("h", "<u8", 2)])
-
-
-def words_expected(seqs) -> np.ndarray:
-    w = np.asarray(seqs, np.uint64)[:, None] * np.uint64(16) + np.arange(8, dtype=np.uint64)
-    return w.astype("<u8").view(WORDS).reshape(-1)
 
 
 @pytest.mark.parametrize("fields", [None, ("a",), ("c",), ("d",), ("f",), ("g",),

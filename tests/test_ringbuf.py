@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import sys
 import threading
 import time
 
@@ -14,10 +15,13 @@ import numpy as np
 import pytest
 
 from fastbpf import Map, MapSpec, MapType, asm, ringbuf
-from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Helper, Size
+from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size
 from fastbpf.enums import ProgramType
 from fastbpf.errors import BPFError, ClosedError
 from fastbpf.programs import Program, ProgramSpec
+
+sys.path.insert(0, os.path.dirname(__file__))
+from ringutil import WORDS, store_record, words_expected  # noqa: E402
 
 PKT = bytes(64)
 SEQ = np.dtype([("seq", "<u8")])
@@ -35,19 +39,6 @@ def _bump_counter(ctr: str = "ctr", index: int = 0) -> list:
     ]
 
 
-def _fill_words(body: list, base: int, words: bool) -> None:
-    """Store the 8 u64s of a record at r10+base: seq in each, or with
-    *words* seq * 16 + k in word k (every byte position distinguishable)."""
-    if words:
-        body += [asm.Mov.reg(R8, R7), asm.Lsh.imm(R8, 4)]
-    for k in range(8):
-        if words:
-            body += [asm.Mov.reg(R9, R8), asm.Add.imm(R9, k),
-                     asm.store_mem(R10, base + 8 * k, R9, Size.DW)]
-        else:
-            body.append(asm.store_mem(R10, base + 8 * k, R7, Size.DW))
-
-
 def output_prog(rb: Map, ctr: Map, size: int = 8, var: bool = False,
                 words: bool = False) -> Program:
     """XDP: seq = ctr++; ringbuf_output(rb, {seq, seq, ...}, size).
@@ -56,7 +47,7 @@ def output_prog(rb: Map, ctr: Map, size: int = 8, var: bool = False,
     *words*, word k of the record is seq * 16 + k."""
     assert size % 8 == 0 and size <= 64
     body = _bump_counter()
-    _fill_words(body, -64, words)
+    store_record(body, -64, words)
     body += [asm.load_map_ptr(R1, "rb"), asm.Mov.reg(R2, R10), asm.Add.imm(R2, -64)]
     if var:
         body += [asm.Mov.reg(R3, R7), asm.And.imm(R3, 3), asm.Add.imm(R3, 1), asm.Lsh.imm(R3, 3)]
@@ -610,19 +601,6 @@ def test_user_ring_partly_full_times_out(unique_name, no_fd_leak):
         with pytest.raises(BlockingIOError):
             w.reserve(2500, timeout=0.1)
         assert time.monotonic() - t0 < 2
-
-
-# 64 bytes whose fields have the sizes the copy loops special-case (4, 8,
-# 16, 32 via adjacent fields, 64 for the whole record) and odd ones (3, 13).
-WORDS = np.dtype([("a", "<u4"), ("b", "<u4"), ("c", "<u8"), ("d", "<u8", 2),
-                  ("f", "u1", 3), ("g", "u1", 13), ("h", "<u8", 2)])
-assert WORDS.itemsize == 64
-
-
-def words_expected(seqs) -> np.ndarray:
-    """The records output_prog(words=True) writes for *seqs*, as WORDS."""
-    w = np.asarray(seqs, np.uint64)[:, None] * np.uint64(16) + np.arange(8, dtype=np.uint64)
-    return w.astype("<u8").view(WORDS).reshape(-1)
 
 
 @pytest.mark.parametrize("fields", [None, ("a",), ("c",), ("d",), ("f",), ("g",),
