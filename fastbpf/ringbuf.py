@@ -131,8 +131,11 @@ class _BaseReader:
         :class:`RecordBatch`. With *fields* (names of *dtype*'s fields),
         only those columns are copied, into a packed array holding just
         them: one pass over the ring that writes only what will be read.
-        Waits up to *timeout* for the first record and returns an empty
-        result on timeout.
+        Records longer than *dtype* (variable-size events that share a
+        header) each give their first ``dtype.itemsize`` bytes; a record
+        too short for it raises ``ValueError`` and is dropped (the records
+        before it are returned first). Waits up to *timeout* for the first
+        record and returns an empty result on timeout.
         """
         if dtype is None and out is None:
             if fields is not None:

@@ -30,10 +30,11 @@ SEQ = np.dtype([("seq", "<u8")])
 BPF_F_CURRENT_CPU = 0xFFFFFFFF
 
 
-def perf_prog(events: Map, ctr: Map, size: int = 8, words: bool = False) -> Program:
+def perf_prog(events: Map, ctr: Map, size: int = 8, words: bool = False,
+              var: bool = False) -> Program:
     """XDP: seq = ctr[0]++; perf_event_output(ctx, events, CURRENT_CPU,
     {seq, seq, ...}, size); on failure ctr[1]++. With *words*, word k of
-    the sample is seq * 16 + k."""
+    the sample is seq * 16 + k; with *var* the size is 8 * (1 + seq % 4)."""
     body = [
         asm.Mov.reg(R6, R1),
         asm.store_imm(R10, -4, 0, Size.W),
@@ -46,7 +47,9 @@ def perf_prog(events: Map, ctr: Map, size: int = 8, words: bool = False) -> Prog
     body += [
         asm.Mov.reg(R1, R6), asm.load_map_ptr(R2, "events"),
         asm.Mov32.imm(R3, BPF_F_CURRENT_CPU),
-        asm.Mov.reg(R4, R10), asm.Add.imm(R4, -72), asm.Mov.imm(R5, size),
+        asm.Mov.reg(R4, R10), asm.Add.imm(R4, -72),
+        *([asm.Mov.reg(R5, R7), asm.And.imm(R5, 3), asm.Add.imm(R5, 1), asm.Lsh.imm(R5, 3)]
+          if var else [asm.Mov.imm(R5, size)]),
         asm.call(Helper.perf_event_output),
         asm.JEq.imm(R0, 0, "out"),
         asm.store_imm(R10, -4, 1, Size.W),
@@ -407,3 +410,23 @@ def test_as_array_reads_unaligned_samples(maps, no_fd_leak):
             assert int(b.offsets[0]) % 8 == 4
             head = b.as_array("<u8")
             assert head.flags.aligned and head.tolist() == list(range(30))
+
+
+def test_read_batch_takes_the_header_of_variable_size_samples(maps, no_fd_leak):
+    """Samples longer than the dtype (events that share a header) each give
+    their first dtype.itemsize bytes; a shorter one raises and is dropped."""
+    events, ctr = maps
+    pair = np.dtype([("a", "<u8"), ("b", "<u8")])
+    cpu = perf.online_cpus()[0]
+    with perf_prog(events, ctr, var=True) as prog, \
+            perf.Reader(events, per_cpu_bytes=1 << 16) as p:
+        _run(prog, 100, cpu)                       # 8, 16, 24, 32, 8, ... bytes
+        buf = np.zeros(64, SEQ)
+        first = p.read_batch(dtype=SEQ, out=buf, timeout=1.0)
+        assert np.shares_memory(first, buf) and first["seq"].tolist() == list(range(64))
+        assert p.read_batch(dtype=SEQ, timeout=1.0)["seq"].tolist() == list(range(64, 100))
+        _run(prog, 4, cpu)                         # seq 100 has 8 bytes (12 with padding)
+        with pytest.raises(ValueError, match="smaller than dtype"):
+            p.read_batch(dtype=pair, timeout=1.0)
+        got = p.read_batch(dtype=pair, timeout=1.0)
+        assert got["a"].tolist() == [101, 102, 103] and got["b"].tolist() == [101, 102, 103]

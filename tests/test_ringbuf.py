@@ -702,3 +702,40 @@ def test_two_readers_of_one_ring_share_its_position(setup):
             seen += reader.read_batch(SEQ, timeout=1.0)["seq"].tolist()
             assert r.pending == other.pending == 0
         assert seen == list(range(60))
+
+
+def test_read_batch_takes_the_header_of_variable_size_records(maps, no_fd_leak):
+    """Records longer than the dtype (events that share a header) each give
+    their first dtype.itemsize bytes; a shorter one raises and is dropped."""
+    rb, ctr = maps
+    pair = np.dtype([("a", "<u8"), ("b", "<u8")])
+    with output_prog(rb, ctr, var=True) as prog, ringbuf.Reader(rb) as r:
+        prog.test_run(data=PKT, repeat=100)        # 8, 16, 24, 32, 8, ... bytes
+        buf = np.zeros(64, SEQ)
+        first = r.read_batch(dtype=SEQ, out=buf, timeout=1.0)
+        assert np.shares_memory(first, buf) and first["seq"].tolist() == list(range(64))
+        assert r.read_batch(dtype="<u8", timeout=1.0).tolist() == list(range(64, 100))
+        prog.test_run(data=PKT, repeat=4)          # seq 100 has 8 bytes
+        with pytest.raises(ValueError, match="smaller than dtype"):
+            r.read_batch(dtype=pair, timeout=1.0)
+        got = r.read_batch(dtype=pair, timeout=1.0)
+        assert got["a"].tolist() == [101, 102, 103] and got["b"].tolist() == [101, 102, 103]
+
+
+def test_field_layouts_of_different_dtypes_do_not_mix(maps, no_fd_leak):
+    """A read reuses the field layout an earlier read with the same dtype
+    and fields computed; a dtype naming the same field at another offset
+    gets its own, and unhashable fields (a list) work too."""
+    rb, ctr = maps
+    xy = np.dtype([("x", "<u8"), ("y", "<u8")])
+    yx = np.dtype([("y", "<u8"), ("x", "<u8")])
+    with output_prog(rb, ctr, size=16, words=True) as prog, ringbuf.Reader(rb) as r:
+        prog.test_run(data=PKT, repeat=10)         # word k of record s: s * 16 + k
+        seq = 0
+        for dt, fields, word in ((xy, "x", 0), (yx, "x", 1), (xy, "x", 0), (yx, ["x"], 1),
+                                 (xy, ("y",), 1)):
+            got = r.read_batch(dtype=dt, fields=fields, max_records=2, timeout=1.0)
+            name = fields if isinstance(fields, str) else fields[0]
+            assert got.dtype.names == (name,)
+            assert got[name].tolist() == [16 * seq + word, 16 * (seq + 1) + word]
+            seq += 2
