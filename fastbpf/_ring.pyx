@@ -161,38 +161,33 @@ cdef extern from * nogil:
        the ring; a load whose address matches a pending store's low 12 bits
        waits for it (4K aliasing), which on the ring buffer's dependent
        header walk doubled the cost of a record. Stores go to a small stack
-       buffer first and reach the output in 512-byte-or-so memcpys. */
+       buffer first and reach the output in memcpys of up to 2 KiB.
+       FBPF_STAGE(S, OUT, ITEMSIZE) declares stage S; S_cur is where the next
+       item goes. The cursor is a local variable: held in a struct next to
+       the buffer, every staged store (through a char pointer, which may
+       alias anything) made GCC reload it, and the ring buffer's copy loop
+       took 3.1 ns a record instead of 2.65. Items over a quarter of the
+       buffer go straight to OUT (S_end is then NULL, never reached). */
     #define FBPF_STAGE_BYTES 2048
-    typedef struct {
-        char *out;            /* where staged record 0 goes */
-        Py_ssize_t itemsize;
-        Py_ssize_t per;       /* records per stage (0: no staging) */
-        Py_ssize_t k;         /* records staged */
-        char buf[FBPF_STAGE_BYTES] __attribute__((aligned(64)));
-    } fbpf_stage;
-    static inline void fbpf_stage_init(fbpf_stage *st, char *out, Py_ssize_t itemsize) {
-        st->out = out;
-        st->itemsize = itemsize;
-        st->per = itemsize <= FBPF_STAGE_BYTES / 4 ? FBPF_STAGE_BYTES / itemsize : 0;
-        st->k = 0;
-    }
-    /* Where record n's bytes go. */
-    static inline __attribute__((always_inline))
-    char *fbpf_stage_slot(fbpf_stage *st, Py_ssize_t n) {
-        return st->per ? st->buf + st->k * st->itemsize : st->out + n * st->itemsize;
-    }
-    static inline void fbpf_stage_flush(fbpf_stage *st) {
-        if (st->k) {
-            memcpy(st->out, st->buf, (size_t)(st->k * st->itemsize));
-            st->out += st->k * st->itemsize;
-            st->k = 0;
-        }
-    }
-    /* Record committed to its slot. */
-    static inline __attribute__((always_inline)) void fbpf_stage_done(fbpf_stage *st) {
-        if (st->per && ++st->k == st->per)
-            fbpf_stage_flush(st);
-    }
+    #define FBPF_STAGE(S, OUT, ITEMSIZE) \
+        char S##_buf[FBPF_STAGE_BYTES] __attribute__((aligned(64))); \
+        char *S##_out = (char *)(OUT); \
+        const int S##_staged = (ITEMSIZE) <= FBPF_STAGE_BYTES / 4; \
+        char *S##_cur = S##_staged ? S##_buf : S##_out; \
+        char *const S##_end = S##_staged \
+            ? S##_buf + (FBPF_STAGE_BYTES / (ITEMSIZE)) * (ITEMSIZE) : NULL
+    #define FBPF_STAGE_FLUSH(S) do { \
+        if (S##_staged && S##_cur != S##_buf) { \
+            memcpy(S##_out, S##_buf, (size_t)(S##_cur - S##_buf)); \
+            S##_out += S##_cur - S##_buf; \
+            S##_cur = S##_buf; \
+        } } while (0)
+    /* The item at S_cur is written: move on. */
+    #define FBPF_STAGE_NEXT(S, ITEMSIZE) do { \
+        S##_cur += (ITEMSIZE); \
+        if (__builtin_expect(S##_cur == S##_end, 0)) \
+            FBPF_STAGE_FLUSH(S); \
+        } while (0)
 
     /* The loop of fbpf_rb_gather, instantiated once per copy form so that a
        single column of 4/8/16/32/64 bytes is a couple of moves. The step to
@@ -209,14 +204,19 @@ cdef extern from * nogil:
             const char *hdr = data + (pos & mask); \
             FBPF_AHEAD(hdr); \
             uint32_t ln = fbpf_acq32(hdr); \
-            if (ln & FBPF_RB_BUSY_BIT) break; \
-            if (__builtin_expect(!(ln & FBPF_RB_DISCARD_BIT), 1)) { \
-                if (__builtin_expect(ln < need, 0)) { *shortp = 1; break; } \
-                char *dst = fbpf_stage_slot(&st, n); \
+            /* one compare passes the common record: not busy, not \
+               discarded, at least need bytes (need < the flag bits) */ \
+            if (__builtin_expect(ln - need < FBPF_RB_DISCARD_BIT - need, 1)) { \
+                char *dst = st_cur; \
                 const char *src = hdr + FBPF_RB_HDR_SZ; \
                 COPY; \
-                fbpf_stage_done(&st); \
+                FBPF_STAGE_NEXT(st, itemsize); \
                 n++; \
+            } else if (ln & FBPF_RB_BUSY_BIT) { \
+                break; \
+            } else if (!(ln & FBPF_RB_DISCARD_BIT)) { \
+                *shortp = 1; \
+                break; \
             } \
             if (__builtin_expect(ln != last_len, 0)) { \
                 __asm__ volatile(""); \
@@ -257,11 +257,10 @@ cdef extern from * nogil:
         uint64_t pos = *posp, prod = fbpf_acq64(prodp), step = 0;
         uint32_t last_len = 0xFFFFFFFFu;   /* busy and discard: never a real header */
         Py_ssize_t n = 0;
-        fbpf_stage st;
-        fbpf_stage_init(&st, out, itemsize);
+        FBPF_STAGE(st, out, itemsize);
         *shortp = 0;
         FBPF_GATHER_DISPATCH(FBPF_RB_GATHER_LOOP);
-        fbpf_stage_flush(&st);
+        FBPF_STAGE_FLUSH(st);
         *posp = pos;
         return n;
     }
@@ -279,10 +278,10 @@ cdef extern from * nogil:
             if (__builtin_expect((uint32_t)h != FBPF_PERF_RECORD_SAMPLE || size == 0 \
                                  || off + size > rsize || fbpf_ld32(p + 8) < need, 0)) \
                 break; \
-            char *dst = fbpf_stage_slot(&st, n); \
+            char *dst = st_cur; \
             const char *src = p + 12; \
             COPY; \
-            fbpf_stage_done(&st); \
+            FBPF_STAGE_NEXT(st, itemsize); \
             n++; \
             if (__builtin_expect(size != last_size, 0)) { \
                 __asm__ volatile(""); \
@@ -301,10 +300,9 @@ cdef extern from * nogil:
         uint64_t tail = *tailp;
         uint32_t last_size = 0;
         Py_ssize_t n = 0;
-        fbpf_stage st;
-        fbpf_stage_init(&st, out, itemsize);
+        FBPF_STAGE(st, out, itemsize);
         FBPF_GATHER_DISPATCH(FBPF_PERF_GATHER_LOOP);
-        fbpf_stage_flush(&st);
+        FBPF_STAGE_FLUSH(st);
         *tailp = tail;
         return n;
     }
@@ -313,16 +311,15 @@ cdef extern from * nogil:
        committed records of a ring buffer from *posp, stopping at a busy
        record, at the producer, or after the record that crosses max_bytes
        past cons; discarded records are skipped. The index stores are staged
-       (see fbpf_stage): each header's address depends on the previous
+       (see FBPF_STAGE): each header's address depends on the previous
        header, and aliasing stores would sit in that chain. */
     static Py_ssize_t fbpf_rb_collect(const char *data, uint64_t mask, const void *prodp,
                                       uint64_t cons, uint64_t *posp, int64_t *offs,
                                       int64_t *lens, Py_ssize_t maxn, uint64_t max_bytes) {
         uint64_t pos = *posp, prod = fbpf_acq64(prodp);
         Py_ssize_t n = 0;
-        fbpf_stage so, sl;
-        fbpf_stage_init(&so, (char *)offs, 8);
-        fbpf_stage_init(&sl, (char *)lens, 8);
+        FBPF_STAGE(so, offs, 8);
+        FBPF_STAGE(sl, lens, 8);
         while (n < maxn) {
             if (pos >= prod) {
                 prod = fbpf_acq64(prodp);
@@ -332,17 +329,17 @@ cdef extern from * nogil:
             uint32_t ln = fbpf_acq32(data + (pos & mask));
             if (ln & FBPF_RB_BUSY_BIT) break;
             if (!(ln & FBPF_RB_DISCARD_BIT)) {
-                fbpf_put64(fbpf_stage_slot(&so, n), (int64_t)(pos - cons) + FBPF_RB_HDR_SZ);
-                fbpf_put64(fbpf_stage_slot(&sl, n), ln);
-                fbpf_stage_done(&so);
-                fbpf_stage_done(&sl);
+                fbpf_put64(so_cur, (int64_t)(pos - cons) + FBPF_RB_HDR_SZ);
+                fbpf_put64(sl_cur, ln);
+                FBPF_STAGE_NEXT(so, 8);
+                FBPF_STAGE_NEXT(sl, 8);
                 n++;
             }
             pos += fbpf_rb_step(ln);
             if (pos - cons >= max_bytes) break;
         }
-        fbpf_stage_flush(&so);
-        fbpf_stage_flush(&sl);
+        FBPF_STAGE_FLUSH(so);
+        FBPF_STAGE_FLUSH(sl);
         *posp = pos;
         return n;
     }
@@ -355,9 +352,8 @@ cdef extern from * nogil:
                                         int64_t *offs, int64_t *sizes, Py_ssize_t maxn) {
         uint64_t pos = *posp;
         Py_ssize_t n = 0;
-        fbpf_stage so, ss;
-        fbpf_stage_init(&so, (char *)offs, 8);
-        fbpf_stage_init(&ss, (char *)sizes, 8);
+        FBPF_STAGE(so, offs, 8);
+        FBPF_STAGE(ss, sizes, 8);
         while (pos < head && n < maxn) {
             const char *p = data + (pos & mask);
             FBPF_AHEAD(p);
@@ -365,15 +361,15 @@ cdef extern from * nogil:
             const uint32_t size = (uint32_t)(h >> 48);
             if (size == 0 || pos + size > lim || (uint32_t)h != FBPF_PERF_RECORD_SAMPLE)
                 break;
-            fbpf_put64(fbpf_stage_slot(&so, n), (int64_t)(pos - start) + 12);
-            fbpf_put64(fbpf_stage_slot(&ss, n), fbpf_ld32(p + 8));
-            fbpf_stage_done(&so);
-            fbpf_stage_done(&ss);
+            fbpf_put64(so_cur, (int64_t)(pos - start) + 12);
+            fbpf_put64(ss_cur, fbpf_ld32(p + 8));
+            FBPF_STAGE_NEXT(so, 8);
+            FBPF_STAGE_NEXT(ss, 8);
             n++;
             pos += size;
         }
-        fbpf_stage_flush(&so);
-        fbpf_stage_flush(&ss);
+        FBPF_STAGE_FLUSH(so);
+        FBPF_STAGE_FLUSH(ss);
         *posp = pos;
         return n;
     }
@@ -1034,6 +1030,8 @@ cdef tuple _fixed_args(object dtype, object max_records, object out, object fiel
         if dt is None:
             raise ValueError("a fixed-size read needs dtype= or out=")
         n = _max_records(max_records)
+    if need >= 1 << 30:     # the copy loops compare record lengths below the flag bits
+        raise ValueError(f"dtype {dt} needs {need} bytes a record; no ring record is that long")
     return dt, n, need, spans
 
 

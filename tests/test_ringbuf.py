@@ -363,6 +363,14 @@ def test_bad_input(maps, unique_name, no_fd_leak):
     with ringbuf.Reader(rb) as r:
         with pytest.raises(ValueError, match="max_records"):
             r.read_batch(dtype=SEQ, max_records=0)
+        # longer than a record's length field allows (it would also not fit
+        # the copy loops' length compare)
+        for dt in (np.dtype("V1073741824"), np.dtype([("a", "u1"), ("z", "u1", 1 << 30)])):
+            with pytest.raises(ValueError, match="no ring record is that long"):
+                r.read_batch(dtype=dt, timeout=0)
+        with pytest.raises(ValueError, match="no ring record is that long"):
+            r.read_batch(dtype=np.dtype([("a", "u1"), ("z", "u1", 1 << 30)]), fields="z",
+                         timeout=0)
 
 
 def test_reader_outlives_map_object(unique_name, no_fd_leak):
