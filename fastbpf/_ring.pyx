@@ -312,14 +312,19 @@ cdef extern from * nogil:
        record, at the producer, or after the record that crosses max_bytes
        past cons; discarded records are skipped. The index stores are staged
        (see FBPF_STAGE): each header's address depends on the previous
-       header, and aliasing stores would sit in that chain. */
+       header, and aliasing stores would sit in that chain. With heads, the
+       first hsize bytes of each record are copied there too, in the same
+       pass; a shorter record ends the walk before it (setting *shortp). */
     static Py_ssize_t fbpf_rb_collect(const char *data, uint64_t mask, const void *prodp,
                                       uint64_t cons, uint64_t *posp, int64_t *offs,
-                                      int64_t *lens, Py_ssize_t maxn, uint64_t max_bytes) {
+                                      int64_t *lens, Py_ssize_t maxn, uint64_t max_bytes,
+                                      char *heads, uint32_t hsize, int *shortp) {
         uint64_t pos = *posp, prod = fbpf_acq64(prodp);
         Py_ssize_t n = 0;
         FBPF_STAGE(so, offs, 8);
         FBPF_STAGE(sl, lens, 8);
+        FBPF_STAGE(sh, heads, hsize ? hsize : 8);
+        *shortp = 0;
         while (n < maxn) {
             if (pos >= prod) {
                 prod = fbpf_acq64(prodp);
@@ -329,6 +334,11 @@ cdef extern from * nogil:
             uint32_t ln = fbpf_acq32(data + (pos & mask));
             if (ln & FBPF_RB_BUSY_BIT) break;
             if (!(ln & FBPF_RB_DISCARD_BIT)) {
+                if (heads) {
+                    if (__builtin_expect(ln < hsize, 0)) { *shortp = 1; break; }
+                    fbpf_copy(sh_cur, data + (pos & mask) + FBPF_RB_HDR_SZ, hsize);
+                    FBPF_STAGE_NEXT(sh, hsize);
+                }
                 fbpf_put64(so_cur, (int64_t)(pos - cons) + FBPF_RB_HDR_SZ);
                 fbpf_put64(sl_cur, ln);
                 FBPF_STAGE_NEXT(so, 8);
@@ -340,20 +350,25 @@ cdef extern from * nogil:
         }
         FBPF_STAGE_FLUSH(so);
         FBPF_STAGE_FLUSH(sl);
+        FBPF_STAGE_FLUSH(sh);
         *posp = pos;
         return n;
     }
 
     /* The perf twin: samples from *posp up to head, stopping at a record
        that is not a sample or would run past lim; offsets are from start
-       to the sample's data (after the header and the u32 size). */
+       to the sample's data (after the header and the u32 size). heads,
+       hsize and shortp as for fbpf_rb_collect. */
     static Py_ssize_t fbpf_perf_collect(const char *data, uint64_t mask, uint64_t start,
                                         uint64_t lim, uint64_t head, uint64_t *posp,
-                                        int64_t *offs, int64_t *sizes, Py_ssize_t maxn) {
+                                        int64_t *offs, int64_t *sizes, Py_ssize_t maxn,
+                                        char *heads, uint32_t hsize, int *shortp) {
         uint64_t pos = *posp;
         Py_ssize_t n = 0;
         FBPF_STAGE(so, offs, 8);
         FBPF_STAGE(ss, sizes, 8);
+        FBPF_STAGE(sh, heads, hsize ? hsize : 8);
+        *shortp = 0;
         while (pos < head && n < maxn) {
             const char *p = data + (pos & mask);
             FBPF_AHEAD(p);
@@ -361,8 +376,14 @@ cdef extern from * nogil:
             const uint32_t size = (uint32_t)(h >> 48);
             if (size == 0 || pos + size > lim || (uint32_t)h != FBPF_PERF_RECORD_SAMPLE)
                 break;
+            const uint32_t rawsz = fbpf_ld32(p + 8);
+            if (heads) {
+                if (__builtin_expect(rawsz < hsize, 0)) { *shortp = 1; break; }
+                fbpf_copy(sh_cur, p + 12, hsize);
+                FBPF_STAGE_NEXT(sh, hsize);
+            }
             fbpf_put64(so_cur, (int64_t)(pos - start) + 12);
-            fbpf_put64(ss_cur, fbpf_ld32(p + 8));
+            fbpf_put64(ss_cur, rawsz);
             FBPF_STAGE_NEXT(so, 8);
             FBPF_STAGE_NEXT(ss, 8);
             n++;
@@ -370,6 +391,7 @@ cdef extern from * nogil:
         }
         FBPF_STAGE_FLUSH(so);
         FBPF_STAGE_FLUSH(ss);
+        FBPF_STAGE_FLUSH(sh);
         *posp = pos;
         return n;
     }
@@ -439,10 +461,12 @@ cdef extern from * nogil:
                                           Py_ssize_t maxn, bint *shortp)
     Py_ssize_t rb_collect "fbpf_rb_collect"(const char *data, uint64_t mask, const void *prodp,
                                             uint64_t cons, uint64_t *posp, int64_t *offs,
-                                            int64_t *lens, Py_ssize_t maxn, uint64_t max_bytes)
+                                            int64_t *lens, Py_ssize_t maxn, uint64_t max_bytes,
+                                            char *heads, uint32_t hsize, bint *shortp)
     Py_ssize_t perf_collect "fbpf_perf_collect"(const char *data, uint64_t mask, uint64_t start,
                                                 uint64_t lim, uint64_t head, uint64_t *posp,
-                                                int64_t *offs, int64_t *sizes, Py_ssize_t maxn)
+                                                int64_t *offs, int64_t *sizes, Py_ssize_t maxn,
+                                                char *heads, uint32_t hsize, bint *shortp)
     Py_ssize_t gather_prefix "fbpf_gather_prefix"(const char *data, uint64_t dlen,
                                                   const int64_t *offs, const int64_t *sizes,
                                                   Py_ssize_t n, char *out, Py_ssize_t itemsize)
@@ -638,17 +662,21 @@ cdef class RecordBatch:
     ``view()`` batch, where samples sit where the kernel put them, at 4 mod 8
     (after the header and the u32 size). ``as_array(header_dtype)`` reads a
     fixed-layout prefix of every record (an event header) either way, in one
-    C pass.
+    C pass; ``view(head=header_dtype)`` gathers it during the scan instead
+    (:attr:`heads`).
     """
-    cdef object _data, _offsets, _sizes, _cpus
+    cdef object _data, _offsets, _sizes, _cpus, _heads
     cdef bint _released
     cdef Py_ssize_t _n_released
 
-    def __init__(self, data, offsets, sizes, cpus=None):
+    def __init__(self, data, offsets, sizes, cpus=None, heads=None):
+        if heads is not None and len(heads) != len(offsets):
+            raise ValueError(f"{len(offsets)} records but {len(heads)} heads")
         self._data = data
         self._offsets = offsets
         self._sizes = sizes
         self._cpus = cpus
+        self._heads = heads
 
     cdef int _check(self) except -1:
         if self._released:
@@ -687,6 +715,13 @@ cdef class RecordBatch:
         self._check()
         return self._cpus
 
+    @property
+    def heads(self):
+        """The first bytes of every record as an array of the ``head=``
+        dtype given to ``view()``, copied while the ring was scanned (so it
+        stays valid after the ``with`` block); None when not asked for."""
+        return self._heads
+
     def __len__(self):
         # the count stays known after a view() block; the records do not
         return self._n_released if self._released else len(self._offsets)
@@ -722,7 +757,7 @@ cdef class RecordBatch:
         are cut), so for records that share a fixed header and differ after
         it, ``as_array(header_dtype)`` is that header of every record."""
         dt = _plain_dtype(dtype)
-        cdef Py_ssize_t n = len(self.offsets), bad
+        cdef Py_ssize_t n = len(self), bad
         cdef Py_ssize_t itemsize = dt.itemsize
         if itemsize <= 0:
             raise ValueError(f"dtype {dt} has no size")
@@ -734,6 +769,13 @@ cdef class RecordBatch:
                 raise ValueError(f"out has dtype {out.dtype}, not {dt}")
             if len(out) < n:
                 raise ValueError(f"out has room for {len(out)} records, the batch holds {n}")
+        if self._heads is not None and self._heads.dtype == dt:
+            # gathered during the scan (view(head=...)): no second pass
+            if out is None:
+                return self._heads
+            out[:n] = self._heads
+            return out if len(out) == n else out[:n]
+        self._check()
         if n == 0:
             return _np.empty(0, dt) if out is None else out[:0]
         cdef cnp.ndarray data = _np.ascontiguousarray(self.data).reshape(-1).view(_np.uint8)
@@ -1035,6 +1077,17 @@ cdef tuple _fixed_args(object dtype, object max_records, object out, object fiel
     return dt, n, need, spans
 
 
+cdef object _head_dtype(object dtype, object head):
+    """view()'s *head*: a plain dtype (cached, see _layout), for variable-size
+    batches only."""
+    if head is None:
+        return None
+    if dtype is not None:
+        raise ValueError("head= is for variable-size batches (no dtype=): a dtype= view "
+                         "already is an array of records")
+    return _layout(head, None)[0]
+
+
 cdef Py_ssize_t _max_records(object max_records) except -2:
     if max_records is None:
         return -1
@@ -1166,12 +1219,15 @@ cdef class RingbufCore(_SharedRing):
                          <uint32_t>need, spans, nspans, maxn, short)
 
     cdef Py_ssize_t _collect(self, int64_t *offs, int64_t *lens, Py_ssize_t maxn,
-                             uint64_t max_bytes, uint64_t *endp) noexcept nogil:
+                             uint64_t max_bytes, uint64_t *endp, char *heads=NULL,
+                             uint32_t hsize=0, bint *short=NULL) noexcept nogil:
         """Offsets (from self.cons) and lengths of up to maxn records,
-        stopping after the record that crosses max_bytes of ring."""
+        stopping after the record that crosses max_bytes of ring; with
+        *heads*, also the first *hsize* bytes of each (see rb_collect)."""
+        cdef bint ignored = False
         endp[0] = self.cons
         return rb_collect(self.data, self.mask, self.prod_page, self.cons, endp, offs, lens,
-                          maxn, max_bytes)
+                          maxn, max_bytes, heads, hsize, short if short != NULL else &ignored)
 
     cdef Py_ssize_t _uniform_run(self, Py_ssize_t itemsize, Py_ssize_t maxn, uint64_t max_bytes,
                                  uint64_t *startp, uint64_t *endp, uint64_t *stridep,
@@ -1321,14 +1377,17 @@ cdef class RingbufCore(_SharedRing):
         endp[0] = pos
         return n
 
-    cdef object _batch(self, Py_ssize_t maxn, bint copy):
+    cdef object _batch(self, Py_ssize_t maxn, bint copy, object head=None):
         """A RecordBatch over everything from cons (a packed copy, or a view
-        of the ring); returns (batch, end)."""
+        of the ring, with *head* its records' heads); returns (batch, end)."""
         cdef uint64_t pend = acq64(self.prod_page) - self.cons, end
         # Every record takes at least its 8-byte header (zero-length ones
         # exist), so this bounds the count.
         cdef Py_ssize_t cap = <Py_ssize_t>(pend // RB_HDR), n
         cdef cnp.ndarray offs, lens, data
+        cdef bint short = False
+        cdef char *hp = NULL
+        cdef uint32_t hsize = 0
         if maxn >= 0 and cap > maxn:
             cap = maxn
         if cap == 0:
@@ -1343,17 +1402,28 @@ cdef class RingbufCore(_SharedRing):
             self.vidx.reserve(cap, True)
             offs = self.vidx.offs
             lens = self.vidx.sizes
+            heads = None
+            if head is not None:
+                heads = _np.empty(cap, head)
+                hp = <char *>cnp.PyArray_DATA(<cnp.ndarray>heads)
+                hsize = <uint32_t>head.itemsize
             with nogil:
                 n = self._collect(<int64_t *>offs.data, <int64_t *>lens.data, cap,
-                                  _VIEW_BYTES if maxn < 0 else <uint64_t>-1, &end)
+                                  _VIEW_BYTES if maxn < 0 else <uint64_t>-1, &end,
+                                  hp, hsize, &short)
             if n == 0:
+                if short:
+                    self._commit(end + rb_step(acq32(self.data + (end & self.mask))))
+                    raise ValueError(f"a ring buffer record is smaller than head dtype {head} "
+                                     f"({head.itemsize} bytes); the record was dropped")
                 return None, end
             offs = offs[:n]
             lens = lens[:n]
             span = <cnp.npy_intp>(end - self.cons)
             buf = _view(self.data_map, <char *>self.data + (self.cons & self.mask), _U8, 1,
                         span, 1, False)
-            return RecordBatch(buf, offs, lens), end
+            return RecordBatch(buf, offs, lens, None,
+                               None if heads is None else heads[:n]), end
         # Packed records take at most the ring bytes they occupied (pend,
         # headers included); the copy happens in the scanning pass.
         self.scratch.reserve(cap)
@@ -1388,13 +1458,15 @@ cdef class RingbufCore(_SharedRing):
         finally:
             self._leave()
 
-    def view_begin(self, dtype=None, max_records=None, timeout=None):
-        """Start a zero-copy batch (used by ``Reader.view``): a RecordBatch,
-        or with *dtype* a strided structured array, over ring memory. Nothing
-        is consumed until :meth:`view_end`."""
+    def view_begin(self, dtype=None, max_records=None, timeout=None, head_dtype=None):
+        """Start a zero-copy batch (used by ``Reader.view``): a RecordBatch
+        (with *head*, its records' heads gathered in the scan), or with
+        *dtype* a strided structured array, over ring memory. Nothing is
+        consumed until :meth:`view_end`."""
         cdef Py_ssize_t maxn = _max_records(max_records), n, itemsize
         cdef uint64_t start, end, stride
         cdef bint short = False
+        head_dtype = _head_dtype(dtype, head_dtype)
         deadline = _deadline(timeout)
         self._enter()
         try:
@@ -1402,7 +1474,7 @@ cdef class RingbufCore(_SharedRing):
             self._sync()
             while True:
                 if dtype is None:
-                    b, end = self._batch(maxn, False)
+                    b, end = self._batch(maxn, False, head_dtype)
                     if b is not None:
                         self.held = True
                         self.vend = end
@@ -1433,7 +1505,8 @@ cdef class RingbufCore(_SharedRing):
                     self.busy += 1
                     if dtype is None:
                         return RecordBatch(_np.empty(0, _np.uint8), _np.empty(0, _np.int64),
-                                           _np.empty(0, _np.int64))
+                                           _np.empty(0, _np.int64), None,
+                                           None if head_dtype is None else _np.empty(0, head_dtype))
                     return _np.empty(0, _np.dtype(dtype))
         finally:
             self._leave()
@@ -1821,11 +1894,12 @@ cdef class PerfCore(_Poller):
 
     # -- zero-copy views: one ring, one contiguous run ---------------------------
 
-    def view_begin(self, dtype=None, max_records=None, timeout=None):
+    def view_begin(self, dtype=None, max_records=None, timeout=None, head_dtype=None):
         """A zero-copy batch from one CPU's ring: the records up to the ring's
         end (a record that wraps it comes alone, copied). With *dtype*, a
-        strided structured array over samples of one size. Nothing is
-        consumed until :meth:`view_end`."""
+        strided structured array over samples of one size; with
+        *head_dtype*, a RecordBatch with its samples' heads gathered in the
+        scan. Nothing is consumed until :meth:`view_end`."""
         cdef Py_ssize_t maxn = _max_records(max_records), n, itemsize = 0
         cdef int k, i
         cdef _PerfRing *r
@@ -1840,6 +1914,12 @@ cdef class PerfCore(_Poller):
         cdef bint fixed
         cdef bytes copy
         cdef bint unbounded = maxn < 0
+        cdef bint short = False
+        cdef char *hp = NULL
+        cdef uint32_t hsize = 0
+        hdt = _head_dtype(dtype, head_dtype)
+        if hdt is not None:
+            hsize = <uint32_t>hdt.itemsize
         if unbounded:
             maxn = 1 << 62
         dt = None if dtype is None else _plain_dtype(dtype)
@@ -1887,13 +1967,19 @@ cdef class PerfCore(_Poller):
                             self._set_tail(r, tail + size)
                             raise ValueError(f"a perf sample is smaller than dtype {dt}; "
                                              f"the sample was dropped")
+                        if hdt is not None and rawsz < hsize:
+                            self._set_tail(r, tail + size)
+                            raise ValueError(f"a perf sample is smaller than head dtype {hdt}; "
+                                             f"the sample was dropped")
                         copy = PyBytes_FromStringAndSize(p, size)
                         if fixed:
                             batch = _view(copy, PyBytes_AS_STRING(copy) + 12, dt, 1, 1, itemsize, False)
                         else:
                             batch = RecordBatch(_view(copy, PyBytes_AS_STRING(copy), _U8, 1, size, 1, False),
                                                 _full_i64(1, 12), _full_i64(1, rawsz),
-                                                _full_i32(1, r.cpu))
+                                                _full_i32(1, r.cpu),
+                                                None if hdt is None else
+                                                _np.frombuffer(copy, hdt, 1, 12).copy())
                         self._hold(i, tail + size)
                         return self._lend(batch)
                     # a run of samples up to the ring's end: the ring is
@@ -1915,7 +2001,16 @@ cdef class PerfCore(_Poller):
                         ps = <int64_t *>cnp.PyArray_DATA(<cnp.ndarray>sizes_a)
                         maxn = cap
                     if not fixed:
-                        n = perf_collect(data, mask, start, lim, head, &pos, po, ps, maxn)
+                        heads = None
+                        if hdt is not None:
+                            heads = _np.empty(maxn, hdt)
+                            hp = <char *>cnp.PyArray_DATA(<cnp.ndarray>heads)
+                        n = perf_collect(data, mask, start, lim, head, &pos, po, ps, maxn,
+                                         hp, hsize, &short)
+                        if n == 0 and short:
+                            self._set_tail(r, pos + <uint16_t>(ld64(data + (pos & mask)) >> 48))
+                            raise ValueError(f"a perf sample is smaller than head dtype {hdt}; "
+                                             f"the sample was dropped")
                     else:
                         while pos < head and n < maxn:
                             p = data + (pos & mask)
@@ -1940,13 +2035,15 @@ cdef class PerfCore(_Poller):
                     if fixed:
                         return _view(self.maps[i], <char *>base_p + 12, dt, 1, n, stride, False)
                     buf = _view(self.maps[i], <char *>base_p, _U8, 1, <cnp.npy_intp>(pos - start), 1, False)
-                    return self._lend(RecordBatch(buf, offs_a[:n], sizes_a[:n], _full_i32(n, r.cpu)))
+                    return self._lend(RecordBatch(buf, offs_a[:n], sizes_a[:n], _full_i32(n, r.cpu),
+                                                  None if hdt is None else heads[:n]))
                 if not self._wait(deadline):
                     self._hold(-1, 0)
                     if fixed:
                         return _np.empty(0, dt)
                     return RecordBatch(_np.empty(0, _np.uint8), _np.empty(0, _np.int64),
-                                       _np.empty(0, _np.int64), _np.empty(0, _np.int32))
+                                       _np.empty(0, _np.int64), _np.empty(0, _np.int32),
+                                       None if hdt is None else _np.empty(0, hdt))
         finally:
             self._leave()
 

@@ -144,19 +144,24 @@ class _BaseReader:
         return self._core.read_fixed(dtype, max_records, timeout, out, fields)
 
     def view(self, max_records: int | None = None, timeout: float | None = None,
-             dtype: Any = None) -> _View:
+             dtype: Any = None, head: Any = None) -> _View:
         """Zero-copy batch: ``with r.view(...) as batch:``.
 
         ``batch`` points into the ring's memory (read-only) and is valid only
         inside the block; the records are consumed when the block exits.
         Without *dtype* it is a :class:`RecordBatch`; with *dtype* a strided
-        structured array. A batch may hold fewer than *max_records* records
+        structured array. With *head* (a dtype; variable-size batches only),
+        the first ``head.itemsize`` bytes of every record are copied into
+        ``batch.heads`` during the scan that finds the records, an aligned
+        array that stays valid after the block (the header variable-size
+        events share, read in one pass); a record shorter than *head* raises
+        ``ValueError`` and is dropped, after the records before it. A batch may hold fewer than *max_records* records
         even when more are ready (see the reader's notes); it is empty on
         timeout. Without *max_records* a batch ends after about 2 MiB of
         ring: its records are read right after the scan that found them, and
         a batch of about a cache's size keeps that read in cache.
         """
-        return _View(self._core, (dtype, max_records, timeout))
+        return _View(self._core, (dtype, max_records, timeout, head))
 
     def __iter__(self) -> Iterator[Record]:
         """Records, blocking for each, until the reader is closed."""

@@ -430,3 +430,49 @@ def test_read_batch_takes_the_header_of_variable_size_samples(maps, no_fd_leak):
             p.read_batch(dtype=pair, timeout=1.0)
         got = p.read_batch(dtype=pair, timeout=1.0)
         assert got["a"].tolist() == [101, 102, 103] and got["b"].tolist() == [101, 102, 103]
+
+
+def test_view_gathers_heads_in_the_scan(maps, no_fd_leak):
+    """view(head=) on perf samples: the heads are aligned (the samples sit at
+    4 mod 8), gathered in the scan, with the CPU of each sample."""
+    events, ctr = maps
+    pair = np.dtype([("a", "<u8"), ("b", "<u8")])
+    cpu = perf.online_cpus()[0]
+    with perf_prog(events, ctr, var=True) as prog, \
+            perf.Reader(events, per_cpu_bytes=1 << 16) as p:
+        _run(prog, 100, cpu)
+        with p.view(head=SEQ, timeout=1.0) as b:
+            assert int(b.offsets[0]) % 8 == 4 and b.heads.flags.aligned
+            assert b.heads["seq"].tolist() == list(range(100)) and b.as_array(SEQ) is b.heads
+            assert b.cpus.tolist() == [cpu] * 100
+        assert b.heads["seq"][-1] == 99
+        _run(prog, 5, cpu)                          # seq 100 and 104 have 8 bytes
+        with pytest.raises(ValueError, match="smaller than head dtype"):
+            with p.view(head=pair, timeout=1.0):
+                pass
+        with p.view(head=pair, timeout=1.0) as b:
+            assert b.heads["a"].tolist() == [101, 102, 103] == b.heads["b"].tolist()
+        with pytest.raises(ValueError, match="smaller than head dtype"):
+            with p.view(head=pair, timeout=1.0):
+                pass
+        with p.view(head=SEQ, timeout=0) as b:
+            assert len(b) == 0 and len(b.heads) == 0
+
+
+def test_view_heads_of_a_sample_that_wraps(maps, no_fd_leak):
+    """The sample that wraps the ring's end comes alone, copied, with its
+    head."""
+    events, ctr = maps
+    cpu = perf.online_cpus()[0]
+    with perf_prog(events, ctr, size=64) as prog, \
+            perf.Reader(events, per_cpu_bytes=mmap.PAGESIZE) as p:
+        seen = []
+        for _ in range(6):
+            _run(prog, 20, cpu)
+            while True:
+                with p.view(head=SEQ, timeout=0) as b:
+                    if len(b) == 0:
+                        break
+                    assert b.as_array("<u8").tolist() == b.heads["seq"].tolist()
+                    seen += b.heads["seq"].tolist()
+        assert seen == list(range(120))

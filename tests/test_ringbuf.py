@@ -747,3 +747,39 @@ def test_field_layouts_of_different_dtypes_do_not_mix(maps, no_fd_leak):
             assert got.dtype.names == (name,)
             assert got[name].tolist() == [16 * seq + word, 16 * (seq + 1) + word]
             seq += 2
+
+
+def test_view_gathers_heads_in_the_scan(maps, no_fd_leak):
+    """view(head=) copies each record's first bytes during the scan into an
+    aligned array that as_array reuses and that outlives the block; a record
+    shorter than the head raises and is dropped, after the records before it."""
+    rb, ctr = maps
+    pair = np.dtype([("a", "<u8"), ("b", "<u8")])
+    with output_prog(rb, ctr, var=True) as prog, ringbuf.Reader(rb) as r:
+        prog.test_run(data=PKT, repeat=100)        # 8, 16, 24, 32, 8, ... bytes
+        with r.view(head=SEQ, timeout=1.0) as b:
+            assert len(b) == 100 and b.heads.dtype == SEQ and b.heads.flags.aligned
+            assert b.heads["seq"].tolist() == list(range(100))
+            assert b.as_array(SEQ) is b.heads
+            assert b.as_array("<u8").tolist() == list(range(100))   # another dtype: gathered
+            out = np.zeros(128, SEQ)
+            got = b.as_array(SEQ, out=out)
+            assert np.shares_memory(got, out) and got["seq"].tolist() == list(range(100))
+        assert b.heads["seq"][-1] == 99            # a copy: still valid...
+        with pytest.raises(ValueError, match="after its with block"):
+            b.offsets                              # ...unlike the records
+        prog.test_run(data=PKT, repeat=5)          # seq 100 and 104 have 8 bytes
+        with pytest.raises(ValueError, match="smaller than head dtype"):
+            with r.view(head=pair, timeout=1.0):
+                pass
+        with r.view(head=pair, timeout=1.0) as b:  # stops before seq 104
+            assert b.heads["a"].tolist() == [101, 102, 103] == b.heads["b"].tolist()
+            assert [bytes(rec[:8]) for rec in b] == [i.to_bytes(8, "little") for i in (101, 102, 103)]
+        with pytest.raises(ValueError, match="smaller than head dtype"):
+            with r.view(head=pair, timeout=1.0):
+                pass
+        with r.view(head=SEQ, timeout=0) as b:     # nothing left
+            assert len(b) == 0 and len(b.heads) == 0 and b.heads.dtype == SEQ
+        with pytest.raises(ValueError, match="head= is for variable-size"):
+            with r.view(dtype=SEQ, head=SEQ, timeout=0):
+                pass
