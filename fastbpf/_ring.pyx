@@ -755,7 +755,9 @@ cdef class RecordBatch:
         allocation) always a copy into ``out[:len(self)]``, which is returned.
         Every record must hold at least ``dtype.itemsize`` bytes (longer ones
         are cut), so for records that share a fixed header and differ after
-        it, ``as_array(header_dtype)`` is that header of every record."""
+        it, ``as_array(header_dtype)`` is that header of every record. For a
+        batch from ``view(head=header_dtype)`` that is :attr:`heads`, returned
+        as is (or copied into *out*)."""
         dt = _plain_dtype(dtype)
         cdef Py_ssize_t n = len(self), bad
         cdef Py_ssize_t itemsize = dt.itemsize
