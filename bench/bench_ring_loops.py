@@ -10,7 +10,7 @@ mode copies (or sums) the first u64 of every record, 16k records per call
 for fastbpf. Perf rings of both kinds stay open; before each drain the
 map is pointed at the rings of that drain's reader.
 
-Measured spread on the 2-vCPU VM (six runs): fastbpf's loop took 0.81-0.99
+Measured spread on the 2-vCPU VM (seven runs): fastbpf's loop took 0.74-0.99
 of libbpf's time on 64-byte ring buffer records, 0.97-1.05 on the mix,
 0.94-1.10 on 64-byte perf samples. libbpf's perf loop on the mix moved
 between 4 and 10 ns a record from run to run here (not understood; the same

@@ -152,7 +152,8 @@ class _Fill:
 def _c_binary() -> str:
     src = os.path.join(HERE, "c", "rings.c")
     out = os.path.join(tempfile.gettempdir(), f"fastbpf_bench_rings_{os.getuid()}")
-    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+    newest = max(os.path.getmtime(os.path.join(HERE, "c", f)) for f in ("rings.c", "ring_common.h"))
+    if not os.path.exists(out) or os.path.getmtime(out) < newest:
         subprocess.run(["gcc", "-O2", "-o", out, src, "-lbpf"], check=True)
     return out
 
@@ -192,19 +193,13 @@ def _drain(reader, n: int, form: str, mix: bool, out: np.ndarray) -> None:
     touch = _touch_var if mix and form in ("view", "read_batch") else _touch_fixed
     got = 0
     while got < n:
-        if form == "view":
-            with reader.view(dtype=None if mix else REC64, timeout=1.0) as res:
+        if form in ("view", "view(head=)"):
+            # view(head=): zero-copy records, their header gathered in the scan
+            head = HEAD if form == "view(head=)" else None
+            with reader.view(dtype=None if mix else REC64, head=head, timeout=1.0) as res:
                 if len(res) == 0:
                     break
-                touch(res)
-                got += len(res)
-            continue
-        if form == "view(head=)":
-            # zero-copy records, their header gathered during the scan
-            with reader.view(head=HEAD, timeout=1.0) as res:
-                if len(res) == 0:
-                    break
-                _touch_fixed(res.heads)
+                touch(res if head is None else res.heads)
                 got += len(res)
             continue
         if form == "read_batch":

@@ -1004,9 +1004,9 @@ cdef tuple _layout(object dtype, object fields):
     With *fields*, only those fields of *dtype* are copied, packed into a
     smaller output dtype: one pass over the ring that writes just the
     columns the caller reads. ``spans`` is a uint32 array of (source offset,
-    output offset, length) triples, adjacent fields merged; None (and need
-    -1) when the whole record prefix is copied (the size comes from *out*
-    when there is no dtype).
+    output offset, length) triples, adjacent fields merged. Without a
+    dtype all three are None/-1/None: the layout then comes from *out*'s
+    dtype.
     """
     key = (dtype, fields)
     try:
@@ -1221,15 +1221,14 @@ cdef class RingbufCore(_SharedRing):
                          <uint32_t>need, spans, nspans, maxn, short)
 
     cdef Py_ssize_t _collect(self, int64_t *offs, int64_t *lens, Py_ssize_t maxn,
-                             uint64_t max_bytes, uint64_t *endp, char *heads=NULL,
-                             uint32_t hsize=0, bint *short=NULL) noexcept nogil:
+                             uint64_t max_bytes, uint64_t *endp, char *heads, uint32_t hsize,
+                             bint *short) noexcept nogil:
         """Offsets (from self.cons) and lengths of up to maxn records,
         stopping after the record that crosses max_bytes of ring; with
         *heads*, also the first *hsize* bytes of each (see rb_collect)."""
-        cdef bint ignored = False
         endp[0] = self.cons
         return rb_collect(self.data, self.mask, self.prod_page, self.cons, endp, offs, lens,
-                          maxn, max_bytes, heads, hsize, short if short != NULL else &ignored)
+                          maxn, max_bytes, heads, hsize, short)
 
     cdef Py_ssize_t _uniform_run(self, Py_ssize_t itemsize, Py_ssize_t maxn, uint64_t max_bytes,
                                  uint64_t *startp, uint64_t *endp, uint64_t *stridep,
@@ -1965,13 +1964,11 @@ cdef class PerfCore(_Poller):
                         # the C API: this path must stay as cheap as a run.
                         p = self._rec(r, tail, &size)
                         rawsz = ld32(p + 8)
-                        if fixed and rawsz < <uint32_t>itemsize:
+                        # (itemsize is 0 without dtype, hsize 0 without head)
+                        if rawsz < <uint32_t>itemsize + hsize:
                             self._set_tail(r, tail + size)
-                            raise ValueError(f"a perf sample is smaller than dtype {dt}; "
-                                             f"the sample was dropped")
-                        if hdt is not None and rawsz < hsize:
-                            self._set_tail(r, tail + size)
-                            raise ValueError(f"a perf sample is smaller than head dtype {hdt}; "
+                            raise ValueError(f"a perf sample is smaller than "
+                                             f"{f'dtype {dt}' if fixed else f'head dtype {hdt}'}; "
                                              f"the sample was dropped")
                         copy = PyBytes_FromStringAndSize(p, size)
                         if fixed:

@@ -24,14 +24,16 @@ Semantics shared with :class:`fastbpf.perf.Reader`:
   is the zero-copy form: the batch points into the ring and the ring advances
   only when the ``with`` block exits (also by an exception). A
   :class:`RecordBatch` from ``view()`` is released when the block exits:
-  reading its records afterwards raises ValueError (``len()`` still works). A structured array from
-  ``view(dtype=...)`` cannot be released: don't keep it past the block (it
-  stays readable memory, but the kernel reuses it). Without ``max_records``
-  a view batch ends after about 2 MiB of ring, so the consumer's pass over
-  it runs in cache.
+  reading its records afterwards raises ValueError (``len()`` still works).
+  A structured array from ``view(dtype=...)`` cannot be released: don't keep
+  it past the block (it stays readable memory, but the kernel reuses it).
+  Without ``max_records`` a view batch ends after about 2 MiB of ring, so
+  the consumer's pass over it runs in cache.
 * ``RecordBatch.as_array(header_dtype, out=...)`` gathers the common prefix
   of variable-size records (an event header, say) into one array in a single
   C pass; with ``out`` it reuses an array instead of allocating.
+  ``view(head=header_dtype)`` gathers it during the scan itself
+  (``batch.heads``), and ``read_batch(dtype=header_dtype)`` copies only it.
 * ``read_batch(dtype=...)`` gives a structured array; each record must hold at
   least ``dtype.itemsize`` bytes (longer ones are cut to it; a shorter one
   raises ValueError and is dropped). ``read_batch()`` without a dtype gives a

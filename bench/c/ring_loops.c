@@ -11,21 +11,12 @@
  * fills run in a forked child pinned to CPU 1, the reader on CPU 0 (as in
  * rings.c). Prints "<mode> <median ns/record> <min ns/record>" per mode.
  */
-#define _GNU_SOURCE
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
+#include "ring_common.h" /* first: it defines _GNU_SOURCE */
+
 #include <linux/perf_event.h>
-#include <sched.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "fbpf_ring.h"
 
@@ -33,82 +24,6 @@
 #define CHUNK 16384 /* records per fastbpf loop call, as read_batch(out=) of 16k */
 
 static const char *mode_names[MODES] = {"libbpf", "fastbpf", "scan"};
-
-struct acc {
-	uint64_t sum, count;
-};
-
-static int rb_cb(void *ctx, void *data, size_t size)
-{
-	struct acc *a = ctx;
-	(void)size;
-	a->sum += *(const uint64_t *)data;
-	a->count++;
-	return 0;
-}
-
-static void pb_cb(void *ctx, int cpu, void *data, __u32 size)
-{
-	struct acc *a = ctx;
-	(void)cpu;
-	(void)size;
-	a->sum += *(const uint64_t *)data;
-	a->count++;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static void pin(int cpu)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-}
-
-static volatile uint64_t *fills_done;
-static uint64_t fills_asked;
-static int fill_req[2];
-
-static pid_t start_filler(int prog_fd, int n)
-{
-	fills_done = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (fills_done == MAP_FAILED || pipe(fill_req))
-		return -1;
-	pid_t pid = fork();
-	if (pid == 0) {
-		char pkt[64] = {0}, c;
-		LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt, .data_size_in = sizeof(pkt),
-			    .repeat = n);
-		pin(1);
-		close(fill_req[1]);
-		while (read(fill_req[0], &c, 1) == 1 && c == 'f') {
-			if (bpf_prog_test_run_opts(prog_fd, &opts))
-				_exit(1);
-			__atomic_fetch_add(fills_done, 1, __ATOMIC_RELEASE);
-		}
-		_exit(0);
-	}
-	close(fill_req[0]);
-	return pid;
-}
-
-static void fill(void)
-{
-	if (write(fill_req[1], "f", 1) != 1)
-		abort();
-	fills_asked++;
-	for (unsigned long spins = 1; __atomic_load_n(fills_done, __ATOMIC_ACQUIRE) != fills_asked; spins++)
-		if (spins % 100000000 == 0 && waitpid(-1, NULL, WNOHANG) > 0) {
-			fprintf(stderr, "the filler process died\n");
-			exit(1);
-		}
-}
 
 static uint64_t chunk[CHUNK];
 
@@ -269,7 +184,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bad map, program or reps\n");
 		return 1;
 	}
-	pid_t child = start_filler(prog_fd, n);
+	pid_t child = start_filler(prog_fd, n, 1);
 	if (child < 0)
 		return 1;
 	pin(0);
@@ -314,7 +229,7 @@ int main(int argc, char **argv)
 				for (int c = 0; c < 2; c++)
 					if (bpf_map_update_elem(map_fd, &c, m == 0 ? &lib_fds[c] : &pr.fds[c], 0))
 						return 1;
-			fill();
+			remote_fill();
 			t0 = now_ns();
 			if (!perf) {
 				drain_ringbuf(m, rb, &a, cons, prod, bytes, n, &got);
@@ -339,8 +254,7 @@ int main(int argc, char **argv)
 		qsort(ns + m * reps, reps, sizeof(double), cmp_double);
 		printf("%s %.3f %.3f\n", mode_names[m], ns[m * reps + reps / 2], ns[m * reps]);
 	}
-	close(fill_req[1]);
-	waitpid(child, NULL, 0);
+	stop_filler(child);
 	ring_buffer__free(rb);
 	if (perf) {
 		perf_buffer__free(pb);

@@ -12,111 +12,16 @@
  * memory (no system call, no context switch on the reader's CPU), like
  * bench_rings.py does; otherwise the reader fills on CPU 0 itself.
  */
-#define _GNU_SOURCE
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
+#include "ring_common.h" /* first: it defines _GNU_SOURCE */
+
 #include <errno.h>
-#include <sched.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-struct acc {
-	uint64_t sum;
-	uint64_t count;
-	uint64_t lost;
-};
-
-static int rb_cb(void *ctx, void *data, size_t size)
-{
-	struct acc *a = ctx;
-	(void)size;
-	a->sum += *(const uint64_t *)data;
-	a->count++;
-	return 0;
-}
-
-static void pb_cb(void *ctx, int cpu, void *data, __u32 size)
-{
-	struct acc *a = ctx;
-	(void)cpu;
-	(void)size;
-	a->sum += *(const uint64_t *)data;
-	a->count++;
-}
 
 static void pb_lost(void *ctx, int cpu, __u64 cnt)
 {
 	struct acc *a = ctx;
 	(void)cpu;
 	a->lost += cnt;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-static int fill(int prog_fd, int n)
-{
-	char pkt[64] = {0};
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = pkt, .data_size_in = sizeof(pkt),
-		    .repeat = n);
-	return bpf_prog_test_run_opts(prog_fd, &opts);
-}
-
-static void pin(int cpu)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	sched_setaffinity(0, sizeof(set), &set);
-}
-
-/* The filler child waits on a pipe for a request and reports each finished
- * fill in shared memory, where the reader spins for it. */
-static volatile uint64_t *fills_done;
-static int fill_req[2];
-
-static int remote_filler(int prog_fd, int n, int cpu)
-{
-	fills_done = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (fills_done == MAP_FAILED || pipe(fill_req))
-		return -1;
-	pid_t pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		pin(cpu);
-		close(fill_req[1]);
-		char c;
-		while (read(fill_req[0], &c, 1) == 1 && c == 'f') {
-			if (fill(prog_fd, n))
-				_exit(1);
-			__atomic_fetch_add(fills_done, 1, __ATOMIC_RELEASE);
-		}
-		_exit(0);
-	}
-	return pid;
-}
-
-static void remote_fill(uint64_t rep)
-{
-	if (write(fill_req[1], "f", 1) != 1)
-		abort();
-	for (unsigned long spins = 1; __atomic_load_n(fills_done, __ATOMIC_ACQUIRE) != rep; spins++) {
-		if (spins % 100000000 == 0 && waitpid(-1, NULL, WNOHANG) > 0) {
-			fprintf(stderr, "the filler process died\n");
-			exit(1);
-		}
-	}
 }
 
 int main(int argc, char **argv)
@@ -136,7 +41,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	pid_t child = -1;
-	if (fill_cpu >= 0 && (child = remote_filler(prog_fd, n, fill_cpu)) < 0) {
+	if (fill_cpu >= 0 && (child = start_filler(prog_fd, n, fill_cpu)) < 0) {
 		fprintf(stderr, "filler: %s\n", strerror(errno));
 		return 1;
 	}
@@ -156,7 +61,7 @@ int main(int argc, char **argv)
 	for (int r = 0; r < reps; r++) {
 		a.count = a.sum = 0;
 		if (child > 0)
-			remote_fill(r + 1);
+			remote_fill();
 		else if (fill(prog_fd, n)) {
 			fprintf(stderr, "test_run: %s\n", strerror(errno));
 			return 1;
@@ -175,10 +80,8 @@ int main(int argc, char **argv)
 		printf("%llu %llu %llu\n", (unsigned long long)(t1 - t0),
 		       (unsigned long long)a.count, (unsigned long long)a.sum);
 	}
-	if (child > 0) {
-		close(fill_req[1]);
-		waitpid(child, NULL, 0);
-	}
+	if (child > 0)
+		stop_filler(child);
 	ring_buffer__free(rb);
 	perf_buffer__free(pb);
 	return 0;
