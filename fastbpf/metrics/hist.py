@@ -2,7 +2,7 @@
 
     >>> print(render_histogram(m, bucket_type="exp2", unit="usecs"))
          usecs               : count    distribution
-             0 -> 1          : 3        |****                                    |
+             0 -> 1          : 3        |************                            |
              2 -> 3          : 10       |****************************************|
 
 The source is a map whose key is (or has a field holding) the bucket index,
@@ -30,14 +30,14 @@ _BAR = 40
 
 def _bucket_range(bucket_type: str, i: int, mult: float) -> tuple[str, str]:
     if bucket_type == "exp2":
-        lo, hi = (1 << i) >> 1, (1 << i) - 1
-        if i == 1:
-            lo = 0  # BCC's first row reads "0 -> 1"
+        # libbpf-tools' log2 slots: slot i holds [2**i, 2**(i+1)), slot 0 also holds 0.
+        lo, hi = 1 << i, (1 << (i + 1)) - 1
         if i == 0:
-            lo = hi = 0
+            lo = 0
         lo_v, hi_v = lo * mult, hi * mult
     else:
-        lo_v, hi_v = i * mult, (i + 1) * mult - (1 if mult >= 1 and float(mult).is_integer() else 0)
+        step_int = mult >= 1 and float(mult).is_integer()
+        lo_v, hi_v = i * mult, (i + 1) * mult - (1 if step_int else 0)
 
     def f(x: float) -> str:
         return str(int(x)) if float(x).is_integer() else f"{x:.6g}"
@@ -48,15 +48,18 @@ def render_counts(counts: np.ndarray, bucket_type: str = "exp2", bucket_multipli
                   unit: str = "value", first: int = 0) -> str:
     """The bars for *counts*, where ``counts[j]`` is bucket ``first + j``.
 
-    Leading and trailing empty buckets are left out, as BCC does.
+    Trailing empty buckets are left out, as BCC does (and leading ones of
+    linear histograms).
     """
     counts = np.asarray(counts, dtype=np.float64)
     nz = np.flatnonzero(counts)
     if not len(nz):
         return f"     {unit:<19} : count    distribution\n     (no samples)\n"
-    lo_i, hi_i = int(nz[0]), int(nz[-1])
-    if bucket_type == "exp2" and first + lo_i > 1:
-        lo_i = max(0, 1 - first)  # log2 histograms start at the first row like BCC
+    if bucket_type == "exp2" and first > 0:
+        counts = np.concatenate([np.zeros(first), counts])
+        nz, first = nz + first, 0
+    # log2 histograms start at slot 0, as BCC draws them; linear ones at the first count.
+    lo_i, hi_i = (0 if bucket_type == "exp2" else int(nz[0])), int(nz[-1])
     top = counts.max()
     rows = [f"{unit:>19}{'':<5}: count    distribution"]
     for j in range(lo_i, hi_i + 1):
@@ -113,8 +116,8 @@ def render_histogram(source, bucket_type: str = "exp2", *, bucket_multiplier: fl
                      group_by: str | None = None, value_field: str | None = None) -> str:
     """Text bars for a bucketed map (or array of counts), one block per group.
 
-    *bucket_type* is "exp2" (bucket i holds values up to 2**i, BCC's log2
-    slots) or "linear" (bucket i holds [i*m, (i+1)*m)); *bucket_multiplier*
+    *bucket_type* is "exp2" (slot i holds [2**i, 2**(i+1)), what
+    libbpf-tools' ``log2l`` computes; BCC's rows) or "linear" (bucket i holds [i*m, (i+1)*m)); *bucket_multiplier*
     scales the printed ranges. *bucket_field* names the key field holding
     the bucket index when the key is a struct; *group_by* another key field
     to draw one histogram per value of.
