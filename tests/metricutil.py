@@ -26,7 +26,7 @@ U8 = btf.Int("__u8", 1)
 U16 = btf.Int("__u16", 2)
 U32 = btf.Int("__u32", 4)
 U64 = btf.Int("__u64", 8)
-CHAR = btf.Int("char", 1, btf.IntEncoding.SIGNED | btf.IntEncoding.CHAR)
+CHAR = btf.Int("char", 1, btf.IntEncoding.SIGNED)  # as clang emits it
 
 #: struct flow_key { __u8 proto; __u8 pad[3]; __be32 daddr; __u16 dport; __u16 pad2; }
 FLOW_KEY = btf.Struct("flow_key", 12, [("proto", U8, 0), ("pad", btf.Array(U8, 3), 8),

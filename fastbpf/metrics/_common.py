@@ -45,7 +45,7 @@ def map_dtypes(m: Map) -> tuple[np.dtype | None, np.dtype | None]:
         if got is None:
             from .. import btf
             with btf.Handle.from_id(info.btf_id) as h:
-                spec = h.spec
+                spec = h.spec()
                 bk = (btf.to_dtype(spec.type_by_id(info.btf_key_type_id), bitfields="raw",
                                    unsupported="raw") if info.btf_key_type_id else None)
                 bv = (btf.to_dtype(spec.type_by_id(info.btf_value_type_id), bitfields="raw",

@@ -126,10 +126,14 @@ def factorize(col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         hi = int(col.max())
         span = hi - lo + 1
         if span <= max(1 << 16, 2 * n):
-            off = col.astype(np.int64, copy=False) - lo if lo else col.astype(np.intp, copy=False)
+            if col.dtype.kind == "b":
+                col = col.view(np.uint8)
+            # Subtract in the column's own type: kernel addresses do not fit an int64.
+            off = (col - col.dtype.type(lo)).astype(np.intp, copy=False) if lo \
+                else col.astype(np.intp, copy=False)
             counts = np.bincount(off, minlength=span)
             present = counts > 0
-            uniq = (np.flatnonzero(present) + lo).astype(col.dtype)
+            uniq = np.flatnonzero(present).astype(col.dtype) + col.dtype.type(lo)
             lut = np.cumsum(present, dtype=np.intp) - 1
             return uniq, lut[off]
     uniq, inv = np.unique(col, return_inverse=True)

@@ -54,20 +54,22 @@ def render_counts(counts: np.ndarray, bucket_type: str = "exp2", bucket_multipli
     counts = np.asarray(counts, dtype=np.float64)
     nz = np.flatnonzero(counts)
     if not len(nz):
-        return f"     {unit:<19} : count    distribution\n     (no samples)\n"
+        return f"{'':5}{unit:<19} : count    distribution\n{'':5}(no samples)\n"
     if bucket_type == "exp2" and first > 0:
         counts = np.concatenate([np.zeros(first), counts])
         nz, first = nz + first, 0
     # log2 histograms start at slot 0, as BCC draws them; linear ones at the first count.
     lo_i, hi_i = (0 if bucket_type == "exp2" else int(nz[0])), int(nz[-1])
     top = counts.max()
-    rows = [f"{unit:>19}{'':<5}: count    distribution"]
-    for j in range(lo_i, hi_i + 1):
-        lo, hi = _bucket_range(bucket_type, first + j, bucket_multiplier)
+    ranges = [_bucket_range(bucket_type, first + j, bucket_multiplier)
+              for j in range(lo_i, hi_i + 1)]
+    w = 10 if all(len(a) <= 10 and len(b) <= 10 for a, b in ranges) else 20  # BCC's two widths
+    rows = [f"{'':5}{unit:<{2 * w - 1}} : count    distribution"]
+    for (lo, hi), j in zip(ranges, range(lo_i, hi_i + 1)):
         c = counts[j]
         stars = int(round(c / top * _BAR)) if top else 0
         cnt = str(int(c)) if float(c).is_integer() else f"{c:.6g}"
-        rows.append(f"{lo:>20} -> {hi:<16}: {cnt:<8} |{'*' * stars:<{_BAR}}|")
+        rows.append(f"{lo:>{w}} -> {hi:<{w}} : {cnt:<8} |{'*' * stars:<{_BAR}}|")
     return "\n".join(rows) + "\n"
 
 
