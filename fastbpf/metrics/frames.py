@@ -10,7 +10,9 @@ a name, both get a ``key.`` / ``value.`` prefix. Per-CPU values are summed
 
 No per-row Python work: columns are numpy views of the batch arrays (Arrow
 takes contiguous ones without a copy); big-endian fields are converted to
-native order, since pandas refuses them.
+native order, since pandas refuses them. The one exception is a key or
+value of raw bytes (a map without BTF or dtype) in pandas: one bytes object
+per row, as there are no fields to split it into.
 """
 
 from __future__ import annotations
@@ -81,21 +83,32 @@ def map_columns(m: Map, per_cpu: str = "sum") -> dict[str, np.ndarray]:
     return out
 
 
-def _pandas_col(col: np.ndarray) -> Any:
-    if col.ndim == 1 and col.dtype.kind != "V":
-        return col
-    # Sub-arrays (u8 addr[16]) and raw bytes: one bytes object per row is
-    # what pandas can hold; numpy makes them in C.
-    n = col.shape[0]
-    flat = np.ascontiguousarray(col).view(np.uint8).reshape(n, -1)
-    return flat.view(f"S{flat.shape[1]}").reshape(n) if flat.shape[1] else np.zeros(n, "S1")
+def _pandas_cols(name: str, col: np.ndarray) -> Iterator[tuple[str, Any]]:
+    if col.dtype.kind == "V":
+        # Raw bytes (a map without BTF): no fields to split on, so one bytes
+        # object per row; numpy's S would drop trailing NULs.
+        n = col.shape[0]
+        flat = np.ascontiguousarray(col).view(np.uint8).reshape(n, -1)
+        yield name, np.array([r.tobytes() for r in flat], dtype=object)
+    elif col.ndim > 1:
+        # Sub-arrays (u8 addr[4]) become one column per element: addr[0], addr[1], ...
+        flat = col.reshape(col.shape[0], -1)
+        for i in range(flat.shape[1]):
+            yield f"{name}[{i}]", flat[:, i]
+    else:
+        yield name, col
 
 
 def to_dataframe(m: Map, per_cpu: str = "sum"):
-    """*m*'s entries as a pandas DataFrame, one column per key and value field."""
+    """*m*'s entries as a pandas DataFrame, one column per key and value field.
+
+    Numeric sub-arrays are spread over one column per element
+    (``addr[0]``..``addr[3]``); char arrays are bytes columns.
+    """
     import pandas as pd
     cols = map_columns(m, per_cpu)
-    return pd.DataFrame({k: _pandas_col(v) for k, v in cols.items()}, copy=False)
+    return pd.DataFrame({k: c for name, v in cols.items() for k, c in _pandas_cols(name, v)},
+                        copy=False)
 
 
 def _arrow_col(col: np.ndarray):
