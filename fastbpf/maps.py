@@ -738,6 +738,16 @@ class Map(_core.MapBase):
 
     # -- LPM helper ---------------------------------------------------------------------
 
+    def to_dataframe(self, per_cpu: str = "sum"):
+        """The entries as a pandas DataFrame (see :func:`fastbpf.metrics.to_dataframe`)."""
+        from .metrics.frames import to_dataframe
+        return to_dataframe(self, per_cpu)
+
+    def to_arrow(self, per_cpu: str = "sum"):
+        """The entries as a pyarrow Table (see :func:`fastbpf.metrics.to_arrow`)."""
+        from .metrics.frames import to_arrow
+        return to_arrow(self, per_cpu)
+
     def lpm_key(self, prefixlen: int, data: bytes | bytearray | Any) -> np.void:
         """Build an LPM trie key from a prefix length and address bytes."""
         if self.map_type != MapType.LPM_TRIE:
