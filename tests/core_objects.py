@@ -60,7 +60,13 @@ def load(path: str) -> CoreObject:
             continue
         sec = elf.get_section(sym["st_shndx"])
         by_section.setdefault(sec.name, []).append((sym["st_value"], sym["st_size"], sym.name))
-    for sec_name, syms in by_section.items():
+    # libbpf relocates section by section in .BTF.ext order, then by
+    # record: functions are listed in that order.
+    sections = list(ext.core_relos) + [n for n in by_section if n not in ext.core_relos]
+    for sec_name in sections:
+        syms = by_section.get(sec_name)
+        if not syms:
+            continue
         data = elf.get_section_by_name(sec_name).data()
         for start, size, name in sorted(syms):
             insns = asm.Instructions.decode(data[start:start + size], order)
