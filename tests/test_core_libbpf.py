@@ -208,3 +208,47 @@ def test_ambiguity_agrees(loader, tmp_path):
     with pytest.raises(CORERelocationError, match="ambiguity") as info:
         ours(path, str(tpath))
     assert f"prog '{failed[0][0]}'" in str(info.value)
+
+
+def _embedded_bpf_objects(binary: str) -> list[bytes]:
+    """BPF ELF objects embedded in a skeleton-based executable."""
+    import struct
+    with open(binary, "rb") as f:
+        data = f.read()
+    out = []
+    i = data.find(b"\x7fELF\x02\x01", 1)
+    while i != -1:
+        if len(data) - i > 64 and struct.unpack_from("<H", data, i + 18)[0] == 247:  # EM_BPF
+            shoff = struct.unpack_from("<Q", data, i + 0x28)[0]
+            shentsize, shnum = struct.unpack_from("<HH", data, i + 0x3A)
+            out.append(data[i:i + shoff + shentsize * shnum])
+        i = data.find(b"\x7fELF\x02\x01", i + 1)
+    return out
+
+
+def test_real_objects(loader, tmp_path):
+    """The BPF objects inside Debian's libbpf-tools (biolatency, execsnoop,
+    ...): every relocation libbpf applies, fastbpf computes the same.
+    libbpf stops before CO-RE for objects whose maps it cannot create
+    here; those show no relocations and are not compared."""
+    p = features.probe_vmlinux_btf()
+    if not p:
+        pytest.skip(p.reason)
+    res = subprocess.run(["dpkg", "-L", "libbpf-tools"], capture_output=True, text=True)
+    if res.returncode:
+        pytest.skip("Debian package libbpf-tools is not installed")
+    binaries = [b for b in res.stdout.split() if b.startswith("/usr/sbin/") and os.path.isfile(b)]
+    compared = objects = 0
+    for b in binaries:
+        for k, blob in enumerate(_embedded_bpf_objects(b)):
+            path = tmp_path / f"{os.path.basename(b)}-{k}.bpf.o"
+            path.write_bytes(blob)
+            theirs = libbpf_relocations(loader, str(path))
+            if not theirs:
+                continue
+            mine = ours(str(path), None)
+            assert set(theirs) <= set(mine), path
+            compared += compare(theirs, {key: mine[key] for key in theirs})
+            objects += 1
+    assert objects > 0 and compared > 0
+    COUNTS[("libbpf-tools", "all")] = (objects, compared)
