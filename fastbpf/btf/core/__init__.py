@@ -42,6 +42,8 @@ __all__ = [
 #: [(target spec, candidate type)], pruned as relocations reject candidates.
 CandidateCache = dict
 
+_MEMO = object()  # key of the pass-wide memo inside a candidate cache
+
 
 class CORERelocation:
     """The outcome of one CO-RE relocation.
@@ -66,10 +68,19 @@ class CORERelocation:
         reason: why it is poisoned (None otherwise).
     """
 
-    __slots__ = ("index", "slot", "kind", "local_type", "local_type_id", "access", "path",
-                 "target_path", "local_value", "target_value", "poisoned", "candidate",
-                 "target", "candidates", "local_size", "target_size", "validate", "reason",
-                 "_res")
+    __slots__ = ("index", "slot", "kind", "local_type", "local_type_id", "access",
+                 "local_value", "target_value", "poisoned", "candidate", "target", "candidates",
+                 "local_size", "target_size", "validate", "reason", "_res", "_lspec", "_tspec")
+
+    @property
+    def path(self) -> str:
+        """The local access as text (``struct task_struct.pid``)."""
+        return self._lspec.path()
+
+    @property
+    def target_path(self) -> str | None:
+        """The matched access in the target type, or None."""
+        return self._tspec.path() if self._tspec is not None else None
 
     def __repr__(self) -> str:
         state = "poisoned" if self.poisoned else f"{self.local_value} -> {self.target_value}"
@@ -104,7 +115,16 @@ def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cach
     if not isinstance(relo.type_id, int) or not 0 < relo.type_id < len(local):
         raise BTFError(f"CO-RE relocation of insn #{index} refers to type id {relo.type_id}, "
                        f"outside the object's BTF")
-    lspec = _match.parse_spec(local, relo.type_id, relo.access, kind)
+    # Specs and per-candidate outcomes are pure functions of (type, access,
+    # kind) and the candidate, and objects repeat accesses a lot (every
+    # BPF_CORE_READ of task->pid): remember them for the whole pass.
+    memo = cache.get(_MEMO)
+    if memo is None:
+        memo = cache[_MEMO] = {}
+    key = (relo.type_id, relo.access, kind)
+    lspec = memo.get(key)
+    if lspec is None:
+        lspec = memo[key] = _match.parse_spec(local, relo.type_id, relo.access, kind)
     rel = CORERelocation()
     rel.index = index
     rel.slot = index
@@ -112,8 +132,8 @@ def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cach
     rel.local_type = lspec.root
     rel.local_type_id = relo.type_id
     rel.access = relo.access
-    rel.path = lspec.path()
-    rel.target_path = None
+    rel._lspec = lspec
+    rel._tspec = None
     rel.candidate = None
     rel.target = None
     rel.candidates = 0
@@ -131,17 +151,22 @@ def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cach
                 raise _ReloFailure(f"<{KIND_TEXT[kind]}> relocation of an anonymous "
                                    f"{lspec.root.kind.name.lower()} (libbpf refuses these)")
             cands = cache.get(relo.type_id)
-            if cands is None:
+            if cands is None:  # libbpf: cand_cache, keyed by local type id
                 cands = targets.candidates(lspec.root)
                 cache[relo.type_id] = cands
             rel.candidates = len(cands)
             res, tspec, chosen = None, None, None
             kept = []
             for cspec, cand in cands:
-                m = _match.spec_match(lspec, cspec, cand)
+                mkey = (key, id(cand))
+                hit = memo.get(mkey)
+                if hit is None:
+                    m = _match.spec_match(lspec, cspec, cand)
+                    hit = memo[mkey] = (m, _match.calc_relo(kind, lspec, m, big)
+                                        if m is not None else None)
+                m, r = hit
                 if m is None:
                     continue
-                r = _match.calc_relo(kind, lspec, m, big)
                 if res is None:
                     res, tspec, chosen = r, m, (cspec, cand)
                 elif m.bit_offset != tspec.bit_offset:
@@ -158,14 +183,14 @@ def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cach
                 # matched; later relocations of the same type see only those.
                 cands[:] = kept
                 rel.target, rel.candidate = chosen
-                rel.target_path = tspec.path()
+                rel._tspec = tspec
             else:
                 res = _match.calc_relo(kind, lspec, None, big)
     except _ReloFailure as e:
-        raise _fail(f"relocation of insn #{index} <{KIND_TEXT[kind]}> {rel.path} "
+        raise _fail(f"relocation of insn #{index} <{KIND_TEXT[kind]}> {lspec.path()} "
                     f"({relo.access}): {e}", None, program) from None
     except BTFError as e:
-        raise _fail(f"relocation of insn #{index} <{KIND_TEXT[kind]}> {rel.path} "
+        raise _fail(f"relocation of insn #{index} <{KIND_TEXT[kind]}> {lspec.path()} "
                     f"({relo.access}): target BTF: {e}", None, program) from None
     rel._res = res
     rel.local_value = res.orig_val

@@ -10,6 +10,7 @@ Errors libbpf reports as ``-EINVAL`` for a relocation become
 from __future__ import annotations
 
 import re
+import weakref
 
 from ...errors import BTFError
 from ..ext import CoreReloKind as K
@@ -131,11 +132,12 @@ class CoreSpec:
         return "".join(parts)
 
 
+_KIND_WORDS = {k: k.name.lower() for k in Kind}
+_KIND_WORDS[Kind.UNKN] = "void"
+
+
 def _kind_word(t: Type) -> str:
-    return {Kind.STRUCT: "struct", Kind.UNION: "union", Kind.ENUM: "enum",
-            Kind.ENUM64: "enum64", Kind.TYPEDEF: "typedef", Kind.FWD: "fwd",
-            Kind.INT: "int", Kind.PTR: "ptr", Kind.FUNC_PROTO: "func_proto",
-            Kind.FUNC: "func"}.get(t.kind, t.kind.name.lower())
+    return _KIND_WORDS[t.kind]
 
 
 def _is_flex(acc: Accessor | None, arr: Array) -> bool:
@@ -342,35 +344,69 @@ def types_match(lt: Type, tt: Type, behind_ptr: bool = False, level: int = _MAX_
 
 # ------------------------------------------------------------------ matching
 
-def _match_member(local_acc: Accessor, tt: Type, spec: CoreSpec) -> Type | None:
+def _member_index(t: Composite) -> tuple[dict, list]:
+    """(first index of each member name, indexes of anonymous members) of
+    a target composite, cached: vmlinux structs have hundreds of members
+    and each relocation looks one up."""
+    idx = _member_cache.get(t)
+    if idx is None:
+        names: dict[str, int] = {}
+        anon: list[int] = []
+        for i, m in enumerate(t.members):
+            if m.name:
+                names.setdefault(m.name, i)
+            else:
+                anon.append(i)
+        idx = (names, anon)
+        _member_cache[t] = idx
+    return idx
+
+
+_member_cache: "weakref.WeakKeyDictionary[Type, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _match_member(local_acc: Accessor, tt: Type, spec: CoreSpec):
     """Find the local accessor's member by name in target type *tt*,
     descending into anonymous members; append the accessor to *spec* and
-    return the member's type, or None (libbpf's bpf_core_match_member)."""
+    return the member's type, None, or _NO_MATCH (libbpf's
+    bpf_core_match_member, which scans the members in order: only anonymous
+    members before the first one with the name can change the outcome)."""
     tt = _skip(tt)
     if not isinstance(tt, Composite):
         return None
     local_m = local_acc.type.members[local_acc.idx]
     name = local_m.name
-    for i, m in enumerate(tt.members):
-        if len(spec.raw) == SPEC_MAX_LEN:
-            raise _ReloFailure("struct/union/array nesting too deep")
+    members = tt.members
+    if not members:
+        return None
+    if len(spec.raw) == SPEC_MAX_LEN:
+        raise _ReloFailure("struct/union/array nesting too deep")
+    names, anon = _member_index(tt)
+    hit = names.get(name)
+    for i in anon:
+        if hit is not None and i > hit:
+            break
+        m = members[i]
         spec.bit_offset += m.bit_offset
         spec.raw.append(i)
-        if not m.name:
-            found = _match_member(local_acc, m.type, spec)
-            if found is not None and found is not _NO_MATCH:
-                return found
-        elif m.name == name:
-            if fields_are_compat(local_m.type, m.type):
-                spec.accs.append(Accessor(tt, i, m.name))
-                return m.type
-            # libbpf returns here without undoing this member's offset and
-            # index; an enclosing anonymous member's search then goes on
-            # from that state, and so does this one.
-            return _NO_MATCH
+        found = _match_member(local_acc, m.type, spec)
+        if found is not None and found is not _NO_MATCH:
+            return found
         spec.bit_offset -= m.bit_offset
         spec.raw.pop()
-    return None
+        if len(spec.raw) == SPEC_MAX_LEN:
+            raise _ReloFailure("struct/union/array nesting too deep")
+    if hit is None:
+        return None
+    m = members[hit]
+    spec.bit_offset += m.bit_offset
+    spec.raw.append(hit)
+    if fields_are_compat(local_m.type, m.type):
+        spec.accs.append(Accessor(tt, hit, m.name))
+        return m.type
+    # libbpf returns here without undoing this member's offset and index;
+    # an enclosing anonymous member's search then goes on from that state.
+    return _NO_MATCH
 
 
 _NO_MATCH = object()  # found by name but incompatible: stop searching

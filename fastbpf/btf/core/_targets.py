@@ -4,7 +4,7 @@ libbpf scans every target type for every local root type. Here a target
 spec gets an index once per process: exact names are found by the C name
 matcher of :class:`~fastbpf.btf.Spec` (a few hundred microseconds for
 vmlinux), and the few names with a flavor suffix (``foo___bar``; 73 strings
-in a 6.18 vmlinux) are indexed by their essential name up front. Lists of
+in a 6.18 vmlinux, 5 of them type names) are indexed by their essential name up front. Lists of
 candidates are cached per (essential name, kind), so a second load in the
 same process finds them without touching the BTF again.
 """
@@ -67,10 +67,15 @@ class TargetIndex:
             spec = self.spec
             if spec._raw_count:
                 offs = _flavored_string_offsets(spec)
-                if offs:
-                    hits = np.nonzero(np.isin(spec._name_offs,
-                                              np.array(sorted(offs), dtype=np.uint32)))[0]
-                    for h in hits.tolist():
+                names = spec._name_offs
+                if len(offs) <= 16:  # the usual case (5 such strings in a 6.18 vmlinux)
+                    hits = sorted(h for off in offs for h in np.flatnonzero(names == off).tolist())
+                else:
+                    table = np.array(sorted(offs), dtype=np.uint32)
+                    pos = np.minimum(np.searchsorted(table, names), len(table) - 1)
+                    hits = np.flatnonzero(table[pos] == names).tolist()
+                if hits:
+                    for h in hits:
                         tid = h + spec._first_id
                         name = spec._str(int(spec._name_offs[h]))
                         idx.setdefault(essential_name(name), []).append(tid)
@@ -88,18 +93,18 @@ def _flavored_string_offsets(spec: Spec) -> set[int]:
     out: set[int] = set()
     if spec.base is not None:
         out |= _flavored_string_offsets(spec.base)
-    buf = spec._buf
-    start, end = spec._str_start, spec._str_start + spec._str_len
-    i = buf.find(b"___", start, end)
+    # One copy of the table makes the searches memchr-fast (mmap.find is not).
+    table = bytes(spec._buf[spec._str_start:spec._str_start + spec._str_len])
+    i = table.find(b"___")
     while i != -1:
-        s = buf.rfind(b"\0", start, i) + 1
-        if s <= 0:
-            s = start
-        e = buf.find(b"\0", i, end)
-        name = buf[s:e].decode("utf-8", "surrogateescape")
+        s = table.rfind(b"\0", 0, i) + 1
+        e = table.find(b"\0", i)
+        if e < 0:
+            e = len(table)
+        name = table[s:e].decode("utf-8", "surrogateescape")
         if essential_name(name) != name:
-            out.add(s - start + spec._str_base)
-        i = buf.find(b"___", max(e, i + 3), end)
+            out.add(s + spec._str_base)
+        i = table.find(b"___", max(e, i + 3))
     return out
 
 
