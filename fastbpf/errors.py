@@ -18,6 +18,7 @@ import os
 __all__ = [
     "BPFError",
     "VerifierError",
+    "CORERelocationError",
     "NotSupportedError",
     "BTFError",
     "BTFLoadError",
@@ -97,6 +98,33 @@ class VerifierError(BPFError):
         tail = lines[-6:]
         more = "" if len(lines) <= len(tail) else f"\n  ... ({len(lines) - len(tail)} earlier lines in .log)"
         return head + more + "\n  " + "\n  ".join(tail)
+
+    def __reduce__(self):
+        return (type(self), (self.errno, self.op, self.obj, self.log, self.hint))
+
+
+class CORERelocationError(VerifierError):
+    """A CO-RE relocation could not be applied.
+
+    Raised before load for relocations that cannot be resolved safely
+    (ambiguous candidates, an instruction that does not hold the value the
+    relocation expects), and instead of a bare :class:`VerifierError` when
+    the verifier rejects a program at an instruction that an unsatisfiable
+    relocation poisoned. ``hint`` names the relocation, its local type and
+    field path; ``relocation`` is the
+    :class:`fastbpf.btf.core.CORERelocation` (None when unknown); ``log``
+    is the verifier log, if the verifier ran.
+    """
+
+    def __init__(self, code: int, op: str = "CO-RE relocation", obj: str | None = None,
+                 log: str = "", hint: str | None = None, relocation=None):
+        self.relocation = relocation
+        super().__init__(code, op, obj, log, hint)
+
+    def __str__(self) -> str:
+        if self.log:
+            return VerifierError.__str__(self)
+        return BPFError.__str__(self)
 
     def __reduce__(self):
         return (type(self), (self.errno, self.op, self.obj, self.log, self.hint))
