@@ -25,11 +25,12 @@ AREAS = {
     "test_run": "bench_test_run",
     "btf": "bench_btf",
     "metrics": "bench_metrics",  # baseline: lookup_batch of the same map, not C
+    "core": "bench_core",
     "rings": "bench_rings",      # last: it churns through caches the most
 }
 
 
-GOALS = {"maps": "<= 1.2", "test_run": "<= 1.2", "btf": "<= 2", "rings": "<= 1.0"}
+GOALS = {"maps": "<= 1.2", "test_run": "<= 1.2", "btf": "<= 2", "core": "<= 1.0", "rings": "<= 1.0"}
 
 
 def _fmt(ns: float) -> str:
