@@ -1,9 +1,9 @@
 """The config-driven exporter, end to end on pinned maps: every decoder, both
 histogram bucket types, bad configs naming their line, maps that disappear,
-and ``fastbpf export`` as a process.
+``fastbpf export`` as a process, and the maps of a clang-built object.
 
-Loading an object through the ELF loader is the one step not covered here
-(the loader lives on another branch); everything after it is the same code.
+Loading an object through fastbpf's ELF loader (``object:`` in the config)
+is the one step not covered here: the loader lives on another branch.
 """
 
 from __future__ import annotations
@@ -23,15 +23,17 @@ import pytest
 pytest.importorskip("prometheus_client")
 pytest.importorskip("yaml")
 
-from fastbpf import Map, MapSpec, MapType, btf  # noqa: E402
+from fastbpf import Map, MapSpec, MapType, btf, link  # noqa: E402
 from fastbpf.metrics.config import parse_config  # noqa: E402
 from fastbpf.metrics.decoders import ConfigError  # noqa: E402
 from fastbpf.metrics.exporter import Exporter  # noqa: E402
+from fastbpf.programs import Program  # noqa: E402
 from prometheus_client.utils import floatToGoString  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import metricutil as mu  # noqa: E402
-from test_metrics import KINDS, LENGTHS, per_entry, samples, scrape  # noqa: E402
+import netutil  # noqa: E402
+from test_metrics import KINDS, LENGTHS, per_entry, samples, scrape, veth  # noqa: E402,F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CGROUP2 = "/sys/fs/cgroup/unified"
@@ -376,3 +378,67 @@ def test_fastbpf_export_bad_config_exit_status(tmp_path, pinned, no_fd_leak):
     assert p.returncode == 2
     assert err.strip() == (f"fastbpf export: {cfg}:3: counter 'c': unknown map 'gone', not in "
                            f"'maps:' (no object) (known: none)")
+
+
+# ---------------------------------------------------------------------------
+# a clang-built object (testdata/metrics_export.c), loaded by bpftool for now
+
+
+COMPILED_CONFIG = """\
+    maps:
+      packets: {{pin: {maps}/packets}}
+      packet_bytes: {{pin: {maps}/packet_bytes}}
+    metrics:
+      counters:
+        - name: packets_total
+          help: Packets received, by IP protocol
+          map: packets
+          labels:
+            - name: proto
+              field: proto
+              decoders:
+                - name: uint
+                - name: static_map
+                  static_map: {{1: icmp, 6: tcp, 17: udp}}
+            - {{name: daddr, field: daddr, decoders: [{{name: inet_ip}}]}}
+      histograms:
+        - name: packet_bytes
+          help: Frame lengths, log2 buckets
+          bucket_type: exp2
+          bucket_max: 20
+          labels:
+            - {{name: bucket, size: 4, decoders: [{{name: uint}}]}}
+"""
+
+
+def test_export_maps_of_a_compiled_object(veth, bpffs_dir, no_fd_leak):
+    """The object's maps carry clang's BTF: labels name C fields of struct flow_key.
+
+    bpftool (libbpf) loads the object and pins its maps until fastbpf's ELF
+    loader exists; then this test's twin names the object under ``object:``.
+    """
+    obj = os.path.join(ROOT, "testdata", "metrics_export-el.o")
+    progs, maps = os.path.join(bpffs_dir, "progs"), os.path.join(bpffs_dir, "maps")
+    subprocess.run(["bpftool", "prog", "loadall", obj, progs, "pinmaps", maps], check=True,
+                   capture_output=True)
+    with Program.from_pin(os.path.join(progs, "count_packets")) as prog:
+        lk = veth.b.run(link.attach_xdp, prog, veth.IF_B, mode="generic")
+        with lk:
+            rx = netutil.udp_receiver(veth.b, veth.IP_B, 9999)
+            try:
+                netutil.send_udp(veth.a, (veth.IP_B, 9999), 9, b"y" * 32)
+                assert len(netutil.drain(rx)) == 9
+            finally:
+                rx.close()
+    with Exporter(parse_config(textwrap.dedent(COMPILED_CONFIG).format(maps=maps))) as ex:
+        _, port = ex.serve(0, "127.0.0.1")
+        got = scrape(f"http://127.0.0.1:{port}/metrics")
+    frame = 14 + 20 + 8 + 32
+    assert samples(got, "packets_total") == {
+        frozenset({"proto": "udp", "daddr": veth.IP_B}.items()): 9.0}
+    assert got[("packet_bytes_count", frozenset())] == 9
+    assert got[("packet_bytes_sum", frozenset())] == 9 * frame
+    b = samples(got, "packet_bytes_bucket")
+    slot = frame.bit_length() - 1
+    assert b[frozenset({"le": floatToGoString(2 ** (slot - 1))}.items())] == 0
+    assert b[frozenset({"le": floatToGoString(2 ** slot)}.items())] == 9

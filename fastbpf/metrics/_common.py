@@ -5,8 +5,6 @@ into reusable buffers."""
 from __future__ import annotations
 
 import threading
-from typing import Any
-
 import numpy as np
 
 from .. import _core
@@ -120,9 +118,3 @@ def value_numbers(values: np.ndarray, value_field: str | None, percpu: bool) -> 
         v = v.sum(axis=1, dtype=acc)
     return v.astype(np.float64, copy=False)
 
-
-def ensure_map(obj: Any) -> Map:
-    """*obj* if it is an open Map (callables are resolved by the caller)."""
-    if not isinstance(obj, Map):
-        raise TypeError(f"expected a fastbpf Map, got {type(obj).__name__}")
-    return obj

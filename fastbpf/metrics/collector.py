@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..maps import Map
-from ._common import BatchReader, field_column, map_dtypes, value_numbers
+from ._common import BatchReader, field_column, value_numbers
 from .decoders import ConfigError, LabelSpec, check_fit, decode_unique, factorize
 
 __all__ = ["MapCollector", "Grouped", "group_labels", "histogram_le"]

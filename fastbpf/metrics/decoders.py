@@ -19,7 +19,6 @@ whose entries must be dropped (``regexp``).
 
 from __future__ import annotations
 
-import bisect
 import ipaddress
 import logging
 import os

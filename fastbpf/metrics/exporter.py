@@ -120,6 +120,7 @@ class Exporter:
         from prometheus_client import CollectorRegistry
         self.config = config
         self._sources: list[PinnedMap] = []
+        self._pins: dict[str, PinnedMap] = {}
         self.collectors: list[MapCollector] = []
         self._server = None
         self._thread: threading.Thread | None = None
@@ -138,13 +139,15 @@ class Exporter:
         source: Any
         pinned = self.config.maps.get(mc.map)
         if pinned is not None:
-            try:
-                src = PinnedMap(pinned["pin"])
-            except (OSError, BPFError, ValueError) as e:
-                raise ConfigError(f"map {mc.map!r}: cannot open the pin {pinned['pin']}: {e}",
-                                  getattr(pinned, "line", None) or mc.line) from None
-            self._sources.append(src)
-            source = src
+            source = self._pins.get(mc.map)
+            if source is None:  # one open map per pin, however many metrics read it
+                try:
+                    source = PinnedMap(pinned["pin"])
+                except (OSError, BPFError, ValueError) as e:
+                    raise ConfigError(f"map {mc.map!r}: cannot open the pin {pinned['pin']}: "
+                                      f"{e}", getattr(pinned, "line", None) or mc.line) from None
+                self._sources.append(source)
+                self._pins[mc.map] = source
         else:
             maps = getattr(collection, "maps", None) if collection is not None else None
             if maps is None or mc.map not in maps:
@@ -178,6 +181,7 @@ class Exporter:
         for s in self._sources:
             s.close()
         self._sources.clear()
+        self._pins.clear()
 
     def __enter__(self) -> "Exporter":
         return self
