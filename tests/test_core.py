@@ -343,7 +343,7 @@ def test_synthetic_renamed_flavor_runs():
 
 # ---------------------------------------------------------------- the running kernel
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def kernel():
     p = features.probe_vmlinux_btf()
     if not p:

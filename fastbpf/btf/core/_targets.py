@@ -118,7 +118,7 @@ def index_for(spec: Spec) -> TargetIndex:
             return idx
     with _lock:
         idx = TargetIndex(spec)
-        _indexes[key] = (weakref.ref(spec, lambda _r, k=key: _indexes.pop(k, None)),
+        _indexes[key] = (weakref.ref(spec, lambda _r, k=key, d=_indexes: d.pop(k, None)),
                          len(spec), idx)
     return idx
 
