@@ -555,3 +555,37 @@ def test_fuzzed_records_fail_cleanly():
             core.relocate_instructions(o.spec, insns, [(i, relo)], rnd.choice([target, None]))
         except (BTFError, CORERelocationError):
             pass
+
+
+def test_big_endian_objects_agree(kernel):
+    """The same source compiled for bpfeb relocates to the same values
+    against the kernel, except the bitfield left shifts, which follow the
+    object's byte order."""
+    el = relocate_all(obj("core_kinds", "el"), None)
+    eb = relocate_all(obj("core_kinds", "eb"), None)
+    assert el.keys() == eb.keys()
+    shifts = 0
+    for name in el:
+        def key(r):
+            value = None if r.kind == K.FIELD_LSHIFT_U64 else r.target_value
+            return (int(r.kind), r.path, r.poisoned, value)
+        # (the big-endian bitfield macro asks for the byte size twice)
+        assert set(map(key, el[name])) == set(map(key, eb[name])), name
+        shifts += sum(r.kind == K.FIELD_LSHIFT_U64 for r in eb[name])
+    assert shifts >= 3
+    ts = kernel.type_by_name("task_struct", kind=btf.Kind.STRUCT)
+    m = ts.member("in_execve")
+    lsh = {r.path: r.target_value for r in eb["bitfields"] if r.kind == K.FIELD_LSHIFT_U64}
+    off = {r.path: r.target_value for r in eb["bitfields"] if r.kind == K.FIELD_BYTE_OFFSET}
+    size = {r.path: r.target_value for r in eb["bitfields"] if r.kind == K.FIELD_BYTE_SIZE}
+    p = "struct task_struct.in_execve"
+    assert lsh[p] == (8 - size[p]) * 8 + (m.bit_offset - off[p] * 8)
+
+
+def test_result_text():
+    o = obj("core_synth")
+    fn = o.funcs["blob_gone"]
+    rs = core.relocate_instructions(o.spec, fn.insns, fn.pairs(), blob_t1())
+    assert "field_exists" in rs[0].describe() and "1 -> 0" in rs[0].describe()
+    assert "poisoned" in rs[1].describe() and "struct core_blob.gone" in repr(rs[1])
+    assert rs[1].target_path is None and rs[1].reason
