@@ -589,3 +589,27 @@ def test_result_text():
     assert "field_exists" in rs[0].describe() and "1 -> 0" in rs[0].describe()
     assert "poisoned" in rs[1].describe() and "struct core_blob.gone" in repr(rs[1])
     assert rs[1].target_path is None and rs[1].reason
+
+
+def test_poisoned_ld_imm64_named_by_slot(kernel):
+    """A poisoned ld_imm64 becomes two poison calls (same slots, one more
+    list item); the verifier stops at the reachable one, and poison_error
+    names that relocation, not the dead one."""
+    need_raw_tp()
+    o = obj("core_kinds")
+    fn = o.funcs["unguarded_enum"]
+    n = len(fn.insns)
+    slots = fn.insns.size if hasattr(fn.insns, "size") else None
+    rels = core.relocate_instructions(o.spec, fn.insns, fn.pairs(), program="unguarded_enum")
+    poisoned = [r for r in rels if r.poisoned]
+    assert len(poisoned) == 2
+    assert len(fn.insns) == n + 2
+    if slots is not None:
+        assert fn.insns.size == slots
+    with pytest.raises(VerifierError) as info:
+        load_prog(fn)
+    assert "unknown#195896080" in info.value.log
+    err = core.poison_error(info.value, rels, program="unguarded_enum")
+    assert isinstance(err, CORERelocationError)
+    assert err.relocation is not None and "PIDTYPE_NOPE" in err.relocation.path
+    assert "enum pid_type::PIDTYPE_NOPE" in str(err)
