@@ -27,6 +27,7 @@ __all__ = [
     "ENOTSUPP",
     "strerror",
     "bpf_error",
+    "not_supported_error",
 ]
 
 #: Linux-internal "operation not supported" (524). It leaks to user space
@@ -188,6 +189,16 @@ def _combine(base: type, builtin: type) -> type:
                                                     "__doc__": base.__doc__})
         _combined[key] = cls
     return cls
+
+
+def not_supported_error(code: int, op: str, obj: str | None = None,
+                        hint: str | None = None) -> NotSupportedError:
+    """A :class:`NotSupportedError` that is also the built-in ``OSError``
+    subclass of *code* (a kernel that refuses a feature with EPERM gives an
+    error that is both ``NotSupportedError`` and ``PermissionError``)."""
+    builtin = _BUILTIN_FOR_ERRNO.get(code)
+    cls: type = _combine(NotSupportedError, builtin) if builtin is not None else NotSupportedError
+    return cls(code, op, obj, hint)
 
 
 def bpf_error(code: int, op: str, obj: str | None = None, hint: str | None = None) -> BPFError:
