@@ -225,7 +225,8 @@ def test_memory_access_patching():
     assert s32.poisoned and fn.insns[s32.index].opcode == 0x85
     assert fn.insns[s32.index].constant == core.POISON_IMM
     (u16,) = by_path["struct core_mem.u16f"]
-    assert fn.insns[u16.index].offset == 0 and fn.insns[u16.index].opcode == before[u16.index].opcode
+    assert fn.insns[u16.index].offset == 0
+    assert fn.insns[u16.index].opcode == before[u16.index].opcode
     (ptr,) = by_path["struct core_mem.ptr"]
     assert fn.insns[ptr.index].offset == 32
     (u64,) = by_path["struct core_mem.u64f"]

@@ -29,7 +29,7 @@ from ..ext import CoreRelo, CoreReloKind
 from ..spec import Spec
 from ..types import Type
 from . import _match
-from ._match import KIND_TEXT, CoreSpec, Result, _ReloFailure, essential_name
+from ._match import KIND_TEXT, Result, _ReloFailure, essential_name
 from ._patch import POISON_IMM, patch
 from ._targets import Targets, load_target_file, resolve_targets
 

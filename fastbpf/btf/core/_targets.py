@@ -3,8 +3,8 @@
 libbpf scans every target type for every local root type. Here a target
 spec gets an index once per process: exact names are found by the C name
 matcher of :class:`~fastbpf.btf.Spec` (a few hundred microseconds for
-vmlinux), and the few names with a flavor suffix (``foo___bar``; 73 strings
-in a 6.18 vmlinux, 5 of them type names) are indexed by their essential name up front. Lists of
+vmlinux), and the few names with a flavor suffix (``foo___bar``: 5 strings
+in a 6.18 vmlinux) are indexed by their essential name up front. Lists of
 candidates are cached per (essential name, kind), so a second load in the
 same process finds them without touching the BTF again.
 """
