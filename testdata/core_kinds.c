@@ -31,7 +31,9 @@ struct task_struct___new {
 	unsigned int __state;
 } __attribute__((preserve_access_index));
 
-enum pid_type { PIDTYPE_PID, PIDTYPE_TGID, PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_NOT_A_TYPE = 7 };
+enum pid_type {
+	PIDTYPE_PID, PIDTYPE_TGID, PIDTYPE_PGID, PIDTYPE_SID, PIDTYPE_NOT_A_TYPE = 7, PIDTYPE_NOPE = 9
+};
 enum pid_type___m { PIDTYPE_PID___m, PIDTYPE_TGID___m };
 enum perf_callchain_context {
 	PERF_CONTEXT_KERNEL = 0xffffffffffffff80ULL,
@@ -200,6 +202,14 @@ SEC("raw_tp") int unguarded(void *ctx)
 
 	CORE_READ_INTO(&v, current(), not_in_any_kernel);
 	return v;
+}
+
+/* two poisoned ld_imm64: the guarded one is dead code, the other is not */
+SEC("raw_tp") int unguarded_enum(void *ctx)
+{
+	if (bpf_core_enum_value_exists(enum pid_type, PIDTYPE_NOT_A_TYPE))
+		return bpf_core_enum_value(enum pid_type, PIDTYPE_NOT_A_TYPE);
+	return bpf_core_enum_value(enum pid_type, PIDTYPE_NOPE) + 1;
 }
 
 char LICENSE[] SEC("license") = "GPL";

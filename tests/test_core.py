@@ -225,7 +225,8 @@ def test_memory_access_patching():
     assert s32.poisoned and fn.insns[s32.index].opcode == 0x85
     assert fn.insns[s32.index].constant == core.POISON_IMM
     (u16,) = by_path["struct core_mem.u16f"]
-    assert fn.insns[u16.index].offset == 0 and fn.insns[u16.index].opcode == before[u16.index].opcode
+    assert fn.insns[u16.index].offset == 0
+    assert fn.insns[u16.index].opcode == before[u16.index].opcode
     (ptr,) = by_path["struct core_mem.ptr"]
     assert fn.insns[ptr.index].offset == 32
     (u64,) = by_path["struct core_mem.u64f"]
@@ -343,7 +344,7 @@ def test_synthetic_renamed_flavor_runs():
 
 # ---------------------------------------------------------------- the running kernel
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def kernel():
     p = features.probe_vmlinux_btf()
     if not p:
@@ -555,3 +556,61 @@ def test_fuzzed_records_fail_cleanly():
             core.relocate_instructions(o.spec, insns, [(i, relo)], rnd.choice([target, None]))
         except (BTFError, CORERelocationError):
             pass
+
+
+def test_big_endian_objects_agree(kernel):
+    """The same source compiled for bpfeb relocates to the same values
+    against the kernel, except the bitfield left shifts, which follow the
+    object's byte order."""
+    el = relocate_all(obj("core_kinds", "el"), None)
+    eb = relocate_all(obj("core_kinds", "eb"), None)
+    assert el.keys() == eb.keys()
+    shifts = 0
+    for name in el:
+        def key(r):
+            value = None if r.kind == K.FIELD_LSHIFT_U64 else r.target_value
+            return (int(r.kind), r.path, r.poisoned, value)
+        # (the big-endian bitfield macro asks for the byte size twice)
+        assert set(map(key, el[name])) == set(map(key, eb[name])), name
+        shifts += sum(r.kind == K.FIELD_LSHIFT_U64 for r in eb[name])
+    assert shifts >= 3
+    ts = kernel.type_by_name("task_struct", kind=btf.Kind.STRUCT)
+    m = ts.member("in_execve")
+    lsh = {r.path: r.target_value for r in eb["bitfields"] if r.kind == K.FIELD_LSHIFT_U64}
+    off = {r.path: r.target_value for r in eb["bitfields"] if r.kind == K.FIELD_BYTE_OFFSET}
+    size = {r.path: r.target_value for r in eb["bitfields"] if r.kind == K.FIELD_BYTE_SIZE}
+    p = "struct task_struct.in_execve"
+    assert lsh[p] == (8 - size[p]) * 8 + (m.bit_offset - off[p] * 8)
+
+
+def test_result_text():
+    o = obj("core_synth")
+    fn = o.funcs["blob_gone"]
+    rs = core.relocate_instructions(o.spec, fn.insns, fn.pairs(), blob_t1())
+    assert "field_exists" in rs[0].describe() and "1 -> 0" in rs[0].describe()
+    assert "poisoned" in rs[1].describe() and "struct core_blob.gone" in repr(rs[1])
+    assert rs[1].target_path is None and rs[1].reason
+
+
+def test_poisoned_ld_imm64_named_by_slot(kernel):
+    """A poisoned ld_imm64 becomes two poison calls (same slots, one more
+    list item); the verifier stops at the reachable one, and poison_error
+    names that relocation, not the dead one."""
+    need_raw_tp()
+    o = obj("core_kinds")
+    fn = o.funcs["unguarded_enum"]
+    n = len(fn.insns)
+    slots = fn.insns.size if hasattr(fn.insns, "size") else None
+    rels = core.relocate_instructions(o.spec, fn.insns, fn.pairs(), program="unguarded_enum")
+    poisoned = [r for r in rels if r.poisoned]
+    assert len(poisoned) == 2
+    assert len(fn.insns) == n + 2
+    if slots is not None:
+        assert fn.insns.size == slots
+    with pytest.raises(VerifierError) as info:
+        load_prog(fn)
+    assert "unknown#195896080" in info.value.log
+    err = core.poison_error(info.value, rels, program="unguarded_enum")
+    assert isinstance(err, CORERelocationError)
+    assert err.relocation is not None and "PIDTYPE_NOPE" in err.relocation.path
+    assert "enum pid_type::PIDTYPE_NOPE" in str(err)

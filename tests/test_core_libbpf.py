@@ -226,7 +226,40 @@ def _embedded_bpf_objects(binary: str) -> list[bytes]:
     return out
 
 
-def test_real_objects(loader, tmp_path):
+@pytest.fixture(scope="module")
+def real_objects(tmp_path_factory) -> list[str]:
+    """Paths of the BPF objects extracted from Debian's libbpf-tools."""
+    res = subprocess.run(["dpkg", "-L", "libbpf-tools"], capture_output=True, text=True)
+    if res.returncode:
+        pytest.skip("Debian package libbpf-tools is not installed")
+    d = tmp_path_factory.mktemp("libbpf-tools")
+    out = []
+    for b in res.stdout.split():
+        if not (b.startswith("/usr/sbin/") and os.path.isfile(b)):
+            continue
+        for k, blob in enumerate(_embedded_bpf_objects(b)):
+            path = d / f"{os.path.basename(b)}-{k}.bpf.o"
+            path.write_bytes(blob)
+            out.append(str(path))
+    if not out:
+        pytest.skip("libbpf-tools holds no BPF objects")
+    return out
+
+
+def _compare_objects(loader: str, paths: list[str], target: str | None) -> tuple[int, int]:
+    compared = objects = 0
+    for path in paths:
+        theirs = libbpf_relocations(loader, path, target)
+        if not theirs:
+            continue
+        mine = ours(path, target)
+        assert set(theirs) <= set(mine), path
+        compared += compare(theirs, {key: mine[key] for key in theirs})
+        objects += 1
+    return objects, compared
+
+
+def test_real_objects(loader, real_objects):
     """The BPF objects inside Debian's libbpf-tools (biolatency, execsnoop,
     ...): every relocation libbpf applies, fastbpf computes the same.
     libbpf stops before CO-RE for objects whose maps it cannot create
@@ -234,21 +267,60 @@ def test_real_objects(loader, tmp_path):
     p = features.probe_vmlinux_btf()
     if not p:
         pytest.skip(p.reason)
-    res = subprocess.run(["dpkg", "-L", "libbpf-tools"], capture_output=True, text=True)
-    if res.returncode:
-        pytest.skip("Debian package libbpf-tools is not installed")
-    binaries = [b for b in res.stdout.split() if b.startswith("/usr/sbin/") and os.path.isfile(b)]
-    compared = objects = 0
-    for b in binaries:
-        for k, blob in enumerate(_embedded_bpf_objects(b)):
-            path = tmp_path / f"{os.path.basename(b)}-{k}.bpf.o"
-            path.write_bytes(blob)
-            theirs = libbpf_relocations(loader, str(path))
-            if not theirs:
-                continue
-            mine = ours(str(path), None)
-            assert set(theirs) <= set(mine), path
-            compared += compare(theirs, {key: mine[key] for key in theirs})
-            objects += 1
+    objects, compared = _compare_objects(loader, real_objects, None)
     assert objects > 0 and compared > 0
-    COUNTS[("libbpf-tools", "all")] = (objects, compared)
+    COUNTS[("libbpf-tools", "kernel")] = (objects, compared)
+
+
+def mutated_kernel_btf() -> bytes:
+    """This kernel's BTF, changed the way other kernels differ: task_struct
+    grows and moves from 'pid' on, loses 'tgid', has 'state' for
+    '__state', an unsigned 'pid', a wider unsigned 'flags' and wider signed
+    'prio' and 'exit_code'; enum pid_type's values move; inode.i_ino is
+    renamed. A fresh parse, so the process's cached kernel spec is untouched."""
+    s = btf.Spec.from_file("/sys/kernel/btf/vmlinux")
+    S = btf.Kind.STRUCT
+    ulong = s.type_by_name("long unsigned int", kind=btf.Kind.INT)
+    long_ = s.type_by_name("long int", kind=btf.Kind.INT)
+    uint = s.type_by_name("unsigned int", kind=btf.Kind.INT)
+    ts = s.type_by_name("task_struct", kind=S)
+    out, shift = [], False
+    for m in ts.members:
+        shift = shift or m.name == "pid"
+        if m.name == "tgid":
+            continue
+        if m.name == "__state":
+            m = m._replace(name="state")
+        elif m.name == "pid":
+            m = m._replace(type=uint)
+        elif m.name == "flags":
+            m = m._replace(type=ulong)
+        elif m.name in ("prio", "exit_code"):
+            m = m._replace(type=long_)
+        if shift:
+            m = m._replace(bit_offset=m.bit_offset + 512)
+        out.append(m)
+    ts.members = out
+    ts.size += 64
+    e = s.type_by_name("pid_type", kind=btf.Kind.ENUM)
+    e.values = [v._replace(value=v.value + 10) for v in e.values]
+    ino = s.type_by_name("inode", kind=S)
+    ino.members = [m._replace(name="i_ino_x") if m.name == "i_ino" else m for m in ino.members]
+    return s.encode()
+
+
+def test_real_objects_against_another_kernel(loader, real_objects, tmp_path):
+    """btfhub-style: the same objects (and testdata's) relocated against a
+    kernel BTF that is not the running one; moved, missing, renamed and
+    resized fields and changed enum values poison and move the same
+    instructions in both."""
+    p = features.probe_vmlinux_btf()
+    if not p:
+        pytest.skip(p.reason)
+    target = tmp_path / "other-vmlinux.btf"
+    target.write_bytes(mutated_kernel_btf())
+    paths = real_objects + [os.path.join(TESTDATA, f"{n}-el.o")
+                            for n in ("core_kinds", "core_bench", "core_globals")]
+    objects, compared = _compare_objects(loader, paths, str(target))
+    assert objects > 0 and compared > 0
+    COUNTS[("libbpf-tools", "other kernel")] = (objects, compared)

@@ -16,6 +16,13 @@ the instruction, same poison for what cannot be satisfied.
   (what ``ProgramSpec.core_relocations()`` shows);
 - :func:`poison_error` turns a verifier rejection of a poisoned instruction
   into a :class:`~fastbpf.errors.CORERelocationError` naming the relocation.
+
+How a loader uses it: after linking a program, pair each instruction that
+carries a ``.BTF.ext`` CO-RE record with that record, call
+:func:`relocate_instructions` with one ``cand_cache`` dict shared by all
+programs of the object (libbpf's candidate cache), keep the results, and if
+the kernel then refuses the program with a :class:`VerifierError`, raise
+``poison_error(err, results, name)`` instead.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from ..ext import CoreRelo, CoreReloKind
 from ..spec import Spec
 from ..types import Type
 from . import _match
-from ._match import KIND_TEXT, CoreSpec, Result, _ReloFailure, essential_name
+from ._match import KIND_TEXT, Result, _ReloFailure, essential_name
 from ._patch import POISON_IMM, patch
 from ._targets import Targets, load_target_file, resolve_targets
 

@@ -16,8 +16,8 @@ from ...errors import BTFError
 from ..ext import CoreReloKind as K
 from ..spec import Spec
 from ..types import (
-    VOID, Array, Composite, Enum, Enum64, Float, FuncProto, Fwd, Int, IntEncoding, Kind,
-    Pointer, Type, Union, resolve_size, skip_qualifiers,
+    VOID, Array, Composite, Enum, Int, IntEncoding, Kind, Pointer, Type, resolve_size,
+    skip_qualifiers,
 )
 
 #: libbpf's BPF_CORE_SPEC_MAX_LEN: the longest access string.
@@ -319,8 +319,9 @@ def types_match(lt: Type, tt: Type, behind_ptr: bool = False, level: int = _MAX_
                     return False
             return True
         if lk == Kind.INT:
+            signed = IntEncoding.SIGNED
             return (lk == tk and lt.size == tt.size
-                    and bool(lt.encoding & IntEncoding.SIGNED) == bool(tt.encoding & IntEncoding.SIGNED))
+                    and bool(lt.encoding & signed) == bool(tt.encoding & signed))
         if lk == Kind.PTR:
             if lk != tk:
                 return False
