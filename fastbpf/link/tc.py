@@ -15,7 +15,7 @@ import socket
 import struct
 from typing import Any
 
-from .. import _core
+from .. import _core, _linkattr
 from ..enums import AttachFlags, AttachType
 from ..errors import BPFError
 from . import _netlink
@@ -80,8 +80,7 @@ def attach_tcx(program: Any, interface: str | int, direction: str = "ingress", *
         extra_flags, rel = _relative(after)
         flags = int(AttachFlags.AFTER) | extra_flags
     idx = _netlink.ifindex(interface)
-    # link_create.tcx: union { relative_fd; relative_id }, then u64 expected_revision.
-    extra = struct.pack("=I4xQ", rel, expected_revision)
+    extra = _linkattr.tcx(rel, expected_revision)
     fd = _core.link_create(program.fd, idx, attach_type, flags, extra)
     return FDLink(fd, program, f"tcx {direction} on {interface!r}")
 
