@@ -6,12 +6,13 @@ buffer records arrive as numpy arrays the kernel wrote into.
 """
 
 from . import _core, asm, btf
-from ._core import FD, possible_cpus
+from ._core import FD
+from .cpus import online_cpus, possible_cpus
 from .enums import (AttachFlags, AttachType, Command, LinkType, MapFlags, MapType,
                     ProgramFlags, ProgramType, StatsType, TCAction, UpdateFlags, XDPAction,
                     XDPFlags)
 from .errors import (BPFError, BTFError, BTFLoadError, ClosedError, ELFError,
-                     NotSupportedError, VerifierError)
+                     NotSupportedError, TargetNotFoundError, VerifierError)
 from .maps import Map, MapInfo, MapSpec, lpm_key_dtype, map_ids
 from .programs import (Program, ProgramInfo, ProgramSpec, StatsHandle, TestRunResult,
                        enable_stats, program_ids)
@@ -21,12 +22,12 @@ from . import link
 __version__ = "0.1.0"
 
 __all__ = [
-    "FD", "possible_cpus",
+    "FD", "online_cpus", "possible_cpus",
     "AttachFlags", "AttachType", "Command", "LinkType", "MapFlags", "MapType",
     "ProgramFlags", "ProgramType", "StatsType", "TCAction", "UpdateFlags", "XDPAction",
     "XDPFlags",
     "BPFError", "BTFError", "BTFLoadError", "ClosedError", "ELFError", "NotSupportedError",
-    "VerifierError",
+    "TargetNotFoundError", "VerifierError",
     "Map", "MapInfo", "MapSpec", "lpm_key_dtype", "map_ids",
     "Program", "ProgramInfo", "ProgramSpec", "StatsHandle", "TestRunResult", "enable_stats",
     "program_ids", "features", "perf", "ringbuf",

@@ -18,10 +18,10 @@ import uuid
 import numpy as np
 import pytest
 
-from fastbpf import asm, btf, link
+from fastbpf import asm, btf, link, online_cpus
 from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size
 from fastbpf.enums import AttachType, LinkType, MapType, ProgramType
-from fastbpf.errors import BPFError
+from fastbpf.errors import BPFError, NotSupportedError
 from fastbpf.link.tracing import attach_raw_tracepoint, attach_tp_btf, attach_tracepoint, attach_tracing
 from fastbpf.maps import Map, MapSpec
 from fastbpf.programs import Program, ProgramSpec
@@ -223,7 +223,7 @@ def test_perf_event_cpu_clock(counters, no_fd_leak):
     with prog:
         l = link.attach_perf_event(prog, sample_period=100_000)  # every 100 us of CPU
         with l:
-            assert len(l.links) == len(link.perf_event.online_cpus())
+            assert len(l.links) == len(online_cpus())
             _busy(0.1)
             assert counters[0] > 0
         assert l.closed
@@ -694,8 +694,10 @@ def test_tracepoint_ioctl_attach(counters, no_fd_leak):
             for _ in range(6):
                 os.getpid()
             assert counters[0] == 6
-            with pytest.raises(NotImplementedError):
+            with pytest.raises(NotSupportedError):
                 l.pin("/sys/fs/bpf/never")
+            with pytest.raises(NotSupportedError):
+                l.update(prog)
         os.getpid()
         assert counters[0] == 6
         assert pfd.closed

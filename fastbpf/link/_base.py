@@ -15,12 +15,15 @@ Both detach on ``close()``, on ``with`` exit and on garbage collection.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import weakref
 from typing import Any, Callable
 
 from .. import _core
-from ..enums import LinkType
+from ..enums import AttachFlags, LinkType
+from ..errors import NotSupportedError
+from ..pin import Pinnable
 
 __all__ = ["Link", "FDLink", "DetachLink", "LinkInfo", "link_ids"]
 
@@ -54,16 +57,28 @@ class Link:
         self.close()
 
     def pin(self, path: str | os.PathLike) -> None:
-        """Pin the link on a bpffs so the attachment outlives the process."""
-        raise NotImplementedError(f"{type(self).__name__} attachments cannot be pinned "
-                                  "(the kernel has no bpf_link for them)")
+        """Pin the link on a bpffs so the attachment outlives the process.
+        Raises NotSupportedError for attachments without a kernel bpf_link."""
+        raise _unsupported(self, "pin")
 
-    def update(self, program: Any) -> None:
-        """Replace the attached program with *program*, atomically."""
-        raise NotImplementedError(f"{type(self).__name__} attachments cannot be updated")
+    def unpin(self, path: str | os.PathLike | None = None) -> None:
+        """Remove the pin at *path*, by default the one :meth:`pin` made."""
+        raise _unsupported(self, "unpin")
+
+    def update(self, program: Any, old_program: Any = None) -> None:
+        """Replace the attached program with *program*, atomically. With
+        *old_program*, only if that is the program attached now.
+        Raises NotSupportedError where the hook cannot swap programs."""
+        raise _unsupported(self, "update")
 
 
-class FDLink(Link):
+def _unsupported(link: Link, what: str) -> NotSupportedError:
+    return NotSupportedError(errno.EOPNOTSUPP, f"link {what}", getattr(link, "description", "") or None,
+                             hint=f"{type(link).__name__} attachments have no kernel bpf_link "
+                                  f"to {what}")
+
+
+class FDLink(Pinnable, Link):
     """A kernel bpf_link, owned through its fd."""
 
     def __init__(self, fd: _core.FD, program: Any = None, description: str = "") -> None:
@@ -84,18 +99,11 @@ class FDLink(Link):
     def close(self) -> None:
         self._fd.close()
 
-    def pin(self, path: str | os.PathLike) -> None:
-        from ..maps import check_pin_path
-        _core.obj_pin(self.fd, check_pin_path(path))
-
-    def unpin(self, path: str | os.PathLike) -> None:
-        """Remove the pin at *path*."""
-        os.unlink(os.fspath(path))
+    # pin() and unpin() come from Pinnable.
 
     def update(self, program: Any, old_program: Any = None) -> None:
         """Atomically replace the program (BPF_LINK_UPDATE). With
         *old_program*, only if that is the program attached now."""
-        from ..enums import AttachFlags
         flags = 0
         old = 0
         if old_program is not None:
@@ -124,8 +132,10 @@ class FDLink(Link):
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike) -> "FDLink":
-        """Open the link pinned at *path*."""
-        return cls(_core.obj_get(os.fspath(path)), None, f"pinned at {os.fspath(path)}")
+        """Open the link pinned at *path*; :meth:`unpin` then removes that pin."""
+        link = cls(_core.obj_get(os.fspath(path)), None, f"pinned at {os.fspath(path)}")
+        link._remember_pin(path)
+        return link
 
     @classmethod
     def from_id(cls, link_id: int) -> "FDLink":

@@ -171,6 +171,22 @@ class PerfEventGroup(Link):
         os.makedirs(path, exist_ok=True)
         for cpu, l in zip(self.cpus, self.links):
             l.pin(os.path.join(path, f"cpu{cpu}" if cpu >= 0 else "task"))
+        self._pin_path: str | None = path
+
+    def unpin(self, path: str | os.PathLike | None = None) -> None:
+        """Remove the pins made by :meth:`pin` (or those under *path*) and
+        their directory once it is empty."""
+        p = os.fspath(path) if path is not None else getattr(self, "_pin_path", None)
+        if p is None:
+            raise ValueError("this PerfEventGroup knows no pin of its own; pass the path")
+        for cpu in self.cpus:
+            os.unlink(os.path.join(p, f"cpu{cpu}" if cpu >= 0 else "task"))
+        try:
+            os.rmdir(p)
+        except OSError:
+            pass  # someone else's files are there too
+        if path is None or p == getattr(self, "_pin_path", None):
+            self._pin_path = None
 
     def __repr__(self) -> str:
         return f"<PerfEventGroup {self.description} {len(self.links)} events>"

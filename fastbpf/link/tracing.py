@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from .. import _core, _linkattr
 from ..enums import AttachType, ProgramType
-from ..errors import BPFError
+from ..errors import BPFError, target_not_found_error
 from ._base import FDLink, Link
 from .common import check_program_type, fd_of
 from .perf_event import PerfType, attach_perf_fd
@@ -53,7 +53,8 @@ def _check_name(what: str, name: str) -> None:
 
 def tracepoint_id(category: str, name: str) -> int:
     """The id of the trace event ``category:name`` (tracefs
-    ``events/<category>/<name>/id``), as perf_event_open wants it."""
+    ``events/<category>/<name>/id``), as perf_event_open wants it.
+    Raises :class:`TargetNotFoundError` (a FileNotFoundError) when there is none."""
     _check_name("tracepoint category", category)
     _check_name("tracepoint name", name)
     path = os.path.join(tracefs_root(), "events", category, name, "id")
@@ -61,7 +62,8 @@ def tracepoint_id(category: str, name: str) -> int:
         with open(path) as f:
             return int(f.read())
     except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, f"no tracepoint {category}:{name}", path) from None
+        raise target_not_found_error(errno.ENOENT, "find tracepoint", f"{category}:{name}",
+                                     f"no {path}") from None
 
 
 _counter = itertools.count()
@@ -127,7 +129,13 @@ def attach_raw_tracepoint(program: Any, name: str, *, cookie: int = 0) -> FDLink
                 "attach_raw_tracepoint")
     if not name:
         raise ValueError("attach_raw_tracepoint needs a tracepoint name")
-    fd = _core.raw_tracepoint_open(name, fd_of(program), cookie)
+    try:
+        fd = _core.raw_tracepoint_open(name, fd_of(program), cookie)
+    except BPFError as e:
+        if e.errno != errno.ENOENT:
+            raise
+        raise target_not_found_error(errno.ENOENT, "raw tracepoint open", name,
+                                     "the kernel has no such tracepoint") from None
     return FDLink(fd, program, f"raw_tp {name}")
 
 

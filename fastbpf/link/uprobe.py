@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import _core, _linkattr
 from ..enums import AttachType, ProgramType
+from ..errors import ELFError, target_not_found_error
 from ._base import FDLink, Link
 from ._pmu import pmu_type, retprobe_bit
 from .common import check_program_type, fd_of
@@ -55,10 +56,10 @@ def _strip_version(name: str) -> str:
 
 def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str, int]:
     """File offsets of the functions *symbols* in the ELF file *path*
-    (.symtab first, then .dynsym). Raises KeyError naming what is missing."""
+    (.symtab first, then .dynsym). Raises :class:`TargetNotFoundError` (a
+    KeyError) naming what is missing."""
     from elftools.elf.elffile import ELFFile
     from elftools.common.exceptions import ELFError as _PyELFError
-    from ..errors import ELFError
 
     wanted = set(symbols)
     addrs: dict[str, int] = {}
@@ -85,7 +86,9 @@ def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str,
                     break
             missing = wanted - addrs.keys()
             if missing:
-                raise KeyError(f"{path}: no function symbol {', '.join(sorted(missing))}")
+                raise target_not_found_error(errno.ENOENT, "find function",
+                                             f"{', '.join(sorted(missing))} in {path}",
+                                             key_error=True)
             segs = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
         except _PyELFError as e:
             raise ELFError(f"{path}: {e}") from None
@@ -96,7 +99,9 @@ def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str,
                 out[name] = addr - s["p_vaddr"] + s["p_offset"]
                 break
         else:
-            raise KeyError(f"{path}: symbol {name} at {addr:#x} is in no loadable segment")
+            raise target_not_found_error(errno.ENOENT, "find function", f"{name} in {path}",
+                                         f"its address {addr:#x} is in no loadable segment",
+                                         key_error=True)
     return out
 
 
@@ -124,6 +129,8 @@ def _open_pmu(ptype: int, path: str, offset: int, retprobe: bool, pid: int, ref_
 
 def _resolve(path: str | os.PathLike, symbol: str | None, offset: int) -> tuple[str, int, str]:
     path = os.path.abspath(os.fspath(path))
+    if not os.path.exists(path):
+        raise target_not_found_error(errno.ENOENT, "uprobe attach", path, "no such binary")
     if symbol:
         off = symbol_offset(path, symbol) + offset
         where = f"{path}:{symbol}" + (f"+{offset:#x}" if offset else "")
@@ -151,8 +158,6 @@ def attach_uprobe(program: Any, path: str | os.PathLike, symbol: str | None = No
     """
     check_program_type(program, (ProgramType.KPROBE,), "attach_uprobe")
     path, off, where = _resolve(path, symbol, offset)
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, "no such binary", path)
     p = -1 if pid is None else int(pid)
     desc = f"{'uretprobe' if retprobe else 'uprobe'} {where}" + (f" pid {p}" if p >= 0 else "")
     ptype = None if legacy else pmu_type("uprobe")
