@@ -19,7 +19,7 @@ import numpy as np
 from . import _core, features
 from .enums import MapFlags, MapType
 from .errors import BPFError, ClosedError, NotSupportedError, bpf_error
-from .pin import BPF_FS_MAGIC, Pinnable, check_pin_path
+from .pin import BPF_FS_MAGIC, Pinnable, check_pin_path  # noqa: F401 (their old home)
 from .programs import Program
 
 __all__ = ["MapSpec", "Map", "MapInfo", "map_ids", "lpm_key_dtype", "BPF_FS_MAGIC"]

@@ -27,7 +27,7 @@ from ._progrun import TestRunResult
 from ._progrun import ProgramBase
 from ._progrun import test_run as _test_run
 from .enums import AttachType, ProgramFlags, ProgramType, StatsType
-from .errors import BPFError, NotSupportedError, VerifierError, target_not_found_error
+from .errors import BPFError, VerifierError, target_not_found_error
 from .pin import Pinnable
 
 __all__ = ["ProgramSpec", "Program", "ProgramInfo", "TestRunResult", "program_ids",

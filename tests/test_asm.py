@@ -642,7 +642,7 @@ def test_registers():
     (lambda: Instruction(0xB7, 0, 0, 0, 1 << 32), ValueError, "ld_imm64"),
     (lambda: Instruction(0xB7, symbol=""), TypeError, "symbol"),
     (lambda: asm.Mov.imm(R0, 0).replace(bogus=1), TypeError, "bogus"),
-    (lambda: Instructions([asm.exit()]).encode("middle"), ValueError, "byteorder"),
+    (lambda: Instructions([asm.exit()]).encode("middle"), ValueError, "byte_order"),
 ])
 def test_bad_arguments(make, exc, match):
     with pytest.raises(exc, match=match):

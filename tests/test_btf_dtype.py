@@ -83,7 +83,7 @@ def test_dtype_kinds_and_byte_order(obj):
     assert "x" in ev.names and "as_u32" in ev.names and "named_anon" in ev.names
     assert btf.to_dtype(spec.type_by_name("flow")).fields["comm"][0] == np.dtype("S16")
     assert btf.to_dtype(spec.type_by_name("u32")) == np.dtype(c + "u4")
-    assert btf.to_dtype(spec.type_by_name("everything"), byteorder="little") \
+    assert btf.to_dtype(spec.type_by_name("everything"), byte_order="little") \
         .fields["i"][0] == np.dtype("<i4")
 
 
@@ -185,7 +185,7 @@ def test_unsupported_types():
     with pytest.raises(btf.BTFError, match="128-bit"):
         btf.to_dtype(i128)
     assert btf.to_dtype(i128, unsupported="raw") == np.dtype("V16")
-    assert btf.format((-2).to_bytes(16, "little", signed=True), i128, byteorder="little") == -2
+    assert btf.format((-2).to_bytes(16, "little", signed=True), i128, byte_order="little") == -2
     with pytest.raises(btf.BTFError):
         btf.to_dtype(btf.Float("long double", 16))
     proto = btf.FuncProto(btf.VOID, [])
@@ -209,10 +209,10 @@ def test_datasec_with_offsets():
     i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
     sec = btf.Datasec(".data", 12, [(btf.Var("a", i32), 0, 4),
                                     (btf.Var("b", btf.Array(i32, 2)), 4, 8)])
-    dt = btf.to_dtype(sec, byteorder="little")
+    dt = btf.to_dtype(sec, byte_order="little")
     assert dt.itemsize == 12 and dt.fields["b"][1] == 4
     raw = np.array([1, 2, 3], dtype="<i4").tobytes()
-    assert btf.format(raw, sec, byteorder="little") == {"a": 1, "b": [2, 3]}
+    assert btf.format(raw, sec, byte_order="little") == {"a": 1, "b": [2, 3]}
 
 
 @pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="no kernel BTF")

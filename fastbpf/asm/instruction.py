@@ -49,11 +49,11 @@ REF_MAP = "map"       # the map of a map pointer / map value load
 REF_KFUNC = "kfunc"   # the kernel function of a kfunc call (resolved by the loader)
 
 
-def _byteorder(byteorder: str) -> struct.Struct:
+def _struct_for(byte_order: str) -> struct.Struct:
     try:
-        return _STRUCTS[byteorder]
+        return _STRUCTS[byte_order]
     except (KeyError, TypeError):
-        raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}") from None
+        raise ValueError(f"byte_order must be 'little' or 'big', not {byte_order!r}") from None
 
 
 def _check_int(name: str, value: Any) -> int:
@@ -266,20 +266,20 @@ class Instruction:
 
     # -- encoding ----------------------------------------------------------
 
-    def encode(self, byteorder: str = "little") -> bytes:
+    def encode(self, byte_order: str = "little") -> bytes:
         """The 8 (16 for ``ld_imm64``) bytes of this instruction.
 
         Jump offsets are encoded as stored: a labelled jump must have been
         resolved (see :meth:`Instructions.encode`). A map load with a ``map``
         takes its fd now.
         """
-        st = _byteorder(byteorder)
-        return _encode_one(self, st, byteorder == "big", None)
+        st = _struct_for(byte_order)
+        return _encode_one(self, st, byte_order == "big", None)
 
     @classmethod
-    def decode(cls, raw: bytes, byteorder: str = "little") -> "Instruction":
+    def decode(cls, raw: bytes, byte_order: str = "little") -> "Instruction":
         """Decode exactly one instruction (8 bytes, 16 for ``ld_imm64``)."""
-        insns = Instructions.decode(raw, byteorder)
+        insns = Instructions.decode(raw, byte_order)
         if len(insns) != 1:
             raise ValueError(f"{len(raw)} bytes hold {len(insns)} instructions, not one")
         return insns[0]
@@ -574,15 +574,15 @@ class Instructions(list):
 
     # -- encoding ----------------------------------------------------------
 
-    def encode(self, byteorder: str = "little") -> bytes:
+    def encode(self, byte_order: str = "little") -> bytes:
         """The program as bytes, ready for BPF_PROG_LOAD.
 
         Resolves labels first (see :meth:`resolve`). Every remaining
         reference must be bound: an unresolved map name or kfunc name raises
         ValueError naming it.
         """
-        st = _byteorder(byteorder)
-        big = byteorder == "big"
+        st = _struct_for(byte_order)
+        big = byte_order == "big"
         resolved = self.resolve()
         pack = st.pack
         parts = []
@@ -606,7 +606,7 @@ class Instructions(list):
         return b"".join(parts)
 
     @classmethod
-    def decode(cls, raw: Any, byteorder: str = "little", *,
+    def decode(cls, raw: Any, byte_order: str = "little", *,
                labels: bool = False) -> "Instructions":
         """Decode a program from bytes (or any buffer).
 
@@ -616,8 +616,8 @@ class Instructions(list):
         not a multiple of 8, an ``ld_imm64`` lacks its second half, or a field
         is invalid (a register above r10); the message names the slot.
         """
-        st = _byteorder(byteorder)
-        big = byteorder == "big"
+        st = _struct_for(byte_order)
+        big = byte_order == "big"
         try:
             data = memoryview(raw).cast("B")
         except TypeError:

@@ -11,6 +11,7 @@ from typing import Iterable, Optional
 
 from ..errors import BTFError
 from .spec import Spec
+from .wire import resolve_byte_order
 from .types import (
     VOID, Array, Composite, Datasec, DeclTag, Func, FuncProto, Fwd, Member, Param, Pointer,
     Qualifier, Type, Union, Var, VarSecinfo, Void,
@@ -183,9 +184,8 @@ def build_map_btf(key_type: Optional[Type], value_type: Optional[Type],
             raise TypeError(f"expected a btf Type, got {type(t).__name__}")
         t.size  # raises BTFError for types without a layout
     copies = copy_types(roots, opaque_pointers=True)
-    if byte_order == "native":
-        from .spec import NATIVE_ORDER
-        byte_order = NATIVE_ORDER
+    if byte_order is not None:
+        byte_order = resolve_byte_order(byte_order)
     spec = Spec.from_types(copies, byte_order=byte_order)
     ids = iter(spec.type_id(c) for c in copies)
     key_id = next(ids) if key_type is not None and not isinstance(key_type, Void) else 0
