@@ -18,6 +18,8 @@ from .programs import (Program, ProgramInfo, ProgramSpec, StatsHandle, TestRunRe
                        enable_stats, program_ids)
 from . import features, perf, ringbuf
 from . import link
+from .btf import btf_ids
+from .link import link_ids
 
 __version__ = "0.1.0"
 
@@ -30,6 +32,6 @@ __all__ = [
     "TargetNotFoundError", "VerifierError",
     "Map", "MapInfo", "MapSpec", "lpm_key_dtype", "map_ids",
     "Program", "ProgramInfo", "ProgramSpec", "StatsHandle", "TestRunResult", "enable_stats",
-    "program_ids", "features", "perf", "ringbuf",
+    "program_ids", "link_ids", "btf_ids", "features", "perf", "ringbuf",
     "asm", "btf", "link",
 ]

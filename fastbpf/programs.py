@@ -254,6 +254,11 @@ class Program(ProgramBase, Pinnable):
 
     def __init__(self, fd: _core.FD, type: ProgramType | int, name: str = "",
                  spec: ProgramSpec | None = None, log: str = "", maps: list | None = None) -> None:
+        """Take ownership of *fd*, a ``fastbpf.FD`` (fastbpf's own modules
+        build programs this way; users call :meth:`load` or a ``from_*``)."""
+        if not isinstance(fd, _core.FD):
+            raise TypeError("Program() takes an owned fastbpf.FD; use Program.from_fd(fd) "
+                            "for a descriptor you keep")
         try:
             self.type = ProgramType(type)
         except ValueError:

@@ -36,7 +36,7 @@ def test_load_map_btf_and_read_it_back():
     with btf.Handle.load(mspec) as h:
         assert h.fd >= 3 and h.id > 0
         info = h.info()
-        assert info["id"] == h.id and not info["kernel_btf"]
+        assert info.id == h.id and not info.kernel_btf
         assert h.spec() == mspec
         with btf.Handle.from_id(h.id) as again:
             assert again.id == h.id and again.fd != h.fd
@@ -73,7 +73,7 @@ def test_vmlinux_by_id_matches_sysfs():
             break
         try:
             with btf.Handle.from_id(start) as h:
-                if h.info()["name"] == "vmlinux":
+                if h.info().name == "vmlinux":
                     found = _core.btf_get_data(h.fd)
         except FileNotFoundError:
             continue

@@ -147,3 +147,47 @@ def test_one_cpu_list_parser():
     assert online and set(online) <= set(range(fastbpf.possible_cpus()))
     assert fastbpf.possible_cpus() == fastbpf._core.possible_cpus()
     assert fastbpf.perf.online_cpus is fastbpf.online_cpus
+
+
+# -- ids, info, constructors --------------------------------------------------------
+
+def test_one_id_listing_family():
+    with Map.create(MapSpec(type=MapType.ARRAY, key=np.uint32, value=np.uint32,
+                            max_entries=1)) as m, _prog() as p:
+        assert m.id in fastbpf.map_ids()
+        assert p.id in fastbpf.program_ids()
+    assert fastbpf.btf_ids() and fastbpf.btf_ids() == sorted(fastbpf.btf_ids())
+    assert fastbpf.btf.btf_ids is fastbpf.btf_ids
+    assert isinstance(fastbpf.link_ids(), list)
+
+
+def test_info_is_a_dataclass_everywhere():
+    import dataclasses
+    h = fastbpf.btf.Handle.from_id(fastbpf.btf_ids()[0])
+    with h:
+        info = h.info()
+        assert dataclasses.is_dataclass(info) and info.id == h.id
+        assert info.name == "vmlinux" and info.kernel_btf and info.btf_size > 0
+    with _prog() as p, Map.create(MapSpec(type=MapType.ARRAY, key=4, value=4,
+                                          max_entries=1)) as m:
+        assert dataclasses.is_dataclass(p.info()) and dataclasses.is_dataclass(m.info())
+
+
+def test_constructors_take_an_owned_fd_only():
+    with pytest.raises(TypeError, match="Map.create"):
+        Map()
+    with pytest.raises(TypeError, match="from_fd"):
+        Program(3, ProgramType.XDP)
+    with pytest.raises(TypeError, match="from_fd"):
+        link.FDLink(3)
+    with pytest.raises(TypeError, match="Handle.load"):
+        fastbpf.btf.Handle(3)
+
+
+def test_features_int_btf_is_built_by_the_btf_package():
+    from fastbpf import btf, features
+    spec = btf.Spec.parse(features._int_btf())
+    t = spec.type_by_id(1)
+    assert isinstance(t, btf.Int) and t.name == "int" and t.size == 4 and t.signed
+    with fastbpf._core.btf_load(features._int_btf()):
+        pass

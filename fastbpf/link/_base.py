@@ -82,6 +82,11 @@ class FDLink(Pinnable, Link):
     """A kernel bpf_link, owned through its fd."""
 
     def __init__(self, fd: _core.FD, program: Any = None, description: str = "") -> None:
+        """Take ownership of *fd*, a ``fastbpf.FD`` (the attach functions
+        build links this way; users open one with a ``from_*``)."""
+        if not isinstance(fd, _core.FD):
+            raise TypeError(f"{type(self).__name__}() takes an owned fastbpf.FD; "
+                            "use FDLink.from_fd(fd) for a descriptor you keep")
         self._fd = fd
         #: The program kept alive by this link (may be None when opened by pin/id).
         self.program = program
@@ -136,6 +141,11 @@ class FDLink(Pinnable, Link):
         link = cls(_core.obj_get(os.fspath(path)), None, f"pinned at {os.fspath(path)}")
         link._remember_pin(path)
         return link
+
+    @classmethod
+    def from_fd(cls, fd: int) -> "FDLink":
+        """Open the link behind *fd* (duplicated; the caller keeps *fd*)."""
+        return cls(_core.dup_fd(int(fd)), None, f"fd {int(fd)}")
 
     @classmethod
     def from_id(cls, link_id: int) -> "FDLink":
