@@ -5,6 +5,8 @@ libbpf, no BCC, no LLVM at run time. Map contents, per-CPU values and ring
 buffer records arrive as numpy arrays the kernel wrote into.
 """
 
+from __future__ import annotations
+
 from . import _core, asm, btf
 from ._core import FD
 from .cpus import online_cpus, possible_cpus

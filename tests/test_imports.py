@@ -183,3 +183,20 @@ def test_the_walk_sees_what_it_checks():
     assert "fastbpf._core" in edges["fastbpf.maps"]
     assert "fastbpf.link._base" in edges["fastbpf.link.tracing"]
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+
+
+def test_one_typing_style():
+    # Every module postpones annotations and spells optionals ``X | None``.
+    mods, _ = _modules()
+    for mod, path in sorted(mods.items()):
+        with open(path) as f:
+            src = f.read()
+        assert "from __future__ import annotations" in src, mod
+        tree = ast.parse(src, path)
+        from_typing = {a.asname or a.name for n in ast.walk(tree)
+                       if isinstance(n, ast.ImportFrom) and n.module == "typing" for a in n.names}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
+                    and node.value.id in {"Optional", "Union"} & from_typing):
+                raise AssertionError(f"{mod}:{node.lineno}: {node.value.id}[...]; "
+                                     "write X | None")

@@ -13,6 +13,8 @@
   :func:`build_map_btf` prepares the BTF for a map's key and value.
 """
 
+from __future__ import annotations
+
 from ..errors import BTFError, BTFLoadError
 from .types import *  # noqa: F401,F403
 from .types import __all__ as _types_all

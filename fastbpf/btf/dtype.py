@@ -30,7 +30,6 @@ Rules (the tests check them against what gcc says about the same structs):
 
 from __future__ import annotations
 
-from typing import Optional
 
 import numpy as np
 
@@ -46,7 +45,7 @@ __all__ = ["to_dtype", "bitfield_of", "spec_order"]
 _MAX_NESTING = 64
 
 
-def spec_order(t: Type, byte_order: Optional[str]) -> str:
+def spec_order(t: Type, byte_order: str | None) -> str:
     """*byte_order* resolved ("little"/"big"), defaulting to the byte order
     of *t*'s spec (native for types built by hand)."""
     spec = getattr(t, "_spec", None)
@@ -54,7 +53,7 @@ def spec_order(t: Type, byte_order: Optional[str]) -> str:
 
 
 def to_dtype(t: Type, *, bitfields: str = "error", unsupported: str = "error",
-             byte_order: Optional[str] = None) -> np.dtype:
+             byte_order: str | None = None) -> np.dtype:
     """A numpy dtype with the size, field names and offsets C gives *t*.
 
     See the module documentation for the rules. Raises :class:`BTFError`
@@ -75,7 +74,7 @@ def to_dtype(t: Type, *, bitfields: str = "error", unsupported: str = "error",
         raise BTFError(f"numpy cannot represent {t._describe()}: {e}") from None
 
 
-def bitfield_of(m) -> Optional[tuple[int, int]]:
+def bitfield_of(m) -> tuple[int, int] | None:
     """``(bit_offset, bit_size)`` if member *m* is a bitfield, else None.
 
     Understands both encodings: the member's own bitfield size (kind flag
@@ -181,7 +180,7 @@ class _Builder:
                          "itemsize": size})
 
     def _fields(self, t: Composite, base_bits: int, depth: int, names, formats, offsets, root):
-        run: Optional[list] = None   # [first name, start byte, end byte]
+        run: list | None = None   # [first name, start byte, end byte]
 
         def flush():
             nonlocal run

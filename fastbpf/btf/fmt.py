@@ -14,7 +14,7 @@ numpy dtype describes still comes out right.
 from __future__ import annotations
 
 import struct
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def _numpy_order(dt: np.dtype) -> str:
     return NATIVE_ORDER
 
 
-def _value_bytes(value: Any, size: int) -> tuple[bytes, Optional[str]]:
+def _value_bytes(value: Any, size: int) -> tuple[bytes, str | None]:
     """The bytes of *value* and, for numpy scalars, their byte order."""
     order = None
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -61,7 +61,7 @@ def _value_bytes(value: Any, size: int) -> tuple[bytes, Optional[str]]:
     return data, order
 
 
-def format(value: Any, t: Type, *, byte_order: Optional[str] = None) -> Any:
+def format(value: Any, t: Type, *, byte_order: str | None = None) -> Any:
     """*value* (bytes, an ``np.void`` record, a 0-d structured array or a
     numpy scalar) rendered as plain Python data following type *t*.
 

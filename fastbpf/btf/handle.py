@@ -192,7 +192,7 @@ def copy_types(roots: Iterable[Type], *, opaque_pointers: bool = False) -> list[
     return [m(r) for r in roots]
 
 
-def build_map_btf(key_type: Optional[Type], value_type: Optional[Type],
+def build_map_btf(key_type: Type | None, value_type: Type | None,
                   byte_order: str = "native") -> tuple[Spec, int, int]:
     """A minimal spec describing a map's key and value, ready for
     :meth:`Handle.load`.

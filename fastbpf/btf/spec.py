@@ -24,7 +24,7 @@ from __future__ import annotations
 import mmap
 import os
 import sys
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class Spec:
     :meth:`add`. ``encode()`` writes it back.
     """
 
-    def __init__(self, types=(), base: Optional["Spec"] = None, byte_order: Optional[str] = None):
+    def __init__(self, types=(), base: Spec | None = None, byte_order: str | None = None):
         self.base = base
         self.byte_order = byte_order or (base.byte_order if base else NATIVE_ORDER)
         if self.byte_order not in ("little", "big"):
@@ -66,14 +66,14 @@ class Spec:
         self._first_id = len(base) if base is not None else 1
         self._raw_count = 0          # types backed by the parsed blob
         self._cache: list = []       # materialized types, by id - first_id
-        self._words: Optional[np.ndarray] = None
-        self._offs: Optional[np.ndarray] = None
-        self._kinds: Optional[np.ndarray] = None
-        self._name_offs: Optional[np.ndarray] = None
+        self._words: np.ndarray | None = None
+        self._offs: np.ndarray | None = None
+        self._kinds: np.ndarray | None = None
+        self._name_offs: np.ndarray | None = None
         self._buf = b"\0"
         self._str_start = 0
         self._str_len = 1
-        self._str_arr: Optional[np.ndarray] = None
+        self._str_arr: np.ndarray | None = None
         self._str_base = (base._str_base + base._str_len) if base is not None else 0
         self._name_cache: dict = {}
         self._foreign: dict = {}     # id(type) -> type id for added types from elsewhere
@@ -83,7 +83,7 @@ class Spec:
     # ------------------------------------------------------------ parsing
 
     @classmethod
-    def parse(cls, data, base: Optional["Spec"] = None) -> "Spec":
+    def parse(cls, data, base: Spec | None = None) -> "Spec":
         """Decode a raw BTF blob (either byte order).
 
         *base* makes it a split spec (kernel module BTF): type ids and
@@ -143,7 +143,7 @@ class Spec:
         return spec
 
     @classmethod
-    def from_file(cls, path: str, base: Optional["Spec"] = None) -> "Spec":
+    def from_file(cls, path: str, base: Spec | None = None) -> "Spec":
         """Parse the raw BTF file at *path* (not an ELF object).
 
         Files under ``/sys/kernel/btf`` are memory-mapped where the kernel
@@ -294,7 +294,7 @@ class Spec:
             keep = table.take(offs + offs.dtype.type(k), mode="clip") == needle[k]
         return idx[keep]
 
-    def types_by_name(self, name: str, kind: Optional[Kind] = None) -> list[Type]:
+    def types_by_name(self, name: str, kind: Kind | None = None) -> list[Type]:
         """All types called *name* (optionally of one *kind*), base first."""
         out = []
         if self.base is not None:
@@ -305,7 +305,7 @@ class Spec:
                 out.append(t)
         return out
 
-    def type_by_name(self, name: str, kind: Optional[Kind] = None) -> Type:
+    def type_by_name(self, name: str, kind: Kind | None = None) -> Type:
         """The type called *name*; pass *kind* when the name is ambiguous.
 
         Without *kind*, a single definition wins over forward declarations
@@ -348,8 +348,8 @@ class Spec:
         return tid
 
     @classmethod
-    def from_types(cls, roots, byte_order: Optional[str] = None,
-                   base: Optional["Spec"] = None) -> "Spec":
+    def from_types(cls, roots, byte_order: str | None = None,
+                   base: Spec | None = None) -> "Spec":
         """A new spec holding *roots* and every type reachable from them.
 
         Types already in *base* are referenced, not copied. Roots come first,
@@ -479,7 +479,7 @@ class Spec:
 
     # ------------------------------------------------------------ encoding
 
-    def encode(self, byte_order: Optional[str] = None) -> bytes:
+    def encode(self, byte_order: str | None = None) -> bytes:
         """Encode this spec as raw BTF (only the split part for a split spec).
 
         *byte_order* is ``"little"``, ``"big"`` or ``"native"``; the default
