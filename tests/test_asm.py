@@ -20,7 +20,8 @@ from fastbpf.asm import (
     R0, R1, R2, R3, R4, R6, R9, R10, RFP, Helper, Instruction, Instructions, Size,
 )
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, "testdata")
+import elfutil
+from elfutil import TESTDATA
 BYTEORDERS = ["little", "big"]
 
 
@@ -268,11 +269,7 @@ def test_encodings_match_llvm(tmp_path, byteorder):
     assert Instructions.decode(text, byteorder) == Instructions(insn for _, insn in pairs)
 
 
-def _elf_section(data: bytes, name: str) -> bytes:
-    elftools = pytest.importorskip("elftools.elf.elffile")
-    import io
-    elf = elftools.ELFFile(io.BytesIO(data))
-    return elf.get_section_by_name(name).data()
+_elf_section = elfutil.section
 
 
 # -- decoding real programs ---------------------------------------------------

@@ -11,7 +11,7 @@ from elftools.elf.elffile import ELFFile
 
 from fastbpf import btf
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, "testdata")
+from elfutil import TESTDATA, btf_spec, data_path, section
 LAYOUT = json.load(open(os.path.join(TESTDATA, "layout.json")))
 
 EVERYTHING = {
@@ -29,11 +29,11 @@ EVERYTHING = {
 
 def load(endian):
     """(spec, {global name: bytes}) of btf_types-<endian>.o."""
-    with open(os.path.join(TESTDATA, f"btf_types-{endian}.o"), "rb") as f:
-        elf = ELFFile(f)
-        spec = btf.Spec.parse(elf.get_section_by_name(".BTF").data())
-        data = elf.get_section_by_name(".data").data()
-        syms = {s.name: s for s in elf.get_section_by_name(".symtab").iter_symbols()}
+    path = data_path(f"btf_types-{endian}.o")
+    spec = btf_spec(path)
+    data = section(path, ".data")
+    with open(path, "rb") as f:
+        syms = {s.name: s for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()}
     values = {}
     for name in ("everything_init", "bits_init"):
         s = syms[name]

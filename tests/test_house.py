@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import fastbpf
-from fastbpf import asm, link
-from fastbpf.asm import R0
+from fastbpf import link
+from progs import ret
 from fastbpf.enums import MapType, ProgramType
 from fastbpf.errors import (BPFError, ClosedError, NotSupportedError, TargetNotFoundError,
                             target_not_found_error)
@@ -22,7 +22,7 @@ from fastbpf.programs import Program, ProgramSpec
 
 
 def _prog(ptype=ProgramType.SOCKET_FILTER) -> Program:
-    return Program.load(ProgramSpec(ptype, asm.Instructions([asm.Mov.imm(R0, 0), asm.exit()])))
+    return Program.load(ProgramSpec(ptype, ret(0)))
 
 
 # -- "target not found" ------------------------------------------------------------

@@ -29,6 +29,7 @@ from fastbpf.programs import Program, ProgramSpec
 
 sys.path.insert(0, os.path.dirname(__file__))
 import netutil  # noqa: E402
+import progs  # noqa: E402
 
 UDP_PORT = 9999
 
@@ -50,18 +51,9 @@ def count(m: Map) -> int:
 def count_block(m: Map, done: str) -> list:
     """counter[0] += 1 on this CPU; falls through (or jumps to *done* if the
     lookup fails). Clobbers R0-R5."""
-    return [
-        asm.store_imm(R10, -4, 0, Size.W),
-        asm.Mov.reg(R2, R10),
-        asm.Add.imm(R2, -4),
-        asm.load_map_ptr(R1, m),
-        asm.call(Helper.map_lookup_elem),
-        asm.JEq.imm(R0, 0, done),
-        asm.Mov.imm(R1, 1),
-        # Per-CPU memory: no other CPU writes this slot, but the atomic is
-        # as cheap and keeps the program correct if the map type changes.
-        asm.atomic_add(R0, 0, R1, Size.DW),
-    ]
+    # Per-CPU memory: no other CPU writes this slot, but the atomic is as
+    # cheap and keeps the program correct if the map type changes.
+    return progs.add_to_slot(m, 0, done)
 
 
 def counting_insns(m: Map, retval: int) -> asm.Instructions:

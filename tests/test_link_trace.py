@@ -18,6 +18,7 @@ import uuid
 import numpy as np
 import pytest
 
+import progs
 from fastbpf import asm, btf, link, online_cpus
 from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size
 from fastbpf.enums import AttachType, LinkType, MapType, ProgramType
@@ -50,18 +51,8 @@ def count_insns(filter_pid: bool = True, slot: int = 0, value_reg: int | None = 
             asm.Rsh.imm(R0, 32),
             asm.JNE.imm(R0, PID, "out"),
         ]
-    insns += [
-        asm.store_imm(R10, -4, slot, Size.W),
-        asm.Mov.reg(R2, R10),
-        asm.Add.imm(R2, -4),
-        asm.load_map_ptr(R1, "counters"),
-        asm.call(Helper.map_lookup_elem),
-        asm.JEq.imm(R0, 0, "out"),
-        asm.Mov.reg(R1, R7) if value_reg is not None else asm.Mov.imm(R1, 1),
-        asm.atomic_add(R0, 0, R1, Size.DW),
-        asm.Mov.imm(R0, 0).with_symbol("out"),
-        asm.exit(),
-    ]
+    insns += progs.add_to_slot("counters", slot, "out", R7 if value_reg is not None else None)
+    insns += [asm.Mov.imm(R0, 0).with_symbol("out"), asm.exit()]
     return insns
 
 
