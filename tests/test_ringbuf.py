@@ -1,5 +1,8 @@
 """fastbpf.ringbuf against the kernel: programs driven by BPF_PROG_TEST_RUN
 write records (a sequence number from a counter map) that the readers check.
+
+One file past 700 lines: the reader's read, view, poll and asyncio paths
+share the same programs and fixtures; the ring split may divide it.
 """
 
 from __future__ import annotations
