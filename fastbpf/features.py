@@ -189,8 +189,8 @@ def _create_probe_map(t: MapType) -> None:
         elif t == MapType.STRUCT_OPS:
             vid = _kernel_type_id("bpf_struct_ops_bpf_dummy_ops", "STRUCT")
             if not vid:
-                raise BPFError(_errno.ENOENT, "map create", None,
-                               "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
+                raise bpf_error(_errno.ENOENT, "map create", None,
+                                "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
             from . import btf
             size = btf.load_kernel_spec().type_by_id(vid).size
             b = _core.btf_load(_int_btf())

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _core, features
 from .enums import MapFlags, MapType
-from .errors import BPFError, ClosedError, NotSupportedError, bpf_error
+from .errors import BPFError, ClosedError, bpf_error, not_supported_error
 from .pin import BPF_FS_MAGIC, Pinnable, check_pin_path  # noqa: F401 (their old home)
 from .programs import Program
 
@@ -543,10 +543,10 @@ class Map(_core.MapBase, Pinnable):
                         step = min(cap - total, max(2 * want, 16))
                         continue
                     if e.errno in (524, errno.EOPNOTSUPP) and delete:
-                        raise NotSupportedError(e.errno, "map lookup_and_delete_batch",
-                                                f"map {self.name!r}",
-                                                f"{self.type.name} maps have no batch "
-                                                f"lookup-and-delete") from None
+                        raise not_supported_error(e.errno, "map lookup_and_delete_batch",
+                                                  f"map {self.name!r}",
+                                                  f"{self.type.name} maps have no batch "
+                                                  f"lookup-and-delete") from None
                     raise
                 total += got
                 first = False

@@ -200,3 +200,21 @@ def test_one_typing_style():
                     and node.value.id in {"Optional", "Union"} & from_typing):
                 raise AssertionError(f"{mod}:{node.lineno}: {node.value.id}[...]; "
                                      "write X | None")
+
+
+def test_bpf_errors_come_from_the_factories():
+    # errors.bpf_error / not_supported_error / target_not_found_error pick
+    # the class by errno (PermissionError, FileNotFoundError, ...): nothing
+    # else constructs those classes directly.
+    made_here = {"BPFError", "NotSupportedError", "TargetNotFoundError"}
+    mods, _ = _modules()
+    for mod, path in sorted(mods.items()):
+        if mod == "fastbpf.errors":
+            continue
+        with open(path) as f:
+            tree = ast.parse(f.read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.id if isinstance(f, ast.Name) else getattr(f, "attr", None)
+                assert name not in made_here, f"{mod}:{node.lineno} builds {name} directly"

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from .. import _core
 from ..enums import AttachFlags, LinkType
-from ..errors import NotSupportedError
+from ..errors import NotSupportedError, not_supported_error
 from ..pin import Pinnable
 
 __all__ = ["Link", "FDLink", "DetachLink", "LinkInfo", "link_ids"]
@@ -73,9 +73,10 @@ class Link:
 
 
 def _unsupported(link: Link, what: str) -> NotSupportedError:
-    return NotSupportedError(errno.EOPNOTSUPP, f"link {what}", getattr(link, "description", "") or None,
-                             hint=f"{type(link).__name__} attachments have no kernel bpf_link "
-                                  f"to {what}")
+    return not_supported_error(errno.EOPNOTSUPP, f"link {what}",
+                               getattr(link, "description", "") or None,
+                               hint=f"{type(link).__name__} attachments have no kernel bpf_link "
+                                    f"to {what}")
 
 
 class FDLink(Pinnable, Link):

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import _core, _linkattr
 from ..enums import AttachType, ProgramType
-from ..errors import NotSupportedError
+from ..errors import not_supported_error
 from ._base import FDLink, Link
 from ._pmu import pmu_type, retprobe_bit
 from .common import check_program_type, fd_of
@@ -78,7 +78,7 @@ def attach_kprobe(program: Any, symbol: str, retprobe: bool = False, *, offset: 
                                     config1=_core.address_of(name), config2=offset)
         return attach_perf_fd(program, pfd, cookie=cookie, description=desc)
     if not _has_kprobe_events():
-        raise NotSupportedError(
+        raise not_supported_error(
             errno.EOPNOTSUPP, "kprobe attach", symbol,
             hint="this kernel has no kprobe PMU (/sys/bus/event_source/devices/kprobe) "
                  "and no tracefs kprobe_events: it was built without CONFIG_KPROBES")
