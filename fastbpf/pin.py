@@ -10,6 +10,7 @@ opened from, with ``from_pin``), so ``unpin()`` needs no argument.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from . import _core
 
@@ -51,14 +52,16 @@ class Pinnable:
     from) is remembered in :attr:`pin_path`.
     """
 
-    __slots__ = ()
+    _pin_path: str | None = None
 
-    fd: int
+    if TYPE_CHECKING:  # pragma: no cover - provided by the class mixed into
+        @property
+        def fd(self) -> int: ...
 
     @property
     def pin_path(self) -> str | None:
         """Where this object was pinned by :meth:`pin` or opened from, or None."""
-        return getattr(self, "_pin_path", None)
+        return self._pin_path
 
     def _remember_pin(self, path: str | os.PathLike | None) -> None:
         self._pin_path = None if path is None else os.fspath(path)

@@ -101,7 +101,7 @@ class ExtInfo:
         self.core_relo_rec_size = 16
 
     @classmethod
-    def parse(cls, data, spec: Spec) -> "ExtInfo":
+    def parse(cls, data, spec: Spec) -> ExtInfo:
         """Decode *data* (the ``.BTF.ext`` section); names come from *spec*,
         the ``.BTF`` of the same object. Raises :class:`BTFError`."""
         data = bytes(data)

@@ -62,7 +62,7 @@ class Handle:
         self._id: int | None = None
 
     @classmethod
-    def load(cls, spec: Spec, log_level: int = 0, log_size: int = 0) -> "Handle":
+    def load(cls, spec: Spec, log_level: int = 0, log_size: int = 0) -> Handle:
         """Load *spec* into the kernel (BPF_BTF_LOAD), in native byte order.
 
         A rejection raises :class:`BTFLoadError` carrying the kernel's log.
@@ -74,7 +74,7 @@ class Handle:
         return cls(fd)
 
     @classmethod
-    def from_id(cls, btf_id: int) -> "Handle":
+    def from_id(cls, btf_id: int) -> Handle:
         """Open the BTF object with id *btf_id* (BPF_BTF_GET_FD_BY_ID)."""
         return cls(_core().btf_get_fd_by_id(btf_id))
 
@@ -120,7 +120,7 @@ class Handle:
     def closed(self) -> bool:
         return self._fd.closed
 
-    def __enter__(self) -> "Handle":
+    def __enter__(self) -> Handle:
         return self
 
     def __exit__(self, *exc) -> None:

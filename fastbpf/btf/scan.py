@@ -22,7 +22,7 @@ def scan_python(w: np.ndarray, first_id: int = 1):
     """The pure-Python twin of :func:`fastbpf._btfscan.scan`."""
     words = w.tolist()
     n = len(words)
-    offs = []
+    offs: list[int] = []
     o = 0
     max_ref = max_str = 0
     error = None

@@ -83,7 +83,7 @@ class Spec:
     # ------------------------------------------------------------ parsing
 
     @classmethod
-    def parse(cls, data, base: Spec | None = None) -> "Spec":
+    def parse(cls, data, base: Spec | None = None) -> Spec:
         """Decode a raw BTF blob (either byte order).
 
         *base* makes it a split spec (kernel module BTF): type ids and
@@ -143,7 +143,7 @@ class Spec:
         return spec
 
     @classmethod
-    def from_file(cls, path: str, base: Spec | None = None) -> "Spec":
+    def from_file(cls, path: str, base: Spec | None = None) -> Spec:
         """Parse the raw BTF file at *path* (not an ELF object).
 
         Files under ``/sys/kernel/btf`` are memory-mapped where the kernel
@@ -349,7 +349,7 @@ class Spec:
 
     @classmethod
     def from_types(cls, roots, byte_order: str | None = None,
-                   base: Spec | None = None) -> "Spec":
+                   base: Spec | None = None) -> Spec:
         """A new spec holding *roots* and every type reachable from them.
 
         Types already in *base* are referenced, not copied. Roots come first,

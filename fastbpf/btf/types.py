@@ -192,7 +192,7 @@ class Type:
         """The types this type refers to directly, in encoding order."""
         return []
 
-    def copy(self) -> "Type":
+    def copy(self) -> Type:
         """A shallow copy: the same references, no spec, no id."""
         cls = type(self)
         new = cls.__new__(cls)

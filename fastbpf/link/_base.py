@@ -50,7 +50,7 @@ class Link:
         """True once detached."""
         raise NotImplementedError
 
-    def __enter__(self) -> "Link":
+    def __enter__(self) -> Link:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -137,19 +137,19 @@ class FDLink(Pinnable, Link):
         return _core.link_info(self.fd)["id"]
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike) -> "FDLink":
+    def from_pin(cls, path: str | os.PathLike) -> FDLink:
         """Open the link pinned at *path*; :meth:`unpin` then removes that pin."""
         link = cls(_core.obj_get(os.fspath(path)), None, f"pinned at {os.fspath(path)}")
         link._remember_pin(path)
         return link
 
     @classmethod
-    def from_fd(cls, fd: int) -> "FDLink":
+    def from_fd(cls, fd: int) -> FDLink:
         """Open the link behind *fd* (duplicated; the caller keeps *fd*)."""
         return cls(_core.dup_fd(int(fd)), None, f"fd {int(fd)}")
 
     @classmethod
-    def from_id(cls, link_id: int) -> "FDLink":
+    def from_id(cls, link_id: int) -> FDLink:
         """Open the link with kernel id *link_id*."""
         return cls(_core.link_get_fd_by_id(int(link_id)), None, f"id {link_id}")
 

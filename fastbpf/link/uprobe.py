@@ -50,7 +50,7 @@ _REF_CTR_SHIFT = 32
 
 
 def _strip_version(name: str) -> str:
-    # "malloc@@GLIBC_2.2.5" -> "malloc"
+    # "malloc@@GLIBC_2.2.5" -> malloc
     return name.split("@", 1)[0]
 
 
