@@ -50,11 +50,13 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))  # progs.py
 
 from fastbpf import Map, MapSpec, MapType, asm, perf, possible_cpus, ringbuf  # noqa: E402
 from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size  # noqa: E402
 from fastbpf.enums import ProgramType  # noqa: E402
 from fastbpf.programs import Program, ProgramSpec  # noqa: E402
+import progs  # noqa: E402
 
 PKT = bytes(64)
 REC64 = np.dtype([("seq", "<u8"), ("rest", "<u8", 7)])
@@ -76,14 +78,7 @@ def _filler(kind: str, target: Map, ctr: Map, mix: bool) -> Program:
     """XDP: seq = ctr[0]++; write a record of 64 bytes (or 16 * (1 + seq % 8)
     with *mix*) holding seq in every u64, via ringbuf_output or
     perf_event_output(BPF_F_CURRENT_CPU)."""
-    body = [
-        asm.Mov.reg(R6, R1),
-        asm.store_imm(R10, -4, 0, Size.W),
-        asm.Mov.reg(R2, R10), asm.Add.imm(R2, -4),
-        asm.load_map_ptr(R1, "ctr"), asm.call(Helper.map_lookup_elem),
-        asm.JEq.imm(R0, 0, "out"),
-        asm.Mov.imm(R7, 1), asm.atomic_add(R0, 0, R7, Size.DW, fetch=True),
-    ]
+    body = progs.seq_prologue("ctr")
     body += [asm.store_mem(R10, -136 + off, R7, Size.DW) for off in range(0, 128, 8)]
     size = ([asm.Mov.reg(R0, R7), asm.And.imm(R0, 7), asm.Add.imm(R0, 1), asm.Lsh.imm(R0, 4)]
             if mix else [asm.Mov.imm(R0, 64)])

@@ -142,14 +142,38 @@ cdef extern from *:
 
     /* LINK_CREATE: the common head, then 48 bytes whose layout depends on
        the attach type (target_btf_id, iter_info, perf_event, kprobe_multi,
-       tracing, netfilter, tcx, uprobe_multi, netkit). The Python layer
-       packs that part; see fastbpf/link/. */
+       tracing, netfilter, tcx, uprobe_multi, netkit): the fbpf_link_*
+       structs below, packed by fastbpf/_linkattr.pyx. */
     typedef struct {
         uint32_t prog_fd;          /* also map_fd */
         uint32_t target_fd;        /* also target_ifindex */
         uint32_t attach_type, flags;
         union { fbpf_u64a _align; uint8_t bytes[48]; } extra;
     } fbpf_link_create_attr;
+
+    /* The attach-type-specific tails of LINK_CREATE (the members of its
+       union after the common head), packed by fastbpf/_linkattr.pyx. */
+    typedef struct { fbpf_u64a bpf_cookie; } fbpf_link_perf_event;
+    typedef struct {
+        uint32_t flags, cnt;
+        fbpf_u64a syms, addrs, cookies;
+    } fbpf_link_kprobe_multi;
+    typedef struct { uint32_t target_btf_id; fbpf_u64a cookie; } fbpf_link_tracing;
+    typedef struct { uint32_t pf, hooknum; int32_t priority; uint32_t flags; } fbpf_link_netfilter;
+    typedef struct {
+        uint32_t relative_fd;      /* also relative_id */
+        fbpf_u64a expected_revision;
+    } fbpf_link_tcx;
+    typedef struct {
+        fbpf_u64a path, offsets, ref_ctr_offsets, cookies;
+        uint32_t cnt, flags, pid;
+    } fbpf_link_uprobe_multi;
+    typedef struct { fbpf_u64a iter_info; uint32_t iter_info_len; } fbpf_link_iter;
+
+    /* union bpf_iter_link_info: what link_create.iter_info points at. */
+    typedef struct { uint32_t map_fd; } fbpf_iter_map;
+    typedef struct { uint32_t order, cgroup_fd; fbpf_u64a cgroup_id; } fbpf_iter_cgroup;
+    typedef struct { uint32_t tid, pid, pid_fd; } fbpf_iter_task;
 
     typedef struct {
         uint32_t link_fd, new_prog_fd, flags, old_prog_fd;
@@ -324,6 +348,35 @@ cdef extern from *:
     ctypedef struct fbpf_link_create_attr:
         uint32_t prog_fd, target_fd, attach_type, flags
         fbpf_link_extra extra
+
+    ctypedef struct fbpf_link_perf_event:
+        uint64_t bpf_cookie
+    ctypedef struct fbpf_link_kprobe_multi:
+        uint32_t flags, cnt
+        uint64_t syms, addrs, cookies
+    ctypedef struct fbpf_link_tracing:
+        uint32_t target_btf_id
+        uint64_t cookie
+    ctypedef struct fbpf_link_netfilter:
+        uint32_t pf, hooknum
+        int32_t priority
+        uint32_t flags
+    ctypedef struct fbpf_link_tcx:
+        uint32_t relative_fd
+        uint64_t expected_revision
+    ctypedef struct fbpf_link_uprobe_multi:
+        uint64_t path, offsets, ref_ctr_offsets, cookies
+        uint32_t cnt, flags, pid
+    ctypedef struct fbpf_link_iter:
+        uint64_t iter_info
+        uint32_t iter_info_len
+    ctypedef struct fbpf_iter_map:
+        uint32_t map_fd
+    ctypedef struct fbpf_iter_cgroup:
+        uint32_t order, cgroup_fd
+        uint64_t cgroup_id
+    ctypedef struct fbpf_iter_task:
+        uint32_t tid, pid, pid_fd
 
     ctypedef struct fbpf_link_update_attr:
         uint32_t link_fd, new_prog_fd, flags, old_prog_fd

@@ -274,21 +274,10 @@ def fs_type(path):
 # ---------------------------------------------------------------------------
 # possible CPUs
 
-def _read_possible_cpus():
-    with open("/sys/devices/system/cpu/possible") as f:
-        text = f.read().strip()
-    # The kernel lays per-CPU values out for each possible CPU in turn, so
-    # what matters is how many there are (the mask may have holes).
-    n = 0
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            n += int(b) - int(a) + 1
-        elif part:
-            n += 1
-    return n
-
-cdef int _NCPUS = _read_possible_cpus()
+# The kernel lays per-CPU values out for each possible CPU in turn, so
+# what matters is how many there are (fastbpf.cpus parses the sysfs list).
+from fastbpf.cpus import possible_cpus as _possible_cpus
+cdef int _NCPUS = _possible_cpus()
 
 
 def possible_cpus():

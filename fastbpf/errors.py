@@ -24,10 +24,12 @@ __all__ = [
     "BTFLoadError",
     "ELFError",
     "ClosedError",
+    "TargetNotFoundError",
     "ENOTSUPP",
     "strerror",
     "bpf_error",
     "not_supported_error",
+    "target_not_found_error",
 ]
 
 #: Linux-internal "operation not supported" (524). It leaks to user space
@@ -137,6 +139,18 @@ class NotSupportedError(BPFError):
         super().__init__(code, op, obj, hint)
 
 
+class TargetNotFoundError(BPFError, LookupError):
+    """What an attachment or a load names does not exist: a tracepoint, a
+    kernel or user-space function, an attach target in the kernel's BTF, a
+    network interface, a struct_ops member.
+
+    Always made by :func:`target_not_found_error`, so it is also the
+    built-in ``OSError`` subclass of its errno (``FileNotFoundError`` for
+    ENOENT) and, for names looked up in a table (ELF symbols, struct
+    members), a ``KeyError``.
+    """
+
+
 class ClosedError(ValueError):
     """An operation was attempted on a closed object (map, program, reader)."""
 
@@ -181,12 +195,12 @@ _NOT_SUPPORTED = {_errno.EOPNOTSUPP, ENOTSUPP}
 _combined: dict[tuple[type, type], type] = {}
 
 
-def _combine(base: type, builtin: type) -> type:
-    key = (base, builtin)
+def _combine(base: type, *builtins: type) -> type:
+    key = (base, *builtins)
     cls = _combined.get(key)
     if cls is None:
-        cls = type(base.__name__, (base, builtin), {"__module__": base.__module__,
-                                                    "__doc__": base.__doc__})
+        cls = type(base.__name__, (base, *builtins), {"__module__": base.__module__,
+                                                      "__doc__": base.__doc__})
         _combined[key] = cls
     return cls
 
@@ -198,6 +212,23 @@ def not_supported_error(code: int, op: str, obj: str | None = None,
     error that is both ``NotSupportedError`` and ``PermissionError``)."""
     builtin = _BUILTIN_FOR_ERRNO.get(code)
     cls: type = _combine(NotSupportedError, builtin) if builtin is not None else NotSupportedError
+    return cls(code, op, obj, hint)
+
+
+def target_not_found_error(code: int, op: str, obj: str | None = None,
+                           hint: str | None = None, *,
+                           key_error: bool = False) -> TargetNotFoundError:
+    """A :class:`TargetNotFoundError` for *obj*, also the built-in ``OSError``
+    subclass of *code* (ENOENT: ``FileNotFoundError``; ENODEV for network
+    interfaces) and, with *key_error*, a ``KeyError`` (names looked up in a
+    symbol table or a struct)."""
+    extra: tuple[type, ...] = ()
+    builtin = _BUILTIN_FOR_ERRNO.get(code)
+    if builtin is not None:
+        extra += (builtin,)
+    if key_error:
+        extra += (KeyError,)
+    cls: type = _combine(TargetNotFoundError, *extra) if extra else TargetNotFoundError
     return cls(code, op, obj, hint)
 
 

@@ -132,12 +132,11 @@ def _check_permission(code: int) -> None:
 
 # -- small BTF blob (storage maps need key/value BTF ids) ----------------------------
 
+@functools.lru_cache(maxsize=None)
 def _int_btf() -> bytes:
     """A BTF blob with one type: ``int`` (id 1, 4 bytes, signed)."""
-    strings = b"\0int\0"
-    types = struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32)  # INT, signed, 32 bits
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return hdr + types + strings
+    from . import btf  # the BTF model is not needed until a probe runs
+    return btf.Spec.from_types([btf.Int("int", 4, btf.IntEncoding.SIGNED)]).encode()
 
 
 @functools.lru_cache(maxsize=None)
@@ -190,8 +189,8 @@ def _create_probe_map(t: MapType) -> None:
         elif t == MapType.STRUCT_OPS:
             vid = _kernel_type_id("bpf_struct_ops_bpf_dummy_ops", "STRUCT")
             if not vid:
-                raise BPFError(_errno.ENOENT, "map create", None,
-                               "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
+                raise bpf_error(_errno.ENOENT, "map create", None,
+                                "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
             from . import btf
             size = btf.load_kernel_spec().type_by_id(vid).size
             b = _core.btf_load(_int_btf())

@@ -18,11 +18,11 @@ import numpy as np
 
 from . import _core, features
 from .enums import MapFlags, MapType
-from .errors import BPFError, ClosedError, NotSupportedError, bpf_error
+from .errors import BPFError, ClosedError, bpf_error, not_supported_error
+from .pin import BPF_FS_MAGIC, Pinnable, check_pin_path  # noqa: F401 (their old home)
+from .programs import Program
 
 __all__ = ["MapSpec", "Map", "MapInfo", "map_ids", "lpm_key_dtype", "BPF_FS_MAGIC"]
-
-BPF_FS_MAGIC = 0xCAFE4A11
 
 #: Map types whose values are file descriptors on write and ids on read.
 _FD_VALUE_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY})
@@ -160,31 +160,7 @@ def _map_type(t: int) -> MapType | int:
         return t
 
 
-def _is_bpffs(path: str) -> bool:
-    try:
-        return _core.fs_type(path) == BPF_FS_MAGIC
-    except OSError:
-        return False
-
-
-def check_pin_path(path: str | os.PathLike) -> str:
-    """Check that *path* can be a pin: its directory is on a bpffs.
-
-    Raises ValueError before any syscall otherwise.
-    """
-    p = os.fspath(path)
-    if not isinstance(p, str):
-        p = os.fsdecode(p)
-    parent = os.path.dirname(os.path.abspath(p)) or "/"
-    if not os.path.isdir(parent):
-        raise ValueError(f"cannot pin at {p!r}: directory {parent!r} does not exist")
-    if not _is_bpffs(parent):
-        raise ValueError(f"cannot pin at {p!r}: {parent!r} is not on a bpf filesystem "
-                         f"(mount one with: mount -t bpf bpf /sys/fs/bpf)")
-    return p
-
-
-class Map(_core.MapBase):
+class Map(_core.MapBase, Pinnable):
     """A live BPF map, owned through its file descriptor.
 
     Create one with :meth:`create`, or open an existing one with
@@ -326,8 +302,11 @@ class Map(_core.MapBase):
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike, key: Any = None, value: Any = None) -> "Map":
-        """Open the map pinned at *path* on a bpffs."""
-        return cls._from_owned_fd(_core.obj_get(os.fspath(path)), key, value)
+        """Open the map pinned at *path* on a bpffs; :meth:`unpin` then
+        removes that pin."""
+        m = cls._from_owned_fd(_core.obj_get(os.fspath(path)), key, value)
+        m._remember_pin(path)
+        return m
 
     @classmethod
     def from_id(cls, map_id: int, key: Any = None, value: Any = None) -> "Map":
@@ -398,32 +377,11 @@ class Map(_core.MapBase):
 
     def _from_value_id(self, value_id: int) -> Any:
         if self.map_type == MapType.PROG_ARRAY:
-            try:
-                from .programs import Program
-            except ImportError:  # pragma: no cover - programs module absent
-                return value_id
             return Program.from_id(value_id)
         inner = self._inner_spec
         if inner is not None:
             return Map.from_id(value_id, inner.key_dtype, inner.value_dtype)
         return Map.from_id(value_id)
-
-    # -- pinning ---------------------------------------------------------------
-
-    def pin(self, path: str | os.PathLike) -> None:
-        """Pin the map at *path* (on a bpffs) so it outlives this process."""
-        p = check_pin_path(path)
-        _core.obj_pin(self.fd, p)
-        self._pin_path = p
-
-    def unpin(self, path: str | os.PathLike | None = None) -> None:
-        """Remove the pin made by :meth:`pin` (or the one at *path*)."""
-        p = os.fspath(path) if path is not None else getattr(self, "_pin_path", None)
-        if p is None:
-            raise ValueError("the map was not pinned by this object; pass the path")
-        os.unlink(p)
-        if path is None or p == getattr(self, "_pin_path", None):
-            self._pin_path = None
 
     # -- keys, values, items -----------------------------------------------------
 
@@ -483,7 +441,17 @@ class Map(_core.MapBase):
         return len(self._key_snapshot())
 
     def __bool__(self) -> bool:
-        return not self.closed
+        """The dict protocol: true when the map holds an entry (array maps:
+        when they have a slot), without counting them all. Raises
+        ClosedError on a closed map and TypeError on a keyless one (queue,
+        stack, bloom filter), as ``len()`` does."""
+        if self.closed:
+            raise ClosedError(f"map {self.name!r} is closed")
+        if self.map_type in _ARRAY_MAPS:
+            return self.max_entries > 0
+        if self.key_size == 0:
+            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")
+        return _core.map_get_next_key(self.fd, None, np.empty(self.key_size, np.uint8))
 
     # -- batches -------------------------------------------------------------------
 
@@ -575,10 +543,10 @@ class Map(_core.MapBase):
                         step = min(cap - total, max(2 * want, 16))
                         continue
                     if e.errno in (524, errno.EOPNOTSUPP) and delete:
-                        raise NotSupportedError(e.errno, "map lookup_and_delete_batch",
-                                                f"map {self.name!r}",
-                                                f"{self.type.name} maps have no batch "
-                                                f"lookup-and-delete") from None
+                        raise not_supported_error(e.errno, "map lookup_and_delete_batch",
+                                                  f"map {self.name!r}",
+                                                  f"{self.type.name} maps have no batch "
+                                                  f"lookup-and-delete") from None
                     raise
                 total += got
                 first = False

@@ -38,6 +38,7 @@ import numpy as np
 
 from . import _core, _ring
 from ._ring import Record, RecordBatch
+from .cpus import online_cpus
 from .enums import MapType
 from .errors import BPFError, ClosedError
 from .ringbuf import _BaseReader, _check_map
@@ -47,22 +48,6 @@ __all__ = ["Reader", "Record", "RecordBatch", "online_cpus"]
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_BPF_OUTPUT = 10
 PERF_SAMPLE_RAW = 1 << 10
-
-
-def _parse_cpu_list(text: str) -> list[int]:
-    cpus: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return cpus
-
-
-def online_cpus() -> list[int]:
-    """The CPUs online now (``/sys/devices/system/cpu/online``)."""
-    with open("/sys/devices/system/cpu/online") as f:
-        return _parse_cpu_list(f.read())
 
 
 def _u32(v: int) -> bytes:

@@ -27,7 +27,8 @@ from ._progrun import TestRunResult
 from ._progrun import ProgramBase
 from ._progrun import test_run as _test_run
 from .enums import AttachType, ProgramFlags, ProgramType, StatsType
-from .errors import BPFError, NotSupportedError, VerifierError
+from .errors import BPFError, VerifierError, target_not_found_error
+from .pin import Pinnable
 
 __all__ = ["ProgramSpec", "Program", "ProgramInfo", "TestRunResult", "program_ids",
            "enable_stats", "StatsHandle"]
@@ -208,8 +209,8 @@ def kernel_btf_id(spec: ProgramSpec) -> int:
     The name may be given with or without the kernel's prefix
     (``"sys_enter"`` or ``"btf_trace_sys_enter"``, ``"file_open"`` or
     ``"bpf_lsm_file_open"``). Raises ValueError when the pair of types takes
-    no named target, and :class:`NotSupportedError` (ENOENT) when the kernel
-    has no such target.
+    no named target, and :class:`TargetNotFoundError` (ENOENT) when the
+    kernel has no such target.
     """
     rule = _TARGET_RULES.get((spec.type, spec.attach_type))
     if rule is None:
@@ -226,9 +227,9 @@ def kernel_btf_id(spec: ProgramSpec) -> int:
         found = kernel.types_by_name(n, Kind[kind_name])
         if found:
             return found[0].id
-    raise NotSupportedError(errno.ENOENT, "program load", f"attach target {name!r}",
-                            f"the kernel's BTF has no {kind_name.lower()} named "
-                            f"{' or '.join(map(repr, names))}")
+    raise target_not_found_error(errno.ENOENT, "program load", f"attach target {name!r}",
+                                 f"the kernel's BTF has no {kind_name.lower()} named "
+                                 f"{' or '.join(map(repr, names))}")
 
 
 def _map_objects(insns: Any) -> list:
@@ -242,7 +243,7 @@ def _map_objects(insns: Any) -> list:
     return out
 
 
-class Program(ProgramBase):
+class Program(ProgramBase, Pinnable):
     """A program loaded into the kernel, owned through its fd.
 
     Load one with :meth:`load`, or open an existing one with
@@ -253,6 +254,11 @@ class Program(ProgramBase):
 
     def __init__(self, fd: _core.FD, type: ProgramType | int, name: str = "",
                  spec: ProgramSpec | None = None, log: str = "", maps: list | None = None) -> None:
+        """Take ownership of *fd*, a ``fastbpf.FD`` (fastbpf's own modules
+        build programs this way; users call :meth:`load` or a ``from_*``)."""
+        if not isinstance(fd, _core.FD):
+            raise TypeError("Program() takes an owned fastbpf.FD; use Program.from_fd(fd) "
+                            "for a descriptor you keep")
         try:
             self.type = ProgramType(type)
         except ValueError:
@@ -359,8 +365,10 @@ class Program(ProgramBase):
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike) -> "Program":
-        """Open the program pinned at *path*."""
-        return cls._from_owned(_core.obj_get(os.fspath(path)))
+        """Open the program pinned at *path*; :meth:`unpin` then removes that pin."""
+        p = cls._from_owned(_core.obj_get(os.fspath(path)))
+        p._remember_pin(path)
+        return p
 
     @classmethod
     def from_id(cls, prog_id: int) -> "Program":
@@ -394,15 +402,6 @@ class Program(ProgramBase):
     def clone(self) -> "Program":
         """A second Program object for the same kernel program (a dup'ed fd)."""
         return Program(self._fd.dup(), self.type, self.name, self.spec, self.log, list(self.maps))
-
-    def pin(self, path: str | os.PathLike) -> None:
-        """Pin the program at *path* on a bpffs (it then outlives the process)."""
-        from .maps import check_pin_path
-        _core.obj_pin(self.fd, check_pin_path(path))
-
-    def unpin(self, path: str | os.PathLike) -> None:
-        """Remove the pin at *path*."""
-        os.unlink(os.fspath(path))
 
     def _test_run_once(self, data: Any, ctx: Any, repeat: int, flags: int, cpu: int) -> TestRunResult:
         fd = self._fd.fd

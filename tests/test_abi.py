@@ -1,8 +1,12 @@
-"""Our declared kernel ABI against the system's <linux/bpf.h>.
+"""Our declared kernel ABI against the system's <linux/bpf.h> and the
+running kernel's BTF.
 
 fastbpf declares the uapi structs itself (fastbpf/_abi.pxd). Wherever the
-build host's header knows a struct or field, sizes and offsets must agree;
-fields newer than the header are checked only for alignment and order.
+build host's header knows a struct or field, sizes and offsets must agree.
+Every field, the newer ones included, is also compared with the kernel's own
+description of ``union bpf_attr``, ``struct bpf_*_info`` and
+``perf_event_attr`` in /sys/kernel/btf/vmlinux. The attach-type-specific
+tails of LINK_CREATE (fastbpf/_linkattr.pyx) are checked the same two ways.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import subprocess
 
 import pytest
 
-from fastbpf import _core
+from fastbpf import _core, _linkattr
 
 HEADER = "/usr/include/linux/bpf.h"
 
@@ -58,20 +62,26 @@ SIZEOF = {
 
 
 def _header_layout(tmp_path):
-    """Compile probes one field at a time; a field the header lacks fails
-    to compile and is reported as None."""
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None or not os.path.exists(HEADER):
-        pytest.skip("needs a C compiler and the system <linux/bpf.h>")
+    """Our core structs and the header's offsets of their fields."""
     ours = _core._abi_layout()
-    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/bpf.h>",
-             "#include <linux/perf_event.h>"]
     checks = []
     for name, (size, fields) in ours.items():
         prefix, _ = MATCH[name]
         for field in fields:
             cfield = RENAME.get((name, field), field)
             checks.append((name, field, f"(long)(size_t)&{prefix}{cfield}"))
+    return ours, _compile_probes(tmp_path, checks, SIZEOF)
+
+
+def _compile_probes(tmp_path, checks, sizeof):
+    """Print each (name, field, C expression) of *checks* from a C program
+    built against the system header; expressions the header cannot compile
+    (fields it lacks) are dropped. Returns ``{name: {field: value}}``."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None or not os.path.exists(HEADER):
+        pytest.skip("needs a C compiler and the system <linux/bpf.h>")
+    lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/bpf.h>",
+             "#include <linux/perf_event.h>"]
     # Find which fields exist with one compile per field (cheap: ~150 tiny compiles
     # would be slow, so test them all in one file guarded by __has_field-free trick:
     # compile once, drop failing lines, repeat).
@@ -80,7 +90,7 @@ def _header_layout(tmp_path):
         src = "\n".join(lines + ["int main(void) {"] +
                         [f'  printf("{n} {f} %ld\\n", {expr});' for n, f, expr in present] +
                         [f'  printf("{n} __size__ %ld\\n", (long)sizeof({t}));'
-                         for n, t in SIZEOF.items()] +
+                         for n, t in sizeof.items()] +
                         ["  return 0; }"])
         c = tmp_path / "abi.c"
         c.write_text(src)
@@ -101,7 +111,7 @@ def _header_layout(tmp_path):
     for line in out.splitlines():
         n, f, v = line.split()
         theirs.setdefault(n, {})[f] = int(v)
-    return ours, theirs
+    return theirs
 
 
 def test_layouts_match_system_header(tmp_path):
@@ -125,3 +135,135 @@ def test_newer_fields_are_ordered_and_aligned():
         assert offsets == sorted(offsets), f"{name}: fields out of order"
         assert size % 8 == 0 or size % 4 == 0
         assert max(offsets) < size
+
+
+# -- the kernel's BTF ------------------------------------------------------------
+
+# our struct -> (the kernel type holding it, the member path to it)
+BTF_ROOT = {
+    "map_batch": ("bpf_attr", "batch."),
+    "test": ("bpf_attr", "test."),
+    "info": ("bpf_attr", "info."),
+    "query": ("bpf_attr", "query."),
+    "raw_tracepoint": ("bpf_attr", "raw_tracepoint."),
+    "link_create": ("bpf_attr", "link_create."),
+    "link_update": ("bpf_attr", "link_update."),
+    "bpf_map_info": ("bpf_map_info", ""),
+    "bpf_prog_info": ("bpf_prog_info", ""),
+    "bpf_btf_info": ("bpf_btf_info", ""),
+    "perf_event_attr": ("perf_event_attr", ""),
+}
+
+# LINK_CREATE's tails and bpf_iter_link_info (fastbpf/_linkattr.pyx): where
+# each lives in the kernel's types; offsets of the tails count from the
+# start of the tail (link_create.target_btf_id).
+TAIL_ROOT = {
+    "perf_event": ("bpf_attr", "link_create.perf_event."),
+    "kprobe_multi": ("bpf_attr", "link_create.kprobe_multi."),
+    "tracing": ("bpf_attr", "link_create.tracing."),
+    "netfilter": ("bpf_attr", "link_create.netfilter."),
+    "tcx": ("bpf_attr", "link_create.tcx."),
+    "uprobe_multi": ("bpf_attr", "link_create.uprobe_multi."),
+    "iter": ("bpf_attr", "link_create."),
+    "iter_map": ("bpf_iter_link_info", "map."),
+    "iter_cgroup": ("bpf_iter_link_info", "cgroup."),
+    "iter_task": ("bpf_iter_link_info", "task."),
+}
+TAIL_START = "link_create.target_btf_id"
+
+
+@pytest.fixture(scope="module")
+def kernel_btf():
+    from fastbpf import btf
+    try:
+        return btf.load_kernel_spec()
+    except (OSError, btf.BTFError) as e:
+        pytest.skip(f"no kernel BTF: {e}")
+
+
+def _btf_offset(spec, root: str, path: str) -> int:
+    """The byte offset of the member *path* (dotted) inside the kernel type *root*."""
+    from fastbpf.btf import skip_qualifiers
+    t = spec.type_by_name(root)
+    bits = 0
+    for part in path.split("."):
+        m = skip_qualifiers(t).member(part)
+        bits += m.bit_offset
+        t = m.type
+    return bits // 8
+
+
+def _tail_base(root: str) -> str:
+    return TAIL_START if root == "bpf_attr" else ""
+
+
+def test_layouts_match_kernel_btf(kernel_btf):
+    compared = 0
+    for name, (size, fields) in _core._abi_layout().items():
+        root, prefix = BTF_ROOT.get(name, ("bpf_attr", ""))
+        for field, off in fields.items():
+            cfield = "target_btf_id" if (name, field) == ("link_create", "extra") else field
+            theirs = _btf_offset(kernel_btf, root, prefix + cfield)
+            assert off == theirs, f"{name}.{field}: ours at {off}, the kernel's BTF at {theirs}"
+            compared += 1
+    assert compared > 150
+
+
+def test_link_create_tails_match_kernel_btf(kernel_btf):
+    tails = _linkattr._layout()
+    assert set(tails) == set(TAIL_ROOT)
+    for name, (size, fields) in tails.items():
+        root, prefix = TAIL_ROOT[name]
+        base = _btf_offset(kernel_btf, root, _tail_base(root)) if _tail_base(root) else 0
+        for field, off in fields.items():
+            theirs = _btf_offset(kernel_btf, root, prefix + field) - base
+            assert off == theirs, f"{name}.{field}: ours at {off}, the kernel's BTF at {theirs}"
+        if root == "bpf_attr":
+            # The tail must fit the 48 bytes _core.link_create copies.
+            assert size <= 48, name
+        else:
+            union = kernel_btf.type_by_name(root)
+            member = union.member(prefix.rstrip("."))
+            from fastbpf.btf import resolve_size
+            assert size == resolve_size(member.type), f"{name}: ours {size} bytes"
+
+
+def test_link_create_tails_match_system_header(tmp_path):
+    checks = []
+    for name, (size, fields) in _linkattr._layout().items():
+        root, prefix = TAIL_ROOT[name]
+        if root == "bpf_attr":
+            base = f"offsetof(union bpf_attr, {TAIL_START})"
+            checks += [(name, f, f"(long)(offsetof(union bpf_attr, {prefix}{f}) - {base})")
+                       for f in fields]
+        else:
+            checks += [(name, f, f"(long)offsetof(union {root}, {prefix}{f})") for f in fields]
+    theirs = _compile_probes(tmp_path, checks, {})
+    compared = 0
+    for name, (size, fields) in _linkattr._layout().items():
+        for field, off in fields.items():
+            if field in theirs.get(name, {}):
+                assert off == theirs[name][field], f"{name}.{field}"
+                compared += 1
+    # 6.1 headers know perf_event, kprobe_multi, tracing, iter and the iter infos.
+    assert compared >= 16, f"only {compared} tail fields compared"
+
+
+def test_link_create_tails_pack_their_fields():
+    # Each packer writes what it is given at the declared offset.
+    import struct
+    lay = _linkattr._layout()
+    raw = _linkattr.kprobe_multi(1, 2, 3, 4, 5)
+    f = lay["kprobe_multi"][1]
+    assert len(raw) == lay["kprobe_multi"][0]
+    assert struct.unpack_from("=I", raw, f["cnt"])[0] == 2
+    assert struct.unpack_from("=Q", raw, f["cookies"])[0] == 5
+    raw = _linkattr.uprobe_multi(path=7, cnt=3, offsets=8, pid=9)
+    f = lay["uprobe_multi"][1]
+    assert struct.unpack_from("=Q", raw, f["path"])[0] == 7
+    assert struct.unpack_from("=Q", raw, f["offsets"])[0] == 8
+    assert struct.unpack_from("=I", raw, f["pid"])[0] == 9
+    assert struct.unpack_from("=I", raw, f["cnt"])[0] == 3
+    raw = _linkattr.netfilter(2, 1, -128, 1)
+    assert struct.unpack_from("=i", raw, lay["netfilter"][1]["priority"])[0] == -128
+    assert _linkattr.tracing(0, 0xFFFFFFFFFFFFFFFF)[8:] == b"\xff" * 8

@@ -5,21 +5,19 @@ import os
 
 import numpy as np
 import pytest
-from elftools.elf.elffile import ELFFile
 
 import fastbpf.btf.spec as spec_mod
 from fastbpf import btf
 from fastbpf.btf import Kind
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, "testdata")
+import elfutil
+from elfutil import data_path
 ENDIANS = ["el", "eb"]
 OBJECTS = ["btf_types", "core_globals"]
 
 
 def sections(obj, endian, *names):
-    with open(os.path.join(TESTDATA, f"{obj}-{endian}.o"), "rb") as f:
-        elf = ELFFile(f)
-        return [elf.get_section_by_name(n).data() for n in names]
+    return elfutil.sections(data_path(f"{obj}-{endian}.o"), *names)
 
 
 def load(obj, endian):

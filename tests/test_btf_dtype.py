@@ -11,7 +11,7 @@ from elftools.elf.elffile import ELFFile
 
 from fastbpf import btf
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, "testdata")
+from elfutil import TESTDATA, btf_spec, data_path, section
 LAYOUT = json.load(open(os.path.join(TESTDATA, "layout.json")))
 
 EVERYTHING = {
@@ -29,11 +29,11 @@ EVERYTHING = {
 
 def load(endian):
     """(spec, {global name: bytes}) of btf_types-<endian>.o."""
-    with open(os.path.join(TESTDATA, f"btf_types-{endian}.o"), "rb") as f:
-        elf = ELFFile(f)
-        spec = btf.Spec.parse(elf.get_section_by_name(".BTF").data())
-        data = elf.get_section_by_name(".data").data()
-        syms = {s.name: s for s in elf.get_section_by_name(".symtab").iter_symbols()}
+    path = data_path(f"btf_types-{endian}.o")
+    spec = btf_spec(path)
+    data = section(path, ".data")
+    with open(path, "rb") as f:
+        syms = {s.name: s for s in ELFFile(f).get_section_by_name(".symtab").iter_symbols()}
     values = {}
     for name in ("everything_init", "bits_init"):
         s = syms[name]
@@ -83,7 +83,7 @@ def test_dtype_kinds_and_byte_order(obj):
     assert "x" in ev.names and "as_u32" in ev.names and "named_anon" in ev.names
     assert btf.to_dtype(spec.type_by_name("flow")).fields["comm"][0] == np.dtype("S16")
     assert btf.to_dtype(spec.type_by_name("u32")) == np.dtype(c + "u4")
-    assert btf.to_dtype(spec.type_by_name("everything"), byteorder="little") \
+    assert btf.to_dtype(spec.type_by_name("everything"), byte_order="little") \
         .fields["i"][0] == np.dtype("<i4")
 
 
@@ -185,7 +185,7 @@ def test_unsupported_types():
     with pytest.raises(btf.BTFError, match="128-bit"):
         btf.to_dtype(i128)
     assert btf.to_dtype(i128, unsupported="raw") == np.dtype("V16")
-    assert btf.format((-2).to_bytes(16, "little", signed=True), i128, byteorder="little") == -2
+    assert btf.format((-2).to_bytes(16, "little", signed=True), i128, byte_order="little") == -2
     with pytest.raises(btf.BTFError):
         btf.to_dtype(btf.Float("long double", 16))
     proto = btf.FuncProto(btf.VOID, [])
@@ -209,10 +209,10 @@ def test_datasec_with_offsets():
     i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
     sec = btf.Datasec(".data", 12, [(btf.Var("a", i32), 0, 4),
                                     (btf.Var("b", btf.Array(i32, 2)), 4, 8)])
-    dt = btf.to_dtype(sec, byteorder="little")
+    dt = btf.to_dtype(sec, byte_order="little")
     assert dt.itemsize == 12 and dt.fields["b"][1] == 4
     raw = np.array([1, 2, 3], dtype="<i4").tobytes()
-    assert btf.format(raw, sec, byteorder="little") == {"a": 1, "b": [2, 3]}
+    assert btf.format(raw, sec, byte_order="little") == {"a": 1, "b": [2, 3]}
 
 
 @pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="no kernel BTF")

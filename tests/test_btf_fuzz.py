@@ -6,7 +6,6 @@ import struct
 
 import numpy as np
 import pytest
-from elftools.elf.elffile import ELFFile
 from hypothesis import HealthCheck, given, settings
 
 # Deterministic draws by default, so a run of the suite never fails on a
@@ -24,12 +23,12 @@ from hypothesis import strategies as st
 import fastbpf.btf.spec as spec_mod
 from fastbpf import btf
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, "testdata")
+import elfutil
+from elfutil import data_path
 
 
 def section(obj, name):
-    with open(os.path.join(TESTDATA, obj), "rb") as f:
-        return ELFFile(f).get_section_by_name(name).data()
+    return elfutil.section(data_path(obj), name)
 
 
 SMALL = section("core_globals-el.o", ".BTF")

@@ -8,7 +8,6 @@ import subprocess
 
 import numpy as np
 import pytest
-from elftools.elf.elffile import ELFFile
 
 from fastbpf import btf
 
@@ -16,13 +15,12 @@ _core = pytest.importorskip("fastbpf._core", reason="fastbpf._core is not built"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading BTF needs root")
 
-TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, "testdata")
+from elfutil import btf_spec, data_path
 BPF_MAP_TYPE_HASH = 1
 
 
 def _testdata_spec():
-    with open(os.path.join(TESTDATA, "btf_types-el.o"), "rb") as f:
-        return btf.Spec.parse(ELFFile(f).get_section_by_name(".BTF").data())
+    return btf_spec(data_path("btf_types-el.o"))
 
 
 def test_load_map_btf_and_read_it_back():
@@ -36,7 +34,7 @@ def test_load_map_btf_and_read_it_back():
     with btf.Handle.load(mspec) as h:
         assert h.fd >= 3 and h.id > 0
         info = h.info()
-        assert info["id"] == h.id and not info["kernel_btf"]
+        assert info.id == h.id and not info.kernel_btf
         assert h.spec() == mspec
         with btf.Handle.from_id(h.id) as again:
             assert again.id == h.id and again.fd != h.fd
@@ -47,8 +45,7 @@ def test_load_map_btf_and_read_it_back():
 
 
 def test_big_endian_spec_is_loaded_in_native_order():
-    with open(os.path.join(TESTDATA, "btf_types-eb.o"), "rb") as f:
-        spec = btf.Spec.parse(ELFFile(f).get_section_by_name(".BTF").data())
+    spec = btf_spec(data_path("btf_types-eb.o"))
     mspec, k, v = btf.build_map_btf(spec.type_by_name("flow_key"), spec.type_by_name("flow"))
     with btf.Handle.load(mspec) as h:
         assert h.spec().type_by_id(v).name == "flow"
@@ -73,7 +70,7 @@ def test_vmlinux_by_id_matches_sysfs():
             break
         try:
             with btf.Handle.from_id(start) as h:
-                if h.info()["name"] == "vmlinux":
+                if h.info().name == "vmlinux":
                     found = _core.btf_get_data(h.fd)
         except FileNotFoundError:
             continue

@@ -1,23 +1,20 @@
 """Maps whose keys and values are BTF types: numpy dtypes and bpftool output."""
 
 import json
-import os
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
-from elftools.elf.elffile import ELFFile
 
 from fastbpf import Map, MapSpec, MapType, btf
 
-TESTDATA = os.path.join(os.path.dirname(__file__), "..", "testdata")
+from elfutil import btf_spec, data_path
 
 
 @pytest.fixture(scope="module")
 def spec():
-    with open(os.path.join(TESTDATA, "btf_types-el.o"), "rb") as f:
-        return btf.Spec.parse(ELFFile(f).get_section_by_name(".BTF").data())
+    return btf_spec(data_path("btf_types-el.o"))
 
 
 def test_btf_typed_map_has_c_dtypes(spec, unique_name, no_fd_leak):

@@ -22,13 +22,14 @@ import pytest
 from fastbpf import _core, asm, link
 from fastbpf.asm import R0, R1, R2, R3, R6, R7, R10, Helper, Size
 from fastbpf.enums import AttachFlags, AttachType, LinkType, MapType, ProgramType, XDPAction
-from fastbpf.errors import BPFError
+from fastbpf.errors import BPFError, ClosedError, TargetNotFoundError
 from fastbpf.link.cgroup import open_cgroup
 from fastbpf.maps import Map, MapSpec
 from fastbpf.programs import Program, ProgramSpec
 
 sys.path.insert(0, os.path.dirname(__file__))
 import netutil  # noqa: E402
+import progs  # noqa: E402
 
 UDP_PORT = 9999
 
@@ -50,18 +51,9 @@ def count(m: Map) -> int:
 def count_block(m: Map, done: str) -> list:
     """counter[0] += 1 on this CPU; falls through (or jumps to *done* if the
     lookup fails). Clobbers R0-R5."""
-    return [
-        asm.store_imm(R10, -4, 0, Size.W),
-        asm.Mov.reg(R2, R10),
-        asm.Add.imm(R2, -4),
-        asm.load_map_ptr(R1, m),
-        asm.call(Helper.map_lookup_elem),
-        asm.JEq.imm(R0, 0, done),
-        asm.Mov.imm(R1, 1),
-        # Per-CPU memory: no other CPU writes this slot, but the atomic is
-        # as cheap and keeps the program correct if the map type changes.
-        asm.atomic_add(R0, 0, R1, Size.DW),
-    ]
+    # Per-CPU memory: no other CPU writes this slot, but the atomic is as
+    # cheap and keeps the program correct if the map type changes.
+    return progs.add_to_slot(m, 0, done)
 
 
 def counting_insns(m: Map, retval: int) -> asm.Instructions:
@@ -163,7 +155,7 @@ def test_xdp_netlink_never_replaces(veth, counter):
 def test_xdp_bad_arguments(veth):
     with pytest.raises(ValueError, match="unknown XDP mode"):
         link.attach_xdp(None, 1, mode="fast")
-    with pytest.raises(BPFError) as ei:
+    with pytest.raises(TargetNotFoundError) as ei:
         veth.b.run(link.attach_xdp, None, "nosuchif0")
     assert ei.value.errno == errno.ENODEV
 
@@ -259,12 +251,16 @@ def test_tc_clsact_shared_qdisc_and_update(veth, counter):
             with l1:
                 assert l1.priority == 7
                 assert len(send_a_to_b(veth, 3)) == 3
-                l1.update(p2)
+                with pytest.raises(BPFError):     # p1 is not attached there
+                    l1.update(p1, old_program=p2)
+                l1.update(p2, old_program=p1)
                 assert len(send_a_to_b(veth, 4)) == 4
                 assert (count(counter), count(other)) == (3, 4)
                 with pytest.raises(BPFError) as ei:   # same priority and handle
                     veth.b.run(link.attach_tc, p2, veth.IF_B, priority=7)
                 assert ei.value.errno == errno.EEXIST
+            with pytest.raises(ClosedError):
+                l1.update(p1)
             assert "pref 7" not in veth.b.sh(f"tc filter show dev {veth.IF_B} ingress").stdout
             assert "direct-action" in veth.b.sh(f"tc filter show dev {veth.IF_B} egress").stdout
         assert "clsact" in veth.b.sh(f"tc qdisc show dev {veth.IF_B}").stdout
@@ -288,7 +284,9 @@ def test_pinned_link_outlives_its_object(veth, counter, bpffs_dir):
         with link.FDLink.from_pin(pin) as again:
             assert again.id == link_id
             assert again.info().prog_id == prog.info().id
-            again.unpin(pin)
+            assert again.pin_path == pin
+            again.unpin()       # the path it was opened from
+            assert not os.path.exists(pin)
         # Unpinned and the last fd closed: detached.
         assert len(send_a_to_b(veth, 2)) == 2
         assert count(counter) == 3

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 
 from fastbpf import Map, MapSpec, MapType, asm, perf, possible_cpus
-from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size
+from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper
 from fastbpf.enums import ProgramType
 from fastbpf.errors import ClosedError
 from fastbpf.programs import Program, ProgramSpec
 
 sys.path.insert(0, os.path.dirname(__file__))
+import progs  # noqa: E402
 from ringutil import WORDS, store_record, words_expected  # noqa: E402
 
 PKT = bytes(64)
@@ -35,14 +36,7 @@ def perf_prog(events: Map, ctr: Map, size: int = 8, words: bool = False,
     """XDP: seq = ctr[0]++; perf_event_output(ctx, events, CURRENT_CPU,
     {seq, seq, ...}, size); on failure ctr[1]++. With *words*, word k of
     the sample is seq * 16 + k; with *var* the size is 8 * (1 + seq % 4)."""
-    body = [
-        asm.Mov.reg(R6, R1),
-        asm.store_imm(R10, -4, 0, Size.W),
-        asm.Mov.reg(R2, R10), asm.Add.imm(R2, -4),
-        asm.load_map_ptr(R1, "ctr"), asm.call(Helper.map_lookup_elem),
-        asm.JEq.imm(R0, 0, "out"),
-        asm.Mov.imm(R7, 1), asm.atomic_add(R0, 0, R7, Size.DW, fetch=True),
-    ]
+    body = progs.seq_prologue("ctr")
     store_record(body, -72, words)
     body += [
         asm.Mov.reg(R1, R6), asm.load_map_ptr(R2, "events"),
@@ -52,11 +46,7 @@ def perf_prog(events: Map, ctr: Map, size: int = 8, words: bool = False,
           if var else [asm.Mov.imm(R5, size)]),
         asm.call(Helper.perf_event_output),
         asm.JEq.imm(R0, 0, "out"),
-        asm.store_imm(R10, -4, 1, Size.W),
-        asm.Mov.reg(R2, R10), asm.Add.imm(R2, -4),
-        asm.load_map_ptr(R1, "ctr"), asm.call(Helper.map_lookup_elem),
-        asm.JEq.imm(R0, 0, "out"),
-        asm.Mov.imm(R7, 1), asm.atomic_add(R0, 0, R7, Size.DW),
+        *progs.add_to_slot("ctr", 1),           # a failed output: ctr[1]++
         asm.Mov.imm(R0, 2).with_symbol("out"), asm.exit(),
     ]
     return Program.load(ProgramSpec(type=ProgramType.XDP, instructions=asm.Instructions(body)),

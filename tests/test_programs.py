@@ -11,18 +11,15 @@ import numpy as np
 import pytest
 
 from fastbpf import asm, features
+from progs import ret
 from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size
 from fastbpf.enums import AttachType, MapType, ProgramFlags, ProgramType
-from fastbpf.errors import BPFError, ClosedError, NotSupportedError, VerifierError
+from fastbpf.errors import BPFError, ClosedError, TargetNotFoundError, VerifierError
 from fastbpf.maps import Map, MapSpec
 from fastbpf.programs import (Program, ProgramSpec, TestRunResult, enable_stats,
                               program_ids)
 
 XDP_PASS, XDP_DROP = 2, 1
-
-
-def ret(value: int) -> asm.Instructions:
-    return asm.Instructions([asm.Mov.imm(R0, value), asm.exit()])
 
 
 def load(ptype, insns, name=None, **kw) -> Program:
@@ -417,7 +414,7 @@ def test_iter_attach_target():
 def test_unknown_attach_target():
     spec = ProgramSpec(ProgramType.TRACING, ret(0), attach_type=AttachType.TRACE_RAW_TP,
                        attach_to="no_such_tracepoint_fb")
-    with pytest.raises(NotSupportedError) as ei:
+    with pytest.raises(TargetNotFoundError) as ei:
         Program.load(spec)
     assert ei.value.errno == errno.ENOENT and "no_such_tracepoint_fb" in str(ei.value)
     with pytest.raises(ValueError):

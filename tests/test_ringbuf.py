@@ -1,5 +1,8 @@
 """fastbpf.ringbuf against the kernel: programs driven by BPF_PROG_TEST_RUN
 write records (a sequence number from a counter map) that the readers check.
+
+One file past 700 lines: the reader's read, view, poll and asyncio paths
+share the same programs and fixtures; the ring split may divide it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from fastbpf.errors import BPFError, ClosedError
 from fastbpf.programs import Program, ProgramSpec
 
 sys.path.insert(0, os.path.dirname(__file__))
+import progs  # noqa: E402
 from ringutil import WORDS, store_record, words_expected  # noqa: E402
 
 PKT = bytes(64)
@@ -30,13 +34,7 @@ SEQ = np.dtype([("seq", "<u8")])
 def _bump_counter(ctr: str = "ctr", index: int = 0) -> list:
     """r7 = old value of ctr[index], ctr[index] += 1 (or exit 2 on a failed
     lookup, which cannot happen for an array)."""
-    return [
-        asm.store_imm(R10, -4, index, Size.W),
-        asm.Mov.reg(R2, R10), asm.Add.imm(R2, -4),
-        asm.load_map_ptr(R1, ctr), asm.call(Helper.map_lookup_elem),
-        asm.JEq.imm(R0, 0, "out"),
-        asm.Mov.imm(R7, 1), asm.atomic_add(R0, 0, R7, Size.DW, fetch=True),
-    ]
+    return progs.bump_counter(ctr, index)
 
 
 def output_prog(rb: Map, ctr: Map, size: int = 8, var: bool = False,

@@ -49,11 +49,11 @@ REF_MAP = "map"       # the map of a map pointer / map value load
 REF_KFUNC = "kfunc"   # the kernel function of a kfunc call (resolved by the loader)
 
 
-def _byteorder(byteorder: str) -> struct.Struct:
+def _struct_for(byte_order: str) -> struct.Struct:
     try:
-        return _STRUCTS[byteorder]
+        return _STRUCTS[byte_order]
     except (KeyError, TypeError):
-        raise ValueError(f"byteorder must be 'little' or 'big', not {byteorder!r}") from None
+        raise ValueError(f"byte_order must be 'little' or 'big', not {byte_order!r}") from None
 
 
 def _check_int(name: str, value: Any) -> int:
@@ -153,7 +153,7 @@ class Instruction:
 
     @classmethod
     def _raw(cls, opcode, dst, src, offset, constant, symbol=None, reference=None,
-             map=None) -> "Instruction":
+             map=None) -> Instruction:
         """Build without validation, from fields known to be in range."""
         self = object.__new__(cls)
         s = object.__setattr__
@@ -179,7 +179,7 @@ class Instruction:
 
     # -- derived copies ----------------------------------------------------
 
-    def replace(self, **changes: Any) -> "Instruction":
+    def replace(self, **changes: Any) -> Instruction:
         """A copy with the given fields changed (validated like the constructor)."""
         for name in changes:
             if name not in _FIELDS:
@@ -189,11 +189,11 @@ class Instruction:
         opcode = fields.pop("opcode")
         return Instruction(opcode, **fields)
 
-    def with_symbol(self, name: str | None) -> "Instruction":
+    def with_symbol(self, name: str | None) -> Instruction:
         """A copy labelled *name* (``None`` removes the label)."""
         return self.replace(symbol=name)
 
-    def with_reference(self, name: str | None) -> "Instruction":
+    def with_reference(self, name: str | None) -> Instruction:
         """A copy referring to *name* (``None`` removes the reference)."""
         return self.replace(reference=name)
 
@@ -266,20 +266,20 @@ class Instruction:
 
     # -- encoding ----------------------------------------------------------
 
-    def encode(self, byteorder: str = "little") -> bytes:
+    def encode(self, byte_order: str = "little") -> bytes:
         """The 8 (16 for ``ld_imm64``) bytes of this instruction.
 
         Jump offsets are encoded as stored: a labelled jump must have been
         resolved (see :meth:`Instructions.encode`). A map load with a ``map``
         takes its fd now.
         """
-        st = _byteorder(byteorder)
-        return _encode_one(self, st, byteorder == "big", None)
+        st = _struct_for(byte_order)
+        return _encode_one(self, st, byte_order == "big", None)
 
     @classmethod
-    def decode(cls, raw: bytes, byteorder: str = "little") -> "Instruction":
+    def decode(cls, raw: bytes, byte_order: str = "little") -> Instruction:
         """Decode exactly one instruction (8 bytes, 16 for ``ld_imm64``)."""
-        insns = Instructions.decode(raw, byteorder)
+        insns = Instructions.decode(raw, byte_order)
         if len(insns) != 1:
             raise ValueError(f"{len(raw)} bytes hold {len(insns)} instructions, not one")
         return insns[0]
@@ -409,7 +409,7 @@ class Instructions(list):
     def __radd__(self, other):
         return Instructions(list(other) + list(self))
 
-    def copy(self) -> "Instructions":
+    def copy(self) -> Instructions:
         """A shallow copy (Instructions are immutable, so that is a full copy)."""
         return Instructions(self)
 
@@ -455,7 +455,7 @@ class Instructions(list):
 
     # -- resolution --------------------------------------------------------
 
-    def resolve(self) -> "Instructions":
+    def resolve(self) -> Instructions:
         """Return a copy with the offsets of labelled jumps and calls filled in.
 
         Conditional jumps, ``goto`` and ``may_goto`` get ``offset``; ``gotol``,
@@ -511,7 +511,7 @@ class Instructions(list):
                                         insn.constant, insn.symbol, ref, insn.map))
         return out
 
-    def resolve_maps(self, maps: Mapping[str, Any]) -> "Instructions":
+    def resolve_maps(self, maps: Mapping[str, Any]) -> Instructions:
         """Return a copy whose map loads referring to a name in *maps* are bound.
 
         *maps* maps a map name to an int fd or to an object with an ``.fd``
@@ -532,7 +532,7 @@ class Instructions(list):
             out.append(insn)
         return out
 
-    def label_targets(self) -> "Instructions":
+    def label_targets(self) -> Instructions:
         """Return a copy in which every jump/call target carries a label and
         every jump/call refers to it, for decoded programs that have none.
 
@@ -574,15 +574,15 @@ class Instructions(list):
 
     # -- encoding ----------------------------------------------------------
 
-    def encode(self, byteorder: str = "little") -> bytes:
+    def encode(self, byte_order: str = "little") -> bytes:
         """The program as bytes, ready for BPF_PROG_LOAD.
 
         Resolves labels first (see :meth:`resolve`). Every remaining
         reference must be bound: an unresolved map name or kfunc name raises
         ValueError naming it.
         """
-        st = _byteorder(byteorder)
-        big = byteorder == "big"
+        st = _struct_for(byte_order)
+        big = byte_order == "big"
         resolved = self.resolve()
         pack = st.pack
         parts = []
@@ -606,8 +606,8 @@ class Instructions(list):
         return b"".join(parts)
 
     @classmethod
-    def decode(cls, raw: Any, byteorder: str = "little", *,
-               labels: bool = False) -> "Instructions":
+    def decode(cls, raw: Any, byte_order: str = "little", *,
+               labels: bool = False) -> Instructions:
         """Decode a program from bytes (or any buffer).
 
         Jump and call targets stay numeric offsets unless *labels* is true,
@@ -616,8 +616,8 @@ class Instructions(list):
         not a multiple of 8, an ``ld_imm64`` lacks its second half, or a field
         is invalid (a register above r10); the message names the slot.
         """
-        st = _byteorder(byteorder)
-        big = byteorder == "big"
+        st = _struct_for(byte_order)
+        big = byte_order == "big"
         try:
             data = memoryview(raw).cast("B")
         except TypeError:

@@ -8,9 +8,12 @@
 - :func:`to_dtype` turns a type into a numpy dtype with the C layout;
   :func:`format` turns a value into plain, JSON-ready Python data.
 - :class:`ExtInfo` decodes ``.BTF.ext`` (func_info, line_info, CO-RE relocations).
-- :class:`Handle` is a BTF object loaded into the kernel;
+- :class:`Handle` is a BTF object loaded into the kernel (:func:`btf_ids`
+  lists them all);
   :func:`build_map_btf` prepares the BTF for a map's key and value.
 """
+
+from __future__ import annotations
 
 from ..errors import BTFError, BTFLoadError
 from .types import *  # noqa: F401,F403
@@ -20,10 +23,11 @@ from .ext import ExtInfo, FuncInfo, LineInfo, CoreRelo, CoreReloKind
 from .kernel import load_kernel_spec, kernel_module_names, flush_kernel_specs
 from .dtype import to_dtype
 from .fmt import format
-from .handle import Handle, build_map_btf, copy_types
+from .handle import BTFInfo, Handle, btf_ids, build_map_btf, copy_types
 
 __all__ = [
     "BTFError", "BTFLoadError", "Spec", "parse_header", "ExtInfo", "FuncInfo", "LineInfo",
     "CoreRelo", "CoreReloKind", "load_kernel_spec", "kernel_module_names",
-    "flush_kernel_specs", "to_dtype", "format", "Handle", "build_map_btf", "copy_types",
+    "flush_kernel_specs", "to_dtype", "format", "Handle", "BTFInfo", "btf_ids", "build_map_btf",
+    "copy_types",
 ] + list(_types_all)

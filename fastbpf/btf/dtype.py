@@ -25,40 +25,35 @@ Rules (the tests check them against what gcc says about the same structs):
 - Other things numpy cannot express (``__int128``, ``long double``) raise
   :class:`BTFError` unless ``unsupported="raw"``, which gives ``V<size>``.
 - The byte order is the spec's (big-endian BTF gives ``>`` dtypes), or
-  ``byteorder=`` (``"little"``, ``"big"``, ``"native"``).
+  ``byte_order=`` (``"little"``, ``"big"``, ``"native"``).
 """
 
 from __future__ import annotations
 
-from typing import Optional
 
 import numpy as np
 
 from ..errors import BTFError
-from .spec import NATIVE_ORDER
+from .wire import order_char, resolve_byte_order
 from .types import (
     Array, Composite, Datasec, Enum, Float, Fwd, Int, Pointer, Qualifier, Type, Var,
     Void, MAX_RESOLVE_DEPTH, skip_qualifiers,
 )
 
-__all__ = ["to_dtype", "bitfield_of"]
+__all__ = ["to_dtype", "bitfield_of", "spec_order"]
 
 _MAX_NESTING = 64
 
 
-def _order(t: Type, byteorder: Optional[str]) -> str:
-    if byteorder is None:
-        spec = getattr(t, "_spec", None)
-        byteorder = spec.byte_order if spec is not None else NATIVE_ORDER
-    if byteorder == "native":
-        byteorder = NATIVE_ORDER
-    if byteorder not in ("little", "big"):
-        raise ValueError("byteorder must be 'little', 'big' or 'native'")
-    return "<" if byteorder == "little" else ">"
+def spec_order(t: Type, byte_order: str | None) -> str:
+    """*byte_order* resolved ("little"/"big"), defaulting to the byte order
+    of *t*'s spec (native for types built by hand)."""
+    spec = getattr(t, "_spec", None)
+    return resolve_byte_order(byte_order, spec.byte_order if spec is not None else None)
 
 
 def to_dtype(t: Type, *, bitfields: str = "error", unsupported: str = "error",
-             byteorder: Optional[str] = None) -> np.dtype:
+             byte_order: str | None = None) -> np.dtype:
     """A numpy dtype with the size, field names and offsets C gives *t*.
 
     See the module documentation for the rules. Raises :class:`BTFError`
@@ -69,7 +64,7 @@ def to_dtype(t: Type, *, bitfields: str = "error", unsupported: str = "error",
         raise ValueError("bitfields must be 'error', 'raw' or 'skip'")
     if unsupported not in ("error", "raw"):
         raise ValueError("unsupported must be 'error' or 'raw'")
-    builder = _Builder(_order(t, byteorder), bitfields, unsupported)
+    builder = _Builder(order_char(spec_order(t, byte_order)), bitfields, unsupported)
     try:
         return builder.dtype(t, 0)
     except BTFError:
@@ -79,7 +74,7 @@ def to_dtype(t: Type, *, bitfields: str = "error", unsupported: str = "error",
         raise BTFError(f"numpy cannot represent {t._describe()}: {e}") from None
 
 
-def bitfield_of(m) -> Optional[tuple[int, int]]:
+def bitfield_of(m) -> tuple[int, int] | None:
     """``(bit_offset, bit_size)`` if member *m* is a bitfield, else None.
 
     Understands both encodings: the member's own bitfield size (kind flag
@@ -185,7 +180,7 @@ class _Builder:
                          "itemsize": size})
 
     def _fields(self, t: Composite, base_bits: int, depth: int, names, formats, offsets, root):
-        run: Optional[list] = None   # [first name, start byte, end byte]
+        run: list | None = None   # [first name, start byte, end byte]
 
         def flush():
             nonlocal run

@@ -18,7 +18,8 @@ import struct
 from typing import NamedTuple
 
 from ..errors import BTFError
-from .spec import MAGIC, Spec
+from .spec import Spec
+from .wire import magic_order, order_char
 
 __all__ = ["ExtInfo", "FuncInfo", "LineInfo", "CoreRelo", "CoreReloKind"]
 
@@ -100,21 +101,15 @@ class ExtInfo:
         self.core_relo_rec_size = 16
 
     @classmethod
-    def parse(cls, data, spec: Spec) -> "ExtInfo":
+    def parse(cls, data, spec: Spec) -> ExtInfo:
         """Decode *data* (the ``.BTF.ext`` section); names come from *spec*,
         the ``.BTF`` of the same object. Raises :class:`BTFError`."""
         data = bytes(data)
         if len(data) < _EXT_HEADER_MIN:
             raise BTFError(f".BTF.ext of {len(data)} bytes is shorter than its header")
-        (m,) = struct.unpack_from("<H", data, 0)
-        if m == MAGIC:
-            c = "<"
-        elif m == 0x9FEB:
-            c = ">"
-        else:
-            raise BTFError(f".BTF.ext has bad magic {m:#06x}")
         self = cls()
-        self.byte_order = "little" if c == "<" else "big"
+        self.byte_order = magic_order(data, ".BTF.ext")
+        c = order_char(self.byte_order)
         _, version, _flags, hdr_len = struct.unpack_from(c + "HBBI", data, 0)
         if version != 1:
             raise BTFError(f"unsupported .BTF.ext version {version}")

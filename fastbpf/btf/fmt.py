@@ -14,13 +14,13 @@ numpy dtype describes still comes out right.
 from __future__ import annotations
 
 import struct
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from ..errors import BTFError
-from .dtype import bitfield_of
-from .spec import NATIVE_ORDER
+from .dtype import bitfield_of, spec_order
+from .wire import NATIVE_ORDER
 from .types import (
     Array, Composite, Datasec, Enum, Float, Int, Pointer, Type, Void, skip_qualifiers,
 )
@@ -40,7 +40,7 @@ def _numpy_order(dt: np.dtype) -> str:
     return NATIVE_ORDER
 
 
-def _value_bytes(value: Any, size: int) -> tuple[bytes, Optional[str]]:
+def _value_bytes(value: Any, size: int) -> tuple[bytes, str | None]:
     """The bytes of *value* and, for numpy scalars, their byte order."""
     order = None
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -61,11 +61,11 @@ def _value_bytes(value: Any, size: int) -> tuple[bytes, Optional[str]]:
     return data, order
 
 
-def format(value: Any, t: Type, *, byteorder: Optional[str] = None) -> Any:
+def format(value: Any, t: Type, *, byte_order: str | None = None) -> Any:
     """*value* (bytes, an ``np.void`` record, a 0-d structured array or a
     numpy scalar) rendered as plain Python data following type *t*.
 
-    *byteorder* defaults to the byte order of *t*'s spec (native for types
+    *byte_order* defaults to the byte order of *t*'s spec (native for types
     built by hand); numeric numpy scalars and arrays use their own, and
     structured records the spec's (as :func:`to_dtype` builds them).
     A 1-d array whose items each have the type's size is formatted item by
@@ -74,19 +74,12 @@ def format(value: Any, t: Type, *, byteorder: Optional[str] = None) -> Any:
     size = t.size
     if (isinstance(value, np.ndarray) and value.ndim >= 1 and size
             and value.nbytes != size and value.dtype.itemsize == size):
-        return [format(v, t, byteorder=byteorder) for v in value]
+        return [format(v, t, byte_order=byte_order) for v in value]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         data, own = _pack_scalar(value, t), NATIVE_ORDER
     else:
         data, own = _value_bytes(value, size)
-    order = byteorder or own
-    if order is None:
-        spec = getattr(t, "_spec", None)
-        order = spec.byte_order if spec is not None else NATIVE_ORDER
-    if order == "native":
-        order = NATIVE_ORDER
-    if order not in ("little", "big"):
-        raise ValueError("byteorder must be 'little', 'big' or 'native'")
+    order = spec_order(t, byte_order or own)
     return _Formatter(data, order).value(t, 0, 0)
 
 

@@ -7,16 +7,36 @@ loaded (:meth:`Handle.load`) or an existing one opened by id
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+import dataclasses
+from typing import Iterable
 
 from ..errors import BTFError
 from .spec import Spec
+from .wire import resolve_byte_order
 from .types import (
     VOID, Array, Composite, Datasec, DeclTag, Func, FuncProto, Fwd, Member, Param, Pointer,
     Qualifier, Type, Union, Var, VarSecinfo, Void,
 )
 
-__all__ = ["Handle", "build_map_btf", "copy_types"]
+__all__ = ["Handle", "BTFInfo", "btf_ids", "build_map_btf", "copy_types"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BTFInfo:
+    """What the kernel says about a BTF object (``bpf_btf_info``)."""
+
+    id: int
+    #: Size of the raw BTF in bytes.
+    btf_size: int
+    #: "vmlinux", a module's name, or "" for BTF a program loaded.
+    name: str
+    #: True for the kernel's own BTF (vmlinux and modules).
+    kernel_btf: bool
+
+
+def btf_ids() -> list[int]:
+    """Ids of every BTF object in the kernel, ascending."""
+    return _core().btf_ids()
 
 
 def _core():
@@ -31,14 +51,18 @@ class Handle:
     the descriptor, and garbage collection does as a last resort.
     """
 
-    def __init__(self, fd, spec: Optional[Spec] = None):
-        """Wrap an owned ``_core.FD``; prefer :meth:`load` / :meth:`from_id`."""
+    def __init__(self, fd, spec: Spec | None = None):
+        """Take ownership of a ``_core.FD`` (internal: use :meth:`load` or
+        :meth:`from_id`)."""
+        if not isinstance(fd, _core().FD):
+            raise TypeError("Handle() takes an owned fastbpf.FD; use Handle.load(spec) "
+                            "or Handle.from_id(id)")
         self._fd = fd
         self._spec = spec
-        self._id: Optional[int] = None
+        self._id: int | None = None
 
     @classmethod
-    def load(cls, spec: Spec, log_level: int = 0, log_size: int = 0) -> "Handle":
+    def load(cls, spec: Spec, log_level: int = 0, log_size: int = 0) -> Handle:
         """Load *spec* into the kernel (BPF_BTF_LOAD), in native byte order.
 
         A rejection raises :class:`BTFLoadError` carrying the kernel's log.
@@ -50,7 +74,7 @@ class Handle:
         return cls(fd)
 
     @classmethod
-    def from_id(cls, btf_id: int) -> "Handle":
+    def from_id(cls, btf_id: int) -> Handle:
         """Open the BTF object with id *btf_id* (BPF_BTF_GET_FD_BY_ID)."""
         return cls(_core().btf_get_fd_by_id(btf_id))
 
@@ -59,15 +83,17 @@ class Handle:
         """The file descriptor number (ClosedError once closed)."""
         return self._fd.fd
 
-    def info(self) -> dict:
+    def info(self) -> BTFInfo:
         """The kernel's ``bpf_btf_info``: id, btf_size, name, kernel_btf."""
-        return _core().btf_info(self.fd)
+        i = _core().btf_info(self.fd)
+        return BTFInfo(id=i["id"], btf_size=i["btf_size"], name=i["name"],
+                       kernel_btf=bool(i["kernel_btf"]))
 
     @property
     def id(self) -> int:
         """The kernel's id for this BTF object."""
         if self._id is None:
-            self._id = self.info()["id"]
+            self._id = self.info().id
         return self._id
 
     def spec(self) -> Spec:
@@ -80,7 +106,7 @@ class Handle:
             info = self.info()
             data = _core().btf_get_data(self.fd)
             base = None
-            if info.get("kernel_btf") and info.get("name") not in ("vmlinux", ""):
+            if info.kernel_btf and info.name not in ("vmlinux", ""):
                 from .kernel import load_kernel_spec
                 base = load_kernel_spec()
             self._spec = Spec.parse(data, base=base)
@@ -94,7 +120,7 @@ class Handle:
     def closed(self) -> bool:
         return self._fd.closed
 
-    def __enter__(self) -> "Handle":
+    def __enter__(self) -> Handle:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -166,7 +192,7 @@ def copy_types(roots: Iterable[Type], *, opaque_pointers: bool = False) -> list[
     return [m(r) for r in roots]
 
 
-def build_map_btf(key_type: Optional[Type], value_type: Optional[Type],
+def build_map_btf(key_type: Type | None, value_type: Type | None,
                   byte_order: str = "native") -> tuple[Spec, int, int]:
     """A minimal spec describing a map's key and value, ready for
     :meth:`Handle.load`.
@@ -183,9 +209,8 @@ def build_map_btf(key_type: Optional[Type], value_type: Optional[Type],
             raise TypeError(f"expected a btf Type, got {type(t).__name__}")
         t.size  # raises BTFError for types without a layout
     copies = copy_types(roots, opaque_pointers=True)
-    if byte_order == "native":
-        from .spec import NATIVE_ORDER
-        byte_order = NATIVE_ORDER
+    if byte_order is not None:
+        byte_order = resolve_byte_order(byte_order)
     spec = Spec.from_types(copies, byte_order=byte_order)
     ids = iter(spec.type_id(c) for c in copies)
     key_id = next(ids) if key_type is not None and not isinstance(key_type, Void) else 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Optional
 
 from ..errors import BTFError
 from .spec import Spec
@@ -24,7 +23,7 @@ _lock = threading.Lock()
 _cache: dict[str, Spec] = {}
 
 
-def _parse(path: str, base: Optional[Spec]) -> Spec:
+def _parse(path: str, base: Spec | None) -> Spec:
     try:
         return Spec.from_file(path, base=base)
     except FileNotFoundError:
@@ -32,7 +31,7 @@ def _parse(path: str, base: Optional[Spec]) -> Spec:
                        "CONFIG_DEBUG_INFO_BTF (or the module has no BTF)") from None
 
 
-def load_kernel_spec(module: Optional[str] = None) -> Spec:
+def load_kernel_spec(module: str | None = None) -> Spec:
     """The kernel's BTF: vmlinux, or the split spec of *module*.
 
     A module's spec is split from vmlinux: its type ids continue after the

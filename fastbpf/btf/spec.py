@@ -1,4 +1,4 @@
-"""Spec: the types and strings of one BTF blob; decoding and encoding.
+"""Spec: the types and strings of one BTF blob, decoded lazily.
 
 Decoding is lazy. :meth:`Spec.parse` validates the whole blob up front (every
 record in bounds, every type id and string offset in range, no reference
@@ -14,186 +14,38 @@ version 1, flags, hdr_len, then type_off/type_len/str_off/str_len relative to
 the end of the header), a type section of 4-byte words, and a string section
 of NUL-terminated strings starting with an empty one. The magic, read in the
 wrong byte order, tells a big-endian blob.
+
+Next door: :mod:`.wire` (header, magic, byte order), :mod:`.scan` (the
+Python twin of the C scanner) and :mod:`.encode` (``Spec.encode``).
 """
 
 from __future__ import annotations
 
 import mmap
 import os
-import struct
 import sys
-from typing import Iterator, Optional, Union as _U
+from typing import Iterator
 
 import numpy as np
 
 from ..errors import BTFError
+from .encode import encode as _encode
+from .scan import PER_ITEM, scan_python
+from .wire import HEADER_SIZE, MAGIC, NATIVE_ORDER, order_char, parse_header
 from .types import (
-    KIND_CLASSES, VOID, Array, Composite, Datasec, DeclTag, Enum, Enum64, EnumValue, Float,
-    Func, FuncProto, Fwd, Int, IntEncoding, Kind, Member, Param, Pointer, Qualifier, Type,
-    TypeTag, Typedef, Var, VarSecinfo, Void,
+    KIND_CLASSES, VOID, Array, Composite, Datasec, DeclTag, Enum, EnumValue, Float, Func,
+    FuncProto, Fwd, Int, IntEncoding, Kind, Member, Param, Pointer, Qualifier, Type, Var,
+    VarSecinfo, Void,
 )
 
-try:  # the C scanner; the Python version below gives the same answers, slowly
+try:  # the C scanner; its Python twin (.scan) gives the same answers, slowly
     from .. import _btfscan as _scanmod
 except ImportError:  # pragma: no cover - exercised only without the build
     _scanmod = None
 
 __all__ = ["Spec", "MAGIC", "HEADER_SIZE", "parse_header", "NATIVE_ORDER"]
 
-MAGIC = 0xEB9F
-HEADER_SIZE = 24
-NATIVE_ORDER = sys.byteorder
-_MAX_VLEN = 0xFFFF
 _MAX_TYPES = (1 << 31) - 1
-
-# Words after the 3-word common header, per kind: fixed, and per vlen item.
-_FIXED = [0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0]
-_PER_ITEM = [0, 0, 0, 0, 3, 3, 2, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 3]
-
-
-def _order_char(order: str) -> str:
-    return "<" if order == "little" else ">"
-
-
-def parse_header(data) -> tuple[str, int, int, int, int, int, int]:
-    """Check a BTF header; return (byte order, flags, hdr_len, type_off,
-    type_len, str_off, str_len) with offsets made absolute."""
-    n = len(data)
-    if n < HEADER_SIZE:
-        raise BTFError(f"BTF blob of {n} bytes is shorter than its {HEADER_SIZE}-byte header")
-    (m,) = struct.unpack_from("<H", data, 0)
-    if m == MAGIC:
-        order = "little"
-    elif m == 0x9FEB:
-        order = "big"
-    else:
-        raise BTFError(f"not BTF: magic {m:#06x}, expected {MAGIC:#06x} in either byte order")
-    c = _order_char(order)
-    _, version, flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
-        c + "HBBIIIII", data, 0)
-    if version != 1:
-        raise BTFError(f"unsupported BTF version {version}")
-    if hdr_len < HEADER_SIZE or hdr_len > n:
-        raise BTFError(f"BTF header length {hdr_len} is outside 24..{n}")
-    body = n - hdr_len
-    for what, off, length in (("type", type_off, type_len), ("string", str_off, str_len)):
-        if off + length > body:
-            raise BTFError(f"BTF {what} section ({off}+{length}) runs past the end "
-                           f"of the {body} bytes after the header")
-    if type_off % 4 or type_len % 4:
-        raise BTFError(f"BTF type section at {type_off} with length {type_len} "
-                       "is not 4-byte aligned")
-    if type_off < str_off + str_len and str_off < type_off + type_len:
-        raise BTFError("BTF type and string sections overlap")
-    return (order, flags, hdr_len, hdr_len + type_off, type_len, hdr_len + str_off, str_len)
-
-
-def _scan_python(w: np.ndarray, first_id: int = 1):
-    """The pure-Python twin of :func:`fastbpf._btfscan.scan`."""
-    words = w.tolist()
-    n = len(words)
-    offs = []
-    o = 0
-    max_ref = max_str = 0
-    error = None
-    while o < n:
-        if n - o < 3:
-            error = f"type record {len(offs) + 1} at byte {4 * o}: truncated header"
-            break
-        info = words[o + 1]
-        kind = (info >> 24) & 0x1F
-        vlen = info & 0xFFFF
-        if kind == 0 or kind > 19:
-            error = f"type record {len(offs) + 1} at byte {4 * o}: unknown kind {kind}"
-            break
-        per = _PER_ITEM[kind]
-        items = vlen if per else 0
-        end = o + 3 + _FIXED[kind] + items * per
-        if end > n:
-            error = (f"type record {len(offs) + 1} at byte {4 * o}: kind {kind} with "
-                     f"vlen {vlen} runs past the end of the type section")
-            break
-        max_str = max(max_str, words[o])
-        if kind in (2, 8, 9, 10, 11, 12, 13, 14, 17, 18):
-            max_ref = max(max_ref, words[o + 2])
-        if kind == 3:
-            max_ref = max(max_ref, words[o + 3], words[o + 4])
-        elif kind in (4, 5, 13):
-            for j in range(o + 3, end, per):
-                max_str = max(max_str, words[j])
-                max_ref = max(max_ref, words[j + 1])
-        elif kind in (6, 19):
-            for j in range(o + 3, end, per):
-                max_str = max(max_str, words[j])
-        elif kind == 15:
-            for j in range(o + 3, end, 3):
-                max_ref = max(max_ref, words[j])
-        offs.append(o)
-        o = end
-    offs_arr = np.array(offs, dtype=np.uint32)
-    kinds = ((w[offs_arr.astype(np.intp) + 1] >> 24) & 0x1F).astype(np.uint8)
-    cycle = -1
-    if error is None and offs and max_ref < first_id + len(offs):
-        cycle = _find_cycle_python(w, offs_arr, kinds, first_id)
-    return offs_arr, kinds, w[offs_arr.astype(np.intp)], max_ref, max_str, error, cycle
-
-
-def _edges_python(words, o):
-    info = words[o + 1]
-    kind = (info >> 24) & 0x1F
-    vlen = info & 0xFFFF
-    if kind in (8, 9, 10, 11, 12, 14, 17, 18):
-        return [words[o + 2]]
-    if kind == 3:
-        return [words[o + 3]]
-    if kind in (4, 5):
-        return [words[o + 4 + 3 * k] for k in range(vlen)]
-    if kind == 13:
-        return [words[o + 2]] + [words[o + 4 + 2 * k] for k in range(vlen)]
-    if kind == 15:
-        return [words[o + 3 + 3 * k] for k in range(vlen)]
-    return []
-
-
-_LEAF_KINDS = frozenset((1, 2, 6, 7, 16, 19))  # no edges that need a target's layout
-
-
-def _find_cycle_python(w: np.ndarray, offs: np.ndarray, kinds: np.ndarray, first_id: int) -> int:
-    """The cycle check of :func:`_scan_python`: the id of a type on a
-    reference cycle that does not pass through a pointer, or -1. All ids
-    must be in range.
-
-    Every cycle has an edge from a type to itself or to a later id, and
-    that edge's target is not a leaf (it has edges of its own); so the
-    search starts only from the sources of such edges, ascending, and
-    never enters leaves. The C version searches in the same order and
-    gives the same answer."""
-    words = w.tolist()
-    offl = offs.tolist()
-    kl = kinds.tolist()
-    n = len(offl)
-    edges = [[e - first_id for e in _edges_python(words, o)
-              if e >= first_id and kl[e - first_id] not in _LEAF_KINDS] for o in offl]
-    roots = [i for i in range(n) if any(e >= i for e in edges[i])]
-    color = bytearray(n)
-    for root in roots:
-        if color[root]:
-            continue
-        color[root] = 1
-        stack = [(root, iter(edges[root]))]
-        while stack:
-            node, it = stack[-1]
-            for nxt in it:
-                if color[nxt] == 1:
-                    return nxt + first_id
-                if color[nxt] == 0:
-                    color[nxt] = 1
-                    stack.append((nxt, iter(edges[nxt])))
-                    break
-            else:
-                color[node] = 2
-                stack.pop()
-    return -1
 
 
 class Spec:
@@ -206,7 +58,7 @@ class Spec:
     :meth:`add`. ``encode()`` writes it back.
     """
 
-    def __init__(self, types=(), base: Optional["Spec"] = None, byte_order: Optional[str] = None):
+    def __init__(self, types=(), base: Spec | None = None, byte_order: str | None = None):
         self.base = base
         self.byte_order = byte_order or (base.byte_order if base else NATIVE_ORDER)
         if self.byte_order not in ("little", "big"):
@@ -214,14 +66,14 @@ class Spec:
         self._first_id = len(base) if base is not None else 1
         self._raw_count = 0          # types backed by the parsed blob
         self._cache: list = []       # materialized types, by id - first_id
-        self._words: Optional[np.ndarray] = None
-        self._offs: Optional[np.ndarray] = None
-        self._kinds: Optional[np.ndarray] = None
-        self._name_offs: Optional[np.ndarray] = None
+        self._words: np.ndarray | None = None
+        self._offs: np.ndarray | None = None
+        self._kinds: np.ndarray | None = None
+        self._name_offs: np.ndarray | None = None
         self._buf = b"\0"
         self._str_start = 0
         self._str_len = 1
-        self._str_arr: Optional[np.ndarray] = None
+        self._str_arr: np.ndarray | None = None
         self._str_base = (base._str_base + base._str_len) if base is not None else 0
         self._name_cache: dict = {}
         self._foreign: dict = {}     # id(type) -> type id for added types from elsewhere
@@ -231,7 +83,7 @@ class Spec:
     # ------------------------------------------------------------ parsing
 
     @classmethod
-    def parse(cls, data, base: Optional["Spec"] = None) -> "Spec":
+    def parse(cls, data, base: Spec | None = None) -> Spec:
         """Decode a raw BTF blob (either byte order).
 
         *base* makes it a split spec (kernel module BTF): type ids and
@@ -260,13 +112,13 @@ class Spec:
         spec._str_start = str_start
         spec._str_len = str_len
 
-        dt = np.dtype(_order_char(order) + "u4")
+        dt = np.dtype(order_char(order) + "u4")
         words = np.frombuffer(data, dtype=dt, count=type_len // 4, offset=type_start)
         if order != NATIVE_ORDER:
             words = words.astype(np.uint32)
         else:
             words = words.view(np.uint32)
-        scanner = _scanmod.scan if _scanmod is not None else _scan_python
+        scanner = _scanmod.scan if _scanmod is not None else scan_python
         offs, kinds, name_offs, max_ref, max_str, error, cyc = scanner(words, spec._first_id)
         if error:
             raise BTFError(error)
@@ -291,7 +143,7 @@ class Spec:
         return spec
 
     @classmethod
-    def from_file(cls, path: str, base: Optional["Spec"] = None) -> "Spec":
+    def from_file(cls, path: str, base: Spec | None = None) -> Spec:
         """Parse the raw BTF file at *path* (not an ELF object).
 
         Files under ``/sys/kernel/btf`` are memory-mapped where the kernel
@@ -442,7 +294,7 @@ class Spec:
             keep = table.take(offs + offs.dtype.type(k), mode="clip") == needle[k]
         return idx[keep]
 
-    def types_by_name(self, name: str, kind: Optional[Kind] = None) -> list[Type]:
+    def types_by_name(self, name: str, kind: Kind | None = None) -> list[Type]:
         """All types called *name* (optionally of one *kind*), base first."""
         out = []
         if self.base is not None:
@@ -453,7 +305,7 @@ class Spec:
                 out.append(t)
         return out
 
-    def type_by_name(self, name: str, kind: Optional[Kind] = None) -> Type:
+    def type_by_name(self, name: str, kind: Kind | None = None) -> Type:
         """The type called *name*; pass *kind* when the name is ambiguous.
 
         Without *kind*, a single definition wins over forward declarations
@@ -496,8 +348,8 @@ class Spec:
         return tid
 
     @classmethod
-    def from_types(cls, roots, byte_order: Optional[str] = None,
-                   base: Optional["Spec"] = None) -> "Spec":
+    def from_types(cls, roots, byte_order: str | None = None,
+                   base: Spec | None = None) -> Spec:
         """A new spec holding *roots* and every type reachable from them.
 
         Types already in *base* are referenced, not copied. Roots come first,
@@ -589,7 +441,7 @@ class Spec:
         vlen = info & 0xFFFF
         kflag = info >> 31
         kind = t.kind
-        per = _PER_ITEM[kind]
+        per = PER_ITEM[kind]
         items = w[o + 3:o + 3 + per * vlen].tolist()
         tb = self.type_by_id
         st = self._str
@@ -627,92 +479,14 @@ class Spec:
 
     # ------------------------------------------------------------ encoding
 
-    def encode(self, byte_order: Optional[str] = None) -> bytes:
+    def encode(self, byte_order: str | None = None) -> bytes:
         """Encode this spec as raw BTF (only the split part for a split spec).
 
         *byte_order* is ``"little"``, ``"big"`` or ``"native"``; the default
         is the order the spec was read in. Every type referred to must be in
         the spec (or its base): otherwise :class:`BTFError`.
         """
-        order = byte_order or self.byte_order
-        if order == "native":
-            order = NATIVE_ORDER
-        if order not in ("little", "big"):
-            raise ValueError("byte_order must be 'little', 'big' or 'native'")
-        strtab = _StringTable(self._str_base, self.base is None)
-        words: list[int] = []
-        put = words.extend
-        sid = strtab.add
-        tid = self.type_id
-        for t in self:
-            kind = t.kind
-            name = sid(t.name)
-            if isinstance(t, Int):
-                put((name, Kind.INT << 24, t.size,
-                     (int(t.encoding) << 24) | (t.bit_offset << 16) | t.bits))
-            elif isinstance(t, Pointer):
-                put((name, Kind.PTR << 24, tid(t.target)))
-            elif isinstance(t, Array):
-                put((name, Kind.ARRAY << 24, 0, tid(t.type), tid(t.index_type), t.nelems))
-            elif isinstance(t, Composite):
-                members = t.members
-                _check_vlen(t, len(members))
-                kflag = any(m.bitfield_size for m in members)
-                put((name, (kflag << 31) | (kind << 24) | len(members), t.size))
-                for m in members:
-                    if kflag:
-                        if m.bit_offset >= 1 << 24 or m.bitfield_size >= 256:
-                            raise BTFError(f"member {m.name!r} of {t!r}: bit offset or "
-                                           "bitfield size too large to encode")
-                        off = (m.bitfield_size << 24) | m.bit_offset
-                    else:
-                        off = m.bit_offset
-                    put((sid(m.name), tid(m.type), off))
-            elif isinstance(t, Enum):
-                values = t.values
-                _check_vlen(t, len(values))
-                put((name, (int(t.signed) << 31) | (kind << 24) | len(values), t.size))
-                for v in values:
-                    if kind == Kind.ENUM64:
-                        u = v.value & 0xFFFFFFFFFFFFFFFF
-                        put((sid(v.name), u & 0xFFFFFFFF, u >> 32))
-                    else:
-                        put((sid(v.name), v.value & 0xFFFFFFFF))
-            elif isinstance(t, Fwd):
-                put((name, (int(t.union) << 31) | (Kind.FWD << 24), 0))
-            elif isinstance(t, Qualifier):
-                put((name, kind << 24, tid(t.type)))
-            elif isinstance(t, Func):
-                put((name, (Kind.FUNC << 24) | int(t.linkage), tid(t.type)))
-            elif isinstance(t, FuncProto):
-                params = t.params
-                _check_vlen(t, len(params))
-                put((name, (Kind.FUNC_PROTO << 24) | len(params), tid(t.return_type)))
-                for p in params:
-                    put((sid(p.name), tid(p.type)))
-            elif isinstance(t, Var):
-                put((name, Kind.VAR << 24, tid(t.type), int(t.linkage)))
-            elif isinstance(t, Datasec):
-                vs = t.vars
-                _check_vlen(t, len(vs))
-                put((name, (Kind.DATASEC << 24) | len(vs), t.size))
-                for v in vs:
-                    put((tid(v.type), v.offset, v.size))
-            elif isinstance(t, Float):
-                put((name, Kind.FLOAT << 24, t.size))
-            elif isinstance(t, DeclTag):
-                put((name, Kind.DECL_TAG << 24, tid(t.type), t.component_idx & 0xFFFFFFFF))
-            else:  # pragma: no cover
-                raise BTFError(f"cannot encode {t!r}")
-        try:
-            type_bytes = np.array(words, dtype=np.uint32).astype(_order_char(order) + "u4").tobytes()
-        except OverflowError as e:
-            raise BTFError(f"a BTF field does not fit in 32 bits: {e}") from None
-        str_bytes = strtab.bytes()
-        c = _order_char(order)
-        header = struct.pack(c + "HBBIIIII", MAGIC, 1, 0, HEADER_SIZE, 0, len(type_bytes),
-                             len(type_bytes), len(str_bytes))
-        return header + type_bytes + str_bytes
+        return _encode(self, byte_order)
 
     # ------------------------------------------------------------ comparing
 
@@ -772,43 +546,3 @@ class _ReadOnlyMap(mmap.mmap):
 def _linkage(v: int):
     from .types import Linkage
     return Linkage(v) if v in (0, 1, 2) else v
-
-
-def _check_vlen(t: Type, n: int) -> None:
-    if n > _MAX_VLEN:
-        raise BTFError(f"{t!r} has {n} items; BTF allows at most {_MAX_VLEN}")
-
-
-class _StringTable:
-    """Deduplicating string table builder for :meth:`Spec.encode`."""
-
-    def __init__(self, base_len: int, leading_empty: bool):
-        self._base = base_len
-        self._parts: list[bytes] = []
-        self._index: dict[str, int] = {}
-        self._len = 0
-        if leading_empty:
-            self._index[""] = self._append(b"")
-
-    def _append(self, b: bytes) -> int:
-        off = self._base + self._len
-        self._parts.append(b + b"\0")
-        self._len += len(b) + 1
-        return off
-
-    def add(self, s: str) -> int:
-        off = self._index.get(s)
-        if off is None:
-            if not s and self._base:
-                # A split spec names anonymous types with the base's
-                # leading empty string, as the kernel expects.
-                off = 0
-            else:
-                if not isinstance(s, str):
-                    raise BTFError(f"BTF names must be str, not {type(s).__name__}")
-                off = self._append(s.encode("utf-8", "surrogateescape"))
-            self._index[s] = off
-        return off
-
-    def bytes(self) -> bytes:
-        return b"".join(self._parts)

@@ -15,7 +15,7 @@ Compare specs with ``==`` (see :meth:`Spec.__eq__`) to compare content.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import BTFError
 
@@ -180,8 +180,8 @@ class Type:
 
     def __init__(self, name: str = ""):
         self.name = name
-        self.id: Optional[int] = None
-        self._spec: Optional["Spec"] = None
+        self.id: int | None = None
+        self._spec: Spec | None = None
 
     @property
     def size(self) -> int:
@@ -192,7 +192,7 @@ class Type:
         """The types this type refers to directly, in encoding order."""
         return []
 
-    def copy(self) -> "Type":
+    def copy(self) -> Type:
         """A shallow copy: the same references, no spec, no id."""
         cls = type(self)
         new = cls.__new__(cls)
@@ -255,7 +255,7 @@ class Int(Type):
     kind = Kind.INT
 
     def __init__(self, name: str, size: int, encoding: IntEncoding = IntEncoding.NONE,
-                 bits: Optional[int] = None, bit_offset: int = 0):
+                 bits: int | None = None, bit_offset: int = 0):
         super().__init__(name)
         self._size = size
         self.encoding = IntEncoding(encoding)
@@ -330,7 +330,7 @@ class Array(Type):
     type = _Ref("_type")
     index_type = _Ref("_index_type")
 
-    def __init__(self, type: Type, nelems: int, index_type: Optional[Type] = None):
+    def __init__(self, type: Type, nelems: int, index_type: Type | None = None):
         super().__init__("")
         self.type = type
         self.index_type = index_type if index_type is not None else Int("__ARRAY_SIZE_TYPE__", 4)
@@ -420,7 +420,7 @@ class Enum(Type):
     def size(self, value: int) -> None:
         self._size = value
 
-    def name_of(self, value: int) -> Optional[str]:
+    def name_of(self, value: int) -> str | None:
         """The name of the first enumerator equal to *value*, or None."""
         for v in self.values:
             if v.value == value:

@@ -15,12 +15,15 @@ Both detach on ``close()``, on ``with`` exit and on garbage collection.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import weakref
 from typing import Any, Callable
 
 from .. import _core
-from ..enums import LinkType
+from ..enums import AttachFlags, LinkType
+from ..errors import NotSupportedError, not_supported_error
+from ..pin import Pinnable
 
 __all__ = ["Link", "FDLink", "DetachLink", "LinkInfo", "link_ids"]
 
@@ -47,26 +50,44 @@ class Link:
         """True once detached."""
         raise NotImplementedError
 
-    def __enter__(self) -> "Link":
+    def __enter__(self) -> Link:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def pin(self, path: str | os.PathLike) -> None:
-        """Pin the link on a bpffs so the attachment outlives the process."""
-        raise NotImplementedError(f"{type(self).__name__} attachments cannot be pinned "
-                                  "(the kernel has no bpf_link for them)")
+        """Pin the link on a bpffs so the attachment outlives the process.
+        Raises NotSupportedError for attachments without a kernel bpf_link."""
+        raise _unsupported(self, "pin")
 
-    def update(self, program: Any) -> None:
-        """Replace the attached program with *program*, atomically."""
-        raise NotImplementedError(f"{type(self).__name__} attachments cannot be updated")
+    def unpin(self, path: str | os.PathLike | None = None) -> None:
+        """Remove the pin at *path*, by default the one :meth:`pin` made."""
+        raise _unsupported(self, "unpin")
+
+    def update(self, program: Any, old_program: Any = None) -> None:
+        """Replace the attached program with *program*, atomically. With
+        *old_program*, only if that is the program attached now.
+        Raises NotSupportedError where the hook cannot swap programs."""
+        raise _unsupported(self, "update")
 
 
-class FDLink(Link):
+def _unsupported(link: Link, what: str) -> NotSupportedError:
+    return not_supported_error(errno.EOPNOTSUPP, f"link {what}",
+                               getattr(link, "description", "") or None,
+                               hint=f"{type(link).__name__} attachments have no kernel bpf_link "
+                                    f"to {what}")
+
+
+class FDLink(Pinnable, Link):
     """A kernel bpf_link, owned through its fd."""
 
     def __init__(self, fd: _core.FD, program: Any = None, description: str = "") -> None:
+        """Take ownership of *fd*, a ``fastbpf.FD`` (the attach functions
+        build links this way; users open one with a ``from_*``)."""
+        if not isinstance(fd, _core.FD):
+            raise TypeError(f"{type(self).__name__}() takes an owned fastbpf.FD; "
+                            "use FDLink.from_fd(fd) for a descriptor you keep")
         self._fd = fd
         #: The program kept alive by this link (may be None when opened by pin/id).
         self.program = program
@@ -84,18 +105,11 @@ class FDLink(Link):
     def close(self) -> None:
         self._fd.close()
 
-    def pin(self, path: str | os.PathLike) -> None:
-        from ..maps import check_pin_path
-        _core.obj_pin(self.fd, check_pin_path(path))
-
-    def unpin(self, path: str | os.PathLike) -> None:
-        """Remove the pin at *path*."""
-        os.unlink(os.fspath(path))
+    # pin() and unpin() come from Pinnable.
 
     def update(self, program: Any, old_program: Any = None) -> None:
         """Atomically replace the program (BPF_LINK_UPDATE). With
         *old_program*, only if that is the program attached now."""
-        from ..enums import AttachFlags
         flags = 0
         old = 0
         if old_program is not None:
@@ -123,12 +137,19 @@ class FDLink(Link):
         return _core.link_info(self.fd)["id"]
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike) -> "FDLink":
-        """Open the link pinned at *path*."""
-        return cls(_core.obj_get(os.fspath(path)), None, f"pinned at {os.fspath(path)}")
+    def from_pin(cls, path: str | os.PathLike) -> FDLink:
+        """Open the link pinned at *path*; :meth:`unpin` then removes that pin."""
+        link = cls(_core.obj_get(os.fspath(path)), None, f"pinned at {os.fspath(path)}")
+        link._remember_pin(path)
+        return link
 
     @classmethod
-    def from_id(cls, link_id: int) -> "FDLink":
+    def from_fd(cls, fd: int) -> FDLink:
+        """Open the link behind *fd* (duplicated; the caller keeps *fd*)."""
+        return cls(_core.dup_fd(int(fd)), None, f"fd {int(fd)}")
+
+    @classmethod
+    def from_id(cls, link_id: int) -> FDLink:
         """Open the link with kernel id *link_id*."""
         return cls(_core.link_get_fd_by_id(int(link_id)), None, f"id {link_id}")
 

@@ -17,7 +17,7 @@ import socket
 import struct
 from typing import Any
 
-from ..errors import bpf_error
+from ..errors import bpf_error, target_not_found_error
 
 NETLINK_ROUTE = 0
 NETLINK_CAP_ACK = 10
@@ -142,5 +142,5 @@ def ifindex(interface: str | int) -> int:
     try:
         return socket.if_nametoindex(name)
     except OSError as e:
-        raise bpf_error(_errno.ENODEV, "find interface", repr(name),
-                        "no such interface in this network namespace") from e
+        raise target_not_found_error(_errno.ENODEV, "find interface", repr(name),
+                                     "no such interface in this network namespace") from e

@@ -6,7 +6,7 @@ bpf_map_elem, tcp, ...), runs once per object and writes text with the
 :func:`attach_iter` makes the link; each :meth:`IterLink.open` starts a new
 pass (BPF_ITER_CREATE) whose output is read like a file::
 
-    with link.attach_iter(prog) as it:
+    with link.attach_iter(program) as it:
         for line in it.open():
             ...
         text = it.read()
@@ -17,15 +17,14 @@ A pinned iterator link can be read with plain ``cat`` on its bpffs path.
 from __future__ import annotations
 
 import io
-import struct
 from typing import Any
 
 import numpy as np
 
-from .. import _core
+from .. import _core, _linkattr
 from ..enums import AttachType, ProgramType
 from ._base import FDLink
-from .perf_event import _check_type, _fd_of
+from .common import check_program_type, fd_of
 
 __all__ = ["IterLink", "attach_iter"]
 
@@ -61,7 +60,7 @@ class IterLink(FDLink):
             return f.read()
 
 
-def attach_iter(prog: Any, *, map: Any = None, task_tid: int = 0, task_pid: int = 0,
+def attach_iter(program: Any, *, map: Any = None, task_tid: int = 0, task_pid: int = 0,
                 task_pidfd: int = 0, cgroup_fd: int = 0, cgroup_id: int = 0,
                 cgroup_order: int = 0) -> IterLink:
     """Make an iterator link for a bpf_iter program.
@@ -72,19 +71,17 @@ def attach_iter(prog: Any, *, map: Any = None, task_tid: int = 0, task_pid: int 
     ``task_vma`` to one thread or process; *cgroup_fd* or *cgroup_id* with
     *cgroup_order* (BPF_CGROUP_ITER_*) for ``cgroup``.
     """
-    _check_type(prog, (ProgramType.TRACING,), "attach_iter")
+    check_program_type(program, (ProgramType.TRACING,), "attach_iter")
     info = b""
     if map is not None:
-        info = struct.pack("=I", int(getattr(map, "fd", map)))
+        info = _linkattr.iter_map(int(getattr(map, "fd", map)))
     elif task_tid or task_pid or task_pidfd:
-        info = struct.pack("=III", task_tid, task_pid, task_pidfd)
+        info = _linkattr.iter_task(task_tid, task_pid, task_pidfd)
     elif cgroup_fd or cgroup_id:
-        # struct { __u32 order; __u32 cgroup_fd; __u64 cgroup_id; }
-        info = struct.pack("=IIQ", cgroup_order, cgroup_fd, cgroup_id)
+        info = _linkattr.iter_cgroup(cgroup_order, cgroup_fd, cgroup_id)
     buf = np.frombuffer(info, dtype=np.uint8) if info else None
-    # union link_create.iter_info: a pointer to the info and its length.
-    extra = struct.pack("=QI", _core.address_of(buf) if buf is not None else 0, len(info))
-    fd = _core.link_create(_fd_of(prog), 0, AttachType.TRACE_ITER, 0, extra)
-    spec = getattr(prog, "spec", None)
+    extra = _linkattr.iter_info(_core.address_of(buf) if buf is not None else 0, len(info))
+    fd = _core.link_create(fd_of(program), 0, AttachType.TRACE_ITER, 0, extra)
+    spec = getattr(program, "spec", None)
     target = getattr(spec, "attach_to", None) or ""
-    return IterLink(fd, prog, f"iter {target}".strip())
+    return IterLink(fd, program, f"iter {target}".strip())

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 from typing import Any, Sequence
 
 import numpy as np
 
-from .. import _core
+from .. import _core, _linkattr
 from ..enums import AttachType, ProgramType
-from ..errors import NotSupportedError
+from ..errors import not_supported_error
 from ._base import FDLink, Link
 from ._pmu import pmu_type, retprobe_bit
-from .perf_event import _check_type, _fd_of, attach_perf_fd
+from .common import check_program_type, fd_of
+from .perf_event import attach_perf_fd
 from .tracing import open_probe_event, tracefs_root
 
 __all__ = ["attach_kprobe", "attach_kprobe_multi", "kprobes_supported", "KPROBE_MULTI_RETURN"]
@@ -58,14 +58,14 @@ def _check_symbol(symbol: str) -> None:
         raise ValueError(f"bad kernel symbol {symbol!r}")
 
 
-def attach_kprobe(prog: Any, symbol: str, retprobe: bool = False, *, offset: int = 0,
+def attach_kprobe(program: Any, symbol: str, retprobe: bool = False, *, offset: int = 0,
                   cookie: int = 0, legacy: bool = False) -> Link:
     """Run a KPROBE program when the kernel function *symbol* is entered
     (or, with *retprobe*, returns). *offset* moves a kprobe into the function
     body. *cookie* is what ``bpf_get_attach_cookie`` returns. *legacy* forces
     tracefs ``kprobe_events`` even when the kprobe PMU exists.
     """
-    _check_type(prog, (ProgramType.KPROBE,), "attach_kprobe")
+    check_program_type(program, (ProgramType.KPROBE,), "attach_kprobe")
     _check_symbol(symbol)
     if retprobe and offset:
         raise ValueError("a kretprobe has no offset")
@@ -76,25 +76,25 @@ def attach_kprobe(prog: Any, symbol: str, retprobe: bool = False, *, offset: int
         # config1 points at *name*, which stays alive across the call.
         pfd = _core.perf_event_open(ptype, retprobe_bit("kprobe") if retprobe else 0, -1, 0,
                                     config1=_core.address_of(name), config2=offset)
-        return attach_perf_fd(prog, pfd, cookie=cookie, description=desc)
+        return attach_perf_fd(program, pfd, cookie=cookie, description=desc)
     if not _has_kprobe_events():
-        raise NotSupportedError(
+        raise not_supported_error(
             errno.EOPNOTSUPP, "kprobe attach", symbol,
             hint="this kernel has no kprobe PMU (/sys/bus/event_source/devices/kprobe) "
                  "and no tracefs kprobe_events: it was built without CONFIG_KPROBES")
     target = symbol + (f"+{offset}" if offset else "")
     pfd, remove = open_probe_event("kprobe_events", retprobe, target)
-    return attach_perf_fd(prog, pfd, cookie=cookie, description=desc, cleanup=remove)
+    return attach_perf_fd(program, pfd, cookie=cookie, description=desc, cleanup=remove)
 
 
-def attach_kprobe_multi(prog: Any, symbols: Sequence[str] | None = None, retprobe: bool = False,
+def attach_kprobe_multi(program: Any, symbols: Sequence[str] | None = None, retprobe: bool = False,
                         *, addresses: Sequence[int] | None = None,
                         cookies: Sequence[int] | None = None) -> FDLink:
     """Attach a KPROBE program loaded with attach type TRACE_KPROBE_MULTI to
     many kernel functions with one bpf_link (by name, or by address from
     /proc/kallsyms). *cookies* has one value per function.
     """
-    _check_type(prog, (ProgramType.KPROBE,), "attach_kprobe_multi")
+    check_program_type(program, (ProgramType.KPROBE,), "attach_kprobe_multi")
     if (symbols is None) == (addresses is None):
         raise ValueError("give exactly one of symbols and addresses")
     keep: list[Any] = []
@@ -125,10 +125,9 @@ def attach_kprobe_multi(prog: Any, symbols: Sequence[str] | None = None, retprob
             raise ValueError(f"cookies needs {n} values, one per function")
         keep.append(ck)
         cookies_ptr = _core.address_of(ck)
-    # union link_create.kprobe_multi: flags, cnt, syms, addrs, cookies.
-    extra = struct.pack("=IIQQQ", KPROBE_MULTI_RETURN if retprobe else 0, n,
-                        syms_ptr, addrs_ptr, cookies_ptr)
-    fd = _core.link_create(_fd_of(prog), 0, AttachType.TRACE_KPROBE_MULTI, 0, extra)
+    extra = _linkattr.kprobe_multi(KPROBE_MULTI_RETURN if retprobe else 0, n,
+                                   syms_ptr, addrs_ptr, cookies_ptr)
+    fd = _core.link_create(fd_of(program), 0, AttachType.TRACE_KPROBE_MULTI, 0, extra)
     del keep
     kind = "kretprobe.multi" if retprobe else "kprobe.multi"
-    return FDLink(fd, prog, f"{kind} {what}")
+    return FDLink(fd, program, f"{kind} {what}")

@@ -7,10 +7,9 @@ registered in the calling thread's network namespace.
 from __future__ import annotations
 
 import enum
-import struct
 from typing import Any
 
-from .. import _core
+from .. import _core, _linkattr
 from ..enums import AttachType
 from ._base import FDLink
 
@@ -58,8 +57,7 @@ def attach_netfilter(program: Any, pf: int = NFPROTO_IPV4, hook: int = NF_INET_L
     """
     if not -(1 << 31) < priority < (1 << 31) - 1:
         raise ValueError(f"priority {priority} is out of range (INT_MIN and INT_MAX are reserved)")
-    # link_create.netfilter: u32 pf, u32 hooknum, s32 priority, u32 flags.
-    extra = struct.pack("=IIiI", int(pf), int(hook), int(priority), int(flags))
+    extra = _linkattr.netfilter(int(pf), int(hook), int(priority), int(flags))
     fd = _core.link_create(program.fd, 0, AttachType.NETFILTER, 0, extra)
     pname = NFProto(pf).name if pf in NFProto._value2member_map_ else str(pf)
     hname = NFHook(hook).name if hook in NFHook._value2member_map_ else str(hook)

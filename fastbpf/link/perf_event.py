@@ -21,18 +21,19 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import struct
 import weakref
 from typing import Any, Iterable, Sequence
 
-from .. import _core
+from .. import _core, _linkattr
+from ..cpus import online_cpus
 from ..enums import AttachType, ProgramType
 from ..errors import BPFError, bpf_error
 from ._base import DetachLink, FDLink, Link
+from .common import check_program_type, fd_of
 
 __all__ = [
     "PerfType", "SoftwareEvent", "PerfEventLink", "PerfEventGroup",
-    "attach_perf_event", "attach_perf_fd", "online_cpus",
+    "attach_perf_event", "attach_perf_fd",
 ]
 
 # <linux/perf_event.h> ioctls: _IO('$', 0), _IO('$', 1), _IOW('$', 8, __u32).
@@ -68,22 +69,6 @@ class SoftwareEvent:
     DUMMY = 9
     BPF_OUTPUT = 10
     CGROUP_SWITCHES = 11
-
-
-def _fd_of(prog: Any) -> int:
-    fd = getattr(prog, "fd", prog)
-    return int(fd)
-
-
-def _check_type(prog: Any, allowed: Iterable[ProgramType], hook: str) -> None:
-    """Refuse a program of the wrong type before the kernel does, with a
-    message that says which type the hook wants (the kernel only says EINVAL)."""
-    ptype = getattr(prog, "type", None)
-    allowed = tuple(allowed)
-    if ptype is not None and isinstance(ptype, int) and int(ptype) not in {int(t) for t in allowed}:
-        name = ptype.name if isinstance(ptype, ProgramType) else str(ptype)
-        want = " or ".join(t.name for t in allowed)
-        raise ValueError(f"{hook} needs a {want} program, not {name}")
 
 
 class PerfEventLink(FDLink):
@@ -126,9 +111,9 @@ def _ioctl_detach(perf_fd: _core.FD, cleanup: Any) -> None:
             cleanup()
 
 
-def attach_perf_fd(prog: Any, perf_fd: _core.FD, *, cookie: int = 0, description: str = "",
+def attach_perf_fd(program: Any, perf_fd: _core.FD, *, cookie: int = 0, description: str = "",
                    cleanup: Any = None, use_link: bool = True) -> Link:
-    """Attach *prog* to the open perf event *perf_fd* (taken over: the
+    """Attach *program* to the open perf event *perf_fd* (taken over: the
     returned link closes it). *cleanup* runs once the event is closed.
 
     Uses BPF_LINK_CREATE(BPF_PERF_EVENT) and, on kernels without perf-event
@@ -140,15 +125,15 @@ def attach_perf_fd(prog: Any, perf_fd: _core.FD, *, cookie: int = 0, description
     try:
         if use_link:
             try:
-                fd = _core.link_create(_fd_of(prog), perf_fd.fd, AttachType.PERF_EVENT, 0,
-                                       struct.pack("=Q", cookie & 0xFFFFFFFFFFFFFFFF))
-                return PerfEventLink(fd, perf_fd, prog, description, cleanup)
+                fd = _core.link_create(fd_of(program), perf_fd.fd, AttachType.PERF_EVENT, 0,
+                                       _linkattr.perf_event(cookie & 0xFFFFFFFFFFFFFFFF))
+                return PerfEventLink(fd, perf_fd, program, description, cleanup)
             except BPFError as e:
                 # EINVAL: the kernel doesn't know this attach type (before 5.15).
                 if e.errno != errno.EINVAL or cookie:
                     raise
         try:
-            fcntl.ioctl(perf_fd.fd, PERF_EVENT_IOC_SET_BPF, _fd_of(prog))
+            fcntl.ioctl(perf_fd.fd, PERF_EVENT_IOC_SET_BPF, fd_of(program))
             fcntl.ioctl(perf_fd.fd, PERF_EVENT_IOC_ENABLE, 0)
         except OSError as e:
             raise bpf_error(e.errno, "perf event set bpf", description) from None
@@ -157,21 +142,7 @@ def attach_perf_fd(prog: Any, perf_fd: _core.FD, *, cookie: int = 0, description
         if cleanup is not None:
             cleanup()
         raise
-    return DetachLink(lambda: _ioctl_detach(perf_fd, cleanup), prog, description, keep=perf_fd)
-
-
-def online_cpus() -> list[int]:
-    """The CPUs online now (per-CPU sampling events can only open on those)."""
-    with open("/sys/devices/system/cpu/online") as f:
-        text = f.read().strip()
-    cpus: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            cpus.extend(range(int(a), int(b) + 1))
-        elif part:
-            cpus.append(int(part))
-    return cpus
+    return DetachLink(lambda: _ioctl_detach(perf_fd, cleanup), program, description, keep=perf_fd)
 
 
 class PerfEventGroup(Link):
@@ -200,12 +171,28 @@ class PerfEventGroup(Link):
         os.makedirs(path, exist_ok=True)
         for cpu, l in zip(self.cpus, self.links):
             l.pin(os.path.join(path, f"cpu{cpu}" if cpu >= 0 else "task"))
+        self._pin_path: str | None = path
+
+    def unpin(self, path: str | os.PathLike | None = None) -> None:
+        """Remove the pins made by :meth:`pin` (or those under *path*) and
+        their directory once it is empty."""
+        p = os.fspath(path) if path is not None else getattr(self, "_pin_path", None)
+        if p is None:
+            raise ValueError("this PerfEventGroup knows no pin of its own; pass the path")
+        for cpu in self.cpus:
+            os.unlink(os.path.join(p, f"cpu{cpu}" if cpu >= 0 else "task"))
+        try:
+            os.rmdir(p)
+        except OSError:
+            pass  # someone else's files are there too
+        if path is None or p == getattr(self, "_pin_path", None):
+            self._pin_path = None
 
     def __repr__(self) -> str:
         return f"<PerfEventGroup {self.description} {len(self.links)} events>"
 
 
-def attach_perf_event(prog: Any, type: int = PerfType.SOFTWARE,
+def attach_perf_event(program: Any, type: int = PerfType.SOFTWARE,
                       config: int = SoftwareEvent.CPU_CLOCK, *,
                       sample_period: int = 0, sample_freq: int = 0,
                       cpu: int | Iterable[int] | None = None, pid: int = -1,
@@ -218,7 +205,7 @@ def attach_perf_event(prog: Any, type: int = PerfType.SOFTWARE,
     events count that task only (then *cpu* may be -1 for any CPU).
     Returns one link holding every CPU's event.
     """
-    _check_type(prog, (ProgramType.PERF_EVENT,), "attach_perf_event")
+    check_program_type(program, (ProgramType.PERF_EVENT,), "attach_perf_event")
     if bool(sample_period) == bool(sample_freq):
         raise ValueError("give exactly one of sample_period and sample_freq")
     if cpu is None:
@@ -235,9 +222,9 @@ def attach_perf_event(prog: Any, type: int = PerfType.SOFTWARE,
             pfd = _core.perf_event_open(int(type), int(config), pid, c,
                                         sample_period=int(sample_freq or sample_period),
                                         bits=bits)
-            links.append(attach_perf_fd(prog, pfd, cookie=cookie, description=f"{desc} cpu {c}"))
+            links.append(attach_perf_fd(program, pfd, cookie=cookie, description=f"{desc} cpu {c}"))
     except BaseException:
         for l in links:
             l.close()
         raise
-    return PerfEventGroup(links, cpus, prog, desc)
+    return PerfEventGroup(links, cpus, program, desc)

@@ -10,7 +10,7 @@ import os
 import socket as _socket
 from typing import Any
 
-from ..errors import bpf_error
+from ..errors import ClosedError, bpf_error
 from ._base import DetachLink
 
 __all__ = ["attach_socket_filter", "SO_ATTACH_BPF", "SO_DETACH_BPF"]
@@ -31,7 +31,7 @@ def attach_socket_filter(program: Any, sock: Any) -> DetachLink:
     """
     fd = sock if isinstance(sock, int) else sock.fileno()
     if fd < 0:
-        raise ValueError("the socket is closed")
+        raise ClosedError("the socket is closed")
     # A private duplicate: works for raw fds too, and outlives the caller's
     # socket object without keeping that object alive.
     own = _socket.socket(fileno=os.dup(fd))

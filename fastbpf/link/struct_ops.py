@@ -26,6 +26,7 @@ Example, a TCP congestion control named "mycc"::
 
 from __future__ import annotations
 
+import errno
 import struct
 import sys
 from typing import Any, Mapping
@@ -34,6 +35,7 @@ import numpy as np
 
 from .. import _core
 from ..enums import AttachType, MapFlags, MapType, ProgramType
+from ..errors import target_not_found_error
 from ._base import DetachLink, FDLink, Link
 
 __all__ = [
@@ -79,7 +81,8 @@ def struct_ops_program_spec(ops: str, member: str, instructions: Any, *,
                 raise ValueError(f"struct {ops}.{member} is not a function pointer")
             break
     else:
-        raise KeyError(f"struct {ops} has no member {member!r}")
+        raise target_not_found_error(errno.ENOENT, "find struct_ops member",
+                                     f"{ops}.{member}", key_error=True)
     ps = ProgramSpec(ProgramType.STRUCT_OPS, instructions, license=license,
                      name=name or member[:15], attach_btf_id=spec.type_id(st), flags=flags)
     # For struct_ops the kernel reads expected_attach_type as the member
@@ -103,7 +106,8 @@ def struct_ops_value(ops: str, values: Mapping[str, Any]) -> tuple[bytes, int]:
     for key, val in values.items():
         m = by_name.get(key)
         if m is None:
-            raise KeyError(f"struct {ops} has no member {key!r}")
+            raise target_not_found_error(errno.ENOENT, "find struct_ops member",
+                                         f"{ops}.{key}", key_error=True)
         if m.bit_offset % 8:
             raise ValueError(f"struct {ops}.{key} is a bitfield")
         off = base + m.bit_offset // 8

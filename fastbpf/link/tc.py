@@ -15,9 +15,9 @@ import socket
 import struct
 from typing import Any
 
-from .. import _core
+from .. import _core, _linkattr
 from ..enums import AttachFlags, AttachType
-from ..errors import BPFError
+from ..errors import ClosedError, bpf_error
 from . import _netlink
 from ._base import DetachLink, FDLink
 
@@ -35,6 +35,25 @@ ETH_P_ALL = 0x0003
 RTM_NEWQDISC, RTM_DELQDISC = 36, 37
 RTM_NEWTFILTER, RTM_DELTFILTER, RTM_GETTFILTER = 44, 45, 46
 NLM_F_ECHO = 0x8
+
+
+def _tcmsg(tcmsg: Any, idx: int, parent: int, *, handle: int | None = None,
+           priority: int | None = None, kind: str | None = None,
+           options: dict | None = None) -> Any:
+    """One ``struct tcmsg`` (pyroute2's *tcmsg* class) for interface *idx*
+    and *parent*: a qdisc or filter request, or a filter dump without
+    *handle*/*priority*/*kind*."""
+    m = tcmsg()
+    m["family"] = socket.AF_UNSPEC
+    m["index"] = idx
+    m["parent"] = parent
+    if handle is not None:
+        m["handle"] = handle
+    if priority is not None:
+        m["info"] = (priority << 16) | socket.htons(ETH_P_ALL)
+    if kind is not None:
+        m["attrs"] = [("TCA_KIND", kind)] + ([("TCA_OPTIONS", options)] if options else [])
+    return m
 
 
 def _direction(direction: str, table: dict) -> Any:
@@ -80,8 +99,7 @@ def attach_tcx(program: Any, interface: str | int, direction: str = "ingress", *
         extra_flags, rel = _relative(after)
         flags = int(AttachFlags.AFTER) | extra_flags
     idx = _netlink.ifindex(interface)
-    # link_create.tcx: union { relative_fd; relative_id }, then u64 expected_revision.
-    extra = struct.pack("=I4xQ", rel, expected_revision)
+    extra = _linkattr.tcx(rel, expected_revision)
     fd = _core.link_create(program.fd, idx, attach_type, flags, extra)
     return FDLink(fd, program, f"tcx {direction} on {interface!r}")
 
@@ -104,11 +122,16 @@ class TCFilterLink(DetachLink):
         self.priority = priority
         self.handle = handle
 
-    def update(self, program: Any) -> None:
+    def update(self, program: Any, old_program: Any = None) -> None:
         """Replace the filter's program (RTM_NEWTFILTER without NLM_F_EXCL:
-        cls_bpf changes the existing filter, so no packet goes unfiltered)."""
+        cls_bpf changes the existing filter, so no packet goes unfiltered).
+        With *old_program*, only if that is the program attached now."""
         if self.closed:
-            raise ValueError("the filter is detached")
+            raise ClosedError("the filter is detached")
+        if old_program is not None and (
+                _core.prog_info(old_program.fd)["id"] != self._state["prog_id"]):
+            raise bpf_error(errno.EBUSY, "tc filter update", self.description,
+                            hint="the filter does not run old_program")
         _filter_request(self._nl, RTM_NEWTFILTER, _netlink.NLM_F_ACK, self.ifindex, self.parent,
                         self.priority, self.handle, program, "tc filter update",
                         self.description)
@@ -144,8 +167,8 @@ def attach_tc(program: Any, interface: str | int, direction: str = "ingress", *,
             # The kernel chose the priority; the echoed filter tells us which.
             infos = [m["info"] >> 16 for m in echo if m["header"]["type"] == RTM_NEWTFILTER]
             if not infos:
-                raise BPFError(errno.EPROTO, "tc filter add", what,
-                               "the kernel did not echo the new filter")
+                raise bpf_error(errno.EPROTO, "tc filter add", what,
+                                "the kernel did not echo the new filter")
             priority = infos[0]
         state = {"prog_id": _core.prog_info(program.fd)["id"]}
     except BaseException:
@@ -161,13 +184,7 @@ def attach_tc(program: Any, interface: str | int, direction: str = "ingress", *,
             # Delete by (priority, handle) only if the filter there still
             # runs our program: someone may have replaced it since.
             if _filter_prog_id(nl, tcmsg, idx, parent, priority, handle) == state["prog_id"]:
-                m = tcmsg()
-                m["family"] = socket.AF_UNSPEC
-                m["index"] = idx
-                m["parent"] = parent
-                m["handle"] = handle
-                m["info"] = (priority << 16) | socket.htons(ETH_P_ALL)
-                m["attrs"] = [("TCA_KIND", "bpf")]
+                m = _tcmsg(tcmsg, idx, parent, handle=handle, priority=priority, kind="bpf")
                 try:
                     nl.request(m, RTM_DELTFILTER, _netlink.NLM_F_ACK, "tc filter delete", what)
                 except FileNotFoundError:
@@ -183,10 +200,7 @@ def attach_tc(program: Any, interface: str | int, direction: str = "ingress", *,
 def _filter_prog_id(nl: _netlink.RtNetlink, tcmsg: Any, idx: int, parent: int, priority: int,
                     handle: int) -> int | None:
     """The id of the program in the cls_bpf filter at (priority, handle), or None."""
-    m = tcmsg()
-    m["family"] = socket.AF_UNSPEC
-    m["index"] = idx
-    m["parent"] = parent
+    m = _tcmsg(tcmsg, idx, parent)
     try:
         filters = nl.request(m, RTM_GETTFILTER, _netlink.NLM_F_DUMP, "tc filter list",
                              reply_class=tcmsg)
@@ -225,29 +239,16 @@ def _bpf_id(msg: bytes) -> int | None:
 def _filter_request(nl: _netlink.RtNetlink, msg_type: int, flags: int, idx: int, parent: int,
                     priority: int, handle: int, program: Any, op: str, what: str) -> list:
     _, tcmsg = _netlink.pyroute2()
-    m = tcmsg()
-    m["family"] = socket.AF_UNSPEC
-    m["index"] = idx
-    m["parent"] = parent
-    m["handle"] = handle
-    m["info"] = (priority << 16) | socket.htons(ETH_P_ALL)
     name = (getattr(program, "name", "") or "fastbpf")[:255]
-    m["attrs"] = [
-        ("TCA_KIND", "bpf"),
-        ("TCA_OPTIONS", {"attrs": [("TCA_BPF_FD", program.fd), ("TCA_BPF_NAME", name),
-                                   ("TCA_BPF_FLAGS", TCA_BPF_FLAG_ACT_DIRECT)]}),
-    ]
+    m = _tcmsg(tcmsg, idx, parent, handle=handle, priority=priority, kind="bpf",
+               options={"attrs": [("TCA_BPF_FD", program.fd), ("TCA_BPF_NAME", name),
+                                  ("TCA_BPF_FLAGS", TCA_BPF_FLAG_ACT_DIRECT)]})
     return nl.request(m, msg_type, flags, op, what, reply_class=tcmsg)
 
 
 def _ensure_clsact(nl: _netlink.RtNetlink, tcmsg: Any, idx: int, what: str) -> bool:
     """Create the clsact qdisc; False if one was there already."""
-    m = tcmsg()
-    m["family"] = socket.AF_UNSPEC
-    m["index"] = idx
-    m["parent"] = TC_H_CLSACT
-    m["handle"] = CLSACT_HANDLE
-    m["attrs"] = [("TCA_KIND", "clsact")]
+    m = _tcmsg(tcmsg, idx, TC_H_CLSACT, handle=CLSACT_HANDLE, kind="clsact")
     try:
         nl.request(m, RTM_NEWQDISC,
                    _netlink.NLM_F_ACK | _netlink.NLM_F_CREATE | _netlink.NLM_F_EXCL,
@@ -259,17 +260,9 @@ def _ensure_clsact(nl: _netlink.RtNetlink, tcmsg: Any, idx: int, what: str) -> b
 
 def _delete_clsact_if_empty(nl: _netlink.RtNetlink, tcmsg: Any, idx: int) -> None:
     for parent in TC_PARENTS.values():
-        m = tcmsg()
-        m["family"] = socket.AF_UNSPEC
-        m["index"] = idx
-        m["parent"] = parent
+        m = _tcmsg(tcmsg, idx, parent)
         if nl.request(m, RTM_GETTFILTER, _netlink.NLM_F_DUMP, "tc filter list",
                       reply_class=tcmsg):
             return  # someone else's filter still needs the qdisc
-    m = tcmsg()
-    m["family"] = socket.AF_UNSPEC
-    m["index"] = idx
-    m["parent"] = TC_H_CLSACT
-    m["handle"] = CLSACT_HANDLE
-    m["attrs"] = [("TCA_KIND", "clsact")]
+    m = _tcmsg(tcmsg, idx, TC_H_CLSACT, handle=CLSACT_HANDLE, kind="clsact")
     nl.request(m, RTM_DELQDISC, _netlink.NLM_F_ACK, "tc qdisc delete clsact")

@@ -17,14 +17,14 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import struct
 from typing import Any, Callable
 
-from .. import _core
+from .. import _core, _linkattr
 from ..enums import AttachType, ProgramType
-from ..errors import BPFError
+from ..errors import BPFError, target_not_found_error
 from ._base import FDLink, Link
-from .perf_event import PerfType, _check_type, _fd_of, attach_perf_fd
+from .common import check_program_type, fd_of
+from .perf_event import PerfType, attach_perf_fd
 
 __all__ = [
     "tracefs_root", "tracepoint_id", "attach_tracepoint", "attach_raw_tracepoint",
@@ -53,7 +53,8 @@ def _check_name(what: str, name: str) -> None:
 
 def tracepoint_id(category: str, name: str) -> int:
     """The id of the trace event ``category:name`` (tracefs
-    ``events/<category>/<name>/id``), as perf_event_open wants it."""
+    ``events/<category>/<name>/id``), as perf_event_open wants it.
+    Raises :class:`TargetNotFoundError` (a FileNotFoundError) when there is none."""
     _check_name("tracepoint category", category)
     _check_name("tracepoint name", name)
     path = os.path.join(tracefs_root(), "events", category, name, "id")
@@ -61,7 +62,8 @@ def tracepoint_id(category: str, name: str) -> int:
         with open(path) as f:
             return int(f.read())
     except FileNotFoundError:
-        raise FileNotFoundError(errno.ENOENT, f"no tracepoint {category}:{name}", path) from None
+        raise target_not_found_error(errno.ENOENT, "find tracepoint", f"{category}:{name}",
+                                     f"no {path}") from None
 
 
 _counter = itertools.count()
@@ -106,7 +108,7 @@ def open_probe_event(file: str, retprobe: bool, target: str,
         raise
 
 
-def attach_tracepoint(prog: Any, category: str, name: str, *, cookie: int = 0) -> Link:
+def attach_tracepoint(program: Any, category: str, name: str, *, cookie: int = 0) -> Link:
     """Attach a TRACEPOINT program to ``category:name``, e.g.
     ``("syscalls", "sys_enter_getpid")``.
 
@@ -114,36 +116,42 @@ def attach_tracepoint(prog: Any, category: str, name: str, *, cookie: int = 0) -
     trace event, so it runs once per hit whatever CPU the hit is on.
     *cookie* is what ``bpf_get_attach_cookie`` returns in the program.
     """
-    _check_type(prog, (ProgramType.TRACEPOINT,), "attach_tracepoint")
+    check_program_type(program, (ProgramType.TRACEPOINT,), "attach_tracepoint")
     tp = tracepoint_id(category, name)
     pfd = _core.perf_event_open(PerfType.TRACEPOINT, tp, -1, 0)
-    return attach_perf_fd(prog, pfd, cookie=cookie, description=f"tracepoint {category}:{name}")
+    return attach_perf_fd(program, pfd, cookie=cookie, description=f"tracepoint {category}:{name}")
 
 
-def attach_raw_tracepoint(prog: Any, name: str, *, cookie: int = 0) -> FDLink:
+def attach_raw_tracepoint(program: Any, name: str, *, cookie: int = 0) -> FDLink:
     """Attach a RAW_TRACEPOINT (or RAW_TRACEPOINT_WRITABLE) program to the
     tracepoint *name*, e.g. ``"sys_enter"`` or ``"sched_switch"``."""
-    _check_type(prog, (ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE),
+    check_program_type(program, (ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE),
                 "attach_raw_tracepoint")
     if not name:
         raise ValueError("attach_raw_tracepoint needs a tracepoint name")
-    fd = _core.raw_tracepoint_open(name, _fd_of(prog), cookie)
-    return FDLink(fd, prog, f"raw_tp {name}")
+    try:
+        fd = _core.raw_tracepoint_open(name, fd_of(program), cookie)
+    except BPFError as e:
+        if e.errno != errno.ENOENT:
+            raise
+        raise target_not_found_error(errno.ENOENT, "raw tracepoint open", name,
+                                     "the kernel has no such tracepoint") from None
+    return FDLink(fd, program, f"raw_tp {name}")
 
 
-def _spec_attr(prog: Any, attr: str) -> Any:
-    spec = getattr(prog, "spec", None)
+def _spec_attr(program: Any, attr: str) -> Any:
+    spec = getattr(program, "spec", None)
     return getattr(spec, attr, None) if spec is not None else None
 
 
-def attach_tp_btf(prog: Any, *, cookie: int = 0) -> FDLink:
+def attach_tp_btf(program: Any, *, cookie: int = 0) -> FDLink:
     """Attach a tp_btf program (TRACING, attach type TRACE_RAW_TP, loaded
     with the BTF id of ``btf_trace_<name>``). The tracepoint comes from the
     program itself, so no name is given here."""
-    _check_type(prog, (ProgramType.TRACING,), "attach_tp_btf")
-    target = _spec_attr(prog, "attach_to") or ""
-    fd = _core.raw_tracepoint_open(None, _fd_of(prog), cookie)
-    return FDLink(fd, prog, f"tp_btf {target}".strip())
+    check_program_type(program, (ProgramType.TRACING,), "attach_tp_btf")
+    target = _spec_attr(program, "attach_to") or ""
+    fd = _core.raw_tracepoint_open(None, fd_of(program), cookie)
+    return FDLink(fd, program, f"tp_btf {target}".strip())
 
 
 _TRACING_TYPES = {
@@ -155,7 +163,7 @@ _TRACING_TYPES = {
 }
 
 
-def attach_tracing(prog: Any, *, attach_type: AttachType | int | None = None,
+def attach_tracing(program: Any, *, attach_type: AttachType | int | None = None,
                    cookie: int = 0) -> FDLink:
     """Attach an fentry / fexit / fmod_ret (TRACING) or LSM program.
 
@@ -164,26 +172,25 @@ def attach_tracing(prog: Any, *, attach_type: AttachType | int | None = None,
     Uses BPF_LINK_CREATE, which takes *cookie*; kernels older than 5.13
     only have BPF_RAW_TRACEPOINT_OPEN, used then when *cookie* is 0.
     """
-    _check_type(prog, (ProgramType.TRACING, ProgramType.LSM), "attach_tracing")
+    check_program_type(program, (ProgramType.TRACING, ProgramType.LSM), "attach_tracing")
     if attach_type is None:
-        attach_type = _spec_attr(prog, "attach_type")
+        attach_type = _spec_attr(program, "attach_type")
     if attach_type is None:
-        attach_type = (AttachType.LSM_MAC if getattr(prog, "type", None) == ProgramType.LSM
+        attach_type = (AttachType.LSM_MAC if getattr(program, "type", None) == ProgramType.LSM
                        else AttachType.TRACE_FENTRY)
     attach_type = AttachType(attach_type)
     if attach_type == AttachType.TRACE_RAW_TP:
-        return attach_tp_btf(prog, cookie=cookie)
+        return attach_tp_btf(program, cookie=cookie)
     kind = _TRACING_TYPES.get(attach_type)
     if kind is None:
         raise ValueError(f"attach_tracing handles fentry/fexit/fmod_ret/lsm, not {attach_type.name}")
-    desc = f"{kind} {_spec_attr(prog, 'attach_to') or ''}".strip()
-    # union link_create.tracing: __u32 target_btf_id (0: the load-time
-    # target), 4 bytes of padding, __u64 cookie.
-    extra = struct.pack("=I4xQ", 0, cookie & 0xFFFFFFFFFFFFFFFF)
+    desc = f"{kind} {_spec_attr(program, 'attach_to') or ''}".strip()
+    # target_btf_id 0: the target chosen at load time.
+    extra = _linkattr.tracing(0, cookie & 0xFFFFFFFFFFFFFFFF)
     try:
-        fd = _core.link_create(_fd_of(prog), 0, int(attach_type), 0, extra)
+        fd = _core.link_create(fd_of(program), 0, int(attach_type), 0, extra)
     except BPFError as e:
         if e.errno != errno.EINVAL or cookie:
             raise
-        fd = _core.raw_tracepoint_open(None, _fd_of(prog), 0)
-    return FDLink(fd, prog, desc)
+        fd = _core.raw_tracepoint_open(None, fd_of(program), 0)
+    return FDLink(fd, program, desc)

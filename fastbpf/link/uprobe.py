@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import errno
 import os
-import struct
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .. import _core
+from .. import _core, _linkattr
 from ..enums import AttachType, ProgramType
+from ..errors import ELFError, target_not_found_error
 from ._base import FDLink, Link
 from ._pmu import pmu_type, retprobe_bit
-from .perf_event import _check_type, _fd_of, attach_perf_fd
+from .common import check_program_type, fd_of
+from .perf_event import attach_perf_fd
 from .tracing import open_probe_event
 
 __all__ = [
@@ -49,16 +50,16 @@ _REF_CTR_SHIFT = 32
 
 
 def _strip_version(name: str) -> str:
-    # "malloc@@GLIBC_2.2.5" -> "malloc"
+    # "malloc@@GLIBC_2.2.5" -> malloc
     return name.split("@", 1)[0]
 
 
 def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str, int]:
     """File offsets of the functions *symbols* in the ELF file *path*
-    (.symtab first, then .dynsym). Raises KeyError naming what is missing."""
+    (.symtab first, then .dynsym). Raises :class:`TargetNotFoundError` (a
+    KeyError) naming what is missing."""
     from elftools.elf.elffile import ELFFile
     from elftools.common.exceptions import ELFError as _PyELFError
-    from ..errors import ELFError
 
     wanted = set(symbols)
     addrs: dict[str, int] = {}
@@ -85,7 +86,9 @@ def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str,
                     break
             missing = wanted - addrs.keys()
             if missing:
-                raise KeyError(f"{path}: no function symbol {', '.join(sorted(missing))}")
+                raise target_not_found_error(errno.ENOENT, "find function",
+                                             f"{', '.join(sorted(missing))} in {path}",
+                                             key_error=True)
             segs = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
         except _PyELFError as e:
             raise ELFError(f"{path}: {e}") from None
@@ -96,7 +99,9 @@ def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str,
                 out[name] = addr - s["p_vaddr"] + s["p_offset"]
                 break
         else:
-            raise KeyError(f"{path}: symbol {name} at {addr:#x} is in no loadable segment")
+            raise target_not_found_error(errno.ENOENT, "find function", f"{name} in {path}",
+                                         f"its address {addr:#x} is in no loadable segment",
+                                         key_error=True)
     return out
 
 
@@ -124,6 +129,8 @@ def _open_pmu(ptype: int, path: str, offset: int, retprobe: bool, pid: int, ref_
 
 def _resolve(path: str | os.PathLike, symbol: str | None, offset: int) -> tuple[str, int, str]:
     path = os.path.abspath(os.fspath(path))
+    if not os.path.exists(path):
+        raise target_not_found_error(errno.ENOENT, "uprobe attach", path, "no such binary")
     if symbol:
         off = symbol_offset(path, symbol) + offset
         where = f"{path}:{symbol}" + (f"+{offset:#x}" if offset else "")
@@ -135,7 +142,7 @@ def _resolve(path: str | os.PathLike, symbol: str | None, offset: int) -> tuple[
     return path, off, where
 
 
-def attach_uprobe(prog: Any, path: str | os.PathLike, symbol: str | None = None,
+def attach_uprobe(program: Any, path: str | os.PathLike, symbol: str | None = None,
                   retprobe: bool = False, *, pid: int | None = None, cookie: int = 0,
                   offset: int = 0, ref_ctr_offset: int = 0, legacy: bool = False) -> Link:
     """Run a KPROBE-type program when a function of the ELF file *path* is
@@ -149,16 +156,14 @@ def attach_uprobe(prog: Any, path: str | os.PathLike, symbol: str | None = None,
     *legacy* forces the tracefs ``uprobe_events`` path (otherwise used only
     when the kernel has no uprobe PMU).
     """
-    _check_type(prog, (ProgramType.KPROBE,), "attach_uprobe")
+    check_program_type(program, (ProgramType.KPROBE,), "attach_uprobe")
     path, off, where = _resolve(path, symbol, offset)
-    if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, "no such binary", path)
     p = -1 if pid is None else int(pid)
     desc = f"{'uretprobe' if retprobe else 'uprobe'} {where}" + (f" pid {p}" if p >= 0 else "")
     ptype = None if legacy else pmu_type("uprobe")
     if ptype is not None:
         pfd = _open_pmu(ptype, path, off, retprobe, p, ref_ctr_offset)
-        return attach_perf_fd(prog, pfd, cookie=cookie, description=desc)
+        return attach_perf_fd(program, pfd, cookie=cookie, description=desc)
     if ref_ctr_offset:
         raise ValueError("ref_ctr_offset needs the uprobe PMU (kernel 4.20+)")
     if any(c.isspace() for c in str(path)):
@@ -166,10 +171,10 @@ def attach_uprobe(prog: Any, path: str | os.PathLike, symbol: str | None = None,
         # be read as more commands.
         raise ValueError(f"legacy uprobes cannot take a path with white space: {path!r}")
     pfd, remove = open_probe_event("uprobe_events", retprobe, f"{path}:{off:#x}", p)
-    return attach_perf_fd(prog, pfd, cookie=cookie, description=desc, cleanup=remove)
+    return attach_perf_fd(program, pfd, cookie=cookie, description=desc, cleanup=remove)
 
 
-def attach_uprobe_multi(prog: Any, path: str | os.PathLike,
+def attach_uprobe_multi(program: Any, path: str | os.PathLike,
                         symbols: Sequence[str] | None = None, retprobe: bool = False, *,
                         offsets: Sequence[int] | None = None, cookies: Sequence[int] | None = None,
                         ref_ctr_offsets: Sequence[int] | None = None,
@@ -180,7 +185,7 @@ def attach_uprobe_multi(prog: Any, path: str | os.PathLike,
     Give function names in *symbols*, or file offsets in *offsets*.
     *cookies*, when given, has one value per probe (``bpf_get_attach_cookie``).
     """
-    _check_type(prog, (ProgramType.KPROBE,), "attach_uprobe_multi")
+    check_program_type(program, (ProgramType.KPROBE,), "attach_uprobe_multi")
     path = os.path.abspath(os.fspath(path))
     if (symbols is None) == (offsets is None):
         raise ValueError("give exactly one of symbols and offsets")
@@ -209,11 +214,10 @@ def attach_uprobe_multi(prog: Any, path: str | os.PathLike,
     ck_a = arr(cookies, "cookies")
     rc_a = arr(ref_ctr_offsets, "ref_ctr_offsets")
     addr = lambda a: 0 if a is None else _core.address_of(a)  # noqa: E731
-    # union link_create.uprobe_multi: path, offsets, ref_ctr_offsets, cookies
-    # (pointers), cnt, flags, pid. The buffers outlive the call below.
-    extra = struct.pack("=QQQQIII", _core.address_of(cpath), addr(off_a), addr(rc_a),
-                        addr(ck_a), n, UPROBE_MULTI_RETURN if retprobe else 0,
-                        0 if pid is None else int(pid))
-    fd = _core.link_create(_fd_of(prog), 0, AttachType.TRACE_UPROBE_MULTI, 0, extra)
+    # The buffers outlive the call below.
+    extra = _linkattr.uprobe_multi(_core.address_of(cpath), n, addr(off_a), addr(rc_a),
+                                   addr(ck_a), UPROBE_MULTI_RETURN if retprobe else 0,
+                                   0 if pid is None else int(pid))
+    fd = _core.link_create(fd_of(program), 0, AttachType.TRACE_UPROBE_MULTI, 0, extra)
     kind = "uretprobe.multi" if retprobe else "uprobe.multi"
-    return FDLink(fd, prog, f"{kind} {path}:{what}")
+    return FDLink(fd, program, f"{kind} {path}:{what}")

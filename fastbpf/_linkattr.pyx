@@ -1,0 +1,188 @@
+# cython: language_level=3
+"""Typed packers for the attach-type-specific tail of BPF_LINK_CREATE.
+
+``_core.link_create`` takes the common head (prog_fd, target_fd,
+attach_type, flags) and up to 48 bytes of tail whose layout depends on the
+attach type. Each function here fills one of the tail structs declared in
+``_abi.pxd`` and returns its bytes, so no layout is written twice and
+``tests/test_abi.py`` checks every one (:func:`_layout`) against
+<linux/bpf.h> and, for fields newer than that header, the kernel's BTF.
+
+Pointer fields take addresses (``_core.address_of``): the caller keeps the
+buffers alive across the ``link_create`` call.
+"""
+
+from libc.stdint cimport uint32_t, int32_t, uint64_t
+from libc.string cimport memset
+
+from fastbpf._abi cimport (
+    fbpf_link_perf_event, fbpf_link_kprobe_multi, fbpf_link_tracing, fbpf_link_netfilter,
+    fbpf_link_tcx, fbpf_link_uprobe_multi, fbpf_link_iter, fbpf_iter_map, fbpf_iter_cgroup,
+    fbpf_iter_task,
+)
+
+cdef inline bytes _raw(void *p, size_t n):
+    return (<char *>p)[:n]
+
+
+def perf_event(uint64_t cookie=0):
+    """``link_create.perf_event``: the bpf_cookie."""
+    cdef fbpf_link_perf_event s
+    memset(&s, 0, sizeof(s))
+    s.bpf_cookie = cookie
+    return _raw(&s, sizeof(s))
+
+
+def kprobe_multi(uint32_t flags, uint32_t cnt, uint64_t syms=0, uint64_t addrs=0,
+                 uint64_t cookies=0):
+    """``link_create.kprobe_multi``: *cnt* functions by name (*syms*, an
+    array of char pointers) or address (*addrs*), with optional *cookies*."""
+    cdef fbpf_link_kprobe_multi s
+    memset(&s, 0, sizeof(s))
+    s.flags = flags
+    s.cnt = cnt
+    s.syms = syms
+    s.addrs = addrs
+    s.cookies = cookies
+    return _raw(&s, sizeof(s))
+
+
+def tracing(uint32_t target_btf_id=0, uint64_t cookie=0):
+    """``link_create.tracing``: *target_btf_id* 0 keeps the load-time target."""
+    cdef fbpf_link_tracing s
+    memset(&s, 0, sizeof(s))
+    s.target_btf_id = target_btf_id
+    s.cookie = cookie
+    return _raw(&s, sizeof(s))
+
+
+def netfilter(uint32_t pf, uint32_t hooknum, int32_t priority, uint32_t flags=0):
+    """``link_create.netfilter``."""
+    cdef fbpf_link_netfilter s
+    memset(&s, 0, sizeof(s))
+    s.pf = pf
+    s.hooknum = hooknum
+    s.priority = priority
+    s.flags = flags
+    return _raw(&s, sizeof(s))
+
+
+def tcx(uint32_t relative=0, uint64_t expected_revision=0):
+    """``link_create.tcx``: *relative* is a relative fd or id (by flags)."""
+    cdef fbpf_link_tcx s
+    memset(&s, 0, sizeof(s))
+    s.relative_fd = relative
+    s.expected_revision = expected_revision
+    return _raw(&s, sizeof(s))
+
+
+def uprobe_multi(uint64_t path, uint32_t cnt, uint64_t offsets, uint64_t ref_ctr_offsets=0,
+                 uint64_t cookies=0, uint32_t flags=0, uint32_t pid=0):
+    """``link_create.uprobe_multi``: *path* and the arrays are addresses."""
+    cdef fbpf_link_uprobe_multi s
+    memset(&s, 0, sizeof(s))
+    s.path = path
+    s.offsets = offsets
+    s.ref_ctr_offsets = ref_ctr_offsets
+    s.cookies = cookies
+    s.cnt = cnt
+    s.flags = flags
+    s.pid = pid
+    return _raw(&s, sizeof(s))
+
+
+def iter_info(uint64_t info=0, uint32_t info_len=0):
+    """``link_create.iter_info``/``iter_info_len``: where the
+    ``bpf_iter_link_info`` (see :func:`iter_map` and friends) lies."""
+    cdef fbpf_link_iter s
+    memset(&s, 0, sizeof(s))
+    s.iter_info = info
+    s.iter_info_len = info_len
+    return _raw(&s, sizeof(s))
+
+
+def iter_map(uint32_t map_fd):
+    """``bpf_iter_link_info.map``."""
+    cdef fbpf_iter_map s
+    memset(&s, 0, sizeof(s))
+    s.map_fd = map_fd
+    return _raw(&s, sizeof(s))
+
+
+def iter_cgroup(uint32_t order, uint32_t cgroup_fd=0, uint64_t cgroup_id=0):
+    """``bpf_iter_link_info.cgroup``: *order* is a BPF_CGROUP_ITER_* value."""
+    cdef fbpf_iter_cgroup s
+    memset(&s, 0, sizeof(s))
+    s.order = order
+    s.cgroup_fd = cgroup_fd
+    s.cgroup_id = cgroup_id
+    return _raw(&s, sizeof(s))
+
+
+def iter_task(uint32_t tid=0, uint32_t pid=0, uint32_t pid_fd=0):
+    """``bpf_iter_link_info.task``."""
+    cdef fbpf_iter_task s
+    memset(&s, 0, sizeof(s))
+    s.tid = tid
+    s.pid = pid
+    s.pid_fd = pid_fd
+    return _raw(&s, sizeof(s))
+
+
+cdef extern from *:
+    """
+    #include <stddef.h>
+    typedef struct { const char *name; const char *field; long offset; long size; } fbpf_la_entry;
+    #define FBPF_LA(N, S, F) { N, #F, (long)offsetof(S, F), (long)sizeof(S) }
+    static const fbpf_la_entry fbpf_la_layout[] = {
+        FBPF_LA("perf_event", fbpf_link_perf_event, bpf_cookie),
+        FBPF_LA("kprobe_multi", fbpf_link_kprobe_multi, flags),
+        FBPF_LA("kprobe_multi", fbpf_link_kprobe_multi, cnt),
+        FBPF_LA("kprobe_multi", fbpf_link_kprobe_multi, syms),
+        FBPF_LA("kprobe_multi", fbpf_link_kprobe_multi, addrs),
+        FBPF_LA("kprobe_multi", fbpf_link_kprobe_multi, cookies),
+        FBPF_LA("tracing", fbpf_link_tracing, target_btf_id),
+        FBPF_LA("tracing", fbpf_link_tracing, cookie),
+        FBPF_LA("netfilter", fbpf_link_netfilter, pf),
+        FBPF_LA("netfilter", fbpf_link_netfilter, hooknum),
+        FBPF_LA("netfilter", fbpf_link_netfilter, priority),
+        FBPF_LA("netfilter", fbpf_link_netfilter, flags),
+        FBPF_LA("tcx", fbpf_link_tcx, relative_fd),
+        FBPF_LA("tcx", fbpf_link_tcx, expected_revision),
+        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, path),
+        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, offsets),
+        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, ref_ctr_offsets),
+        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, cookies),
+        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, cnt),
+        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, flags),
+        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, pid),
+        FBPF_LA("iter", fbpf_link_iter, iter_info),
+        FBPF_LA("iter", fbpf_link_iter, iter_info_len),
+        FBPF_LA("iter_map", fbpf_iter_map, map_fd),
+        FBPF_LA("iter_cgroup", fbpf_iter_cgroup, order),
+        FBPF_LA("iter_cgroup", fbpf_iter_cgroup, cgroup_fd),
+        FBPF_LA("iter_cgroup", fbpf_iter_cgroup, cgroup_id),
+        FBPF_LA("iter_task", fbpf_iter_task, tid),
+        FBPF_LA("iter_task", fbpf_iter_task, pid),
+        FBPF_LA("iter_task", fbpf_iter_task, pid_fd),
+        { NULL, NULL, 0, 0 },
+    };
+    """
+    ctypedef struct fbpf_la_entry:
+        const char *name
+        const char *field
+        long offset
+        long size
+    const fbpf_la_entry fbpf_la_layout[]
+
+
+def _layout():
+    """Sizes and field offsets of the tails: ``{name: (size, {field:
+    offset})}``, offsets from the start of the tail (tests/test_abi.py)."""
+    out = {}
+    cdef int i = 0
+    while fbpf_la_layout[i].name != NULL:
+        entry = out.setdefault(fbpf_la_layout[i].name.decode(), (fbpf_la_layout[i].size, {}))
+        entry[1][fbpf_la_layout[i].field.decode()] = fbpf_la_layout[i].offset
+        i += 1
+    return out
