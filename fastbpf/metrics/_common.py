@@ -5,11 +5,15 @@ into reusable buffers."""
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import _core
 from ..errors import BPFError
-from ..maps import Map
+
+if TYPE_CHECKING:  # maps imports this module lazily for Map.to_dataframe
+    from ..maps import Map
 
 __all__ = ["map_dtypes", "BatchReader", "field_column", "value_numbers"]
 

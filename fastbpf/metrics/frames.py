@@ -17,11 +17,12 @@ per row, as there are no fields to split it into.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from ..maps import Map
+if TYPE_CHECKING:  # maps imports this module lazily for Map.to_dataframe
+    from ..maps import Map
 from ._common import BatchReader
 
 __all__ = ["map_columns", "to_dataframe", "to_arrow"]

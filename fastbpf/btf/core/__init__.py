@@ -36,7 +36,7 @@ from ..ext import CoreRelo, CoreReloKind
 from ..spec import Spec
 from ..types import Type
 from . import _match
-from ._match import KIND_TEXT, Result, _ReloFailure, essential_name
+from ._match import KIND_TEXT, Result, ReloFailure, essential_name
 from ._patch import POISON_IMM, patch
 from ._targets import Targets, load_target_file, resolve_targets
 
@@ -155,7 +155,7 @@ def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cach
             rel.candidate, rel.target = lspec.root, local
         else:
             if not name:
-                raise _ReloFailure(f"<{KIND_TEXT[kind]}> relocation of an anonymous "
+                raise ReloFailure(f"<{KIND_TEXT[kind]}> relocation of an anonymous "
                                    f"{lspec.root.kind.name.lower()} (libbpf refuses these)")
             cands = cache.get(relo.type_id)
             if cands is None:  # libbpf: cand_cache, keyed by local type id
@@ -177,11 +177,11 @@ def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cach
                 if res is None:
                     res, tspec, chosen = r, m, (cspec, cand)
                 elif m.bit_offset != tspec.bit_offset:
-                    raise _ReloFailure(
+                    raise ReloFailure(
                         f"field offset ambiguity: {_desc(cand, cspec)} puts it at bit "
                         f"{m.bit_offset}, {_desc(chosen[1], chosen[0])} at bit {tspec.bit_offset}")
                 elif r.poison != res.poison or r.new_val != res.new_val:
-                    raise _ReloFailure(
+                    raise ReloFailure(
                         f"relocation decision ambiguity: {_desc(cand, cspec)} gives "
                         f"{_outcome(r)}, {_desc(chosen[1], chosen[0])} gives {_outcome(res)}")
                 kept.append((cspec, cand))
@@ -193,7 +193,7 @@ def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cach
                 rel._tspec = tspec
             else:
                 res = _match.calc_relo(kind, lspec, None, big)
-    except _ReloFailure as e:
+    except ReloFailure as e:
         raise _fail(f"relocation of insn #{index} <{KIND_TEXT[kind]}> {lspec.path()} "
                     f"({relo.access}): {e}", None, program) from None
     except BTFError as e:

@@ -4,7 +4,7 @@ A faithful reading of libbpf's rules (``relo_core.c``): the same accessors,
 the same compatibility relations, the same values and the same failure
 cases, so that every relocation resolves to what libbpf would compute.
 Errors libbpf reports as ``-EINVAL`` for a relocation become
-:class:`_ReloFailure` here; the caller adds the relocation's context.
+:class:`ReloFailure` here; the caller adds the relocation's context.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ KIND_TEXT = {
 _MAX_DEPTH = 32  # libbpf's recursion limit for compat/match checks
 
 
-class _ReloFailure(Exception):
+class ReloFailure(Exception):
     """A relocation that libbpf would refuse (it aborts the load)."""
 
 
@@ -78,7 +78,7 @@ def _size(t: Type) -> int:
     try:
         return resolve_size(t)
     except BTFError as e:
-        raise _ReloFailure(f"cannot size {t._describe()}: {e}") from None
+        raise ReloFailure(f"cannot size {t._describe()}: {e}") from None
 
 
 def _is_enum(t: Type) -> bool:
@@ -234,13 +234,13 @@ def types_are_compat(lt: Type, tt: Type, level: int = _MAX_DEPTH) -> bool:
                 return False
             for a, b in zip(lp, tp):
                 if level <= 0:
-                    raise _ReloFailure("types nest too deeply for a compatibility check")
+                    raise ReloFailure("types nest too deeply for a compatibility check")
                 if not types_are_compat(_skip(a.type), _skip(b.type), level - 1):
                     return False
             lt, tt = lt.return_type, tt.return_type
         else:
             return False
-    raise _ReloFailure("types nest too deeply for a compatibility check")
+    raise ReloFailure("types nest too deeply for a compatibility check")
 
 
 def fields_are_compat(lt: Type, tt: Type) -> bool:
@@ -263,7 +263,7 @@ def fields_are_compat(lt: Type, tt: Type) -> bool:
             lt, tt = lt.type, tt.type
             continue
         return False
-    raise _ReloFailure("types nest too deeply for a compatibility check")
+    raise ReloFailure("types nest too deeply for a compatibility check")
 
 
 def _names_match(a: str, b: str) -> bool:
@@ -284,7 +284,7 @@ def _enums_match(lt: Enum, tt: Enum) -> bool:
 def types_match(lt: Type, tt: Type, behind_ptr: bool = False, level: int = _MAX_DEPTH) -> bool:
     """libbpf's bpf_core_types_match (TYPE_MATCHES relocations)."""
     if level <= 0:
-        raise _ReloFailure("types nest too deeply for a match check")
+        raise ReloFailure("types nest too deeply for a match check")
     for _ in range(_MAX_DEPTH):
         lt, tt = _skip(lt), _skip(tt)
         if not _names_match(lt.name, tt.name):
@@ -340,7 +340,7 @@ def types_match(lt: Type, tt: Type, behind_ptr: bool = False, level: int = _MAX_
             lt, tt = lt.return_type, tt.return_type
         else:
             return False
-    raise _ReloFailure("types nest too deeply for a match check")
+    raise ReloFailure("types nest too deeply for a match check")
 
 
 # ------------------------------------------------------------------ matching
@@ -381,7 +381,7 @@ def _match_member(local_acc: Accessor, tt: Type, spec: CoreSpec):
     if not members:
         return None
     if len(spec.raw) == SPEC_MAX_LEN:
-        raise _ReloFailure("struct/union/array nesting too deep")
+        raise ReloFailure("struct/union/array nesting too deep")
     names, anon = _member_index(tt)
     hit = names.get(name)
     for i in anon:
@@ -396,7 +396,7 @@ def _match_member(local_acc: Accessor, tt: Type, spec: CoreSpec):
         spec.bit_offset -= m.bit_offset
         spec.raw.pop()
         if len(spec.raw) == SPEC_MAX_LEN:
-            raise _ReloFailure("struct/union/array nesting too deep")
+            raise ReloFailure("struct/union/array nesting too deep")
     if hit is None:
         return None
     m = members[hit]
@@ -452,7 +452,7 @@ def spec_match(local: CoreSpec, btf: Spec, cand: Type) -> CoreSpec | None:
                     return None
                 tt = _skip(tt.type)
             if len(targ.raw) == SPEC_MAX_LEN:
-                raise _ReloFailure("struct/union/array nesting too deep")
+                raise ReloFailure("struct/union/array nesting too deep")
             targ.accs.append(Accessor(tt, lacc.idx, None))
             targ.raw.append(lacc.idx)
             targ.bit_offset += lacc.idx * _size(tt) * 8
@@ -493,7 +493,7 @@ def _field_value(kind: int, spec: CoreSpec | None, big_endian: bool, local: bool
             return spec.bit_offset // 8, _size(acc.type), acc.type, True
         if kind == K.FIELD_BYTE_SIZE:
             return _size(acc.type), 0, VOID, True
-        raise _ReloFailure(f"relocation {KIND_TEXT[kind]} can't be applied to an array access")
+        raise ReloFailure(f"relocation {KIND_TEXT[kind]} can't be applied to an array access")
     holder = acc.type
     m = holder.members[acc.idx]
     mt = _skip(m.type)
@@ -503,11 +503,11 @@ def _field_value(kind: int, spec: CoreSpec | None, big_endian: bool, local: bool
     if bitfield:
         byte_sz = _size(mt)
         if byte_sz <= 0:
-            raise _ReloFailure(f"bitfield {m.name!r} has a type of size {byte_sz}")
+            raise ReloFailure(f"bitfield {m.name!r} has a type of size {byte_sz}")
         byte_off = bit_off // 8 // byte_sz * byte_sz
         while bit_off + bit_sz - byte_off * 8 > byte_sz * 8:
             if byte_sz >= 8:
-                raise _ReloFailure(f"bitfield {m.name!r} can't be read with a 64-bit load")
+                raise ReloFailure(f"bitfield {m.name!r} can't be read with a 64-bit load")
             byte_sz *= 2
             byte_off = bit_off // 8 // byte_sz * byte_sz
     else:
@@ -537,7 +537,7 @@ def _field_value(kind: int, spec: CoreSpec | None, big_endian: bool, local: bool
         val = 64 - bit_sz
         validate = True
     else:  # pragma: no cover - kinds are checked by parse_spec
-        raise _ReloFailure(f"unsupported relocation kind {kind}")
+        raise ReloFailure(f"unsupported relocation kind {kind}")
     return val & _MASK64, mem_sz, mem_type, validate
 
 
@@ -550,7 +550,7 @@ def _type_value(kind: int, spec: CoreSpec | None) -> int:
         return 1
     if kind == K.TYPE_SIZE:
         return _size(spec.root)
-    raise _ReloFailure(f"unsupported relocation kind {kind}")  # pragma: no cover
+    raise ReloFailure(f"unsupported relocation kind {kind}")  # pragma: no cover
 
 
 def _enum_value(kind: int, spec: CoreSpec | None) -> int:
@@ -593,7 +593,7 @@ def calc_relo(kind: int, local: CoreSpec, targ: CoreSpec | None, big_endian: boo
             res.orig_val = _enum_value(kind, local)
             res.new_val = _enum_value(kind, targ)
         else:
-            raise _ReloFailure(f"unrecognized CO-RE relocation kind {int(kind)}")
+            raise ReloFailure(f"unrecognized CO-RE relocation kind {int(kind)}")
     except _Poison:
         res.poison = True
     return res
