@@ -11,8 +11,8 @@ from .enums import (AttachFlags, AttachType, Command, LinkType, MapFlags, MapTyp
                     ProgramFlags, ProgramType, StatsType, TCAction, UpdateFlags, XDPAction,
                     XDPFlags)
 from .errors import (BPFError, BTFError, BTFLoadError, ClosedError, ELFError,
-                     NotSupportedError, VerifierError)
-from .maps import Map, MapInfo, MapSpec, lpm_key_dtype, map_ids
+                     MapIncompatibleError, NotSupportedError, VerifierError)
+from .maps import Map, MapInfo, MapSpec, PinType, lpm_key_dtype, map_ids
 from .programs import (Program, ProgramInfo, ProgramSpec, StatsHandle, TestRunResult,
                        enable_stats, program_ids)
 from . import features, perf, ringbuf
@@ -26,7 +26,7 @@ __all__ = [
     "ProgramFlags", "ProgramType", "StatsType", "TCAction", "UpdateFlags", "XDPAction",
     "XDPFlags",
     "BPFError", "BTFError", "BTFLoadError", "ClosedError", "ELFError", "NotSupportedError",
-    "VerifierError",
+    "VerifierError", "MapIncompatibleError", "PinType",
     "Map", "MapInfo", "MapSpec", "lpm_key_dtype", "map_ids",
     "Program", "ProgramInfo", "ProgramSpec", "StatsHandle", "TestRunResult", "enable_stats",
     "program_ids", "features", "perf", "ringbuf",

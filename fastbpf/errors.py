@@ -108,6 +108,22 @@ class NotSupportedError(BPFError):
         super().__init__(code, op, obj, hint)
 
 
+class MapIncompatibleError(BPFError):
+    """A pinned map differs from the spec that would reuse it.
+
+    ``fields`` maps each differing field to ``(spec's value, map's value)``.
+    """
+
+    def __init__(self, obj: str | None = None, fields: dict | None = None,
+                 hint: str | None = None):
+        self.fields = dict(fields or {})
+        diff = ", ".join(f"{k}: spec {a!r}, map {b!r}" for k, (a, b) in self.fields.items())
+        super().__init__(_errno.EINVAL, "map reuse", obj, hint or (diff or None))
+
+    def __reduce__(self):
+        return (type(self), (self.obj, self.fields, None))
+
+
 class ClosedError(ValueError):
     """An operation was attempted on a closed object (map, program, reader)."""
 

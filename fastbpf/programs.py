@@ -89,12 +89,21 @@ class ProgramSpec:
     attach_btf_obj_fd: int = 0
     ifindex: int = 0
     kernel_version: int = 0
-    #: BTF describing the program's functions (a ``btf.Spec`` or raw BTF
-    #: bytes), with ``func_info``: ``(instruction slot, FUNC type id)`` per
-    #: function. Left empty, fastbpf generates both when the kernel needs
-    #: them: for programs that pass callbacks (bpf_loop, timers, ...).
+    #: BTF describing the program's functions: a loaded ``btf.Handle`` (a
+    #: collection's one BTF object, used as it is), a ``btf.Spec`` or raw
+    #: BTF bytes (loaded for this program). ``func_info`` and ``line_info``
+    #: are then built from the instructions' metadata (``Metadata.func`` /
+    #: ``.line``), unless ``func_info`` is given as ``(instruction slot, FUNC
+    #: type id)`` pairs. Left empty, fastbpf generates minimal BTF when the
+    #: kernel needs it: for programs that pass callbacks (bpf_loop, ...).
     btf: Any = None
     func_info: Any = None
+    #: ``(slot, file name offset, line offset, line << 10 | column)``
+    #: records; None: built from the instructions' metadata.
+    line_info: Any = None
+    #: File descriptors the kernel resolves kfunc calls' ``offset`` against
+    #: (module BTF objects); None when every kfunc is in vmlinux.
+    fd_array: Any = None
 
     def __post_init__(self) -> None:
         self.type = ProgramType(self.type)
@@ -143,7 +152,10 @@ def _func_btf(spec: ProgramSpec, insns: Any) -> tuple[bytes | None, bytes | None
     """
     if spec.btf is not None:
         blob = spec.btf.encode() if hasattr(spec.btf, "encode") else bytes(spec.btf)
-        info = b"".join(struct.pack("<II", int(off), int(tid)) for off, tid in spec.func_info or ())
+        if spec.func_info is None:
+            info, _ = ext_info_records(insns, spec.btf)
+            return blob, info
+        info = b"".join(struct.pack("=II", int(off), int(tid)) for off, tid in spec.func_info or ())
         return blob, (info or None)
     if isinstance(insns, (bytes, bytearray, memoryview)) or not hasattr(insns, "symbols"):
         return None, None
@@ -161,6 +173,36 @@ def _func_btf(spec: ProgramSpec, insns: Any) -> tuple[bytes | None, bytes | None
     starts = sorted({0} | {slots[symbols[f]] for f in funcs if f in symbols})
     return _static_funcs_btf(len(starts)), b"".join(
         struct.pack("<II", slot, 4 + 2 * k) for k, slot in enumerate(starts))
+
+
+def ext_info_records(insns: Any, btf_spec: Any) -> tuple[bytes | None, bytes | None]:
+    """func_info and line_info (native order) from the instructions' metadata.
+
+    *btf_spec* is the ``btf.Spec`` the Func types belong to (or a Handle
+    holding it). Offsets are slots of the final, linked program, which is
+    why the records are built here and not kept from the object file.
+    """
+    if isinstance(insns, (bytes, bytearray, memoryview)) or btf_spec is None:
+        return None, None
+    if hasattr(btf_spec, "spec") and callable(btf_spec.spec):
+        btf_spec = btf_spec.spec()
+    funcs = []
+    lines = []
+    slot = 0
+    for insn in insns:
+        meta = insn.meta
+        if meta is not None:
+            if meta.func is not None:
+                funcs.append(struct.pack("=II", slot, btf_spec.type_id(meta.func)))
+            line = meta.line
+            if line is not None and len(line.raw) >= 16:
+                _, f_off, l_off, lc = struct.unpack_from("=IIII", line.raw, 0)
+                lines.append(struct.pack("=IIII", slot, f_off, l_off, lc))
+        slot += 2 if insn.opcode == 0x18 else 1
+    if funcs and funcs[0][:4] != b"\0\0\0\0":
+        # The kernel wants the first record at slot 0; without it, send none.
+        funcs = []
+    return (b"".join(funcs) or None), (b"".join(lines) if lines and funcs else None)
 
 
 def _static_funcs_btf(nfuncs: int) -> bytes:
@@ -304,11 +346,32 @@ class Program(ProgramBase):
             attach_btf_id=btf_id, attach_prog_fd=spec.attach_btf_obj_fd,
             prog_ifindex=spec.ifindex, kern_version=spec.kernel_version,
         )
-        btf_blob, func_info = _func_btf(spec, insns)
-        btf_fd = _core.btf_load(btf_blob) if btf_blob is not None else None
-        try:
+        if spec.fd_array is not None:
+            kwargs["fd_array"] = np.asarray(spec.fd_array, dtype=np.int32)
+        line_info = None
+        if spec.btf is not None and hasattr(spec.btf, "fd") and hasattr(spec.btf, "spec"):
+            # A loaded btf.Handle (a collection's): use it as it is.
+            btf_fd = None
+            if spec.func_info is None:
+                func_info, line_info = ext_info_records(insns, spec.btf)
+            else:
+                func_info = b"".join(struct.pack("=II", int(o), int(t))
+                                     for o, t in spec.func_info) or None
+            kwargs["prog_btf_fd"] = spec.btf.fd
+        else:
+            btf_blob, func_info = _func_btf(spec, insns)
+            btf_fd = _core.btf_load(btf_blob) if btf_blob is not None else None
             if btf_fd is not None:
-                kwargs.update(prog_btf_fd=btf_fd.fd, func_info=func_info, func_info_rec_size=8)
+                kwargs["prog_btf_fd"] = btf_fd.fd
+                if spec.func_info is None and spec.btf is not None:
+                    _, line_info = ext_info_records(insns, spec.btf)
+        if spec.line_info is not None:
+            line_info = b"".join(struct.pack("=IIII", *map(int, r)) for r in spec.line_info) or None
+        try:
+            if func_info:
+                kwargs.update(func_info=func_info, func_info_rec_size=8)
+            if line_info and func_info:
+                kwargs.update(line_info=line_info, line_info_rec_size=16)
             return cls._load_with_log(spec, raw, kwargs, log_level, log_size, used_maps)
         finally:
             if btf_fd is not None:
