@@ -17,6 +17,8 @@ from .programs import (Program, ProgramInfo, ProgramSpec, StatsHandle, TestRunRe
                        enable_stats, program_ids)
 from . import features, perf, ringbuf
 from . import link
+from .collection import Collection, CollectionSpec, load_collection, load_collection_spec
+from .variables import Variable, VariableSpec
 
 __version__ = "0.1.0"
 
@@ -31,4 +33,6 @@ __all__ = [
     "Program", "ProgramInfo", "ProgramSpec", "StatsHandle", "TestRunResult", "enable_stats",
     "program_ids", "features", "perf", "ringbuf",
     "asm", "btf", "link",
+    "Collection", "CollectionSpec", "load_collection", "load_collection_spec",
+    "Variable", "VariableSpec",
 ]

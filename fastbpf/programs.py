@@ -104,6 +104,9 @@ class ProgramSpec:
     #: File descriptors the kernel resolves kfunc calls' ``offset`` against
     #: (module BTF objects); None when every kfunc is in vmlinux.
     fd_array: Any = None
+    #: The ELF section the program came from (``"xdp"``, ``"tp/syscalls/..."``);
+    #: auto-attach reads the target from it.
+    section: str = ""
 
     def __post_init__(self) -> None:
         self.type = ProgramType(self.type)

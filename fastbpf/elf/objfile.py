@@ -1,0 +1,384 @@
+"""An ELF BPF object -> :class:`fastbpf.collection.CollectionSpec`.
+
+What comes from where (the conventions of clang and libbpf):
+
+* program sections (executable): every function symbol outside ``.text`` is
+  a program, typed from its section name (:mod:`.sections`); functions in
+  ``.text`` (and every function, for calls between sections) are
+  subprograms, linked into the programs that call them at load;
+* ``.maps``: BTF-defined maps (:mod:`.btfmaps`); ``maps``: legacy
+  ``struct bpf_map_def`` maps;
+* ``.data``, ``.rodata``, ``.bss``, ``.data.*``, ``.rodata.*``, ``.bss.*``:
+  one array map each, with a :class:`VariableSpec` per BTF variable;
+* ``.kconfig`` / ``.ksyms`` externs (undefined symbols named in those BTF
+  DATASECs), resolved by :mod:`fastbpf.linker` at load;
+* ``license``, ``version``, ``.BTF``, ``.BTF.ext``.
+
+Instructions are decoded per function, lazily: parsing keeps the section
+bytes and relocation arrays, and the first look at
+``ProgramSpec.instructions`` (or the load) decodes them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from .. import btf as _btf
+from ..asm.instruction import Instruction, Instructions, Metadata
+from ..asm.opcodes import (LD_IMM64, PSEUDO_CALL, PSEUDO_FUNC, PSEUDO_KFUNC_CALL,
+                           PSEUDO_MAP_FD, PSEUDO_MAP_VALUE)
+from ..enums import MapFlags, MapType, ProgramFlags
+from ..errors import BTFError, ELFError
+from ..mapspec import MapSpec
+from . import btffix
+from .extinfo import ExtRecords
+from .reader import SHF_EXECINSTR, SHN_LORESERVE, SHN_UNDEF, SHT, STB, STT, ELFFile
+from .sections import match_section
+
+__all__ = ["parse_object", "internal_map_name"]
+
+_CALL = 0x85
+_DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..*)?$")
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
+BPF_F_XDP_HAS_FRAGS = 1 << 5
+
+
+def internal_map_name(obj_name: str, section: str) -> str:
+    """The kernel name libbpf gives the map of a data section.
+
+    Up to 8 characters of the object name, then the section name, cut at 15
+    characters; custom sections (``.data.foo``) drop the object prefix.
+    Characters the kernel refuses become ``_``.
+    """
+    sfx = max(7, len(section))
+    pfx = 0 if "." in section[1:] else min(16 - sfx - 1, len(obj_name))
+    name = (obj_name[:max(pfx, 0)] + section)[:15]
+    return _NAME_BAD.sub("_", name)
+
+
+def object_name(path: str | None) -> str:
+    """libbpf's object name: the file's base name up to its first dot."""
+    if not path:
+        return ""
+    return os.path.basename(path).split(".", 1)[0]
+
+
+class _Func:
+    """One function of the object: where its code is, and its label."""
+
+    __slots__ = ("label", "shndx", "start", "size", "section", "cache")
+
+    def __init__(self, label: str, shndx: int, start: int, size: int, section: str) -> None:
+        self.label = label
+        self.shndx = shndx
+        self.start = start
+        self.size = size
+        self.section = section
+        self.cache: Instructions | None = None
+
+
+class ObjectFile:
+    """The parsed pieces of one object that the decoder and linker need."""
+
+    def __init__(self, data: bytes, name: str = "") -> None:
+        self.elf = elf = ELFFile(data)
+        self.name = name
+        self.byte_order = elf.byte_order
+        sh = elf.sections
+        names = elf.names
+        syms = elf.symbols
+        self.sym_bind = syms["info"] >> 4
+        self.sym_type = syms["info"] & 0xF
+        self.license = "GPL"
+        self.kernel_version = 0
+        self.btf: _btf.Spec | None = None
+        self.btf_raw: bytes | None = None
+        self._ext_raw: bytes | None = None
+        self._ext: ExtRecords | None = None
+        self.rels: dict[int, np.ndarray] = {}
+        self.prog_secs: list[int] = []
+        self.data_secs: list[int] = []
+        self.maps_shndx = -1
+        self.legacy_maps_shndx = -1
+        self.struct_ops_secs: list[int] = []
+        for i, name_ in enumerate(names):
+            t = int(sh["type"][i])
+            if t == SHT.REL:
+                target = int(sh["info"][i])
+                if target >= len(names):
+                    raise ELFError(f"relocation section {name_!r} targets section {target}, "
+                                   f"out of range")
+                self.rels[target] = elf.relocations(i)
+            elif t == SHT.PROGBITS and int(sh["flags"][i]) & SHF_EXECINSTR:
+                if int(sh["size"][i]):
+                    self.prog_secs.append(i)
+            elif name_ == "license":
+                self.license = elf.section_bytes(i).split(b"\0", 1)[0].decode("ascii", "replace")
+            elif name_ == "version":
+                raw = elf.section_bytes(i)
+                if len(raw) != 4:
+                    raise ELFError(f"section 'version' is {len(raw)} bytes, expected 4")
+                self.kernel_version = int.from_bytes(raw, elf.byte_order)
+            elif name_ == ".BTF":
+                self.btf_raw = elf.section_bytes(i)
+            elif name_ == ".BTF.ext":
+                self._ext_raw = elf.section_bytes(i)
+            elif name_ == ".maps":
+                self.maps_shndx = i
+            elif name_ == "maps":
+                self.legacy_maps_shndx = i
+            elif name_.startswith(".struct_ops"):
+                self.struct_ops_secs.append(i)
+            elif _DATA_RE.match(name_) and t in (SHT.PROGBITS, SHT.NOBITS):
+                self.data_secs.append(i)
+        if self.btf_raw is not None:
+            self.btf = _btf.Spec.parse(self.btf_raw)
+        self.kconfig: dict[str, tuple[int, int]] = {}
+        if self.btf is not None:
+            self._fix_btf()
+        self._index_functions()
+
+    # -- BTF -------------------------------------------------------------------------
+
+    def _fix_btf(self) -> None:
+        elf = self.elf
+        sizes = {elf.names[i]: int(elf.sections["size"][i]) for i in self.data_secs}
+        if self.maps_shndx >= 0:
+            sizes[".maps"] = int(elf.sections["size"][self.maps_shndx])
+        for i in self.struct_ops_secs:
+            sizes[elf.names[i]] = int(elf.sections["size"][i])
+        for i, n in enumerate(elf.names):
+            if n not in sizes and int(elf.sections["type"][i]) in (SHT.PROGBITS, SHT.NOBITS):
+                sizes[n] = int(elf.sections["size"][i])
+        by_sec: dict[str, dict[str, int]] = {}
+
+        def offsets(sec: str, var: str) -> int | None:
+            table = by_sec.get(sec)
+            if table is None:
+                table = by_sec[sec] = self.symbols_in(sec)
+            return table.get(var)
+
+        blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets)
+        if blob is not None:
+            self.btf_raw = blob
+            self.btf = _btf.Spec.parse(blob)
+
+    def symbols_in(self, sec: str) -> dict[str, int]:
+        """name -> value of the named, non-section symbols of section *sec*."""
+        try:
+            idx = self.elf.names.index(sec)
+        except ValueError:
+            return {}
+        syms = self.elf.symbols
+        sel = np.flatnonzero((syms["shndx"] == idx) & (self.sym_type != STT.SECTION)
+                             & (syms["name"] != 0))
+        return {self.elf.symbol_name(int(j)): int(syms["value"][j]) for j in sel}
+
+    @property
+    def ext(self) -> ExtRecords | None:
+        """The .BTF.ext records (parsed on first use)."""
+        if self._ext is None and self._ext_raw is not None and self.btf is not None:
+            self._ext = ExtRecords(self._ext_raw, self.btf)
+        return self._ext
+
+    # -- functions ---------------------------------------------------------------------
+
+    def _index_functions(self) -> None:
+        elf = self.elf
+        syms = elf.symbols
+        self.funcs: dict[tuple[int, int], _Func] = {}
+        self.labels: dict[str, _Func] = {}
+        self.programs: list[tuple[_Func, int]] = []  # (function, symbol index)
+        prog_set = set(self.prog_secs)
+        if not prog_set:
+            return
+        is_func = (self.sym_type == STT.FUNC) & np.isin(syms["shndx"], list(prog_set))
+        for j in np.flatnonzero(is_func).tolist():
+            shndx = int(syms["shndx"][j])
+            start, size = int(syms["value"][j]), int(syms["size"][j])
+            sec_size = int(elf.sections["size"][shndx])
+            if start % 8 or size % 8 or start + size > sec_size:
+                raise ELFError(f"function {elf.symbol_name(j)!r} ({start}+{size}) is not "
+                               f"whole instructions inside its section")
+            name = elf.symbol_name(j)
+            sec = elf.names[shndx]
+            if (shndx, start) in self.funcs:
+                continue  # an alias
+            label = name if name and name not in self.labels else f"{name}@{sec}+{start}"
+            f = _Func(label, shndx, start, size or (sec_size - start), sec)
+            self.funcs[(shndx, start)] = f
+            self.labels[label] = f
+            if sec != ".text" and self.sym_bind[j] in (STB.GLOBAL, STB.WEAK, STB.LOCAL):
+                self.programs.append((f, j))
+
+    def function_at(self, shndx: int, off: int, where: str) -> _Func:
+        f = self.funcs.get((shndx, off))
+        if f is None:
+            sec = self.elf.names[shndx] if 0 <= shndx < len(self.elf.names) else shndx
+            raise ELFError(f"{where}: target {sec}+{off} is not the start of a function")
+        return f
+
+    def decode(self, f: _Func, data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
+               externs: dict[str, str]) -> Instructions:
+        """The instructions of function *f*, with references and metadata."""
+        if f.cache is not None:
+            return f.cache
+        elf = self.elf
+        raw = elf.section_bytes(f.shndx)[f.start:f.start + f.size]
+        try:
+            insns = Instructions.decode(raw, self.byte_order)
+        except ValueError as e:
+            raise ELFError(f"function {f.label!r} in {f.section!r}: {e}") from None
+        n = len(insns)
+        slots = np.ones(n, dtype=np.int64)
+        for i, insn in enumerate(insns):
+            if insn.opcode == LD_IMM64:
+                slots[i] = 2
+        starts = np.concatenate([[0], np.cumsum(slots)[:-1]]) if n else slots
+        index_of = {int(s): i for i, s in enumerate(starts)}
+        relocated: set[int] = set()
+        rels = self.rels.get(f.shndx)
+        if rels is not None and len(rels):
+            offs = rels["offset"]
+            sel = np.flatnonzero((offs >= f.start) & (offs < f.start + f.size))
+            for r in sel.tolist():
+                off = int(offs[r]) - f.start
+                i = index_of.get(off // 8) if off % 8 == 0 else None
+                if i is None:
+                    raise ELFError(f"{f.section}: relocation at {int(offs[r])} is not at "
+                                   f"an instruction of {f.label!r}")
+                sym = int(rels["info"][r] >> 32)
+                insns[i] = self._relocate(insns[i], f, int(starts[i]), sym, data_maps,
+                                          map_syms, externs)
+                relocated.add(i)
+        for i, insn in enumerate(insns):
+            if i in relocated or insn.opcode != _CALL or insn.src != PSEUDO_CALL:
+                continue
+            # A call to a static function of the same section has no relocation.
+            target = f.start + (int(starts[i]) + 1 + insn.constant) * 8
+            callee = self.function_at(f.shndx, target, f"call in {f.label!r}")
+            insns[i] = insn.replace(reference=callee.label)
+        self._attach_meta(insns, f, starts)
+        insns[0] = insns[0].replace(symbol=f.label)
+        f.cache = insns
+        return insns
+
+    def _relocate(self, insn: Instruction, f: _Func, slot: int, sym: int,
+                  data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
+                  externs: dict[str, str]) -> Instruction:
+        elf = self.elf
+        syms = elf.symbols
+        shndx = int(syms["shndx"][sym])
+        value = int(syms["value"][sym])
+        stype = int(self.sym_type[sym])
+        name = elf.symbol_name(sym)
+        where = f"{f.section}: instruction {slot} of {f.label!r}"
+        if insn.opcode == _CALL:
+            if shndx == SHN_UNDEF:
+                if externs.get(name) != "kfunc":
+                    raise ELFError(f"{where} calls {name!r}, which is neither defined nor a "
+                                   f"__ksym kfunc")
+                return insn.replace(src=PSEUDO_KFUNC_CALL, constant=0, reference=name)
+            if insn.src != PSEUDO_CALL:
+                raise ELFError(f"{where}: relocated call is not a bpf-to-bpf call")
+            target = value + (insn.constant + 1) * 8 if stype == STT.SECTION else value
+            callee = self.function_at(shndx, target, where)
+            return insn.replace(reference=callee.label)
+        if insn.opcode != LD_IMM64:
+            raise ELFError(f"{where}: relocation on an instruction that is neither a call "
+                           f"nor a 64-bit load ({insn})")
+        if shndx == SHN_UNDEF:
+            kind = externs.get(name)
+            if kind == "kconfig":
+                off, _ = self.kconfig[name]
+                return insn.replace(src=PSEUDO_MAP_VALUE, constant=off << 32,
+                                    reference=".kconfig")
+            if kind in ("ksym", "kfunc"):
+                return insn.replace(constant=0, reference=name)
+            raise ELFError(f"{where} refers to the undefined symbol {name!r}, which is not "
+                           f"a .kconfig or .ksyms extern")
+        if shndx >= SHN_LORESERVE or shndx >= len(elf.names):
+            raise ELFError(f"{where} refers to symbol {name!r} in no section")
+        if shndx in self.funcs_sections():
+            # A function pointer (callback): target in bytes.
+            target = value + (insn.constant if stype == STT.SECTION else 0)
+            callee = self.function_at(shndx, target, where)
+            return insn.replace(src=PSEUDO_FUNC, constant=0, reference=callee.label)
+        if shndx == self.maps_shndx or shndx == self.legacy_maps_shndx:
+            mname = map_syms.get((shndx, value))
+            if mname is None:
+                raise ELFError(f"{where} refers to no map at {elf.names[shndx]}+{value}")
+            return insn.replace(src=PSEUDO_MAP_FD, constant=0, reference=mname)
+        sec_map = data_maps.get(shndx)
+        if sec_map is not None:
+            off = (insn.constant & 0xFFFFFFFF) + (0 if stype == STT.SECTION else value)
+            return insn.replace(src=PSEUDO_MAP_VALUE, constant=off << 32, reference=sec_map)
+        raise ELFError(f"{where} refers to {name or elf.names[shndx]!r} in section "
+                       f"{elf.names[shndx]!r}, which is neither code, a map nor data")
+
+    def funcs_sections(self) -> set[int]:
+        return set(self.prog_secs)
+
+    def _attach_meta(self, insns: Instructions, f: _Func, starts: np.ndarray) -> None:
+        ext = self.ext
+        if ext is None or self.btf is None:
+            return
+        end = f.start + f.size
+        index_of = {int(s) * 8 + f.start: i for i, s in enumerate(starts)}
+        metas: dict[int, dict] = {}
+        for off, tid in ext.funcs_in(f.section, f.start, end):
+            i = index_of.get(off)
+            if i is not None:
+                t = self.btf.type_by_id(tid)
+                if not isinstance(t, _btf.Func):
+                    raise BTFError(f"func_info of {f.label!r} names type {tid}, not a FUNC")
+                metas.setdefault(i, {})["func"] = t
+        for line in ext.lines_in(f.section, f.start, end):
+            i = index_of.get(line.insn_off)
+            if i is not None:
+                metas.setdefault(i, {})["line"] = line
+        for relo in ext.core_in(f.section, f.start, end):
+            i = index_of.get(relo.insn_off)
+            if i is not None:
+                metas.setdefault(i, {})["core_relo"] = relo
+        for i, m in metas.items():
+            insns[i] = insns[i].replace(meta=Metadata(section=f.section, **m))
+
+
+def program_flags(sec: str) -> tuple:
+    """(SectionDef, target) for a program section; ELFError if unknown."""
+    found = match_section(sec)
+    if found is None:
+        raise ELFError(f"section {sec!r}: unknown program type (not a libbpf section name)")
+    return found
+
+
+def sleepable_flags(d, sec: str) -> int:
+    flags = 0
+    if d.sleepable:
+        flags |= ProgramFlags.SLEEPABLE
+    if d.frags:
+        flags |= BPF_F_XDP_HAS_FRAGS
+    return flags
+
+
+def data_map_spec(obj: ObjectFile, shndx: int) -> MapSpec:
+    """The array map of data section *shndx* (contents = the section's bytes)."""
+    elf = obj.elf
+    sec = elf.names[shndx]
+    size = int(elf.sections["size"][shndx])
+    value: object = size
+    if obj.btf is not None:
+        found = obj.btf.types_by_name(sec, _btf.Kind.DATASEC)
+        if found and found[0].size == size:
+            value = found[0]
+    flags = MapFlags.MMAPABLE
+    readonly = sec.startswith(".rodata")
+    if readonly:
+        flags |= MapFlags.RDONLY_PROG
+    return MapSpec(type=MapType.ARRAY, key=4, value=value, max_entries=1, flags=int(flags),
+                   name=internal_map_name(obj.name, sec),
+                   contents=[(0, bytearray(elf.section_bytes(shndx)))], freeze=readonly)
