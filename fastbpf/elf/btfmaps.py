@@ -159,7 +159,7 @@ def _initial_values(obj, shndx: int, specs: dict, values_at: dict) -> None:
         off = int(rels["offset"][r])
         sym = int(rels["info"][r] >> 32)
         for name, (start, size) in values_at.items():
-            if start <= off < start + max(size, 8 * 1024 * 1024):
+            if start <= off < start + size:
                 break
         else:
             raise ELFError(f".maps relocation at {off} is not in a map's values")
