@@ -168,6 +168,7 @@ def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> 
     offs, kinds = s._offs, s._kinds
     extra = b""
     dummy_var = 0
+    arg_name = 0
     n_types = len(offs)
     appended: list[int] = []
     str_len = s._str_len
@@ -178,22 +179,30 @@ def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> 
         extra += text.encode() + b"\0"
         return off
 
-    # .ksyms may hold FUNCs (kfuncs); the kernel wants VARs in a DATASEC.
+    # .ksyms holds FUNCs (kfuncs) and VARs that may be typeless (const void);
+    # the kernel wants sized VARs in a DATASEC. Nothing reads this section's
+    # layout, so every entry becomes a 4-byte int variable.
     for idx in np.flatnonzero(kinds == K_DATASEC):
         o = int(offs[idx])
+        if s.string_at(int(words[o])) != ".ksyms":
+            continue
         vlen = int(words[o + 1]) & 0xFFFF
+        if not dummy_var:
+            name = add_string("__fastbpf_ksym")
+            int_id = n_types + 1
+            appended += [name, _info(K_INT, 0), 4, (1 << 24) | 32]
+            dummy_var = n_types + 2
+            appended += [name, _info(K_VAR, 0), int_id, 1]
         for j in range(vlen):
-            vid = int(words[o + 3 + 3 * j])
-            if kinds[vid - 1] != K_FUNC:
-                continue
-            if not dummy_var:
-                name = add_string("__fastbpf_ksym")
-                int_id = n_types + 1
-                appended += [name, _info(K_INT, 0), 4, 32]
-                dummy_var = n_types + 2
-                appended += [name, _info(K_VAR, 0), int_id, 1]
-            words[o + 3 + 3 * j] = dummy_var
-            words[o + 3 + 3 * j + 2] = 4
+            b = o + 3 + 3 * j
+            vid = int(words[b])
+            if kinds[vid - 1] == K_VAR:
+                words[int(offs[vid - 1]) + 2] = int_id
+            else:
+                words[b] = dummy_var
+            words[b + 1] = 4 * j
+            words[b + 2] = 4
+        words[o + 2] = 4 * vlen
     for idx in np.flatnonzero(kinds == K_VAR):
         o = int(offs[idx])
         if int(words[o + 3]) > 1:       # extern -> global allocated
@@ -203,6 +212,17 @@ def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> 
         linkage = int(words[o + 1]) & 0xFFFF
         if linkage > 1 or (linkage == 1 and "func_global" in missing):
             words[o + 1] = _info(K_FUNC, 0)   # extern (or unsupported global) -> static
+        if linkage > 1:
+            # The kernel wants named parameters; clang leaves externs' unnamed.
+            proto = int(words[o + 2])
+            po = int(offs[proto - 1]) if 0 < proto <= n_types else -1
+            if po >= 0 and kinds[proto - 1] == K_FUNC_PROTO:
+                for j in range(int(words[po + 1]) & 0xFFFF):
+                    b = po + 3 + 2 * j
+                    if int(words[b]) == 0 and int(words[b + 1]) != 0:
+                        if not arg_name:
+                            arg_name = add_string("arg")
+                        words[b] = arg_name
     if missing:
         _downgrade(s, words, missing)
     out_words = np.concatenate([words, np.array(appended, dtype=np.uint32)]) \

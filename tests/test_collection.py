@@ -1,0 +1,307 @@
+"""The ELF loader end to end: objects from testdata/ loaded into the kernel,
+their programs run (BPF_PROG_TEST_RUN) or attached, results read back through
+maps and variables."""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+
+import fastbpf
+from fastbpf import asm, btf
+from fastbpf.elf import internal_map_name
+from fastbpf.linker import read_kconfig
+
+HERE = os.path.dirname(__file__)
+TESTDATA = os.path.join(HERE, "..", "testdata")
+LOADER = os.path.join(TESTDATA, "loader-el.o")
+LOADER_EB = os.path.join(TESTDATA, "loader-eb.o")
+PACKET = bytes(64)
+
+
+def _fds() -> set[int]:
+    gc.collect()
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def coll():
+    with fastbpf.load_collection(LOADER) as c:
+        yield c
+
+
+def test_spec_describes_the_object():
+    spec = fastbpf.load_collection_spec(LOADER)
+    assert set(spec.programs) == {"count_packets", "use_subprogs", "tail_target", "do_tail_call",
+                                  "tc_externs", "find_task", "on_getppid"}
+    assert spec.programs["count_packets"].type == fastbpf.ProgramType.XDP
+    assert spec.programs["on_getppid"].type == fastbpf.ProgramType.TRACEPOINT
+    assert spec.programs["find_task"].flags & fastbpf.ProgramFlags.SLEEPABLE
+    assert spec.programs["tc_externs"].section == "tc"
+    counts = spec.maps["counts"]
+    assert counts.type == fastbpf.MapType.HASH and counts.max_entries == 64
+    assert counts.key_dtype == np.uint32 and counts.value_dtype == np.uint64
+    assert spec.maps["pinned_pairs"].pinning == fastbpf.PinType.BY_NAME
+    assert spec.maps["outer"].inner.type == fastbpf.MapType.ARRAY
+    assert spec.maps["outer"].contents == [(0, "inner_a"), (1, "inner_b")]
+    assert spec.maps["jumps"].contents == [(1, "tail_target")]
+    ro = spec.maps[".rodata"]
+    assert ro.freeze and ro.flags & fastbpf.MapFlags.RDONLY_PROG
+    assert spec.variables["verdict"].value == 2
+    assert spec.variables["last_len"].value == 7
+    assert spec.variables["custom_ro"].value == 22
+    pair = spec.variables["pair_var"].value
+    assert (pair["a"], pair["b"]) == (1, 2)
+    assert spec.license == "GPL" if hasattr(spec, "license") else True
+    insns = spec.programs["count_packets"].instructions
+    assert isinstance(insns, asm.Instructions)
+    assert insns[0].symbol == "count_packets" and insns[0].meta.func.name == "count_packets"
+    assert any(i.meta is not None and i.meta.line is not None for i in insns)
+    assert {i.reference for i in insns if i.reference} >= {"counts", ".bss", ".rodata"}
+
+
+def test_data_map_names_follow_libbpf():
+    assert internal_map_name("loader-el", ".rodata") == "loader_e.rodata"
+    assert internal_map_name("loader-el", ".bss") == "loader_e.bss"
+    assert internal_map_name("x", ".data") == "x.data"
+    assert internal_map_name("loader-el", ".rodata.custom") == ".rodata.custom"
+    assert internal_map_name("obj", ".data.a-very-long-name") == ".data.a_very_lo"
+
+
+@pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool is not installed")
+def test_map_names_match_bpftool(bpffs_dir):
+    # (loader.o pins a map by name, which bpftool would put in /sys/fs/bpf)
+    obj = os.path.join(TESTDATA, "many_progs-el.o")
+    pins = os.path.join(bpffs_dir, "maps")
+    out = subprocess.run(["bpftool", "prog", "loadall", obj, os.path.join(bpffs_dir, "p"),
+                          "pinmaps", pins], capture_output=True, text=True)
+    try:
+        assert out.returncode == 0, out.stderr
+        theirs = set()
+        for f in os.listdir(pins):
+            with fastbpf.Map.from_pin(os.path.join(pins, f)) as m:
+                theirs.add(m.info().name)
+    finally:
+        shutil.rmtree(os.path.join(bpffs_dir, "p"), ignore_errors=True)
+        shutil.rmtree(pins, ignore_errors=True)
+    with fastbpf.load_collection(obj) as coll:
+        ours = {m.info().name for m in coll.maps.values()}
+    assert ours == theirs and "many_pro.rodata" in ours
+
+
+def test_run_counts_through_maps_and_variables(coll):
+    prog = coll.programs["count_packets"]
+    for _ in range(3):
+        assert prog.test_run(PACKET).retval == fastbpf.XDPAction.PASS
+    assert coll.maps["counts"][0] == 3
+    assert coll.variables["packets"].value == 3
+    assert coll.variables["last_len"].value == 64 * 3
+    coll.variables["packets"].set(100)           # a live write, seen by the program
+    prog.test_run(PACKET)
+    assert coll.variables["packets"].value == 101
+    assert coll.maps[".bss"].info().name == "loader_e.bss"
+    assert coll.maps["pinned_pairs"].value_dtype.names == ("a", "b")
+
+
+def test_rodata_set_before_load_and_frozen_after():
+    spec = fastbpf.load_collection_spec(LOADER)
+    spec.variables["verdict"].set(fastbpf.XDPAction.DROP)
+    spec.variables["multiplier"].set(5)
+    with pytest.raises(ValueError):
+        spec.variables["multiplier"].set(-1)
+    with spec.load() as c:
+        r = c.programs["count_packets"].test_run(PACKET)
+        assert r.retval == fastbpf.XDPAction.DROP
+        assert c.variables["last_len"].value == 64 * 5
+        assert c.variables["verdict"].value == 1
+        with pytest.raises(PermissionError):
+            c.variables["verdict"].set(2)
+    # the file's value is untouched in a fresh spec
+    assert fastbpf.load_collection_spec(LOADER).variables["verdict"].value == 2
+
+
+def test_subprograms_callbacks_weak_and_map_of_maps(coll):
+    coll.maps["pinned_pairs"][1] = (3, 4)
+    assert coll.programs["use_subprogs"].test_run(PACKET).retval == fastbpf.XDPAction.PASS
+    assert coll.variables["loop_sum"].value == 0 + 1 + 2 + 3 + 4   # bpf_loop callback
+    assert coll.variables["pair_var"].value["a"] == 7 + 101        # global + __weak
+    assert coll.variables["custom_data"].value == 11 + 22           # .data.custom/.rodata.custom
+    assert coll.maps["inner_b"][0] == 5                              # outer[1] is inner_b
+    assert coll.maps["inner_a"][0] == 0
+    assert coll.maps["outer"][0].info().id == coll.maps["inner_a"].info().id
+
+
+def test_prog_array_static_initialiser(coll):
+    r = coll.programs["do_tail_call"].test_run(PACKET)
+    assert r.retval == fastbpf.XDPAction.TX
+    assert coll.variables["tail_hits"].value == 1
+
+
+def _kallsyms(name):
+    with open("/proc/kallsyms") as f:
+        for line in f:
+            parts = line.split()
+            if parts[2] == name:
+                return int(parts[0], 16)
+    return None
+
+
+def test_kconfig_and_ksym_externs(coll):
+    r = coll.programs["tc_externs"].test_run(PACKET)
+    assert r.retval == 3 * (1 + 2)
+    v = coll.variables
+    rel = os.uname().release.split("-")[0].split(".")
+    want = (int(rel[0]) << 16) | (int(rel[1]) << 8) | min(int(rel[2]) if len(rel) > 2 else 0, 255)
+    assert v["kver"].value == want
+    assert v["has_cookie"].value == 1
+    cfg = read_kconfig()
+    if cfg:
+        assert v["bpf_syscall"].value == {"y": 1, "m": 2}[cfg["CONFIG_BPF_SYSCALL"]]
+        assert v["hz"].value == int(cfg.get("CONFIG_HZ", "0"))
+    assert v["not_a_thing"].value == 0                   # __weak and absent
+    assert v["schedule_addr"].value == _kallsyms("schedule")
+    assert v["CONFIG_FASTBPF_NOT_A_THING"].value == 0
+
+
+def test_kfunc_call(coll):
+    ctx = struct.pack("<i", os.getpid())
+    r = coll.programs["find_task"].test_run(ctx=ctx)
+    assert r.retval == 0 and coll.variables["task_found"].value == 1
+    r = coll.programs["find_task"].test_run(ctx=struct.pack("<i", 0x7FFFFFF0))
+    assert r.retval == 1
+
+
+def test_auto_attach_tracepoint(coll):
+    with coll.programs["on_getppid"].attach():
+        for _ in range(5):
+            os.getppid()
+    assert coll.maps["counts"][9] >= 5
+    with pytest.raises(ValueError, match="interface"):
+        coll.programs["count_packets"].attach()
+
+
+def test_func_and_line_info_reach_the_kernel(coll):
+    prog = coll.programs["use_subprogs"]
+    assert fastbpf._core.prog_info(prog.fd)["btf_id"] == coll.btf.id
+    if shutil.which("bpftool"):
+        out = subprocess.run(["bpftool", "prog", "dump", "xlated", "id", str(prog.id)],
+                             capture_output=True, text=True).stdout
+        assert "bpf_loop(5, loop_cb, 0, 0);" in out
+        assert "static int loop_cb(__u32 i, void *ctx)" in out or "loop_cb" in out
+
+
+def test_pin_by_name_reuses_and_checks(bpffs_dir):
+    spec = fastbpf.load_collection_spec(LOADER)
+    with spec.load(pin_path=bpffs_dir) as a:
+        pin = os.path.join(bpffs_dir, "pinned_pairs")
+        assert os.path.exists(pin)
+        a.maps["pinned_pairs"][2] = (5, 6)
+        with spec.load(pin_path=bpffs_dir) as b:
+            assert b.maps["pinned_pairs"].info().id == a.maps["pinned_pairs"].info().id
+            assert tuple(b.maps["pinned_pairs"][2]) == (5, 6)
+    bad = spec.copy()
+    bad.maps["pinned_pairs"].max_entries = 8
+    before = _fds()
+    with pytest.raises(fastbpf.MapIncompatibleError, match="max_entries") as ei:
+        bad.load(pin_path=bpffs_dir)
+    assert ei.value.fields == {"max_entries": (8, 4)}
+    assert _fds() == before
+    assert os.listdir(bpffs_dir) == ["pinned_pairs"]
+
+
+def test_failed_load_leaves_nothing(bpffs_dir):
+    spec = fastbpf.load_collection_spec(LOADER)
+    spec.programs["tail_target"].instructions = asm.Instructions([asm.exit()])  # r0 unset
+    before = _fds()
+    with pytest.raises(fastbpf.VerifierError) as ei:
+        spec.load(pin_path=bpffs_dir)
+    assert "tail_target" in str(ei.value)
+    assert _fds() == before
+    assert os.listdir(bpffs_dir) == []
+
+
+def test_spec_copy_is_independent():
+    spec = fastbpf.load_collection_spec(LOADER)
+    c = spec.copy()
+    c.variables["verdict"].set(1)
+    c.maps["counts"].max_entries = 5
+    assert spec.variables["verdict"].value == 2 and spec.maps["counts"].max_entries == 64
+
+
+def test_sources_bytes_and_file_objects():
+    with open(LOADER, "rb") as f:
+        a = fastbpf.load_collection_spec(f)
+    b = fastbpf.load_collection_spec(open(LOADER, "rb").read())
+    c = fastbpf.load_collection_spec(bytearray(open(LOADER, "rb").read()), name="x")
+    assert set(a.programs) == set(b.programs) == set(c.programs)
+    assert b.maps[".rodata"].name == ".rodata" and c.maps[".rodata"].name == "x.rodata"
+    with pytest.raises(TypeError):
+        fastbpf.load_collection_spec(12)
+
+
+def test_big_endian_object_parses_but_does_not_load():
+    spec = fastbpf.load_collection_spec(LOADER_EB)
+    le = fastbpf.load_collection_spec(LOADER)
+    assert spec.byte_order == "big"
+    assert set(spec.programs) == set(le.programs) and set(spec.maps) == set(le.maps)
+    assert spec.variables["verdict"].value == 2 and spec.variables["custom_ro"].value == 22
+    assert len(spec.programs["count_packets"].instructions) == \
+        len(le.programs["count_packets"].instructions)
+    with pytest.raises(fastbpf.ELFError, match="big-endian"):
+        spec.load()
+
+
+def test_legacy_maps_section():
+    with fastbpf.load_collection(os.path.join(TESTDATA, "legacy_maps-el.o")) as c:
+        assert c.maps["legacy_counts"].info().max_entries == 4
+        c.programs["count_socket"].test_run(PACKET)
+        once = int(c.maps["legacy_counts"][2].view(np.uint64))
+        c.programs["count_socket"].test_run(PACKET)
+        assert once > 0 and c.maps["legacy_counts"][2].view(np.uint64) == 2 * once
+        assert c.maps["legacy_hash"][2].view(np.uint32) == 2
+
+
+def test_many_programs_object():
+    with fastbpf.load_collection(os.path.join(TESTDATA, "many_progs-el.o")) as c:
+        assert len(c.programs) == 16 and len(c.maps) == 13
+        c.programs["prog1"].test_run(PACKET)
+        assert c.maps["map1"][1] == 1
+
+
+def test_close_releases_everything():
+    before = _fds()
+    c = fastbpf.load_collection(LOADER)
+    v = c.variables["packets"]
+    assert v.value == 0
+    c.close()
+    c.close()
+    assert _fds() == before
+
+
+def test_errors_on_garbage():
+    with pytest.raises(fastbpf.ELFError):
+        fastbpf.load_collection_spec(b"")
+    with pytest.raises(fastbpf.ELFError):
+        fastbpf.load_collection_spec(b"\x7fELF" + bytes(100))
+    raw = bytearray(open(LOADER, "rb").read())
+    raw[18] = 62  # EM_X86_64
+    with pytest.raises(fastbpf.ELFError, match="not BPF"):
+        fastbpf.load_collection_spec(bytes(raw))
+
+
+def test_instruction_metadata_survives_replace_and_is_ignored_by_equality():
+    insns = fastbpf.load_collection_spec(LOADER).programs["tail_target"].instructions
+    first = insns[0]
+    moved = first.replace(dst=first.dst)
+    assert moved.meta is first.meta and moved == first
+    bare = first.replace(meta=None)
+    assert bare == first and hash(bare) == hash(first) and bare.meta is None
+    assert insns.resolve()[0].meta is first.meta
+    tagged = asm.Mov.imm(asm.R0, 0).with_meta(section="x")
+    assert tagged.meta.section == "x" and tagged == asm.Mov.imm(asm.R0, 0)
