@@ -305,3 +305,34 @@ def test_instruction_metadata_survives_replace_and_is_ignored_by_equality():
     assert insns.resolve()[0].meta is first.meta
     tagged = asm.Mov.imm(asm.R0, 0).with_meta(section="x")
     assert tagged.meta.section == "x" and tagged == asm.Mov.imm(asm.R0, 0)
+
+
+# Features in the order kernels gained them: a kernel lacking one lacks the later ones.
+_BTF_AGES = ["func", "datasec", "func_global", "float", "decl_tag", "type_tag", "enum64"]
+
+
+@pytest.mark.parametrize("first_missing", range(len(_BTF_AGES) + 1))
+@pytest.mark.parametrize("obj", ["loader-el.o", "btf_types-el.o", "many_progs-el.o"])
+def test_sanitised_btf_loads_for_older_kernels(obj, first_missing):
+    """The BTF rewritten for a kernel without the newer kinds is still valid BTF."""
+    from fastbpf.elf.btffix import sanitize
+    spec = fastbpf.load_collection_spec(os.path.join(TESTDATA, obj))
+    missing = frozenset(_BTF_AGES[first_missing:])
+    blob = sanitize(spec.btf, spec.btf_blob, missing)
+    fastbpf._core.btf_load(blob).close()
+    kinds = {t.kind for t in btf.Spec.parse(blob)}
+    if "func" in missing:
+        assert btf.Kind.FUNC not in kinds and btf.Kind.FUNC_PROTO not in kinds
+    if "datasec" in missing:
+        assert btf.Kind.DATASEC not in kinds and btf.Kind.VAR not in kinds
+    if "enum64" in missing:
+        assert btf.Kind.ENUM64 not in kinds
+
+
+def test_btf_feature_probes():
+    from fastbpf import features
+    for name in _BTF_AGES:
+        p = features.probe_btf_feature(name)
+        assert p.ok or p.errno, p
+    assert features.missing_btf_features() == frozenset(
+        n for n in _BTF_AGES if not features.probe_btf_feature(n).ok)

@@ -179,6 +179,16 @@ def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> 
         extra += text.encode() + b"\0"
         return off
 
+    int_id = 0
+
+    def ensure_int() -> int:
+        """An appended 4-byte int type (placeholder for rewritten types)."""
+        nonlocal int_id
+        if not int_id:
+            int_id = n_types + 1 + len(appended) // 4
+            appended.extend([add_string("__fastbpf_int"), _info(K_INT, 0), 4, (1 << 24) | 32])
+        return int_id
+
     # .ksyms holds FUNCs (kfuncs) and VARs that may be typeless (const void);
     # the kernel wants sized VARs in a DATASEC. Nothing reads this section's
     # layout, so every entry becomes a 4-byte int variable.
@@ -188,16 +198,17 @@ def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> 
             continue
         vlen = int(words[o + 1]) & 0xFFFF
         if not dummy_var:
-            name = add_string("__fastbpf_ksym")
-            int_id = n_types + 1
-            appended += [name, _info(K_INT, 0), 4, (1 << 24) | 32]
-            dummy_var = n_types + 2
-            appended += [name, _info(K_VAR, 0), int_id, 1]
+            tid = ensure_int()
+            dummy_var = n_types + 1 + len(appended) // 4
+            if "datasec" in missing:   # no VARs either: an int of the same length
+                appended.extend([add_string("__fastbpf_ksym"), _info(K_INT, 0), 1, 8])
+            else:
+                appended.extend([add_string("__fastbpf_ksym"), _info(K_VAR, 0), tid, 1])
         for j in range(vlen):
             b = o + 3 + 3 * j
             vid = int(words[b])
             if kinds[vid - 1] == K_VAR:
-                words[int(offs[vid - 1]) + 2] = int_id
+                words[int(offs[vid - 1]) + 2] = ensure_int()
             else:
                 words[b] = dummy_var
             words[b + 1] = 4 * j
@@ -224,14 +235,16 @@ def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> 
                             arg_name = add_string("arg")
                         words[b] = arg_name
     if missing:
-        _downgrade(s, words, missing)
+        _downgrade(s, words, missing, ensure_int, add_string)
     out_words = np.concatenate([words, np.array(appended, dtype=np.uint32)]) \
         if appended else words
     return encode_words(s, out_words, extra, order=sys.byteorder)
 
 
-def _downgrade(s: Spec, words: np.ndarray, missing: frozenset[str]) -> None:
+def _downgrade(s: Spec, words: np.ndarray, missing: frozenset[str], ensure_int,
+               add_string) -> None:
     """Rewrite kinds the kernel lacks into older kinds of the same length."""
+    arg_name = 0
     for idx, kind in enumerate(s._kinds.tolist()):
         o = int(s._offs[idx])
         vlen = int(words[o + 1]) & 0xFFFF
@@ -241,7 +254,11 @@ def _downgrade(s: Spec, words: np.ndarray, missing: frozenset[str]) -> None:
             words[o + 1] = _info(K_ENUM, vlen)
             words[o + 2] = 4
             for j in range(vlen):
-                words[o + 3 + 2 * j + 1] = j      # enum values instead of param types
+                b = o + 3 + 2 * j
+                if not int(words[b]):              # enum values need names
+                    arg_name = arg_name or add_string("arg")
+                    words[b] = arg_name
+                words[b + 1] = j                   # enum values instead of param types
         elif kind == K_VAR and "datasec" in missing:
             words[o + 1] = _info(K_INT, 0)
             words[o + 2] = 1
@@ -265,7 +282,7 @@ def _downgrade(s: Spec, words: np.ndarray, missing: frozenset[str]) -> None:
             words[o + 1] = _info(K_UNION, vlen)
             for j in range(vlen):
                 b = o + 3 + 3 * j
-                words[b + 1], words[b + 2] = 0, 0     # members of type void at offset 0
+                words[b + 1], words[b + 2] = ensure_int(), 0   # int members at offset 0
 
 
 def check_blob(blob: bytes) -> None:
