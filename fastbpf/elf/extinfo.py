@@ -101,6 +101,21 @@ class ExtRecords:
         sel = a[(a[:, 0] >= start) & (a[:, 0] < end)]
         return [(int(r[0]), int(r[1])) for r in sel]
 
+    def line_rows(self, sec: str, start: int, end: int) -> np.ndarray | None:
+        """The line_info rows (byte offset, file, line, line/col) in [start, end)."""
+        a = self.line.get(sec)
+        if a is None:
+            return None
+        return a[(a[:, 0] >= start) & (a[:, 0] < end)]
+
+    def line_infos(self, rows: np.ndarray, start: int = 0) -> list[LineInfo]:
+        """LineInfo objects for *rows* (``raw`` holds the native record)."""
+        out = []
+        for off, f_off, l_off, lc in rows.tolist():
+            out.append(LineInfo(off, self._string(f_off), self._string(l_off), lc >> 10,
+                                lc & 0x3FF, struct.pack("=IIII", off, f_off, l_off, lc)))
+        return out
+
     def lines_in(self, sec: str, start: int, end: int) -> list[LineInfo]:
         """LineInfo records (with ``raw`` = the native record) in [start, end)."""
         a = self.line.get(sec)

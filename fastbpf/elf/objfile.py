@@ -69,7 +69,7 @@ def object_name(path: str | None) -> str:
 class _Func:
     """One function of the object: where its code is, and its label."""
 
-    __slots__ = ("label", "shndx", "start", "size", "section", "cache")
+    __slots__ = ("label", "shndx", "start", "size", "section", "cache", "code")
 
     def __init__(self, label: str, shndx: int, start: int, size: int, section: str) -> None:
         self.label = label
@@ -78,6 +78,61 @@ class _Func:
         self.size = size
         self.section = section
         self.cache: Instructions | None = None
+        self.code: Code | None = None
+
+
+class Code:
+    """One function as the loader's fast path uses it: the raw bytes, the
+    relocations by slot, and the .BTF.ext records (see ObjectFile.analyze)."""
+
+    __slots__ = ("raw", "relocs", "ext", "nslots")
+
+    def __init__(self, raw: bytes, relocs: dict[int, tuple], ext: tuple) -> None:
+        self.raw = raw
+        self.relocs = relocs
+        self.ext = ext
+        self.nslots = len(raw) // 8
+
+
+_INSN_DT = {o: np.dtype([("code", "u1"), ("regs", "u1"), ("off", c + "i2"), ("imm", c + "i4")])
+            for o, c in (("little", "<"), ("big", ">"))}
+
+
+def _second_halves(codes: np.ndarray) -> set[int]:
+    """Slots holding the second half of an ld_imm64."""
+    out: set[int] = set()
+    cand = np.flatnonzero(codes == LD_IMM64).tolist()
+    if not cand:
+        return out
+    i, n = 0, len(codes)
+    lst = codes.tolist()
+    while i < n:
+        if lst[i] == LD_IMM64:
+            out.add(i + 1)
+            i += 2
+        else:
+            i += 1
+    return out
+
+
+def _apply(insn: Instruction, rel: tuple, raw_) -> Instruction:
+    """*insn* with relocation *rel* (from ObjectFile._reloc_kind) made symbolic."""
+    kind = rel[0]
+    i = insn
+    if kind == "call":
+        return raw_(i.opcode, i.dst, i.src, i.offset, i.constant, i.symbol, rel[1], i.map, i.meta)
+    if kind == "func":
+        return raw_(i.opcode, i.dst, PSEUDO_FUNC, i.offset, 0, i.symbol, rel[1], i.map, i.meta)
+    if kind == "map":
+        return raw_(i.opcode, i.dst, PSEUDO_MAP_FD, i.offset, 0, i.symbol, rel[1], i.map,
+                    i.meta)
+    if kind == "mapval":
+        return raw_(i.opcode, i.dst, PSEUDO_MAP_VALUE, i.offset, rel[2] << 32, i.symbol,
+                    rel[1], i.map, i.meta)
+    if kind == "kfunc":
+        return raw_(i.opcode, i.dst, PSEUDO_KFUNC_CALL, i.offset, 0, i.symbol, rel[1], i.map,
+                    i.meta)
+    return raw_(i.opcode, i.dst, i.src, i.offset, 0, i.symbol, rel[1], i.map, i.meta)  # ksym
 
 
 class ObjectFile:
@@ -104,6 +159,7 @@ class ObjectFile:
         self.maps_shndx = -1
         self.legacy_maps_shndx = -1
         self.struct_ops_secs: list[int] = []
+        self._prog_set: set[int] = set()
         for i, name_ in enumerate(names):
             t = int(sh["type"][i])
             if t == SHT.REL:
@@ -134,6 +190,7 @@ class ObjectFile:
                 self.struct_ops_secs.append(i)
             elif _DATA_RE.match(name_) and t in (SHT.PROGBITS, SHT.NOBITS):
                 self.data_secs.append(i)
+        self._prog_set = set(self.prog_secs)
         if self.btf_raw is not None:
             self.btf = _btf.Spec.parse(self.btf_raw)
         self.kconfig: dict[str, tuple[int, int]] = {}
@@ -221,131 +278,155 @@ class ObjectFile:
             raise ELFError(f"{where}: target {sec}+{off} is not the start of a function")
         return f
 
-    def decode(self, f: _Func, data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
-               externs: dict[str, str]) -> Instructions:
-        """The instructions of function *f*, with references and metadata."""
-        if f.cache is not None:
-            return f.cache
-        elf = self.elf
-        raw = elf.section_bytes(f.shndx)[f.start:f.start + f.size]
-        try:
-            insns = Instructions.decode(raw, self.byte_order)
-        except ValueError as e:
-            raise ELFError(f"function {f.label!r} in {f.section!r}: {e}") from None
-        n = len(insns)
-        slots = np.ones(n, dtype=np.int64)
-        for i, insn in enumerate(insns):
-            if insn.opcode == LD_IMM64:
-                slots[i] = 2
-        starts = np.concatenate([[0], np.cumsum(slots)[:-1]]) if n else slots
-        index_of = {int(s): i for i, s in enumerate(starts)}
-        relocated: set[int] = set()
+    def analyze(self, f: _Func, data_maps: dict[int, str],
+                map_syms: dict[tuple[int, int], str], externs: dict[str, str]) -> "Code":
+        """Function *f*'s bytes, relocations and ext records, by slot (cached)."""
+        code = f.code
+        if code is not None:
+            return code
+        raw = self.elf.section_bytes(f.shndx)[f.start:f.start + f.size]
+        if len(raw) % 8 or not raw:
+            raise ELFError(f"function {f.label!r} in {f.section!r} is not whole instructions")
+        dt = _INSN_DT[self.byte_order]
+        arr = np.frombuffer(raw, dt)
+        codes = arr["code"]
+        second = _second_halves(codes)
+        relocs: dict[int, tuple] = {}
         rels = self.rels.get(f.shndx)
         if rels is not None and len(rels):
             offs = rels["offset"]
             sel = np.flatnonzero((offs >= f.start) & (offs < f.start + f.size))
             for r in sel.tolist():
                 off = int(offs[r]) - f.start
-                i = index_of.get(off // 8) if off % 8 == 0 else None
-                if i is None:
+                slot = off // 8
+                if off % 8 or slot in second:
                     raise ELFError(f"{f.section}: relocation at {int(offs[r])} is not at "
                                    f"an instruction of {f.label!r}")
-                sym = int(rels["info"][r] >> 32)
-                insns[i] = self._relocate(insns[i], f, int(starts[i]), sym, data_maps,
-                                          map_syms, externs)
-                relocated.add(i)
-        for i, insn in enumerate(insns):
-            if i in relocated or insn.opcode != _CALL or insn.src != PSEUDO_CALL:
+                relocs[slot] = self._reloc_kind(arr, slot, f, int(rels["info"][r] >> 32),
+                                                data_maps, map_syms, externs)
+        # Calls to static functions of the same section carry no relocation.
+        src = (arr["regs"] >> 4) if self.byte_order == "little" else (arr["regs"] & 0xF)
+        for slot in np.flatnonzero((codes == _CALL) & (src == PSEUDO_CALL)).tolist():
+            if slot in relocs or slot in second:
                 continue
-            # A call to a static function of the same section has no relocation.
-            target = f.start + (int(starts[i]) + 1 + insn.constant) * 8
+            target = f.start + (slot + 1 + int(arr["imm"][slot])) * 8
             callee = self.function_at(f.shndx, target, f"call in {f.label!r}")
-            insns[i] = insn.replace(reference=callee.label)
-        self._attach_meta(insns, f, starts)
-        insns[0] = insns[0].replace(symbol=f.label)
+            relocs[slot] = ("call", callee.label)
+        code = f.code = Code(raw, relocs, self._ext_records(f))
+        return code
+
+    def _ext_records(self, f: _Func) -> tuple:
+        """(func_info [(slot, type id)], line_info rows, CO-RE [(slot, relo)])."""
+        ext = self.ext
+        if ext is None or self.btf is None:
+            return [], None, []
+        end = f.start + f.size
+        funcs = [((off - f.start) // 8, tid) for off, tid in ext.funcs_in(f.section, f.start, end)]
+        for _, tid in funcs:
+            if not 0 < tid < len(self.btf) or self.btf._kinds[tid - 1] != 12:
+                raise BTFError(f"func_info of {f.label!r} names type {tid}, not a FUNC")
+        lines = ext.line_rows(f.section, f.start, end)
+        core = [((r.insn_off - f.start) // 8, r) for r in ext.core_in(f.section, f.start, end)]
+        return funcs, lines, core
+
+    def decode(self, f: _Func, data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
+               externs: dict[str, str]) -> Instructions:
+        """The instructions of function *f*, with references and metadata."""
+        if f.cache is not None:
+            return f.cache
+        code = self.analyze(f, data_maps, map_syms, externs)
+        try:
+            insns = Instructions.decode(code.raw, self.byte_order)
+        except ValueError as e:
+            raise ELFError(f"function {f.label!r} in {f.section!r}: {e}") from None
+        index_of = {}
+        slot = 0
+        for i, insn in enumerate(insns):
+            index_of[slot] = i
+            slot += 2 if insn.opcode == LD_IMM64 else 1
+        raw_ = Instruction._raw
+        for slot, rel in code.relocs.items():
+            i = index_of.get(slot)
+            if i is None:
+                raise ELFError(f"{f.section}: relocation at slot {slot} of {f.label!r} is "
+                               f"inside an instruction")
+            insns[i] = _apply(insns[i], rel, raw_)
+        metas: dict[int, dict] = {}
+        funcs, lines, core = code.ext
+        for slot, tid in funcs:
+            if slot in index_of:
+                metas.setdefault(index_of[slot], {})["func"] = self.btf.type_by_id(tid)
+        if lines is not None:
+            for info in self.ext.line_infos(lines, f.start):
+                i = index_of.get((info.insn_off - f.start) // 8)
+                if i is not None:
+                    metas.setdefault(i, {})["line"] = info
+        for slot, relo in core:
+            if slot in index_of:
+                metas.setdefault(index_of[slot], {})["core_relo"] = relo
+        for i, m in metas.items():
+            insns[i] = insns[i].replace(meta=Metadata(section=f.section, **m))
+        first = insns[0]
+        insns[0] = raw_(first.opcode, first.dst, first.src, first.offset, first.constant,
+                        f.label, first.reference, first.map, first.meta)
         f.cache = insns
         return insns
 
-    def _relocate(self, insn: Instruction, f: _Func, slot: int, sym: int,
-                  data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
-                  externs: dict[str, str]) -> Instruction:
+    def _reloc_kind(self, arr: np.ndarray, slot: int, f: _Func, sym: int,
+                    data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
+                    externs: dict[str, str]) -> tuple:
+        """What the relocation of instruction *slot* means: ("map", name),
+        ("mapval", name, offset), ("call"|"func", label), ("kfunc"|"ksym", name)."""
         elf = self.elf
         syms = elf.symbols
         shndx = int(syms["shndx"][sym])
         value = int(syms["value"][sym])
         stype = int(self.sym_type[sym])
         name = elf.symbol_name(sym)
+        code = int(arr["code"][slot])
+        imm = int(arr["imm"][slot])
         where = f"{f.section}: instruction {slot} of {f.label!r}"
-        if insn.opcode == _CALL:
+        if code == _CALL:
             if shndx == SHN_UNDEF:
                 if externs.get(name) != "kfunc":
                     raise ELFError(f"{where} calls {name!r}, which is neither defined nor a "
                                    f"__ksym kfunc")
-                return insn.replace(src=PSEUDO_KFUNC_CALL, constant=0, reference=name)
-            if insn.src != PSEUDO_CALL:
+                return ("kfunc", name)
+            regs = int(arr["regs"][slot])
+            src = regs >> 4 if self.byte_order == "little" else regs & 0xF
+            if src != PSEUDO_CALL:
                 raise ELFError(f"{where}: relocated call is not a bpf-to-bpf call")
-            target = value + (insn.constant + 1) * 8 if stype == STT.SECTION else value
-            callee = self.function_at(shndx, target, where)
-            return insn.replace(reference=callee.label)
-        if insn.opcode != LD_IMM64:
+            target = value + (imm + 1) * 8 if stype == STT.SECTION else value
+            return ("call", self.function_at(shndx, target, where).label)
+        if code != LD_IMM64 or slot + 1 >= len(arr):
             raise ELFError(f"{where}: relocation on an instruction that is neither a call "
-                           f"nor a 64-bit load ({insn})")
+                           f"nor a 64-bit load (opcode {code:#04x})")
         if shndx == SHN_UNDEF:
             kind = externs.get(name)
             if kind == "kconfig":
-                off, _ = self.kconfig[name]
-                return insn.replace(src=PSEUDO_MAP_VALUE, constant=off << 32,
-                                    reference=".kconfig")
+                return ("mapval", ".kconfig", self.kconfig[name][0])
             if kind in ("ksym", "kfunc"):
-                return insn.replace(constant=0, reference=name)
+                return ("ksym", name)
             raise ELFError(f"{where} refers to the undefined symbol {name!r}, which is not "
                            f"a .kconfig or .ksyms extern")
         if shndx >= SHN_LORESERVE or shndx >= len(elf.names):
             raise ELFError(f"{where} refers to symbol {name!r} in no section")
-        if shndx in self.funcs_sections():
+        if shndx in self._prog_set:
             # A function pointer (callback): target in bytes.
-            target = value + (insn.constant if stype == STT.SECTION else 0)
-            callee = self.function_at(shndx, target, where)
-            return insn.replace(src=PSEUDO_FUNC, constant=0, reference=callee.label)
+            target = value + (imm if stype == STT.SECTION else 0)
+            return ("func", self.function_at(shndx, target, where).label)
         if shndx == self.maps_shndx or shndx == self.legacy_maps_shndx:
             mname = map_syms.get((shndx, value))
             if mname is None:
                 raise ELFError(f"{where} refers to no map at {elf.names[shndx]}+{value}")
-            return insn.replace(src=PSEUDO_MAP_FD, constant=0, reference=mname)
+            return ("map", mname)
         sec_map = data_maps.get(shndx)
         if sec_map is not None:
-            off = (insn.constant & 0xFFFFFFFF) + (0 if stype == STT.SECTION else value)
-            return insn.replace(src=PSEUDO_MAP_VALUE, constant=off << 32, reference=sec_map)
+            off = (imm & 0xFFFFFFFF) + (0 if stype == STT.SECTION else value)
+            return ("mapval", sec_map, off & 0xFFFFFFFF)
         raise ELFError(f"{where} refers to {name or elf.names[shndx]!r} in section "
                        f"{elf.names[shndx]!r}, which is neither code, a map nor data")
 
-    def funcs_sections(self) -> set[int]:
-        return set(self.prog_secs)
-
-    def _attach_meta(self, insns: Instructions, f: _Func, starts: np.ndarray) -> None:
-        ext = self.ext
-        if ext is None or self.btf is None:
-            return
-        end = f.start + f.size
-        index_of = {int(s) * 8 + f.start: i for i, s in enumerate(starts)}
-        metas: dict[int, dict] = {}
-        for off, tid in ext.funcs_in(f.section, f.start, end):
-            i = index_of.get(off)
-            if i is not None:
-                t = self.btf.type_by_id(tid)
-                if not isinstance(t, _btf.Func):
-                    raise BTFError(f"func_info of {f.label!r} names type {tid}, not a FUNC")
-                metas.setdefault(i, {})["func"] = t
-        for line in ext.lines_in(f.section, f.start, end):
-            i = index_of.get(line.insn_off)
-            if i is not None:
-                metas.setdefault(i, {})["line"] = line
-        for relo in ext.core_in(f.section, f.start, end):
-            i = index_of.get(relo.insn_off)
-            if i is not None:
-                metas.setdefault(i, {})["core_relo"] = relo
-        for i, m in metas.items():
-            insns[i] = insns[i].replace(meta=Metadata(section=f.section, **m))
 
 
 def program_flags(sec: str) -> tuple:
