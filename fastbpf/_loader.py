@@ -24,6 +24,10 @@ from .mapspec import _FD_VALUE_MAPS, MapSpec, PinType, _is_btf_type
 from .maps import Map, _spec_pin_path
 from .programs import Program, ProgramSpec
 from .variables import Variable
+from ._linkraw import link_raw
+
+# Every field but the instructions (reading those would decode them).
+_PROGRAM_FIELDS = [f for f in dataclasses.fields(ProgramSpec) if f.name != "instructions"]
 
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
 #: Map types the kernel takes no key/value BTF for (libbpf drops it too).
@@ -184,6 +188,15 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
 
 def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any,
                   kernel_btf: Any, module_fds: dict, log_level: int) -> Program:
+    kname = _NAME_BAD.sub("_", ps.name or name)[:15]
+    fast = link_raw(spec, ps, maps, module_fds) if handle is not None else None
+    if fast is not None:
+        raw, func_info, line_info, fd_array = fast
+        fields = {f.name: getattr(ps, f.name) for f in _PROGRAM_FIELDS}
+        fields.update(instructions=raw, name=kname, btf=handle, func_info=func_info,
+                      line_info=line_info,
+                      fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array)
+        return Program.load(ProgramSpec(**fields), log_level=log_level)
     insns = ps.instructions
     if isinstance(insns, (bytes, bytearray, memoryview)):
         linked, fd_array = insns, None
@@ -192,8 +205,7 @@ def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any
         linked, fd_array = resolve_externs(linked, spec.ksyms, module_fds)
         apply_core(spec.btf, linked, kernel_btf, name)
         linked = linked.resolve_maps(maps)
-    kname = _NAME_BAD.sub("_", ps.name or name)[:15]
-    fields = {f.name: getattr(ps, f.name) for f in dataclasses.fields(ProgramSpec)}
+    fields = {f.name: getattr(ps, f.name) for f in _PROGRAM_FIELDS}
     fields.update(instructions=linked, name=kname,
                   fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array)
     if handle is not None and ps.btf is None:

@@ -76,6 +76,8 @@ class CollectionSpec:
     ksyms: dict[str, tuple] = dataclasses.field(default_factory=dict)
     #: The BTF blob for the kernel (DATASECs filled in), before sanitising.
     btf_blob: bytes | None = None
+    #: (ObjectFile, decode context, original functions) for the raw fast path.
+    _object: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def copy(self) -> "CollectionSpec":
         """A deep copy to edit independently (variables follow their maps)."""

@@ -241,6 +241,62 @@ def _find_kernel(name: str, kind: str) -> tuple[int, str | None]:
     return 0, None
 
 
+def resolve_kfunc(name: str, weak: bool, module_fds: dict,
+                  fd_array: list[int]) -> tuple[int, int] | None:
+    """(BTF id, fd_array index) of kfunc *name*; None for an absent ``__weak`` one.
+
+    A kfunc in a module puts the module's BTF fd into *fd_array* (index 0
+    stays for vmlinux).
+    """
+    tid, mod = _find_kernel(name, "FUNC")
+    if not tid:
+        if weak:
+            return None
+        raise NotSupportedError(errno.ENOENT, "kfunc lookup", f"kfunc {name!r}",
+                                "not in the kernel's BTF (vmlinux or modules)")
+    if mod is None:
+        return tid, 0
+    fd = module_fds.get(mod)
+    if fd is None:
+        fd = module_fds[mod] = _module_btf_fd(mod)
+    if not fd_array:
+        fd_array.append(0)  # index 0 means vmlinux
+    if fd.fd not in fd_array:
+        fd_array.append(fd.fd)
+    return tid, fd_array.index(fd.fd)
+
+
+def resolve_ksym(name: str, kind: str, weak: bool, typed: bool,
+                 module_fds: dict) -> tuple[int, int]:
+    """(src register, 64-bit value) of the ld_imm64 loading ksym *name*.
+
+    Typed ksyms load ``PSEUDO_BTF_ID`` (BTF id, module BTF fd in the high
+    half); typeless ones the address from /proc/kallsyms. Absent ``__weak``
+    ones load 0.
+    """
+    if typed:
+        tid, mod = _find_kernel(name, "VAR")
+        if not tid and kind == "kfunc":
+            tid, mod = _find_kernel(name, "FUNC")
+        if not tid:
+            if weak:
+                return 0, 0
+            raise NotSupportedError(errno.ENOENT, "ksym lookup", f"ksym {name!r}",
+                                    "not in the kernel's BTF")
+        hi = 0
+        if mod is not None:
+            fd = module_fds.get(mod)
+            if fd is None:
+                fd = module_fds[mod] = _module_btf_fd(mod)
+            hi = fd.fd
+        return PSEUDO_BTF_ID, (hi << 32) | tid
+    addr = _kallsyms().get(name, 0)
+    if not addr and not weak:
+        raise NotSupportedError(errno.ENOENT, "ksym lookup", f"ksym {name!r}",
+                                "not in /proc/kallsyms")
+    return 0, addr
+
+
 def resolve_externs(insns: Instructions, ksyms: Mapping[str, Any],
                     module_fds: dict[str, Any]) -> tuple[Instructions, list[int] | None]:
     """Resolve ksym loads and kfunc calls in place; returns (insns, fd_array).
@@ -255,53 +311,18 @@ def resolve_externs(insns: Instructions, ksyms: Mapping[str, Any],
             continue
         kind, weak, typed = ksyms[ref]
         if kind == "kfunc" and insn.opcode == _CALL:
-            tid, mod = _find_kernel(ref, "FUNC")
-            if not tid:
-                if weak:
-                    # An absent __weak kfunc: the program must not call it;
-                    # the verifier removes the dead call when guarded.
-                    insns[i] = insn.replace(reference=None, constant=0, src=0, offset=0)
-                    continue
-                raise NotSupportedError(errno.ENOENT, "kfunc lookup", f"kfunc {ref!r}",
-                                        "not in the kernel's BTF (vmlinux or modules)")
-            off = 0
-            if mod is not None:
-                fd = module_fds.get(mod)
-                if fd is None:
-                    fd = module_fds[mod] = _module_btf_fd(mod)
-                if not fd_array:
-                    fd_array.append(0)  # index 0 means vmlinux
-                if fd.fd not in fd_array:
-                    fd_array.append(fd.fd)
-                off = fd_array.index(fd.fd)
-            insns[i] = insn.replace(constant=tid, offset=off)
+            found = resolve_kfunc(ref, weak, module_fds, fd_array)
+            if found is None:
+                # An absent __weak kfunc: the verifier drops the call when it
+                # is guarded by bpf_ksym_exists(), as libbpf arranges.
+                insns[i] = insn.replace(reference=None, constant=0, src=0, offset=0)
+            else:
+                insns[i] = insn.replace(constant=found[0], offset=found[1])
             continue
         if insn.opcode != LD_IMM64:
             raise ELFError(f"instruction {i} uses ksym {ref!r} in an unsupported way ({insn})")
-        if typed:
-            tid, mod = _find_kernel(ref, "VAR")
-            if not tid and kind == "kfunc":
-                tid, mod = _find_kernel(ref, "FUNC")
-            if not tid:
-                if weak:
-                    insns[i] = insn.replace(reference=None, constant=0, src=0)
-                    continue
-                raise NotSupportedError(errno.ENOENT, "ksym lookup", f"ksym {ref!r}",
-                                        "not in the kernel's BTF")
-            hi = 0
-            if mod is not None:
-                fd = module_fds.get(mod)
-                if fd is None:
-                    fd = module_fds[mod] = _module_btf_fd(mod)
-                hi = fd.fd
-            insns[i] = insn.replace(src=PSEUDO_BTF_ID, constant=(hi << 32) | tid,
-                                    reference=None)
-        else:
-            addr = _kallsyms().get(ref, 0)
-            if not addr and not weak:
-                raise NotSupportedError(errno.ENOENT, "ksym lookup", f"ksym {ref!r}",
-                                        "not in /proc/kallsyms")
-            insns[i] = insn.replace(src=0, constant=addr, reference=None)
+        src, value = resolve_ksym(ref, kind, weak, typed, module_fds)
+        insns[i] = insn.replace(src=src, constant=value, reference=None)
     return insns, (fd_array or None)
 
 

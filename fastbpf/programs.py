@@ -357,6 +357,8 @@ class Program(ProgramBase):
             btf_fd = None
             if spec.func_info is None:
                 func_info, line_info = ext_info_records(insns, spec.btf)
+            elif isinstance(spec.func_info, (bytes, bytearray, memoryview)):
+                func_info = bytes(spec.func_info) or None  # already packed records
             else:
                 func_info = b"".join(struct.pack("=II", int(o), int(t))
                                      for o, t in spec.func_info) or None
@@ -368,7 +370,9 @@ class Program(ProgramBase):
                 kwargs["prog_btf_fd"] = btf_fd.fd
                 if spec.func_info is None and spec.btf is not None:
                     _, line_info = ext_info_records(insns, spec.btf)
-        if spec.line_info is not None:
+        if isinstance(spec.line_info, (bytes, bytearray, memoryview)):
+            line_info = bytes(spec.line_info) or None
+        elif spec.line_info is not None:
             line_info = b"".join(struct.pack("=IIII", *map(int, r)) for r in spec.line_info) or None
         try:
             if func_info:

@@ -118,10 +118,12 @@ def parse_spec(data: bytes, name: str):
                 d.attach_at_load or d.attach_type is not None) else None,
             attach_to=attach_to, flags=sleepable_flags(d, f.section),
             kernel_version=obj.kernel_version, section=f.section)
+        ps.__dict__["_label"] = f.label
         programs[pname] = ps
     return CollectionSpec(maps=maps, programs=programs, variables=variables, btf=obj.btf,
                           byte_order=obj.byte_order, functions=functions, kconfig=kconfig,
-                          ksyms=ksyms, btf_blob=obj.btf_raw)
+                          ksyms=ksyms, btf_blob=obj.btf_raw,
+                          _object=(obj, (data_maps, map_syms, kinds), dict(functions)))
 
 
 def _copy_of(decode):

@@ -1,0 +1,131 @@
+"""The loader's fast path: link a program straight from the object's bytes.
+
+When a program and the functions it calls are as the object has them (the
+user never touched ``ProgramSpec.instructions`` or ``CollectionSpec.functions``)
+and carry no CO-RE relocation, there is no need for an Instruction object per
+instruction: the functions' bytes are concatenated, and only the relocated
+instructions are patched in a numpy view (map fds, data offsets, call offsets,
+kfunc and ksym ids). func_info and line_info come from the .BTF.ext arrays,
+shifted to each function's place. The result is the same program the
+Instructions path (decode, link_program, resolve, encode) produces; a test
+compares the two as the kernel translated them.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from typing import Any
+
+import numpy as np
+
+from .asm.opcodes import PSEUDO_FUNC, PSEUDO_KFUNC_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE
+from .elf.objfile import _INSN_DT
+from .errors import ELFError
+from .linker import resolve_kfunc, resolve_ksym
+
+__all__ = ["link_raw"]
+
+_DT = _INSN_DT[sys.byteorder]
+
+
+def _set_src(arr: np.ndarray, s: int, src: int) -> None:
+    regs = int(arr["regs"][s])
+    arr["regs"][s] = (regs & 0x0F) | (src << 4) if sys.byteorder == "little" else \
+        (regs & 0xF0) | src
+
+
+def link_raw(spec: Any, ps: Any, maps: dict, module_fds: dict) -> tuple | None:
+    """(instructions, func_info, line_info, fd_array) as bytes, or None when
+    the program must take the Instructions path."""
+    obj_ctx = getattr(spec, "_object", None)
+    label = ps.__dict__.get("_label")
+    if obj_ctx is None or label is None or not callable(ps.__dict__.get("_insns")):
+        return None
+    obj, ctx, originals = obj_ctx
+    if obj.byte_order != sys.byteorder:
+        return None
+    order = [label]
+    codes = []
+    seen = {label}
+    i = 0
+    while i < len(order):
+        lb = order[i]
+        i += 1
+        if spec.functions.get(lb) is not originals.get(lb):
+            return None  # the user replaced a function
+        f = obj.labels.get(lb)
+        if f is None:
+            raise ELFError(f"program {ps.name!r} calls {lb!r}, which is not a function "
+                           f"of the object")
+        code = obj.analyze(f, *ctx)
+        if code.ext[2]:
+            return None  # CO-RE relocations go through btf.core on Instructions
+        codes.append((f, code))
+        for rel in code.relocs.values():
+            if rel[0] in ("call", "func") and rel[1] not in seen:
+                seen.add(rel[1])
+                order.append(rel[1])
+    base = {}
+    total = 0
+    for f, code in codes:
+        base[f.label] = total
+        total += code.nslots
+    buf = bytearray(b"".join(code.raw for _, code in codes))
+    arr = np.frombuffer(buf, _DT)
+    imm = arr["imm"]
+    fd_array: list[int] = []
+    ksyms = spec.ksyms
+    funcs, lines = [], []
+    for f, code in codes:
+        b = base[f.label]
+        for slot, rel in code.relocs.items():
+            s = b + slot
+            kind = rel[0]
+            if kind == "call":
+                imm[s] = base[rel[1]] - s - 1
+            elif kind == "func":
+                _set_src(arr, s, PSEUDO_FUNC)
+                imm[s] = base[rel[1]] - s - 1
+                imm[s + 1] = 0
+            elif kind == "map" or kind == "mapval":
+                m = maps.get(rel[1])
+                if m is None:
+                    raise ELFError(f"program {ps.name!r} uses map {rel[1]!r}, which the "
+                                   f"collection does not have")
+                imm[s] = m.fd
+                if kind == "map":
+                    _set_src(arr, s, PSEUDO_MAP_FD)
+                    imm[s + 1] = 0
+                else:
+                    _set_src(arr, s, PSEUDO_MAP_VALUE)
+                    imm[s + 1] = rel[2] - (1 << 32) if rel[2] & 0x80000000 else rel[2]
+            elif kind == "kfunc":
+                kk, weak, _typed = ksyms[rel[1]]
+                found = resolve_kfunc(rel[1], weak, module_fds, fd_array)
+                if found is None:
+                    _set_src(arr, s, 0)
+                    imm[s] = 0
+                    arr["off"][s] = 0
+                else:
+                    _set_src(arr, s, PSEUDO_KFUNC_CALL)
+                    imm[s] = found[0]
+                    arr["off"][s] = found[1]
+            else:  # ksym
+                kk, weak, typed = ksyms[rel[1]]
+                src, value = resolve_ksym(rel[1], kk, weak, typed, module_fds)
+                _set_src(arr, s, src)
+                lo, hi = value & 0xFFFFFFFF, value >> 32
+                imm[s] = lo - (1 << 32) if lo & 0x80000000 else lo
+                imm[s + 1] = hi - (1 << 32) if hi & 0x80000000 else hi
+        fi, rows, _ = code.ext
+        funcs.extend((b + slot, tid) for slot, tid in fi)
+        if rows is not None and len(rows):
+            r = rows.copy()
+            r[:, 0] = (r[:, 0] - f.start) // 8 + b
+            lines.append(r)
+    func_info = b"".join(struct.pack("=II", s, t) for s, t in funcs)
+    line_info = np.concatenate(lines).astype(np.uint32).tobytes() if lines else b""
+    if not funcs or funcs[0][0] != 0:
+        func_info = line_info = b""
+    return bytes(buf), func_info, line_info, fd_array
