@@ -20,19 +20,30 @@ from typing import Any
 import numpy as np
 
 from .asm.opcodes import PSEUDO_FUNC, PSEUDO_KFUNC_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE
-from .elf.objfile import _INSN_DT
 from .errors import ELFError
 from .linker import resolve_kfunc, resolve_ksym
 
 __all__ = ["link_raw"]
 
-_DT = _INSN_DT[sys.byteorder]
 
 
-def _set_src(arr: np.ndarray, s: int, src: int) -> None:
-    regs = int(arr["regs"][s])
-    arr["regs"][s] = (regs & 0x0F) | (src << 4) if sys.byteorder == "little" else \
-        (regs & 0xF0) | src
+_LITTLE = sys.byteorder == "little"
+_IMM = struct.Struct("=I")
+_OFF = struct.Struct("=h")
+
+
+def _patch(buf: bytearray, s: int, src: int | None, imm: int, imm2: int | None = None,
+           off: int | None = None) -> None:
+    """Set the src register, immediate(s) and offset of the instruction at slot *s*."""
+    p = 8 * s
+    if src is not None:
+        regs = buf[p + 1]
+        buf[p + 1] = (regs & 0x0F) | (src << 4) if _LITTLE else (regs & 0xF0) | src
+    if off is not None:
+        _OFF.pack_into(buf, p + 2, off)
+    _IMM.pack_into(buf, p + 4, imm & 0xFFFFFFFF)
+    if imm2 is not None:
+        _IMM.pack_into(buf, p + 12, imm2 & 0xFFFFFFFF)
 
 
 def link_raw(spec: Any, ps: Any, maps: dict, module_fds: dict) -> tuple | None:
@@ -72,8 +83,6 @@ def link_raw(spec: Any, ps: Any, maps: dict, module_fds: dict) -> tuple | None:
         base[f.label] = total
         total += code.nslots
     buf = bytearray(b"".join(code.raw for _, code in codes))
-    arr = np.frombuffer(buf, _DT)
-    imm = arr["imm"]
     fd_array: list[int] = []
     ksyms = spec.ksyms
     funcs, lines = [], []
@@ -83,41 +92,29 @@ def link_raw(spec: Any, ps: Any, maps: dict, module_fds: dict) -> tuple | None:
             s = b + slot
             kind = rel[0]
             if kind == "call":
-                imm[s] = base[rel[1]] - s - 1
+                _patch(buf, s, None, base[rel[1]] - s - 1)
             elif kind == "func":
-                _set_src(arr, s, PSEUDO_FUNC)
-                imm[s] = base[rel[1]] - s - 1
-                imm[s + 1] = 0
+                _patch(buf, s, PSEUDO_FUNC, base[rel[1]] - s - 1, 0)
             elif kind == "map" or kind == "mapval":
                 m = maps.get(rel[1])
                 if m is None:
                     raise ELFError(f"program {ps.name!r} uses map {rel[1]!r}, which the "
                                    f"collection does not have")
-                imm[s] = m.fd
                 if kind == "map":
-                    _set_src(arr, s, PSEUDO_MAP_FD)
-                    imm[s + 1] = 0
+                    _patch(buf, s, PSEUDO_MAP_FD, m.fd, 0)
                 else:
-                    _set_src(arr, s, PSEUDO_MAP_VALUE)
-                    imm[s + 1] = rel[2] - (1 << 32) if rel[2] & 0x80000000 else rel[2]
+                    _patch(buf, s, PSEUDO_MAP_VALUE, m.fd, rel[2])
             elif kind == "kfunc":
-                kk, weak, _typed = ksyms[rel[1]]
+                _kk, weak, _typed = ksyms[rel[1]]
                 found = resolve_kfunc(rel[1], weak, module_fds, fd_array)
                 if found is None:
-                    _set_src(arr, s, 0)
-                    imm[s] = 0
-                    arr["off"][s] = 0
+                    _patch(buf, s, 0, 0, off=0)
                 else:
-                    _set_src(arr, s, PSEUDO_KFUNC_CALL)
-                    imm[s] = found[0]
-                    arr["off"][s] = found[1]
+                    _patch(buf, s, PSEUDO_KFUNC_CALL, found[0], off=found[1])
             else:  # ksym
                 kk, weak, typed = ksyms[rel[1]]
                 src, value = resolve_ksym(rel[1], kk, weak, typed, module_fds)
-                _set_src(arr, s, src)
-                lo, hi = value & 0xFFFFFFFF, value >> 32
-                imm[s] = lo - (1 << 32) if lo & 0x80000000 else lo
-                imm[s + 1] = hi - (1 << 32) if hi & 0x80000000 else hi
+                _patch(buf, s, src, value & 0xFFFFFFFF, value >> 32)
         fi, rows, _ = code.ext
         funcs.extend((b + slot, tid) for slot, tid in fi)
         if rows is not None and len(rows):

@@ -336,3 +336,28 @@ def test_btf_feature_probes():
         assert p.ok or p.errno, p
     assert features.missing_btf_features() == frozenset(
         n for n in _BTF_AGES if not features.probe_btf_feature(n).ok)
+
+
+@pytest.mark.parametrize("obj", ["loader-el.o", "many_progs-el.o", "legacy_maps-el.o"])
+def test_fast_path_links_what_the_instructions_path_links(obj):
+    """The raw fast path and decode + link_program + resolve + encode agree."""
+    from fastbpf._linkraw import link_raw
+    from fastbpf.linker import link_program, resolve_externs
+    from fastbpf.programs import ext_info_records
+
+    class FakeMap:
+        def __init__(self, fd):
+            self.fd = fd
+
+    path = os.path.join(TESTDATA, obj)
+    fast_spec = fastbpf.load_collection_spec(path)
+    slow_spec = fastbpf.load_collection_spec(path)
+    maps = {name: FakeMap(100 + i) for i, name in enumerate(fast_spec.maps)}
+    for name, ps in fast_spec.programs.items():
+        raw, func_info, line_info, _ = link_raw(fast_spec, ps, maps, {})
+        insns = link_program(slow_spec.programs[name].instructions, slow_spec.functions)
+        insns, _ = resolve_externs(insns, slow_spec.ksyms, {})
+        insns = insns.resolve_maps(maps)
+        assert raw == insns.encode(), name
+        fi, li = ext_info_records(insns, slow_spec.btf)
+        assert func_info == (fi or b"") and line_info == (li or b""), name

@@ -10,6 +10,7 @@ arrays (one row per record, the kernel's layout) and turned into
 
 from __future__ import annotations
 
+import bisect
 import struct
 
 import numpy as np
@@ -35,6 +36,7 @@ class ExtRecords:
         self.line: dict[str, np.ndarray] = {}
         self.core: dict[str, np.ndarray] = {}
         self._strings: dict[int, str] = {}
+        self._by_sec: dict = {}
         if len(data) < 24:
             raise BTFError(f".BTF.ext of {len(data)} bytes is shorter than its header")
         (m,) = struct.unpack_from("<H", data, 0)
@@ -93,20 +95,34 @@ class ExtRecords:
             s = self._strings[off] = self.spec.string_at(off)
         return s
 
+    def _sorted(self, table: dict, sec: str) -> tuple | None:
+        """(offsets list, rows array) of *sec*, sorted by offset (cached)."""
+        key = (id(table), sec)
+        got = self._by_sec.get(key)
+        if got is None:
+            a = table.get(sec)
+            if a is None:
+                return None
+            a = a[np.argsort(a[:, 0], kind="stable")]
+            got = self._by_sec[key] = (a[:, 0].tolist(), a)
+        return got
+
     def funcs_in(self, sec: str, start: int, end: int) -> list[tuple[int, int]]:
         """(byte offset, FUNC type id) of the functions in [start, end) of *sec*."""
-        a = self.func.get(sec)
-        if a is None:
+        got = self._sorted(self.func, sec)
+        if got is None:
             return []
-        sel = a[(a[:, 0] >= start) & (a[:, 0] < end)]
-        return [(int(r[0]), int(r[1])) for r in sel]
+        offs, a = got
+        lo, hi = bisect.bisect_left(offs, start), bisect.bisect_left(offs, end)
+        return [(r[0], r[1]) for r in a[lo:hi].tolist()]
 
     def line_rows(self, sec: str, start: int, end: int) -> np.ndarray | None:
         """The line_info rows (byte offset, file, line, line/col) in [start, end)."""
-        a = self.line.get(sec)
-        if a is None:
+        got = self._sorted(self.line, sec)
+        if got is None:
             return None
-        return a[(a[:, 0] >= start) & (a[:, 0] < end)]
+        offs, a = got
+        return a[bisect.bisect_left(offs, start):bisect.bisect_left(offs, end)]
 
     def line_infos(self, rows: np.ndarray, start: int = 0) -> list[LineInfo]:
         """LineInfo objects for *rows* (``raw`` holds the native record)."""

@@ -21,6 +21,7 @@ bytes and relocation arrays, and the first look at
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 
@@ -160,6 +161,8 @@ class ObjectFile:
         self.legacy_maps_shndx = -1
         self.struct_ops_secs: list[int] = []
         self._prog_set: set[int] = set()
+        self._sections: dict[int, tuple] = {}
+        self._syms: tuple | None = None
         for i, name_ in enumerate(names):
             t = int(sh["type"][i])
             if t == SHT.REL:
@@ -278,41 +281,62 @@ class ObjectFile:
             raise ELFError(f"{where}: target {sec}+{off} is not the start of a function")
         return f
 
+    def _section(self, shndx: int, ctx: tuple) -> tuple:
+        """Per executable section, once: (insn fields as lists, relocations by
+        absolute slot, slots that are ld_imm64 second halves)."""
+        info = self._sections.get(shndx)
+        if info is not None:
+            return info
+        raw = self.elf.section_bytes(shndx)
+        if len(raw) % 8:
+            raise ELFError(f"section {self.elf.names[shndx]!r} is not whole instructions")
+        arr = np.frombuffer(raw, _INSN_DT[self.byte_order])
+        codes = arr["code"].tolist()
+        imms = arr["imm"].tolist()
+        regs = arr["regs"].tolist()
+        second = _second_halves(arr["code"])
+        little = self.byte_order == "little"
+        relocs: dict[int, tuple] = {}
+        rels = self.rels.get(shndx)
+        if rels is not None and len(rels):
+            syms = self._sym_lists()
+            for off, info_ in zip(rels["offset"].tolist(), rels["info"].tolist()):
+                slot = off // 8
+                if off % 8 or slot in second or slot >= len(codes):
+                    raise ELFError(f"{self.elf.names[shndx]}: relocation at {off} is not at "
+                                   f"an instruction")
+                relocs[slot] = self._reloc_kind(codes, imms, regs, slot, shndx, info_ >> 32,
+                                                syms, little, *ctx)
+        # Calls to static functions of the same section carry no relocation.
+        for slot, c in enumerate(codes):
+            if c == _CALL and slot not in relocs and slot not in second:
+                src = regs[slot] >> 4 if little else regs[slot] & 0xF
+                if src == PSEUDO_CALL:
+                    target = (slot + 1 + imms[slot]) * 8
+                    callee = self.function_at(shndx, target, f"call at slot {slot}")
+                    relocs[slot] = ("call", callee.label)
+        info = self._sections[shndx] = (raw, sorted(relocs), relocs)
+        return info
+
+    def _sym_lists(self) -> tuple:
+        if self._syms is None:
+            s = self.elf.symbols
+            self._syms = (s["shndx"].tolist(), s["value"].tolist(), self.sym_type.tolist())
+        return self._syms
+
     def analyze(self, f: _Func, data_maps: dict[int, str],
                 map_syms: dict[tuple[int, int], str], externs: dict[str, str]) -> "Code":
         """Function *f*'s bytes, relocations and ext records, by slot (cached)."""
         code = f.code
         if code is not None:
             return code
-        raw = self.elf.section_bytes(f.shndx)[f.start:f.start + f.size]
-        if len(raw) % 8 or not raw:
-            raise ELFError(f"function {f.label!r} in {f.section!r} is not whole instructions")
-        dt = _INSN_DT[self.byte_order]
-        arr = np.frombuffer(raw, dt)
-        codes = arr["code"]
-        second = _second_halves(codes)
-        relocs: dict[int, tuple] = {}
-        rels = self.rels.get(f.shndx)
-        if rels is not None and len(rels):
-            offs = rels["offset"]
-            sel = np.flatnonzero((offs >= f.start) & (offs < f.start + f.size))
-            for r in sel.tolist():
-                off = int(offs[r]) - f.start
-                slot = off // 8
-                if off % 8 or slot in second:
-                    raise ELFError(f"{f.section}: relocation at {int(offs[r])} is not at "
-                                   f"an instruction of {f.label!r}")
-                relocs[slot] = self._reloc_kind(arr, slot, f, int(rels["info"][r] >> 32),
-                                                data_maps, map_syms, externs)
-        # Calls to static functions of the same section carry no relocation.
-        src = (arr["regs"] >> 4) if self.byte_order == "little" else (arr["regs"] & 0xF)
-        for slot in np.flatnonzero((codes == _CALL) & (src == PSEUDO_CALL)).tolist():
-            if slot in relocs or slot in second:
-                continue
-            target = f.start + (slot + 1 + int(arr["imm"][slot])) * 8
-            callee = self.function_at(f.shndx, target, f"call in {f.label!r}")
-            relocs[slot] = ("call", callee.label)
-        code = f.code = Code(raw, relocs, self._ext_records(f))
+        raw, keys, by_slot = self._section(f.shndx, (data_maps, map_syms, externs))
+        if not f.size:
+            raise ELFError(f"function {f.label!r} in {f.section!r} is empty")
+        first, last = f.start // 8, (f.start + f.size) // 8
+        lo, hi = bisect.bisect_left(keys, first), bisect.bisect_left(keys, last)
+        relocs = {k - first: by_slot[k] for k in keys[lo:hi]}
+        code = f.code = Code(raw[f.start:f.start + f.size], relocs, self._ext_records(f))
         return code
 
     def _ext_records(self, f: _Func) -> tuple:
@@ -322,8 +346,9 @@ class ObjectFile:
             return [], None, []
         end = f.start + f.size
         funcs = [((off - f.start) // 8, tid) for off, tid in ext.funcs_in(f.section, f.start, end)]
+        kinds = self.btf._kinds
         for _, tid in funcs:
-            if not 0 < tid < len(self.btf) or self.btf._kinds[tid - 1] != 12:
+            if not 0 < tid < len(self.btf) or kinds[tid - 1] != 12:
                 raise BTFError(f"func_info of {f.label!r} names type {tid}, not a FUNC")
         lines = ext.line_rows(f.section, f.start, end)
         core = [((r.insn_off - f.start) // 8, r) for r in ext.core_in(f.section, f.start, end)]
@@ -372,33 +397,29 @@ class ObjectFile:
         f.cache = insns
         return insns
 
-    def _reloc_kind(self, arr: np.ndarray, slot: int, f: _Func, sym: int,
-                    data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
-                    externs: dict[str, str]) -> tuple:
+    def _reloc_kind(self, codes: list, imms: list, regs: list, slot: int, sec: int,
+                    sym: int, syms: tuple, little: bool, data_maps: dict[int, str],
+                    map_syms: dict[tuple[int, int], str], externs: dict[str, str]) -> tuple:
         """What the relocation of instruction *slot* means: ("map", name),
         ("mapval", name, offset), ("call"|"func", label), ("kfunc"|"ksym", name)."""
         elf = self.elf
-        syms = elf.symbols
-        shndx = int(syms["shndx"][sym])
-        value = int(syms["value"][sym])
-        stype = int(self.sym_type[sym])
+        shndx, value, stype = syms[0][sym], syms[1][sym], syms[2][sym]
         name = elf.symbol_name(sym)
-        code = int(arr["code"][slot])
-        imm = int(arr["imm"][slot])
-        where = f"{f.section}: instruction {slot} of {f.label!r}"
+        code = codes[slot]
+        imm = imms[slot]
+        where = f"{elf.names[sec]}: instruction {slot}"
         if code == _CALL:
             if shndx == SHN_UNDEF:
                 if externs.get(name) != "kfunc":
                     raise ELFError(f"{where} calls {name!r}, which is neither defined nor a "
                                    f"__ksym kfunc")
                 return ("kfunc", name)
-            regs = int(arr["regs"][slot])
-            src = regs >> 4 if self.byte_order == "little" else regs & 0xF
+            src = regs[slot] >> 4 if little else regs[slot] & 0xF
             if src != PSEUDO_CALL:
                 raise ELFError(f"{where}: relocated call is not a bpf-to-bpf call")
             target = value + (imm + 1) * 8 if stype == STT.SECTION else value
             return ("call", self.function_at(shndx, target, where).label)
-        if code != LD_IMM64 or slot + 1 >= len(arr):
+        if code != LD_IMM64 or slot + 1 >= len(codes):
             raise ELFError(f"{where}: relocation on an instruction that is neither a call "
                            f"nor a 64-bit load (opcode {code:#04x})")
         if shndx == SHN_UNDEF:
