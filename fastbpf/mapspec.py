@@ -141,8 +141,10 @@ class MapSpec:
     btf: Any = None
 
     def __post_init__(self) -> None:
-        self.type = MapType(self.type)
-        self.pinning = PinType(self.pinning)
+        if type(self.type) is not MapType:
+            self.type = MapType(self.type)
+        if type(self.pinning) is not PinType:
+            self.pinning = PinType(self.pinning)
 
     def copy(self) -> "MapSpec":
         """A copy to edit before creating (inner spec and contents copied too)."""

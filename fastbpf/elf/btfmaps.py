@@ -78,6 +78,10 @@ def map_spec_from_btf(name: str, struct, inner_ok: bool = True) -> tuple[MapSpec
                 if not inner_ok:
                     raise ELFError(f"{where}: maps of maps of maps are not supported")
                 inner, _ = map_spec_from_btf(name + ".inner", target, inner_ok=False)
+    return _make_spec(name, fields, key, value, inner), values_off
+
+
+def _make_spec(name: str, fields: dict, key, value, inner) -> MapSpec:
     if "type" not in fields:
         raise ELFError(f"map {name!r} has no type")
     try:
@@ -116,7 +120,90 @@ def map_spec_from_btf(name: str, struct, inner_ok: bool = True) -> tuple[MapSpec
             spec.value = 4
         if not isinstance(spec.key, int) and mtype != MapType.HASH_OF_MAPS:
             spec.key = spec.key.size
-    return spec, values_off
+    return spec
+
+
+_MODS = (8, 9, 10, 11, 18)   # typedef, volatile, const, restrict, type_tag
+
+
+class _Words:
+    """Map definitions read straight from the BTF type words (no Type objects
+    but for key and value): a map definition is a struct of pointers."""
+
+    def __init__(self, spec) -> None:
+        self.spec = spec
+        self.w = spec._words
+        self.offs = spec._offs
+        self.n = len(spec._offs)
+
+    def rec(self, tid: int) -> tuple[int, int]:
+        """(word offset, kind) of type *tid*, modifiers skipped."""
+        for _ in range(32):
+            if not 0 < tid <= self.n:
+                raise ELFError(f"map definition refers to BTF type {tid}, out of range")
+            o = int(self.offs[tid - 1])
+            kind = (int(self.w[o + 1]) >> 24) & 0x1F
+            if kind not in _MODS:
+                return o, kind
+            tid = int(self.w[o + 2])
+        raise ELFError("BTF type chain too deep")
+
+    def target(self, tid: int) -> int:
+        """The id a modifier chain ends at."""
+        for _ in range(32):
+            o = int(self.offs[tid - 1]) if 0 < tid <= self.n else -1
+            if o < 0 or ((int(self.w[o + 1]) >> 24) & 0x1F) not in _MODS:
+                return tid
+            tid = int(self.w[o + 2])
+        raise ELFError("BTF type chain too deep")
+
+    def map_def(self, name: str, tid: int, inner_ok: bool = True) -> tuple[MapSpec, int | None]:
+        o, kind = self.rec(tid)
+        if kind != 4:
+            raise ELFError(f"map {name!r}: definition is not a struct")
+        w = self.w
+        vlen = int(w[o + 1]) & 0xFFFF
+        kflag = int(w[o + 1]) >> 31
+        fields: dict = {}
+        key = value = None
+        inner = None
+        values_off = None
+        for j in range(vlen):
+            m_name_off, m_type, m_off = (int(x) for x in w[o + 3 + 3 * j:o + 6 + 3 * j])
+            mname = self.spec._str(m_name_off)
+            where = f"map {name!r} field {mname!r}"
+            if mname in _UINT_FIELDS:
+                po, pk = self.rec(m_type)
+                if pk != 2:
+                    raise ELFError(f"{where}: expected __uint (a pointer to an array)")
+                ao, ak = self.rec(int(w[po + 2]))
+                if ak != 3:
+                    raise ELFError(f"{where}: expected __uint (a pointer to an array)")
+                fields[mname] = int(w[ao + 5])
+            elif mname in ("key", "value"):
+                po, pk = self.rec(m_type)
+                if pk != 2:
+                    raise ELFError(f"{where}: expected __type (a pointer)")
+                t = self.spec.type_by_id(int(w[po + 2]))
+                if mname == "key":
+                    key = t
+                else:
+                    value = t
+            elif mname == "values":
+                ao, ak = self.rec(m_type)
+                if ak != 3:
+                    raise ELFError(f"{where}: expected __array")
+                values_off = (m_off & 0xFFFFFF if kflag else m_off) // 8
+                po, pk = self.rec(int(w[ao + 3]))
+                if pk != 2:
+                    raise ELFError(f"{where}: expected an array of pointers")
+                tgt = self.target(int(w[po + 2]))
+                _, tk = self.rec(tgt) if tgt else (0, 0)
+                if tk == 4:
+                    if not inner_ok:
+                        raise ELFError(f"{where}: maps of maps of maps are not supported")
+                    inner, _ = self.map_def(name + ".inner", tgt, inner_ok=False)
+        return _make_spec(name, fields, key, value, inner), values_off
 
 
 def btf_map_specs(obj) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
@@ -132,20 +219,24 @@ def btf_map_specs(obj) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
     if not secs:
         raise ELFError("section .maps has no DATASEC in the BTF")
     offsets = obj.symbols_in(".maps")
+    words = _Words(obj.btf)
     values_at: dict[str, tuple[int, int]] = {}
-    for vsi in secs[0].vars:
-        var = vsi.type
-        if not isinstance(var, _btf.Var):
-            raise ELFError(f".maps DATASEC holds {var!r}, not a variable")
-        name = var.name
+    w = words.w
+    o = int(obj.btf._offs[secs[0].id - 1])
+    for j in range(int(w[o + 1]) & 0xFFFF):
+        vid, _voff, vsize = (int(x) for x in w[o + 3 + 3 * j:o + 6 + 3 * j])
+        vo, vk = words.rec(vid)
+        if vk != 14:
+            raise ELFError(f".maps DATASEC holds type {vid}, not a variable")
+        name = obj.btf._str(int(w[vo]))
         off = offsets.get(name)
         if off is None:
             raise ELFError(f"map {name!r} has no symbol in .maps")
-        spec, values_off = map_spec_from_btf(name, var.type)
+        spec, values_off = words.map_def(name, int(w[vo + 2]))
         specs[name] = spec
         syms[(shndx, off)] = name
         if values_off is not None:
-            values_at[name] = (off + values_off, vsi.size - values_off)
+            values_at[name] = (off + values_off, vsize - values_off)
     _initial_values(obj, shndx, specs, values_at)
     return specs, syms
 

@@ -9,6 +9,7 @@ first. ``.s`` forms load the program sleepable.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 from ..enums import AttachType as A
@@ -144,6 +145,7 @@ SECTION_DEFS: tuple[SectionDef, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def match_section(name: str) -> tuple[SectionDef, str] | None:
     """The row for section *name* and the attach target after the prefix.
 
