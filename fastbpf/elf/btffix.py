@@ -101,7 +101,8 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
     """
     if spec._raw_count == 0:
         return None, {}
-    words = np.array(spec._words, dtype=np.uint32)
+    # A list: this loop reads and writes single words, which lists do fast.
+    words = spec._words.tolist()
     changed = False
     kconfig: dict[str, tuple[int, int]] = {}
     for idx in np.flatnonzero(spec._kinds == K_DATASEC):
@@ -133,7 +134,7 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
             changed = True
         recs = []
         for j in range(vlen):
-            vid, voff, vsize = (int(x) for x in words[base + 3 * j:base + 3 * j + 3])
+            vid, voff, vsize = words[base + 3 * j:base + 3 * j + 3]
             if not 0 < vid <= len(spec._offs):
                 raise BTFError(f"DATASEC {name!r} refers to type {vid}, out of range")
             vo = int(spec._offs[vid - 1])
@@ -145,13 +146,13 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
             recs.append((voff, vid, vsize))
         recs.sort()
         for j, (voff, vid, vsize) in enumerate(recs):
-            new = (vid, voff, vsize)
-            if tuple(int(x) for x in words[base + 3 * j:base + 3 * j + 3]) != new:
+            new = [vid, voff, vsize]
+            if words[base + 3 * j:base + 3 * j + 3] != new:
                 words[base + 3 * j:base + 3 * j + 3] = new
                 changed = True
     if not changed:
         return None, kconfig
-    return encode_words(spec, words), kconfig
+    return encode_words(spec, np.array(words, dtype=np.uint32)), kconfig
 
 
 def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> bytes:

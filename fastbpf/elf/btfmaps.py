@@ -132,20 +132,21 @@ class _Words:
 
     def __init__(self, spec) -> None:
         self.spec = spec
-        self.w = spec._words
-        self.offs = spec._offs
-        self.n = len(spec._offs)
+        # Python lists: element access on them is ~10x cheaper than on numpy.
+        self.w = spec._words.tolist()
+        self.offs = spec._offs.tolist()
+        self.n = len(self.offs)
 
     def rec(self, tid: int) -> tuple[int, int]:
         """(word offset, kind) of type *tid*, modifiers skipped."""
         for _ in range(32):
             if not 0 < tid <= self.n:
                 raise ELFError(f"map definition refers to BTF type {tid}, out of range")
-            o = int(self.offs[tid - 1])
-            kind = (int(self.w[o + 1]) >> 24) & 0x1F
+            o = self.offs[tid - 1]
+            kind = (self.w[o + 1] >> 24) & 0x1F
             if kind not in _MODS:
                 return o, kind
-            tid = int(self.w[o + 2])
+            tid = self.w[o + 2]
         raise ELFError("BTF type chain too deep")
 
     def target(self, tid: int) -> int:
@@ -169,7 +170,7 @@ class _Words:
         inner = None
         values_off = None
         for j in range(vlen):
-            m_name_off, m_type, m_off = (int(x) for x in w[o + 3 + 3 * j:o + 6 + 3 * j])
+            m_name_off, m_type, m_off = w[o + 3 + 3 * j:o + 6 + 3 * j]
             mname = self.spec._str(m_name_off)
             where = f"map {name!r} field {mname!r}"
             if mname in _UINT_FIELDS:
@@ -222,9 +223,9 @@ def btf_map_specs(obj) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
     words = _Words(obj.btf)
     values_at: dict[str, tuple[int, int]] = {}
     w = words.w
-    o = int(obj.btf._offs[secs[0].id - 1])
-    for j in range(int(w[o + 1]) & 0xFFFF):
-        vid, _voff, vsize = (int(x) for x in w[o + 3 + 3 * j:o + 6 + 3 * j])
+    o = words.offs[secs[0].id - 1]
+    for j in range(w[o + 1] & 0xFFFF):
+        vid, _voff, vsize = w[o + 3 + 3 * j:o + 6 + 3 * j]
         vo, vk = words.rec(vid)
         if vk != 14:
             raise ELFError(f".maps DATASEC holds type {vid}, not a variable")

@@ -163,16 +163,19 @@ class ObjectFile:
         self._prog_set: set[int] = set()
         self._sections: dict[int, tuple] = {}
         self._syms: tuple | None = None
+        types, flags, sizes, infos = (sh["type"].tolist(), sh["flags"].tolist(),
+                                      sh["size"].tolist(), sh["info"].tolist())
+        rel_of: dict[int, int] = {}
         for i, name_ in enumerate(names):
-            t = int(sh["type"][i])
+            t = types[i]
             if t == SHT.REL:
-                target = int(sh["info"][i])
+                target = infos[i]
                 if target >= len(names):
                     raise ELFError(f"relocation section {name_!r} targets section {target}, "
                                    f"out of range")
-                self.rels[target] = elf.relocations(i)
-            elif t == SHT.PROGBITS and int(sh["flags"][i]) & SHF_EXECINSTR:
-                if int(sh["size"][i]):
+                rel_of[target] = i
+            elif t == SHT.PROGBITS and flags[i] & SHF_EXECINSTR:
+                if sizes[i]:
                     self.prog_secs.append(i)
             elif name_ == "license":
                 self.license = elf.section_bytes(i).split(b"\0", 1)[0].decode("ascii", "replace")
@@ -194,6 +197,10 @@ class ObjectFile:
             elif _DATA_RE.match(name_) and t in (SHT.PROGBITS, SHT.NOBITS):
                 self.data_secs.append(i)
         self._prog_set = set(self.prog_secs)
+        # Only code and .maps relocations matter (not .rel.debug_*, .rel.BTF).
+        for target in self.prog_secs + [self.maps_shndx]:
+            if target in rel_of:
+                self.rels[target] = elf.relocations(rel_of[target])
         if self.btf_raw is not None:
             self.btf = _btf.Spec.parse(self.btf_raw)
         self.kconfig: dict[str, tuple[int, int]] = {}
@@ -255,7 +262,11 @@ class ObjectFile:
         prog_set = set(self.prog_secs)
         if not prog_set:
             return
-        is_func = (self.sym_type == STT.FUNC) & np.isin(syms["shndx"], list(prog_set))
+        in_prog = np.zeros(len(syms), dtype=bool)
+        shndx_col = syms["shndx"]
+        for sh in prog_set:
+            in_prog |= shndx_col == sh
+        is_func = (self.sym_type == STT.FUNC) & in_prog
         for j in np.flatnonzero(is_func).tolist():
             shndx = int(syms["shndx"][j])
             start, size = int(syms["value"][j]), int(syms["size"][j])
