@@ -163,6 +163,8 @@ class ObjectFile:
         self._prog_set: set[int] = set()
         self._sections: dict[int, tuple] = {}
         self._syms: tuple | None = None
+        self._by_section: dict | None = None
+        self._sec_index = {n: i for i, n in enumerate(names)}
         types, flags, sizes, infos = (sh["type"].tolist(), sh["flags"].tolist(),
                                       sh["size"].tolist(), sh["info"].tolist())
         rel_of: dict[int, int] = {}
@@ -235,14 +237,21 @@ class ObjectFile:
 
     def symbols_in(self, sec: str) -> dict[str, int]:
         """name -> value of the named, non-section symbols of section *sec*."""
+        if self._by_section is None:
+            table: dict[int, dict[str, int]] = {}
+            syms = self.elf.symbols
+            sel = np.flatnonzero((self.sym_type != STT.SECTION) & (syms["name"] != 0)
+                                 & (syms["shndx"] != SHN_UNDEF)).tolist()
+            shndx, value = syms["shndx"].tolist(), syms["value"].tolist()
+            name = self.elf.symbol_name
+            for j in sel:
+                table.setdefault(shndx[j], {})[name(j)] = value[j]
+            self._by_section = table
         try:
-            idx = self.elf.names.index(sec)
-        except ValueError:
+            idx = self._sec_index[sec]
+        except KeyError:
             return {}
-        syms = self.elf.symbols
-        sel = np.flatnonzero((syms["shndx"] == idx) & (self.sym_type != STT.SECTION)
-                             & (syms["name"] != 0))
-        return {self.elf.symbol_name(int(j)): int(syms["value"][j]) for j in sel}
+        return self._by_section.get(idx, {})
 
     @property
     def ext(self) -> ExtRecords | None:
