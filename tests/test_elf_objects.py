@@ -129,3 +129,26 @@ def test_mutated_objects_give_spec_or_clean_error(data):
             link_program(p.instructions, spec.functions)
         except (fastbpf.ELFError, fastbpf.BTFError):
             pass
+
+
+EXAMPLES = os.path.normpath(os.path.join(HERE, "..", "examples"))
+
+
+@pytest.mark.skipif(shutil.which("clang-19") is None, reason="clang-19 is not installed")
+def test_example_object_is_current(tmp_path):
+    for f in ("syscalls.bpf.c", "Makefile"):
+        shutil.copy(os.path.join(EXAMPLES, f), tmp_path / f)
+    out = subprocess.run(["make", "-s", "-B", "-C", str(tmp_path)], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "syscalls.bpf.o").read_bytes() == \
+        open(os.path.join(EXAMPLES, "syscalls.bpf.o"), "rb").read()
+
+
+def test_example_script_runs():
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(EXAMPLES))
+    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "count_syscalls.py"), "0.5"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "getppid: 200" in out.stdout and "getpid: 200" in out.stdout
