@@ -154,7 +154,7 @@ class MapSpec:
         if isinstance(self.contents, dict):
             c.contents = dict(self.contents)
         elif self.contents is not None:
-            c.contents = list(self.contents)
+            c.contents = [(k, dict(v) if isinstance(v, dict) else v) for k, v in self.contents]
         return c
 
     @property

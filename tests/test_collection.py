@@ -361,3 +361,22 @@ def test_fast_path_links_what_the_instructions_path_links(obj):
         assert raw == insns.encode(), name
         fi, li = ext_info_records(insns, slow_spec.btf)
         assert func_info == (fi or b"") and line_info == (li or b""), name
+
+
+def test_struct_ops_section_registers_a_congestion_control(unique_name):
+    from fastbpf import link
+    spec = fastbpf.load_collection_spec(os.path.join(TESTDATA, "struct_ops-el.o"))
+    assert spec.struct_ops == {"fb_cc": "tcp_congestion_ops"}
+    values = spec.maps["fb_cc"].contents[0][1]
+    assert values == {"ssthresh": "fb_ssthresh", "cong_avoid": "fb_cong_avoid",
+                      "undo_cwnd": "fb_undo_cwnd", "name": b"fb_elf_cc"}
+    assert spec.maps["fb_cc"].flags & fastbpf.MapFlags.LINK
+    values["name"] = unique_name.encode()          # CC names are machine-wide
+    avail = "/proc/sys/net/ipv4/tcp_available_congestion_control"
+    before = _fds()
+    with spec.load() as coll:
+        assert coll.programs["fb_ssthresh"].type == fastbpf.ProgramType.STRUCT_OPS
+        with link.attach_struct_ops(coll.maps["fb_cc"]):
+            assert unique_name in open(avail).read().split()
+        assert unique_name not in open(avail).read().split()
+    assert _fds() == before

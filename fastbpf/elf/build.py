@@ -10,6 +10,7 @@ from ..errors import ELFError
 from ..mapspec import MapSpec
 from ..variables import VariableSpec
 from .btfmaps import btf_map_specs, legacy_map_specs
+from .structops import struct_ops_specs
 from .objfile import ObjectFile, data_map_spec, internal_map_name, program_flags, \
     sleepable_flags
 from .reader import SHN_UNDEF, STB
@@ -68,12 +69,11 @@ def parse_spec(data: bytes, name: str):
             raise ELFError(f"map {k!r} is defined in both .maps and maps")
         maps[k] = v
     map_syms.update(legacy_syms)
-    if obj.struct_ops_secs:
-        # Kept as a marker: loading tells the user it is not supported yet.
-        for i in obj.struct_ops_secs:
-            maps[elf.names[i]] = MapSpec(type=MapType.STRUCT_OPS, key=4,
-                                         value=int(elf.sections["size"][i]),
-                                         name=internal_map_name(name, elf.names[i]))
+    so_maps, so_ops, so_progs = struct_ops_specs(obj)
+    for k, v in so_maps.items():
+        if k in maps:
+            raise ELFError(f"struct_ops {k!r} clashes with a map of that name")
+        maps[k] = v
     data_maps: dict[int, str] = {}
     variables: dict[str, VariableSpec] = {}
     for shndx in obj.data_secs:
@@ -122,7 +122,8 @@ def parse_spec(data: bytes, name: str):
         programs[pname] = ps
     return CollectionSpec(maps=maps, programs=programs, variables=variables, btf=obj.btf,
                           byte_order=obj.byte_order, functions=functions, kconfig=kconfig,
-                          ksyms=ksyms, btf_blob=obj.btf_raw,
+                          ksyms=ksyms, btf_blob=obj.btf_raw, struct_ops=so_ops,
+                          struct_ops_programs=so_progs,
                           _object=(obj, (data_maps, map_syms, kinds), dict(functions)))
 
 

@@ -200,7 +200,7 @@ class ObjectFile:
                 self.data_secs.append(i)
         self._prog_set = set(self.prog_secs)
         # Only code and .maps relocations matter (not .rel.debug_*, .rel.BTF).
-        for target in self.prog_secs + [self.maps_shndx]:
+        for target in self.prog_secs + [self.maps_shndx] + self.struct_ops_secs:
             if target in rel_of:
                 self.rels[target] = elf.relocations(rel_of[target])
         if self.btf_raw is not None:
