@@ -86,13 +86,14 @@ class Code:
     """One function as the loader's fast path uses it: the raw bytes, the
     relocations by slot, and the .BTF.ext records (see ObjectFile.analyze)."""
 
-    __slots__ = ("raw", "relocs", "ext", "nslots")
+    __slots__ = ("raw", "relocs", "ext", "nslots", "rel_ext")
 
     def __init__(self, raw: bytes, relocs: dict[int, tuple], ext: tuple) -> None:
         self.raw = raw
         self.relocs = relocs
         self.ext = ext
         self.nslots = len(raw) // 8
+        self.rel_ext: tuple | None = None
 
 
 _INSN_DT = {o: np.dtype([("code", "u1"), ("regs", "u1"), ("off", c + "i2"), ("imm", c + "i4")])
