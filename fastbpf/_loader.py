@@ -233,11 +233,17 @@ def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any
     fast = link_raw(spec, ps, maps, module_fds) if handle is not None else None
     if fast is not None:
         raw, func_info, line_info, fd_array = fast
-        fields = {f.name: getattr(ps, f.name) for f in _PROGRAM_FIELDS}
-        fields.update(instructions=raw, name=kname, btf=handle, func_info=func_info,
-                      line_info=line_info,
-                      fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
-        return Program.load(ProgramSpec(**fields), log_level=log_level)
+        # A plain ProgramSpec with the same (already validated) fields,
+        # without running __init__ again.
+        load_spec = object.__new__(ProgramSpec)
+        d = load_spec.__dict__
+        d.update(ps.__dict__)
+        d.pop("_insns", None)
+        d.pop("_label", None)
+        d.update(instructions=raw, name=kname, btf=handle, func_info=func_info,
+                 line_info=line_info,
+                 fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
+        return Program.load(load_spec, log_level=log_level)
     insns = ps.instructions
     if isinstance(insns, (bytes, bytearray, memoryview)):
         linked, fd_array = insns, None
