@@ -215,21 +215,15 @@ class ObjectFile:
 
     def _fix_btf(self) -> None:
         elf = self.elf
-        sizes = {elf.names[i]: int(elf.sections["size"][i]) for i in self.data_secs}
-        if self.maps_shndx >= 0:
-            sizes[".maps"] = int(elf.sections["size"][self.maps_shndx])
-        for i in self.struct_ops_secs:
-            sizes[elf.names[i]] = int(elf.sections["size"][i])
-        for i, n in enumerate(elf.names):
-            if n not in sizes and int(elf.sections["type"][i]) in (SHT.PROGBITS, SHT.NOBITS):
-                sizes[n] = int(elf.sections["size"][i])
-        by_sec: dict[str, dict[str, int]] = {}
+        # Every data-like section's size, for the DATASEC of the same name.
+        sizes = {}
+        for n, t, size in zip(elf.names, elf.sections["type"].tolist(),
+                              elf.sections["size"].tolist()):
+            if t in (SHT.PROGBITS, SHT.NOBITS) and n not in sizes:
+                sizes[n] = size
 
         def offsets(sec: str, var: str) -> int | None:
-            table = by_sec.get(sec)
-            if table is None:
-                table = by_sec[sec] = self.symbols_in(sec)
-            return table.get(var)
+            return self.symbols_in(sec).get(var)
 
         blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets)
         if blob is not None:
