@@ -19,7 +19,7 @@ from .elf.build import parse_spec  # noqa: F401  (re-exported for collection.py)
 import numpy as np
 
 from .enums import MapType, ProgramType
-from .errors import BPFError, BTFError, MapIncompatibleError, NotSupportedError
+from .errors import BPFError, BTFError, ELFError, MapIncompatibleError, NotSupportedError
 from .linker import apply_core, fd_array_buffer, kconfig_contents, link_program, \
     resolve_externs
 from .mapspec import _FD_VALUE_MAPS, MapSpec, PinType, _is_btf_type
@@ -229,6 +229,9 @@ def _struct_ops_target(spec: Any, name: str) -> dict:
 def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any,
                   kernel_btf: Any, module_fds: dict, log_level: int) -> Program:
     kname = _NAME_BAD.sub("_", ps.name or name)[:15]
+    if ps.type == ProgramType.UNSPEC:
+        raise ELFError(f"program {name!r}: section {ps.section!r} names no program type "
+                       f"libbpf knows; set spec.programs[{name!r}].type before load")
     extra = _struct_ops_target(spec, name) if ps.type == ProgramType.STRUCT_OPS else {}
     fast = link_raw(spec, ps, maps, module_fds) if handle is not None else None
     if fast is not None:

@@ -380,3 +380,18 @@ def test_struct_ops_section_registers_a_congestion_control(unique_name):
             assert unique_name in open(avail).read().split()
         assert unique_name not in open(avail).read().split()
     assert _fds() == before
+
+
+def test_unknown_section_opens_and_loads_once_typed():
+    raw = bytearray(open(os.path.join(TESTDATA, "legacy_maps-el.o"), "rb").read())
+    at = raw.find(b"\0socket\0") + 1
+    raw[at:at + 7] = b"sockex\0"                   # a section name libbpf does not know
+    spec = fastbpf.load_collection_spec(bytes(raw))
+    assert spec.programs["count_socket"].type == fastbpf.ProgramType.UNSPEC
+    before = _fds()
+    with pytest.raises(fastbpf.ELFError, match="set spec.programs"):
+        spec.load()
+    assert _fds() == before
+    spec.programs["count_socket"].type = fastbpf.ProgramType.SOCKET_FILTER
+    with spec.load() as c:
+        assert c.programs["count_socket"].test_run(PACKET).retval == 0

@@ -31,13 +31,13 @@ from .. import btf as _btf
 from ..asm.instruction import Instruction, Instructions, Metadata
 from ..asm.opcodes import (LD_IMM64, PSEUDO_CALL, PSEUDO_FUNC, PSEUDO_KFUNC_CALL,
                            PSEUDO_MAP_FD, PSEUDO_MAP_VALUE)
-from ..enums import MapFlags, MapType, ProgramFlags
+from ..enums import MapFlags, MapType, ProgramFlags, ProgramType
 from ..errors import BTFError, ELFError
 from ..mapspec import MapSpec
 from . import btffix
 from .extinfo import ExtRecords
 from .reader import SHF_EXECINSTR, SHN_LORESERVE, SHN_UNDEF, SHT, STB, STT, ELFFile
-from .sections import match_section
+from .sections import SectionDef, match_section
 
 __all__ = ["parse_object", "internal_map_name"]
 
@@ -465,12 +465,17 @@ class ObjectFile:
 
 
 
+_UNKNOWN = SectionDef("", ProgramType.UNSPEC, None)
+
+
 def program_flags(sec: str) -> tuple:
-    """(SectionDef, target) for a program section; ELFError if unknown."""
+    """(SectionDef, target) for a program section.
+
+    A name libbpf does not know gives type UNSPEC: like libbpf, the object
+    still opens, and the user may set ``ProgramSpec.type`` before load.
+    """
     found = match_section(sec)
-    if found is None:
-        raise ELFError(f"section {sec!r}: unknown program type (not a libbpf section name)")
-    return found
+    return found if found is not None else (_UNKNOWN, "")
 
 
 def sleepable_flags(d, sec: str) -> int:
