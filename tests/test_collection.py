@@ -384,8 +384,15 @@ def test_struct_ops_section_registers_a_congestion_control(unique_name):
 
 def test_unknown_section_opens_and_loads_once_typed():
     raw = bytearray(open(os.path.join(TESTDATA, "legacy_maps-el.o"), "rb").read())
-    # A section name libbpf does not know (the name table shares it with .relsocket)
-    raw = bytearray(bytes(raw).replace(b"relsocket\0", b"relsockex\0"))
+    # Rename section "socket" to "elsocket" (a tail of ".relsocket" in the name table).
+    from fastbpf.elf import ELFFile
+    elf = ELFFile(bytes(raw))
+    i = elf.names.index("socket")
+    strtab_off = int(elf.sections["offset"][int(elf.sections["link"][
+        elf.names.index(".symtab")])])
+    name_off = bytes(raw).find(b".relsocket\0", strtab_off) - strtab_off + 2
+    shoff = int.from_bytes(raw[0x28:0x30], "little")
+    raw[shoff + 64 * i:shoff + 64 * i + 4] = name_off.to_bytes(4, "little")
     spec = fastbpf.load_collection_spec(bytes(raw))
     assert spec.programs["count_socket"].type == fastbpf.ProgramType.UNSPEC
     before = _fds()
