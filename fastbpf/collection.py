@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import copy as _copy
 import dataclasses
-import errno
 import io
 import os
-from typing import Any, Iterable
+from typing import Any
 
-from . import btf as _btf
-from .enums import MapType, ProgramType
-from .errors import BPFError, BTFError, ELFError, NotSupportedError
-from .mapspec import MapSpec, PinType
+from .errors import BTFError, ELFError
+from .mapspec import MapSpec
 from .programs import ProgramSpec
-from .variables import Variable, VariableSpec
+from .variables import VariableSpec
 
 __all__ = ["CollectionSpec", "Collection", "load_collection_spec", "load_collection"]
 

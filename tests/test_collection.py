@@ -402,3 +402,22 @@ def test_unknown_section_opens_and_loads_once_typed():
     spec.programs["count_socket"].type = fastbpf.ProgramType.SOCKET_FILTER
     with spec.load() as c:
         assert c.programs["count_socket"].test_run(PACKET).retval == 0
+
+
+def test_auto_attach_xdp_counts_real_packets():
+    """count_packets from the object, attached by section name to a veth."""
+    import sys
+    sys.path.insert(0, HERE)
+    import netutil
+    with netutil.VethPair() as vp, fastbpf.load_collection(LOADER) as coll:
+        prog = coll.programs["count_packets"]
+        with vp.b.run(prog.attach, vp.IF_B, mode="generic"):
+            rx = netutil.udp_receiver(vp.b, vp.IP_B, 9998)
+            try:
+                netutil.send_udp(vp.a, (vp.IP_B, 9998), 7, b"y" * 32)
+                got = netutil.drain(rx)
+            finally:
+                rx.close()
+        assert len(got) == 7                          # XDP_PASS from .rodata
+        assert coll.variables["packets"].value == 7
+        assert coll.maps["counts"][0] == 7
