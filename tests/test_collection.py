@@ -4,6 +4,7 @@ maps and variables."""
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import shutil
@@ -421,3 +422,31 @@ def test_auto_attach_xdp_counts_real_packets():
         assert len(got) == 7                          # XDP_PASS from .rodata
         assert coll.variables["packets"].value == 7
         assert coll.maps["counts"][0] == 7
+
+
+def _in_kallsyms(name: str) -> bool:
+    return _kallsyms(name) is not None
+
+
+def test_typed_ksym_resolves_to_its_btf_id():
+    from fastbpf.linker import link_program, resolve_externs
+    spec = fastbpf.load_collection_spec(os.path.join(TESTDATA, "ksyms-el.o"))
+    assert spec.ksyms == {"bpf_prog_active": ("ksym", False, True)}
+    insns = link_program(spec.programs["read_typed_ksym"].instructions, spec.functions)
+    insns, fd_array = resolve_externs(insns, spec.ksyms, {})
+    want = btf.load_kernel_spec().type_by_name("bpf_prog_active", btf.Kind.VAR).id
+    loads = [i for i in insns if i.opcode == asm.LD_IMM64 and i.src == asm.PSEUDO_BTF_ID]
+    assert len(loads) == 1 and loads[0].constant == want and fd_array is None
+    before = _fds()
+    if _in_kallsyms("bpf_prog_active"):
+        with spec.load() as c:
+            c.programs["read_typed_ksym"].test_run(PACKET)
+            assert c.variables["active_plus_one"].value >= 1
+    else:
+        # No CONFIG_KALLSYMS_ALL: the kernel cannot find the address (libbpf
+        # fails the same way); the verifier log says so, nothing leaks.
+        with pytest.raises(fastbpf.BPFError, match="read_typed_ksym") as ei:
+            spec.load()
+        assert ei.value.errno == errno.ENOENT
+        assert "bpf_prog_active" in getattr(ei.value, "log", "")
+    assert _fds() == before
