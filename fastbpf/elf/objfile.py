@@ -238,9 +238,9 @@ class ObjectFile:
             sel = np.flatnonzero((self.sym_type != STT.SECTION) & (syms["name"] != 0)
                                  & (syms["shndx"] != SHN_UNDEF)).tolist()
             shndx, value = syms["shndx"].tolist(), syms["value"].tolist()
-            name = self.elf.symbol_name
+            names = self.elf.symbol_names()
             for j in sel:
-                table.setdefault(shndx[j], {})[name(j)] = value[j]
+                table.setdefault(shndx[j], {})[names[j]] = value[j]
             self._by_section = table
         try:
             idx = self._sec_index[sec]
