@@ -79,9 +79,15 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
     return done
 
 
-def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict) -> MapSpec:
+def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict,
+              specs: dict | None = None) -> MapSpec:
     """A copy of *ms* ready for Map.create: shared BTF, pin dir, names resolved."""
     m = dataclasses.replace(ms)
+    if isinstance(m.inner, str):
+        # An inner map named symbolically: the shape of that map of the collection.
+        if m.inner not in (specs or {}):
+            raise ValueError(f"map {ms.name!r}: inner map {m.inner!r} is not in the collection")
+        m.inner = specs[m.inner]
     if _is_btf_type(m.key) or _is_btf_type(m.value):
         if ms.type in _NO_BTF_MAPS:
             m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
@@ -130,7 +136,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
             ms = map_specs[name]
             if name in spec.struct_ops:
                 continue  # made once the programs it names are loaded
-            prepared = _prepared(ms, handle, pin_dir, maps)
+            prepared = _prepared(ms, handle, pin_dir, maps, map_specs)
             pin = _spec_pin_path(prepared)
             existed = bool(pin) and os.path.exists(pin)
             try:

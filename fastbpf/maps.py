@@ -158,8 +158,10 @@ class Map(_core.MapBase):
         btf_ids = (0, 0)
         try:
             if mtype.is_map_of_maps:
-                if spec.inner is None:
-                    raise ValueError(f"{mtype.name} needs inner=MapSpec(...) describing its maps")
+                if not isinstance(spec.inner, MapSpec):
+                    raise ValueError(f"{mtype.name} needs inner=MapSpec(...) describing its maps"
+                                     + (f" (the name {spec.inner!r} means something only in a "
+                                        f"collection)" if isinstance(spec.inner, str) else ""))
                 # A template map gives the kernel the inner map's shape; it
                 # can be closed as soon as the outer map exists.
                 inner_fd = Map.create(dataclasses.replace(

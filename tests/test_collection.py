@@ -450,3 +450,13 @@ def test_typed_ksym_resolves_to_its_btf_id():
         assert ei.value.errno == errno.ENOENT
         assert "bpf_prog_active" in getattr(ei.value, "log", "")
     assert _fds() == before
+
+
+def test_inner_map_named_symbolically():
+    spec = fastbpf.load_collection_spec(LOADER)
+    spec.maps["outer"].inner = "inner_a"           # a name, resolved by the collection
+    with spec.load() as c:
+        c.programs["use_subprogs"].test_run(PACKET)
+        assert c.maps["inner_b"][0] == 5
+    with pytest.raises(ValueError, match="collection"):
+        fastbpf.Map.create(spec.maps["outer"])
