@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import _core
+from . import _core, features
 from ._progrun import TestRunResult
 from ._progrun import ProgramBase
 from ._progrun import test_run as _test_run
@@ -380,6 +380,12 @@ class Program(ProgramBase):
             if line_info and func_info:
                 kwargs.update(line_info=line_info, line_info_rec_size=16)
             return cls._load_with_log(spec, raw, kwargs, log_level, log_size, used_maps)
+        except BPFError as e:
+            missing = features.unsupported_program(
+                spec.type, spec.attach_type, e, f"program {spec.name!r}" if spec.name else None)
+            if missing is not None:
+                raise missing from e
+            raise
         finally:
             if btf_fd is not None:
                 btf_fd.close()  # the program keeps its own reference
