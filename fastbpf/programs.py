@@ -128,6 +128,22 @@ class ProgramSpec:
             c.instructions = self.instructions.copy()
         return c
 
+    def core_relocations(self, target: Any = None, local_btf: Any = None) -> list:
+        """The CO-RE relocations of the instructions, computed against
+        *target* (a ``btf.Spec``; None: the running kernel) without patching
+        anything: one ``btf.core.CORERelocation`` each.
+
+        *local_btf* is the BTF the records refer to; for a program read from
+        an object it is known (the object's BTF) and may be omitted.
+        """
+        from .btf import core
+        from .linker import core_relos
+        local = local_btf if local_btf is not None else self.__dict__.get("_local_btf")
+        if local is None:
+            raise ValueError("pass local_btf: the BTF the CO-RE records refer to")
+        return core.calculate_relocations(local, core_relos(self.instructions), target,
+                                          program=self.name)
+
     def resolved(self, maps: Mapping[str, Any] | None = None) -> Any:
         """The instructions with map references bound from *maps*."""
         insns = self.instructions
