@@ -161,6 +161,7 @@ class _Words:
         raise ELFError("BTF type chain too deep")
 
     def map_def(self, name: str, tid: int, inner_ok: bool = True) -> tuple[MapSpec, int | None]:
+        """A MapSpec from the definition struct *tid*, and the byte offset of ``values``."""
         o, kind = self.rec(tid)
         if kind != 4:
             raise ELFError(f"map {name!r}: definition is not a struct")
