@@ -31,14 +31,17 @@ from .enums import (AttachFlags, AttachType, Command, LinkType, MapFlags, MapTyp
                     ProgramFlags, ProgramType, StatsType, TCAction, UpdateFlags, XDPAction,
                     XDPFlags)
 from .errors import (BPFError, BTFError, BTFLoadError, ClosedError, ELFError,
-                     NotSupportedError, TargetNotFoundError, VerifierError)
-from .maps import Map, MapInfo, MapSpec, lpm_key_dtype, map_ids
+                     MapIncompatibleError, NotSupportedError, TargetNotFoundError,
+                     VerifierError)
+from .maps import Map, MapInfo, MapSpec, PinType, lpm_key_dtype, map_ids
 from .programs import (Program, ProgramInfo, ProgramSpec, StatsHandle, TestRunResult,
                        enable_stats, program_ids)
 from . import features, perf, ringbuf
 from . import link
 from .btf import btf_ids
 from .link import link_ids
+from .collection import Collection, CollectionSpec, load_collection, load_collection_spec
+from .variables import Variable, VariableSpec
 
 __version__ = "0.1.0"
 
@@ -48,9 +51,11 @@ __all__ = [
     "ProgramFlags", "ProgramType", "StatsType", "TCAction", "UpdateFlags", "XDPAction",
     "XDPFlags",
     "BPFError", "BTFError", "BTFLoadError", "ClosedError", "ELFError", "NotSupportedError",
-    "TargetNotFoundError", "VerifierError",
+    "TargetNotFoundError", "VerifierError", "MapIncompatibleError", "PinType",
     "Map", "MapInfo", "MapSpec", "lpm_key_dtype", "map_ids",
     "Program", "ProgramInfo", "ProgramSpec", "StatsHandle", "TestRunResult", "enable_stats",
     "program_ids", "link_ids", "btf_ids", "features", "perf", "ringbuf",
     "asm", "btf", "link",
+    "Collection", "CollectionSpec", "load_collection", "load_collection_spec",
+    "Variable", "VariableSpec",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "ELFError",
     "ClosedError",
     "TargetNotFoundError",
+    "MapIncompatibleError",
     "ENOTSUPP",
     "strerror",
     "bpf_error",
@@ -149,6 +150,22 @@ class TargetNotFoundError(BPFError, LookupError):
     ENOENT) and, for names looked up in a table (ELF symbols, struct
     members), a ``KeyError``.
     """
+
+
+class MapIncompatibleError(BPFError):
+    """A pinned map differs from the spec that would reuse it.
+
+    ``fields`` maps each differing field to ``(spec's value, map's value)``.
+    """
+
+    def __init__(self, obj: str | None = None, fields: dict | None = None,
+                 hint: str | None = None):
+        self.fields = dict(fields or {})
+        diff = ", ".join(f"{k}: spec {a!r}, map {b!r}" for k, (a, b) in self.fields.items())
+        super().__init__(_errno.EINVAL, "map reuse", obj, hint or (diff or None))
+
+    def __reduce__(self):
+        return (type(self), (self.obj, self.fields, None))
 
 
 class ClosedError(ValueError):

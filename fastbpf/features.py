@@ -451,6 +451,52 @@ def have_bpf_stats() -> bool:
     return probe_bpf_stats().ok
 
 
+# -- BTF kinds (the loader sanitises object BTF by these) ----------------------------
+
+def _btf_blob(types: list[tuple], strings: bytes) -> bytes:
+    body = b"".join(struct.pack("<" + "I" * len(t), *t) for t in types)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body), len(strings))
+    return hdr + body + strings
+
+
+# name -> (BTF types as words, strings): each the smallest blob using the feature.
+_INT = (1, 1 << 24, 4, (1 << 24) | 32)          # [1] int
+_BTF_FEATURES: dict[str, tuple[list[tuple], bytes]] = {
+    "func": ([_INT, (0, 13 << 24 | 0, 1), (5, 12 << 24 | 0, 2)], b"\0int\0f\0"),
+    "func_global": ([_INT, (0, 13 << 24 | 0, 1), (5, 12 << 24 | 1, 2)], b"\0int\0f\0"),
+    "datasec": ([_INT, (5, 14 << 24, 1, 1), (7, 15 << 24 | 1, 4, 2, 0, 4)],
+                b"\0int\0v\0.data\0"),
+    "float": ([(1, 16 << 24, 4)], b"\0float\0"),
+    "decl_tag": ([_INT, (5, 14 << 24, 1, 1), (7, 17 << 24, 2, 0xFFFFFFFF)],
+                 b"\0int\0v\0tag\0"),
+    "type_tag": ([_INT, (5, 18 << 24, 1), (0, 2 << 24, 2)], b"\0int\0tag\0"),
+    "enum64": ([(1, 19 << 24 | 1, 8), (3, 1, 0)], b"\0e\0v\0"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def probe_btf_feature(name: str) -> Probe:
+    """Does the kernel accept BTF using *name*: ``"func"``, ``"func_global"``,
+    ``"datasec"``, ``"float"``, ``"decl_tag"``, ``"type_tag"``, ``"enum64"``?"""
+    try:
+        types, strings = _BTF_FEATURES[name]
+    except KeyError:
+        raise ValueError(f"unknown BTF feature {name!r}; one of {sorted(_BTF_FEATURES)}") \
+            from None
+    what = f"BTF {name}"
+    try:
+        _core.btf_load(_btf_blob(types, strings)).close()
+    except BPFError as e:
+        return Probe(False, what, e.errno)
+    return Probe(True, what)
+
+
+@functools.lru_cache(maxsize=1)
+def missing_btf_features() -> frozenset[str]:
+    """The BTF features this kernel lacks (empty on any recent kernel)."""
+    return frozenset(n for n in _BTF_FEATURES if not probe_btf_feature(n).ok)
+
+
 # -- turning a refusal into "the kernel lacks X" ------------------------------------------
 
 # The errnos with which kernels refuse what they do not have (or do not allow).
@@ -499,6 +545,7 @@ _BY_NAME = {
     "trampolines": probe_trampolines,
     "vmlinux_btf": probe_vmlinux_btf,
     "bpf_stats": probe_bpf_stats,
+    "btf_feature": probe_btf_feature,
 }
 
 
@@ -531,4 +578,5 @@ def clear_cache() -> None:
     for fn in _BY_NAME.values():
         if hasattr(fn, "cache_clear"):
             fn.cache_clear()
+    missing_btf_features.cache_clear()
     _kernel_type_id.cache_clear()

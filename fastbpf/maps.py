@@ -18,121 +18,15 @@ import numpy as np
 
 from . import _core, features
 from .enums import MapFlags, MapType
-from .errors import BPFError, ClosedError, bpf_error, not_supported_error
+from .errors import BPFError, ClosedError, NotSupportedError, bpf_error, not_supported_error
 from .pin import BPF_FS_MAGIC, Pinnable, check_pin_path  # noqa: F401 (their old home)
 from .programs import Program
+# MapSpec and its dtype rules live in mapspec.py; re-exported here.
+from .mapspec import (_ARRAY_MAPS, _FD_VALUE_MAPS, _KEYLESS_MAPS, MapSpec,  # noqa: F401
+                      PinType, _as_dtype, _is_btf_type, lpm_key_dtype)
 
-__all__ = ["MapSpec", "Map", "MapInfo", "map_ids", "lpm_key_dtype", "BPF_FS_MAGIC"]
+__all__ = ["MapSpec", "PinType", "Map", "MapInfo", "map_ids", "lpm_key_dtype", "BPF_FS_MAGIC"]
 
-#: Map types whose values are file descriptors on write and ids on read.
-_FD_VALUE_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY})
-#: Map types with no key.
-_KEYLESS_MAPS = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
-#: Map types whose key is an index.
-_ARRAY_MAPS = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
-                         MapType.ARRAY_OF_MAPS, MapType.PERF_EVENT_ARRAY,
-                         MapType.CGROUP_ARRAY, MapType.DEVMAP, MapType.CPUMAP,
-                         MapType.SOCKMAP, MapType.XSKMAP})
-
-
-def _as_dtype(spec: Any, what: str) -> np.dtype | None:
-    """A key/value description -> numpy dtype (None for size 0)."""
-    if spec is None:
-        return None
-    if isinstance(spec, bool):
-        raise TypeError(f"{what} must be a byte size or a dtype, not bool")
-    if isinstance(spec, (int, np.integer)):
-        n = int(spec)
-        if n < 0:
-            raise ValueError(f"{what} size must be >= 0, got {n}")
-        return None if n == 0 else np.dtype(("V", n))
-    if _is_btf_type(spec):
-        from . import btf
-        return btf.to_dtype(spec)
-    try:
-        dt = np.dtype(spec)
-    except TypeError as e:
-        raise TypeError(f"{what} must be a byte size or anything np.dtype() accepts: {e}") from None
-    if dt.hasobject:
-        raise TypeError(f"{what} dtype {dt} holds Python objects; map keys and values are "
-                        f"plain bytes the kernel copies")
-    return dt
-
-
-def _is_btf_type(obj: Any) -> bool:
-    mod = type(obj).__module__ or ""
-    return mod.startswith("fastbpf.btf")
-
-
-def lpm_key_dtype(data_bytes: int) -> np.dtype:
-    """The key dtype of an LPM trie: ``prefixlen`` (u32) then ``data`` bytes.
-
-    Keys are then written ``(prefixlen, b"\\x0a\\x00\\x00\\x00")`` or with
-    :meth:`Map.lpm_key`.
-    """
-    return np.dtype([("prefixlen", "<u4"), ("data", "u1", (data_bytes,))])
-
-
-@dataclasses.dataclass
-class MapSpec:
-    """A description of a map, before the kernel sees it.
-
-    ``key`` and ``value`` are an int (a byte size; the dtype is raw bytes),
-    anything ``np.dtype()`` accepts, or a BTF type (then the map carries BTF
-    and ``bpftool map dump`` pretty-prints it). ``inner`` describes the maps
-    an ARRAY_OF_MAPS / HASH_OF_MAPS holds.
-    """
-
-    type: MapType
-    key: Any = 0
-    value: Any = 0
-    max_entries: int = 1
-    flags: int = 0
-    name: str = ""
-    inner: "MapSpec | None" = None
-    numa_node: int | None = None
-    map_extra: int = 0
-    ifindex: int = 0
-    #: Path to pin the map at after creation (or to reuse, see Map.create).
-    pin_path: str | None = None
-    #: For struct_ops maps: the BTF id of the kernel value type.
-    btf_vmlinux_value_type_id: int = 0
-
-    def __post_init__(self) -> None:
-        self.type = MapType(self.type)
-
-    def copy(self) -> "MapSpec":
-        """A shallow copy (inner spec copied too), to edit before creating."""
-        c = dataclasses.replace(self)
-        if self.inner is not None:
-            c.inner = self.inner.copy()
-        return c
-
-    @property
-    def key_dtype(self) -> np.dtype | None:
-        """The numpy dtype of keys (None for keyless maps).
-
-        Array-like maps index with a u32, so a bare size of 4 means uint32.
-        """
-        if self.type in _ARRAY_MAPS and isinstance(self.key, (int, np.integer)) \
-                and int(self.key) == 4:
-            return np.dtype(np.uint32)
-        return _as_dtype(self.key, "key")
-
-    @property
-    def value_dtype(self) -> np.dtype | None:
-        """The numpy dtype of one value (one CPU's, for per-CPU maps)."""
-        if self.type in _FD_VALUE_MAPS:
-            return np.dtype(np.uint32)
-        return _as_dtype(self.value, "value")
-
-    def _sizes(self) -> tuple[int, int]:
-        kd, vd = self.key_dtype, self.value_dtype
-        if self.type in _FD_VALUE_MAPS and self.value not in (0, 4, None):
-            vsize = _as_dtype(self.value, "value")
-            if vsize is not None and vsize.itemsize != 4:
-                raise ValueError(f"{self.type.name} values are 4-byte fds")
-        return (kd.itemsize if kd is not None else 0, vd.itemsize if vd is not None else 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,53 +101,59 @@ class Map(_core.MapBase, Pinnable):
     def create(cls, spec: MapSpec) -> "Map":
         """Create a map in the kernel from *spec*.
 
-        If ``spec.pin_path`` names an existing pin, that map is opened
-        instead (after checking it matches the spec); otherwise the new map
-        is pinned there.
+        If the spec's pin path (``pin_path``, or ``pin_dir/name`` for
+        ``pinning=PinType.BY_NAME``) names an existing pin, that map is
+        opened instead after :meth:`MapSpec.check_compatible` (which raises
+        :class:`MapIncompatibleError` naming what differs); otherwise the
+        new map gets ``contents`` written, is frozen if ``freeze``, and is
+        pinned there. On any failure nothing is left behind.
         """
         if not isinstance(spec, MapSpec):
             raise TypeError(f"Map.create takes a MapSpec, not {type(spec).__name__}")
-        if spec.pin_path and os.path.exists(spec.pin_path):
-            m = cls.from_pin(spec.pin_path)
-            info = m.info()
-            ks, vs = spec._sizes()
-            if (info.type != spec.type or info.key_size != ks or info.value_size != vs
-                    or info.max_entries != spec.max_entries):
+        pin = _spec_pin_path(spec)
+        if pin and os.path.exists(pin):
+            m = cls.from_pin(pin)
+            try:
+                spec.check_compatible(m)
+            except BaseException:
                 m.close()
-                raise ValueError(f"the map pinned at {spec.pin_path!r} does not match the spec "
-                                 f"({info} vs {spec})")
+                raise
             return m._retyped(spec)
         ks, vs = spec._sizes()
         mtype = spec.type
-        flags = int(spec.flags)
-        if mtype == MapType.LPM_TRIE:
-            flags |= MapFlags.NO_PREALLOC  # the kernel refuses an LPM trie without it
-        if spec.max_entries < 0:
+        flags = spec._create_flags()
+        max_entries = int(spec.max_entries)
+        if max_entries < 0:
             raise ValueError("max_entries must be >= 0")
+        if mtype == MapType.PERF_EVENT_ARRAY and max_entries == 0:
+            max_entries = _core.possible_cpus()  # one slot per CPU, as libbpf does
         if mtype in _ARRAY_MAPS and ks not in (0, 4):
             raise ValueError(f"{mtype.name} keys are 4-byte indexes, the spec says {ks} bytes")
         inner_fd = None
         btf_handle = None
+        own_btf = False
         btf_ids = (0, 0)
         try:
             if mtype.is_map_of_maps:
-                if spec.inner is None:
-                    raise ValueError(f"{mtype.name} needs inner=MapSpec(...) describing its maps")
+                if not isinstance(spec.inner, MapSpec):
+                    raise ValueError(f"{mtype.name} needs inner=MapSpec(...) describing its maps"
+                                     + (f" (the name {spec.inner!r} means something only in a "
+                                        f"collection)" if isinstance(spec.inner, str) else ""))
                 # A template map gives the kernel the inner map's shape; it
                 # can be closed as soon as the outer map exists.
-                inner_fd = Map.create(dataclasses.replace(spec.inner, pin_path=None))
+                inner_fd = Map.create(dataclasses.replace(
+                    spec.inner, pin_path=None, pinning=0, contents=None, freeze=False))
             if _is_btf_type(spec.key) or _is_btf_type(spec.value):
-                btf_handle, btf_ids = _load_map_btf(spec)
+                btf_handle, btf_ids, own_btf = _map_btf(spec)
             elif mtype == MapType.STRUCT_OPS:
                 # The value type comes from vmlinux (btf_vmlinux_value_type_id),
                 # but the kernel still insists on *some* BTF object.
-                btf_handle = _placeholder_btf()
+                btf_handle, own_btf = _placeholder_btf(), True
             kw = {}
             if spec.numa_node is not None:
                 kw["numa_node"] = spec.numa_node
-                flags |= MapFlags.NUMA_NODE
             fd = _core.map_create(
-                int(mtype), ks, vs, spec.max_entries, flags, spec.name or None,
+                int(mtype), ks, vs, max_entries, flags, spec.name or None,
                 inner_map_fd=inner_fd.fd if inner_fd is not None else 0,
                 map_ifindex=spec.ifindex, map_extra=spec.map_extra,
                 btf_fd=btf_handle.fd if btf_handle is not None else 0,
@@ -270,17 +170,35 @@ class Map(_core.MapBase, Pinnable):
         finally:
             if inner_fd is not None:
                 inner_fd.close()
-            if btf_handle is not None:
+            if own_btf and btf_handle is not None:
                 btf_handle.close()  # the map holds its own reference to the BTF
-        m = cls._wrap(fd, int(mtype), ks, vs, spec.max_entries, flags, spec.name,
+        m = cls._wrap(fd, int(mtype), ks, vs, max_entries, flags, spec.name,
                       spec.key_dtype, spec.value_dtype, spec)
-        if spec.pin_path:
-            try:
-                m.pin(spec.pin_path)
-            except BaseException:
-                m.close()
-                raise
+        try:
+            if spec.contents:
+                m._write_contents(spec.contents)
+            if spec.freeze:
+                m.freeze()
+            if pin:
+                m.pin(pin)
+        except BaseException:
+            m.close()
+            raise
         return m
+
+    def _write_contents(self, contents: Any) -> None:
+        """Write a spec's initial entries (objects in fd maps become fds)."""
+        items = contents.items() if isinstance(contents, dict) else contents
+        for k, v in items:
+            if self.map_type in _FD_VALUE_MAPS and not isinstance(v, (int, np.integer)):
+                if isinstance(v, str):
+                    raise ValueError(f"map {self.name!r}: initial value {v!r} names a program "
+                                     f"or map; load it through a collection to resolve names")
+                v = getattr(v, "fd", v)
+            if isinstance(v, (bytes, bytearray, memoryview)) and self.value_dtype is not None \
+                    and len(v) == self.value_size:
+                v = np.frombuffer(bytes(v), dtype=self.value_dtype)[0]
+            self[k] = v
 
     def _retyped(self, spec: MapSpec) -> "Map":
         """This map's fd under the dtypes of *spec* (same sizes)."""
@@ -751,13 +669,33 @@ def _placeholder_btf() -> _core.FD:
     return _core.btf_load(hdr + types + strings)
 
 
-def _load_map_btf(spec: MapSpec):
+def _spec_pin_path(spec: MapSpec) -> str | None:
+    """Where *spec* pins its map: pin_path, or pin_dir/name when pinned by name."""
+    if spec.pin_path:
+        return os.fspath(spec.pin_path)
+    if spec.pinning and spec.pin_dir:
+        if not spec.name:
+            raise ValueError("a map pinned by name needs a name")
+        return os.path.join(os.fspath(spec.pin_dir), spec.name)
+    return None
+
+
+def _map_btf(spec: MapSpec):
+    """(BTF handle, (key id, value id), whether the caller owns the handle)."""
     from . import btf
     key_t = spec.key if _is_btf_type(spec.key) else None
     value_t = spec.value if _is_btf_type(spec.value) else None
+    shared = spec.btf
+    if shared is not None and not shared.closed:
+        bspec = shared.spec()
+        try:
+            return shared, (bspec.type_id(key_t) if key_t is not None else 0,
+                            bspec.type_id(value_t) if value_t is not None else 0), False
+        except btf.BTFError:
+            pass  # types from elsewhere: build their own object below
     bspec, kid, vid = btf.build_map_btf(key_t, value_t)
     handle = btf.Handle.load(bspec)
-    return handle, (kid if key_t is not None else 0, vid if value_t is not None else 0)
+    return handle, (kid if key_t is not None else 0, vid if value_t is not None else 0), True
 
 
 def map_ids() -> list[int]:

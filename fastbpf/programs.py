@@ -90,12 +90,24 @@ class ProgramSpec:
     attach_btf_obj_fd: int = 0
     ifindex: int = 0
     kernel_version: int = 0
-    #: BTF describing the program's functions (a ``btf.Spec`` or raw BTF
-    #: bytes), with ``func_info``: ``(instruction slot, FUNC type id)`` per
-    #: function. Left empty, fastbpf generates both when the kernel needs
-    #: them: for programs that pass callbacks (bpf_loop, timers, ...).
+    #: BTF describing the program's functions: a loaded ``btf.Handle`` (a
+    #: collection's one BTF object, used as it is), a ``btf.Spec`` or raw
+    #: BTF bytes (loaded for this program). ``func_info`` and ``line_info``
+    #: are then built from the instructions' metadata (``Metadata.func`` /
+    #: ``.line``), unless ``func_info`` is given as ``(instruction slot, FUNC
+    #: type id)`` pairs. Left empty, fastbpf generates minimal BTF when the
+    #: kernel needs it: for programs that pass callbacks (bpf_loop, ...).
     btf: Any = None
     func_info: Any = None
+    #: ``(slot, file name offset, line offset, line << 10 | column)``
+    #: records; None: built from the instructions' metadata.
+    line_info: Any = None
+    #: File descriptors the kernel resolves kfunc calls' ``offset`` against
+    #: (module BTF objects); None when every kfunc is in vmlinux.
+    fd_array: Any = None
+    #: The ELF section the program came from (``"xdp"``, ``"tp/syscalls/..."``);
+    #: auto-attach reads the target from it.
+    section: str = ""
 
     def __post_init__(self) -> None:
         self.type = ProgramType(self.type)
@@ -116,6 +128,22 @@ class ProgramSpec:
         if hasattr(self.instructions, "copy"):
             c.instructions = self.instructions.copy()
         return c
+
+    def core_relocations(self, target: Any = None, local_btf: Any = None) -> list:
+        """The CO-RE relocations of the instructions, computed against
+        *target* (a ``btf.Spec``; None: the running kernel) without patching
+        anything: one ``btf.core.CORERelocation`` each.
+
+        *local_btf* is the BTF the records refer to; for a program read from
+        an object it is known (the object's BTF) and may be omitted.
+        """
+        from .btf import core
+        from .linker import core_relos
+        local = local_btf if local_btf is not None else self.__dict__.get("_local_btf")
+        if local is None:
+            raise ValueError("pass local_btf: the BTF the CO-RE records refer to")
+        return core.calculate_relocations(local, core_relos(self.instructions), target,
+                                          program=self.name)
 
     def resolved(self, maps: Mapping[str, Any] | None = None) -> Any:
         """The instructions with map references bound from *maps*."""
@@ -144,7 +172,10 @@ def _func_btf(spec: ProgramSpec, insns: Any) -> tuple[bytes | None, bytes | None
     """
     if spec.btf is not None:
         blob = spec.btf.encode() if hasattr(spec.btf, "encode") else bytes(spec.btf)
-        info = b"".join(struct.pack("<II", int(off), int(tid)) for off, tid in spec.func_info or ())
+        if spec.func_info is None:
+            info, _ = ext_info_records(insns, spec.btf)
+            return blob, info
+        info = b"".join(struct.pack("=II", int(off), int(tid)) for off, tid in spec.func_info or ())
         return blob, (info or None)
     if isinstance(insns, (bytes, bytearray, memoryview)) or not hasattr(insns, "symbols"):
         return None, None
@@ -162,6 +193,36 @@ def _func_btf(spec: ProgramSpec, insns: Any) -> tuple[bytes | None, bytes | None
     starts = sorted({0} | {slots[symbols[f]] for f in funcs if f in symbols})
     return _static_funcs_btf(len(starts)), b"".join(
         struct.pack("<II", slot, 4 + 2 * k) for k, slot in enumerate(starts))
+
+
+def ext_info_records(insns: Any, btf_spec: Any) -> tuple[bytes | None, bytes | None]:
+    """func_info and line_info (native order) from the instructions' metadata.
+
+    *btf_spec* is the ``btf.Spec`` the Func types belong to (or a Handle
+    holding it). Offsets are slots of the final, linked program, which is
+    why the records are built here and not kept from the object file.
+    """
+    if isinstance(insns, (bytes, bytearray, memoryview)) or btf_spec is None:
+        return None, None
+    if hasattr(btf_spec, "spec") and callable(btf_spec.spec):
+        btf_spec = btf_spec.spec()
+    funcs = []
+    lines = []
+    slot = 0
+    for insn in insns:
+        meta = insn.meta
+        if meta is not None:
+            if meta.func is not None:
+                funcs.append(struct.pack("=II", slot, btf_spec.type_id(meta.func)))
+            line = meta.line
+            if line is not None and len(line.raw) >= 16:
+                _, f_off, l_off, lc = struct.unpack_from("=IIII", line.raw, 0)
+                lines.append(struct.pack("=IIII", slot, f_off, l_off, lc))
+        slot += 2 if insn.opcode == 0x18 else 1
+    if funcs and funcs[0][:4] != b"\0\0\0\0":
+        # The kernel wants the first record at slot 0; without it, send none.
+        funcs = []
+    return (b"".join(funcs) or None), (b"".join(lines) if lines and funcs else None)
 
 
 def _static_funcs_btf(nfuncs: int) -> bytes:
@@ -310,11 +371,36 @@ class Program(ProgramBase, Pinnable):
             attach_btf_id=btf_id, attach_prog_fd=spec.attach_btf_obj_fd,
             prog_ifindex=spec.ifindex, kern_version=spec.kernel_version,
         )
-        btf_blob, func_info = _func_btf(spec, insns)
-        btf_fd = _core.btf_load(btf_blob) if btf_blob is not None else None
-        try:
+        if spec.fd_array is not None:
+            kwargs["fd_array"] = np.asarray(spec.fd_array, dtype=np.int32)
+        line_info = None
+        if spec.btf is not None and hasattr(spec.btf, "fd") and hasattr(spec.btf, "spec"):
+            # A loaded btf.Handle (a collection's): use it as it is.
+            btf_fd = None
+            if spec.func_info is None:
+                func_info, line_info = ext_info_records(insns, spec.btf)
+            elif isinstance(spec.func_info, (bytes, bytearray, memoryview)):
+                func_info = bytes(spec.func_info) or None  # already packed records
+            else:
+                func_info = b"".join(struct.pack("=II", int(o), int(t))
+                                     for o, t in spec.func_info) or None
+            kwargs["prog_btf_fd"] = spec.btf.fd
+        else:
+            btf_blob, func_info = _func_btf(spec, insns)
+            btf_fd = _core.btf_load(btf_blob) if btf_blob is not None else None
             if btf_fd is not None:
-                kwargs.update(prog_btf_fd=btf_fd.fd, func_info=func_info, func_info_rec_size=8)
+                kwargs["prog_btf_fd"] = btf_fd.fd
+                if spec.func_info is None and spec.btf is not None:
+                    _, line_info = ext_info_records(insns, spec.btf)
+        if isinstance(spec.line_info, (bytes, bytearray, memoryview)):
+            line_info = bytes(spec.line_info) or None
+        elif spec.line_info is not None:
+            line_info = b"".join(struct.pack("=IIII", *map(int, r)) for r in spec.line_info) or None
+        try:
+            if func_info:
+                kwargs.update(func_info=func_info, func_info_rec_size=8)
+            if line_info and func_info:
+                kwargs.update(line_info=line_info, line_info_rec_size=16)
             return cls._load_with_log(spec, raw, kwargs, log_level, log_size, used_maps)
         except BPFError as e:
             missing = features.unsupported_program(
@@ -350,7 +436,8 @@ class Program(ProgramBase, Pinnable):
                 raise
             except BPFError as e:
                 if level == 0 and e.errno in (errno.EACCES, errno.EINVAL, errno.EPERM,
-                                              errno.E2BIG, errno.ENOSPC, errno.EFAULT):
+                                              errno.E2BIG, errno.ENOSPC, errno.EFAULT,
+                                              errno.ENOENT):
                     first_error = e
                     level = 1  # again, with a log that says why
                     continue
@@ -398,6 +485,18 @@ class Program(ProgramBase, Pinnable):
     def __repr__(self) -> str:
         t = self.type.name if isinstance(self.type, ProgramType) else self.type
         return f"<Program {self.name!r} {t} {'closed' if self.closed else f'fd={self._fd.fd}'}>"
+
+    def attach(self, *args: Any, **kwargs: Any) -> Any:
+        """Attach where the program's ELF section name says (libbpf's
+        auto-attach); returns the :class:`fastbpf.link.Link`.
+
+        ``tracepoint/cat/name``, ``raw_tp/name``, ``tp_btf/...``,
+        ``kprobe/sym``, ``uprobe/path:sym`` need no arguments; ``xdp`` and
+        ``tc`` take the interface (``prog.attach("eth0")``), ``cgroup*`` the
+        cgroup. See :func:`fastbpf.link.auto.auto_attach`.
+        """
+        from .link.auto import auto_attach
+        return auto_attach(self, *args, **kwargs)
 
     def clone(self) -> "Program":
         """A second Program object for the same kernel program (a dup'ed fd)."""

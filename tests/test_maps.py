@@ -506,8 +506,10 @@ def test_spec_pin_path_reuses_existing(bpffs_dir):
             assert b[1] == 1 and b.info().id == a.info().id
     bad = spec.copy()
     bad.max_entries = 9
-    with pytest.raises(ValueError, match="does not match"):
+    bad.value = np.uint32
+    with pytest.raises(fastbpf.MapIncompatibleError, match="max_entries") as ei:
         Map.create(bad)
+    assert ei.value.fields == {"max_entries": (9, 8), "value_size": (4, 8)}
 
 
 def test_pin_outside_bpffs_is_refused(tmp_path):

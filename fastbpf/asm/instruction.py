@@ -15,7 +15,7 @@ loaded many times against different maps.
 from __future__ import annotations
 
 import struct
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from .disasm import format_instruction
 from .opcodes import (
@@ -29,7 +29,7 @@ from .opcodes import (
     PSEUDO_MAP_VALUE,
 )
 
-__all__ = ["Instruction", "Instructions", "INSN_SIZE"]
+__all__ = ["Instruction", "Instructions", "INSN_SIZE", "Metadata"]
 
 #: Size in bytes of one instruction slot.
 INSN_SIZE = 8
@@ -42,6 +42,8 @@ _S64_MIN, _U64_MAX = -(1 << 63), (1 << 64) - 1
 _STRUCTS = {"little": struct.Struct("<BBhi"), "big": struct.Struct(">BBhi")}
 
 _FIELDS = ("opcode", "dst", "src", "offset", "constant", "symbol", "reference", "map")
+#: Fields replace() accepts: the eight above plus the metadata.
+_REPLACEABLE = _FIELDS + ("meta",)
 
 # What an instruction's ``reference`` names, by instruction kind.
 REF_LABEL = "label"   # a jump target, a bpf-to-bpf call, a function pointer
@@ -80,6 +82,29 @@ def _check_name(name: str, value: Any) -> str | None:
     return value
 
 
+class Metadata(NamedTuple):
+    """What an object file says about one instruction, beyond the ISA.
+
+    Carried by :attr:`Instruction.meta`; it survives ``replace()``, copying
+    and linking and is ignored by equality and hashing. The loader builds
+    the kernel's func_info, line_info and CO-RE records from it.
+
+    * ``func``: the BTF ``Func`` type of the function that starts here.
+    * ``line``: the source position (a :class:`fastbpf.btf.LineInfo`).
+    * ``core_relo``: the CO-RE relocation of this instruction
+      (a :class:`fastbpf.btf.CoreRelo`).
+    * ``section``: the ELF section the instruction came from.
+    """
+
+    func: Any = None
+    line: Any = None
+    core_relo: Any = None
+    section: str | None = None
+
+
+_NO_META = Metadata()
+
+
 class Instruction:
     """One eBPF instruction (two slots for ``ld_imm64``).
 
@@ -106,16 +131,21 @@ class Instruction:
       its fd is read at encode time and replaces the low 32 bits of
       ``constant``.
 
+    * ``meta``: a :class:`Metadata` (source line, function BTF, CO-RE
+      relocation) or None; ignored by equality.
+
     Instructions are immutable and hashable; derive changed copies with
-    :meth:`replace`, :meth:`with_symbol`, :meth:`with_reference`.
+    :meth:`replace`, :meth:`with_symbol`, :meth:`with_reference`,
+    :meth:`with_meta`.
     ``str(insn)`` is one line of verifier-style disassembly.
     """
 
-    __slots__ = _FIELDS
+    __slots__ = _FIELDS + ("meta",)
 
     def __init__(self, opcode: int, dst: int = 0, src: int = 0, offset: int = 0,
                  constant: int = 0, *, symbol: str | None = None,
-                 reference: str | None = None, map: Any = None) -> None:
+                 reference: str | None = None, map: Any = None,
+                 meta: Metadata | None = None) -> None:
         opcode = _check_int("opcode", opcode)
         if not 0 <= opcode <= 0xFF:
             raise ValueError(f"opcode {opcode:#x} does not fit one byte")
@@ -150,10 +180,13 @@ class Instruction:
         s(self, "symbol", _check_name("symbol", symbol))
         s(self, "reference", _check_name("reference", reference))
         s(self, "map", map)
+        if meta is not None and not isinstance(meta, Metadata):
+            raise TypeError(f"meta must be an asm.Metadata or None, not {type(meta).__name__}")
+        s(self, "meta", meta)
 
     @classmethod
     def _raw(cls, opcode, dst, src, offset, constant, symbol=None, reference=None,
-             map=None) -> Instruction:
+             map=None, meta=None) -> Instruction:
         """Build without validation, from fields known to be in range."""
         self = object.__new__(cls)
         s = object.__setattr__
@@ -165,6 +198,7 @@ class Instruction:
         s(self, "symbol", symbol)
         s(self, "reference", reference)
         s(self, "map", map)
+        s(self, "meta", meta)
         return self
 
     def __setattr__(self, name, value):
@@ -175,16 +209,19 @@ class Instruction:
 
     def __reduce__(self):
         return (_rebuild, (self.opcode, self.dst, self.src, self.offset, self.constant,
-                           self.symbol, self.reference, self.map))
+                           self.symbol, self.reference, self.map, self.meta))
 
     # -- derived copies ----------------------------------------------------
 
     def replace(self, **changes: Any) -> Instruction:
-        """A copy with the given fields changed (validated like the constructor)."""
+        """A copy with the given fields changed (validated like the constructor).
+
+        The metadata is kept unless ``meta=`` is among the changes.
+        """
         for name in changes:
-            if name not in _FIELDS:
+            if name not in _REPLACEABLE:
                 raise TypeError(f"Instruction has no field {name!r}")
-        fields = {name: getattr(self, name) for name in _FIELDS}
+        fields = {name: getattr(self, name) for name in _REPLACEABLE}
         fields.update(changes)
         opcode = fields.pop("opcode")
         return Instruction(opcode, **fields)
@@ -196,6 +233,12 @@ class Instruction:
     def with_reference(self, name: str | None) -> Instruction:
         """A copy referring to *name* (``None`` removes the reference)."""
         return self.replace(reference=name)
+
+    def with_meta(self, **changes: Any) -> "Instruction":
+        """A copy whose metadata has the given :class:`Metadata` fields changed."""
+        base = self.meta if self.meta is not None else _NO_META
+        return Instruction._raw(self.opcode, self.dst, self.src, self.offset, self.constant,
+                                self.symbol, self.reference, self.map, base._replace(**changes))
 
     # -- classification ----------------------------------------------------
 
@@ -500,7 +543,7 @@ class Instructions(list):
                 # ld_imm64 keeps its upper half zero: only the low imm is the offset
                 value = rel & 0xFFFFFFFF if insn.opcode == LD_IMM64 else rel
                 append(Instruction._raw(insn.opcode, insn.dst, insn.src, insn.offset,
-                                        value, insn.symbol, ref, insn.map))
+                                        value, insn.symbol, ref, insn.map, insn.meta))
             else:
                 if not _S16_MIN <= rel <= _S16_MAX:
                     raise ValueError(
@@ -508,7 +551,7 @@ class Instructions(list):
                         f"beyond the 16-bit jump offset ({_S16_MIN}..{_S16_MAX}); "
                         f"use gotol for long unconditional jumps")
                 append(Instruction._raw(insn.opcode, insn.dst, insn.src, rel,
-                                        insn.constant, insn.symbol, ref, insn.map))
+                                        insn.constant, insn.symbol, ref, insn.map, insn.meta))
         return out
 
     def resolve_maps(self, maps: Mapping[str, Any]) -> Instructions:
@@ -568,7 +611,7 @@ class Instructions(list):
             ref = names[refs[i]] if i in refs else insn.reference
             if sym != insn.symbol or ref != insn.reference:
                 insn = Instruction._raw(insn.opcode, insn.dst, insn.src, insn.offset,
-                                        insn.constant, sym, ref, insn.map)
+                                        insn.constant, sym, ref, insn.map, insn.meta)
             out.append(insn)
         return out
 
@@ -594,7 +637,8 @@ class Instructions(list):
                 if kind == REF_MAP and insn.map is None:
                     raise ValueError(f"instruction {i} ({insn}) loads map {insn.reference!r}, "
                                      f"which is not resolved; bind it with resolve_maps()")
-                if kind == REF_KFUNC:
+                if kind == REF_KFUNC and insn.constant == 0:
+                    # The loader resolves a kfunc name to its BTF id (never 0).
                     raise ValueError(f"instruction {i} ({insn}) calls kfunc "
                                      f"{insn.reference!r}, which is not resolved to a BTF id")
             if code == LD_IMM64:

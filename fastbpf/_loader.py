@@ -1,0 +1,280 @@
+"""The load of a CollectionSpec: BTF, maps, programs, variables, in that order.
+
+Kept apart from :mod:`fastbpf.collection` (the public types) so each stays
+short. Everything created is recorded as it is made; any exception closes it
+all again and removes the pins made here, so a failed load leaves no fd and no
+pin behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import re
+from typing import Any
+
+from . import btf as _btf
+from .elf.build import parse_spec  # noqa: F401  (re-exported for collection.py)
+import numpy as np
+
+from .enums import MapType, ProgramType
+from .errors import (BPFError, BTFError, ELFError, MapIncompatibleError, NotSupportedError,
+                     VerifierError)
+from .linker import apply_core, fd_array_buffer, kconfig_contents, link_program, \
+    resolve_externs
+from .mapspec import _FD_VALUE_MAPS, MapSpec, PinType, _is_btf_type
+from .maps import Map, _spec_pin_path
+from .programs import Program, ProgramSpec
+from .variables import Variable
+from ._linkraw import link_raw
+
+# Every field but the instructions (reading those would decode them).
+_PROGRAM_FIELDS = [f for f in dataclasses.fields(ProgramSpec) if f.name != "instructions"]
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
+#: Map types the kernel takes no key/value BTF for (libbpf drops it too).
+_NO_BTF_MAPS = frozenset({
+    MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_TRACE,
+    MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH,
+    MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP, MapType.SOCKHASH, MapType.QUEUE,
+    MapType.STACK, MapType.ARENA, MapType.PROG_ARRAY})
+
+
+def _missing_btf_features() -> frozenset[str]:
+    from . import features
+    probe = getattr(features, "missing_btf_features", None)
+    return probe() if probe is not None else frozenset()
+
+
+def _load_btf(spec: Any) -> Any:
+    """The object's BTF, sanitised and loaded once; None if the kernel refuses it."""
+    from .elf.btffix import sanitize
+    blob = sanitize(spec.btf, spec.btf_blob, _missing_btf_features())
+    from . import _core
+    try:
+        raw = _core.btf_load(blob)
+    except BTFError:
+        return None  # libbpf goes on without BTF too; maps then carry none
+    return _btf.Handle(raw, spec.btf)
+
+
+def _map_order(maps: dict[str, MapSpec]) -> list[str]:
+    """Map names with every map named in another's contents created first."""
+    done: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str, depth: int = 0) -> None:
+        if name in seen or depth > len(maps):
+            return
+        seen.add(name)
+        ms = maps[name]
+        if ms.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) and ms.contents:
+            for _, v in (ms.contents.items() if isinstance(ms.contents, dict) else ms.contents):
+                if isinstance(v, str) and v in maps:
+                    visit(v, depth + 1)
+        done.append(name)
+
+    for n in maps:
+        visit(n)
+    return done
+
+
+def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict,
+              specs: dict | None = None) -> MapSpec:
+    """A copy of *ms* ready for Map.create: shared BTF, pin dir, names resolved."""
+    m = dataclasses.replace(ms)
+    if isinstance(m.inner, str):
+        # An inner map named symbolically: the shape of that map of the collection.
+        if m.inner not in (specs or {}):
+            raise ValueError(f"map {ms.name!r}: inner map {m.inner!r} is not in the collection")
+        m.inner = specs[m.inner]
+    if _is_btf_type(m.key) or _is_btf_type(m.value):
+        if ms.type in _NO_BTF_MAPS:
+            m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
+        elif handle is not None:
+            m.btf = handle
+        else:  # no BTF object in the kernel: plain dtypes, as libbpf falls back to
+            m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
+    if m.pinning == PinType.BY_NAME and pin_dir is not None:
+        m.pin_dir = pin_dir
+    if m.contents and ms.type in _FD_VALUE_MAPS:
+        items = m.contents.items() if isinstance(m.contents, dict) else m.contents
+        resolved = []
+        for k, v in items:
+            if isinstance(v, str):
+                if ms.type == MapType.PROG_ARRAY:
+                    continue  # written once the programs are loaded
+                if v not in created:
+                    raise ValueError(f"map {ms.name!r}: initial value names map {v!r}, "
+                                     f"which the collection does not have")
+                v = created[v]
+            resolved.append((k, v))
+        m.contents = resolved
+    elif m.contents:
+        m.contents = [(k, bytes(v) if isinstance(v, bytearray) else v) for k, v in
+                      (m.contents.items() if isinstance(m.contents, dict) else m.contents)]
+    return m
+
+
+def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -> Any:
+    """Create the kernel objects of *spec*; see :meth:`CollectionSpec.load`."""
+    from .collection import Collection
+    maps: dict[str, Map] = {}
+    programs: dict[str, Program] = {}
+    pins_made: list[str] = []
+    module_fds: dict[str, Any] = {}
+    cand_cache: dict = {}  # CO-RE candidates, shared by the object's programs
+    handle = None
+    try:
+        if spec.btf is not None and spec.btf_blob is not None:
+            handle = _load_btf(spec)
+        map_specs = dict(spec.maps)
+        if spec.kconfig and ".kconfig" in map_specs:
+            ks = map_specs[".kconfig"].copy()
+            ks.contents = [(0, kconfig_contents(spec.kconfig, ks.value_size))]
+            map_specs[".kconfig"] = ks
+        for name in _map_order(map_specs):
+            ms = map_specs[name]
+            if name in spec.struct_ops:
+                continue  # made once the programs it names are loaded
+            prepared = _prepared(ms, handle, pin_dir, maps, map_specs)
+            pin = _spec_pin_path(prepared)
+            existed = bool(pin) and os.path.exists(pin)
+            try:
+                maps[name] = Map.create(prepared)
+            except BPFError as e:
+                if prepared.btf is None or existed or isinstance(e, MapIncompatibleError):
+                    raise
+                # The kernel may refuse the BTF of this map alone: like
+                # libbpf, try once more without it.
+                prepared.key, prepared.value = ms.key_dtype or 0, ms.value_dtype or 0
+                prepared.btf = None
+                maps[name] = Map.create(prepared)
+            if pin and not existed:
+                pins_made.append(pin)
+        for name, ps in spec.programs.items():
+            programs[name] = _load_program(spec, name, ps, maps, handle, kernel_btf,
+                                           module_fds, log_level, cand_cache)
+        for name, ops in spec.struct_ops.items():
+            maps[name] = _struct_ops_map(name, ops, spec.maps[name], programs)
+        for name, ms in spec.maps.items():
+            if ms.type != MapType.PROG_ARRAY or not ms.contents:
+                continue
+            m = maps[name]
+            pin = _spec_pin_path(_prepared(ms, None, pin_dir, maps))
+            if pin and pin not in pins_made:
+                continue  # a reused pin keeps what it holds
+            items = ms.contents.items() if isinstance(ms.contents, dict) else ms.contents
+            for k, v in items:
+                if isinstance(v, str):
+                    if v not in programs:
+                        raise ValueError(f"prog array {name!r}: initial value names program "
+                                         f"{v!r}, which the collection does not have")
+                    m._write_contents([(k, programs[v])])
+        variables = {}
+        for vname, vs in spec.variables.items():
+            m = maps.get(vs.section)
+            if m is not None:
+                variables[vname] = Variable(vs, m)
+        return Collection(spec, maps, programs, variables, handle)
+    except BaseException:
+        for p in programs.values():
+            p.close()
+        for m in maps.values():
+            m.close()
+        for pin in pins_made:
+            try:
+                os.unlink(pin)
+            except OSError:
+                pass
+        if handle is not None:
+            handle.close()
+        raise
+    finally:
+        for fd in module_fds.values():
+            fd.close()
+
+
+def _struct_ops_map(name: str, ops: str, ms: MapSpec, programs: dict) -> Map:
+    """The STRUCT_OPS map of *ms*: the kernel's value struct, filled by member name."""
+    from .link.struct_ops import struct_ops_value
+    values = dict(ms.contents[0][1]) if ms.contents else {}
+    for member, v in list(values.items()):
+        if isinstance(v, str):
+            if v not in programs:
+                raise ValueError(f"struct_ops {name!r}.{member} names program {v!r}, which "
+                                 f"the collection does not have")
+            values[member] = programs[v]
+    raw, type_id = struct_ops_value(ops, values)
+    spec = MapSpec(type=MapType.STRUCT_OPS, key=np.uint32, value=len(raw), max_entries=1,
+                   flags=ms.flags, name=ms.name, btf_vmlinux_value_type_id=type_id)
+    m = Map.create(spec)
+    try:
+        m[0] = np.frombuffer(raw, dtype=np.dtype(("V", len(raw))))[0]
+    except BaseException:
+        m.close()
+        raise
+    return m
+
+
+def _struct_ops_target(spec: Any, name: str) -> dict:
+    """attach_btf_id and member index of a struct_ops program (kernel BTF)."""
+    target = spec.struct_ops_programs.get(name)
+    if target is None:
+        return {}
+    from . import btf
+    ops, member = target
+    kernel = btf.load_kernel_spec()
+    st = kernel.type_by_name(ops, kind=btf.Kind.STRUCT)
+    for idx, m in enumerate(st.members):
+        if m.name == member:
+            return {"attach_btf_id": kernel.type_id(st), "attach_type": idx}
+    raise NotSupportedError(errno.ENOENT, "struct_ops", f"{ops}.{member}",
+                            "the kernel's struct has no such member")
+
+
+def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any,
+                  kernel_btf: Any, module_fds: dict, log_level: int,
+                  cand_cache: dict | None = None) -> Program:
+    kname = _NAME_BAD.sub("_", ps.name or name)[:15]
+    if ps.type == ProgramType.UNSPEC:
+        raise ELFError(f"program {name!r}: section {ps.section!r} names no program type "
+                       f"libbpf knows; set spec.programs[{name!r}].type before load")
+    extra = _struct_ops_target(spec, name) if ps.type == ProgramType.STRUCT_OPS else {}
+    fast = link_raw(spec, ps, maps, module_fds) if handle is not None else None
+    if fast is not None:
+        raw, func_info, line_info, fd_array = fast
+        # A plain ProgramSpec with the same (already validated) fields,
+        # without running __init__ again.
+        load_spec = object.__new__(ProgramSpec)
+        d = load_spec.__dict__
+        d.update(ps.__dict__)
+        d.pop("_insns", None)
+        d.pop("_label", None)
+        d.update(instructions=raw, name=kname, btf=handle, func_info=func_info,
+                 line_info=line_info,
+                 fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
+        return Program.load(load_spec, log_level=log_level)
+    insns = ps.instructions
+    core_results: list = []
+    if isinstance(insns, (bytes, bytearray, memoryview)):
+        linked, fd_array = insns, None
+    else:
+        linked = link_program(insns, spec.functions)
+        linked, fd_array = resolve_externs(linked, spec.ksyms, module_fds)
+        core_results = apply_core(spec.btf, linked, kernel_btf, name, cand_cache)
+        linked = linked.resolve_maps(maps)
+    fields = {f.name: getattr(ps, f.name) for f in _PROGRAM_FIELDS}
+    fields.update(instructions=linked, name=kname,
+                  fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
+    if handle is not None and ps.btf is None:
+        fields["btf"] = handle
+    try:
+        return Program.load(ProgramSpec(**fields), log_level=log_level)
+    except VerifierError as e:
+        if not core_results:
+            raise
+        # A poisoned CO-RE instruction the verifier reached: name the relocation.
+        from .btf import core
+        raise core.poison_error(e, core_results, name) from None

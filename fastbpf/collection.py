@@ -1,0 +1,222 @@
+"""Collections: every map, program and variable of one BPF object.
+
+:func:`load_collection_spec` reads a compiled object (``clang -O2 -g -target
+bpf``) into a :class:`CollectionSpec`: plain, editable descriptions with no
+file descriptor. :meth:`CollectionSpec.load` (or :func:`load_collection`)
+makes the kernel objects, in this order: the object's BTF (once, sanitised
+for this kernel), the maps (or existing pins, checked), the programs (linked,
+externs resolved, CO-RE applied, func/line info attached), then the initial
+entries of prog arrays. Any failure closes everything made so far and removes
+the pins it made before the error propagates.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import dataclasses
+import io
+import os
+from typing import Any
+
+from .errors import BTFError, ELFError
+from .mapspec import MapSpec
+from .programs import ProgramSpec
+from .variables import VariableSpec
+
+__all__ = ["CollectionSpec", "Collection", "load_collection_spec", "load_collection"]
+
+
+class _ObjectProgramSpec(ProgramSpec):
+    """A ProgramSpec whose instructions are decoded from the object on first use."""
+
+    @property  # type: ignore[override]
+    def instructions(self) -> Any:
+        v = self.__dict__.get("_insns")
+        if callable(v):
+            v = v()
+            self.__dict__["_insns"] = v
+        return v
+
+    @instructions.setter
+    def instructions(self, value: Any) -> None:
+        self.__dict__["_insns"] = value
+
+    def copy(self) -> ProgramSpec:
+        """A copy; instructions not yet decoded stay lazy."""
+        v = self.__dict__.get("_insns")
+        c = _copy.copy(self)
+        c.__dict__ = dict(self.__dict__)
+        if not callable(v) and hasattr(v, "copy"):
+            c.__dict__["_insns"] = v.copy()
+        return c
+
+
+@dataclasses.dataclass
+class CollectionSpec:
+    """The maps, programs and variables of one object, before load.
+
+    ``maps`` is keyed by the map's name in the object (data sections by
+    their section name: ``".rodata"``, ``".bss"``); ``programs`` by function
+    name; ``variables`` by global name. ``btf`` is the object's BTF (a
+    :class:`btf.Spec`, or None). Edit anything before :meth:`load`.
+    """
+
+    maps: dict[str, MapSpec] = dataclasses.field(default_factory=dict)
+    programs: dict[str, ProgramSpec] = dataclasses.field(default_factory=dict)
+    variables: dict[str, VariableSpec] = dataclasses.field(default_factory=dict)
+    btf: Any = None
+    byte_order: str = "little"
+    #: Functions by label (subprograms): Instructions or zero-argument callables.
+    functions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: .kconfig externs: name -> (offset, size, BTF type, weak).
+    kconfig: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    #: .ksyms externs: name -> (kind "ksym"/"kfunc", weak, typed).
+    ksyms: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    #: The BTF blob for the kernel (DATASECs filled in), before sanitising.
+    btf_blob: bytes | None = None
+    #: struct_ops maps: map name -> kernel struct (``"tcp_congestion_ops"``);
+    #: their ``contents`` are ``[(0, {member: program name | int | bytes})]``.
+    struct_ops: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: struct_ops programs: program name -> (kernel struct, member).
+    struct_ops_programs: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    #: (ObjectFile, decode context, original functions) for the raw fast path.
+    _object: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    def copy(self) -> "CollectionSpec":
+        """A deep copy to edit independently (variables follow their maps)."""
+        maps = {k: m.copy() for k, m in self.maps.items()}
+        for k, m in maps.items():
+            if m.contents and isinstance(m.contents, list):
+                m.contents = [(a, bytearray(b) if isinstance(b, bytearray) else b)
+                              for a, b in m.contents]
+        variables = {}
+        for k, v in self.variables.items():
+            nv = _copy.copy(v)
+            nv._map_spec = maps.get(v.section, v._map_spec)
+            variables[k] = nv
+        return dataclasses.replace(self, maps=maps, variables=variables,
+                                   programs={k: p.copy() for k, p in self.programs.items()},
+                                   functions=dict(self.functions), kconfig=dict(self.kconfig),
+                                   ksyms=dict(self.ksyms), struct_ops=dict(self.struct_ops),
+                                   struct_ops_programs=dict(self.struct_ops_programs))
+
+    def load(self, pin_path: str | os.PathLike | None = None, *, kernel_btf: Any = None,
+             log_level: int = 0) -> "Collection":
+        """Create every map and load every program; returns a :class:`Collection`.
+
+        *pin_path* is the directory where maps with ``pinning =
+        PinType.BY_NAME`` (``LIBBPF_PIN_BY_NAME``) are pinned, or reused
+        when a compatible pin exists there. *kernel_btf* is the BTF CO-RE
+        relocates against (None: the running kernel's). Raises
+        :class:`VerifierError` naming the program the kernel refused; on any
+        error nothing created here is left open or pinned.
+        """
+        if self.byte_order != _native_order():
+            raise ELFError(f"the object is {self.byte_order}-endian and this machine is "
+                           f"{_native_order()}-endian: it can be parsed but not loaded")
+        from ._loader import load_spec
+        return load_spec(self, None if pin_path is None else os.fspath(pin_path),
+                         kernel_btf, log_level)
+
+    def __repr__(self) -> str:
+        return (f"<CollectionSpec {len(self.programs)} programs, {len(self.maps)} maps, "
+                f"{len(self.variables)} variables>")
+
+
+class Collection:
+    """Loaded maps, programs and variables; ``close()`` releases them all.
+
+    Use it in a ``with`` block, or call :meth:`close`. Pins stay (that is
+    what pins are for). Take a map or program out with :meth:`detach_map` /
+    :meth:`detach_program` to keep it beyond the collection.
+    """
+
+    def __init__(self, spec: CollectionSpec, maps: dict, programs: dict,
+                 variables: dict, btf_handle: Any = None) -> None:
+        self.spec = spec
+        self.maps = maps
+        self.programs = programs
+        self.variables = variables
+        self.btf = btf_handle
+
+    def detach_map(self, name: str) -> Any:
+        """Remove map *name* from the collection; the caller now owns it."""
+        return self.maps.pop(name)
+
+    def detach_program(self, name: str) -> Any:
+        """Remove program *name* from the collection; the caller now owns it."""
+        return self.programs.pop(name)
+
+    def close(self) -> None:
+        """Close every program, map and the BTF object (twice is harmless)."""
+        for v in self.variables.values():
+            v._mem = None
+        for p in self.programs.values():
+            p.close()
+        for m in self.maps.values():
+            m.close()
+        if self.btf is not None:
+            self.btf.close()
+
+    def __enter__(self) -> "Collection":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<Collection {len(self.programs)} programs, {len(self.maps)} maps, "
+                f"{len(self.variables)} variables>")
+
+
+def _native_order() -> str:
+    import sys
+    return sys.byteorder
+
+
+def _read_source(source: Any) -> tuple[bytes, str]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), ""
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        with open(path, "rb") as f:
+            return f.read(), path
+    if hasattr(source, "read"):
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError("the file object must be opened in binary mode")
+        return bytes(data), getattr(source, "name", "") if isinstance(
+            getattr(source, "name", ""), str) else ""
+    raise TypeError(f"load_collection_spec takes a path, bytes or a binary file, "
+                    f"not {type(source).__name__}")
+
+
+def load_collection_spec(source: str | os.PathLike | bytes | bytearray | io.IOBase,
+                         *, name: str | None = None) -> CollectionSpec:
+    """Read a compiled BPF object into a :class:`CollectionSpec`.
+
+    *source* is a path, the bytes of the object, or a binary file object.
+    *name* is the object name data maps are prefixed with (default: the
+    file name up to its first dot, as libbpf does). Raises
+    :class:`ELFError` for a malformed or unsupported object and
+    :class:`btf.BTFError` for malformed BTF in it, never anything else.
+    """
+    data, path = _read_source(source)
+    from .elf.objfile import object_name
+    from ._loader import parse_spec
+    try:
+        return parse_spec(data, object_name(path) if name is None else name)
+    except (ELFError, BTFError):
+        raise
+    except RecursionError:
+        raise ELFError("object is too deeply nested (BTF type chain or calls)") from None
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError, UnicodeError,
+            MemoryError, AttributeError, ArithmeticError) as e:
+        # Anything the checks above missed is still a malformed object.
+        raise ELFError(f"malformed object: {type(e).__name__}: {e}") from None
+
+
+def load_collection(source: Any, pin_path: str | os.PathLike | None = None,
+                    **kwargs: Any) -> Collection:
+    """``load_collection_spec(source).load(pin_path, **kwargs)`` in one call."""
+    return load_collection_spec(source).load(pin_path, **kwargs)

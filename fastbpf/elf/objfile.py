@@ -1,0 +1,508 @@
+"""An ELF BPF object -> :class:`fastbpf.collection.CollectionSpec`.
+
+What comes from where (the conventions of clang and libbpf):
+
+* program sections (executable): every function symbol outside ``.text`` is
+  a program, typed from its section name (:mod:`.sections`); functions in
+  ``.text`` (and every function, for calls between sections) are
+  subprograms, linked into the programs that call them at load;
+* ``.maps``: BTF-defined maps (:mod:`.btfmaps`); ``maps``: legacy
+  ``struct bpf_map_def`` maps;
+* ``.data``, ``.rodata``, ``.bss``, ``.data.*``, ``.rodata.*``, ``.bss.*``:
+  one array map each, with a :class:`VariableSpec` per BTF variable;
+* ``.kconfig`` / ``.ksyms`` externs (undefined symbols named in those BTF
+  DATASECs), resolved by :mod:`fastbpf.linker` at load;
+* ``license``, ``version``, ``.BTF``, ``.BTF.ext``.
+
+Instructions are decoded per function, lazily: parsing keeps the section
+bytes and relocation arrays, and the first look at
+``ProgramSpec.instructions`` (or the load) decodes them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import re
+
+import numpy as np
+
+from .. import btf as _btf
+from ..asm.instruction import Instruction, Instructions, Metadata
+from ..asm.opcodes import (LD_IMM64, PSEUDO_CALL, PSEUDO_FUNC, PSEUDO_KFUNC_CALL,
+                           PSEUDO_MAP_FD, PSEUDO_MAP_VALUE)
+from ..enums import MapFlags, MapType, ProgramFlags, ProgramType
+from ..errors import BTFError, ELFError
+from ..mapspec import MapSpec
+from . import btffix
+from .extinfo import ExtRecords
+from .reader import SHF_EXECINSTR, SHN_LORESERVE, SHN_UNDEF, SHT, STB, STT, ELFFile
+from .sections import SectionDef, match_section
+
+__all__ = ["parse_object", "internal_map_name"]
+
+_CALL = 0x85
+_DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..*)?$")
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
+BPF_F_XDP_HAS_FRAGS = 1 << 5
+
+
+def internal_map_name(obj_name: str, section: str) -> str:
+    """The kernel name libbpf gives the map of a data section.
+
+    Up to 8 characters of the object name, then the section name, cut at 15
+    characters; custom sections (``.data.foo``) drop the object prefix.
+    Characters the kernel refuses become ``_``.
+    """
+    sfx = max(7, len(section))
+    pfx = 0 if "." in section[1:] else min(16 - sfx - 1, len(obj_name))
+    name = (obj_name[:max(pfx, 0)] + section)[:15]
+    return _NAME_BAD.sub("_", name)
+
+
+def object_name(path: str | None) -> str:
+    """libbpf's object name: the file's base name up to its first dot."""
+    if not path:
+        return ""
+    return os.path.basename(path).split(".", 1)[0]
+
+
+class _Func:
+    """One function of the object: where its code is, and its label."""
+
+    __slots__ = ("label", "shndx", "start", "size", "section", "cache", "code")
+
+    def __init__(self, label: str, shndx: int, start: int, size: int, section: str) -> None:
+        self.label = label
+        self.shndx = shndx
+        self.start = start
+        self.size = size
+        self.section = section
+        self.cache: Instructions | None = None
+        self.code: Code | None = None
+
+
+class Code:
+    """One function as the loader's fast path uses it: the raw bytes, the
+    relocations by slot, and the .BTF.ext records (see ObjectFile.analyze)."""
+
+    __slots__ = ("raw", "relocs", "ext", "nslots", "rel_ext")
+
+    def __init__(self, raw: bytes, relocs: dict[int, tuple], ext: tuple) -> None:
+        self.raw = raw
+        self.relocs = relocs
+        self.ext = ext
+        self.nslots = len(raw) // 8
+        self.rel_ext: tuple | None = None
+
+
+_INSN_DT = {o: np.dtype([("code", "u1"), ("regs", "u1"), ("off", c + "i2"), ("imm", c + "i4")])
+            for o, c in (("little", "<"), ("big", ">"))}
+
+
+def _second_halves(codes: np.ndarray) -> set[int]:
+    """Slots holding the second half of an ld_imm64."""
+    out: set[int] = set()
+    cand = np.flatnonzero(codes == LD_IMM64).tolist()
+    if not cand:
+        return out
+    i, n = 0, len(codes)
+    lst = codes.tolist()
+    while i < n:
+        if lst[i] == LD_IMM64:
+            out.add(i + 1)
+            i += 2
+        else:
+            i += 1
+    return out
+
+
+def _apply(insn: Instruction, rel: tuple, raw_) -> Instruction:
+    """*insn* with relocation *rel* (from ObjectFile._reloc_kind) made symbolic."""
+    kind = rel[0]
+    i = insn
+    if kind == "call":
+        return raw_(i.opcode, i.dst, i.src, i.offset, i.constant, i.symbol, rel[1], i.map, i.meta)
+    if kind == "func":
+        return raw_(i.opcode, i.dst, PSEUDO_FUNC, i.offset, 0, i.symbol, rel[1], i.map, i.meta)
+    if kind == "map":
+        return raw_(i.opcode, i.dst, PSEUDO_MAP_FD, i.offset, 0, i.symbol, rel[1], i.map,
+                    i.meta)
+    if kind == "mapval":
+        return raw_(i.opcode, i.dst, PSEUDO_MAP_VALUE, i.offset, rel[2] << 32, i.symbol,
+                    rel[1], i.map, i.meta)
+    if kind == "kfunc":
+        return raw_(i.opcode, i.dst, PSEUDO_KFUNC_CALL, i.offset, 0, i.symbol, rel[1], i.map,
+                    i.meta)
+    return raw_(i.opcode, i.dst, i.src, i.offset, 0, i.symbol, rel[1], i.map, i.meta)  # ksym
+
+
+class ObjectFile:
+    """The parsed pieces of one object that the decoder and linker need."""
+
+    def __init__(self, data: bytes, name: str = "") -> None:
+        self.elf = elf = ELFFile(data)
+        self.name = name
+        self.byte_order = elf.byte_order
+        sh = elf.sections
+        names = elf.names
+        syms = elf.symbols
+        self.sym_bind = syms["info"] >> 4
+        self.sym_type = syms["info"] & 0xF
+        self.license = "GPL"
+        self.kernel_version = 0
+        self.btf: _btf.Spec | None = None
+        self.btf_raw: bytes | None = None
+        self._ext_raw: bytes | None = None
+        self._ext: ExtRecords | None = None
+        self.rels: dict[int, np.ndarray] = {}
+        self.prog_secs: list[int] = []
+        self.data_secs: list[int] = []
+        self.maps_shndx = -1
+        self.legacy_maps_shndx = -1
+        self.struct_ops_secs: list[int] = []
+        self._prog_set: set[int] = set()
+        self._sections: dict[int, tuple] = {}
+        self._syms: tuple | None = None
+        self._by_section: dict | None = None
+        self._sec_index = {n: i for i, n in enumerate(names)}
+        types, flags, sizes, infos = (sh["type"].tolist(), sh["flags"].tolist(),
+                                      sh["size"].tolist(), sh["info"].tolist())
+        rel_of: dict[int, int] = {}
+        for i, name_ in enumerate(names):
+            t = types[i]
+            if t == SHT.REL:
+                target = infos[i]
+                if target >= len(names):
+                    raise ELFError(f"relocation section {name_!r} targets section {target}, "
+                                   f"out of range")
+                rel_of[target] = i
+            elif t == SHT.PROGBITS and flags[i] & SHF_EXECINSTR:
+                if sizes[i]:
+                    self.prog_secs.append(i)
+            elif name_ == "license":
+                self.license = elf.section_bytes(i).split(b"\0", 1)[0].decode("ascii", "replace")
+            elif name_ == "version":
+                raw = elf.section_bytes(i)
+                if len(raw) != 4:
+                    raise ELFError(f"section 'version' is {len(raw)} bytes, expected 4")
+                self.kernel_version = int.from_bytes(raw, elf.byte_order)
+            elif name_ == ".BTF":
+                self.btf_raw = elf.section_bytes(i)
+            elif name_ == ".BTF.ext":
+                self._ext_raw = elf.section_bytes(i)
+            elif name_ == ".maps":
+                self.maps_shndx = i
+            elif name_ == "maps":
+                self.legacy_maps_shndx = i
+            elif name_.startswith(".struct_ops"):
+                self.struct_ops_secs.append(i)
+            elif _DATA_RE.match(name_) and t in (SHT.PROGBITS, SHT.NOBITS):
+                self.data_secs.append(i)
+        self._prog_set = set(self.prog_secs)
+        # Only code and .maps relocations matter (not .rel.debug_*, .rel.BTF).
+        for target in self.prog_secs + [self.maps_shndx] + self.struct_ops_secs:
+            if target in rel_of:
+                self.rels[target] = elf.relocations(rel_of[target])
+        if self.btf_raw is not None:
+            self.btf = _btf.Spec.parse(self.btf_raw)
+        self.kconfig: dict[str, tuple[int, int]] = {}
+        if self.btf is not None:
+            self._fix_btf()
+        self._index_functions()
+
+    # -- BTF -------------------------------------------------------------------------
+
+    def _fix_btf(self) -> None:
+        elf = self.elf
+        # Every data-like section's size, for the DATASEC of the same name.
+        sizes = {}
+        for n, t, size in zip(elf.names, elf.sections["type"].tolist(),
+                              elf.sections["size"].tolist()):
+            if t in (SHT.PROGBITS, SHT.NOBITS) and n not in sizes:
+                sizes[n] = size
+
+        def offsets(sec: str, var: str) -> int | None:
+            return self.symbols_in(sec).get(var)
+
+        blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets)
+        if blob is not None:
+            self.btf_raw = blob
+            self.btf = _btf.Spec.parse(blob)
+
+    def symbols_in(self, sec: str) -> dict[str, int]:
+        """name -> value of the named, non-section symbols of section *sec*."""
+        if self._by_section is None:
+            table: dict[int, dict[str, int]] = {}
+            syms = self.elf.symbols
+            sel = np.flatnonzero((self.sym_type != STT.SECTION) & (syms["name"] != 0)
+                                 & (syms["shndx"] != SHN_UNDEF)).tolist()
+            shndx, value = syms["shndx"].tolist(), syms["value"].tolist()
+            names = self.elf.symbol_names()
+            for j in sel:
+                table.setdefault(shndx[j], {})[names[j]] = value[j]
+            self._by_section = table
+        try:
+            idx = self._sec_index[sec]
+        except KeyError:
+            return {}
+        return self._by_section.get(idx, {})
+
+    @property
+    def ext(self) -> ExtRecords | None:
+        """The .BTF.ext records (parsed on first use)."""
+        if self._ext is None and self._ext_raw is not None and self.btf is not None:
+            self._ext = ExtRecords(self._ext_raw, self.btf)
+        return self._ext
+
+    # -- functions ---------------------------------------------------------------------
+
+    def _index_functions(self) -> None:
+        elf = self.elf
+        syms = elf.symbols
+        self.funcs: dict[tuple[int, int], _Func] = {}
+        self.labels: dict[str, _Func] = {}
+        self.programs: list[tuple[_Func, int]] = []  # (function, symbol index)
+        prog_set = set(self.prog_secs)
+        if not prog_set:
+            return
+        in_prog = np.zeros(len(syms), dtype=bool)
+        shndx_col = syms["shndx"]
+        for sh in prog_set:
+            in_prog |= shndx_col == sh
+        is_func = (self.sym_type == STT.FUNC) & in_prog
+        for j in np.flatnonzero(is_func).tolist():
+            shndx = int(syms["shndx"][j])
+            start, size = int(syms["value"][j]), int(syms["size"][j])
+            sec_size = int(elf.sections["size"][shndx])
+            if start % 8 or size % 8 or start + size > sec_size:
+                raise ELFError(f"function {elf.symbol_name(j)!r} ({start}+{size}) is not "
+                               f"whole instructions inside its section")
+            name = elf.symbol_name(j)
+            sec = elf.names[shndx]
+            if (shndx, start) in self.funcs:
+                continue  # an alias
+            label = name if name and name not in self.labels else f"{name}@{sec}+{start}"
+            f = _Func(label, shndx, start, size or (sec_size - start), sec)
+            self.funcs[(shndx, start)] = f
+            self.labels[label] = f
+            if sec != ".text" and self.sym_bind[j] in (STB.GLOBAL, STB.WEAK, STB.LOCAL):
+                self.programs.append((f, j))
+
+    def function_at(self, shndx: int, off: int, where: str) -> _Func:
+        """The function starting at *off* of section *shndx* (ELFError if none)."""
+        f = self.funcs.get((shndx, off))
+        if f is None:
+            sec = self.elf.names[shndx] if 0 <= shndx < len(self.elf.names) else shndx
+            raise ELFError(f"{where}: target {sec}+{off} is not the start of a function")
+        return f
+
+    def _section(self, shndx: int, ctx: tuple) -> tuple:
+        """Per executable section, once: (insn fields as lists, relocations by
+        absolute slot, slots that are ld_imm64 second halves)."""
+        info = self._sections.get(shndx)
+        if info is not None:
+            return info
+        raw = self.elf.section_bytes(shndx)
+        if len(raw) % 8:
+            raise ELFError(f"section {self.elf.names[shndx]!r} is not whole instructions")
+        arr = np.frombuffer(raw, _INSN_DT[self.byte_order])
+        codes = arr["code"].tolist()
+        imms = arr["imm"].tolist()
+        regs = arr["regs"].tolist()
+        second = _second_halves(arr["code"])
+        little = self.byte_order == "little"
+        relocs: dict[int, tuple] = {}
+        rels = self.rels.get(shndx)
+        if rels is not None and len(rels):
+            syms = self._sym_lists()
+            for off, info_ in zip(rels["offset"].tolist(), rels["info"].tolist()):
+                slot = off // 8
+                if off % 8 or slot in second or slot >= len(codes):
+                    raise ELFError(f"{self.elf.names[shndx]}: relocation at {off} is not at "
+                                   f"an instruction")
+                relocs[slot] = self._reloc_kind(codes, imms, regs, slot, shndx, info_ >> 32,
+                                                syms, little, *ctx)
+        # Calls to static functions of the same section carry no relocation.
+        for slot, c in enumerate(codes):
+            if c == _CALL and slot not in relocs and slot not in second:
+                src = regs[slot] >> 4 if little else regs[slot] & 0xF
+                if src == PSEUDO_CALL:
+                    target = (slot + 1 + imms[slot]) * 8
+                    callee = self.function_at(shndx, target, f"call at slot {slot}")
+                    relocs[slot] = ("call", callee.label)
+        info = self._sections[shndx] = (raw, sorted(relocs), relocs)
+        return info
+
+    def _sym_lists(self) -> tuple:
+        if self._syms is None:
+            s = self.elf.symbols
+            self._syms = (s["shndx"].tolist(), s["value"].tolist(), self.sym_type.tolist())
+        return self._syms
+
+    def analyze(self, f: _Func, data_maps: dict[int, str],
+                map_syms: dict[tuple[int, int], str], externs: dict[str, str]) -> "Code":
+        """Function *f*'s bytes, relocations and ext records, by slot (cached)."""
+        code = f.code
+        if code is not None:
+            return code
+        raw, keys, by_slot = self._section(f.shndx, (data_maps, map_syms, externs))
+        if not f.size:
+            raise ELFError(f"function {f.label!r} in {f.section!r} is empty")
+        first, last = f.start // 8, (f.start + f.size) // 8
+        lo, hi = bisect.bisect_left(keys, first), bisect.bisect_left(keys, last)
+        relocs = {k - first: by_slot[k] for k in keys[lo:hi]}
+        code = f.code = Code(raw[f.start:f.start + f.size], relocs, self._ext_records(f))
+        return code
+
+    def _ext_records(self, f: _Func) -> tuple:
+        """(func_info [(slot, type id)], line_info rows, CO-RE [(slot, relo)])."""
+        ext = self.ext
+        if ext is None or self.btf is None:
+            return [], None, []
+        end = f.start + f.size
+        funcs = [((off - f.start) // 8, tid) for off, tid in ext.funcs_in(f.section, f.start, end)]
+        kinds = self.btf._kinds
+        for _, tid in funcs:
+            if not 0 < tid < len(self.btf) or kinds[tid - 1] != 12:
+                raise BTFError(f"func_info of {f.label!r} names type {tid}, not a FUNC")
+        lines = ext.line_rows(f.section, f.start, end)
+        core = [((r.insn_off - f.start) // 8, r) for r in ext.core_in(f.section, f.start, end)]
+        return funcs, lines, core
+
+    def decode(self, f: _Func, data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
+               externs: dict[str, str]) -> Instructions:
+        """The instructions of function *f*, with references and metadata."""
+        if f.cache is not None:
+            return f.cache
+        code = self.analyze(f, data_maps, map_syms, externs)
+        try:
+            insns = Instructions.decode(code.raw, self.byte_order)
+        except ValueError as e:
+            raise ELFError(f"function {f.label!r} in {f.section!r}: {e}") from None
+        index_of = {}
+        slot = 0
+        for i, insn in enumerate(insns):
+            index_of[slot] = i
+            slot += 2 if insn.opcode == LD_IMM64 else 1
+        raw_ = Instruction._raw
+        for slot, rel in code.relocs.items():
+            i = index_of.get(slot)
+            if i is None:
+                raise ELFError(f"{f.section}: relocation at slot {slot} of {f.label!r} is "
+                               f"inside an instruction")
+            insns[i] = _apply(insns[i], rel, raw_)
+        metas: dict[int, dict] = {}
+        funcs, lines, core = code.ext
+        for slot, tid in funcs:
+            if slot in index_of:
+                metas.setdefault(index_of[slot], {})["func"] = self.btf.type_by_id(tid)
+        if lines is not None:
+            for info in self.ext.line_infos(lines, f.start):
+                i = index_of.get((info.insn_off - f.start) // 8)
+                if i is not None:
+                    metas.setdefault(i, {})["line"] = info
+        for slot, relo in core:
+            if slot in index_of:
+                metas.setdefault(index_of[slot], {})["core_relo"] = relo
+        for i, m in metas.items():
+            insns[i] = insns[i].replace(meta=Metadata(section=f.section, **m))
+        first = insns[0]
+        insns[0] = raw_(first.opcode, first.dst, first.src, first.offset, first.constant,
+                        f.label, first.reference, first.map, first.meta)
+        f.cache = insns
+        return insns
+
+    def _reloc_kind(self, codes: list, imms: list, regs: list, slot: int, sec: int,
+                    sym: int, syms: tuple, little: bool, data_maps: dict[int, str],
+                    map_syms: dict[tuple[int, int], str], externs: dict[str, str]) -> tuple:
+        """What the relocation of instruction *slot* means: ("map", name),
+        ("mapval", name, offset), ("call"|"func", label), ("kfunc"|"ksym", name)."""
+        elf = self.elf
+        shndx, value, stype = syms[0][sym], syms[1][sym], syms[2][sym]
+        name = elf.symbol_name(sym)
+        code = codes[slot]
+        imm = imms[slot]
+        where = f"{elf.names[sec]}: instruction {slot}"
+        if code == _CALL:
+            if shndx == SHN_UNDEF:
+                if externs.get(name) != "kfunc":
+                    raise ELFError(f"{where} calls {name!r}, which is neither defined nor a "
+                                   f"__ksym kfunc")
+                return ("kfunc", name)
+            src = regs[slot] >> 4 if little else regs[slot] & 0xF
+            if src != PSEUDO_CALL:
+                raise ELFError(f"{where}: relocated call is not a bpf-to-bpf call")
+            target = value + (imm + 1) * 8 if stype == STT.SECTION else value
+            return ("call", self.function_at(shndx, target, where).label)
+        if code != LD_IMM64 or slot + 1 >= len(codes):
+            raise ELFError(f"{where}: relocation on an instruction that is neither a call "
+                           f"nor a 64-bit load (opcode {code:#04x})")
+        if shndx == SHN_UNDEF:
+            kind = externs.get(name)
+            if kind == "kconfig":
+                return ("mapval", ".kconfig", self.kconfig[name][0])
+            if kind in ("ksym", "kfunc"):
+                return ("ksym", name)
+            raise ELFError(f"{where} refers to the undefined symbol {name!r}, which is not "
+                           f"a .kconfig or .ksyms extern")
+        if shndx >= SHN_LORESERVE or shndx >= len(elf.names):
+            raise ELFError(f"{where} refers to symbol {name!r} in no section")
+        if shndx in self._prog_set:
+            # A function pointer (callback): target in bytes.
+            target = value + (imm if stype == STT.SECTION else 0)
+            return ("func", self.function_at(shndx, target, where).label)
+        if shndx == self.maps_shndx or shndx == self.legacy_maps_shndx:
+            mname = map_syms.get((shndx, value))
+            if mname is None:
+                raise ELFError(f"{where} refers to no map at {elf.names[shndx]}+{value}")
+            return ("map", mname)
+        sec_map = data_maps.get(shndx)
+        if sec_map is not None:
+            off = (imm & 0xFFFFFFFF) + (0 if stype == STT.SECTION else value)
+            return ("mapval", sec_map, off & 0xFFFFFFFF)
+        raise ELFError(f"{where} refers to {name or elf.names[shndx]!r} in section "
+                       f"{elf.names[shndx]!r}, which is neither code, a map nor data")
+
+
+
+_UNKNOWN = SectionDef("", ProgramType.UNSPEC, None)
+
+
+def program_flags(sec: str) -> tuple:
+    """(SectionDef, target) for a program section.
+
+    A name libbpf does not know gives type UNSPEC: like libbpf, the object
+    still opens, and the user may set ``ProgramSpec.type`` before load.
+    """
+    found = match_section(sec)
+    return found if found is not None else (_UNKNOWN, "")
+
+
+def sleepable_flags(d, sec: str) -> int:
+    """prog_flags a section row implies (sleepable, XDP frags)."""
+    flags = 0
+    if d.sleepable:
+        flags |= ProgramFlags.SLEEPABLE
+    if d.frags:
+        flags |= BPF_F_XDP_HAS_FRAGS
+    return flags
+
+
+def data_map_spec(obj: ObjectFile, shndx: int) -> MapSpec:
+    """The array map of data section *shndx* (contents = the section's bytes)."""
+    elf = obj.elf
+    sec = elf.names[shndx]
+    size = int(elf.sections["size"][shndx])
+    value: object = size
+    if obj.btf is not None:
+        found = obj.btf.types_by_name(sec, _btf.Kind.DATASEC)
+        if found and found[0].size == size:
+            value = found[0]
+    flags = MapFlags.MMAPABLE
+    readonly = sec.startswith(".rodata")
+    if readonly:
+        flags |= MapFlags.RDONLY_PROG
+    return MapSpec(type=MapType.ARRAY, key=4, value=value, max_entries=1, flags=int(flags),
+                   name=internal_map_name(obj.name, sec),
+                   contents=[(0, bytearray(elf.section_bytes(shndx)))], freeze=readonly)
