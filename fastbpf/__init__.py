@@ -40,7 +40,8 @@ from . import features, perf, ringbuf
 from . import link
 from .btf import btf_ids
 from .link import link_ids
-from .collection import Collection, CollectionSpec, load_collection, load_collection_spec
+from .collection import (Collection, CollectionSpec, ObjectProgram, load_collection,
+                         load_collection_spec)
 from .variables import Variable, VariableSpec
 
 __version__ = "0.1.0"
@@ -56,6 +57,6 @@ __all__ = [
     "Program", "ProgramInfo", "ProgramSpec", "StatsHandle", "TestRunResult", "enable_stats",
     "program_ids", "link_ids", "btf_ids", "features", "perf", "ringbuf",
     "asm", "btf", "link",
-    "Collection", "CollectionSpec", "load_collection", "load_collection_spec",
+    "Collection", "CollectionSpec", "ObjectProgram", "load_collection", "load_collection_spec",
     "Variable", "VariableSpec",
 ]

@@ -19,12 +19,12 @@ from .elf.build import parse_spec  # noqa: F401  (re-exported for collection.py)
 import numpy as np
 
 from .enums import MapType, ProgramType
-from .errors import (BPFError, BTFError, ELFError, MapIncompatibleError, NotSupportedError,
-                     VerifierError)
+from .errors import (BPFError, BTFError, ELFError, MapIncompatibleError, VerifierError,
+                     target_not_found_error)
 from .linker import apply_core, fd_array_buffer, kconfig_contents, link_program, \
     resolve_externs
-from .mapspec import _FD_VALUE_MAPS, MapSpec, PinType, _is_btf_type
-from .maps import Map, _spec_pin_path
+from .mapspec import FD_VALUE_MAPS, MapSpec, PinType, is_btf_type
+from .maps import Map, spec_pin_path
 from .programs import Program, ProgramSpec
 from .variables import Variable
 from ._linkraw import link_raw
@@ -89,7 +89,7 @@ def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict,
         if m.inner not in (specs or {}):
             raise ValueError(f"map {ms.name!r}: inner map {m.inner!r} is not in the collection")
         m.inner = specs[m.inner]
-    if _is_btf_type(m.key) or _is_btf_type(m.value):
+    if is_btf_type(m.key) or is_btf_type(m.value):
         if ms.type in _NO_BTF_MAPS:
             m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
         elif handle is not None:
@@ -98,7 +98,7 @@ def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict,
             m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
     if m.pinning == PinType.BY_NAME and pin_dir is not None:
         m.pin_dir = pin_dir
-    if m.contents and ms.type in _FD_VALUE_MAPS:
+    if m.contents and ms.type in FD_VALUE_MAPS:
         items = m.contents.items() if isinstance(m.contents, dict) else m.contents
         resolved = []
         for k, v in items:
@@ -117,9 +117,13 @@ def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict,
     return m
 
 
-def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -> Any:
-    """Create the kernel objects of *spec*; see :meth:`CollectionSpec.load`."""
-    from .collection import Collection
+def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
+              collection_class: type, program_class: type[Program]) -> Any:
+    """Create the kernel objects of *spec*; see :meth:`CollectionSpec.load`.
+
+    The caller (:mod:`fastbpf.collection`, which sits above this module)
+    passes the classes of the collection and its programs it wants back.
+    """
     maps: dict[str, Map] = {}
     programs: dict[str, Program] = {}
     pins_made: list[str] = []
@@ -139,7 +143,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
             if name in spec.struct_ops:
                 continue  # made once the programs it names are loaded
             prepared = _prepared(ms, handle, pin_dir, maps, map_specs)
-            pin = _spec_pin_path(prepared)
+            pin = spec_pin_path(prepared)
             existed = bool(pin) and os.path.exists(pin)
             try:
                 maps[name] = Map.create(prepared)
@@ -154,7 +158,8 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
             if pin and not existed:
                 pins_made.append(pin)
         for name, ps in spec.programs.items():
-            programs[name] = _load_program(spec, name, ps, maps, handle, kernel_btf,
+            programs[name] = _load_program(program_class, spec, name, ps, maps, handle,
+                                           kernel_btf,
                                            module_fds, log_level, cand_cache)
         for name, ops in spec.struct_ops.items():
             maps[name] = _struct_ops_map(name, ops, spec.maps[name], programs)
@@ -162,7 +167,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
             if ms.type != MapType.PROG_ARRAY or not ms.contents:
                 continue
             m = maps[name]
-            pin = _spec_pin_path(_prepared(ms, None, pin_dir, maps))
+            pin = spec_pin_path(_prepared(ms, None, pin_dir, maps))
             if pin and pin not in pins_made:
                 continue  # a reused pin keeps what it holds
             items = ms.contents.items() if isinstance(ms.contents, dict) else ms.contents
@@ -177,7 +182,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
             m = maps.get(vs.section)
             if m is not None:
                 variables[vname] = Variable(vs, m)
-        return Collection(spec, maps, programs, variables, handle)
+        return collection_class(spec, maps, programs, variables, handle)
     except BaseException:
         for p in programs.values():
             p.close()
@@ -230,11 +235,12 @@ def _struct_ops_target(spec: Any, name: str) -> dict:
     for idx, m in enumerate(st.members):
         if m.name == member:
             return {"attach_btf_id": kernel.type_id(st), "attach_type": idx}
-    raise NotSupportedError(errno.ENOENT, "struct_ops", f"{ops}.{member}",
-                            "the kernel's struct has no such member")
+    raise target_not_found_error(errno.ENOENT, "struct_ops", f"{ops}.{member}",
+                                 "the kernel's struct has no such member")
 
 
-def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any,
+def _load_program(program_class: type[Program], spec: Any, name: str, ps: ProgramSpec,
+                  maps: dict, handle: Any,
                   kernel_btf: Any, module_fds: dict, log_level: int,
                   cand_cache: dict | None = None) -> Program:
     kname = _NAME_BAD.sub("_", ps.name or name)[:15]
@@ -255,7 +261,7 @@ def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any
         d.update(instructions=raw, name=kname, btf=handle, func_info=func_info,
                  line_info=line_info,
                  fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
-        return Program.load(load_spec, log_level=log_level)
+        return program_class.load(load_spec, log_level=log_level)
     insns = ps.instructions
     core_results: list = []
     if isinstance(insns, (bytes, bytearray, memoryview)):
@@ -271,7 +277,7 @@ def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any
     if handle is not None and ps.btf is None:
         fields["btf"] = handle
     try:
-        return Program.load(ProgramSpec(**fields), log_level=log_level)
+        return program_class.load(ProgramSpec(**fields), log_level=log_level)
     except VerifierError as e:
         if not core_results:
             raise

@@ -20,13 +20,14 @@ from typing import Any
 
 from .errors import BTFError, ELFError
 from .mapspec import MapSpec
-from .programs import ProgramSpec
+from .programs import Program, ProgramSpec
+from ._loader import load_spec, parse_spec
 from .variables import VariableSpec
 
-__all__ = ["CollectionSpec", "Collection", "load_collection_spec", "load_collection"]
+__all__ = ["CollectionSpec", "Collection", "ObjectProgram", "load_collection_spec", "load_collection"]
 
 
-class _ObjectProgramSpec(ProgramSpec):
+class ObjectProgramSpec(ProgramSpec):
     """A ProgramSpec whose instructions are decoded from the object on first use."""
 
     @property  # type: ignore[override]
@@ -49,6 +50,23 @@ class _ObjectProgramSpec(ProgramSpec):
         if not callable(v) and hasattr(v, "copy"):
             c.__dict__["_insns"] = v.copy()
         return c
+
+
+class ObjectProgram(Program):
+    """A :class:`Program` loaded from an object file: it knows its ELF
+    section, so it can attach itself where the section name says."""
+
+    def attach(self, *args: Any, **kwargs: Any) -> Any:
+        """Attach where the program's ELF section name says (libbpf's
+        auto-attach); returns the :class:`fastbpf.link.Link`.
+
+        ``tracepoint/cat/name``, ``raw_tp/name``, ``tp_btf/...``,
+        ``kprobe/sym``, ``uprobe/path:sym`` need no arguments; ``xdp`` and
+        ``tc`` take the interface (``prog.attach("eth0")``), ``cgroup*`` the
+        cgroup. See :func:`fastbpf.link.auto.auto_attach`.
+        """
+        from .link.auto import auto_attach
+        return auto_attach(self, *args, **kwargs)
 
 
 @dataclasses.dataclass
@@ -114,9 +132,8 @@ class CollectionSpec:
         if self.byte_order != _native_order():
             raise ELFError(f"the object is {self.byte_order}-endian and this machine is "
                            f"{_native_order()}-endian: it can be parsed but not loaded")
-        from ._loader import load_spec
         return load_spec(self, None if pin_path is None else os.fspath(pin_path),
-                         kernel_btf, log_level)
+                         kernel_btf, log_level, Collection, ObjectProgram)
 
     def __repr__(self) -> str:
         return (f"<CollectionSpec {len(self.programs)} programs, {len(self.maps)} maps, "
@@ -203,9 +220,9 @@ def load_collection_spec(source: str | os.PathLike | bytes | bytearray | io.IOBa
     """
     data, path = _read_source(source)
     from .elf.objfile import object_name
-    from ._loader import parse_spec
     try:
-        return parse_spec(data, object_name(path) if name is None else name)
+        return parse_spec(data, object_name(path) if name is None else name,
+                          CollectionSpec, ObjectProgramSpec)
     except (ELFError, BTFError):
         raise
     except RecursionError:

@@ -32,7 +32,7 @@ import numpy as np
 from . import _core
 from .asm.instruction import Instructions
 from .asm.opcodes import LD_IMM64, PSEUDO_BTF_ID, PSEUDO_FUNC
-from .errors import BPFError, ELFError, NotSupportedError
+from .errors import BPFError, ELFError, not_supported_error, target_not_found_error
 
 __all__ = ["link_program", "kconfig_contents", "resolve_externs", "apply_core",
            "read_kconfig"]
@@ -92,9 +92,9 @@ def apply_core(local_spec: Any, insns: Instructions, target: Any, program: str,
     try:
         from .btf import core
     except ImportError:
-        raise NotSupportedError(errno.EOPNOTSUPP, "CO-RE relocations", f"program {program!r}",
-                                f"{len(relos)} CO-RE relocation(s), and fastbpf.btf.core "
-                                f"is not available yet") from None
+        raise not_supported_error(errno.EOPNOTSUPP, "CO-RE relocations", f"program {program!r}",
+                                  f"{len(relos)} CO-RE relocation(s), and fastbpf.btf.core "
+                                  f"is not available yet") from None
     return core.relocate_instructions(local_spec, insns, relos, target, cand_cache=cand_cache,
                                       program=program)
 
@@ -221,8 +221,8 @@ def _module_btf_fd(module: str) -> _core.FD:
         if info.get("kernel_btf") and info.get("name") == module:
             return fd
         fd.close()
-    raise NotSupportedError(errno.ENOENT, "kfunc lookup", f"module {module!r}",
-                            "its BTF object is not loaded")
+    raise target_not_found_error(errno.ENOENT, "kfunc lookup", f"module {module!r}",
+                                 "its BTF object is not loaded")
 
 
 def _find_kernel(name: str, kind: str) -> tuple[int, str | None]:
@@ -255,8 +255,8 @@ def resolve_kfunc(name: str, weak: bool, module_fds: dict,
     if not tid:
         if weak:
             return None
-        raise NotSupportedError(errno.ENOENT, "kfunc lookup", f"kfunc {name!r}",
-                                "not in the kernel's BTF (vmlinux or modules)")
+        raise target_not_found_error(errno.ENOENT, "kfunc lookup", f"kfunc {name!r}",
+                                     "not in the kernel's BTF (vmlinux or modules)")
     if mod is None:
         return tid, 0
     fd = module_fds.get(mod)
@@ -284,8 +284,8 @@ def resolve_ksym(name: str, kind: str, weak: bool, typed: bool,
         if not tid:
             if weak:
                 return 0, 0
-            raise NotSupportedError(errno.ENOENT, "ksym lookup", f"ksym {name!r}",
-                                    "not in the kernel's BTF")
+            raise target_not_found_error(errno.ENOENT, "ksym lookup", f"ksym {name!r}",
+                                         "not in the kernel's BTF")
         hi = 0
         if mod is not None:
             fd = module_fds.get(mod)
@@ -295,8 +295,8 @@ def resolve_ksym(name: str, kind: str, weak: bool, typed: bool,
         return PSEUDO_BTF_ID, (hi << 32) | tid
     addr = _kallsyms().get(name, 0)
     if not addr and not weak:
-        raise NotSupportedError(errno.ENOENT, "ksym lookup", f"ksym {name!r}",
-                                "not in /proc/kallsyms")
+        raise target_not_found_error(errno.ENOENT, "ksym lookup", f"ksym {name!r}",
+                                     "not in /proc/kallsyms")
     return 0, addr
 
 

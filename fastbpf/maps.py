@@ -18,12 +18,12 @@ import numpy as np
 
 from . import _core, features
 from .enums import MapFlags, MapType
-from .errors import BPFError, ClosedError, NotSupportedError, bpf_error, not_supported_error
+from .errors import BPFError, ClosedError, bpf_error, not_supported_error
 from .pin import BPF_FS_MAGIC, Pinnable, check_pin_path  # noqa: F401 (their old home)
 from .programs import Program
 # MapSpec and its dtype rules live in mapspec.py; re-exported here.
-from .mapspec import (_ARRAY_MAPS, _FD_VALUE_MAPS, _KEYLESS_MAPS, MapSpec,  # noqa: F401
-                      PinType, _as_dtype, _is_btf_type, lpm_key_dtype)
+from .mapspec import (ARRAY_MAPS, FD_VALUE_MAPS, KEYLESS_MAPS, MapSpec,  # noqa: F401
+                      PinType, as_dtype, is_btf_type, lpm_key_dtype)
 
 __all__ = ["MapSpec", "PinType", "Map", "MapInfo", "map_ids", "lpm_key_dtype", "BPF_FS_MAGIC"]
 
@@ -83,7 +83,7 @@ class Map(_core.MapBase, Pinnable):
               keep: Any = None) -> "Map":
         self = cls.__new__(cls)
         mt = _map_type(map_type)
-        if key_dtype is None and mt in _ARRAY_MAPS and key_size == 4:
+        if key_dtype is None and mt in ARRAY_MAPS and key_size == 4:
             key_dtype = np.dtype(np.uint32)
         if key_dtype is None and key_size:
             key_dtype = np.dtype(("V", key_size))
@@ -91,7 +91,7 @@ class Map(_core.MapBase, Pinnable):
             value_dtype = np.dtype(("V", value_size))
         percpu = isinstance(mt, MapType) and mt.is_percpu
         self._init_handle(fd, map_type, key_size, value_size, max_entries, flags, name,
-                          key_dtype, value_dtype, percpu, mt in _FD_VALUE_MAPS)
+                          key_dtype, value_dtype, percpu, mt in FD_VALUE_MAPS)
         self.spec = spec
         self._keep = keep
         self._inner_spec = spec.inner if spec is not None else None
@@ -110,7 +110,7 @@ class Map(_core.MapBase, Pinnable):
         """
         if not isinstance(spec, MapSpec):
             raise TypeError(f"Map.create takes a MapSpec, not {type(spec).__name__}")
-        pin = _spec_pin_path(spec)
+        pin = spec_pin_path(spec)
         if pin and os.path.exists(pin):
             m = cls.from_pin(pin)
             try:
@@ -127,7 +127,7 @@ class Map(_core.MapBase, Pinnable):
             raise ValueError("max_entries must be >= 0")
         if mtype == MapType.PERF_EVENT_ARRAY and max_entries == 0:
             max_entries = _core.possible_cpus()  # one slot per CPU, as libbpf does
-        if mtype in _ARRAY_MAPS and ks not in (0, 4):
+        if mtype in ARRAY_MAPS and ks not in (0, 4):
             raise ValueError(f"{mtype.name} keys are 4-byte indexes, the spec says {ks} bytes")
         inner_fd = None
         btf_handle = None
@@ -143,7 +143,7 @@ class Map(_core.MapBase, Pinnable):
                 # can be closed as soon as the outer map exists.
                 inner_fd = Map.create(dataclasses.replace(
                     spec.inner, pin_path=None, pinning=0, contents=None, freeze=False))
-            if _is_btf_type(spec.key) or _is_btf_type(spec.value):
+            if is_btf_type(spec.key) or is_btf_type(spec.value):
                 btf_handle, btf_ids, own_btf = _map_btf(spec)
             elif mtype == MapType.STRUCT_OPS:
                 # The value type comes from vmlinux (btf_vmlinux_value_type_id),
@@ -190,7 +190,7 @@ class Map(_core.MapBase, Pinnable):
         """Write a spec's initial entries (objects in fd maps become fds)."""
         items = contents.items() if isinstance(contents, dict) else contents
         for k, v in items:
-            if self.map_type in _FD_VALUE_MAPS and not isinstance(v, (int, np.integer)):
+            if self.map_type in FD_VALUE_MAPS and not isinstance(v, (int, np.integer)):
                 if isinstance(v, str):
                     raise ValueError(f"map {self.name!r}: initial value {v!r} names a program "
                                      f"or map; load it through a collection to resolve names")
@@ -243,15 +243,15 @@ class Map(_core.MapBase, Pinnable):
         except BaseException:
             fd.close()
             raise
-        kd = _as_dtype(key, "key") if key is not None else None
-        vd = _as_dtype(value, "value") if value is not None else None
+        kd = as_dtype(key, "key") if key is not None else None
+        vd = as_dtype(value, "value") if value is not None else None
         for dt, size, what in ((kd, info["key_size"], "key"), (vd, info["value_size"], "value")):
             if dt is not None and dt.itemsize != size:
                 fd.close()
                 raise ValueError(f"{what} dtype {dt} is {dt.itemsize} bytes, the map's "
                                  f"{what}s are {size}")
         mt = _map_type(info["type"])
-        if vd is None and mt in _FD_VALUE_MAPS:
+        if vd is None and mt in FD_VALUE_MAPS:
             vd = np.dtype(np.uint32)
         return cls._wrap(fd, info["type"], info["key_size"], info["value_size"],
                          info["max_entries"], info["flags"], info["name"], kd, vd)
@@ -354,7 +354,7 @@ class Map(_core.MapBase, Pinnable):
 
     def __len__(self) -> int:
         """The number of entries (for hash-like maps this walks the keys)."""
-        if self.map_type in _ARRAY_MAPS:
+        if self.map_type in ARRAY_MAPS:
             return self.max_entries
         return len(self._key_snapshot())
 
@@ -365,7 +365,7 @@ class Map(_core.MapBase, Pinnable):
         stack, bloom filter), as ``len()`` does."""
         if self.closed:
             raise ClosedError(f"map {self.name!r} is closed")
-        if self.map_type in _ARRAY_MAPS:
+        if self.map_type in ARRAY_MAPS:
             return self.max_entries > 0
         if self.key_size == 0:
             raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")
@@ -537,7 +537,7 @@ class Map(_core.MapBase, Pinnable):
             return _core.map_update_batch(self.fd, k, v, n, flags)
         except BPFError as e:
             if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and getattr(e, "count", 0) == 0:
-                if self.map_type in _FD_VALUE_MAPS or self.key_size == 0:
+                if self.map_type in FD_VALUE_MAPS or self.key_size == 0:
                     raise
                 return self._update_each(k, v, n, flags, e)
             raise
@@ -570,7 +570,7 @@ class Map(_core.MapBase, Pinnable):
             return _core.map_delete_batch(self.fd, k, n)
         except BPFError as e:
             if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and getattr(e, "count", 0) == 0 \
-                    and self.map_type not in _ARRAY_MAPS:
+                    and self.map_type not in ARRAY_MAPS:
                 kb = k.view(np.uint8).reshape(n, self.key_size)
                 for i in range(n):
                     if not _core.map_delete_elem(self.fd, kb[i]):
@@ -653,7 +653,7 @@ def _create_hint(spec: MapSpec) -> str | None:
         return "LPM trie keys are a u32 prefix length followed by the data"
     if spec.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
         return "ring buffer max_entries must be a power of 2 multiple of the page size, key and value 0"
-    if spec.type in _KEYLESS_MAPS:
+    if spec.type in KEYLESS_MAPS:
         return f"{spec.type.name} maps have key size 0"
     if spec.type in (MapType.PERF_EVENT_ARRAY,):
         return "perf event arrays have 4-byte keys and values"
@@ -669,7 +669,7 @@ def _placeholder_btf() -> _core.FD:
     return _core.btf_load(hdr + types + strings)
 
 
-def _spec_pin_path(spec: MapSpec) -> str | None:
+def spec_pin_path(spec: MapSpec) -> str | None:
     """Where *spec* pins its map: pin_path, or pin_dir/name when pinned by name."""
     if spec.pin_path:
         return os.fspath(spec.pin_path)
@@ -683,8 +683,8 @@ def _spec_pin_path(spec: MapSpec) -> str | None:
 def _map_btf(spec: MapSpec):
     """(BTF handle, (key id, value id), whether the caller owns the handle)."""
     from . import btf
-    key_t = spec.key if _is_btf_type(spec.key) else None
-    value_t = spec.value if _is_btf_type(spec.value) else None
+    key_t = spec.key if is_btf_type(spec.key) else None
+    value_t = spec.value if is_btf_type(spec.value) else None
     shared = spec.btf
     if shared is not None and not shared.closed:
         bspec = shared.spec()

@@ -30,11 +30,11 @@ from .errors import MapIncompatibleError
 __all__ = ["MapSpec", "PinType", "lpm_key_dtype"]
 
 #: Map types whose values are file descriptors on write and ids on read.
-_FD_VALUE_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY})
+FD_VALUE_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY})
 #: Map types with no key.
-_KEYLESS_MAPS = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
+KEYLESS_MAPS = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
 #: Map types whose key is an index.
-_ARRAY_MAPS = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
+ARRAY_MAPS = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
                          MapType.ARRAY_OF_MAPS, MapType.PERF_EVENT_ARRAY,
                          MapType.CGROUP_ARRAY, MapType.DEVMAP, MapType.CPUMAP,
                          MapType.SOCKMAP, MapType.XSKMAP})
@@ -50,7 +50,7 @@ class PinType(enum.IntEnum):
     BY_NAME = 1
 
 
-def _as_dtype(spec: Any, what: str) -> np.dtype | None:
+def as_dtype(spec: Any, what: str) -> np.dtype | None:
     """A key/value description -> numpy dtype (None for size 0)."""
     if spec is None:
         return None
@@ -61,7 +61,7 @@ def _as_dtype(spec: Any, what: str) -> np.dtype | None:
         if n < 0:
             raise ValueError(f"{what} size must be >= 0, got {n}")
         return None if n == 0 else np.dtype(("V", n))
-    if _is_btf_type(spec):
+    if is_btf_type(spec):
         from . import btf
         try:
             return btf.to_dtype(spec)
@@ -80,7 +80,7 @@ def _as_dtype(spec: Any, what: str) -> np.dtype | None:
     return dt
 
 
-def _is_btf_type(obj: Any) -> bool:
+def is_btf_type(obj: Any) -> bool:
     mod = type(obj).__module__ or ""
     return mod.startswith("fastbpf.btf")
 
@@ -164,28 +164,28 @@ class MapSpec:
 
         Array-like maps index with a u32, so a bare size of 4 means uint32.
         """
-        if self.type in _ARRAY_MAPS and isinstance(self.key, (int, np.integer)) \
+        if self.type in ARRAY_MAPS and isinstance(self.key, (int, np.integer)) \
                 and int(self.key) == 4:
             return np.dtype(np.uint32)
-        if self.type in _ARRAY_MAPS and _is_btf_type(self.key) and self.key.size == 4:
+        if self.type in ARRAY_MAPS and is_btf_type(self.key) and self.key.size == 4:
             return np.dtype(np.uint32)
         return self._cached_dtype("key", self.key)
 
     @property
     def value_dtype(self) -> np.dtype | None:
         """The numpy dtype of one value (one CPU's, for per-CPU maps)."""
-        if self.type in _FD_VALUE_MAPS:
+        if self.type in FD_VALUE_MAPS:
             return np.dtype(np.uint32)
         return self._cached_dtype("value", self.value)
 
     def _cached_dtype(self, what: str, desc: Any) -> np.dtype | None:
-        """_as_dtype(desc), remembered while the field holds the same object
+        """as_dtype(desc), remembered while the field holds the same object
         (a BTF type's dtype takes a walk over the type graph)."""
         cache = self.__dict__.setdefault("_dtypes", {})
         hit = cache.get(what)
         if hit is not None and hit[0] is desc:
             return hit[1]
-        dt = _as_dtype(desc, what)
+        dt = as_dtype(desc, what)
         if not isinstance(desc, (int, np.integer)):
             cache[what] = (desc, dt)
         return dt
@@ -202,8 +202,8 @@ class MapSpec:
 
     def _sizes(self) -> tuple[int, int]:
         kd, vd = self.key_dtype, self.value_dtype
-        if self.type in _FD_VALUE_MAPS and self.value not in (0, 4, None):
-            vsize = _as_dtype(self.value, "value")
+        if self.type in FD_VALUE_MAPS and self.value not in (0, 4, None):
+            vsize = as_dtype(self.value, "value")
             if vsize is not None and vsize.itemsize != 4:
                 raise ValueError(f"{self.type.name} values are 4-byte fds")
         return (kd.itemsize if kd is not None else 0, vd.itemsize if vd is not None else 0)

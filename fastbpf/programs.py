@@ -486,18 +486,6 @@ class Program(ProgramBase, Pinnable):
         t = self.type.name if isinstance(self.type, ProgramType) else self.type
         return f"<Program {self.name!r} {t} {'closed' if self.closed else f'fd={self._fd.fd}'}>"
 
-    def attach(self, *args: Any, **kwargs: Any) -> Any:
-        """Attach where the program's ELF section name says (libbpf's
-        auto-attach); returns the :class:`fastbpf.link.Link`.
-
-        ``tracepoint/cat/name``, ``raw_tp/name``, ``tp_btf/...``,
-        ``kprobe/sym``, ``uprobe/path:sym`` need no arguments; ``xdp`` and
-        ``tc`` take the interface (``prog.attach("eth0")``), ``cgroup*`` the
-        cgroup. See :func:`fastbpf.link.auto.auto_attach`.
-        """
-        from .link.auto import auto_attach
-        return auto_attach(self, *args, **kwargs)
-
     def clone(self) -> "Program":
         """A second Program object for the same kernel program (a dup'ed fd)."""
         return Program(self._fd.dup(), self.type, self.name, self.spec, self.log, list(self.maps))

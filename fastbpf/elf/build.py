@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Any
 
 from .. import btf as _btf
 from ..enums import MapType
@@ -58,9 +59,13 @@ def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict, dict]:
     return kinds, kconfig, ksyms
 
 
-def parse_spec(data: bytes, name: str):
-    """The CollectionSpec of the object *data* (ELFError/BTFError if malformed)."""
-    from ..collection import CollectionSpec, _ObjectProgramSpec
+def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: type) -> Any:
+    """The CollectionSpec of the object *data* (ELFError/BTFError if malformed).
+
+    :mod:`fastbpf.collection` passes its ``CollectionSpec`` and program spec
+    classes in: it sits above this module and imports it.
+    """
+    CollectionSpec, ObjectProgramSpec = spec_class, program_spec_class
     obj = ObjectFile(data, name)
     elf = obj.elf
     maps, map_syms = btf_map_specs(obj)
@@ -107,7 +112,7 @@ def parse_spec(data: bytes, name: str):
         functions[label] = decode(obj.decode, f, data_maps, map_syms, kinds)
     programs = {}
     template = {fl.name: (fl.default if fl.default is not dataclasses.MISSING else None)
-                for fl in dataclasses.fields(_ObjectProgramSpec) if fl.name != "instructions"}
+                for fl in dataclasses.fields(ObjectProgramSpec) if fl.name != "instructions"}
     template.update(license=obj.license, kernel_version=obj.kernel_version,
                     _local_btf=obj.btf)
     for f, j in obj.programs:
@@ -119,7 +124,7 @@ def parse_spec(data: bytes, name: str):
             else None
         # The fields, set directly: the dataclass __init__ would only check
         # again what the section table already guarantees.
-        ps = object.__new__(_ObjectProgramSpec)
+        ps = object.__new__(ObjectProgramSpec)
         fields = dict(template)
         fields.update(type=d.type, _insns=functools.partial(_copy_of, functions[f.label]),
                       name=pname, attach_type=d.attach_type, attach_to=attach_to,
