@@ -13,6 +13,7 @@ compares the two as the kernel translated them.
 
 from __future__ import annotations
 
+import array
 import struct
 import sys
 from typing import Any
@@ -115,14 +116,39 @@ def link_raw(spec: Any, ps: Any, maps: dict, module_fds: dict) -> tuple | None:
                 kk, weak, typed = ksyms[rel[1]]
                 src, value = resolve_ksym(rel[1], kk, weak, typed, module_fds)
                 _patch(buf, s, src, value & 0xFFFFFFFF, value >> 32)
+        fi_rel, li_rel = _relative_ext(f, code)
+        if b == 0:
+            funcs.append(fi_rel)
+            lines.append(li_rel)
+        else:
+            funcs.append(_shifted(fi_rel, 2, b))
+            lines.append(_shifted(li_rel, 4, b))
+    func_info = b"".join(funcs)
+    if not func_info or func_info[:4] != b"\0\0\0\0":
+        return bytes(buf), b"", b"", fd_array
+    return bytes(buf), func_info, b"".join(lines), fd_array
+
+
+def _relative_ext(f: Any, code: Any) -> tuple[bytes, bytes]:
+    """func_info and line_info of one function, slots relative to its start (cached)."""
+    got = getattr(code, "rel_ext", None)
+    if got is None:
         fi, rows, _ = code.ext
-        funcs.extend((b + slot, tid) for slot, tid in fi)
+        func = b"".join(struct.pack("=II", slot, tid) for slot, tid in fi)
+        line = b""
         if rows is not None and len(rows):
-            r = rows.copy()
-            r[:, 0] = (r[:, 0] - f.start) // 8 + b
-            lines.append(r)
-    func_info = b"".join(struct.pack("=II", s, t) for s, t in funcs)
-    line_info = np.concatenate(lines).astype(np.uint32).tobytes() if lines else b""
-    if not funcs or funcs[0][0] != 0:
-        func_info = line_info = b""
-    return bytes(buf), func_info, line_info, fd_array
+            r = rows.astype(np.uint32)
+            r[:, 0] = (r[:, 0] - f.start) // 8
+            line = r.tobytes()
+        got = code.rel_ext = (func, line)
+    return got
+
+
+def _shifted(records: bytes, width: int, base: int) -> bytes:
+    """*records* (rows of *width* u32, the first a slot) moved by *base* slots."""
+    if not records:
+        return records
+    a = array.array("I", records)     # a few rows: plain ints beat numpy here
+    for i in range(0, len(a), width):
+        a[i] += base
+    return a.tobytes()

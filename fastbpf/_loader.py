@@ -16,8 +16,10 @@ from typing import Any
 
 from . import btf as _btf
 from .elf.build import parse_spec  # noqa: F401  (re-exported for collection.py)
-from .enums import MapType
-from .errors import BPFError, BTFError, MapIncompatibleError, NotSupportedError
+import numpy as np
+
+from .enums import MapType, ProgramType
+from .errors import BPFError, BTFError, ELFError, MapIncompatibleError, NotSupportedError
 from .linker import apply_core, fd_array_buffer, kconfig_contents, link_program, \
     resolve_externs
 from .mapspec import _FD_VALUE_MAPS, MapSpec, PinType, _is_btf_type
@@ -126,10 +128,8 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
             map_specs[".kconfig"] = ks
         for name in _map_order(map_specs):
             ms = map_specs[name]
-            if ms.type == MapType.STRUCT_OPS and ms.btf_vmlinux_value_type_id == 0:
-                raise NotSupportedError(errno.EOPNOTSUPP, "collection load", f"map {name!r}",
-                                        "struct_ops sections in objects are not supported "
-                                        "yet; build it with link.create_struct_ops_map")
+            if name in spec.struct_ops:
+                continue  # made once the programs it names are loaded
             prepared = _prepared(ms, handle, pin_dir, maps)
             pin = _spec_pin_path(prepared)
             existed = bool(pin) and os.path.exists(pin)
@@ -148,6 +148,8 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
         for name, ps in spec.programs.items():
             programs[name] = _load_program(spec, name, ps, maps, handle, kernel_btf,
                                            module_fds, log_level)
+        for name, ops in spec.struct_ops.items():
+            maps[name] = _struct_ops_map(name, ops, spec.maps[name], programs)
         for name, ms in spec.maps.items():
             if ms.type != MapType.PROG_ARRAY or not ms.contents:
                 continue
@@ -186,17 +188,65 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
             fd.close()
 
 
+def _struct_ops_map(name: str, ops: str, ms: MapSpec, programs: dict) -> Map:
+    """The STRUCT_OPS map of *ms*: the kernel's value struct, filled by member name."""
+    from .link.struct_ops import struct_ops_value
+    values = dict(ms.contents[0][1]) if ms.contents else {}
+    for member, v in list(values.items()):
+        if isinstance(v, str):
+            if v not in programs:
+                raise ValueError(f"struct_ops {name!r}.{member} names program {v!r}, which "
+                                 f"the collection does not have")
+            values[member] = programs[v]
+    raw, type_id = struct_ops_value(ops, values)
+    spec = MapSpec(type=MapType.STRUCT_OPS, key=np.uint32, value=len(raw), max_entries=1,
+                   flags=ms.flags, name=ms.name, btf_vmlinux_value_type_id=type_id)
+    m = Map.create(spec)
+    try:
+        m[0] = np.frombuffer(raw, dtype=np.dtype(("V", len(raw))))[0]
+    except BaseException:
+        m.close()
+        raise
+    return m
+
+
+def _struct_ops_target(spec: Any, name: str) -> dict:
+    """attach_btf_id and member index of a struct_ops program (kernel BTF)."""
+    target = spec.struct_ops_programs.get(name)
+    if target is None:
+        return {}
+    from . import btf
+    ops, member = target
+    kernel = btf.load_kernel_spec()
+    st = kernel.type_by_name(ops, kind=btf.Kind.STRUCT)
+    for idx, m in enumerate(st.members):
+        if m.name == member:
+            return {"attach_btf_id": kernel.type_id(st), "attach_type": idx}
+    raise NotSupportedError(errno.ENOENT, "struct_ops", f"{ops}.{member}",
+                            "the kernel's struct has no such member")
+
+
 def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any,
                   kernel_btf: Any, module_fds: dict, log_level: int) -> Program:
     kname = _NAME_BAD.sub("_", ps.name or name)[:15]
+    if ps.type == ProgramType.UNSPEC:
+        raise ELFError(f"program {name!r}: section {ps.section!r} names no program type "
+                       f"libbpf knows; set spec.programs[{name!r}].type before load")
+    extra = _struct_ops_target(spec, name) if ps.type == ProgramType.STRUCT_OPS else {}
     fast = link_raw(spec, ps, maps, module_fds) if handle is not None else None
     if fast is not None:
         raw, func_info, line_info, fd_array = fast
-        fields = {f.name: getattr(ps, f.name) for f in _PROGRAM_FIELDS}
-        fields.update(instructions=raw, name=kname, btf=handle, func_info=func_info,
-                      line_info=line_info,
-                      fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array)
-        return Program.load(ProgramSpec(**fields), log_level=log_level)
+        # A plain ProgramSpec with the same (already validated) fields,
+        # without running __init__ again.
+        load_spec = object.__new__(ProgramSpec)
+        d = load_spec.__dict__
+        d.update(ps.__dict__)
+        d.pop("_insns", None)
+        d.pop("_label", None)
+        d.update(instructions=raw, name=kname, btf=handle, func_info=func_info,
+                 line_info=line_info,
+                 fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
+        return Program.load(load_spec, log_level=log_level)
     insns = ps.instructions
     if isinstance(insns, (bytes, bytearray, memoryview)):
         linked, fd_array = insns, None
@@ -207,7 +257,7 @@ def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any
         linked = linked.resolve_maps(maps)
     fields = {f.name: getattr(ps, f.name) for f in _PROGRAM_FIELDS}
     fields.update(instructions=linked, name=kname,
-                  fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array)
+                  fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
     if handle is not None and ps.btf is None:
         fields["btf"] = handle
     return Program.load(ProgramSpec(**fields), log_level=log_level)

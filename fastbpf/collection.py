@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import copy as _copy
 import dataclasses
-import errno
 import io
 import os
-from typing import Any, Iterable
+from typing import Any
 
-from . import btf as _btf
-from .enums import MapType, ProgramType
-from .errors import BPFError, BTFError, ELFError, NotSupportedError
-from .mapspec import MapSpec, PinType
+from .errors import BTFError, ELFError
+from .mapspec import MapSpec
 from .programs import ProgramSpec
-from .variables import Variable, VariableSpec
+from .variables import VariableSpec
 
 __all__ = ["CollectionSpec", "Collection", "load_collection_spec", "load_collection"]
 
@@ -76,6 +73,11 @@ class CollectionSpec:
     ksyms: dict[str, tuple] = dataclasses.field(default_factory=dict)
     #: The BTF blob for the kernel (DATASECs filled in), before sanitising.
     btf_blob: bytes | None = None
+    #: struct_ops maps: map name -> kernel struct (``"tcp_congestion_ops"``);
+    #: their ``contents`` are ``[(0, {member: program name | int | bytes})]``.
+    struct_ops: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: struct_ops programs: program name -> (kernel struct, member).
+    struct_ops_programs: dict[str, tuple] = dataclasses.field(default_factory=dict)
     #: (ObjectFile, decode context, original functions) for the raw fast path.
     _object: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -94,7 +96,8 @@ class CollectionSpec:
         return dataclasses.replace(self, maps=maps, variables=variables,
                                    programs={k: p.copy() for k, p in self.programs.items()},
                                    functions=dict(self.functions), kconfig=dict(self.kconfig),
-                                   ksyms=dict(self.ksyms))
+                                   ksyms=dict(self.ksyms), struct_ops=dict(self.struct_ops),
+                                   struct_ops_programs=dict(self.struct_ops_programs))
 
     def load(self, pin_path: str | os.PathLike | None = None, *, kernel_btf: Any = None,
              log_level: int = 0) -> "Collection":

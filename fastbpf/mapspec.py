@@ -154,7 +154,7 @@ class MapSpec:
         if isinstance(self.contents, dict):
             c.contents = dict(self.contents)
         elif self.contents is not None:
-            c.contents = list(self.contents)
+            c.contents = [(k, dict(v) if isinstance(v, dict) else v) for k, v in self.contents]
         return c
 
     @property
@@ -168,14 +168,26 @@ class MapSpec:
             return np.dtype(np.uint32)
         if self.type in _ARRAY_MAPS and _is_btf_type(self.key) and self.key.size == 4:
             return np.dtype(np.uint32)
-        return _as_dtype(self.key, "key")
+        return self._cached_dtype("key", self.key)
 
     @property
     def value_dtype(self) -> np.dtype | None:
         """The numpy dtype of one value (one CPU's, for per-CPU maps)."""
         if self.type in _FD_VALUE_MAPS:
             return np.dtype(np.uint32)
-        return _as_dtype(self.value, "value")
+        return self._cached_dtype("value", self.value)
+
+    def _cached_dtype(self, what: str, desc: Any) -> np.dtype | None:
+        """_as_dtype(desc), remembered while the field holds the same object
+        (a BTF type's dtype takes a walk over the type graph)."""
+        cache = self.__dict__.setdefault("_dtypes", {})
+        hit = cache.get(what)
+        if hit is not None and hit[0] is desc:
+            return hit[1]
+        dt = _as_dtype(desc, what)
+        if not isinstance(desc, (int, np.integer)):
+            cache[what] = (desc, dt)
+        return dt
 
     @property
     def key_size(self) -> int:

@@ -408,7 +408,8 @@ class Program(ProgramBase):
                 raise
             except BPFError as e:
                 if level == 0 and e.errno in (errno.EACCES, errno.EINVAL, errno.EPERM,
-                                              errno.E2BIG, errno.ENOSPC, errno.EFAULT):
+                                              errno.E2BIG, errno.ENOSPC, errno.EFAULT,
+                                              errno.ENOENT):
                     first_error = e
                     level = 1  # again, with a log that says why
                     continue

@@ -72,7 +72,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 _SEEDS = [open(os.path.join(TESTDATA, f), "rb").read()
-          for f in ("loader-el.o", "loader-eb.o", "legacy_maps-el.o", "btf_types-el.o")]
+          for f in ("loader-el.o", "loader-eb.o", "legacy_maps-el.o", "btf_types-el.o",
+                    "struct_ops-el.o")]
 
 
 def _offsets_of_interest(data: bytes) -> list[int]:
@@ -84,7 +85,7 @@ def _offsets_of_interest(data: bytes) -> list[int]:
     spots += range(shoff, min(len(data), shoff + 64 * len(elf.sections)))
     for i, name in enumerate(elf.names):
         if name in (".symtab", ".BTF", ".BTF.ext", ".maps", ".relxdp", ".rel.maps", "xdp",
-                    ".rel.text", ".text", "maps") or name.startswith(".rel"):
+                    ".rel.text", ".text", "maps", ".struct_ops.link") or name.startswith(".rel"):
             off, size = int(elf.sections["offset"][i]), int(elf.sections["size"][i])
             spots += range(off, min(off + size, off + 4096))
     return spots

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from .. import btf as _btf
@@ -10,6 +11,7 @@ from ..errors import ELFError
 from ..mapspec import MapSpec
 from ..variables import VariableSpec
 from .btfmaps import btf_map_specs, legacy_map_specs
+from .structops import struct_ops_specs
 from .objfile import ObjectFile, data_map_spec, internal_map_name, program_flags, \
     sleepable_flags
 from .reader import SHN_UNDEF, STB
@@ -68,12 +70,11 @@ def parse_spec(data: bytes, name: str):
             raise ELFError(f"map {k!r} is defined in both .maps and maps")
         maps[k] = v
     map_syms.update(legacy_syms)
-    if obj.struct_ops_secs:
-        # Kept as a marker: loading tells the user it is not supported yet.
-        for i in obj.struct_ops_secs:
-            maps[elf.names[i]] = MapSpec(type=MapType.STRUCT_OPS, key=4,
-                                         value=int(elf.sections["size"][i]),
-                                         name=internal_map_name(name, elf.names[i]))
+    so_maps, so_ops, so_progs = struct_ops_specs(obj)
+    for k, v in so_maps.items():
+        if k in maps:
+            raise ELFError(f"struct_ops {k!r} clashes with a map of that name")
+        maps[k] = v
     data_maps: dict[int, str] = {}
     variables: dict[str, VariableSpec] = {}
     for shndx in obj.data_secs:
@@ -105,6 +106,9 @@ def parse_spec(data: bytes, name: str):
     for label, f in obj.labels.items():
         functions[label] = decode(obj.decode, f, data_maps, map_syms, kinds)
     programs = {}
+    template = {fl.name: (fl.default if fl.default is not dataclasses.MISSING else None)
+                for fl in dataclasses.fields(_ObjectProgramSpec) if fl.name != "instructions"}
+    template.update(license=obj.license, kernel_version=obj.kernel_version)
     for f, j in obj.programs:
         d, target = program_flags(f.section)
         pname = elf.symbol_name(j)
@@ -112,17 +116,19 @@ def parse_spec(data: bytes, name: str):
             raise ELFError(f"two programs are called {pname!r}")
         attach_to = target if d.kind in ("tracing", "tp_btf", "lsm", "iter") and target \
             else None
-        ps = _ObjectProgramSpec(
-            type=d.type, instructions=functools.partial(_copy_of, functions[f.label]),
-            license=obj.license, name=pname, attach_type=d.attach_type if (
-                d.attach_at_load or d.attach_type is not None) else None,
-            attach_to=attach_to, flags=sleepable_flags(d, f.section),
-            kernel_version=obj.kernel_version, section=f.section)
-        ps.__dict__["_label"] = f.label
+        # The fields, set directly: the dataclass __init__ would only check
+        # again what the section table already guarantees.
+        ps = object.__new__(_ObjectProgramSpec)
+        fields = dict(template)
+        fields.update(type=d.type, _insns=functools.partial(_copy_of, functions[f.label]),
+                      name=pname, attach_type=d.attach_type, attach_to=attach_to,
+                      flags=sleepable_flags(d, f.section), section=f.section, _label=f.label)
+        ps.__dict__.update(fields)
         programs[pname] = ps
     return CollectionSpec(maps=maps, programs=programs, variables=variables, btf=obj.btf,
                           byte_order=obj.byte_order, functions=functions, kconfig=kconfig,
-                          ksyms=ksyms, btf_blob=obj.btf_raw,
+                          ksyms=ksyms, btf_blob=obj.btf_raw, struct_ops=so_ops,
+                          struct_ops_programs=so_progs,
                           _object=(obj, (data_maps, map_syms, kinds), dict(functions)))
 
 

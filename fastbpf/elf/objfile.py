@@ -31,13 +31,13 @@ from .. import btf as _btf
 from ..asm.instruction import Instruction, Instructions, Metadata
 from ..asm.opcodes import (LD_IMM64, PSEUDO_CALL, PSEUDO_FUNC, PSEUDO_KFUNC_CALL,
                            PSEUDO_MAP_FD, PSEUDO_MAP_VALUE)
-from ..enums import MapFlags, MapType, ProgramFlags
+from ..enums import MapFlags, MapType, ProgramFlags, ProgramType
 from ..errors import BTFError, ELFError
 from ..mapspec import MapSpec
 from . import btffix
 from .extinfo import ExtRecords
 from .reader import SHF_EXECINSTR, SHN_LORESERVE, SHN_UNDEF, SHT, STB, STT, ELFFile
-from .sections import match_section
+from .sections import SectionDef, match_section
 
 __all__ = ["parse_object", "internal_map_name"]
 
@@ -86,13 +86,14 @@ class Code:
     """One function as the loader's fast path uses it: the raw bytes, the
     relocations by slot, and the .BTF.ext records (see ObjectFile.analyze)."""
 
-    __slots__ = ("raw", "relocs", "ext", "nslots")
+    __slots__ = ("raw", "relocs", "ext", "nslots", "rel_ext")
 
     def __init__(self, raw: bytes, relocs: dict[int, tuple], ext: tuple) -> None:
         self.raw = raw
         self.relocs = relocs
         self.ext = ext
         self.nslots = len(raw) // 8
+        self.rel_ext: tuple | None = None
 
 
 _INSN_DT = {o: np.dtype([("code", "u1"), ("regs", "u1"), ("off", c + "i2"), ("imm", c + "i4")])
@@ -200,7 +201,7 @@ class ObjectFile:
                 self.data_secs.append(i)
         self._prog_set = set(self.prog_secs)
         # Only code and .maps relocations matter (not .rel.debug_*, .rel.BTF).
-        for target in self.prog_secs + [self.maps_shndx]:
+        for target in self.prog_secs + [self.maps_shndx] + self.struct_ops_secs:
             if target in rel_of:
                 self.rels[target] = elf.relocations(rel_of[target])
         if self.btf_raw is not None:
@@ -214,21 +215,15 @@ class ObjectFile:
 
     def _fix_btf(self) -> None:
         elf = self.elf
-        sizes = {elf.names[i]: int(elf.sections["size"][i]) for i in self.data_secs}
-        if self.maps_shndx >= 0:
-            sizes[".maps"] = int(elf.sections["size"][self.maps_shndx])
-        for i in self.struct_ops_secs:
-            sizes[elf.names[i]] = int(elf.sections["size"][i])
-        for i, n in enumerate(elf.names):
-            if n not in sizes and int(elf.sections["type"][i]) in (SHT.PROGBITS, SHT.NOBITS):
-                sizes[n] = int(elf.sections["size"][i])
-        by_sec: dict[str, dict[str, int]] = {}
+        # Every data-like section's size, for the DATASEC of the same name.
+        sizes = {}
+        for n, t, size in zip(elf.names, elf.sections["type"].tolist(),
+                              elf.sections["size"].tolist()):
+            if t in (SHT.PROGBITS, SHT.NOBITS) and n not in sizes:
+                sizes[n] = size
 
         def offsets(sec: str, var: str) -> int | None:
-            table = by_sec.get(sec)
-            if table is None:
-                table = by_sec[sec] = self.symbols_in(sec)
-            return table.get(var)
+            return self.symbols_in(sec).get(var)
 
         blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets)
         if blob is not None:
@@ -243,9 +238,9 @@ class ObjectFile:
             sel = np.flatnonzero((self.sym_type != STT.SECTION) & (syms["name"] != 0)
                                  & (syms["shndx"] != SHN_UNDEF)).tolist()
             shndx, value = syms["shndx"].tolist(), syms["value"].tolist()
-            name = self.elf.symbol_name
+            names = self.elf.symbol_names()
             for j in sel:
-                table.setdefault(shndx[j], {})[name(j)] = value[j]
+                table.setdefault(shndx[j], {})[names[j]] = value[j]
             self._by_section = table
         try:
             idx = self._sec_index[sec]
@@ -470,12 +465,17 @@ class ObjectFile:
 
 
 
+_UNKNOWN = SectionDef("", ProgramType.UNSPEC, None)
+
+
 def program_flags(sec: str) -> tuple:
-    """(SectionDef, target) for a program section; ELFError if unknown."""
+    """(SectionDef, target) for a program section.
+
+    A name libbpf does not know gives type UNSPEC: like libbpf, the object
+    still opens, and the user may set ``ProgramSpec.type`` before load.
+    """
     found = match_section(sec)
-    if found is None:
-        raise ELFError(f"section {sec!r}: unknown program type (not a libbpf section name)")
-    return found
+    return found if found is not None else (_UNKNOWN, "")
 
 
 def sleepable_flags(d, sec: str) -> int:

@@ -133,7 +133,7 @@ class ELFFile:
             if link >= shnum or int(sh["type"][link]) != SHT.STRTAB:
                 raise ELFError("ELF symbol table links to no string table")
             self._symstr = self.section_bytes(link)
-        self._sym_names: dict[int, str] = {}
+        self._all_names: list[str] | None = None
 
     # -- pieces -----------------------------------------------------------------
 
@@ -158,12 +158,30 @@ class ELFFile:
         return self.data[off:off + size]
 
     def symbol_name(self, i: int) -> str:
-        """The name of symbol *i* (cached)."""
-        name = self._sym_names.get(i)
-        if name is None:
-            name = self._string(self._symstr, int(self.symbols["name"][i]), "symbol name")
-            self._sym_names[i] = name
-        return name
+        """The name of symbol *i*."""
+        names = self._all_names
+        if names is None:
+            names = self.symbol_names()
+        return names[i]
+
+    def symbol_names(self) -> list[str]:
+        """Every symbol's name, decoded in one pass (then cached)."""
+        if self._all_names is None:
+            table = self._symstr
+            offs = self.symbols["name"].tolist()
+            if offs and max(offs) >= max(len(table), 1):
+                bad = next(o for o in offs if o >= len(table))
+                if bad:
+                    raise ELFError(f"symbol name offset {bad} is outside its string table")
+            nuls = np.flatnonzero(np.frombuffer(table, np.uint8) == 0) if table else \
+                np.zeros(0, np.int64)
+            at = np.searchsorted(nuls, offs) if len(offs) else np.zeros(0, np.int64)
+            if len(offs) and len(table) and int(at.max()) >= len(nuls):
+                raise ELFError("a symbol name is not NUL-terminated")
+            ends = nuls[at].tolist() if len(nuls) else [0] * len(offs)
+            self._all_names = [table[o:e].decode("utf-8", "surrogateescape")
+                               for o, e in zip(offs, ends)]
+        return self._all_names
 
     def relocations(self, index: int) -> np.ndarray:
         """The records of SHT_REL section *index*: fields ``offset``, ``info``."""
