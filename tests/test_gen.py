@@ -262,14 +262,22 @@ with LoaderElSkel.load() as skel:
 
 
 def test_mypy_strict_on_a_skeleton_user(skels, tmp_path):
-    """One mypy --strict run: the skeleton and a correct user pass, a user
-    with misspelt names fails on exactly those lines, naming them."""
+    """One mypy --strict run: every testdata skeleton and a correct user pass, a
+    user with misspelt names fails on exactly those lines, naming them."""
     mypy = shutil.which("mypy")
     if mypy is None:
         pytest.skip("mypy is not installed")
     d = tmp_path / "user"
     d.mkdir()
     shutil.copy(skels.dir / "loader_skel.py", d / "loader_skel.py")
+    # Every other object's skeleton too: each generated module passes --strict.
+    others = []
+    for obj in OBJECTS:
+        if obj.endswith("-eb.o") or obj.endswith("loader-el.o"):
+            continue
+        out = d / (os.path.basename(obj).split(".")[0].replace("-", "_") + "_skel.py")
+        assert main(["skeleton", obj, "-o", str(out)]) == 0
+        others.append(out.name)
     (d / "good.py").write_text(_GOOD)
     (d / "bad.py").write_text(_BAD)
     # The library's own typing is checked elsewhere (mypy --strict fastbpf);
@@ -279,7 +287,7 @@ def test_mypy_strict_on_a_skeleton_user(skels, tmp_path):
     t0 = time.monotonic()
     r = subprocess.run([mypy, "--strict", "--config-file", "mypy.ini", "--cache-dir",
                         str(tmp_path / "cache"), "--no-error-summary", "--show-error-codes",
-                        "loader_skel.py", "good.py", "bad.py"],
+                        "loader_skel.py", "good.py", "bad.py", *others],
                        cwd=d, env=env, capture_output=True, text=True, timeout=600)
     took = time.monotonic() - t0
     lines = [ln for ln in r.stdout.splitlines() if ": error:" in ln]
@@ -290,7 +298,7 @@ def test_mypy_strict_on_a_skeleton_user(skels, tmp_path):
     assert any("bad.py:7:" in ln and '"decode"' in ln for ln in lines), r.stdout
     assert any("bad.py:8:" in ln and '"countz"' in ln for ln in lines), r.stdout
     assert len(lines) == 3, r.stdout
-    print(f"mypy --strict on a skeleton and two users: {took:.1f}s")
+    print(f"mypy --strict on {len(others) + 1} skeletons and two users: {took:.1f}s")
     # The good user also runs as written.
     r = subprocess.run([sys.executable, "-c", "import good; good.run()"], cwd=d,
                        env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(d)])),

@@ -269,24 +269,24 @@ class _Generator:
     def run(self) -> str:
         w, c = self.w, self.cls
         self.header()
-        self.namespace("Programs", "_t.Any", "fastbpf.Program", self.progs, self.program_doc,
+        self.namespace("Programs", "fastbpf.Program", self.progs, self.program_doc,
                        "Programs of ``{f}``, loaded: a :class:`fastbpf.Program` each.",
                        "_rt.Namespace[fastbpf.Program]")
-        self.namespace("Maps", "_t.Any", "fastbpf.Map", self.maps, self.map_doc,
+        self.namespace("Maps", "fastbpf.Map", self.maps, self.map_doc,
                        "Maps of ``{f}``, created: a :class:`fastbpf.Map` each.\n\n"
                        "Their key and value dtypes are in :class:`{c}MapDtypes`.",
                        "_rt.Namespace[fastbpf.Map]")
-        self.namespace("Variables", "", "", self.vars, self.var_doc,
+        self.namespace("Variables", "", self.vars, self.var_doc,
                        "Global variables of ``{f}``, live (read and written in the map's "
                        "memory).\n\nTheir dtypes are in :class:`{c}VariableDtypes`.",
                        "_rt.VariableNamespace", typed="_rt.TypedVariable")
-        self.namespace("ProgramSpecs", "", "fastbpf.ProgramSpec", self.progs, self.program_doc,
+        self.namespace("ProgramSpecs", "fastbpf.ProgramSpec", self.progs, self.program_doc,
                        "Programs of ``{f}`` before load: a :class:`fastbpf.ProgramSpec` each.",
                        "_rt.Namespace[fastbpf.ProgramSpec]")
-        self.namespace("MapSpecs", "", "fastbpf.MapSpec", self.maps, self.map_doc,
+        self.namespace("MapSpecs", "fastbpf.MapSpec", self.maps, self.map_doc,
                        "Maps of ``{f}`` before load: a :class:`fastbpf.MapSpec` each "
                        "(resize with ``max_entries``).", "_rt.Namespace[fastbpf.MapSpec]")
-        self.namespace("VariableSpecs", "", "", self.vars, self.var_doc,
+        self.namespace("VariableSpecs", "", self.vars, self.var_doc,
                        "Global variables of ``{f}`` before load: ``set()`` the value the "
                        "programs start with (``.rodata`` too).",
                        "_rt.VariableSpecNamespace", typed="_rt.TypedVariableSpec")
@@ -382,8 +382,9 @@ class _Generator:
         return (f"``{_text(name)}`` in ``{_text(v.section)}`` at offset {v.offset}{ro}: "
                 f"C ``{_text(c_type(v.type))}``, dtype {_text(str(v.dtype))}.")
 
-    def namespace(self, suffix: str, _unused: str, elem: str, names: dict[str, str],
-                  doc: Any, text: str, base: str, typed: str = "") -> None:
+    def namespace(self, suffix: str, elem: str, names: dict[str, str], doc: Any, text: str,
+                  base: str, typed: str = "") -> None:
+        """A namespace class: one attribute of type *elem* (or *typed*[value type]) a name."""
         w = self.w
         w()
         w(f"class {self.cls}{suffix}({base}):")
