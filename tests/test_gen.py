@@ -304,3 +304,15 @@ def test_mypy_strict_on_a_skeleton_user(skels, tmp_path):
                        env=dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, str(d)])),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_namespace_takes_any_generated_name():
+    """A namespace has no attribute of its own but dunders: names such as
+    ``_wrap`` or ``keys`` are the object's."""
+    from fastbpf.gen.runtime import Namespace, VariableNamespace
+    names = [("_wrap", "_wrap"), ("keys", "keys"), ("items", "it.ems")]
+    ns: Namespace[int] = Namespace({"_wrap": 1, "keys": 2, "it.ems": 3}, names)
+    assert (ns._wrap, ns.keys, ns.items) == (1, 2, 3)  # type: ignore[attr-defined]
+    assert list(ns) == ["_wrap", "keys", "it.ems"] and ns["it.ems"] == 3 and len(ns) == 3
+    with pytest.raises(SkeletonMismatchError, match="no 'gone'"):
+        VariableNamespace({}, [("gone", "gone")])

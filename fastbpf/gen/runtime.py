@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import (TYPE_CHECKING, Any, Generic, Iterator, Mapping, NamedTuple, Optional,
+from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, NamedTuple, Optional,
                     Sequence, Tuple, TypeVar, Union)
 
 import numpy as np
@@ -64,20 +64,23 @@ class Namespace(Generic[T]):
     iteration (object names) and ``in`` work as on the collection's dicts.
     """
 
-    def __init__(self, objects: Mapping[str, Any], names: Names) -> None:
-        """Take each object named in *names* from *objects* (keyed by object name)."""
+    def __init__(self, objects: Mapping[str, Any], names: Names,
+                 wrap: Optional[Callable[[Any], T]] = None) -> None:
+        """Take each object named in *names* from *objects* (keyed by object name).
+
+        *wrap* turns each into the attribute's value. Beyond the generated
+        names the namespace has dunder attributes only, so any name fits.
+        """
         items: dict[str, T] = {}
         for attr, name in names:
             if name not in objects:
                 raise SkeletonMismatchError(
                     f"{type(self).__name__}: the object has no {name!r}; it is not the object "
                     f"this skeleton was generated from (regenerate it)")
-            items[name] = obj = self._wrap(objects[name])
-            setattr(self, attr, obj)
+            obj = objects[name]
+            items[name] = value = obj if wrap is None else wrap(obj)
+            setattr(self, attr, value)
         self.__dict__[_ITEMS] = items
-
-    def _wrap(self, obj: Any) -> T:
-        return obj  # type: ignore[no-any-return]
 
     def __getitem__(self, name: str) -> T:
         """The object named *name* in the object file (not the mangled name)."""
@@ -192,15 +195,17 @@ class TypedVariableSpec(Generic[V]):
 class VariableNamespace(Namespace[TypedVariable[Any]]):
     """Base of generated namespaces of loaded variables."""
 
-    def _wrap(self, obj: Any) -> TypedVariable[Any]:
-        return TypedVariable(obj)
+    def __init__(self, objects: Mapping[str, Any], names: Names) -> None:
+        """Wrap each :class:`fastbpf.Variable` named in *names* in a :class:`TypedVariable`."""
+        super().__init__(objects, names, TypedVariable)
 
 
 class VariableSpecNamespace(Namespace[TypedVariableSpec[Any]]):
     """Base of generated namespaces of variables before load."""
 
-    def _wrap(self, obj: Any) -> TypedVariableSpec[Any]:
-        return TypedVariableSpec(obj)
+    def __init__(self, objects: Mapping[str, Any], names: Names) -> None:
+        """Wrap each :class:`fastbpf.VariableSpec` of *names* in a :class:`TypedVariableSpec`."""
+        super().__init__(objects, names, TypedVariableSpec)
 
 
 def check_types(spec: CollectionSpec, maps: Sequence[Tuple[str, MapDtypes]],
