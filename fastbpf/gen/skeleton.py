@@ -171,7 +171,8 @@ def dtype_literal(dt: Optional[np.dtype], indent: str = "") -> str:
     except (ValueError, SyntaxError):  # e.g. ", align=True": keep numpy's spelling
         text = "np." + r
     else:
-        body = pprint.pformat(arg, width=max(40, 88 - len(indent)), sort_dicts=False)
+        body = pprint.pformat(arg, width=max(40, 88 - len(indent)), sort_dicts=False,
+                              compact=True)
         text = "np.dtype(" + body.replace("\n", "\n" + indent + "         ") + ")"
     if eval(text, {"np": np}) != dt:  # noqa: S307 - our own text, numpy only
         raise SkeletonError(f"dtype {dt!r} does not survive its literal {text!r}")
