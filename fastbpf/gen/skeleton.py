@@ -203,7 +203,7 @@ def _short(dt: Optional[np.dtype]) -> str:
     """*dt* for a docstring: its name, or "a record" when numpy's spelling is long."""
     if dt is None:
         return "none"
-    text = _text(str(dt))
+    text = _text(str(dt).replace(", ", ","))  # one word: wrapping never splits it
     return f"``{text}``" if len(text) <= 40 else f"a record of {dt.itemsize} bytes"
 
 
