@@ -19,7 +19,8 @@ from .elf.build import parse_spec  # noqa: F401  (re-exported for collection.py)
 import numpy as np
 
 from .enums import MapType, ProgramType
-from .errors import BPFError, BTFError, ELFError, MapIncompatibleError, NotSupportedError
+from .errors import (BPFError, BTFError, ELFError, MapIncompatibleError, NotSupportedError,
+                     VerifierError)
 from .linker import apply_core, fd_array_buffer, kconfig_contents, link_program, \
     resolve_externs
 from .mapspec import _FD_VALUE_MAPS, MapSpec, PinType, _is_btf_type
@@ -79,9 +80,15 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
     return done
 
 
-def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict) -> MapSpec:
+def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict,
+              specs: dict | None = None) -> MapSpec:
     """A copy of *ms* ready for Map.create: shared BTF, pin dir, names resolved."""
     m = dataclasses.replace(ms)
+    if isinstance(m.inner, str):
+        # An inner map named symbolically: the shape of that map of the collection.
+        if m.inner not in (specs or {}):
+            raise ValueError(f"map {ms.name!r}: inner map {m.inner!r} is not in the collection")
+        m.inner = specs[m.inner]
     if _is_btf_type(m.key) or _is_btf_type(m.value):
         if ms.type in _NO_BTF_MAPS:
             m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
@@ -117,6 +124,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
     programs: dict[str, Program] = {}
     pins_made: list[str] = []
     module_fds: dict[str, Any] = {}
+    cand_cache: dict = {}  # CO-RE candidates, shared by the object's programs
     handle = None
     try:
         if spec.btf is not None and spec.btf_blob is not None:
@@ -130,7 +138,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
             ms = map_specs[name]
             if name in spec.struct_ops:
                 continue  # made once the programs it names are loaded
-            prepared = _prepared(ms, handle, pin_dir, maps)
+            prepared = _prepared(ms, handle, pin_dir, maps, map_specs)
             pin = _spec_pin_path(prepared)
             existed = bool(pin) and os.path.exists(pin)
             try:
@@ -147,7 +155,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int) -
                 pins_made.append(pin)
         for name, ps in spec.programs.items():
             programs[name] = _load_program(spec, name, ps, maps, handle, kernel_btf,
-                                           module_fds, log_level)
+                                           module_fds, log_level, cand_cache)
         for name, ops in spec.struct_ops.items():
             maps[name] = _struct_ops_map(name, ops, spec.maps[name], programs)
         for name, ms in spec.maps.items():
@@ -227,7 +235,8 @@ def _struct_ops_target(spec: Any, name: str) -> dict:
 
 
 def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any,
-                  kernel_btf: Any, module_fds: dict, log_level: int) -> Program:
+                  kernel_btf: Any, module_fds: dict, log_level: int,
+                  cand_cache: dict | None = None) -> Program:
     kname = _NAME_BAD.sub("_", ps.name or name)[:15]
     if ps.type == ProgramType.UNSPEC:
         raise ELFError(f"program {name!r}: section {ps.section!r} names no program type "
@@ -248,16 +257,24 @@ def _load_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any
                  fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
         return Program.load(load_spec, log_level=log_level)
     insns = ps.instructions
+    core_results: list = []
     if isinstance(insns, (bytes, bytearray, memoryview)):
         linked, fd_array = insns, None
     else:
         linked = link_program(insns, spec.functions)
         linked, fd_array = resolve_externs(linked, spec.ksyms, module_fds)
-        apply_core(spec.btf, linked, kernel_btf, name)
+        core_results = apply_core(spec.btf, linked, kernel_btf, name, cand_cache)
         linked = linked.resolve_maps(maps)
     fields = {f.name: getattr(ps, f.name) for f in _PROGRAM_FIELDS}
     fields.update(instructions=linked, name=kname,
                   fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
     if handle is not None and ps.btf is None:
         fields["btf"] = handle
-    return Program.load(ProgramSpec(**fields), log_level=log_level)
+    try:
+        return Program.load(ProgramSpec(**fields), log_level=log_level)
+    except VerifierError as e:
+        if not core_results:
+            raise
+        # A poisoned CO-RE instruction the verifier reached: name the relocation.
+        from .btf import core
+        raise core.poison_error(e, core_results, name) from None

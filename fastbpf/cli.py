@@ -4,6 +4,7 @@
     fastbpf progs                list programs (id, type, tag, name, maps)
     fastbpf links                list links
     fastbpf dump MAP_ID [--json] dump a map's entries (keys and values as hex)
+    fastbpf export CONFIG.yaml   serve maps as Prometheus metrics (fastbpf.metrics.exporter)
 """
 
 from __future__ import annotations
@@ -95,6 +96,11 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(rest: list) -> int:
+    from .metrics.exporter import main as export_main  # needs the 'metrics' extra
+    return export_main(rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastbpf`` command."""
     p = argparse.ArgumentParser(prog="fastbpf", description=__doc__.split("\n\n")[0])
@@ -108,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("map_id", type=int)
     d.add_argument("--json", action="store_true", help="print JSON")
     d.set_defaults(fn=cmd_dump)
+    e = sub.add_parser("export", help="serve maps as Prometheus metrics", add_help=False)
+    e.add_argument("rest", nargs=argparse.REMAINDER)
+    e.set_defaults(fn=lambda a: _export(a.rest))
     args = p.parse_args(argv)
     try:
         return args.fn(args)

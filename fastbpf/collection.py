@@ -42,6 +42,7 @@ class _ObjectProgramSpec(ProgramSpec):
         self.__dict__["_insns"] = value
 
     def copy(self) -> ProgramSpec:
+        """A copy; instructions not yet decoded stay lazy."""
         v = self.__dict__.get("_insns")
         c = _copy.copy(self)
         c.__dict__ = dict(self.__dict__)

@@ -18,6 +18,7 @@ import os
 __all__ = [
     "BPFError",
     "VerifierError",
+    "CORERelocationError",
     "NotSupportedError",
     "BTFError",
     "BTFLoadError",
@@ -26,6 +27,7 @@ __all__ = [
     "ENOTSUPP",
     "strerror",
     "bpf_error",
+    "not_supported_error",
 ]
 
 #: Linux-internal "operation not supported" (524). It leaks to user space
@@ -96,6 +98,33 @@ class VerifierError(BPFError):
         tail = lines[-6:]
         more = "" if len(lines) <= len(tail) else f"\n  ... ({len(lines) - len(tail)} earlier lines in .log)"
         return head + more + "\n  " + "\n  ".join(tail)
+
+    def __reduce__(self):
+        return (type(self), (self.errno, self.op, self.obj, self.log, self.hint))
+
+
+class CORERelocationError(VerifierError):
+    """A CO-RE relocation could not be applied.
+
+    Raised before load for relocations that cannot be resolved safely
+    (ambiguous candidates, an instruction that does not hold the value the
+    relocation expects), and instead of a bare :class:`VerifierError` when
+    the verifier rejects a program at an instruction that an unsatisfiable
+    relocation poisoned. ``hint`` names the relocation, its local type and
+    field path; ``relocation`` is the
+    :class:`fastbpf.btf.core.CORERelocation` (None when unknown); ``log``
+    is the verifier log, if the verifier ran.
+    """
+
+    def __init__(self, code: int, op: str = "CO-RE relocation", obj: str | None = None,
+                 log: str = "", hint: str | None = None, relocation=None):
+        self.relocation = relocation
+        super().__init__(code, op, obj, log, hint)
+
+    def __str__(self) -> str:
+        if self.log:
+            return VerifierError.__str__(self)
+        return BPFError.__str__(self)
 
     def __reduce__(self):
         return (type(self), (self.errno, self.op, self.obj, self.log, self.hint))
@@ -176,6 +205,16 @@ def _combine(base: type, builtin: type) -> type:
                                                     "__doc__": base.__doc__})
         _combined[key] = cls
     return cls
+
+
+def not_supported_error(code: int, op: str, obj: str | None = None,
+                        hint: str | None = None) -> NotSupportedError:
+    """A :class:`NotSupportedError` that is also the built-in ``OSError``
+    subclass of *code* (a kernel that refuses a feature with EPERM gives an
+    error that is both ``NotSupportedError`` and ``PermissionError``)."""
+    builtin = _BUILTIN_FOR_ERRNO.get(code)
+    cls: type = _combine(NotSupportedError, builtin) if builtin is not None else NotSupportedError
+    return cls(code, op, obj, hint)
 
 
 def bpf_error(code: int, op: str, obj: str | None = None, hint: str | None = None) -> BPFError:

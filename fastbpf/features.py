@@ -39,9 +39,10 @@ import os
 import struct
 from typing import Any, NamedTuple
 
-from . import _core
+from . import _core, _since
 from .enums import AttachType, MapFlags, MapType, ProgramFlags, ProgramType
-from .errors import ENOTSUPP, BPFError, NotSupportedError, VerifierError, strerror
+from .errors import (ENOTSUPP, BPFError, NotSupportedError, VerifierError, bpf_error,
+                     not_supported_error, strerror)
 
 __all__ = [
     "Probe", "probe", "require", "skip_reason", "clear_cache",
@@ -72,6 +73,7 @@ class Probe(NamedTuple):
     feature: str
     errno: int = 0
     detail: str = ""
+    since: str = ""
 
     def __bool__(self) -> bool:
         return self.ok
@@ -81,18 +83,51 @@ class Probe(NamedTuple):
         """Why the feature is missing (None when present), errno included."""
         if self.ok:
             return None
-        text = f"kernel lacks {self.feature}: {strerror(self.errno)} [{_errno_name(self.errno)}]"
+        text = f"kernel lacks {self.feature}"
+        if self.since:
+            text += f" (added in Linux {self.since})"
+        text += f": {strerror(self.errno)} [{_errno_name(self.errno)}]"
         return text + (f" ({self.detail})" if self.detail else "")
 
-    def error(self) -> NotSupportedError:
-        """A :class:`NotSupportedError` that names the feature and the errno."""
-        return NotSupportedError(self.errno or _errno.EOPNOTSUPP, "feature probe",
-                                 self.feature, self.detail or None)
+    def error(self, op: str = "feature probe", obj: str | None = None) -> NotSupportedError:
+        """A :class:`NotSupportedError` for *op* on *obj* that names the
+        missing feature, the kernel version that brought it and the errno
+        the probe got. The error's ``probe`` attribute is this probe."""
+        hint = f"this kernel lacks {self.feature}"
+        if self.since:
+            hint += f", added in Linux {self.since}"
+        hint += f"; the feature probe got {_errno_name(self.errno)}"
+        if self.detail:
+            hint += f": {self.detail}"
+        err = not_supported_error(self.errno or _errno.EOPNOTSUPP, op,
+                                  obj if obj is not None else self.feature, hint)
+        err.probe = self
+        return err
 
     def require(self) -> None:
         """Raise :meth:`error` unless the feature is present."""
         if not self.ok:
             raise self.error()
+
+
+# -- "not allowed" is not "not supported" -----------------------------------------
+
+def _check_permission(code: int) -> None:
+    """Raise PermissionError if an EPERM means that this process may not use
+    bpf(2) at all, rather than that the kernel refuses one feature (as
+    kernels refuse arena maps or trampolines on some hosts): a one-entry
+    array map, which every BPF kernel has, must then fail too."""
+    if code != _errno.EPERM:
+        return
+    try:
+        _core.map_create(int(MapType.ARRAY), 4, 4, 1).close()
+    except BPFError as e:
+        if e.errno == _errno.EPERM:
+            raise bpf_error(_errno.EPERM, "feature probe", None,
+                            "this process may not use bpf(2) at all (it needs root, or "
+                            "CAP_BPF plus CAP_PERFMON/CAP_NET_ADMIN); no feature can be "
+                            "probed") from None
+        raise
 
 
 # -- small BTF blob (storage maps need key/value BTF ids) ----------------------------
@@ -176,11 +211,16 @@ def probe_map_type(t: MapType) -> Probe:
     """Can this kernel create maps of type *t*?"""
     t = MapType(t)
     what = f"map type {t.name}"
+    since = _since.MAP_TYPE.get(t, "")
     try:
         _create_probe_map(t)
     except BPFError as e:
-        return Probe(False, what, e.errno, getattr(e, "hint", None) or "")
-    return Probe(True, what)
+        _check_permission(e.errno)
+        hint = getattr(e, "hint", None) or ""
+        if e.errno == _errno.EPERM and hint.startswith("fastbpf needs root"):
+            hint = "refused although other maps can be created"
+        return Probe(False, what, e.errno, hint, since)
+    return Probe(True, what, since=since)
 
 
 def have_map_type(t: MapType) -> bool:
@@ -263,14 +303,16 @@ def probe_program_type(t: ProgramType) -> Probe:
     """Can this kernel load programs of type *t*?"""
     t = ProgramType(t)
     what = f"program type {t.name}"
+    since = _since.PROGRAM_TYPE.get(t, "")
     r = _load(t, _RET0, _DEFAULT_ATTACH.get(t))
     if r.ok:
-        return Probe(True, what)
+        return Probe(True, what, since=since)
     if r.errno in (_errno.EINVAL, _errno.EACCES) and r.log.strip():
         # The verifier ran: the type exists, the probe program just did not
         # suit it.
-        return Probe(True, what)
-    return Probe(False, what, r.errno, _last_line(r.log))
+        return Probe(True, what, since=since)
+    _check_permission(r.errno)
+    return Probe(False, what, r.errno, _last_line(r.log), since)
 
 
 def have_program_type(t: ProgramType) -> bool:
@@ -320,10 +362,15 @@ def probe_attach_type(ptype: ProgramType, attach: AttachType) -> Probe:
     """
     ptype, attach = ProgramType(ptype), AttachType(attach)
     what = f"attach type {attach.name} for {ptype.name} programs"
+    since = _since.ATTACH_TYPE.get(attach, "")
+    pt = probe_program_type(ptype)
+    if not pt.ok:
+        return Probe(False, what, pt.errno, pt.reason or "", since)
     r = _load(ptype, _RET0, attach)
     if r.ok:
-        return Probe(True, what)
-    return Probe(False, what, r.errno, _last_line(r.log))
+        return Probe(True, what, since=since)
+    _check_permission(r.errno)
+    return Probe(False, what, r.errno, _last_line(r.log), since)
 
 
 def have_attach_type(ptype: ProgramType, attach: AttachType) -> bool:
@@ -449,6 +496,42 @@ def probe_btf_feature(name: str) -> Probe:
 def missing_btf_features() -> frozenset[str]:
     """The BTF features this kernel lacks (empty on any recent kernel)."""
     return frozenset(n for n in _BTF_FEATURES if not probe_btf_feature(n).ok)
+
+
+# -- turning a refusal into "the kernel lacks X" ------------------------------------------
+
+# The errnos with which kernels refuse what they do not have (or do not allow).
+_REFUSALS = frozenset({_errno.EINVAL, _errno.EPERM, _errno.EOPNOTSUPP, ENOTSUPP})
+
+
+def unsupported_map_type(t: MapType, err: BPFError, obj: str | None = None
+                         ) -> NotSupportedError | None:
+    """The :class:`NotSupportedError` to raise instead of *err* (a failed map
+    create) when the kernel lacks map type *t*, else None (the arguments
+    were at fault)."""
+    if err.errno not in _REFUSALS or int(t) not in _since.MAP_TYPE:
+        return None
+    p = probe_map_type(MapType(t))
+    return None if p.ok else p.error("map create", obj)
+
+
+def unsupported_program(ptype: ProgramType, attach: AttachType | None, err: BPFError,
+                        obj: str | None = None) -> NotSupportedError | None:
+    """The :class:`NotSupportedError` to raise instead of *err* (a failed
+    program load) when the kernel lacks the program type or its expected
+    attach type, else None. A load the verifier rejected with a log is never
+    a missing feature."""
+    if err.errno not in _REFUSALS or (isinstance(err, VerifierError) and err.log.strip()):
+        return None
+    if int(ptype) not in _since.PROGRAM_TYPE:
+        return None
+    p = probe_program_type(ProgramType(ptype))
+    if p.ok and attach is not None and int(attach) in _since.ATTACH_TYPE and \
+            ptype not in (ProgramType.STRUCT_OPS, ProgramType.EXT):
+        p = probe_attach_type(ProgramType(ptype), AttachType(attach))
+        if not p.ok and p.errno in (_errno.EINVAL, _errno.EACCES) and "target" in p.detail:
+            return None  # the probe's own target is missing, which says nothing
+    return None if p.ok else p.error("program load", obj)
 
 
 # -- by name -----------------------------------------------------------------------

@@ -77,12 +77,14 @@ def core_relos(insns: Instructions) -> list[tuple[int, Any]]:
             if insn.meta is not None and insn.meta.core_relo is not None]
 
 
-def apply_core(local_spec: Any, insns: Instructions, target: Any, program: str) -> list:
+def apply_core(local_spec: Any, insns: Instructions, target: Any, program: str,
+               cand_cache: dict | None = None) -> list:
     """Apply the program's CO-RE relocations in place; returns their results.
 
     The one call site of ``fastbpf.btf.core.relocate_instructions(local_spec,
     insns, relos, target)`` (*target*: a ``btf.Spec``, or None for the
-    running kernel).
+    running kernel); *cand_cache* is shared by the programs of one object,
+    as libbpf shares its candidate cache.
     """
     relos = core_relos(insns)
     if not relos:
@@ -93,7 +95,8 @@ def apply_core(local_spec: Any, insns: Instructions, target: Any, program: str) 
         raise NotSupportedError(errno.EOPNOTSUPP, "CO-RE relocations", f"program {program!r}",
                                 f"{len(relos)} CO-RE relocation(s), and fastbpf.btf.core "
                                 f"is not available yet") from None
-    return core.relocate_instructions(local_spec, insns, relos, target)
+    return core.relocate_instructions(local_spec, insns, relos, target, cand_cache=cand_cache,
+                                      program=program)
 
 
 # -- .kconfig -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import _core
+from . import _core, features
 from .enums import MapFlags, MapType
 from .errors import BPFError, ClosedError, NotSupportedError, bpf_error
 # MapSpec and its dtype rules live in mapspec.py; re-exported here.
@@ -158,8 +158,10 @@ class Map(_core.MapBase):
         btf_ids = (0, 0)
         try:
             if mtype.is_map_of_maps:
-                if spec.inner is None:
-                    raise ValueError(f"{mtype.name} needs inner=MapSpec(...) describing its maps")
+                if not isinstance(spec.inner, MapSpec):
+                    raise ValueError(f"{mtype.name} needs inner=MapSpec(...) describing its maps"
+                                     + (f" (the name {spec.inner!r} means something only in a "
+                                        f"collection)" if isinstance(spec.inner, str) else ""))
                 # A template map gives the kernel the inner map's shape; it
                 # can be closed as soon as the outer map exists.
                 inner_fd = Map.create(dataclasses.replace(
@@ -181,6 +183,10 @@ class Map(_core.MapBase):
                 btf_key_type_id=btf_ids[0], btf_value_type_id=btf_ids[1],
                 btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id, **kw)
         except BPFError as e:
+            missing = features.unsupported_map_type(
+                mtype, e, f"map {spec.name!r}" if spec.name else None)
+            if missing is not None:
+                raise missing from e
             if e.errno == errno.EINVAL and not e.hint:
                 e.hint = _create_hint(spec)
             raise
@@ -648,6 +654,16 @@ class Map(_core.MapBase):
         return arr
 
     # -- LPM helper ---------------------------------------------------------------------
+
+    def to_dataframe(self, per_cpu: str = "sum"):
+        """The entries as a pandas DataFrame (see :func:`fastbpf.metrics.to_dataframe`)."""
+        from .metrics.frames import to_dataframe
+        return to_dataframe(self, per_cpu)
+
+    def to_arrow(self, per_cpu: str = "sum"):
+        """The entries as a pyarrow Table (see :func:`fastbpf.metrics.to_arrow`)."""
+        from .metrics.frames import to_arrow
+        return to_arrow(self, per_cpu)
 
     def lpm_key(self, prefixlen: int, data: bytes | bytearray | Any) -> np.void:
         """Build an LPM trie key from a prefix length and address bytes."""

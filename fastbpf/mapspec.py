@@ -101,7 +101,8 @@ class MapSpec:
     ``key`` and ``value`` are an int (a byte size; the dtype is raw bytes),
     anything ``np.dtype()`` accepts, or a BTF type (see the module
     docstring). ``inner`` describes the maps an ARRAY_OF_MAPS /
-    HASH_OF_MAPS holds.
+    HASH_OF_MAPS holds: a MapSpec, or in a collection the name of one of
+    its maps.
 
     ``contents`` are initial entries written right after creation: a list
     of ``(key, value)`` pairs (a dict works too). For PROG_ARRAY and maps of
@@ -120,7 +121,7 @@ class MapSpec:
     max_entries: int = 1
     flags: int = 0
     name: str = ""
-    inner: "MapSpec | None" = None
+    inner: "MapSpec | str | None" = None
     numa_node: int | None = None
     map_extra: int = 0
     ifindex: int = 0
@@ -149,7 +150,7 @@ class MapSpec:
     def copy(self) -> "MapSpec":
         """A copy to edit before creating (inner spec and contents copied too)."""
         c = dataclasses.replace(self)
-        if self.inner is not None:
+        if isinstance(self.inner, MapSpec):
             c.inner = self.inner.copy()
         if isinstance(self.contents, dict):
             c.contents = dict(self.contents)

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import _core
+from . import _core, features
 from ._progrun import TestRunResult
 from ._progrun import ProgramBase
 from ._progrun import test_run as _test_run
@@ -127,6 +127,22 @@ class ProgramSpec:
         if hasattr(self.instructions, "copy"):
             c.instructions = self.instructions.copy()
         return c
+
+    def core_relocations(self, target: Any = None, local_btf: Any = None) -> list:
+        """The CO-RE relocations of the instructions, computed against
+        *target* (a ``btf.Spec``; None: the running kernel) without patching
+        anything: one ``btf.core.CORERelocation`` each.
+
+        *local_btf* is the BTF the records refer to; for a program read from
+        an object it is known (the object's BTF) and may be omitted.
+        """
+        from .btf import core
+        from .linker import core_relos
+        local = local_btf if local_btf is not None else self.__dict__.get("_local_btf")
+        if local is None:
+            raise ValueError("pass local_btf: the BTF the CO-RE records refer to")
+        return core.calculate_relocations(local, core_relos(self.instructions), target,
+                                          program=self.name)
 
     def resolved(self, maps: Mapping[str, Any] | None = None) -> Any:
         """The instructions with map references bound from *maps*."""
@@ -380,6 +396,12 @@ class Program(ProgramBase):
             if line_info and func_info:
                 kwargs.update(line_info=line_info, line_info_rec_size=16)
             return cls._load_with_log(spec, raw, kwargs, log_level, log_size, used_maps)
+        except BPFError as e:
+            missing = features.unsupported_program(
+                spec.type, spec.attach_type, e, f"program {spec.name!r}" if spec.name else None)
+            if missing is not None:
+                raise missing from e
+            raise
         finally:
             if btf_fd is not None:
                 btf_fd.close()  # the program keeps its own reference

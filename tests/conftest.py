@@ -24,6 +24,29 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that runs into a feature this kernel lacks is skipped, with the
+    probe's reason, instead of failing.
+
+    Only a :class:`NotSupportedError` that the library raised *because a
+    feature probe said no* (it carries ``.probe``) counts: such errors come
+    from ``features.unsupported_*``, which consults the probe after the
+    kernel refused. Any other error, EINVAL included, still fails the test.
+    """
+    outcome = yield
+    rep = outcome.get_result()
+    if call.excinfo is None or rep.outcome != "failed":
+        return
+    from fastbpf.errors import NotSupportedError
+    err = call.excinfo.value
+    probe = getattr(err, "probe", None) if isinstance(err, NotSupportedError) else None
+    if probe is None or probe.ok:
+        return
+    rep.outcome = "skipped"
+    rep.longrepr = (str(item.path), item.location[1] or 0, f"Skipped: {probe.reason}")
+
+
 @pytest.fixture
 def unique_name(request):
     """A short name unique to this test run (fits the kernel's 15 chars)."""

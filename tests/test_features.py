@@ -13,34 +13,52 @@ import os
 
 import pytest
 
-from fastbpf import _core, features
+from fastbpf import Map, MapSpec, Program, ProgramSpec, _core, asm, features
 from fastbpf.asm import Helper
-from fastbpf.enums import AttachType, MapType, ProgramType
+from fastbpf.enums import AttachType, MapFlags, MapType, ProgramType
 from fastbpf.errors import BPFError, NotSupportedError
 
 
-def test_common_map_types_present():
-    for t in (MapType.HASH, MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
-              MapType.RINGBUF, MapType.LPM_TRIE, MapType.ARRAY_OF_MAPS, MapType.QUEUE,
-              MapType.CGROUP_STORAGE, MapType.SK_STORAGE):
+PAGE = os.sysconf("SC_PAGE_SIZE")
+# type -> (key size, value size, max_entries) that Map.create accepts.
+SIMPLE_MAPS = {
+    MapType.HASH: (4, 8, 1), MapType.ARRAY: (4, 8, 1), MapType.PERCPU_ARRAY: (4, 8, 1),
+    MapType.PROG_ARRAY: (4, 4, 1), MapType.LPM_TRIE: (8, 8, 1), MapType.QUEUE: (0, 8, 1),
+    MapType.RINGBUF: (0, 0, PAGE), MapType.USER_RINGBUF: (0, 0, PAGE),
+    MapType.BLOOM_FILTER: (0, 8, 1), MapType.ARENA: (0, 0, 1),
+}
+
+
+def test_hash_and_array_present():
+    # Every kernel with bpf(2) has them: a probe saying otherwise is broken.
+    for t in (MapType.HASH, MapType.ARRAY):
         p = features.probe_map_type(t)
         assert p.ok, p.reason
         assert p.errno == 0 and p.reason is None and bool(p) is True
         assert features.have_map_type(t) is True
 
 
-def test_every_map_type_answers_and_agrees_with_a_create():
-    # The answer for a plain type must match creating one by hand.
-    for t in MapType:
-        if t == MapType.UNSPEC:
-            continue
-        assert isinstance(features.have_map_type(t), bool)
+@pytest.mark.parametrize("t", list(SIMPLE_MAPS), ids=lambda t: t.name)
+def test_map_type_probe_agrees_with_map_create(t):
+    key, value, n = SIMPLE_MAPS[t]
+    p = features.probe_map_type(t)
+    flags = MapFlags.MMAPABLE if t == MapType.ARENA else 0
     try:
-        _core.map_create(int(MapType.ARENA), 0, 0, 1, 1 << 10).close()
-        arena = True
-    except BPFError:
-        arena = False
-    assert features.have_map_type(MapType.ARENA) is arena
+        Map.create(MapSpec(type=t, key=key, value=value, max_entries=n, flags=flags)).close()
+    except NotSupportedError as e:
+        # Map.create consulted the same probe and names the feature and release.
+        assert e.probe is p and not p.ok
+        assert t.name in str(e) and f"Linux {p.since}" in str(e)
+    else:
+        assert p.ok, p.reason
+    if not p.ok:
+        assert p.since and f"added in Linux {p.since}" in p.reason
+
+
+def test_every_map_type_answers():
+    for t in MapType:
+        if t != MapType.UNSPEC:
+            assert isinstance(features.probe_map_type(t), features.Probe)
 
 
 def test_unknown_map_type_absent():
@@ -50,18 +68,38 @@ def test_unknown_map_type_absent():
 
 
 def test_program_types():
-    for t in (ProgramType.SOCKET_FILTER, ProgramType.XDP, ProgramType.SCHED_CLS,
-              ProgramType.RAW_TRACEPOINT, ProgramType.SYSCALL, ProgramType.CGROUP_SOCK_ADDR,
-              ProgramType.TRACING, ProgramType.SK_LOOKUP):
+    # Socket filters and XDP exist on every kernel fastbpf supports.
+    for t in (ProgramType.SOCKET_FILTER, ProgramType.XDP):
         p = features.probe_program_type(t)
         assert p.ok, p.reason
     p = features.probe_program_type.__wrapped__(ProgramType.UNSPEC)
     assert not p.ok and p.errno == errno.EINVAL
 
 
+@pytest.mark.parametrize("ptype,attach", [
+    (ProgramType.SCHED_CLS, None),
+    (ProgramType.RAW_TRACEPOINT, None),
+    (ProgramType.SYSCALL, None),
+    (ProgramType.NETFILTER, AttachType.NETFILTER),
+    (ProgramType.SK_LOOKUP, AttachType.SK_LOOKUP),
+    (ProgramType.CGROUP_SOCK_ADDR, AttachType.CGROUP_INET4_CONNECT),
+], ids=lambda v: getattr(v, "name", str(v)))
+def test_program_probe_agrees_with_program_load(ptype, attach):
+    p = (features.probe_program_type(ptype) if attach is None
+         else features.probe_attach_type(ptype, attach))
+    spec = ProgramSpec(type=ptype, attach_type=attach, instructions=asm.Instructions([
+        asm.Mov.imm(asm.R0, 1 if ptype == ProgramType.CGROUP_SOCK_ADDR else 0), asm.exit()]))
+    try:
+        Program.load(spec).close()
+    except NotSupportedError as e:
+        assert not p.ok and e.probe.ok is False
+        assert ptype.name in str(e) or (attach is not None and attach.name in str(e))
+    else:
+        assert p.ok, p.reason
+
+
 def test_helpers():
     assert features.have_helper(ProgramType.XDP, Helper.map_lookup_elem)
-    assert features.have_helper(ProgramType.XDP, Helper.ringbuf_output)
     assert features.have_helper(ProgramType.XDP, Helper.xdp_adjust_head)
     # An XDP-only helper is absent from socket filters: the verifier's words.
     p = features.probe_helper(ProgramType.SOCKET_FILTER, Helper.xdp_adjust_head)
@@ -74,9 +112,10 @@ def test_helpers():
 
 
 def test_attach_types():
-    assert features.have_attach_type(ProgramType.CGROUP_SOCK_ADDR, AttachType.CGROUP_INET4_CONNECT)
-    assert features.have_attach_type(ProgramType.TRACING, AttachType.TRACE_RAW_TP)
-    assert features.have_attach_type(ProgramType.TRACING, AttachType.TRACE_ITER)
+    if r := features.skip_reason("program_type", ProgramType.CGROUP_SOCK_ADDR):
+        pytest.skip(r)
+    assert features.have_attach_type(ProgramType.CGROUP_SOCK_ADDR,
+                                     AttachType.CGROUP_INET4_CONNECT)
     # A cgroup attach type makes no sense for a cgroup_sock_addr program... of
     # the wrong family: the kernel refuses it before verifying.
     p = features.probe_attach_type(ProgramType.CGROUP_SOCK_ADDR, AttachType.CGROUP_INET_INGRESS)
@@ -104,7 +143,12 @@ def test_pmus_agree_with_sysfs():
 
 def test_misc_probes():
     assert features.have_vmlinux_btf() == os.path.exists("/sys/kernel/btf/vmlinux")
-    assert features.have_bpf_stats()
+    try:
+        _core.enable_stats(0).close()
+        stats = True
+    except BPFError:
+        stats = False
+    assert features.have_bpf_stats() is stats
 
 
 def test_require_and_skip_reason():

@@ -40,6 +40,24 @@ def _info(kind: int, vlen: int, kflag: int = 0) -> int:
     return (kflag << 31) | (kind << 24) | (vlen & 0xFFFF)
 
 
+def string_reader(spec: Spec):
+    """A fast ``spec.string_at``: every string start decoded once (object BTF
+    string tables are small); offsets into the middle of a string fall back."""
+    raw = spec._buf[spec._str_start:spec._str_start + spec._str_len]
+    table: dict[int, str] = {}
+    off = 0
+    for part in raw.split(b"\0"):
+        table[off] = part.decode("utf-8", "surrogateescape")
+        off += len(part) + 1
+    get = table.get
+    base = spec._str_base
+
+    def string_at(o: int) -> str:
+        got = get(o - base)
+        return got if got is not None else spec.string_at(o)
+    return string_at
+
+
 def encode_words(spec: Spec, words: np.ndarray, extra_strings: bytes = b"",
                  order: str | None = None) -> bytes:
     """A BTF blob from *spec*'s string section (plus *extra_strings*) and *words*."""
@@ -101,13 +119,14 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
     """
     if spec._raw_count == 0:
         return None, {}
+    string_at = string_reader(spec)
     # A list: this loop reads and writes single words, which lists do fast.
     words = spec._words.tolist()
     changed = False
     kconfig: dict[str, tuple[int, int]] = {}
     for idx in np.flatnonzero(spec._kinds == K_DATASEC):
         o = int(spec._offs[idx])
-        name = spec.string_at(int(words[o]))
+        name = string_at(words[o])
         vlen = int(words[o + 1]) & 0xFFFF
         base = o + 3
         if name in (".kconfig", ".ksyms"):
@@ -121,7 +140,7 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
                 words[base + 3 * j + 1] = off
                 words[base + 3 * j + 2] = size
                 if name == ".kconfig":
-                    kconfig[spec.string_at(int(words[vo]))] = (off, size)
+                    kconfig[string_at(words[vo])] = (off, size)
                 off += size
             words[o + 2] = off
             changed = True
@@ -139,7 +158,7 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
                 raise BTFError(f"DATASEC {name!r} refers to type {vid}, out of range")
             vo = int(spec._offs[vid - 1])
             if _kind(int(words[vo + 1])) == K_VAR:
-                vname = spec.string_at(int(words[vo]))
+                vname = string_at(words[vo])
                 found = var_offsets(name, vname)
                 if found is not None:
                     voff = found

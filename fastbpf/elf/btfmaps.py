@@ -16,6 +16,7 @@ from .. import btf as _btf
 from ..enums import MapType
 from ..errors import ELFError
 from ..mapspec import MapSpec, PinType
+from .btffix import string_reader
 from .reader import STT
 
 __all__ = ["btf_map_specs", "legacy_map_specs"]
@@ -136,6 +137,7 @@ class _Words:
         self.w = spec._words.tolist()
         self.offs = spec._offs.tolist()
         self.n = len(self.offs)
+        self.str = string_reader(spec)
 
     def rec(self, tid: int) -> tuple[int, int]:
         """(word offset, kind) of type *tid*, modifiers skipped."""
@@ -159,6 +161,7 @@ class _Words:
         raise ELFError("BTF type chain too deep")
 
     def map_def(self, name: str, tid: int, inner_ok: bool = True) -> tuple[MapSpec, int | None]:
+        """A MapSpec from the definition struct *tid*, and the byte offset of ``values``."""
         o, kind = self.rec(tid)
         if kind != 4:
             raise ELFError(f"map {name!r}: definition is not a struct")
@@ -171,7 +174,7 @@ class _Words:
         values_off = None
         for j in range(vlen):
             m_name_off, m_type, m_off = w[o + 3 + 3 * j:o + 6 + 3 * j]
-            mname = self.spec._str(m_name_off)
+            mname = self.str(m_name_off)
             where = f"map {name!r} field {mname!r}"
             if mname in _UINT_FIELDS:
                 po, pk = self.rec(m_type)
@@ -229,7 +232,7 @@ def btf_map_specs(obj) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
         vo, vk = words.rec(vid)
         if vk != 14:
             raise ELFError(f".maps DATASEC holds type {vid}, not a variable")
-        name = obj.btf._str(int(w[vo]))
+        name = words.str(w[vo])
         off = offsets.get(name)
         if off is None:
             raise ELFError(f"map {name!r} has no symbol in .maps")

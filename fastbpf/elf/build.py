@@ -108,7 +108,8 @@ def parse_spec(data: bytes, name: str):
     programs = {}
     template = {fl.name: (fl.default if fl.default is not dataclasses.MISSING else None)
                 for fl in dataclasses.fields(_ObjectProgramSpec) if fl.name != "instructions"}
-    template.update(license=obj.license, kernel_version=obj.kernel_version)
+    template.update(license=obj.license, kernel_version=obj.kernel_version,
+                    _local_btf=obj.btf)
     for f, j in obj.programs:
         d, target = program_flags(f.section)
         pname = elf.symbol_name(j)

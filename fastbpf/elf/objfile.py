@@ -290,6 +290,7 @@ class ObjectFile:
                 self.programs.append((f, j))
 
     def function_at(self, shndx: int, off: int, where: str) -> _Func:
+        """The function starting at *off* of section *shndx* (ELFError if none)."""
         f = self.funcs.get((shndx, off))
         if f is None:
             sec = self.elf.names[shndx] if 0 <= shndx < len(self.elf.names) else shndx
@@ -479,6 +480,7 @@ def program_flags(sec: str) -> tuple:
 
 
 def sleepable_flags(d, sec: str) -> int:
+    """prog_flags a section row implies (sleepable, XDP frags)."""
     flags = 0
     if d.sleepable:
         flags |= ProgramFlags.SLEEPABLE
