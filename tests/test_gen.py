@@ -174,9 +174,9 @@ def test_spec_edit_then_load_with_pins(skels, bpffs_dir, no_fd_leak):
         assert skel.variables.last_len.value == 100
         assert skel.variables.multiplier.value == 5
     assert Skel.spec().variables.multiplier.value == 3  # every spec() is fresh
-    with Skel.load(pin_path=bpffs_dir) as skel:  # the pin is reused
-        assert skel.maps.pinned_pairs.info().id == \
-            fastbpf.Map.from_pin(os.path.join(bpffs_dir, "pinned_pairs")).info().id
+    with Skel.load(pin_path=bpffs_dir) as skel, \
+            fastbpf.Map.from_pin(os.path.join(bpffs_dir, "pinned_pairs")) as pinned:
+        assert skel.maps.pinned_pairs.info().id == pinned.info().id  # the pin is reused
 
 
 def test_mangled_names_against_the_kernel(skels, no_fd_leak):
