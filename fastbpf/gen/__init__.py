@@ -35,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``fastbpf gen`` with *argv* (default: ``sys.argv[1:]``); returns the exit status."""
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2): a status, not an exit
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     from ..errors import BTFError, ELFError
     try:
         with open(args.object, "rb") as f:
