@@ -339,3 +339,18 @@ def test_namespace_takes_any_generated_name():
     assert list(ns) == ["_wrap", "keys", "it.ems"] and ns["it.ems"] == 3 and len(ns) == 3
     with pytest.raises(SkeletonMismatchError, match="no 'gone'"):
         VariableNamespace({}, [("gone", "gone")])
+
+
+@pytest.mark.parametrize("dt", [
+    np.dtype("u4"), np.dtype(">u8"), np.dtype("V24"), np.dtype(("<u2", (3,))),
+    np.dtype([("a", "<u4"), ("b", "u1")], align=True),
+    np.dtype({"names": ["x\"'); import os #", "y"], "formats": ["u1", "<f8"],
+              "offsets": [0, 8], "itemsize": 24}),
+])
+def test_dtype_literals_evaluate_to_the_dtype(dt):
+    """Literals are numpy's spelling re-printed from a parsed literal: a field
+    name from a hostile object stays a string."""
+    from fastbpf.gen.skeleton import dtype_literal
+    text = dtype_literal(dt, "    ")
+    assert text.startswith("np.dtype(")
+    assert eval(text, {"__builtins__": {}, "np": np}) == dt

@@ -159,24 +159,29 @@ def _text(s: str) -> str:
 
 
 def dtype_literal(dt: Optional[np.dtype], indent: str = "") -> str:
-    """Source text ``np.dtype(...)`` that evaluates to *dt* (``None`` for None)."""
+    """Source text ``np.dtype(...)`` that evaluates to *dt* (``None`` for None).
+
+    The argument is numpy's own spelling, parsed as a Python literal and
+    printed again (so field names from the object can never become code).
+    """
     if dt is None:
         return "None"
     r = repr(dt)
-    if not (r.startswith("dtype(") and r.endswith(")")):
-        raise SkeletonError(f"numpy cannot spell dtype {dt!r} as a literal")
-    inner = r[len("dtype("):-1]
+    align = r.endswith(", align=True)")
+    inner = r[len("dtype("):-len(", align=True)") if align else -1]
     try:
+        if not r.startswith("dtype("):
+            raise ValueError(r)
         arg = ast.literal_eval(inner)
-    except (ValueError, SyntaxError):  # e.g. ", align=True": keep numpy's spelling
-        text = "np." + r
-    else:
-        body = pprint.pformat(arg, width=max(40, 88 - len(indent)), sort_dicts=False,
-                              compact=True)
-        text = "np.dtype(" + body.replace("\n", "\n" + indent + "         ") + ")"
-    if eval(text, {"np": np}) != dt:  # noqa: S307 - our own text, numpy only
-        raise SkeletonError(f"dtype {dt!r} does not survive its literal {text!r}")
-    return text
+        same = np.dtype(arg, align=align) == dt
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        same = False
+    if not same:
+        raise SkeletonError(f"numpy cannot spell dtype {dt!r} as a literal")
+    body = pprint.pformat(arg, width=max(40, 88 - len(indent)), sort_dicts=False,
+                          compact=True)
+    return ("np.dtype(" + body.replace("\n", "\n" + indent + "         ")
+            + (", align=True)" if align else ")"))
 
 
 _SCALARS = {("b", 1): "np.bool_", ("f", 2): "np.float16", ("f", 4): "np.float32",
