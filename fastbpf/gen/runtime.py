@@ -22,8 +22,9 @@ from ..variables import Variable, VariableSpec
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-__all__ = ["SkeletonMismatchError", "MapDtypes", "Namespace", "TypedVariable",
-           "TypedVariableSpec", "SkeletonSpec", "Skeleton", "read_spec"]
+__all__ = ["SkeletonMismatchError", "MapDtypes", "Namespace", "VariableNamespace",
+           "VariableSpecNamespace", "TypedVariable", "TypedVariableSpec", "SkeletonSpec",
+           "Skeleton", "read_spec", "check_types", "Names", "Source"]
 
 T = TypeVar("T")
 V = TypeVar("V")
