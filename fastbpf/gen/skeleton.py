@@ -298,7 +298,7 @@ class _Generator:
                        "_rt.VariableSpecNamespace", typed="_rt.TypedVariableSpec")
         self.dtypes()
         self.classes()
-        return "\n".join(w.lines) + "\n"
+        return "\n".join(w.lines).rstrip("\n") + "\n"
 
     # -- pieces --------------------------------------------------------------
 
