@@ -156,7 +156,7 @@ def test_cli_errors_and_stdout(tmp_path, capsys):
 def test_loader_skeleton_programs_maps_variables(skels, no_fd_leak):
     Skel = skels.loader.LoaderElSkel
     with Skel.load() as skel:
-        assert isinstance(skel.programs.count_packets, fastbpf.Program)
+        assert isinstance(skel.programs.count_packets, fastbpf.ObjectProgram)
         assert isinstance(skel.maps.counts, fastbpf.Map)
         r = skel.programs.count_packets.test_run(b"\0" * 64)
         assert r.retval == 2  # verdict = XDP_PASS

@@ -275,9 +275,9 @@ class _Generator:
     def run(self) -> str:
         w, c = self.w, self.cls
         self.header()
-        self.namespace("Programs", "fastbpf.Program", self.progs, self.program_doc,
-                       "Programs of ``{f}``, loaded: a :class:`fastbpf.Program` each.",
-                       "_rt.Namespace[fastbpf.Program]")
+        self.namespace("Programs", "fastbpf.ObjectProgram", self.progs, self.program_doc,
+                       "Programs of ``{f}``, loaded: a :class:`fastbpf.ObjectProgram` each.",
+                       "_rt.Namespace[fastbpf.ObjectProgram]")
         self.namespace("Maps", "fastbpf.Map", self.maps, self.map_doc,
                        "Maps of ``{f}``, created: a :class:`fastbpf.Map` each.\n\n"
                        "Their key and value dtypes are in :class:`{c}MapDtypes`.",
@@ -316,7 +316,7 @@ class _Generator:
                  "Load it, use it, close it::", "",
                  f"    with {c}.load() as skel:"]
         if any_prog:
-            usage.append(f"        skel.programs.{any_prog}  # fastbpf.Program")
+            usage.append(f"        skel.programs.{any_prog}  # fastbpf.ObjectProgram")
         if any_var:
             usage.append(f"        skel.variables.{any_var}.value")
         usage += ["", "or edit it first (set a variable, resize a map), then load it::", "",
