@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, NamedTuple, Optional,
-                    Sequence, Tuple, TypeVar, Union)
+from typing import (TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, NamedTuple,
+                    Sequence, Tuple, TypeVar)
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from ..collection import Collection, CollectionSpec, load_collection_spec
 from ..variables import Variable, VariableSpec
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
     import numpy.typing as npt
 
 __all__ = ["SkeletonMismatchError", "MapDtypes", "Namespace", "VariableNamespace",
@@ -34,7 +35,7 @@ _S = TypeVar("_S", bound="Skeleton")
 Names = Sequence[Tuple[str, str]]
 #: Where a skeleton's object comes from: a path, the object's bytes, or None
 #: for the skeleton's own (embedded, or the file beside the module).
-Source = Union[str, "os.PathLike[str]", bytes, None]
+Source: TypeAlias = "str | os.PathLike[str] | bytes | None"
 
 # The one attribute a namespace keeps besides the generated names. Generated
 # names never start with two underscores (see fastbpf.gen.skeleton), so a
@@ -54,8 +55,8 @@ class SkeletonMismatchError(ValueError):
 class MapDtypes(NamedTuple):
     """The numpy dtypes of a map's keys and values (None: the map has none)."""
 
-    key: Optional[np.dtype[Any]]
-    value: Optional[np.dtype[Any]]
+    key: np.dtype[Any] | None
+    value: np.dtype[Any] | None
 
 
 class Namespace(Generic[T]):
@@ -66,7 +67,7 @@ class Namespace(Generic[T]):
     """
 
     def __init__(self, objects: Mapping[str, Any], names: Names,
-                 wrap: Optional[Callable[[Any], T]] = None) -> None:
+                 wrap: Callable[[Any], T] | None = None) -> None:
         """Take each object named in *names* from *objects* (keyed by object name).
 
         *wrap* turns each into the attribute's value. Beyond the generated
@@ -104,7 +105,7 @@ class Namespace(Generic[T]):
         return f"<{type(self).__name__} {', '.join(self.__dict__[_ITEMS])}>"
 
 
-def _check_dtype(what: str, have: Optional[np.dtype[Any]], want: Optional[np.dtype[Any]]) -> None:
+def _check_dtype(what: str, have: np.dtype[Any] | None, want: np.dtype[Any] | None) -> None:
     if have != want:
         raise SkeletonMismatchError(f"{what} is {have} in the object, the skeleton says {want} "
                                     f"(regenerate the skeleton)")
@@ -224,7 +225,7 @@ def check_types(spec: CollectionSpec, maps: Sequence[Tuple[str, MapDtypes]],
             _check_dtype(f"variable {name!r}", vs.dtype, dt)
 
 
-def read_spec(source: Source, embedded: Optional[str], module_file: str, path: str,
+def read_spec(source: Source, embedded: str | None, module_file: str, path: str,
               object_name: str) -> CollectionSpec:
     """The CollectionSpec a skeleton loads.
 
@@ -248,7 +249,7 @@ class SkeletonSpec:
         """Wrap *spec* (``.collection_spec``)."""
         self.collection_spec = spec
 
-    def _load(self, pin_path: Union[str, "os.PathLike[str]", None], kernel_btf: Any,
+    def _load(self, pin_path: str | os.PathLike[str] | None, kernel_btf: Any,
               log_level: int) -> Collection:
         return self.collection_spec.load(pin_path, kernel_btf=kernel_btf, log_level=log_level)
 

@@ -38,7 +38,7 @@ import os
 import pprint
 import re
 import textwrap
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -158,7 +158,7 @@ def _text(s: str) -> str:
     return s.encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 
-def dtype_literal(dt: Optional[np.dtype], indent: str = "") -> str:
+def dtype_literal(dt: np.dtype | None, indent: str = "") -> str:
     """Source text ``np.dtype(...)`` that evaluates to *dt* (``None`` for None).
 
     The argument is numpy's own spelling, parsed as a Python literal and
@@ -204,7 +204,7 @@ def value_type(dt: np.dtype) -> str:
     return _SCALARS.get((dt.kind, dt.itemsize), "_t.Any")
 
 
-def _short(dt: Optional[np.dtype]) -> str:
+def _short(dt: np.dtype | None) -> str:
     """*dt* for a docstring: its name, or "a record" when numpy's spelling is long."""
     if dt is None:
         return "none"
@@ -244,8 +244,8 @@ class _Writer:
             self(f'{indent}"""')
 
 
-def generate(data: bytes, *, object_path: str, output_path: Optional[str] = None,
-             name: Optional[str] = None, embed: bool = True) -> str:
+def generate(data: bytes, *, object_path: str, output_path: str | None = None,
+             name: str | None = None, embed: bool = True) -> str:
     """The source of the skeleton module for the object *data*.
 
     *object_path* is where the object lives (its base name names the class
@@ -260,7 +260,7 @@ def generate(data: bytes, *, object_path: str, output_path: Optional[str] = None
 
 class _Generator:
     def __init__(self, spec: CollectionSpec, data: bytes, cls: str, object_path: str,
-                 output_path: Optional[str], embed: bool) -> None:
+                 output_path: str | None, embed: bool) -> None:
         self.spec, self.data, self.cls, self.embed = spec, data, cls, embed
         self.file = os.path.basename(object_path)
         self.objname = object_name(object_path)
