@@ -442,3 +442,32 @@ def test_export_maps_of_a_compiled_object(veth, bpffs_dir, no_fd_leak):
     slot = frame.bit_length() - 1
     assert b[frozenset({"le": floatToGoString(2 ** (slot - 1))}.items())] == 0
     assert b[frozenset({"le": floatToGoString(2 ** slot)}.items())] == 9
+
+
+def test_export_loads_object(veth, no_fd_leak):
+    """The twin of the test above with fastbpf's own loader: the config
+    names the object, the exporter reads the collection's maps by name."""
+    from fastbpf.metrics.exporter import load_object
+    obj = os.path.join(ROOT, "testdata", "metrics_export-el.o")
+    metrics = textwrap.dedent(COMPILED_CONFIG).format(maps="").split("metrics:", 1)[1]
+    cfg = parse_config(f"object: {obj}\nmetrics:{metrics}")
+    coll, links = load_object(cfg)
+    assert links == []
+    with coll:
+        # The interface lives in the veth's namespace: attach from there.
+        lk = veth.b.run(coll.programs["count_packets"].attach, veth.IF_B)
+        with lk:
+            rx = netutil.udp_receiver(veth.b, veth.IP_B, 9999)
+            try:
+                netutil.send_udp(veth.a, (veth.IP_B, 9999), 9, b"y" * 32)
+                assert len(netutil.drain(rx)) == 9
+            finally:
+                rx.close()
+        with Exporter(cfg, coll) as ex:
+            _, port = ex.serve(0, "127.0.0.1")
+            got = scrape(f"http://127.0.0.1:{port}/metrics")
+    frame = 14 + 20 + 8 + 32
+    assert samples(got, "packets_total") == {
+        frozenset({"proto": "udp", "daddr": veth.IP_B}.items()): 9.0}
+    assert got[("packet_bytes_count", frozenset())] == 9
+    assert got[("packet_bytes_sum", frozenset())] == 9 * frame
