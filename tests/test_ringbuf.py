@@ -387,14 +387,21 @@ def test_reader_outlives_map_object(unique_name, no_fd_leak):
 
 
 def test_view_outlives_close(setup):
-    """A view kept past close() still points at mapped memory (no crash)."""
+    """A view kept past its block and close() is an empty, read-only array
+    (no crash, no stale ring bytes); a column taken inside the block keeps
+    the mapping alive."""
     rb, ctr, prog, r = setup
     prog.test_run(data=PKT, repeat=4)
     with r.view(dtype=SEQ, timeout=1.0) as arr:
         kept = arr
+        col = arr["seq"]
+        assert col.tolist() == [0, 1, 2, 3]
     r.close()
-    assert kept["seq"].tolist() == [0, 1, 2, 3]
-    del kept
+    assert kept.shape == (0,) and kept.dtype == SEQ and not kept.flags.writeable
+    assert kept["seq"].tolist() == []
+    assert col.shape == (4,)        # still mapped memory: reading it does not crash
+    col.sum()
+    del kept, col
 
 
 # ---------------------------------------------------------------------------
