@@ -480,15 +480,17 @@ cdef class UserRingCore(_SharedRing):
                 if self.size - (self.prod - cons) >= total:
                     break
                 if deadline is not None and monotonic() >= <double>deadline:
-                    raise BlockingIOError(EAGAIN, f"user ring buffer full: {size} bytes "
-                                                  f"requested, {self.size - (self.prod - cons)} free")
+                    self._full(size, total, cons)
                 # EPOLLOUT says "some room", not "this much room": after a
-                # wakeup that did not free enough, back off instead of spinning.
+                # wakeup that did not free enough, back off instead of
+                # spinning. The wait then never fails with EINTR, so run the
+                # signal handlers here (Ctrl-C, alarms): a handler that
+                # raises ends the wait, as in the readers' epoll wait.
                 with nogil:
                     usleep(1000)
+                PyErr_CheckSignals()
                 if not self._wait(deadline):
-                    raise BlockingIOError(EAGAIN, f"user ring buffer full: {size} bytes "
-                                                  f"requested, {self.size - (self.prod - cons)} free")
+                    self._full(size, total, acq64(self.cons_page))
             hdr = self.data + (self.prod & self.mask)
             # Busy until submitted: the kernel stops at this record. The
             # release store of producer_pos publishes the busy header first
@@ -509,6 +511,11 @@ cdef class UserRingCore(_SharedRing):
             return _view(self.data_map, self.data + off, dt, 1, shape, dt.itemsize, True)
         finally:
             self._leave()
+
+    cdef int _full(self, Py_ssize_t size, uint64_t total, uint64_t cons) except -1:
+        raise BlockingIOError(EAGAIN, f"user ring buffer full: a {size}-byte sample takes "
+                                      f"{total} bytes (8-byte header, padded to 8), "
+                                      f"{self.size - (self.prod - cons)} free")
 
     cdef int64_t _offset_of(self, object sample) except -1:
         if not isinstance(sample, _np.ndarray):

@@ -394,8 +394,8 @@ cdef class _Poller:
     cdef int _forked(self) except -1:
         raise RuntimeError(
             f"{self.what} was opened by process {self.pid}; this forked child "
-            f"({_os.getpid()}) cannot use it (its rings, wake-ups and map slots are the "
-            f"parent's): open a new one in the child")
+            f"({_os.getpid()}) cannot use it (the rings, their positions and wake-ups "
+            f"belong to the parent): open a new one in the child")
 
     def check_owner(self):
         """Raise ClosedError once closed, RuntimeError in a forked child."""
@@ -490,6 +490,8 @@ cdef class _Poller:
         ``selectors`` and event loops)."""
         if self.closed:
             raise ClosedError(f"{self.what} is closed")
+        if self.gen != fork_gen:
+            self._forked()
         return self.epfd
 
     def close(self):

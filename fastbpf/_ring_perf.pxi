@@ -542,3 +542,17 @@ cdef class PerfCore(_Poller):
             self._leave()
 
 
+
+
+def _perf_mmap_page_layout():
+    """{field: byte offset} of the perf_event_mmap_page fields declared in
+    _abi.pxd, as this module was compiled (tests/test_abi.py compares them
+    with the kernel's BTF)."""
+    cdef fbpf_perf_mmap_page pg
+    cdef char *base = <char *>&pg
+    return {"version": <char *>&pg.version - base,
+            "compat_version": <char *>&pg.compat_version - base,
+            "data_head": <char *>&pg.data_head - base,
+            "data_tail": <char *>&pg.data_tail - base,
+            "data_offset": <char *>&pg.data_offset - base,
+            "data_size": <char *>&pg.data_size - base}

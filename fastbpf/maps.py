@@ -284,6 +284,8 @@ class Map(_core.MapBase):
                 btf_key_type_id=btf_ids[0], btf_value_type_id=btf_ids[1],
                 btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id, **kw)
         except BPFError as e:
+            if e.errno == errno.EINVAL and mtype in _RING_SINCE:
+                _require_ring_type(mtype)
             if e.errno == errno.EINVAL and not e.hint:
                 e.hint = _create_hint(spec)
             raise
@@ -746,6 +748,21 @@ class Map(_core.MapBase):
             raise ValueError(f"prefix length {prefixlen} out of range 0..{nbytes * 8}")
         raw_key = int(prefixlen).to_bytes(4, "little") + raw
         return np.frombuffer(raw_key, dtype=self.key_dtype)[0]
+
+
+# Ring buffer map types and the Linux release that brought each. A kernel
+# without one refuses it with EINVAL, which must not read as bad arguments.
+_RING_SINCE = {MapType.RINGBUF: "5.8", MapType.USER_RINGBUF: "6.1"}
+
+
+def _require_ring_type(mtype: MapType) -> None:
+    """Raise NotSupportedError naming the ring type if this kernel lacks it."""
+    from . import features
+    probe = features.probe_map_type(mtype)
+    if not probe.ok:
+        raise NotSupportedError(probe.errno, "map create",
+                                f"map type {mtype.name} (Linux {_RING_SINCE[mtype]})",
+                                "this kernel has no such map type") from None
 
 
 def _create_hint(spec: MapSpec) -> str | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import signal
 import sys
 import threading
 import time
@@ -14,14 +15,15 @@ import time
 import numpy as np
 import pytest
 
-from fastbpf import Map, MapSpec, MapType, asm, ringbuf
+from fastbpf import Map, MapSpec, MapType, asm, features, ringbuf
 from fastbpf.asm import R0, R1, R2, R3, R4, R5, R6, R7, R10, Helper, Size
 from fastbpf.enums import ProgramType
-from fastbpf.errors import BPFError, ClosedError
+from fastbpf.errors import BPFError, ClosedError, NotSupportedError
 from fastbpf.programs import Program, ProgramSpec
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ringutil import WORDS, store_record, words_expected  # noqa: E402
+from ringutil import (WORDS, run_in_child, store_record,  # noqa: E402
+                      wait_until_blocked_in_epoll, words_expected)
 
 PKT = bytes(64)
 SEQ = np.dtype([("seq", "<u8")])
@@ -78,7 +80,23 @@ def reserve_prog(rb: Map, ctr: Map) -> Program:
 
 
 @pytest.fixture
-def maps(unique_name):
+def need_ringbuf():
+    """Skip unless the kernel has BPF ring buffers (Linux 5.8)."""
+    reason = features.skip_reason("map_type", MapType.RINGBUF)
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def need_user_ringbuf():
+    """Skip unless the kernel has user ring buffers (Linux 6.1)."""
+    reason = features.skip_reason("user_ringbuf")
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def maps(unique_name, need_ringbuf):
     rb = Map.create(MapSpec(type=MapType.RINGBUF, max_entries=1 << 16, name=unique_name[:12] + "rb"))
     ctr = Map.create(MapSpec(type=MapType.ARRAY, key="<u4", value="<u8", max_entries=2,
                              name=unique_name[:12] + "ct"))
@@ -116,7 +134,7 @@ def test_read_batch_fixed_exactly_once_in_order(setup):
     for _ in range(4):
         prog.test_run(data=PKT, repeat=1000)     # 1000 * 16 bytes fits 64 KiB
         arr = r.read_batch(dtype=SEQ, max_records=4096, timeout=1.0)
-        assert arr.dtype == SEQ and arr.flags.owndata or arr.base is not None
+        assert arr.dtype == SEQ and (arr.flags.owndata or arr.base is not None)
         seqs.append(arr["seq"].copy())
         total += len(arr)
     seqs = np.concatenate(seqs)
@@ -139,7 +157,7 @@ def test_timeout_semantics(setup):
     rb, ctr, prog, r = setup
     t0 = time.monotonic()
     assert r.read(timeout=0.2) is None
-    assert 0.15 < time.monotonic() - t0 < 2
+    assert time.monotonic() - t0 >= 0.2     # waited the whole timeout (never less)
     empty = r.read_batch(dtype=SEQ, timeout=0)
     assert empty.shape == (0,) and empty.dtype == SEQ
     assert len(r.read_batch(timeout=0)) == 0
@@ -252,16 +270,20 @@ def test_iteration_and_close_from_thread(setup):
     rb, ctr, prog, r = setup
     prog.test_run(data=PKT, repeat=3)
     got = []
+    have = {3: threading.Event(), 5: threading.Event()}
 
     def consume():
         for rec in r:
             got.append(int.from_bytes(rec, "little"))
+            if len(got) in have:
+                have[len(got)].set()
 
     t = threading.Thread(target=consume)
     t.start()
-    time.sleep(0.2)
+    assert have[3].wait(10)
     prog.test_run(data=PKT, repeat=2)
-    time.sleep(0.2)
+    assert have[5].wait(10)
+    wait_until_blocked_in_epoll(t.native_id)    # iterating on, waiting for a sixth
     r.close()
     t.join(5)
     assert not t.is_alive()
@@ -281,8 +303,7 @@ def test_close_wakes_blocked_read(setup):
 
     t = threading.Thread(target=blocked)
     t.start()
-    time.sleep(0.3)
-    assert t.is_alive()             # blocked, and the GIL is free meanwhile
+    wait_until_blocked_in_epoll(t.native_id)    # blocked, and the GIL is free meanwhile
     r.close()
     t.join(5)
     assert not t.is_alive()
@@ -295,21 +316,20 @@ def test_close_wakes_blocked_read(setup):
 
 
 def test_gil_released_while_waiting(setup):
+    """While this thread waits in read(), another thread runs Python: it
+    sees the wait in the kernel and produces the record the wait returns."""
     rb, ctr, prog, r = setup
-    ticks = []
-    stop = threading.Event()
+    me = threading.get_native_id()
 
-    def spin():
-        while not stop.is_set():
-            ticks.append(1)
-            time.sleep(0.001)
+    def produce():
+        wait_until_blocked_in_epoll(me)
+        prog.test_run(data=PKT, repeat=1)
 
-    t = threading.Thread(target=spin)
+    t = threading.Thread(target=produce)
     t.start()
-    r.read(timeout=0.3)
-    stop.set()
+    rec = r.read(timeout=30)
     t.join()
-    assert len(ticks) > 50
+    assert rec is not None and int.from_bytes(rec, "little") == 0
 
 
 def test_fileno_with_selectors(setup):
@@ -340,9 +360,10 @@ def test_asyncio(setup):
         while len(got) < 3:
             got += (await r.read_batch_async(dtype=SEQ, timeout=2.0))["seq"].tolist()
         loop.call_later(0.05, prog.test_run, PKT, None, 2)
-        loop.call_later(0.3, r.close)
         async for rec in r:
             got.append(int.from_bytes(rec, "little"))
+            if len(got) == 5:
+                loop.call_soon(r.close)    # the iteration then ends
         return got
 
     assert asyncio.run(asyncio.wait_for(main(), 10)) == [0, 1, 2, 3, 4]
@@ -373,7 +394,7 @@ def test_bad_input(maps, unique_name, no_fd_leak):
                          timeout=0)
 
 
-def test_reader_outlives_map_object(unique_name, no_fd_leak):
+def test_reader_outlives_map_object(unique_name, no_fd_leak, need_ringbuf):
     rb = Map.create(MapSpec(type=MapType.RINGBUF, max_entries=1 << 12))
     ctr = Map.create(MapSpec(type=MapType.ARRAY, key="<u4", value="<u8", max_entries=2))
     r = ringbuf.Reader(rb)
@@ -461,17 +482,15 @@ def drain_prog(urb: Map, sums: Map) -> Program:
 
 
 @pytest.fixture
-def user_ring(unique_name, no_fd_leak):
+def user_ring(unique_name, no_fd_leak, need_user_ringbuf):
     urb = Map.create(MapSpec(type=MapType.USER_RINGBUF, max_entries=1 << 12,
                              name=unique_name[:12] + "ur"))
     sums = Map.create(MapSpec(type=MapType.ARRAY, key="<u4", value="<u8", max_entries=1))
     try:
         prog = drain_prog(urb, sums)
-    except BPFError as e:
+    except BaseException:
         urb.close()
         sums.close()
-        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP) and "user_ringbuf" in str(getattr(e, "log", "")):
-            pytest.skip(f"bpf_user_ringbuf_drain unavailable: {e}")
         raise
     yield urb, sums, prog
     prog.close()
@@ -588,9 +607,8 @@ def test_zero_length_records_do_not_stall_readers(maps, no_fd_leak):
         prog.test_run(data=PKT, repeat=3)
         batch = r.read_batch(timeout=1.0)
         assert len(batch) == 3 and batch.sizes.tolist() == [0, 0, 0]
-        t0 = time.monotonic()
+        assert r.pending == 0                   # consumed, headers included
         assert len(r.read_batch(timeout=0.2)) == 0
-        assert time.monotonic() - t0 < 2
 
 
 def test_object_dtypes_are_refused(setup):
@@ -605,17 +623,15 @@ def test_object_dtypes_are_refused(setup):
     assert len(r.read_batch(dtype=SEQ, timeout=1.0)) == 2
 
 
-def test_user_ring_partly_full_times_out(unique_name, no_fd_leak):
+def test_user_ring_partly_full_times_out(unique_name, no_fd_leak, need_user_ringbuf):
     urb = Map.create(MapSpec(type=MapType.USER_RINGBUF, max_entries=4096, name=unique_name))
     with urb, ringbuf.UserWriter(urb) as w:
         sample = w.reserve(2000)
         w.submit(sample)
-        t0 = time.monotonic()
         with pytest.raises(BlockingIOError):
             w.reserve(2500, timeout=0)
         with pytest.raises(BlockingIOError):
             w.reserve(2500, timeout=0.1)
-        assert time.monotonic() - t0 < 2
 
 
 @pytest.mark.parametrize("fields", [None, ("a",), ("c",), ("d",), ("f",), ("g",),
@@ -633,7 +649,7 @@ def test_copies_are_byte_exact(maps, no_fd_leak, fields):
             assert np.array_equal(np.concatenate([arr[name], arr2[name]]), exp[name]), name
 
 
-def test_unbounded_view_batches_stay_cache_sized(unique_name, no_fd_leak):
+def test_unbounded_view_batches_stay_cache_sized(unique_name, no_fd_leak, need_ringbuf):
     """Without max_records a view stops after about 2 MiB of ring (its
     records are read again right after the scan); every record still comes
     exactly once, in order, and max_records lifts the bound."""
@@ -790,3 +806,154 @@ def test_view_gathers_heads_in_the_scan(maps, no_fd_leak):
         with pytest.raises(ValueError, match="head= is for variable-size"):
             with r.view(dtype=SEQ, head=SEQ, timeout=0):
                 pass
+
+
+# ---------------------------------------------------------------------------
+# views after their block, forked children, writers waiting for room
+
+
+def test_view_array_is_empty_and_read_only_after_its_block(setup):
+    """A view(dtype=) array is retired when its block ends (the ring may
+    reuse its memory), as a view() RecordBatch is released; nothing is lost
+    or read twice."""
+    rb, ctr, prog, r = setup
+    prog.test_run(data=PKT, repeat=3)
+    with r.view(dtype=SEQ, timeout=1.0) as arr:
+        assert arr["seq"].tolist() == [0, 1, 2] and not arr.flags.writeable
+    assert arr.shape == (0,) and arr.dtype == SEQ and not arr.flags.writeable
+    assert arr["seq"].tolist() == []
+    with pytest.raises(IndexError):
+        arr[0]
+    prog.test_run(data=PKT, repeat=1)
+    with r.view(timeout=1.0) as batch:
+        assert len(batch) == 1
+    with pytest.raises(ValueError, match="after its with block"):
+        batch.data
+    with r.view(dtype=SEQ, timeout=0) as empty:      # a timed-out view too
+        assert empty.shape == (0,)
+    assert not empty.flags.writeable
+    prog.test_run(data=PKT, repeat=1)
+    assert r.read_batch(dtype=SEQ, timeout=1.0)["seq"].tolist() == [4]
+
+
+def _forked_calls(calls) -> str:
+    """In a fork child: make each call, collect the RuntimeErrors."""
+    msgs = []
+    for call in calls:
+        try:
+            call()
+            msgs.append("returned")
+        except RuntimeError as e:
+            msgs.append(str(e))
+    return "\n".join(msgs)
+
+
+def test_reader_in_a_forked_child_raises_and_leaves_the_parents_ring(setup):
+    """A forked child cannot use its parent's reader (every call raises,
+    naming both processes); its close() touches nothing of the parent's:
+    not the consumer position, not an open view, not the wake-up eventfd."""
+    import selectors
+    rb, ctr, prog, r = setup
+    prog.test_run(data=PKT, repeat=4)
+    with r.view(dtype=SEQ, max_records=2, timeout=1.0) as arr:    # open across the fork
+
+        def child():
+            out = _forked_calls([lambda: r.read(timeout=0.1),
+                                 lambda: r.read_batch(dtype=SEQ, timeout=0.1),
+                                 lambda: r.read_batch(timeout=0),
+                                 lambda: r.view(timeout=0).__enter__(),
+                                 lambda: r.pending, r.fileno])
+            r.close()
+            assert r.closed
+            return out
+
+        out = run_in_child(child)
+        assert out.count("cannot use it") == 6, out
+        assert f"opened by process {os.getpid()}" in out
+        assert arr["seq"].tolist() == [0, 1]
+    # the parent's view consumed its two records, the child none
+    assert r.read_batch(dtype=SEQ, timeout=1.0)["seq"].tolist() == [2, 3]
+    sel = selectors.DefaultSelector()
+    sel.register(r.fileno(), selectors.EVENT_READ)
+    try:
+        assert sel.select(timeout=0) == []      # the child did not wake the parent
+    finally:
+        sel.close()
+
+
+def test_user_writer_in_a_forked_child_raises_and_leaves_the_parents_ring(user_ring):
+    urb, sums, prog = user_ring
+    with ringbuf.UserWriter(urb) as w:
+        w.write(np.array([5], "<u8"))
+
+        def child():
+            out = _forked_calls([lambda: w.write(np.array([7], "<u8")),
+                                 lambda: w.reserve(8), lambda: w.free])
+            w.close()
+            return out
+
+        out = run_in_child(child)
+        assert out.count("cannot use it") == 3, out
+        w.write(np.array([6], "<u8"))
+        assert prog.test_run(repeat=0).retval == 2
+        assert sums[0] == 11
+
+
+def test_user_writer_waiting_for_room_runs_signal_handlers(unique_name, no_fd_leak,
+                                                           need_user_ringbuf):
+    """A write that waits for room (timeout=None) while the ring has some,
+    but not enough, still runs signal handlers: SIGALRM's handler and
+    Ctrl-C's KeyboardInterrupt end the wait. The full-ring message counts
+    the sample's header. (In a child, so a regression fails instead of
+    hanging the suite.)"""
+    urb = Map.create(MapSpec(type=MapType.USER_RINGBUF, max_entries=4096, name=unique_name))
+
+    class Alarm(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise Alarm()
+
+    def child():
+        signal.signal(signal.SIGALRM, on_alarm)
+        with ringbuf.UserWriter(urb) as w:
+            w.write(bytes(4096 - 64 - 8))       # 64 bytes left; a 64-byte sample takes 72
+            assert w.free == 64
+            with pytest.raises(BlockingIOError) as e:
+                w.write(bytes(64), timeout=0)
+            got = [str(e.value)]
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            with pytest.raises(Alarm):
+                w.write(bytes(64), timeout=None)
+            got.append("alarm")
+            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+            with pytest.raises(KeyboardInterrupt):
+                w.reserve(64, timeout=None)
+            got.append("interrupt")
+            assert w.free == 64                 # nothing was reserved by the interrupted calls
+        return "\n".join(got)
+
+    with urb:
+        out = run_in_child(child)
+    assert out.split("\n") == [
+        "[Errno 11] user ring buffer full: a 64-byte sample takes 72 bytes "
+        "(8-byte header, padded to 8), 64 free", "alarm", "interrupt"]
+
+
+def test_creating_a_ring_buffer_the_kernel_lacks_names_the_feature(unique_name):
+    """On a kernel without ring buffers (proved with
+    ``kernel-without 'map=27,map=31'``), creating one raises
+    NotSupportedError naming the map type and the release that brought
+    it (a kernel that refuses them for lack of permission says that
+    instead); with them, creation works."""
+    for t, since in ((MapType.RINGBUF, "5.8"), (MapType.USER_RINGBUF, "6.1")):
+        probe = features.probe_map_type(t)
+        if probe.ok:
+            Map.create(MapSpec(type=t, max_entries=4096, name=unique_name[:12])).close()
+        elif probe.errno == errno.EINVAL:
+            with pytest.raises(NotSupportedError, match=f"map type {t.name} \\(Linux {since}\\)"):
+                Map.create(MapSpec(type=t, max_entries=4096, name=unique_name[:12]))
+        else:
+            with pytest.raises(BPFError) as e:
+                Map.create(MapSpec(type=t, max_entries=4096, name=unique_name[:12]))
+            assert e.value.errno == probe.errno and not isinstance(e.value, NotSupportedError)
