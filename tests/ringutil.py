@@ -96,3 +96,16 @@ def run_in_child(fn, timeout: float = 30.0) -> str:
         raise AssertionError(f"the forked child died of signal {os.WTERMSIG(status)}")
     assert os.WEXITSTATUS(status) == 0, f"the forked child failed:\n{out}"
     return out
+
+
+def forked_calls(calls) -> str:
+    """In a fork child: make each call; the RuntimeErrors' messages (or
+    "returned"), one a line."""
+    msgs = []
+    for call in calls:
+        try:
+            call()
+            msgs.append("returned")
+        except RuntimeError as e:
+            msgs.append(str(e))
+    return "\n".join(msgs)
