@@ -13,14 +13,18 @@
 #define fbpf_np_set_base(arr, base) \
     PyArray_SetBaseObject((PyArrayObject *)(arr), (base))
 
-/* Retire a 1-d array that points into memory about to be reused: it becomes
- * an empty, read-only array (numpy has no way to make access raise). Its base
- * stays, so arrays derived from it keep their memory mapped. */
+/* Retire an array that points into memory about to be reused (a view of a
+ * ring): it becomes an empty, read-only array (numpy has no way to make
+ * reads raise). Its base stays, so arrays derived from it keep their memory
+ * mapped. An array that owns its data is only made read-only: numpy frees
+ * (or caches) an owner's data pointer, which must stay its own. */
 static char fbpf_np_retired_[64] __attribute__((aligned(64)));
 #define fbpf_np_retire(arr) do { \
         PyArrayObject_fields *f_ = (PyArrayObject_fields *)(arr); \
-        f_->data = fbpf_np_retired_; \
-        for (int i_ = 0; i_ < f_->nd; i_++) f_->dimensions[i_] = 0; \
+        if (!(f_->flags & NPY_ARRAY_OWNDATA)) { \
+            f_->data = fbpf_np_retired_; \
+            for (int i_ = 0; i_ < f_->nd; i_++) f_->dimensions[i_] = 0; \
+        } \
         PyArray_CLEARFLAGS((PyArrayObject *)(arr), NPY_ARRAY_WRITEABLE); \
     } while (0)
 

@@ -17,7 +17,8 @@ cdef extern from "_common.h":
                                  cnp.npy_intp *strides, void *data, int flags)
     # Steals a reference to base.
     int _np_set_base "fbpf_np_set_base"(object arr, PyObject *base) except -1
-    # An array whose memory is about to be reused becomes empty and read-only.
+    # An array viewing memory about to be reused becomes empty and read-only
+    # (one that owns its data: read-only only).
     void _np_retire "fbpf_np_retire"(object arr)
     int NPY_ARRAY_WRITEABLE, NPY_ARRAY_ALIGNED
 

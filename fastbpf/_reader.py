@@ -108,7 +108,10 @@ class BaseReader:
         """Zero-copy batch: ``with r.view(...) as batch:``.
 
         ``batch`` points into the ring's memory (read-only) and is valid only
-        inside the block; the records are consumed when the block exits.
+        inside the block; the records are consumed when the block exits, and
+        the batch is invalidated then: a :class:`RecordBatch` raises
+        ``ValueError`` when its records are read, an array becomes empty and
+        read-only (``.copy()`` what you keep).
         Without *dtype* it is a :class:`RecordBatch`; with *dtype* a strided
         structured array. With *head* (a dtype; variable-size batches only),
         the first ``head.itemsize`` bytes of every record are copied into

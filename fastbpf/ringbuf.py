@@ -141,9 +141,11 @@ class UserWriter:
         """Reserve a sample and return a writable numpy view of it.
 
         Give *size* in bytes (a ``uint8`` array), or *dtype* (a 0-d array of
-        it) and optionally *shape* (that many elements). Raises
+        it) and optionally *shape* (that many elements). A sample takes
+        ``8 + round_up(size, 8)`` bytes of ring. Raises
         :class:`BlockingIOError` when the ring has no room within *timeout*
-        seconds (default 0: don't wait; None: wait until the program drains).
+        seconds (default 0: don't wait; None: wait until the program drains;
+        signal handlers run meanwhile, so Ctrl-C ends the wait).
         """
         if dtype is not None:
             dt = np.dtype(dtype)
