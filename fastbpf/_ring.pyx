@@ -66,7 +66,7 @@ from posix.unistd cimport usleep
 from libc.errno cimport errno, EINTR, EAGAIN
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t, int32_t
 from libc.string cimport memcpy, memset
-from posix.unistd cimport close as c_close, write as c_write, read as c_read
+from posix.unistd cimport close as c_close, write as c_write, read as c_read, getpid
 
 cimport numpy as cnp
 from fastbpf._abi cimport fbpf_perf_mmap_page

@@ -369,7 +369,7 @@ cdef class _Poller:
     cdef int _init_poller(self, str what) except -1:
         self.what = what
         self.gen = fork_gen
-        self.pid = _os.getpid()
+        self.pid = getpid()
         self.epfd = _own_fd(epoll_create1(EPOLL_CLOEXEC), "epoll_create1")
         self.evfd = _own_fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")
         self._watch(self.evfd, EPOLLIN, _EVENTFD_TAG)
