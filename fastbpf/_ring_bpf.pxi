@@ -1,3 +1,7 @@
+# The BPF ring buffer reader and the user ring buffer writer (included by
+# _ring.pyx): one layout (consumer page, producer page, data mapped twice)
+# with the roles swapped, hence the shared base _SharedRing.
+
 # ---------------------------------------------------------------------------
 # BPF ring buffer
 

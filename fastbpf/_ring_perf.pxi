@@ -1,5 +1,8 @@
-# ---------------------------------------------------------------------------
-# perf event array rings
+# The perf event array reader (included by _ring.pyx): one ring per CPU,
+# each a perf_event_mmap_page (its layout in _abi.pxd) and data pages mapped
+# once, so records can wrap the end. read() and view() take samples through
+# one round-robin walk (_next_sample); the copying reads drain every ring
+# in _drain, around the C loop perf_gather.
 
 cdef struct _PerfRing:
     fbpf_perf_mmap_page *meta    # the ring's first page: positions, data offset and size
