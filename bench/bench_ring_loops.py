@@ -3,9 +3,9 @@ callback loop, fastbpf's copy loop and a bare header walk, on the same ring
 in one process, with no Python in the timed part.
 
 ``bench_rings.py`` measures what a Python user gets; this separates the
-loops from the calls around them. The fastbpf loop is the C of
-``fastbpf/_ring.pyx`` itself: its verbatim C block is extracted into a
-header and compiled with the flags ``setup.py`` uses for the module. Each
+loops from the calls around them. The fastbpf loop is the C the module
+runs: ``fastbpf/_ring_loops.h`` (which ``_ring.pyx`` includes), compiled
+with the flags ``setup.py`` uses for the module. Each
 mode copies (or sums) the first u64 of every record, 16k records per call
 for fastbpf. Perf rings of both kinds stay open; before each drain the
 map is pointed at the rings of that drain's reader.
@@ -38,25 +38,13 @@ from fastbpf import Map, MapSpec, MapType, possible_cpus  # noqa: E402
 REPS = 15
 
 
-def _header(dest: str) -> None:
-    """fastbpf/_ring.pyx's C block as a C header."""
-    src = open(os.path.join(ROOT, "fastbpf", "_ring.pyx")).read()
-    marker = 'cdef extern from * nogil:\n    """'
-    start = src.index(marker) + len(marker)
-    body = src[start:src.index('"""', start)]
-    lines = [line[4:] if line.startswith("    ") else line for line in body.split("\n")]
-    with open(dest, "w") as f:
-        f.write("#include <sys/types.h>\ntypedef ssize_t Py_ssize_t;\n" + "\n".join(lines))
-
-
 def _binary() -> str:
     tmp = tempfile.mkdtemp(prefix="fastbpf_ring_loops_")
-    _header(os.path.join(tmp, "fbpf_ring.h"))
     out = os.path.join(tmp, "ring_loops")
     # the module's flags: Python's CFLAGS, then setup.py's for _ring
     flags = sysconfig.get_config_var("CFLAGS").split() + [
         "-O2", "-fno-tree-loop-distribute-patterns", "-Wno-unused-function"]
-    subprocess.run(["gcc", *flags, "-I", tmp, "-o", out, os.path.join(HERE, "c", "ring_loops.c"),
+    subprocess.run(["gcc", *flags, "-I", os.path.join(ROOT, "fastbpf"), "-o", out, os.path.join(HERE, "c", "ring_loops.c"),
                     "-lbpf"], check=True)
     return out
 

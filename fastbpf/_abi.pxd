@@ -255,6 +255,18 @@ cdef extern from *:
         uint64_t config3;
     } fbpf_perf_event_attr;
 
+    /* struct perf_event_mmap_page, the first page of a perf ring: the
+       fields the readers use (the ring's positions and where its data lies)
+       at the kernel's offsets. Everything before data_head is padding here. */
+    typedef struct {
+        uint32_t version, compat_version;
+        uint8_t _fbpf_unused[1016];
+        uint64_t data_head;        /* written by the kernel (smp_store_release) */
+        uint64_t data_tail;        /* written by the reader: consumed up to here */
+        uint64_t data_offset;      /* where the data pages start (0 before 4.1) */
+        uint64_t data_size;
+    } fbpf_perf_mmap_page;
+
     static inline long fbpf_sys_bpf(int cmd, void *attr, unsigned int size) {
         return syscall(__NR_bpf, cmd, attr, size);
     }
@@ -446,6 +458,10 @@ cdef extern from *:
         uint16_t sample_max_stack
         uint32_t aux_sample_size
         uint64_t sig_data, config3
+
+    ctypedef struct fbpf_perf_mmap_page:
+        uint32_t version, compat_version
+        uint64_t data_head, data_tail, data_offset, data_size
 
     long fbpf_sys_bpf(int cmd, void *attr, unsigned int size) nogil
     long fbpf_sys_perf_event_open(void *attr, int pid, int cpu, int group_fd,

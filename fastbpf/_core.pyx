@@ -42,25 +42,9 @@ from fastbpf.errors import (BPFError, VerifierError, BTFLoadError, ClosedError,
 
 cnp.import_array()
 
-cdef extern from *:
-    """
-    /* Casting wrappers: numpy declares these with its own pointer types. */
-    #define fbpf_np_scalar(data, descr, base) \
-        PyArray_Scalar((data), (PyArray_Descr *)(descr), (base))
-    #define fbpf_np_new(descr, nd, dims, strides, data, flags) \
-        PyArray_NewFromDescr(&PyArray_Type, (PyArray_Descr *)(descr), (nd), (dims), \
-                             (strides), (data), (flags), NULL)
-    #define fbpf_np_set_base(arr, base) \
-        PyArray_SetBaseObject((PyArrayObject *)(arr), (base))
-    """
-    # With base NULL, numpy copies the data into the new scalar.
-    object _np_scalar "fbpf_np_scalar"(void *data, object descr, PyObject *base)
-    # Steals a reference to descr.
-    object _np_new "fbpf_np_new"(PyObject *descr, int nd, cnp.npy_intp *dims,
-                                 cnp.npy_intp *strides, void *data, int flags)
-    # Steals a reference to base.
-    int _np_set_base "fbpf_np_set_base"(object arr, PyObject *base) except -1
-    int NPY_ARRAY_WRITEABLE, NPY_ARRAY_ALIGNED
+# one copy of the numpy wrappers and the fd rule, shared with _ring
+from fastbpf._common cimport (_np_scalar, _np_new, _np_set_base, _own_fd,
+                              NPY_ARRAY_WRITEABLE, NPY_ARRAY_ALIGNED)
 
 cdef extern from "Python.h":
     object PyNumber_Index(object)
@@ -71,20 +55,6 @@ cdef extern from "Python.h":
 
 cdef inline object _err(int code, str op, object obj=None):
     return _bpf_error(code, op, obj)
-
-
-cdef int _own_fd(long fd) except -1:
-    """Make a fresh fd safe to keep: >= 3 and close-on-exec."""
-    cdef int newfd
-    if fd < 3:
-        newfd = fcntl(<int>fd, F_DUPFD_CLOEXEC, 3)
-        if newfd < 0:
-            code = errno
-            c_close(<int>fd)
-            raise _err(code, "fcntl(F_DUPFD_CLOEXEC)")
-        c_close(<int>fd)
-        return newfd
-    return <int>fd
 
 
 cdef class FD:

@@ -48,9 +48,10 @@ __all__ = [
     "Probe", "probe", "require", "skip_reason", "clear_cache",
     "have_map_type", "have_program_type", "have_helper", "have_attach_type",
     "have_kprobe_pmu", "have_uprobe_pmu", "have_trampolines", "have_vmlinux_btf",
-    "have_bpf_stats",
+    "have_bpf_stats", "have_user_ringbuf",
     "probe_map_type", "probe_program_type", "probe_helper", "probe_attach_type",
     "probe_kprobe_pmu", "probe_uprobe_pmu", "probe_trampolines", "probe_vmlinux_btf",
+    "probe_user_ringbuf",
     "probe_bpf_stats",
 ]
 
@@ -531,6 +532,23 @@ def unsupported_program(ptype: ProgramType, attach: AttachType | None, err: BPFE
         if not p.ok and p.errno in (_errno.EINVAL, _errno.EACCES) and "target" in p.detail:
             return None  # the probe's own target is missing, which says nothing
     return None if p.ok else p.error("program load", obj)
+@functools.lru_cache(maxsize=None)
+def probe_user_ringbuf() -> Probe:
+    """Can user space feed programs through a user ring buffer: a
+    USER_RINGBUF map that a (sleepable) program drains with
+    ``bpf_user_ringbuf_drain`` (Linux 6.1)?"""
+    from .asm import Helper
+    what = "user ring buffers (USER_RINGBUF maps drained by bpf_user_ringbuf_drain, Linux 6.1)"
+    for p in (probe_map_type(MapType.USER_RINGBUF),
+              probe_helper(ProgramType.SYSCALL, Helper.user_ringbuf_drain)):
+        if not p.ok:
+            return Probe(False, what, p.errno, p.reason or "")
+    return Probe(True, what)
+
+
+def have_user_ringbuf() -> bool:
+    """True if this kernel has user ring buffers (see :func:`probe_user_ringbuf`)."""
+    return probe_user_ringbuf().ok
 
 
 # -- by name -----------------------------------------------------------------------
@@ -546,13 +564,15 @@ _BY_NAME = {
     "vmlinux_btf": probe_vmlinux_btf,
     "bpf_stats": probe_bpf_stats,
     "btf_feature": probe_btf_feature,
+    "user_ringbuf": probe_user_ringbuf,
 }
 
 
 def probe(feature: str, *args: Any) -> Probe:
     """The :class:`Probe` for *feature* by name: ``"map_type"``,
     ``"program_type"``, ``"helper"``, ``"attach_type"``, ``"kprobe_pmu"``,
-    ``"uprobe_pmu"``, ``"trampolines"``, ``"vmlinux_btf"``, ``"bpf_stats"``;
+    ``"uprobe_pmu"``, ``"trampolines"``, ``"vmlinux_btf"``, ``"bpf_stats"``,
+    ``"user_ringbuf"``;
     *args* are the probe's arguments."""
     try:
         fn = _BY_NAME[feature]

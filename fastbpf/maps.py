@@ -648,6 +648,8 @@ class Map(_core.MapBase, Pinnable):
         return np.frombuffer(raw_key, dtype=self.key_dtype)[0]
 
 
+# Ring buffer map types and the Linux release that brought each. A kernel
+# without one refuses it with EINVAL, which must not read as bad arguments.
 def _create_hint(spec: MapSpec) -> str | None:
     if spec.type == MapType.LPM_TRIE:
         return "LPM trie keys are a u32 prefix length followed by the data"

@@ -37,11 +37,11 @@ from typing import Any
 import numpy as np
 
 from . import _core, _ring
+from ._reader import BaseReader, check_map
 from ._ring import Record, RecordBatch
 from .cpus import online_cpus
 from .enums import MapType
 from .errors import BPFError, ClosedError
-from .ringbuf import _BaseReader, _check_map
 
 __all__ = ["Reader", "Record", "RecordBatch", "online_cpus"]
 
@@ -54,7 +54,7 @@ def _u32(v: int) -> bytes:
     return struct.pack("=I", v)
 
 
-class Reader(_BaseReader):
+class Reader(BaseReader):
     """Reader of a ``BPF_MAP_TYPE_PERF_EVENT_ARRAY``: one ring per online CPU.
 
     *per_cpu_bytes* is each ring's data size: a power of two, at least a page
@@ -85,7 +85,7 @@ class Reader(_BaseReader):
         cpus = online_cpus() if cpus is None else [int(c) for c in cpus]
         if not cpus:
             raise ValueError("no CPUs to read")
-        map_fd = _check_map(map, MapType.PERF_EVENT_ARRAY, "perf.Reader")
+        map_fd = check_map(map, MapType.PERF_EVENT_ARRAY, "perf.Reader")
         self._map_fd = _core.FD(map_fd)
         self._cpus = cpus
         self._paused = False
@@ -140,15 +140,13 @@ class Reader(_BaseReader):
         """Stop the kernel writing: remove this reader's events from the map
         (programs' outputs then fail with ENOENT). Records already in the
         rings can still be read."""
-        if self.closed:
-            raise ClosedError("perf reader is closed")
+        self._core.check_owner()   # closed, or a fork child: not its map slots
         self._remove()
         self._paused = True
 
     def resume(self) -> None:
         """Put the events back in the map after :meth:`pause`."""
-        if self.closed:
-            raise ClosedError("perf reader is closed")
+        self._core.check_owner()
         self._install()
         self._paused = False
 
@@ -190,7 +188,8 @@ class Reader(_BaseReader):
         another thread: a blocked read wakes and raises ClosedError."""
         if self._core is None or self._core.closed:
             return
-        if not self._map_fd.closed:
+        # the map's slots hold the parent's events: a fork child leaves them
+        if not self._map_fd.closed and not self._core.forked:
             self._remove()
         self._core.close()
         self._map_fd.close()

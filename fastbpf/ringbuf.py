@@ -25,8 +25,11 @@ Semantics shared with :class:`fastbpf.perf.Reader`:
   only when the ``with`` block exits (also by an exception). A
   :class:`RecordBatch` from ``view()`` is released when the block exits:
   reading its records afterwards raises ValueError (``len()`` still works).
-  A structured array from ``view(dtype=...)`` cannot be released: don't keep
-  it past the block (it stays readable memory, but the kernel reuses it).
+  A structured array from ``view(dtype=...)`` becomes an empty, read-only
+  array when the block exits (numpy offers no way to make reads of an array
+  raise, and copying on exit would cost the copy the view exists to avoid).
+  Arrays taken from either inside the block (a column, one record) are
+  numpy views of the ring like any other: ``.copy()`` what you keep.
   Without ``max_records`` a view batch ends after about 2 MiB of ring, so
   the consumer's pass over it runs in cache.
 * ``RecordBatch.as_array(header_dtype, out=...)`` gathers the common prefix
@@ -45,201 +48,28 @@ Semantics shared with :class:`fastbpf.perf.Reader`:
   ``add_reader`` on it (no threads).
 * One consumer at a time: a reader is not meant to be read from two threads
   at once (closing from another thread is fine).
+* Fork: a reader or writer belongs to the process that opened it. In a
+  forked child every call raises RuntimeError: the kernel does not map perf
+  rings into a child at all, and a child reading or writing the parent's
+  rings would move their positions under the parent. ``close()`` in the
+  child releases the child's copies only. Open a new reader in the child.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import numpy as np
 
-from . import _core, _ring
+from . import _ring
+from ._reader import BaseReader, check_map
 from ._ring import Record, RecordBatch
 from .enums import MapType
-from .errors import ClosedError
 
 __all__ = ["Reader", "UserWriter", "Record", "RecordBatch"]
 
 
-def _check_map(m: Any, want: MapType, who: str) -> int:
-    """Validate *m* and return a duplicate of its fd (owned by the caller)."""
-    if not all(hasattr(m, a) for a in ("fd", "map_type", "max_entries")):
-        raise TypeError(f"{who} takes a fastbpf Map, not {type(m).__name__}")
-    if getattr(m, "closed", False):
-        raise ClosedError(f"{who}: the map is closed")
-    if m.map_type != want:
-        try:
-            have = MapType(m.map_type).name
-        except ValueError:
-            have = str(m.map_type)
-        raise ValueError(f"{who} needs a {want.name} map, got a {have} map")
-    return _core.dup_fd(m.fd).detach()
-
-
-class _View:
-    """The context manager ``view()`` returns."""
-
-    __slots__ = ("_core", "_args")
-
-    def __init__(self, core: Any, args: tuple) -> None:
-        self._core = core
-        self._args = args
-
-    def __enter__(self) -> Any:
-        return self._core.view_begin(*self._args)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._core.view_end()
-
-
-def _done(fut: asyncio.Future) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-async def _readable(loop: asyncio.AbstractEventLoop, fd: int, timeout: float | None) -> None:
-    """Wait until *fd* is readable or *timeout* passes, on the loop itself."""
-    fut = loop.create_future()
-    loop.add_reader(fd, _done, fut)
-    timer = loop.call_later(timeout, _done, fut) if timeout is not None else None
-    try:
-        await fut
-    finally:
-        loop.remove_reader(fd)
-        if timer is not None:
-            timer.cancel()
-
-
-class _BaseReader:
-    """What both readers share: the wait/close/iterate/async machinery."""
-
-    _core: Any
-    _empty_ok = (type(None),)
-
-    def read(self, timeout: float | None = None) -> Record | None:
-        """One record, copied, as a :class:`Record` (a ``bytes`` with ``.cpu``);
-        ``None`` when *timeout* seconds pass first (None: wait forever)."""
-        return self._core.read(timeout)
-
-    def read_batch(self, dtype: Any = None, max_records: int | None = None,
-                   timeout: float | None = None, *, out: np.ndarray | None = None,
-                   fields: Any = None) -> np.ndarray | RecordBatch:
-        """Up to *max_records* records (default: all that are ready), copied.
-
-        With *dtype*, a new structured array of that dtype; with *out* (a 1-d
-        array, reused across calls to spare an allocation) the records are
-        written into it and ``out[:n]`` is returned; without either, a
-        :class:`RecordBatch`. With *fields* (names of *dtype*'s fields),
-        only those columns are copied, into a packed array holding just
-        them: one pass over the ring that writes only what will be read.
-        Records longer than *dtype* (variable-size events that share a
-        header) each give their first ``dtype.itemsize`` bytes; a record
-        too short for it raises ``ValueError`` and is dropped (the records
-        before it are returned first). Waits up to *timeout* for the first
-        record and returns an empty result on timeout.
-        """
-        if dtype is None and out is None:
-            if fields is not None:
-                raise ValueError("fields= needs a structured dtype naming them")
-            return self._core.read_records(max_records, timeout)
-        return self._core.read_fixed(dtype, max_records, timeout, out, fields)
-
-    def view(self, max_records: int | None = None, timeout: float | None = None,
-             dtype: Any = None, head: Any = None) -> _View:
-        """Zero-copy batch: ``with r.view(...) as batch:``.
-
-        ``batch`` points into the ring's memory (read-only) and is valid only
-        inside the block; the records are consumed when the block exits.
-        Without *dtype* it is a :class:`RecordBatch`; with *dtype* a strided
-        structured array. With *head* (a dtype; variable-size batches only),
-        the first ``head.itemsize`` bytes of every record are copied into
-        ``batch.heads`` during the scan that finds the records, an aligned
-        array that stays valid after the block (the header variable-size
-        events share, read in one pass); a record shorter than *head* raises
-        ``ValueError`` and is dropped, after the records before it. A batch may hold fewer than *max_records* records
-        even when more are ready (see the reader's notes); it is empty on
-        timeout. Without *max_records* a batch ends after about 2 MiB of
-        ring: its records are read right after the scan that found them, and
-        a batch of about a cache's size keeps that read in cache.
-        """
-        return _View(self._core, (dtype, max_records, timeout, head))
-
-    def __iter__(self) -> Iterator[Record]:
-        """Records, blocking for each, until the reader is closed."""
-        while True:
-            try:
-                rec = self._core.read(None)
-            except ClosedError:
-                return
-            if rec is not None:
-                yield rec
-
-    # -- asyncio ---------------------------------------------------------------
-
-    async def _async(self, fn: Any, timeout: float | None, empty: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + float(timeout)
-        core = self._core
-        fd = core.fileno()
-        core.op_enter()   # close() meanwhile defers the tear-down to us
-        try:
-            while True:
-                res = fn()
-                if not empty(res):
-                    return res
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
-                    return res
-                await _readable(loop, fd, remaining)
-        finally:
-            core.op_leave()
-
-    async def read_async(self, timeout: float | None = None) -> Record | None:
-        """``await``-able :meth:`read`, driven by the running event loop."""
-        return await self._async(lambda: self._core.read(0), timeout, lambda r: r is None)
-
-    async def read_batch_async(self, dtype: Any = None, max_records: int | None = None,
-                               timeout: float | None = None) -> np.ndarray | RecordBatch:
-        """``await``-able :meth:`read_batch`, driven by the running event loop."""
-        return await self._async(lambda: self.read_batch(dtype, max_records, 0), timeout,
-                                 lambda r: len(r) == 0)
-
-    def __aiter__(self) -> AsyncIterator[Record]:
-        return self
-
-    async def __anext__(self) -> Record:
-        try:
-            rec = await self.read_async(None)
-        except ClosedError:
-            raise StopAsyncIteration from None
-        assert rec is not None
-        return rec
-
-    # -- lifetime ------------------------------------------------------------------
-
-    def fileno(self) -> int:
-        """An epoll fd that is readable when records may be waiting."""
-        return self._core.fileno()
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` ran."""
-        return self._core.closed
-
-    def close(self) -> None:
-        """Release the rings. Safe from another thread: a blocked read wakes
-        and raises :class:`ClosedError`."""
-        self._core.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
-class Reader(_BaseReader):
+class Reader(BaseReader):
     """Consumer of a ``BPF_MAP_TYPE_RINGBUF`` map.
 
     ``Reader(map)`` maps the consumer page read-write and the producer page
@@ -256,7 +86,7 @@ class Reader(_BaseReader):
     """
 
     def __init__(self, map: Any) -> None:
-        fd = _check_map(map, MapType.RINGBUF, "ringbuf.Reader")
+        fd = check_map(map, MapType.RINGBUF, "ringbuf.Reader")
         self._core = _ring.RingbufCore(fd, int(map.max_entries))
 
     @property
@@ -293,7 +123,7 @@ class UserWriter:
     """
 
     def __init__(self, map: Any) -> None:
-        fd = _check_map(map, MapType.USER_RINGBUF, "ringbuf.UserWriter")
+        fd = check_map(map, MapType.USER_RINGBUF, "ringbuf.UserWriter")
         self._core = _ring.UserRingCore(fd, int(map.max_entries))
 
     @property
@@ -311,9 +141,11 @@ class UserWriter:
         """Reserve a sample and return a writable numpy view of it.
 
         Give *size* in bytes (a ``uint8`` array), or *dtype* (a 0-d array of
-        it) and optionally *shape* (that many elements). Raises
+        it) and optionally *shape* (that many elements). A sample takes
+        ``8 + round_up(size, 8)`` bytes of ring. Raises
         :class:`BlockingIOError` when the ring has no room within *timeout*
-        seconds (default 0: don't wait; None: wait until the program drains).
+        seconds (default 0: don't wait; None: wait until the program drains;
+        signal handlers run meanwhile, so Ctrl-C ends the wait).
         """
         if dtype is not None:
             dt = np.dtype(dtype)

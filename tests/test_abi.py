@@ -267,3 +267,18 @@ def test_link_create_tails_pack_their_fields():
     raw = _linkattr.netfilter(2, 1, -128, 1)
     assert struct.unpack_from("=i", raw, lay["netfilter"][1]["priority"])[0] == -128
     assert _linkattr.tracing(0, 0xFFFFFFFFFFFFFFFF)[8:] == b"\xff" * 8
+
+
+def test_perf_mmap_page_matches_kernel_btf():
+    """perf_event_mmap_page's fields as fastbpf._ring uses them (declared in
+    _abi.pxd) against the running kernel's own description of the struct:
+    the build host's headers may be older than the kernel."""
+    from fastbpf import _ring, btf, features
+    reason = features.skip_reason("vmlinux_btf")
+    if reason:
+        pytest.skip(reason)
+    page = btf.load_kernel_spec().type_by_name("perf_event_mmap_page")
+    ours = _ring._perf_mmap_page_layout()
+    theirs = {f: page.member(f).bit_offset // 8 for f in ours}
+    assert ours == theirs
+    assert ours["data_head"] == 1024 and page.size >= ours["data_size"] + 8

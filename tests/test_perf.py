@@ -24,7 +24,8 @@ from fastbpf.programs import Program, ProgramSpec
 
 sys.path.insert(0, os.path.dirname(__file__))
 import progs  # noqa: E402
-from ringutil import WORDS, store_record, words_expected  # noqa: E402
+from ringutil import (WORDS, run_in_child, store_record,  # noqa: E402
+                      wait_until_blocked_in_epoll, words_expected)
 
 PKT = bytes(64)
 SEQ = np.dtype([("seq", "<u8")])
@@ -238,8 +239,7 @@ def test_close_wakes_blocked_read(setup):
 
     t = threading.Thread(target=blocked)
     t.start()
-    time.sleep(0.3)
-    assert t.is_alive()
+    wait_until_blocked_in_epoll(t.native_id)
     p.close()
     t.join(5)
     assert not t.is_alive() and "closed" in out[0]
@@ -281,9 +281,10 @@ def test_asyncio(setup):
         while len(got) < 3:
             got += (await p.read_batch_async(dtype=SEQ, timeout=2.0))["seq"].tolist()
         loop.call_later(0.05, _run, prog, 2, perf.online_cpus()[0])
-        loop.call_later(0.3, p.close)
         async for rec in p:
             got.append(int.from_bytes(rec[:8], "little"))
+            if len(got) == 5:
+                loop.call_soon(p.close)    # the iteration then ends
         return got
 
     assert asyncio.run(asyncio.wait_for(main(), 10)) == [0, 1, 2, 3, 4]
@@ -466,3 +467,74 @@ def test_view_heads_of_a_sample_that_wraps(maps, no_fd_leak):
                     assert b.as_array("<u8").tolist() == b.heads["seq"].tolist()
                     seen += b.heads["seq"].tolist()
         assert seen == list(range(120))
+
+
+def test_view_array_is_empty_and_read_only_after_its_block(maps, no_fd_leak):
+    """A perf view(dtype=) array, run or wrapping copy, is retired when its
+    block ends, as a view() RecordBatch is released."""
+    events, ctr = maps
+    cpu = perf.online_cpus()[0]
+    rec = np.dtype([("seq", "<u8"), ("rest", "<u8", 7)])
+    with perf_prog(events, ctr, size=64) as prog, \
+            perf.Reader(events, per_cpu_bytes=mmap.PAGESIZE) as p:
+        seen, kept, copies = [], [], 0
+        for _ in range(3):
+            _run(prog, 40, cpu)
+            while True:
+                with p.view(dtype=rec, timeout=0) as arr:
+                    if len(arr) == 0:
+                        break
+                    copies += isinstance(arr.base, bytes)
+                    seen += arr["seq"].tolist()
+                    kept.append(arr)
+        assert seen == list(range(120)) and copies >= 1   # a wrapping sample came copied
+        assert all(a.shape == (0,) and a.dtype == rec and not a.flags.writeable for a in kept)
+        _run(prog, 1, cpu)
+        with p.view(timeout=1.0) as batch:
+            assert len(batch) == 1
+        with pytest.raises(ValueError, match="after its with block"):
+            batch.data
+
+
+def test_reader_in_a_forked_child_raises_and_leaves_the_parents_rings(setup):
+    """The kernel does not map perf rings into a forked child: every call of
+    the parent's reader raises there (it used to crash), and the child's
+    close() leaves the map's slots, the rings and the wake-ups to the
+    parent."""
+    import selectors
+    events, ctr, prog, p = setup
+    _run(prog, 3)
+
+    def child():
+        out = []
+        for call in (lambda: p.read(timeout=0.1), lambda: p.read_batch(timeout=0.1),
+                     lambda: p.read_batch(dtype=SEQ, timeout=0),
+                     lambda: p.view(timeout=0).__enter__(), p.pause, p.resume, p.fileno):
+            try:
+                call()
+                out.append("returned")
+            except RuntimeError as e:
+                out.append(str(e))
+        p.close()
+        return "\n".join(out)
+
+    out = run_in_child(child)
+    assert out.count("cannot use it") == 7, out
+    assert f"perf reader was opened by process {os.getpid()}" in out
+    _run(prog, 2)
+    got = []
+    while len(got) < 5:
+        b = p.read_batch(dtype=SEQ, timeout=1.0)
+        assert len(b)
+        got += b["seq"].tolist()
+    assert sorted(got) == [0, 1, 2, 3, 4]
+    assert ctr[1] == 0              # the events are still in the map: no output failed
+    sel = selectors.DefaultSelector()
+    sel.register(p.fileno(), selectors.EVENT_READ)
+    try:
+        # (a perf event reports readiness once more after its samples are
+        # read; the eventfd a child's close() would have written, for good)
+        sel.select(timeout=0)
+        assert sel.select(timeout=0) == []
+    finally:
+        sel.close()

@@ -1,9 +1,9 @@
 /* The drain loops alone, in C: libbpf's callback loop, fastbpf's copy loop
- * (the C of fastbpf/_ring.pyx, extracted by bench/bench_ring_loops.py into
- * fbpf_ring.h) and a bare header walk, prefetching like fastbpf's, that
- * sums each record's first u64 (about the floor: every reader has to pull
- * the ring's lines from the producer's CPU). No Python is involved, which separates the cost of the
- * loops from the cost of the calls around them.
+ * (fastbpf/_ring_loops.h, the C the _ring module runs) and a bare header
+ * walk, prefetching like fastbpf's, that sums each record's first u64 (about
+ * the floor: every reader has to pull the ring's lines from the producer's
+ * CPU). No Python is involved, which separates the cost of the loops from the
+ * cost of the calls around them.
  *
  *   ring_loops ringbuf|perf MAP_ID PROG_ID RECORDS REPS BYTES
  *
@@ -18,7 +18,7 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 
-#include "fbpf_ring.h"
+#include "_ring_loops.h"
 
 #define MODES 3
 #define CHUNK 16384 /* records per fastbpf loop call, as read_batch(out=) of 16k */
@@ -116,8 +116,8 @@ static uint64_t drain_perf(int mode, struct perf_rings *r, uint64_t bytes, int n
 	char *meta = r->base[1];
 	const char *data = meta + 4096;
 	uint64_t mask = bytes - 1, sum = 0;
-	uint64_t head = fbpf_acq64(meta + FBPF_PERF_DATA_HEAD);
-	uint64_t tail = fbpf_rd64(meta + FBPF_PERF_DATA_TAIL);
+	uint64_t head = fbpf_acq64(meta + offsetof(struct perf_event_mmap_page, data_head));
+	uint64_t tail = fbpf_rd64(meta + offsetof(struct perf_event_mmap_page, data_tail));
 	*got = 0;
 	if (mode == 1) {
 		const uint32_t spans[3] = {0, 0, 8};
@@ -142,7 +142,7 @@ static uint64_t drain_perf(int mode, struct perf_rings *r, uint64_t bytes, int n
 			for (Py_ssize_t i = 0; i < k; i++)
 				sum += chunk[i];
 			*got += k;
-			fbpf_rel64(meta + FBPF_PERF_DATA_TAIL, tail);
+			fbpf_rel64(meta + offsetof(struct perf_event_mmap_page, data_tail), tail);
 		}
 		return sum;
 	}
@@ -159,7 +159,7 @@ static uint64_t drain_perf(int mode, struct perf_rings *r, uint64_t bytes, int n
 		}
 		tail += h >> 48;
 	}
-	fbpf_rel64(meta + FBPF_PERF_DATA_TAIL, tail);
+	fbpf_rel64(meta + offsetof(struct perf_event_mmap_page, data_tail), tail);
 	return sum;
 }
 
