@@ -30,11 +30,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 # Exceptions being removed on other branches: (importer, imported module, name).
 # Each names its owner; delete an entry once that branch is merged.
-KNOWN = {
-    # perf.py takes ringbuf's reader base: the ring split makes it public.
-    ("fastbpf.perf", "fastbpf.ringbuf", "_BaseReader"),
-    ("fastbpf.perf", "fastbpf.ringbuf", "_check_map"),
-}
+KNOWN: set[tuple[str, str, str]] = set()  # exceptions, each with its reason
 
 
 def _modules() -> tuple[dict[str, str], set[str]]:
