@@ -16,6 +16,7 @@ from .maps import Map, MapInfo, MapSpec, lpm_key_dtype, map_ids
 from .programs import (Program, ProgramInfo, ProgramSpec, StatsHandle, TestRunResult,
                        enable_stats, program_ids)
 from . import features, perf, ringbuf
+from .trace import TraceLine, trace_lines
 from . import link
 
 __version__ = "0.1.0"
@@ -29,6 +30,6 @@ __all__ = [
     "VerifierError",
     "Map", "MapInfo", "MapSpec", "lpm_key_dtype", "map_ids",
     "Program", "ProgramInfo", "ProgramSpec", "StatsHandle", "TestRunResult", "enable_stats",
-    "program_ids", "features", "perf", "ringbuf",
+    "program_ids", "features", "perf", "ringbuf", "TraceLine", "trace_lines",
     "asm", "btf", "link",
 ]
