@@ -272,6 +272,9 @@ class Map(_core.MapBase):
                 # The value type comes from vmlinux (btf_vmlinux_value_type_id),
                 # but the kernel still insists on *some* BTF object.
                 btf_handle = _placeholder_btf()
+            elif mtype in _DTYPE_BTF_MAPS:
+                # BTF from the numpy dtypes: the map reopens typed (btf/from_dtype.py).
+                btf_handle, btf_ids = _dtype_map_btf(spec)
             kw = {}
             if spec.numa_node is not None:
                 kw["numa_node"] = spec.numa_node
@@ -350,6 +353,11 @@ class Map(_core.MapBase):
                 raise ValueError(f"{what} dtype {dt} is {dt.itemsize} bytes, the map's "
                                  f"{what}s are {size}")
         mt = _map_type(info["type"])
+        if (kd is None or vd is None) and info["btf_id"] and mt not in _FD_VALUE_MAPS:
+            from .btf.from_dtype import map_dtypes  # dtypes back from the map's BTF
+            bk, bv = map_dtypes(info["btf_id"], info["btf_key_type_id"],
+                                info["btf_value_type_id"], info["key_size"], info["value_size"])
+            kd, vd = (kd if kd is not None else bk), (vd if vd is not None else bv)
         if vd is None and mt in _FD_VALUE_MAPS:
             vd = np.dtype(np.uint32)
         return cls._wrap(fd, info["type"], info["key_size"], info["value_size"],
@@ -776,6 +784,25 @@ def _load_map_btf(spec: MapSpec):
     bspec, kid, vid = btf.build_map_btf(key_t, value_t)
     handle = btf.Handle.load(bspec)
     return handle, (kid if key_t is not None else 0, vid if value_t is not None else 0)
+
+
+#: Map types that get BTF generated from their numpy dtypes.
+_DTYPE_BTF_MAPS = frozenset({MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH,
+                             MapType.PERCPU_ARRAY, MapType.LRU_HASH, MapType.LRU_PERCPU_HASH,
+                             MapType.LPM_TRIE})
+
+
+def _dtype_map_btf(spec: MapSpec) -> tuple[Any, tuple[int, int]]:
+    """(loaded BTF handle or None, (key id, value id)) from the spec's dtypes."""
+    from . import btf
+    from .btf.from_dtype import map_btf_from_dtypes
+    built = map_btf_from_dtypes(spec.key_dtype, spec.value_dtype, spec.name)
+    if built is None:
+        return None, (0, 0)
+    try:
+        return btf.Handle.load(built[0]), (built[1], built[2])
+    except (BPFError, btf.BTFError):
+        return None, (0, 0)  # a kernel without BTF (or FLOAT): the map works untyped
 
 
 def map_ids() -> list[int]:

@@ -25,7 +25,9 @@ Rules (the tests check them against what gcc says about the same structs):
 - Other things numpy cannot express (``__int128``, ``long double``) raise
   :class:`BTFError` unless ``unsupported="raw"``, which gives ``V<size>``.
 - The byte order is the spec's (big-endian BTF gives ``>`` dtypes), or
-  ``byteorder=`` (``"little"``, ``"big"``, ``"native"``).
+  ``byteorder=`` (``"little"``, ``"big"``, ``"native"``). Integers behind
+  the typedefs ``__be16``, ``__be32``, ``__be64`` and ``__sum16`` are
+  big-endian (``>u2``...) whatever the order: they hold network byte order.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ..errors import BTFError
 from .spec import NATIVE_ORDER
 from .types import (
     Array, Composite, Datasec, Enum, Float, Fwd, Int, Pointer, Qualifier, Type, Var,
-    Void, MAX_RESOLVE_DEPTH, skip_qualifiers,
+    Typedef, Void, MAX_RESOLVE_DEPTH, skip_qualifiers,
 )
 
 __all__ = ["to_dtype", "bitfield_of"]
@@ -104,6 +106,18 @@ def bitfield_of(m) -> Optional[tuple[int, int]]:
     return off, size
 
 
+def _big_endian_typedef(t: Type) -> bool:
+    """Whether *t* is (a qualified) ``__be16``/``__be32``/``__be64``/``__sum16``."""
+    from .from_dtype import BIG_ENDIAN_TYPEDEFS
+    for _ in range(MAX_RESOLVE_DEPTH):
+        if isinstance(t, Typedef) and t.name in BIG_ENDIAN_TYPEDEFS:
+            return True
+        if not isinstance(t, (Qualifier, Var)):
+            return False
+        t = t.type
+    return False
+
+
 class _Builder:
     def __init__(self, order: str, bitfields: str, unsupported: str):
         self.order = order
@@ -120,6 +134,8 @@ class _Builder:
         if depth > _MAX_NESTING:
             raise BTFError(f"types nested more than {_MAX_NESTING} deep at {t!r}")
         o = self.order
+        if _big_endian_typedef(t):
+            o = ">"  # __be16 and friends: network byte order whatever the host's
         t = skip_qualifiers(t, vars=True)
         if isinstance(t, Int):
             if t.bits != 8 * t.size or t.bit_offset:
