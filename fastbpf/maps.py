@@ -796,7 +796,10 @@ def _dtype_map_btf(spec: MapSpec) -> tuple[Any, tuple[int, int]]:
     """(loaded BTF handle or None, (key id, value id)) from the spec's dtypes."""
     from . import btf
     from .btf.from_dtype import map_btf_from_dtypes
-    built = map_btf_from_dtypes(spec.key_dtype, spec.value_dtype, spec.name)
+    kd = spec.key_dtype
+    if spec.type == MapType.LPM_TRIE and (kd is None or kd.fields is None):
+        return None, (0, 0)  # the kernel wants an LPM key's BTF to be a struct
+    built = map_btf_from_dtypes(kd, spec.value_dtype, spec.name)
     if built is None:
         return None, (0, 0)
     try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import io
 import json
+import os
 import sys
 from typing import Any, Iterator
 
@@ -127,8 +129,15 @@ def _open_one(tokens: list[str]) -> Map:
         raise CLIError(f"cannot open map {ids[0]}: {e}") from None
 
 
-def btf_types(info: MapInfo) -> tuple[btf.Type | None, btf.Type | None]:
-    """The BTF types of a map's key and value (None where it has none)."""
+def btf_types(info: MapInfo, vmlinux_value_id: int = 0) -> tuple[btf.Type | None,
+                                                                   btf.Type | None]:
+    """The BTF types of a map's key and value (None where it has none); a
+    struct_ops map's value type is in vmlinux (*vmlinux_value_id*)."""
+    if vmlinux_value_id:
+        try:
+            return None, btf.load_kernel_spec().type_by_id(vmlinux_value_id)
+        except (OSError, btf.BTFError):
+            return None, None
     if not info.btf_id or not (info.btf_key_type_id or info.btf_value_type_id):
         return None, None
     try:
@@ -156,10 +165,10 @@ def _walk_keys(fd: int, key_size: int, limit: int) -> list[bytes]:
     return keys
 
 
-def dump_entries(m: Map) -> Iterator[tuple[bytes, list[bytes] | bytes | None]]:
+def dump_entries(m: Map) -> Iterator[tuple[bytes, list[bytes] | bytes | int]]:
     """``(key bytes, value bytes)`` for each entry, per-CPU values as a
-    list with one item per possible CPU; the value is None when the kernel
-    refuses lookups of that key (perf event arrays, socket maps)."""
+    list with one item per possible CPU; the value is the errno when the
+    kernel refuses lookups of that key (perf event arrays, socket maps)."""
     info = m.info()
     if m.key_size == 0:
         return
@@ -168,14 +177,19 @@ def dump_entries(m: Map) -> Iterator[tuple[bytes, list[bytes] | bytes | None]]:
     step = (m.value_size + 7) & ~7
     buf = bytearray(step * ncpus if percpu else max(m.value_size, 1))
     keys = _walk_keys(m.fd, m.key_size, max(m.max_entries, 1))
+    # Slots of map-of-maps and prog arrays are empty, not broken, when missing.
+    skip_missing = info.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS,
+                                 MapType.PROG_ARRAY)
     for k in progress(keys, f"map {info.id}"):
         try:
             found = _core.map_lookup_elem(m.fd, k, buf)
-        except BPFError:
-            yield k, None
+        except BPFError as e:
+            yield k, e.errno or 0
             continue
         if not found:
-            continue  # deleted meanwhile
+            if not skip_missing:
+                yield k, errno.ENOENT  # bpftool prints these too (empty devmap slots...)
+            continue
         if percpu:
             yield k, [bytes(buf[c * step:c * step + m.value_size]) for c in range(ncpus)]
         else:
@@ -193,9 +207,8 @@ def _json_entries(m: Map, kt: btf.Type | None, vt: btf.Type | None) -> list[dict
         f: dict[str, Any] = {}
         if kt is not None:
             f["key"] = _fmt(k, kt)
-        if v is None:
-            e["value"] = None
-            e["error"] = "lookup not supported for this map type"
+        if isinstance(v, int):
+            e["value"] = {"error": os.strerror(v)}  # as bpftool puts it
         elif isinstance(v, list):
             e["values"] = [{"cpu": c, "value": _hexlist(x)} for c, x in enumerate(v)]
             if vt is not None:
@@ -254,7 +267,7 @@ def _npy_array(m: Map, entries: list[dict[str, Any]]) -> np.ndarray:
             for c, item in enumerate(e["values"]):
                 o = voff + c * vd.itemsize
                 raw[i, o:o + m.value_size] = list(int(b, 16) for b in item["value"])
-        elif e.get("value") is not None:
+        elif isinstance(e.get("value"), list):
             raw[i, voff:voff + m.value_size] = list(int(b, 16) for b in e["value"])
     return arr
 
@@ -267,7 +280,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
         if m.key_size == 0:
             raise CLIError(f"map {info.id} ({type_name('map', int(info.type))}) has no keys "
                            "to dump")
-        kt, vt = btf_types(info)
+        kt, vt = btf_types(info, _core.map_info(m.fd)["btf_vmlinux_value_type_id"])
         entries = _json_entries(m, kt, vt)
         if fmt == "npy":
             arr = _npy_array(m, entries)

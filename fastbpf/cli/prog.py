@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import struct
 import subprocess
@@ -150,7 +151,7 @@ def prog_details(fd: int) -> ProgDetails:
             "jited_ksyms": np.zeros(max(nks, 1), np.uint64),
             "jited_func_lens": np.zeros(max(nfl, 1), np.uint32),
             "line_info": np.zeros(max(nli * lrs, 1), np.uint8),
-            "jited_line_info": np.zeros(max(nji * jlrs, 1), np.uint8)}
+            "jited_line_info": np.zeros(max(nji * jlrs, 8), np.uint8)}
     second = bytearray(size)
     for name, n in (("xlated_prog_len", xl), ("jited_prog_len", jl), ("nr_jited_ksyms", nks),
                     ("nr_jited_func_lens", nfl), ("nr_line_info", nli),
@@ -172,7 +173,8 @@ def prog_details(fd: int) -> ProgDetails:
                               spec.string_at(lline)))
         except (BPFError, btf.BTFError, IndexError, ValueError):
             lines = []
-    jlines = [int(x) for x in bufs["jited_line_info"].view(np.uint64)[:nji]] if jlrs == 8 else []
+    jlines = ([int(x) for x in bufs["jited_line_info"][:nji * 8].view(np.uint64)]
+              if jlrs == 8 and nji else [])
     return ProgDetails(bufs["xlated_prog_insns"][:xl].tobytes(),
                        bufs["jited_prog_insns"][:jl].tobytes(),
                        [int(x) for x in bufs["jited_ksyms"][:nks]],
@@ -189,6 +191,9 @@ def _open_prog(tokens: list[str]) -> tuple[int, _core.FD]:
         raise CLIError(f"cannot open program {ids[0]}: {e}") from None
 
 
+_MAP_FD = re.compile(r"map_fd\((\d+)\)")
+
+
 def xlated_listing(d: ProgDetails) -> list[dict[str, Any]]:
     """One dict per instruction: ``pc``, ``disasm``, ``raw`` (hex) and,
     where line info exists, ``src`` = {file, line, col, text}."""
@@ -198,7 +203,9 @@ def xlated_listing(d: ProgDetails) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     pc = 0
     for insn in insns:
-        e: dict[str, Any] = {"pc": pc, "disasm": format_instruction(insn)}
+        # In xlated code the kernel has put map ids where the loader put fds.
+        text = _MAP_FD.sub(r"map[id:\1]", format_instruction(insn))
+        e: dict[str, Any] = {"pc": pc, "disasm": text}
         if pc in by_pc:
             _, f, line, col, text = by_pc[pc]
             e["src"] = {"file": f, "line": line, "col": col, "text": text.strip()}
@@ -208,11 +215,8 @@ def xlated_listing(d: ProgDetails) -> list[dict[str, Any]]:
 
 
 def _objdump() -> str | None:
-    for name in ("llvm-objdump-19", "llvm-objdump", "objdump"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
+    # GNU objdump reads raw machine code ("-b binary"); llvm-objdump cannot.
+    return shutil.which("objdump")
 
 
 def jited_listing(d: ProgDetails) -> list[dict[str, Any]]:
@@ -230,9 +234,7 @@ def jited_listing(d: ProgDetails) -> list[dict[str, Any]]:
     with tempfile.NamedTemporaryFile(suffix=".bin") as f:
         f.write(d.jited)
         f.flush()
-        cmd = [tool, "-D", "-b", "binary", "-m", "i386:x86-64", f.name] \
-            if tool.endswith("/objdump") else \
-            [tool, "-D", "--triple=x86_64", "--no-show-raw-insn", f.name]
+        cmd = [tool, "-D", "-b", "binary", "-m", "i386:x86-64", f.name]
         res = subprocess.run(cmd, capture_output=True, text=True)
     out = []
     for line in res.stdout.splitlines():
