@@ -375,7 +375,7 @@ def raw_listing(spec: Spec) -> Iterable[str]:
     """One line per type, in the style of ``bpftool btf dump ... format raw``."""
     for t in spec:
         tid = spec.type_id(t)
-        kind = type(t).__name__.upper()
+        kind = t.kind.name
         name = f"'{t.name}'" if t.name else "'(anon)'"
         if isinstance(t, Int):
             yield (f"[{tid}] INT {name} size={t.size} bits_offset={t.bit_offset} "
@@ -396,14 +396,20 @@ def raw_listing(spec: Spec) -> Iterable[str]:
         elif isinstance(t, Enum):
             sign = "SIGNED" if t.signed else "UNSIGNED"
             yield f"[{tid}] {kind} {name} encoding={sign} size={t.size} vlen={len(t.values)}"
+            suffix = "ULL" if t.kind.name == "ENUM64" and not t.signed else \
+                "LL" if t.kind.name == "ENUM64" else ""
             for v in t.values:
-                yield f"\t'{v.name}' val={v.value}"
+                yield f"\t'{v.name}' val={v.value}{suffix}"
         elif isinstance(t, Fwd):
             yield f"[{tid}] FWD {name} fwd_kind={'union' if t.union else 'struct'}"
         elif isinstance(t, (Qualifier, Var, Func, DeclTag)):
             extra = ""
-            if isinstance(t, (Var, Func)):
+            if isinstance(t, Var):
+                extra = f", linkage={t.linkage.name.lower()}"
+            elif isinstance(t, Func):
                 extra = f" linkage={t.linkage.name.lower()}"
+            elif isinstance(t, DeclTag):
+                extra = f" component_idx={t.component_idx}"
             yield f"[{tid}] {kind} {name} type_id={_tid(spec, t.type)}{extra}"
         elif isinstance(t, FuncProto):
             yield (f"[{tid}] FUNC_PROTO '(anon)' ret_type_id={_tid(spec, t.return_type)} "
@@ -413,7 +419,8 @@ def raw_listing(spec: Spec) -> Iterable[str]:
         elif isinstance(t, Datasec):
             yield f"[{tid}] DATASEC {name} size={t.size} vlen={len(t.vars)}"
             for v in t.vars:
-                yield f"\ttype_id={_tid(spec, v.type)} offset={v.offset} size={v.size}"
+                what = f" ({v.type.kind.name} '{v.type.name}')" if v.type.name else ""
+                yield f"\ttype_id={_tid(spec, v.type)} offset={v.offset} size={v.size}{what}"
         else:
             yield f"[{tid}] {kind} {name}"
 
@@ -426,9 +433,9 @@ def _tid(spec: Spec, t: Type) -> int:
 
 
 def _int_enc(t: Int) -> str:
-    if t.is_bool:
-        return "BOOL"
+    if t.signed:
+        return "SIGNED"
     if t.is_char:
         return "CHAR"
-    return "SIGNED" if t.signed else "(none)"
+    return "BOOL" if t.is_bool else "(none)"
 
