@@ -35,7 +35,9 @@ case "$where" in
 esac
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 status=0
-FASTBPF_WHEEL="$whl" "$V" -m pytest tests -q -p no:cacheprovider "$@" || status=$?
+FASTBPF_WHEEL="$whl" "$V" -m pytest tests -q -p no:cacheprovider \
+    --deselect tests/test_packaging.py::test_user_script_typechecks_after_an_editable_install \
+    "$@" || status=$?
 end=$(date +%s)
 echo "test_wheel: build $((built - start)) s, install + tests $((end - built)) s, total $((end - start)) s"
 exit $status
