@@ -158,7 +158,7 @@ class TraceLines:
                 raise StopAsyncIteration
             fd = self._fd
             ready: asyncio.Future[None] = loop.create_future()
-            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+            loop.add_reader(fd, _wake, ready)
             try:
                 await asyncio.wait_for(ready, self.timeout)
             except asyncio.TimeoutError:
@@ -170,6 +170,11 @@ class TraceLines:
                 self.close()
                 raise StopAsyncIteration
         return self._pending.pop(0)
+
+
+def _wake(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def trace_lines(timeout: float | None = None) -> TraceLines:

@@ -13,8 +13,8 @@
 """
 
 from ..errors import BTFError, BTFLoadError
+from . import types as _types
 from .types import *  # noqa: F401,F403
-from .types import __all__ as _types_all
 from .spec import Spec, parse_header
 from .ext import ExtInfo, FuncInfo, LineInfo, CoreRelo, CoreReloKind
 from .kernel import load_kernel_spec, kernel_module_names, flush_kernel_specs
@@ -26,4 +26,5 @@ __all__ = [
     "BTFError", "BTFLoadError", "Spec", "parse_header", "ExtInfo", "FuncInfo", "LineInfo",
     "CoreRelo", "CoreReloKind", "load_kernel_spec", "kernel_module_names",
     "flush_kernel_specs", "to_dtype", "format", "Handle", "build_map_btf", "copy_types",
-] + list(_types_all)
+]
+__all__ += _types.__all__

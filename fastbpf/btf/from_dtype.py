@@ -101,6 +101,7 @@ class _Builder:
         return self.scalar(dt)
 
     def record(self, dt: np.dtype, name: str) -> Type:
+        assert dt.fields is not None
         fields = sorted(((off, fname, fdt) for fname, (fdt, off, *_) in dt.fields.items()),
                         key=lambda f: f[0])
         members = []

@@ -57,7 +57,8 @@ def parse_ref(tokens: Sequence[str]) -> ObjectRef:
     raise CLIError(f"expected {OBJ_HELP}, got {' '.join(toks)!r}")
 
 
-_KINDS: dict[str, tuple[Callable[[], list[int]], Callable[[int], Any], Callable[[int], dict]]] = {
+_KINDS: dict[str, tuple[Callable[[], list[int]], Callable[[int], Any],
+                        Callable[[int], dict[str, Any]]]] = {
     "map": (_core.map_ids, _core.map_get_fd_by_id, _core.map_info),
     "prog": (_core.prog_ids, _core.prog_get_fd_by_id, _core.prog_info),
     "link": (_core.link_ids, _core.link_get_fd_by_id, _core.link_info),

@@ -146,7 +146,7 @@ def prog_details(fd: int) -> ProgDetails:
     lrs, jlrs = u32(first, "line_info_rec_size"), u32(first, "jited_line_info_rec_size")
     btf_id = u32(first, "btf_id")
     # Buffers the kernel fills in a second call; numpy gives stable addresses.
-    bufs = {"xlated_prog_insns": np.zeros(max(xl, 1), np.uint8),
+    bufs: dict[str, np.ndarray] = {"xlated_prog_insns": np.zeros(max(xl, 1), np.uint8),
             "jited_prog_insns": np.zeros(max(jl, 1), np.uint8),
             "jited_ksyms": np.zeros(max(nks, 1), np.uint64),
             "jited_func_lens": np.zeros(max(nfl, 1), np.uint32),
@@ -238,11 +238,11 @@ def jited_listing(d: ProgDetails) -> list[dict[str, Any]]:
         res = subprocess.run(cmd, capture_output=True, text=True)
     out = []
     for line in res.stdout.splitlines():
-        addr, sep, rest = line.partition(":\t")
-        if not sep or not addr.strip().isalnum():
+        where, sep, rest = line.partition(":\t")
+        if not sep or not where.strip().isalnum():
             continue
         parts = rest.split("\t")
-        out.append({"addr": int(addr.strip(), 16), "hex": parts[0].strip().replace(" ", ""),
+        out.append({"addr": int(where.strip(), 16), "hex": parts[0].strip().replace(" ", ""),
                     "disasm": " ".join(p.strip() for p in parts[1:]).strip()})
     return out
 
