@@ -32,14 +32,14 @@ Rules (the tests check them against what gcc says about the same structs):
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from ..errors import BTFError
 from .spec import NATIVE_ORDER
 from .types import (
-    Array, Composite, Datasec, Enum, Float, Fwd, Int, Pointer, Qualifier, Type, Var,
+    Array, Composite, Datasec, Enum, Float, Fwd, Int, Member, Pointer, Qualifier, Type, Var,
     Typedef, Void, MAX_RESOLVE_DEPTH, skip_qualifiers,
 )
 
@@ -81,7 +81,7 @@ def to_dtype(t: Type, *, bitfields: str = "error", unsupported: str = "error",
         raise BTFError(f"numpy cannot represent {t._describe()}: {e}") from None
 
 
-def bitfield_of(m) -> Optional[tuple[int, int]]:
+def bitfield_of(m: Member) -> Optional[tuple[int, int]]:
     """``(bit_offset, bit_size)`` if member *m* is a bitfield, else None.
 
     Understands both encodings: the member's own bitfield size (kind flag
@@ -190,7 +190,7 @@ class _Builder:
 
     def _composite(self, t: Composite, depth: int) -> np.dtype:
         names: list[str] = []
-        formats: list = []
+        formats: list[Any] = []
         offsets: list[int] = []
         self._fields(t, 0, depth, names, formats, offsets, t)
         size = t.size
@@ -200,10 +200,11 @@ class _Builder:
         return np.dtype({"names": names, "formats": formats, "offsets": offsets,
                          "itemsize": size})
 
-    def _fields(self, t: Composite, base_bits: int, depth: int, names, formats, offsets, root):
-        run: Optional[list] = None   # [first name, start byte, end byte]
+    def _fields(self, t: Composite, base_bits: int, depth: int, names: list[str],
+                formats: list[Any], offsets: list[int], root: Type) -> None:
+        run: Optional[list[Any]] = None   # [first name, start byte, end byte]
 
-        def flush():
+        def flush() -> None:
             nonlocal run
             if run is not None and self.bitfields == "raw":
                 self._add(names, formats, offsets, f"_bitfield_{run[0]}",
@@ -243,7 +244,8 @@ class _Builder:
         flush()
 
     @staticmethod
-    def _add(names, formats, offsets, name, fmt, off, root):
+    def _add(names: list[str], formats: list[Any], offsets: list[int], name: str, fmt: Any,
+             off: int, root: Type) -> None:
         if name in names:
             raise BTFError(f"{root._describe()} has two fields named {name!r} "
                            "after flattening anonymous members")
@@ -252,7 +254,9 @@ class _Builder:
         offsets.append(off)
 
     def _datasec(self, t: Datasec, depth: int) -> np.dtype:
-        names, formats, offsets = [], [], []
+        names: list[str] = []
+        formats: list[Any] = []
+        offsets: list[int] = []
         for v in t.vars:
             var = v.type
             name = var.name if isinstance(var, Var) else f"var{len(names)}"

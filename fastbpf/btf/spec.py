@@ -22,7 +22,7 @@ import mmap
 import os
 import struct
 import sys
-from typing import Iterator, Optional, Union as _U
+from typing import Any, Iterable, Iterator, Optional, Union as _U
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from .types import (
 try:  # the C scanner; the Python version below gives the same answers, slowly
     from .. import _btfscan as _scanmod
 except ImportError:  # pragma: no cover - exercised only without the build
-    _scanmod = None
+    _scanmod = None  # type: ignore[assignment]
 
 __all__ = ["Spec", "MAGIC", "HEADER_SIZE", "parse_header", "NATIVE_ORDER"]
 
@@ -55,7 +55,7 @@ def _order_char(order: str) -> str:
     return "<" if order == "little" else ">"
 
 
-def parse_header(data) -> tuple[str, int, int, int, int, int, int]:
+def parse_header(data: Any) -> tuple[str, int, int, int, int, int, int]:
     """Check a BTF header; return (byte order, flags, hdr_len, type_off,
     type_len, str_off, str_len) with offsets made absolute."""
     n = len(data)
@@ -88,11 +88,11 @@ def parse_header(data) -> tuple[str, int, int, int, int, int, int]:
     return (order, flags, hdr_len, hdr_len + type_off, type_len, hdr_len + str_off, str_len)
 
 
-def _scan_python(w: np.ndarray, first_id: int = 1):
+def _scan_python(w: np.ndarray, first_id: int = 1) -> Any:
     """The pure-Python twin of :func:`fastbpf._btfscan.scan`."""
     words = w.tolist()
     n = len(words)
-    offs = []
+    offs: list[int] = []
     o = 0
     max_ref = max_str = 0
     error = None
@@ -138,7 +138,7 @@ def _scan_python(w: np.ndarray, first_id: int = 1):
     return offs_arr, kinds, w[offs_arr.astype(np.intp)], max_ref, max_str, error, cycle
 
 
-def _edges_python(words, o):
+def _edges_python(words: Any, o: int) -> list[int]:
     info = words[o + 1]
     kind = (info >> 24) & 0x1F
     vlen = info & 0xFFFF
@@ -185,7 +185,7 @@ def _find_cycle_python(w: np.ndarray, offs: np.ndarray, kinds: np.ndarray, first
             node, it = stack[-1]
             for nxt in it:
                 if color[nxt] == 1:
-                    return nxt + first_id
+                    return int(nxt + first_id)
                 if color[nxt] == 0:
                     color[nxt] = 1
                     stack.append((nxt, iter(edges[nxt])))
@@ -206,32 +206,35 @@ class Spec:
     :meth:`add`. ``encode()`` writes it back.
     """
 
-    def __init__(self, types=(), base: Optional["Spec"] = None, byte_order: Optional[str] = None):
+    def __init__(self, types: Iterable[Type] = (), base: Optional["Spec"] = None,
+                 byte_order: Optional[str] = None) -> None:
         self.base = base
-        self.byte_order = byte_order or (base.byte_order if base else NATIVE_ORDER)
+        self.byte_order: str = byte_order or (base.byte_order if base else NATIVE_ORDER)
         if self.byte_order not in ("little", "big"):
             raise ValueError("byte_order must be 'little' or 'big'")
         self._first_id = len(base) if base is not None else 1
         self._raw_count = 0          # types backed by the parsed blob
-        self._cache: list = []       # materialized types, by id - first_id
-        self._words: Optional[np.ndarray] = None
-        self._offs: Optional[np.ndarray] = None
-        self._kinds: Optional[np.ndarray] = None
-        self._name_offs: Optional[np.ndarray] = None
+        self._cache: list[Any] = []       # materialized types, by id - first_id
+        # numpy arrays once parsed (Any: set together with _raw_count, so
+        # code that runs only for parsed types may index them freely)
+        self._words: Any = None
+        self._offs: Any = None
+        self._kinds: Any = None
+        self._name_offs: Any = None
         self._buf = b"\0"
         self._str_start = 0
         self._str_len = 1
         self._str_arr: Optional[np.ndarray] = None
-        self._str_base = (base._str_base + base._str_len) if base is not None else 0
-        self._name_cache: dict = {}
-        self._foreign: dict = {}     # id(type) -> type id for added types from elsewhere
+        self._str_base: int = (base._str_base + base._str_len) if base is not None else 0
+        self._name_cache: dict[str, list[int]] = {}
+        self._foreign: dict[int, int] = {}     # id(type) -> type id for added types from elsewhere
         for t in types:
             self.add(t)
 
     # ------------------------------------------------------------ parsing
 
     @classmethod
-    def parse(cls, data, base: Optional["Spec"] = None) -> "Spec":
+    def parse(cls, data: Any, base: Optional["Spec"] = None) -> "Spec":
         """Decode a raw BTF blob (either byte order).
 
         *base* makes it a split spec (kernel module BTF): type ids and
@@ -303,7 +306,7 @@ class Spec:
             if os.path.realpath(path).startswith("/sys/kernel/btf/"):
                 try:
                     size = os.fstat(f.fileno()).st_size
-                    data = _ReadOnlyMap(f.fileno(), size, prot=mmap.PROT_READ,
+                    data: Any = _ReadOnlyMap(f.fileno(), size, prot=mmap.PROT_READ,
                                         flags=mmap.MAP_PRIVATE)
                 except (OSError, ValueError):
                     data = f.read()
@@ -331,7 +334,7 @@ class Spec:
 
     def _str(self, off: int) -> str:
         if off < self._str_base:
-            return self.base._str(off)
+            return self.base._str(off)  # type: ignore[union-attr]
         start = self._str_start + off - self._str_base
         buf = self._buf
         end = buf.find(b"\0", start, self._str_start + self._str_len)
@@ -358,7 +361,8 @@ class Spec:
             raise BTFError(f"no BTF type with id {type_id} (largest is {len(self) - 1})") from None
         if t is None:
             t = self._materialize(i)
-        return t
+        found: Type = t
+        return found
 
     def type_id(self, t: Type) -> int:
         """The id of *t* in this spec (or its base). Raises BTFError if absent."""
@@ -366,7 +370,7 @@ class Spec:
             return 0
         tid = t.id
         if tid is not None:
-            spec = self
+            spec: Optional[Spec] = self
             while spec is not None:
                 if t._spec is spec:
                     return tid
@@ -384,9 +388,9 @@ class Spec:
             t = self._cache[i]
             yield t if t is not None else self._materialize(i)
 
-    def __contains__(self, t) -> bool:
+    def __contains__(self, t: object) -> bool:
         try:
-            self.type_id(t)
+            self.type_id(t)  # type: ignore[arg-type]
         except BTFError:
             return False
         return True
@@ -426,8 +430,9 @@ class Spec:
         if _scanmod is not None:
             if not len(idx) or not len(table):
                 return idx[:0]
-            return idx[_scanmod.match_names(np.ascontiguousarray(offs, dtype=np.uint32),
-                                            table, needle)]
+            found: np.ndarray = idx[_scanmod.match_names(
+                np.ascontiguousarray(offs, dtype=np.uint32), table, needle)]
+            return found
         if len(table) > 1 << 31:
             offs = offs.astype(np.int64)
         n = len(needle)
@@ -496,7 +501,7 @@ class Spec:
         return tid
 
     @classmethod
-    def from_types(cls, roots, byte_order: Optional[str] = None,
+    def from_types(cls, roots: Iterable[Type], byte_order: Optional[str] = None,
                    base: Optional["Spec"] = None) -> "Spec":
         """A new spec holding *roots* and every type reachable from them.
 
@@ -531,7 +536,7 @@ class Spec:
         kflag = info >> 31
         name = self._str(name_off)
         cls = KIND_CLASSES[kind]
-        t = cls.__new__(cls)
+        t: Any = cls.__new__(cls)  # type: ignore[call-overload]
         t.name = name
         t.id = i + self._first_id
         t._spec = self
@@ -578,11 +583,12 @@ class Spec:
             comp = int(w[o + 3])
             t.component_idx = comp - (1 << 32) if comp >= 1 << 31 else comp
         self._cache[i] = t
-        return t
+        done: Type = t
+        return done
 
-    def _decode_items(self, t: Type) -> list:
+    def _decode_items(self, t: Type) -> list[Any]:
         """Decode the vlen items (members, values, params, vars) of *t*."""
-        i = t.id - self._first_id
+        i = int(t.id or 0) - self._first_id
         w = self._words
         o = int(self._offs[i])
         info = int(w[o + 1])
@@ -594,7 +600,7 @@ class Spec:
         tb = self.type_by_id
         st = self._str
         if kind in (Kind.STRUCT, Kind.UNION):
-            out = []
+            out: list[Any] = []
             for j in range(0, len(items), 3):
                 off = items[j + 2]
                 if kflag:
@@ -716,7 +722,7 @@ class Spec:
 
     # ------------------------------------------------------------ comparing
 
-    def _canonical(self, t: Type) -> tuple:
+    def _canonical(self, t: Type) -> tuple[Any, ...]:
         """A comparable description of *t* with references as ids."""
         tid = self.type_id
         if isinstance(t, Int):
@@ -746,7 +752,7 @@ class Spec:
             return (t.kind, t.name, tid(t.type), t.component_idx)
         return (t.kind, t.name)  # pragma: no cover
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         """Same types with the same ids (names, sizes, members, ...); the
         string table layout and byte order do not matter."""
         if not isinstance(other, Spec):
@@ -769,7 +775,7 @@ class _ReadOnlyMap(mmap.mmap):
     """A read-only mapping that Spec.parse may keep without copying."""
 
 
-def _linkage(v: int):
+def _linkage(v: int) -> Any:
     from .types import Linkage
     return Linkage(v) if v in (0, 1, 2) else v
 
