@@ -56,7 +56,8 @@ def _as_dtype(spec: Any, what: str) -> np.dtype | None:
     if dt.hasobject:
         raise TypeError(f"{what} dtype {dt} holds Python objects; map keys and values are "
                         f"plain bytes the kernel copies")
-    return dt
+    dtype: np.dtype = dt
+    return dtype
 
 
 def _is_btf_type(obj: Any) -> bool:
@@ -167,7 +168,7 @@ def _is_bpffs(path: str) -> bool:
         return False
 
 
-def check_pin_path(path: str | os.PathLike) -> str:
+def check_pin_path(path: str | os.PathLike[str]) -> str:
     """Check that *path* can be a pin: its directory is on a bpffs.
 
     Raises ValueError before any syscall otherwise.
@@ -199,6 +200,9 @@ class Map(_core.MapBase):
 
     #: The spec the map was created from (None when opened from the kernel).
     spec: MapSpec | None
+    _keep: Any
+    _inner_spec: MapSpec | None
+    _pin_path: str | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use Map.create(spec), Map.from_pin(path), Map.from_id(id) "
@@ -324,7 +328,7 @@ class Map(_core.MapBase):
         return cls._from_owned_fd(_core.dup_fd(int(fd)), key, value)
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike, key: Any = None, value: Any = None) -> "Map":
+    def from_pin(cls, path: str | os.PathLike[str], key: Any = None, value: Any = None) -> "Map":
         """Open the map pinned at *path* on a bpffs."""
         return cls._from_owned_fd(_core.obj_get(os.fspath(path)), key, value)
 
@@ -390,7 +394,7 @@ class Map(_core.MapBase):
     @property
     def id(self) -> int:
         """The kernel's id of this map."""
-        return _core.map_info(self.fd)["id"]
+        return int(_core.map_info(self.fd)["id"])
 
     def clone(self) -> "Map":
         """A second Map object for the same kernel map (a dup'ed fd)."""
@@ -414,13 +418,13 @@ class Map(_core.MapBase):
 
     # -- pinning ---------------------------------------------------------------
 
-    def pin(self, path: str | os.PathLike) -> None:
+    def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the map at *path* (on a bpffs) so it outlives this process."""
         p = check_pin_path(path)
         _core.obj_pin(self.fd, p)
         self._pin_path = p
 
-    def unpin(self, path: str | os.PathLike | None = None) -> None:
+    def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
         """Remove the pin made by :meth:`pin` (or the one at *path*)."""
         p = os.fspath(path) if path is not None else getattr(self, "_pin_path", None)
         if p is None:
@@ -450,7 +454,7 @@ class Map(_core.MapBase):
     def _key_snapshot(self) -> np.ndarray:
         """Every key, read with GET_NEXT_KEY into one array."""
         if self.key_size == 0:
-            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")
+            raise TypeError(f"map {self.name!r} ({_type_name(self.type)}) has no keys")
         cap = max(self.max_entries, 1)
         raw, keys = self._alloc_keys(cap)
         n = self._scan_keys(raw)
@@ -513,7 +517,8 @@ class Map(_core.MapBase):
         """
         return self._read_batch(keys, values, delete=True, chunk=chunk)
 
-    def _out_buffers(self, keys: np.ndarray | None, values: np.ndarray | None, cap: int):
+    def _out_buffers(self, keys: np.ndarray | None, values: np.ndarray | None,
+                     cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """(raw key bytes, key view, raw value bytes, value view, capacity)."""
         if keys is None:
             kraw, kview = self._alloc_keys(cap)
@@ -544,7 +549,8 @@ class Map(_core.MapBase):
             raise ValueError(f"{what} has dtype {arr.dtype}; the map wants {dtype}")
         return arr.reshape(-1).view(np.uint8)
 
-    def _read_batch(self, keys, values, *, delete: bool, chunk: int | None):
+    def _read_batch(self, keys: np.ndarray | None, values: np.ndarray | None, *, delete: bool,
+                    chunk: int | None) -> tuple[np.ndarray, np.ndarray]:
         if self.key_size == 0:
             raise TypeError(f"map {self.name!r} has no keys")
         kraw, kview, vraw, vview, cap = self._out_buffers(keys, values, max(self.max_entries, 1))
@@ -581,7 +587,7 @@ class Map(_core.MapBase):
                     if e.errno in (524, errno.EOPNOTSUPP) and delete:
                         raise NotSupportedError(e.errno, "map lookup_and_delete_batch",
                                                 f"map {self.name!r}",
-                                                f"{self.type.name} maps have no batch "
+                                                f"{_type_name(self.type)} maps have no batch "
                                                 f"lookup-and-delete") from None
                     raise
                 total += got
@@ -591,7 +597,8 @@ class Map(_core.MapBase):
                 token_in[:] = token_out
         return kview[:total], vview[:total]
 
-    def _read_by_iteration(self, kraw, kview, vraw, vview, cap):
+    def _read_by_iteration(self, kraw: np.ndarray, kview: np.ndarray, vraw: np.ndarray,
+                           vview: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
         n = self._scan_keys(kraw[:cap * self.key_size])
         found = self._lookup_many(kraw, vraw, n).astype(bool)
         if found.all():
@@ -660,7 +667,8 @@ class Map(_core.MapBase):
                 return self._update_each(k, v, n, flags, e)
             raise
 
-    def _update_each(self, k, v, n, flags, original):
+    def _update_each(self, k: np.ndarray, v: np.ndarray, n: int, flags: int,
+                     original: BaseException) -> int:
         kb = k.view(np.uint8).reshape(n, self.key_size)
         vb = np.ascontiguousarray(v).view(np.uint8).reshape(n, -1)
         for i in range(n):
@@ -693,9 +701,9 @@ class Map(_core.MapBase):
                 for i in range(n):
                     if not _core.map_delete_elem(self.fd, kb[i]):
                         err = bpf_error(errno.ENOENT, "map delete_batch", f"map {self.name!r}")
-                        err.count = i
+                        err.count = i  # type: ignore[attr-defined]
                         raise err
-                return n
+                return int(n)
             raise
 
     def clear(self) -> int:
@@ -733,7 +741,7 @@ class Map(_core.MapBase):
             mm = _mmap.mmap(self.fd, length, _mmap.MAP_SHARED, _mmap.PROT_READ)
             prot = _mmap.PROT_READ
         except OSError as e:
-            raise bpf_error(e.errno, "map mmap", f"map {self.name!r}") from None
+            raise bpf_error(e.errno or 0, "map mmap", f"map {self.name!r}") from None
         arr = np.ndarray((self.max_entries,), dtype=self.value_dtype, buffer=mm,
                          strides=(stride,))
         if not prot & _mmap.PROT_WRITE:
@@ -753,7 +761,12 @@ class Map(_core.MapBase):
         if not 0 <= prefixlen <= nbytes * 8:
             raise ValueError(f"prefix length {prefixlen} out of range 0..{nbytes * 8}")
         raw_key = int(prefixlen).to_bytes(4, "little") + raw
-        return np.frombuffer(raw_key, dtype=self.key_dtype)[0]
+        key: np.void = np.frombuffer(raw_key, dtype=self.key_dtype)[0]
+        return key
+
+
+def _type_name(t: MapType | int) -> str:
+    return t.name if isinstance(t, MapType) else str(t)
 
 
 def _create_hint(spec: MapSpec) -> str | None:
@@ -777,7 +790,7 @@ def _placeholder_btf() -> _core.FD:
     return _core.btf_load(hdr + types + strings)
 
 
-def _load_map_btf(spec: MapSpec):
+def _load_map_btf(spec: MapSpec) -> tuple[Any, tuple[int, int]]:
     from . import btf
     key_t = spec.key if _is_btf_type(spec.key) else None
     value_t = spec.value if _is_btf_type(spec.value) else None
