@@ -82,7 +82,7 @@ class _View:
 
     __slots__ = ("_core", "_args")
 
-    def __init__(self, core: Any, args: tuple) -> None:
+    def __init__(self, core: Any, args: tuple[Any, ...]) -> None:
         self._core = core
         self._args = args
 
@@ -93,7 +93,7 @@ class _View:
         self._core.view_end()
 
 
-def _done(fut: asyncio.Future) -> None:
+def _done(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_result(None)
 
@@ -120,7 +120,8 @@ class _BaseReader:
     def read(self, timeout: float | None = None) -> Record | None:
         """One record, copied, as a :class:`Record` (a ``bytes`` with ``.cpu``);
         ``None`` when *timeout* seconds pass first (None: wait forever)."""
-        return self._core.read(timeout)
+        rec: Record | None = self._core.read(timeout)
+        return rec
 
     def read_batch(self, dtype: Any = None, max_records: int | None = None,
                    timeout: float | None = None, *, out: np.ndarray | None = None,
@@ -142,8 +143,10 @@ class _BaseReader:
         if dtype is None and out is None:
             if fields is not None:
                 raise ValueError("fields= needs a structured dtype naming them")
-            return self._core.read_records(max_records, timeout)
-        return self._core.read_fixed(dtype, max_records, timeout, out, fields)
+            batch: RecordBatch = self._core.read_records(max_records, timeout)
+            return batch
+        arr: np.ndarray = self._core.read_fixed(dtype, max_records, timeout, out, fields)
+        return arr
 
     def view(self, max_records: int | None = None, timeout: float | None = None,
              dtype: Any = None, head: Any = None) -> _View:
@@ -197,13 +200,16 @@ class _BaseReader:
 
     async def read_async(self, timeout: float | None = None) -> Record | None:
         """``await``-able :meth:`read`, driven by the running event loop."""
-        return await self._async(lambda: self._core.read(0), timeout, lambda r: r is None)
+        rec: Record | None = await self._async(lambda: self._core.read(0), timeout,
+                                               lambda r: r is None)
+        return rec
 
     async def read_batch_async(self, dtype: Any = None, max_records: int | None = None,
                                timeout: float | None = None) -> np.ndarray | RecordBatch:
         """``await``-able :meth:`read_batch`, driven by the running event loop."""
-        return await self._async(lambda: self.read_batch(dtype, max_records, 0), timeout,
-                                 lambda r: len(r) == 0)
+        got: np.ndarray | RecordBatch = await self._async(
+            lambda: self.read_batch(dtype, max_records, 0), timeout, lambda r: len(r) == 0)
+        return got
 
     def __aiter__(self) -> AsyncIterator[Record]:
         return self
@@ -220,19 +226,19 @@ class _BaseReader:
 
     def fileno(self) -> int:
         """An epoll fd that is readable when records may be waiting."""
-        return self._core.fileno()
+        return int(self._core.fileno())
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` ran."""
-        return self._core.closed
+        return bool(self._core.closed)
 
     def close(self) -> None:
         """Release the rings. Safe from another thread: a blocked read wakes
         and raises :class:`ClosedError`."""
         self._core.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Any:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -262,12 +268,12 @@ class Reader(_BaseReader):
     @property
     def size(self) -> int:
         """The data area's size in bytes (the map's max_entries)."""
-        return self._core.size
+        return int(self._core.size)
 
     @property
     def pending(self) -> int:
         """Bytes produced but not yet consumed (headers included)."""
-        return self._core.pending
+        return int(self._core.pending)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.size} bytes"
