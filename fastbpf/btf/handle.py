@@ -7,7 +7,7 @@ loaded (:meth:`Handle.load`) or an existing one opened by id
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
 
 from ..errors import BTFError
 from .spec import Spec
@@ -19,7 +19,7 @@ from .types import (
 __all__ = ["Handle", "build_map_btf", "copy_types"]
 
 
-def _core():
+def _core() -> Any:
     from .. import _core as core  # imported late: the BTF model works without it
     return core
 
@@ -31,7 +31,7 @@ class Handle:
     the descriptor, and garbage collection does as a last resort.
     """
 
-    def __init__(self, fd, spec: Optional[Spec] = None):
+    def __init__(self, fd: Any, spec: Optional[Spec] = None) -> None:
         """Wrap an owned ``_core.FD``; prefer :meth:`load` / :meth:`from_id`."""
         self._fd = fd
         self._spec = spec
@@ -57,11 +57,12 @@ class Handle:
     @property
     def fd(self) -> int:
         """The file descriptor number (ClosedError once closed)."""
-        return self._fd.fd
+        return int(self._fd.fd)
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         """The kernel's ``bpf_btf_info``: id, btf_size, name, kernel_btf."""
-        return _core().btf_info(self.fd)
+        info: dict[str, Any] = _core().btf_info(self.fd)
+        return info
 
     @property
     def id(self) -> int:
@@ -92,12 +93,12 @@ class Handle:
 
     @property
     def closed(self) -> bool:
-        return self._fd.closed
+        return bool(self._fd.closed)
 
     def __enter__(self) -> "Handle":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -138,7 +139,7 @@ def copy_types(roots: Iterable[Type], *, opaque_pointers: bool = False) -> list[
         if opaque_pointers and isinstance(t, Pointer):
             target = _opaque_target(t.target)
             if target is not t.target:
-                c.target = target
+                c.target = target  # type: ignore[attr-defined]
                 continue
         stack.extend(t.references())
 
