@@ -53,7 +53,7 @@ class Link:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def pin(self, path: str | os.PathLike) -> None:
+    def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the link on a bpffs so the attachment outlives the process."""
         raise NotImplementedError(f"{type(self).__name__} attachments cannot be pinned "
                                   "(the kernel has no bpf_link for them)")
@@ -84,11 +84,11 @@ class FDLink(Link):
     def close(self) -> None:
         self._fd.close()
 
-    def pin(self, path: str | os.PathLike) -> None:
+    def pin(self, path: str | os.PathLike[str]) -> None:
         from ..maps import check_pin_path
         _core.obj_pin(self.fd, check_pin_path(path))
 
-    def unpin(self, path: str | os.PathLike) -> None:
+    def unpin(self, path: str | os.PathLike[str]) -> None:
         """Remove the pin at *path*."""
         os.unlink(os.fspath(path))
 
@@ -120,10 +120,10 @@ class FDLink(Link):
     @property
     def id(self) -> int:
         """The kernel's id of this link."""
-        return _core.link_info(self.fd)["id"]
+        return int(_core.link_info(self.fd)["id"])
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike) -> "FDLink":
+    def from_pin(cls, path: str | os.PathLike[str]) -> "FDLink":
         """Open the link pinned at *path*."""
         return cls(_core.obj_get(os.fspath(path)), None, f"pinned at {os.fspath(path)}")
 

@@ -37,7 +37,7 @@ RTM_NEWTFILTER, RTM_DELTFILTER, RTM_GETTFILTER = 44, 45, 46
 NLM_F_ECHO = 0x8
 
 
-def _direction(direction: str, table: dict) -> Any:
+def _direction(direction: str, table: dict[str, Any]) -> Any:
     try:
         return table[direction]
     except (KeyError, TypeError):
@@ -95,7 +95,7 @@ class TCFilterLink(DetachLink):
 
     def __init__(self, detach: Any, program: Any, description: str, nl: _netlink.RtNetlink,
                  ifindex: int, parent: int, priority: int, handle: int,
-                 state: dict | None = None) -> None:
+                 state: dict[str, Any] | None = None) -> None:
         super().__init__(detach, program, description)
         self._state = state if state is not None else {}
         self._nl = nl
@@ -216,14 +216,14 @@ def _bpf_id(msg: bytes) -> int | None:
                 if blen < 4:
                     break
                 if btype & 0x3FFF == TCA_BPF_ID and blen >= 8:
-                    return struct.unpack_from("=I", msg, o + 4)[0]
+                    return int(struct.unpack_from("=I", msg, o + 4)[0])
                 o += (blen + 3) & ~3
         off += (alen + 3) & ~3
     return None
 
 
 def _filter_request(nl: _netlink.RtNetlink, msg_type: int, flags: int, idx: int, parent: int,
-                    priority: int, handle: int, program: Any, op: str, what: str) -> list:
+                    priority: int, handle: int, program: Any, op: str, what: str) -> list[Any]:
     _, tcmsg = _netlink.pyroute2()
     m = tcmsg()
     m["family"] = socket.AF_UNSPEC

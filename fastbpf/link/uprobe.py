@@ -53,7 +53,7 @@ def _strip_version(name: str) -> str:
     return name.split("@", 1)[0]
 
 
-def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str, int]:
+def symbol_offsets(path: str | os.PathLike[str], symbols: Iterable[str]) -> dict[str, int]:
     """File offsets of the functions *symbols* in the ELF file *path*
     (.symtab first, then .dynsym). Raises KeyError naming what is missing."""
     from elftools.elf.elffile import ELFFile
@@ -100,7 +100,7 @@ def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str,
     return out
 
 
-def symbol_offset(path: str | os.PathLike, symbol: str) -> int:
+def symbol_offset(path: str | os.PathLike[str], symbol: str) -> int:
     """The file offset of the function *symbol* in the ELF file *path*."""
     return symbol_offsets(path, [symbol])[symbol]
 
@@ -122,7 +122,7 @@ def _open_pmu(ptype: int, path: str, offset: int, retprobe: bool, pid: int, ref_
 # public API
 
 
-def _resolve(path: str | os.PathLike, symbol: str | None, offset: int) -> tuple[str, int, str]:
+def _resolve(path: str | os.PathLike[str], symbol: str | None, offset: int) -> tuple[str, int, str]:
     path = os.path.abspath(os.fspath(path))
     if symbol:
         off = symbol_offset(path, symbol) + offset
@@ -135,7 +135,7 @@ def _resolve(path: str | os.PathLike, symbol: str | None, offset: int) -> tuple[
     return path, off, where
 
 
-def attach_uprobe(prog: Any, path: str | os.PathLike, symbol: str | None = None,
+def attach_uprobe(prog: Any, path: str | os.PathLike[str], symbol: str | None = None,
                   retprobe: bool = False, *, pid: int | None = None, cookie: int = 0,
                   offset: int = 0, ref_ctr_offset: int = 0, legacy: bool = False) -> Link:
     """Run a KPROBE-type program when a function of the ELF file *path* is
@@ -169,7 +169,7 @@ def attach_uprobe(prog: Any, path: str | os.PathLike, symbol: str | None = None,
     return attach_perf_fd(prog, pfd, cookie=cookie, description=desc, cleanup=remove)
 
 
-def attach_uprobe_multi(prog: Any, path: str | os.PathLike,
+def attach_uprobe_multi(prog: Any, path: str | os.PathLike[str],
                         symbols: Sequence[str] | None = None, retprobe: bool = False, *,
                         offsets: Sequence[int] | None = None, cookies: Sequence[int] | None = None,
                         ref_ctr_offsets: Sequence[int] | None = None,
@@ -190,7 +190,7 @@ def attach_uprobe_multi(prog: Any, path: str | os.PathLike,
         offs = [table[s] for s in symbols]
         what = ",".join(symbols)
     else:
-        offs = [int(o) for o in offsets]
+        offs = [int(o) for o in offsets or ()]
         what = ",".join(f"{o:#x}" for o in offs)
     n = len(offs)
     if not n:
@@ -208,7 +208,9 @@ def attach_uprobe_multi(prog: Any, path: str | os.PathLike,
     off_a = arr(offs, "offsets")
     ck_a = arr(cookies, "cookies")
     rc_a = arr(ref_ctr_offsets, "ref_ctr_offsets")
-    addr = lambda a: 0 if a is None else _core.address_of(a)  # noqa: E731
+    def addr(a: Any) -> int:
+        return 0 if a is None else _core.address_of(a)
+
     # union link_create.uprobe_multi: path, offsets, ref_ctr_offsets, cookies
     # (pointers), cnt, flags, pid. The buffers outlive the call below.
     extra = struct.pack("=QQQQIII", _core.address_of(cpath), addr(off_a), addr(rc_a),
