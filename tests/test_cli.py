@@ -370,3 +370,22 @@ def _pid_of(needle: str) -> int | None:
         if needle in cmd and cmd.startswith(sys.executable):
             return int(pid)
     return None
+
+
+def test_dump_shows_progress_on_a_terminal(unique_name, tmp_path):
+    pytest.importorskip("rich")
+    if shutil.which("script") is None:
+        pytest.skip("script (util-linux) not installed")
+    with Map.create(MapSpec(MapType.HASH, key=np.uint32, value=np.uint32, max_entries=60000,
+                            name=unique_name)) as m:
+        m.update_batch(np.arange(60000, dtype=np.uint32), np.arange(60000, dtype=np.uint32))
+        typescript = tmp_path / "typescript"
+        out = tmp_path / "out.csv"
+        # `script` runs the command on a pseudo-terminal and records what it drew.
+        cmd = f"{sys.executable} -m fastbpf.cli map dump {m.id} --format csv -o {out}"
+        r = subprocess.run(["script", "-qec", cmd, str(typescript)], capture_output=True,
+                           cwd=os.path.dirname(HERE), env={**os.environ, "TERM": "xterm"})
+        assert r.returncode == 0, r.stdout
+        drawn = typescript.read_bytes().decode("utf-8", "replace")
+        assert f"map {m.id}" in drawn and "━" in drawn   # rich's bar, then erased
+        assert len(out.read_text().splitlines()) == 60001
