@@ -23,7 +23,7 @@ from fastbpf.link import attach_tracepoint
 SLEEPS = {0.001: 20, 0.004: 10, 0.016: 5}     # seconds -> how many times
 
 
-def log2(reg: int, out: int, tmp: int) -> list:
+def log2(reg: int, out: int, tmp: int) -> list[asm.Instruction]:
     """out = floor(log2(reg)) (0 for 0 and 1), by binary search; clobbers reg, tmp."""
     code = [asm.Mov.imm(out, 0),
             asm.load_imm64(tmp, 1 << 32),
@@ -97,11 +97,12 @@ def main() -> np.ndarray:
         counts = counts.copy()
     print("     usecs        : count  distribution")
     top = max(int(counts.max()), 1)
-    for b in np.nonzero(counts)[0]:
-        lo, hi = (1 << int(b)) if b else 0, (1 << (int(b) + 1)) - 1
-        bar = "*" * int(40 * counts[b] / top)
-        print(f"{lo:>8} -> {hi:<8}: {int(counts[b]):<5}  |{bar:<40}|")
-    return counts
+    for i in np.nonzero(counts)[0]:
+        lo, hi = (1 << int(i)) if i else 0, (1 << (int(i) + 1)) - 1
+        bar = "*" * int(40 * counts[i] / top)
+        print(f"{lo:>8} -> {hi:<8}: {int(counts[i]):<5}  |{bar:<40}|")
+    out: np.ndarray = counts
+    return out
 
 
 if __name__ == "__main__":
