@@ -276,9 +276,11 @@ class Map(_core.MapBase):
                 # The value type comes from vmlinux (btf_vmlinux_value_type_id),
                 # but the kernel still insists on *some* BTF object.
                 btf_handle = _placeholder_btf()
-            elif mtype in _DTYPE_BTF_MAPS:
+            else:
                 # BTF from the numpy dtypes: the map reopens typed (btf/from_dtype.py).
-                btf_handle, btf_ids = _dtype_map_btf(spec)
+                from .btf.from_dtype import load_dtype_btf
+                btf_handle, btf_ids = load_dtype_btf(mtype, spec.key_dtype, spec.value_dtype,
+                                                     spec.name)
             kw = {}
             if spec.numa_node is not None:
                 kw["numa_node"] = spec.numa_node
@@ -797,28 +799,6 @@ def _load_map_btf(spec: MapSpec) -> tuple[Any, tuple[int, int]]:
     bspec, kid, vid = btf.build_map_btf(key_t, value_t)
     handle = btf.Handle.load(bspec)
     return handle, (kid if key_t is not None else 0, vid if value_t is not None else 0)
-
-
-#: Map types that get BTF generated from their numpy dtypes.
-_DTYPE_BTF_MAPS = frozenset({MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH,
-                             MapType.PERCPU_ARRAY, MapType.LRU_HASH, MapType.LRU_PERCPU_HASH,
-                             MapType.LPM_TRIE})
-
-
-def _dtype_map_btf(spec: MapSpec) -> tuple[Any, tuple[int, int]]:
-    """(loaded BTF handle or None, (key id, value id)) from the spec's dtypes."""
-    from . import btf
-    from .btf.from_dtype import map_btf_from_dtypes
-    kd = spec.key_dtype
-    if spec.type == MapType.LPM_TRIE and (kd is None or kd.fields is None):
-        return None, (0, 0)  # the kernel wants an LPM key's BTF to be a struct
-    built = map_btf_from_dtypes(kd, spec.value_dtype, spec.name)
-    if built is None:
-        return None, (0, 0)
-    try:
-        return btf.Handle.load(built[0]), (built[1], built[2])
-    except (BPFError, btf.BTFError):
-        return None, (0, 0)  # a kernel without BTF (or FLOAT): the map works untyped
 
 
 def map_ids() -> list[int]:

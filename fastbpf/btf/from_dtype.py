@@ -29,9 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from ..enums import MapType
 from .types import Array, Float, Int, IntEncoding, Member, Struct, Type, Typedef
 
-__all__ = ["from_dtype", "map_btf_from_dtypes", "UnsupportedDtype", "BIG_ENDIAN_TYPEDEFS"]
+__all__ = ["from_dtype", "map_btf_from_dtypes", "load_dtype_btf", "map_dtypes", "UnsupportedDtype",
+           "BIG_ENDIAN_TYPEDEFS", "DTYPE_BTF_MAP_TYPES"]
 
 #: Typedef names whose integer is stored big-endian (network byte order).
 BIG_ENDIAN_TYPEDEFS = frozenset({"__be16", "__be32", "__be64", "__sum16"})
@@ -147,6 +149,34 @@ def map_btf_from_dtypes(key: np.dtype | None, value: np.dtype | None,
         return None
     spec, kid, vid = build_map_btf(kt, vt)
     return spec, kid, vid
+
+
+#: Map types that get BTF generated from their numpy dtypes (others either
+#: hold fds, have no key/value, or take BTF the kernel checks specially).
+DTYPE_BTF_MAP_TYPES = frozenset({MapType.HASH, MapType.ARRAY, MapType.PERCPU_HASH,
+                                 MapType.PERCPU_ARRAY, MapType.LRU_HASH,
+                                 MapType.LRU_PERCPU_HASH, MapType.LPM_TRIE})
+
+
+def load_dtype_btf(map_type: int, key: np.dtype | None, value: np.dtype | None,
+                   map_name: str = "") -> tuple[Any, tuple[int, int]]:
+    """``(loaded btf.Handle or None, (key type id, value type id))`` for a
+    map about to be created with these dtypes. None (and ids 0) when the map
+    type takes no such BTF, the dtypes say nothing BTF would add, or the
+    kernel refuses the BTF (the map then works untyped, as before)."""
+    from ..errors import BPFError, BTFError
+    from .handle import Handle
+    if int(map_type) not in DTYPE_BTF_MAP_TYPES:
+        return None, (0, 0)
+    if int(map_type) == MapType.LPM_TRIE and (key is None or key.fields is None):
+        return None, (0, 0)  # the kernel wants an LPM trie key's BTF to be a struct
+    built = map_btf_from_dtypes(key, value, map_name)
+    if built is None:
+        return None, (0, 0)
+    try:
+        return Handle.load(built[0]), (built[1], built[2])
+    except (BPFError, BTFError):
+        return None, (0, 0)
 
 
 def _restored(t: Type | None, size: int) -> np.dtype | None:

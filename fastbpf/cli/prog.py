@@ -20,7 +20,7 @@ from ..programs import ProgramInfo
 from ._common import (OBJ_HELP, CLIError, fdinfo, parse_ref, pinned_paths, print_json,
                       print_table, resolve_ids, type_name, wall_time_of)
 
-__all__ = ["register", "prog_facts", "ProgDetails", "prog_details"]
+__all__ = ["register", "prog_facts", "program_info", "ProgDetails", "prog_details"]
 
 
 def register(sub: Any) -> None:
@@ -50,14 +50,17 @@ def _flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("-f", "--bpffs", action="store_true", help="show pinned paths")
 
 
-def _info(fd: int) -> ProgramInfo:
+def program_info(fd: int) -> ProgramInfo:
+    """:class:`ProgramInfo` of the program behind *fd*."""
+    import dataclasses
     from ..enums import ProgramType
     i = _core.prog_info(fd)
     try:
         i["type"] = ProgramType(i["type"])
     except ValueError:
         pass
-    return ProgramInfo(**i)
+    known = {f.name for f in dataclasses.fields(ProgramInfo)}
+    return ProgramInfo(**{k: v for k, v in i.items() if k in known})
 
 
 def prog_facts(prog_id: int, pins: dict[int, list[str]] | None = None) -> dict[str, Any] | None:
@@ -68,7 +71,7 @@ def prog_facts(prog_id: int, pins: dict[int, list[str]] | None = None) -> dict[s
     except BPFError:
         return None
     with fd:
-        i = _info(fd.fd)
+        i = program_info(fd.fd)
         extra = fdinfo(fd.fd)
     out: dict[str, Any] = {"id": i.id, "type": type_name("prog", int(i.type))}
     if i.name:

@@ -18,6 +18,7 @@ from .. import _core
 from ..errors import BPFError
 from ..programs import enable_stats
 from ._common import type_name
+from .prog import program_info
 
 __all__ = ["register", "Sample", "sample", "rates", "TopRow"]
 
@@ -48,11 +49,11 @@ def sample() -> dict[int, Sample]:
     for i in _core.prog_ids():
         try:
             with _core.prog_get_fd_by_id(i) as fd:
-                info = _core.prog_info(fd.fd)
+                info = program_info(fd.fd)
         except BPFError:
             continue  # unloaded meanwhile
-        out[i] = Sample(i, str(type_name("prog", info["type"])), info["name"],
-                        info["run_cnt"], info["run_time_ns"])
+        out[i] = Sample(i, str(type_name("prog", int(info.type))), info.name,
+                        info.run_cnt, info.run_time_ns)
     return out
 
 
