@@ -37,6 +37,7 @@ from .maps import Map, MapInfo, MapSpec, PinType, lpm_key_dtype, map_ids
 from .programs import (Program, ProgramInfo, ProgramSpec, StatsHandle, TestRunResult,
                        enable_stats, program_ids)
 from . import features, perf, ringbuf
+from .trace import TraceLine, trace_lines
 from . import link
 from .btf import btf_ids
 from .link import link_ids
@@ -55,7 +56,8 @@ __all__ = [
     "TargetNotFoundError", "VerifierError", "MapIncompatibleError", "PinType",
     "Map", "MapInfo", "MapSpec", "lpm_key_dtype", "map_ids",
     "Program", "ProgramInfo", "ProgramSpec", "StatsHandle", "TestRunResult", "enable_stats",
-    "program_ids", "link_ids", "btf_ids", "features", "perf", "ringbuf",
+    "program_ids", "link_ids", "btf_ids", "features", "perf", "ringbuf", "TraceLine",
+    "trace_lines",
     "asm", "btf", "link",
     "Collection", "CollectionSpec", "ObjectProgram", "load_collection", "load_collection_spec",
     "Variable", "VariableSpec",

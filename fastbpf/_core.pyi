@@ -5,7 +5,10 @@ from typing import Any, Iterator
 import numpy as np
 from numpy.typing import DTypeLike
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer as _Buffer
+
+# numpy declares the buffer protocol (__buffer__) only for Python 3.12+.
+Buffer = _Buffer | np.ndarray[Any, Any]
 
 PERF_FLAG_FD_CLOEXEC: int
 PERF_BIT_DISABLED: int
@@ -143,3 +146,9 @@ class MapBase:
     def push(self, value: Any, flags: int = 0) -> None: ...
     def peek(self, default: Any = ...) -> Any: ...
     def delete(self, key: Any, missing_ok: bool = False) -> bool: ...
+    def _init_handle(self, fd: FD, map_type: int, key_size: int, value_size: int,
+                     max_entries: int, flags: int, name: str, key_dtype: np.dtype[Any] | None,
+                     value_dtype: np.dtype[Any] | None, percpu: bool,
+                     fd_values: bool) -> None: ...
+    def _scan_keys(self, keys_out: Buffer) -> int: ...
+    def _lookup_many(self, keys_in: Buffer, values_out: Buffer, count: int) -> np.ndarray[Any, Any]: ...

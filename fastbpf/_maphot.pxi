@@ -142,7 +142,15 @@ cdef int _pack_generic(object obj, char *buf, uint32_t size, object dt, str what
         memcpy(buf, <char *>raw, size)
         return 0
     try:
-        arr = _np.asarray(obj, dtype=dt)
+        if isinstance(obj, (_np.void, _np.ndarray)) and obj.dtype == dt:
+            arr = _np.asarray(obj)  # its bytes as they are, padding included
+        elif dt.fields is not None:
+            # Zeroed first: a field-by-field conversion leaves the padding
+            # between fields uninitialised, and the kernel compares keys bytewise.
+            arr = _np.zeros((), dtype=dt)
+            arr[()] = obj
+        else:
+            arr = _np.asarray(obj, dtype=dt)
     except (TypeError, ValueError, OverflowError) as e:
         raise TypeError(f"{what} {obj!r} cannot be converted to {dt}: {e}") from None
     if arr.ndim != 0 or arr.nbytes != size:

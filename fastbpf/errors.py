@@ -12,6 +12,8 @@ Malformed input files raise :class:`ELFError` or :class:`BTFError`, both
 
 from __future__ import annotations
 
+from typing import Any
+
 import errno as _errno
 import os
 
@@ -64,7 +66,10 @@ class BPFError(OSError):
         hint: an explanation of the likely cause, or ``None``.
     """
 
-    def __init__(self, code: int, op: str, obj: str | None = None, hint: str | None = None):
+    errno: int  # always set (OSError allows None)
+
+    def __init__(self, code: int, op: str, obj: str | None = None,
+                 hint: str | None = None) -> None:
         self.op = op
         self.obj = obj
         self.hint = hint
@@ -77,7 +82,7 @@ class BPFError(OSError):
             text += f" ({self.hint})"
         return text
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         return (type(self), (self.errno, self.op, self.obj, self.hint))
 
 
@@ -102,7 +107,7 @@ class VerifierError(BPFError):
         more = "" if len(lines) <= len(tail) else f"\n  ... ({len(lines) - len(tail)} earlier lines in .log)"
         return head + more + "\n  " + "\n  ".join(tail)
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         return (type(self), (self.errno, self.op, self.obj, self.log, self.hint))
 
 
@@ -176,7 +181,7 @@ class BTFError(ValueError):
     """BTF data is malformed, unsupported, or holds no such type."""
 
 
-class BTFLoadError(BTFError, BPFError):  # type: ignore[misc]
+class BTFLoadError(BTFError, BPFError):
     """The kernel refused a BTF blob (BPF_BTF_LOAD); ``log`` is its log."""
 
     def __init__(self, code: int, op: str = "btf load", obj: str | None = None, log: str = ""):
@@ -188,7 +193,7 @@ class BTFLoadError(BTFError, BPFError):  # type: ignore[misc]
         lines = [ln for ln in self.log.splitlines() if ln.strip()]
         return head + ("\n  " + "\n  ".join(lines[-6:]) if lines else "")
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         return (type(self), (self.errno, self.op, self.obj, self.log))
 
 
@@ -262,4 +267,5 @@ def bpf_error(code: int, op: str, obj: str | None = None, hint: str | None = Non
         base = _combine(base, builtin)
     if code == _errno.EPERM and hint is None:
         hint = "fastbpf needs root or CAP_BPF; unprivileged BPF may be disabled"
-    return base(code, op, obj, hint)
+    err: BPFError = base(code, op, obj, hint)
+    return err

@@ -148,7 +148,7 @@ def _kernel_type_id(name: str, kind: str) -> int:
         found = btf.load_kernel_spec().types_by_name(name, Kind[kind])
     except Exception:  # no vmlinux BTF, or the parser refused it
         return 0
-    return found[0].id if found else 0
+    return int(found[0].id or 0) if found else 0
 
 
 # -- map types ----------------------------------------------------------------------
@@ -176,7 +176,7 @@ def _create_probe_map(t: MapType) -> None:
     p = dict(key_size=4, value_size=4, max_entries=1, flags=0)
     p.update(_MAP_PARAMS.get(t, {}))
     extra: dict[str, Any] = {}
-    owned: list = []
+    owned: list[Any] = []
     try:
         if t in _INNER_MAPS:
             inner = _core.map_create(int(MapType.ARRAY), 4, 4, 1)

@@ -69,6 +69,9 @@ class Map(_core.MapBase, Pinnable):
 
     #: The spec the map was created from (None when opened from the kernel).
     spec: MapSpec | None
+    _keep: Any
+    _inner_spec: MapSpec | None
+    _pin_path: str | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use Map.create(spec), Map.from_pin(path), Map.from_id(id) "
@@ -149,6 +152,12 @@ class Map(_core.MapBase, Pinnable):
                 # The value type comes from vmlinux (btf_vmlinux_value_type_id),
                 # but the kernel still insists on *some* BTF object.
                 btf_handle, own_btf = _placeholder_btf(), True
+            else:
+                # BTF from the numpy dtypes: the map reopens typed (btf/from_dtype.py).
+                from .btf.from_dtype import load_dtype_btf
+                btf_handle, btf_ids = load_dtype_btf(mtype, spec.key_dtype, spec.value_dtype,
+                                                     spec.name)
+                own_btf = btf_handle is not None
             kw = {}
             if spec.numa_node is not None:
                 kw["numa_node"] = spec.numa_node
@@ -251,6 +260,11 @@ class Map(_core.MapBase, Pinnable):
                 raise ValueError(f"{what} dtype {dt} is {dt.itemsize} bytes, the map's "
                                  f"{what}s are {size}")
         mt = _map_type(info["type"])
+        if (kd is None or vd is None) and info["btf_id"] and mt not in FD_VALUE_MAPS:
+            from .btf.from_dtype import map_dtypes  # dtypes back from the map's BTF
+            bk, bv = map_dtypes(info["btf_id"], info["btf_key_type_id"],
+                                info["btf_value_type_id"], info["key_size"], info["value_size"])
+            kd, vd = (kd if kd is not None else bk), (vd if vd is not None else bv)
         if vd is None and mt in FD_VALUE_MAPS:
             vd = np.dtype(np.uint32)
         return cls._wrap(fd, info["type"], info["key_size"], info["value_size"],
@@ -283,7 +297,7 @@ class Map(_core.MapBase, Pinnable):
     @property
     def id(self) -> int:
         """The kernel's id of this map."""
-        return _core.map_info(self.fd)["id"]
+        return int(_core.map_info(self.fd)["id"])
 
     def clone(self) -> "Map":
         """A second Map object for the same kernel map (a dup'ed fd)."""
@@ -322,7 +336,7 @@ class Map(_core.MapBase, Pinnable):
     def _key_snapshot(self) -> np.ndarray:
         """Every key, read with GET_NEXT_KEY into one array."""
         if self.key_size == 0:
-            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")
+            raise TypeError(f"map {self.name!r} ({_type_name(self.type)}) has no keys")
         cap = max(self.max_entries, 1)
         raw, keys = self._alloc_keys(cap)
         n = self._scan_keys(raw)
@@ -395,7 +409,8 @@ class Map(_core.MapBase, Pinnable):
         """
         return self._read_batch(keys, values, delete=True, chunk=chunk)
 
-    def _out_buffers(self, keys: np.ndarray | None, values: np.ndarray | None, cap: int):
+    def _out_buffers(self, keys: np.ndarray | None, values: np.ndarray | None,
+                     cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """(raw key bytes, key view, raw value bytes, value view, capacity)."""
         if keys is None:
             kraw, kview = self._alloc_keys(cap)
@@ -426,7 +441,8 @@ class Map(_core.MapBase, Pinnable):
             raise ValueError(f"{what} has dtype {arr.dtype}; the map wants {dtype}")
         return arr.reshape(-1).view(np.uint8)
 
-    def _read_batch(self, keys, values, *, delete: bool, chunk: int | None):
+    def _read_batch(self, keys: np.ndarray | None, values: np.ndarray | None, *, delete: bool,
+                    chunk: int | None) -> tuple[np.ndarray, np.ndarray]:
         if self.key_size == 0:
             raise TypeError(f"map {self.name!r} has no keys")
         kraw, kview, vraw, vview, cap = self._out_buffers(keys, values, max(self.max_entries, 1))
@@ -473,7 +489,8 @@ class Map(_core.MapBase, Pinnable):
                 token_in[:] = token_out
         return kview[:total], vview[:total]
 
-    def _read_by_iteration(self, kraw, kview, vraw, vview, cap):
+    def _read_by_iteration(self, kraw: np.ndarray, kview: np.ndarray, vraw: np.ndarray,
+                           vview: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
         n = self._scan_keys(kraw[:cap * self.key_size])
         found = self._lookup_many(kraw, vraw, n).astype(bool)
         if found.all():
@@ -542,7 +559,8 @@ class Map(_core.MapBase, Pinnable):
                 return self._update_each(k, v, n, flags, e)
             raise
 
-    def _update_each(self, k, v, n, flags, original):
+    def _update_each(self, k: np.ndarray, v: np.ndarray, n: int, flags: int,
+                     original: BaseException) -> int:
         kb = k.view(np.uint8).reshape(n, self.key_size)
         vb = np.ascontiguousarray(v).view(np.uint8).reshape(n, -1)
         for i in range(n):
@@ -575,9 +593,9 @@ class Map(_core.MapBase, Pinnable):
                 for i in range(n):
                     if not _core.map_delete_elem(self.fd, kb[i]):
                         err = bpf_error(errno.ENOENT, "map delete_batch", f"map {self.name!r}")
-                        err.count = i
+                        err.count = i  # type: ignore[attr-defined]
                         raise err
-                return n
+                return int(n)
             raise
 
     def clear(self) -> int:
@@ -615,7 +633,7 @@ class Map(_core.MapBase, Pinnable):
             mm = _mmap.mmap(self.fd, length, _mmap.MAP_SHARED, _mmap.PROT_READ)
             prot = _mmap.PROT_READ
         except OSError as e:
-            raise bpf_error(e.errno, "map mmap", f"map {self.name!r}") from None
+            raise bpf_error(e.errno or 0, "map mmap", f"map {self.name!r}") from None
         arr = np.ndarray((self.max_entries,), dtype=self.value_dtype, buffer=mm,
                          strides=(stride,))
         if not prot & _mmap.PROT_WRITE:
@@ -645,7 +663,12 @@ class Map(_core.MapBase, Pinnable):
         if not 0 <= prefixlen <= nbytes * 8:
             raise ValueError(f"prefix length {prefixlen} out of range 0..{nbytes * 8}")
         raw_key = int(prefixlen).to_bytes(4, "little") + raw
-        return np.frombuffer(raw_key, dtype=self.key_dtype)[0]
+        key: np.void = np.frombuffer(raw_key, dtype=self.key_dtype)[0]
+        return key
+
+
+def _type_name(t: MapType | int) -> str:
+    return t.name if isinstance(t, MapType) else str(t)
 
 
 # Ring buffer map types and the Linux release that brought each. A kernel

@@ -134,7 +134,8 @@ class Reader(BaseReader):
         return [fd.fd for fd in self._core_events()]
 
     def _core_events(self) -> list[Any]:
-        return self._core.events()
+        events: list[Any] = self._core.events()
+        return events
 
     def pause(self) -> None:
         """Stop the kernel writing: remove this reader's events from the map

@@ -118,7 +118,7 @@ class ProgramSpec:
         elif self.type == ProgramType.STRUCT_OPS:
             # For struct_ops the kernel reads this field as the index of
             # the member the program implements, not as an attach type.
-            self.attach_type = int(self.attach_type)
+            self.attach_type = int(self.attach_type)  # type: ignore[assignment]
         else:
             self.attach_type = AttachType(self.attach_type)
 
@@ -157,7 +157,8 @@ class ProgramSpec:
         insns = self.resolved(maps)
         if isinstance(insns, (bytes, bytearray, memoryview)):
             return bytes(insns)
-        return insns.encode()
+        raw: bytes = insns.encode()
+        return raw
 
 
 def _func_btf(spec: ProgramSpec, insns: Any) -> tuple[bytes | None, bytes | None]:
@@ -273,7 +274,7 @@ def kernel_btf_id(spec: ProgramSpec) -> int:
     no named target, and :class:`TargetNotFoundError` (ENOENT) when the
     kernel has no such target.
     """
-    rule = _TARGET_RULES.get((spec.type, spec.attach_type))
+    rule = _TARGET_RULES.get((spec.type, spec.attach_type))  # type: ignore[arg-type]
     if rule is None:
         raise ValueError(f"attach_to={spec.attach_to!r}: a {spec.type.name} program with "
                          f"attach type {getattr(spec.attach_type, 'name', None)} takes no "
@@ -282,7 +283,7 @@ def kernel_btf_id(spec: ProgramSpec) -> int:
     from . import btf
     from .btf.types import Kind
     kernel = btf.load_kernel_spec()
-    name = spec.attach_to
+    name = spec.attach_to or ""
     names = [name] if name.startswith(prefix) else [prefix + name, name]
     for n in names:
         found = kernel.types_by_name(n, Kind[kind_name])
@@ -293,7 +294,7 @@ def kernel_btf_id(spec: ProgramSpec) -> int:
                                  f"{' or '.join(map(repr, names))}")
 
 
-def _map_objects(insns: Any) -> list:
+def _map_objects(insns: Any) -> list[Any]:
     """Map objects (not bare fds) that *insns* refer to, each once."""
     out, seen = [], set()
     for insn in insns if not isinstance(insns, (bytes, bytearray, memoryview)) else ():
@@ -365,7 +366,7 @@ class Program(ProgramBase, Pinnable):
         flags = int(spec.flags)
         if spec.type == ProgramType.SYSCALL:
             flags |= ProgramFlags.SLEEPABLE  # the kernel accepts no other kind
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             name=spec.name, prog_flags=flags,
             expected_attach_type=int(spec.attach_type) if spec.attach_type is not None else 0,
             attach_btf_id=btf_id, attach_prog_fd=spec.attach_btf_obj_fd,
@@ -413,8 +414,9 @@ class Program(ProgramBase, Pinnable):
                 btf_fd.close()  # the program keeps its own reference
 
     @classmethod
-    def _load_with_log(cls, spec: ProgramSpec, raw: bytes, kwargs: dict, log_level: int,
-                       log_size: int | None, used_maps: list) -> "Program":
+    def _load_with_log(cls, spec: ProgramSpec, raw: bytes, kwargs: dict[str, Any],
+                       log_level: int, log_size: int | None,
+                       used_maps: list[Any]) -> "Program":
         size = max(int(log_size or DEFAULT_LOG_SIZE), 128)
         level = int(log_level)
         first_error: BPFError | None = None
@@ -474,7 +476,7 @@ class Program(ProgramBase, Pinnable):
     @property
     def id(self) -> int:
         """The kernel's id of this program."""
-        return _core.prog_info(self._fd.fd)["id"]
+        return int(_core.prog_info(self._fd.fd)["id"])
 
     def __enter__(self) -> "Program":
         return self
@@ -541,7 +543,7 @@ class ProgramInfo:
     name: str
     #: The program's tag: a hash of its instructions, as bpftool shows it.
     tag: str
-    map_ids: list
+    map_ids: list[int]
     #: Runs and total run time, counted only while statistics are enabled.
     run_cnt: int = 0
     run_time_ns: int = 0

@@ -92,12 +92,12 @@ class Reader(BaseReader):
     @property
     def size(self) -> int:
         """The data area's size in bytes (the map's max_entries)."""
-        return self._core.size
+        return int(self._core.size)
 
     @property
     def pending(self) -> int:
         """Bytes produced but not yet consumed (headers included)."""
-        return self._core.pending
+        return int(self._core.pending)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.size} bytes"

@@ -13,6 +13,9 @@ command -v nsenter >/dev/null || need_apt+=(util-linux)
 [ -e /usr/include/bpf/libbpf.h ] || need_apt+=(libbpf-dev)   # benchmarks' C baseline only
 [ -e /usr/include/linux/bpf.h ] || need_apt+=(linux-libc-dev)
 command -v llvm-mc-19 >/dev/null || need_apt+=(llvm-19)       # cross-checks of fastbpf.asm
+command -v tmux >/dev/null || need_apt+=(tmux)                 # `fastbpf top` is tested in a terminal
+command -v clang-19 >/dev/null || need_apt+=(clang-19)         # compiles `fastbpf btf dump --format c` output
+command -v objdump >/dev/null || need_apt+=(binutils)          # `fastbpf prog dump jited`
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -21,8 +24,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 PY=${PYTHON:-python3}
-echo "setup: pip install -e .[test,bench,netlink]"
-"$PY" -m pip install -q --disable-pip-version-check --no-warn-script-location -e '.[test,bench,netlink]'
+echo "setup: pip install -e .[test,bench,netlink] (editable_mode=compat)"
+# compat mode: a .pth file puts the tree on sys.path, which mypy follows
+# (the default editable finder hook is invisible to type checkers).
+"$PY" -m pip install -q --disable-pip-version-check --no-warn-script-location \
+    --config-settings editable_mode=compat -e '.[test,bench,netlink]'
 # The editable install compiles the extension modules into the source tree;
 # check that they import from here.
 "$PY" -c "import fastbpf._core" || { echo "setup: fastbpf._core did not build" >&2; exit 1; }

@@ -484,12 +484,17 @@ def test_pin_from_pin_unpin(bpffs_dir):
         assert not os.path.exists(path)
 
 
-def test_from_pin_without_dtypes_gives_raw_bytes(bpffs_dir):
+def test_from_pin_without_dtypes_restores_them_from_btf(bpffs_dir):
+    # The map carries BTF generated from its dtypes (see test_typed_maps.py);
+    # a map created with byte sizes only still reopens as raw bytes.
     path = os.path.join(bpffs_dir, "raw")
     with hash_map() as m:
         m[1] = 5
         m.pin(path)
-    with Map.from_pin(path) as raw:
+    with Map.from_pin(path) as typed:
+        assert typed.key_dtype == m.key_dtype and typed.value_dtype == m.value_dtype
+        assert typed[1] == 5
+    with Map.from_pin(path, key=4, value=8) as raw:
         assert raw.key_dtype == np.dtype("V4") and raw.value_dtype == np.dtype("V8")
         assert bytes(raw[(1).to_bytes(4, "little")]) == (5).to_bytes(8, "little")
     with pytest.raises(ValueError, match="8 bytes"):

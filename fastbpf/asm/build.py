@@ -48,7 +48,7 @@ _S32_MIN, _S32_MAX, _U32_MAX = -(1 << 31), (1 << 31) - 1, (1 << 32) - 1
 def _int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__"):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    return value.__index__()
+    return int(value.__index__())
 
 
 def _reg(name: str, value: Any, writable: bool = False) -> int:
@@ -57,7 +57,7 @@ def _reg(name: str, value: Any, writable: bool = False) -> int:
         raise ValueError(f"{name} register {value} out of range: BPF has r0..r10")
     if writable and value == 10:
         raise ValueError(f"{name} cannot be r10: the frame pointer is read-only")
-    return value
+    return int(value)
 
 
 def _imm(value: Any, wide: bool, what: str = "immediate") -> int:
@@ -69,10 +69,10 @@ def _imm(value: Any, wide: bool, what: str = "immediate") -> int:
                 "constant" if wide else "")
         raise ValueError(f"{what} {value} ({value & ((1 << 64) - 1):#x}) does not fit "
                          f"{'a signed' if wide else 'a'} 32-bit immediate{hint}")
-    return value
+    return int(value)
 
 
-def _size(size: Any, allowed: tuple = (Size.B, Size.H, Size.W, Size.DW), what: str = "") -> Size:
+def _size(size: Any, allowed: tuple[Size, ...] = (Size.B, Size.H, Size.W, Size.DW), what: str = "") -> Size:
     if not isinstance(size, Size):
         raise TypeError(f"size must be a Size (Size.B, Size.H, Size.W, Size.DW), "
                         f"not {size!r}")
@@ -368,7 +368,7 @@ def load_ind(src: int, offset: int, size: Size) -> Instruction:
 # Atomics (STX | ATOMIC, the operation in imm)
 
 def _atomic(name: str, op: int, dst: int, offset: int, src: int, size: Size,
-            sizes: tuple = (Size.W, Size.DW)) -> Instruction:
+            sizes: tuple[Size, ...] = (Size.W, Size.DW)) -> Instruction:
     return Instruction(Class.STX | Mode.ATOMIC | _size(size, sizes, name), _reg("dst", dst),
                        _reg("src", src), offset, op)
 
@@ -432,7 +432,7 @@ def _u32(name: str, value: Any) -> int:
     value = _int(name, value)
     if not 0 <= value <= _U32_MAX:
         raise ValueError(f"{name} {value} does not fit 32 bits unsigned")
-    return value
+    return int(value)
 
 
 def _map_arg(map: Any) -> tuple[int, str | None, Any]:

@@ -9,6 +9,8 @@ load), we print what we do know: ``map_fd(5)`` or the map's name.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .helpers import Helper
 from .opcodes import (
     LD_IMM64,
@@ -53,7 +55,7 @@ def _target(pc: int, ref: str | None, resolved: bool) -> str:
     return f"<{ref}>"
 
 
-def format_instruction(insn, resolved: bool = False) -> str:
+def format_instruction(insn: Any, resolved: bool = False) -> str:
     """One line of disassembly for *insn*.
 
     With ``resolved=True`` the jump offsets are known to be final and are
@@ -143,7 +145,7 @@ def format_instruction(insn, resolved: bool = False) -> str:
     return _invalid(insn)
 
 
-def _format_atomic(insn, sz: str) -> str:
+def _format_atomic(insn: Any, sz: str) -> str:
     dst, src, off, imm = insn.dst, insn.src, insn.offset, insn.constant
     mem = f"({sz} *)(r{dst} {off:+d})"
     bits = "64" if insn.opcode & 0x18 == Size.DW else ""
@@ -162,7 +164,7 @@ def _format_atomic(insn, sz: str) -> str:
     return _invalid(insn)
 
 
-def _format_ld_imm64(insn, resolved: bool) -> str:
+def _format_ld_imm64(insn: Any, resolved: bool) -> str:
     dst, src, value, ref = insn.dst, insn.src, insn.constant, insn.reference
     lo = value & 0xFFFFFFFF
     hi = (value >> 32) & 0xFFFFFFFF
@@ -195,6 +197,6 @@ def _s32(v: int) -> int:
     return v - (1 << 32) if v & 0x80000000 else v
 
 
-def _invalid(insn) -> str:
+def _invalid(insn: Any) -> str:
     return (f"invalid opcode {insn.opcode:#04x} (dst r{insn.dst}, src r{insn.src}, "
             f"off {insn.offset}, imm {insn.constant})")

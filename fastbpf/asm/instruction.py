@@ -15,7 +15,7 @@ loaded many times against different maps.
 from __future__ import annotations
 
 import struct
-from typing import Any, Mapping, NamedTuple
+from typing import Any, List, Mapping, NamedTuple
 
 from .disasm import format_instruction
 from .opcodes import (
@@ -71,7 +71,7 @@ def _check_reg(name: str, value: Any) -> int:
     value = _check_int(name, value)
     if not 0 <= value <= 10:
         raise ValueError(f"{name} register {value} out of range: BPF has r0..r10")
-    return value
+    return int(value)
 
 
 def _check_name(name: str, value: Any) -> str | None:
@@ -142,6 +142,15 @@ class Instruction:
 
     __slots__ = _FIELDS + ("meta",)
 
+    opcode: int
+    dst: int
+    src: int
+    offset: int
+    constant: int
+    symbol: str | None
+    reference: str | None
+    map: Any
+
     def __init__(self, opcode: int, dst: int = 0, src: int = 0, offset: int = 0,
                  constant: int = 0, *, symbol: str | None = None,
                  reference: str | None = None, map: Any = None,
@@ -201,13 +210,13 @@ class Instruction:
         s(self, "meta", meta)
         return self
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"Instruction is immutable; use insn.replace({name}=...)")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         raise AttributeError("Instruction is immutable")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return (_rebuild, (self.opcode, self.dst, self.src, self.offset, self.constant,
                            self.symbol, self.reference, self.map, self.meta))
 
@@ -325,11 +334,12 @@ class Instruction:
         insns = Instructions.decode(raw, byte_order)
         if len(insns) != 1:
             raise ValueError(f"{len(raw)} bytes hold {len(insns)} instructions, not one")
-        return insns[0]
+        first: Instruction = insns[0]
+        return first
 
     # -- value protocol ----------------------------------------------------
 
-    def _key(self):
+    def _key(self) -> tuple[Any, ...]:
         return (self.opcode, self.dst, self.src, self.offset, self.constant,
                 self.symbol, self.reference)
 
@@ -357,7 +367,7 @@ class Instruction:
         return format_instruction(self)
 
 
-def _rebuild(*fields):
+def _rebuild(*fields: Any) -> "Instruction":
     return Instruction._raw(*fields)
 
 
@@ -425,7 +435,7 @@ def _encode_one(insn: Instruction, st: struct.Struct, big: bool, index: int | No
             + st.pack(0, 0, 0, hi - ((hi & 0x80000000) << 1)))
 
 
-class Instructions(list):
+class Instructions(List[Instruction]):
     """A program: a list of :class:`Instruction`.
 
     Positions come in two units. *Index* is the position in this list;
@@ -440,16 +450,16 @@ class Instructions(list):
 
     __slots__ = ()
 
-    def __getitem__(self, item):
+    def __getitem__(self, item: Any) -> Any:
         result = list.__getitem__(self, item)
         if isinstance(item, slice):
             return Instructions(result)
         return result
 
-    def __add__(self, other):
+    def __add__(self, other: Any) -> "Instructions":  # type: ignore[override]
         return Instructions(list.__add__(self, list(other)))
 
-    def __radd__(self, other):
+    def __radd__(self, other: Any) -> "Instructions":
         return Instructions(list(other) + list(self))
 
     def copy(self) -> Instructions:
@@ -509,8 +519,8 @@ class Instructions(list):
         a reference on an instruction that cannot carry one, or a target out
         of range of the offset field.
         """
-        labels = None
-        slots = None
+        labels: dict[str, int] | None = None
+        slots: list[int] = []
         out = Instructions()
         append = out.append
         for i, insn in enumerate(self):
@@ -628,7 +638,7 @@ class Instructions(list):
         big = byte_order == "big"
         resolved = self.resolve()
         pack = st.pack
-        parts = []
+        parts: list[bytes] = []
         append = parts.append
         for i, insn in enumerate(resolved):
             code = insn.opcode

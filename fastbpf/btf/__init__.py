@@ -16,8 +16,8 @@
 from __future__ import annotations
 
 from ..errors import BTFError, BTFLoadError
+from . import types as _types
 from .types import *  # noqa: F401,F403
-from .types import __all__ as _types_all
 from .spec import Spec, parse_header
 from .ext import ExtInfo, FuncInfo, LineInfo, CoreRelo, CoreReloKind
 from .kernel import load_kernel_spec, kernel_module_names, flush_kernel_specs
@@ -30,4 +30,4 @@ __all__ = [
     "CoreRelo", "CoreReloKind", "load_kernel_spec", "kernel_module_names",
     "flush_kernel_specs", "to_dtype", "format", "Handle", "BTFInfo", "btf_ids", "build_map_btf",
     "copy_types",
-] + list(_types_all)
+] + list(_types.__all__)

@@ -30,14 +30,16 @@ Rules (the tests check them against what gcc says about the same structs):
 
 from __future__ import annotations
 
+from typing import Any
+
 
 import numpy as np
 
 from ..errors import BTFError
 from .wire import order_char, resolve_byte_order
 from .types import (
-    Array, Composite, Datasec, Enum, Float, Fwd, Int, Pointer, Qualifier, Type, Var,
-    Void, MAX_RESOLVE_DEPTH, skip_qualifiers,
+    Array, Composite, Datasec, Enum, Float, Fwd, Int, Member, Pointer, Qualifier, Type, Var,
+    Typedef, Void, MAX_RESOLVE_DEPTH, skip_qualifiers,
 )
 
 __all__ = ["to_dtype", "bitfield_of", "spec_order"]
@@ -99,6 +101,18 @@ def bitfield_of(m) -> tuple[int, int] | None:
     return off, size
 
 
+def _big_endian_typedef(t: Type) -> bool:
+    """Whether *t* is (a qualified) ``__be16``/``__be32``/``__be64``/``__sum16``."""
+    from .from_dtype import BIG_ENDIAN_TYPEDEFS
+    for _ in range(MAX_RESOLVE_DEPTH):
+        if isinstance(t, Typedef) and t.name in BIG_ENDIAN_TYPEDEFS:
+            return True
+        if not isinstance(t, (Qualifier, Var)):
+            return False
+        t = t.type
+    return False
+
+
 class _Builder:
     def __init__(self, order: str, bitfields: str, unsupported: str):
         self.order = order
@@ -115,6 +129,8 @@ class _Builder:
         if depth > _MAX_NESTING:
             raise BTFError(f"types nested more than {_MAX_NESTING} deep at {t!r}")
         o = self.order
+        if _big_endian_typedef(t):
+            o = ">"  # __be16 and friends: network byte order whatever the host's
         t = skip_qualifiers(t, vars=True)
         if isinstance(t, Int):
             if t.bits != 8 * t.size or t.bit_offset:
@@ -169,7 +185,7 @@ class _Builder:
 
     def _composite(self, t: Composite, depth: int) -> np.dtype:
         names: list[str] = []
-        formats: list = []
+        formats: list[Any] = []
         offsets: list[int] = []
         self._fields(t, 0, depth, names, formats, offsets, t)
         size = t.size
@@ -182,7 +198,7 @@ class _Builder:
     def _fields(self, t: Composite, base_bits: int, depth: int, names, formats, offsets, root):
         run: list | None = None   # [first name, start byte, end byte]
 
-        def flush():
+        def flush() -> None:
             nonlocal run
             if run is not None and self.bitfields == "raw":
                 self._add(names, formats, offsets, f"_bitfield_{run[0]}",
@@ -222,7 +238,8 @@ class _Builder:
         flush()
 
     @staticmethod
-    def _add(names, formats, offsets, name, fmt, off, root):
+    def _add(names: list[str], formats: list[Any], offsets: list[int], name: str, fmt: Any,
+             off: int, root: Type) -> None:
         if name in names:
             raise BTFError(f"{root._describe()} has two fields named {name!r} "
                            "after flattening anonymous members")
@@ -231,7 +248,9 @@ class _Builder:
         offsets.append(off)
 
     def _datasec(self, t: Datasec, depth: int) -> np.dtype:
-        names, formats, offsets = [], [], []
+        names: list[str] = []
+        formats: list[Any] = []
+        offsets: list[int] = []
         for v in t.vars:
             var = v.type
             name = var.name if isinstance(var, Var) else f"var{len(names)}"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import BTFError
 from .spec import Spec
@@ -91,7 +91,7 @@ class ExtInfo:
     needs them with the records).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.byte_order = "little"
         self.func_info: dict[str, list[FuncInfo]] = {}
         self.line_info: dict[str, list[LineInfo]] = {}
@@ -129,22 +129,24 @@ class ExtInfo:
         return self
 
     def __repr__(self) -> str:
-        n = lambda d: sum(len(v) for v in d.values())  # noqa: E731
+        def n(d: dict[Any, Any]) -> int:
+            return sum(len(v) for v in d.values())
+
         return (f"<btf.ExtInfo {n(self.func_info)} func_info, {n(self.line_info)} line_info, "
                 f"{n(self.core_relos)} core_relos>")
 
 
-def _func_rec(fields, raw, spec):
+def _func_rec(fields: Any, raw: Any, spec: Spec) -> Any:
     return FuncInfo(fields[0], fields[1], raw)
 
 
-def _line_rec(fields, raw, spec):
+def _line_rec(fields: Any, raw: Any, spec: Spec) -> Any:
     insn_off, file_off, line_off, line_col = fields[:4]
     return LineInfo(insn_off, spec.string_at(file_off), spec.string_at(line_off),
                     line_col >> 10, line_col & 0x3FF, raw)
 
 
-def _core_rec(fields, raw, spec):
+def _core_rec(fields: Any, raw: Any, spec: Spec) -> Any:
     insn_off, type_id, access_off, kind = fields[:4]
     if type_id >= len(spec):
         raise BTFError(f"CO-RE relocation refers to type id {type_id}, beyond the spec")
@@ -155,8 +157,9 @@ def _core_rec(fields, raw, spec):
     return CoreRelo(insn_off, type_id, spec.string_at(access_off), kind, raw)
 
 
-def _subsection(body, off, length, c, min_rec, what, spec, make):
-    out: dict = {}
+def _subsection(body: Any, off: int, length: int, c: Any, min_rec: int, what: str, spec: Spec,
+                make: Any) -> tuple[int, dict[str, Any]]:
+    out: dict[str, Any] = {}
     if length == 0:
         return min_rec, out
     if off + length > len(body) or length < 4:

@@ -76,6 +76,7 @@ def format(value: Any, t: Type, *, byte_order: str | None = None) -> Any:
             and value.nbytes != size and value.dtype.itemsize == size):
         return [format(v, t, byte_order=byte_order) for v in value]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        own: str | None
         data, own = _pack_scalar(value, t), NATIVE_ORDER
     else:
         data, own = _value_bytes(value, size)
@@ -83,7 +84,7 @@ def format(value: Any, t: Type, *, byte_order: str | None = None) -> Any:
     return _Formatter(data, order).value(t, 0, 0)
 
 
-def _pack_scalar(value, t: Type) -> bytes:
+def _pack_scalar(value: Any, t: Type) -> bytes:
     base = skip_qualifiers(t)
     if isinstance(base, (Int, Enum, Pointer)):
         signed = getattr(base, "signed", False)
@@ -99,13 +100,14 @@ class _Formatter:
         self.order = order
 
     def _int(self, off: int, size: int, signed: bool) -> int:
-        return int.from_bytes(self.data[off:off + size], self.order, signed=signed)
+        return int.from_bytes(self.data[off:off + size], self.order,  # type: ignore[arg-type]
+                              signed=signed)
 
     def _bits(self, bit_off: int, nbits: int, signed: bool) -> int:
         if nbits == 0:      # a zero-width int (hostile BTF can say so) holds 0
             return 0
         start, end = bit_off // 8, (bit_off + nbits + 7) // 8
-        chunk = int.from_bytes(self.data[start:end], self.order)
+        chunk = int.from_bytes(self.data[start:end], self.order)  # type: ignore[arg-type]
         if self.order == "little":
             v = chunk >> (bit_off - 8 * start)
         else:
@@ -140,7 +142,7 @@ class _Formatter:
         if isinstance(t, Array):
             return self._array(t, off, depth)
         if isinstance(t, Composite):
-            out: dict = {}
+            out: dict[str, Any] = {}
             self._members(t, off, 8 * off, depth, out)
             return out
         if isinstance(t, Datasec):
@@ -158,12 +160,13 @@ class _Formatter:
         step = elem.size if t.nelems else 0
         return [self.value(elem, off + i * step, depth + 1) for i in range(t.nelems)]
 
-    def _members(self, t: Composite, off: int, bit_base: int, depth: int, out: dict) -> None:
+    def _members(self, t: Composite, off: int, bit_base: int, depth: int,
+                 out: dict[str, Any]) -> None:
         for m in t.members:
             bf = bitfield_of(m)
             if bf is not None:
                 base = skip_qualifiers(m.type)
-                v = self._bits(bit_base + bf[0], bf[1], bool(getattr(base, "signed", False)))
+                v: Any = self._bits(bit_base + bf[0], bf[1], bool(getattr(base, "signed", False)))
                 if isinstance(base, Enum):
                     name = base.name_of(v)
                     v = v if name is None else name

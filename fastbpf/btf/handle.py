@@ -8,7 +8,7 @@ loaded (:meth:`Handle.load`) or an existing one opened by id
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..errors import BTFError
 from .spec import Spec
@@ -39,7 +39,7 @@ def btf_ids() -> list[int]:
     return _core().btf_ids()
 
 
-def _core():
+def _core() -> Any:
     from .. import _core as core  # imported late: the BTF model works without it
     return core
 
@@ -81,7 +81,7 @@ class Handle:
     @property
     def fd(self) -> int:
         """The file descriptor number (ClosedError once closed)."""
-        return self._fd.fd
+        return int(self._fd.fd)
 
     def info(self) -> BTFInfo:
         """The kernel's ``bpf_btf_info``: id, btf_size, name, kernel_btf."""
@@ -118,12 +118,12 @@ class Handle:
 
     @property
     def closed(self) -> bool:
-        return self._fd.closed
+        return bool(self._fd.closed)
 
     def __enter__(self) -> Handle:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -164,7 +164,7 @@ def copy_types(roots: Iterable[Type], *, opaque_pointers: bool = False) -> list[
         if opaque_pointers and isinstance(t, Pointer):
             target = _opaque_target(t.target)
             if target is not t.target:
-                c.target = target
+                c.target = target  # type: ignore[attr-defined]
                 continue
         stack.extend(t.references())
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import mmap
 import os
 import sys
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from .types import (
 try:  # the C scanner; its Python twin (.scan) gives the same answers, slowly
     from .. import _btfscan as _scanmod
 except ImportError:  # pragma: no cover - exercised only without the build
-    _scanmod = None
+    _scanmod = None  # type: ignore[assignment]
 
 __all__ = ["Spec", "MAGIC", "HEADER_SIZE", "parse_header", "NATIVE_ORDER"]
 
@@ -60,7 +60,7 @@ class Spec:
 
     def __init__(self, types=(), base: Spec | None = None, byte_order: str | None = None):
         self.base = base
-        self.byte_order = byte_order or (base.byte_order if base else NATIVE_ORDER)
+        self.byte_order: str = byte_order or (base.byte_order if base else NATIVE_ORDER)
         if self.byte_order not in ("little", "big"):
             raise ValueError("byte_order must be 'little' or 'big'")
         self._first_id = len(base) if base is not None else 1
@@ -155,7 +155,7 @@ class Spec:
             if os.path.realpath(path).startswith("/sys/kernel/btf/"):
                 try:
                     size = os.fstat(f.fileno()).st_size
-                    data = _ReadOnlyMap(f.fileno(), size, prot=mmap.PROT_READ,
+                    data: Any = _ReadOnlyMap(f.fileno(), size, prot=mmap.PROT_READ,
                                         flags=mmap.MAP_PRIVATE)
                 except (OSError, ValueError):
                     data = f.read()
@@ -183,7 +183,7 @@ class Spec:
 
     def _str(self, off: int) -> str:
         if off < self._str_base:
-            return self.base._str(off)
+            return self.base._str(off)  # type: ignore[union-attr]
         start = self._str_start + off - self._str_base
         buf = self._buf
         end = buf.find(b"\0", start, self._str_start + self._str_len)
@@ -210,7 +210,8 @@ class Spec:
             raise BTFError(f"no BTF type with id {type_id} (largest is {len(self) - 1})") from None
         if t is None:
             t = self._materialize(i)
-        return t
+        found: Type = t
+        return found
 
     def type_id(self, t: Type) -> int:
         """The id of *t* in this spec (or its base). Raises BTFError if absent."""
@@ -218,7 +219,7 @@ class Spec:
             return 0
         tid = t.id
         if tid is not None:
-            spec = self
+            spec: Spec | None = self
             while spec is not None:
                 if t._spec is spec:
                     return tid
@@ -236,9 +237,9 @@ class Spec:
             t = self._cache[i]
             yield t if t is not None else self._materialize(i)
 
-    def __contains__(self, t) -> bool:
+    def __contains__(self, t: object) -> bool:
         try:
-            self.type_id(t)
+            self.type_id(t)  # type: ignore[arg-type]
         except BTFError:
             return False
         return True
@@ -278,8 +279,9 @@ class Spec:
         if _scanmod is not None:
             if not len(idx) or not len(table):
                 return idx[:0]
-            return idx[_scanmod.match_names(np.ascontiguousarray(offs, dtype=np.uint32),
-                                            table, needle)]
+            found: np.ndarray = idx[_scanmod.match_names(
+                np.ascontiguousarray(offs, dtype=np.uint32), table, needle)]
+            return found
         if len(table) > 1 << 31:
             offs = offs.astype(np.int64)
         n = len(needle)
@@ -383,7 +385,7 @@ class Spec:
         kflag = info >> 31
         name = self._str(name_off)
         cls = KIND_CLASSES[kind]
-        t = cls.__new__(cls)
+        t: Any = cls.__new__(cls)  # type: ignore[call-overload]
         t.name = name
         t.id = i + self._first_id
         t._spec = self
@@ -430,11 +432,12 @@ class Spec:
             comp = int(w[o + 3])
             t.component_idx = comp - (1 << 32) if comp >= 1 << 31 else comp
         self._cache[i] = t
-        return t
+        done: Type = t
+        return done
 
-    def _decode_items(self, t: Type) -> list:
+    def _decode_items(self, t: Type) -> list[Any]:
         """Decode the vlen items (members, values, params, vars) of *t*."""
-        i = t.id - self._first_id
+        i = int(t.id or 0) - self._first_id
         w = self._words
         o = int(self._offs[i])
         info = int(w[o + 1])
@@ -446,7 +449,7 @@ class Spec:
         tb = self.type_by_id
         st = self._str
         if kind in (Kind.STRUCT, Kind.UNION):
-            out = []
+            out: list[Any] = []
             for j in range(0, len(items), 3):
                 off = items[j + 2]
                 if kflag:
@@ -490,7 +493,7 @@ class Spec:
 
     # ------------------------------------------------------------ comparing
 
-    def _canonical(self, t: Type) -> tuple:
+    def _canonical(self, t: Type) -> tuple[Any, ...]:
         """A comparable description of *t* with references as ids."""
         tid = self.type_id
         if isinstance(t, Int):
@@ -520,7 +523,7 @@ class Spec:
             return (t.kind, t.name, tid(t.type), t.component_idx)
         return (t.kind, t.name)  # pragma: no cover
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         """Same types with the same ids (names, sizes, members, ...); the
         string table layout and byte order do not matter."""
         if not isinstance(other, Spec):
@@ -543,6 +546,6 @@ class _ReadOnlyMap(mmap.mmap):
     """A read-only mapping that Spec.parse may keep without copying."""
 
 
-def _linkage(v: int):
+def _linkage(v: int) -> Any:
     from .types import Linkage
     return Linkage(v) if v in (0, 1, 2) else v

@@ -15,7 +15,7 @@ Compare specs with ``==`` (see :meth:`Spec.__eq__`) to compare content.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from ..errors import BTFError
 
@@ -124,10 +124,10 @@ class _Ref:
     def __init__(self, slot: str):
         self.slot = slot
 
-    def __set_name__(self, owner, name):
+    def __set_name__(self, owner: Any, name: str) -> None:
         self.slot = "_" + name
 
-    def __get__(self, obj, cls=None):
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
         if obj is None:
             return self
         value = getattr(obj, self.slot)
@@ -136,7 +136,7 @@ class _Ref:
             setattr(obj, self.slot, value)
         return value
 
-    def __set__(self, obj, value):
+    def __set__(self, obj: Any, value: Any) -> None:
         if not isinstance(value, Type):
             raise TypeError(f"expected a btf Type, got {type(value).__name__}")
         setattr(obj, self.slot, value)
@@ -147,13 +147,13 @@ class _LazyList:
 
     __slots__ = ("slot",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.slot = ""
 
-    def __set_name__(self, owner, name):
+    def __set_name__(self, owner: Any, name: str) -> None:
         self.slot = "_" + name
 
-    def __get__(self, obj, cls=None):
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
         if obj is None:
             return self
         value = getattr(obj, self.slot)
@@ -162,7 +162,7 @@ class _LazyList:
             setattr(obj, self.slot, value)
         return value
 
-    def __set__(self, obj, value):
+    def __set__(self, obj: Any, value: Any) -> None:
         setattr(obj, self.slot, list(value))
 
 
@@ -228,7 +228,7 @@ class Void(Type):
     __slots__ = ()
     kind = Kind.UNKN
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("")
         self.id = 0
 
@@ -346,7 +346,7 @@ class Composite(Type):
     __slots__ = ("_size", "_members")
     members = _LazyList()
 
-    def __init__(self, name: str, size: int, members=()):
+    def __init__(self, name: str, size: int, members: Iterable[Member] = ()) -> None:
         super().__init__(name)
         self._size = size
         self.members = [m if isinstance(m, Member) else Member(*m) for m in members]
@@ -366,7 +366,8 @@ class Composite(Type):
         """
         for m in self.members:
             if m.name == name:
-                return m
+                found: Member = m
+                return found
         for m in self.members:
             if not m.name:
                 inner = skip_qualifiers(m.type)
@@ -406,7 +407,8 @@ class Enum(Type):
     kind = Kind.ENUM
     values = _LazyList()
 
-    def __init__(self, name: str, size: int = 4, values=(), signed: bool = False):
+    def __init__(self, name: str, size: int = 4, values: Iterable[EnumValue] = (),
+                 signed: bool = False) -> None:
         super().__init__(name)
         self._size = size
         self.values = [v if isinstance(v, EnumValue) else EnumValue(*v) for v in values]
@@ -424,7 +426,7 @@ class Enum(Type):
         """The name of the first enumerator equal to *value*, or None."""
         for v in self.values:
             if v.value == value:
-                return v.name
+                return str(v.name)
         return None
 
 
@@ -434,7 +436,8 @@ class Enum64(Enum):
     __slots__ = ()
     kind = Kind.ENUM64
 
-    def __init__(self, name: str, size: int = 8, values=(), signed: bool = False):
+    def __init__(self, name: str, size: int = 8, values: Iterable[EnumValue] = (),
+                 signed: bool = False) -> None:
         super().__init__(name, size, values, signed)
 
 
@@ -519,7 +522,7 @@ class FuncProto(Type):
     return_type = _Ref("_return_type")
     params = _LazyList()
 
-    def __init__(self, return_type: Type, params=()):
+    def __init__(self, return_type: Type, params: Iterable[Param] = ()) -> None:
         super().__init__("")
         self.return_type = return_type
         self.params = [p if isinstance(p, Param) else Param(*p) for p in params]
@@ -579,7 +582,7 @@ class Datasec(Type):
     kind = Kind.DATASEC
     vars = _LazyList()
 
-    def __init__(self, name: str, size: int = 0, vars=()):
+    def __init__(self, name: str, size: int = 0, vars: Iterable[VarSecinfo] = ()) -> None:
         super().__init__(name)
         self._size = size
         self.vars = [v if isinstance(v, VarSecinfo) else VarSecinfo(*v) for v in vars]
@@ -637,13 +640,13 @@ def skip_qualifiers(t: Type, typedefs: bool = True, vars: bool = False) -> Type:
     """Follow typedefs (unless *typedefs* is false), const, volatile,
     restrict and type tags (and variables, with *vars*) down to the type
     they decorate."""
-    kinds = _TRANSPARENT if typedefs else (Volatile, Const, Restrict, TypeTag)
+    kinds: tuple[type, ...] = _TRANSPARENT if typedefs else (Volatile, Const, Restrict, TypeTag)
     if vars:
         kinds = kinds + (Var,)
     for _ in range(MAX_RESOLVE_DEPTH):
         if not isinstance(t, kinds):
             return t
-        t = t.type
+        t = t.type  # type: ignore[attr-defined]
     raise BTFError(f"chain of qualifiers/typedefs longer than {MAX_RESOLVE_DEPTH} at {t!r}")
 
 

@@ -39,7 +39,7 @@ from .extinfo import ExtRecords
 from .reader import SHF_EXECINSTR, SHN_LORESERVE, SHN_UNDEF, SHT, STB, STT, ELFFile
 from .sections import SectionDef, match_section
 
-__all__ = ["parse_object", "internal_map_name"]
+__all__ = ["ObjectFile", "internal_map_name", "object_name"]
 
 _CALL = 0x85
 _DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..*)?$")

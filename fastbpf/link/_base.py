@@ -134,7 +134,7 @@ class FDLink(Pinnable, Link):
     @property
     def id(self) -> int:
         """The kernel's id of this link."""
-        return _core.link_info(self.fd)["id"]
+        return int(_core.link_info(self.fd)["id"])
 
     @classmethod
     def from_pin(cls, path: str | os.PathLike) -> FDLink:

@@ -43,8 +43,9 @@ _HDR = struct.Struct("=IHHII")
 def pyroute2() -> Any:
     """Import the pyroute2 message classes, or explain how to get them."""
     try:
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-        from pyroute2.netlink.rtnl.tcmsg import tcmsg
+        # pyroute2 ships no type information: its classes are Any here.
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # type: ignore[import-untyped,import-not-found,unused-ignore]
+        from pyroute2.netlink.rtnl.tcmsg import tcmsg  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
             "this attachment uses rtnetlink, which needs pyroute2: "

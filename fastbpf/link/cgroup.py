@@ -17,22 +17,22 @@ from ._base import DetachLink, FDLink, Link
 __all__ = ["attach_cgroup", "open_cgroup"]
 
 
-def open_cgroup(cgroup: str | os.PathLike | int) -> _core.FD:
+def open_cgroup(cgroup: str | os.PathLike[str] | int) -> _core.FD:
     """An :class:`FD` for *cgroup*: a cgroup v2 directory path, or an open
     fd of one (duplicated; the caller keeps theirs)."""
     if isinstance(cgroup, int) and not isinstance(cgroup, bool):
         return _core.dup_fd(cgroup)
     if hasattr(cgroup, "fileno"):  # an FD, a file object
         return _core.dup_fd(cgroup.fileno())
-    path = os.fspath(cgroup)
+    path = os.fspath(cgroup)  # type: ignore[arg-type]
     try:
         return _core.FD(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
     except OSError as e:
-        raise bpf_error(e.errno, "open cgroup", repr(path),
+        raise bpf_error(e.errno or 0, "open cgroup", repr(path),
                         "give a cgroup v2 directory, e.g. /sys/fs/cgroup/unified/NAME") from None
 
 
-def attach_cgroup(program: Any, cgroup: str | os.PathLike | int, attach_type: AttachType | int,
+def attach_cgroup(program: Any, cgroup: str | os.PathLike[str] | int, attach_type: AttachType | int,
                   *, use_link: bool = True, flags: int = 0, replace: Any = None) -> Link:
     """Attach *program* to *cgroup* (a cgroup v2 path or fd) at *attach_type*
     (``AttachType.CGROUP_INET_EGRESS``, ``CGROUP_INET4_CONNECT``, ...).

@@ -52,12 +52,14 @@ class IterLink(FDLink):
     def read_bytes(self) -> bytes:
         """The whole output of one pass."""
         with self.open("rb") as f:
-            return f.read()
+            data: bytes = f.read()
+            return data
 
     def read(self) -> str:
         """The whole output of one pass, as text."""
         with self.open() as f:
-            return f.read()
+            text: str = f.read()
+            return text
 
 
 def attach_iter(program: Any, *, map: Any = None, task_tid: int = 0, task_pid: int = 0,

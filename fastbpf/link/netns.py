@@ -20,19 +20,19 @@ __all__ = ["attach_sk_lookup", "attach_flow_dissector", "open_netns"]
 THREAD_NETNS = "/proc/thread-self/ns/net"
 
 
-def open_netns(netns: str | os.PathLike | int | None = None) -> _core.FD:
+def open_netns(netns: str | os.PathLike[str] | int | None = None) -> _core.FD:
     """An :class:`FD` for a network namespace: a path such as
     ``/proc/PID/ns/net`` or ``/var/run/netns/NAME``, an open fd (duplicated),
     or None for the calling thread's namespace."""
     if isinstance(netns, int) and not isinstance(netns, bool):
         return _core.dup_fd(netns)
     if hasattr(netns, "fileno"):  # an FD, a file object
-        return _core.dup_fd(netns.fileno())
-    path = os.fspath(netns) if netns is not None else THREAD_NETNS
+        return _core.dup_fd(netns.fileno())  # type: ignore[union-attr]
+    path = os.fspath(netns) if netns is not None else THREAD_NETNS  # type: ignore[arg-type]
     try:
         return _core.FD(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
     except OSError as e:
-        raise bpf_error(e.errno, "open network namespace", repr(path)) from None
+        raise bpf_error(e.errno or 0, "open network namespace", repr(path)) from None
 
 
 def _attach_netns(program: Any, netns: Any, attach_type: AttachType, what: str) -> FDLink:
@@ -42,7 +42,7 @@ def _attach_netns(program: Any, netns: Any, attach_type: AttachType, what: str) 
     return FDLink(fd, program, f"{what} on {where}")
 
 
-def attach_sk_lookup(program: Any, netns: str | os.PathLike | int | None = None) -> FDLink:
+def attach_sk_lookup(program: Any, netns: str | os.PathLike[str] | int | None = None) -> FDLink:
     """Attach the sk_lookup *program* to a network namespace.
 
     It runs when a TCP SYN or UDP datagram looks for a local socket, and can
@@ -53,7 +53,7 @@ def attach_sk_lookup(program: Any, netns: str | os.PathLike | int | None = None)
     return _attach_netns(program, netns, AttachType.SK_LOOKUP, "sk_lookup")
 
 
-def attach_flow_dissector(program: Any, netns: str | os.PathLike | int | None = None) -> FDLink:
+def attach_flow_dissector(program: Any, netns: str | os.PathLike[str] | int | None = None) -> FDLink:
     """Attach the flow_dissector *program* to a network namespace, replacing
     the kernel's C flow dissector there. A namespace holds one: a second
     link fails with E2BIG (update the first instead)."""

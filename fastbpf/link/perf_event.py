@@ -136,7 +136,7 @@ def attach_perf_fd(program: Any, perf_fd: _core.FD, *, cookie: int = 0, descript
             fcntl.ioctl(perf_fd.fd, PERF_EVENT_IOC_SET_BPF, fd_of(program))
             fcntl.ioctl(perf_fd.fd, PERF_EVENT_IOC_ENABLE, 0)
         except OSError as e:
-            raise bpf_error(e.errno, "perf event set bpf", description) from None
+            raise bpf_error(e.errno or 0, "perf event set bpf", description) from None
     except BaseException:
         perf_fd.close()
         if cleanup is not None:
@@ -165,7 +165,7 @@ class PerfEventGroup(Link):
         for l in self.links:
             l.close()
 
-    def pin(self, path: str | os.PathLike) -> None:
+    def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin each CPU's link as ``<path>/cpu<N>`` (a directory on bpffs)."""
         path = os.fspath(path)
         os.makedirs(path, exist_ok=True)

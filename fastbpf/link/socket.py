@@ -39,7 +39,7 @@ def attach_socket_filter(program: Any, sock: Any) -> DetachLink:
         own.setsockopt(_socket.SOL_SOCKET, SO_ATTACH_BPF, program.fd)
     except OSError as e:
         own.close()
-        raise bpf_error(e.errno, "socket filter attach", f"socket fd {fd}") from None
+        raise bpf_error(e.errno or 0, "socket filter attach", f"socket fd {fd}") from None
 
     def detach() -> None:
         try:

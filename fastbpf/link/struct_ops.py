@@ -46,7 +46,7 @@ __all__ = [
 _VALUE_PREFIX = "bpf_struct_ops_"
 
 
-def _kernel_spec():
+def _kernel_spec() -> Any:
     from ..btf import load_kernel_spec
     return load_kernel_spec()
 
@@ -63,7 +63,7 @@ def _resolve(t: Any) -> Any:
     return t
 
 
-def _members(spec: Any, ops: str) -> list:
+def _members(spec: Any, ops: str) -> list[Any]:
     return list(_struct(spec, ops).members)
 
 
@@ -156,7 +156,7 @@ class StructOpsLink(FDLink):
     """A registered struct_ops (BPF_LINK_TYPE_STRUCT_OPS). :meth:`update`
     swaps in another map of the same ops, atomically."""
 
-    def update(self, map: Any, old_map: Any = None) -> None:  # type: ignore[override]
+    def update(self, map: Any, old_map: Any = None) -> None:
         """Swap in the ops of another STRUCT_OPS *map* (only if *old_map*
         is the one registered now, when given)."""
         from ..enums import AttachFlags

@@ -113,7 +113,7 @@ class TCFilterLink(DetachLink):
 
     def __init__(self, detach: Any, program: Any, description: str, nl: _netlink.RtNetlink,
                  ifindex: int, parent: int, priority: int, handle: int,
-                 state: dict | None = None) -> None:
+                 state: dict[str, Any] | None = None) -> None:
         super().__init__(detach, program, description)
         self._state = state if state is not None else {}
         self._nl = nl
@@ -230,14 +230,14 @@ def _bpf_id(msg: bytes) -> int | None:
                 if blen < 4:
                     break
                 if btype & 0x3FFF == TCA_BPF_ID and blen >= 8:
-                    return struct.unpack_from("=I", msg, o + 4)[0]
+                    return int(struct.unpack_from("=I", msg, o + 4)[0])
                 o += (blen + 3) & ~3
         off += (alen + 3) & ~3
     return None
 
 
 def _filter_request(nl: _netlink.RtNetlink, msg_type: int, flags: int, idx: int, parent: int,
-                    priority: int, handle: int, program: Any, op: str, what: str) -> list:
+                    priority: int, handle: int, program: Any, op: str, what: str) -> list[Any]:
     _, tcmsg = _netlink.pyroute2()
     name = (getattr(program, "name", "") or "fastbpf")[:255]
     m = _tcmsg(tcmsg, idx, parent, handle=handle, priority=priority, kind="bpf",

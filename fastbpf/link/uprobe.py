@@ -54,7 +54,7 @@ def _strip_version(name: str) -> str:
     return name.split("@", 1)[0]
 
 
-def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str, int]:
+def symbol_offsets(path: str | os.PathLike[str], symbols: Iterable[str]) -> dict[str, int]:
     """File offsets of the functions *symbols* in the ELF file *path*
     (.symtab first, then .dynsym). Raises :class:`TargetNotFoundError` (a
     KeyError) naming what is missing."""
@@ -105,7 +105,7 @@ def symbol_offsets(path: str | os.PathLike, symbols: Iterable[str]) -> dict[str,
     return out
 
 
-def symbol_offset(path: str | os.PathLike, symbol: str) -> int:
+def symbol_offset(path: str | os.PathLike[str], symbol: str) -> int:
     """The file offset of the function *symbol* in the ELF file *path*."""
     return symbol_offsets(path, [symbol])[symbol]
 
@@ -127,7 +127,7 @@ def _open_pmu(ptype: int, path: str, offset: int, retprobe: bool, pid: int, ref_
 # public API
 
 
-def _resolve(path: str | os.PathLike, symbol: str | None, offset: int) -> tuple[str, int, str]:
+def _resolve(path: str | os.PathLike[str], symbol: str | None, offset: int) -> tuple[str, int, str]:
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
         raise target_not_found_error(errno.ENOENT, "uprobe attach", path, "no such binary")
@@ -195,7 +195,7 @@ def attach_uprobe_multi(program: Any, path: str | os.PathLike,
         offs = [table[s] for s in symbols]
         what = ",".join(symbols)
     else:
-        offs = [int(o) for o in offsets]
+        offs = [int(o) for o in offsets or ()]
         what = ",".join(f"{o:#x}" for o in offs)
     n = len(offs)
     if not n:

@@ -110,7 +110,7 @@ def _setlink_xdp(nl: _netlink.RtNetlink, ifinfmsg: Any, idx: int, fd: int, flags
     msg = ifinfmsg()
     msg["family"] = 0
     msg["index"] = idx
-    attrs: list = [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", int(flags))]
+    attrs: list[Any] = [("IFLA_XDP_FD", fd), ("IFLA_XDP_FLAGS", int(flags))]
     if expected_fd is not None:
         attrs.append(("IFLA_XDP_EXPECTED_FD", expected_fd))
     msg["attrs"] = [("IFLA_XDP", {"attrs": attrs})]

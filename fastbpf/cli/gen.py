@@ -1,0 +1,20 @@
+"""``fastbpf gen skeleton OBJ -o OUT``: a typed Python module for one
+compiled object (:mod:`fastbpf.gen`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add ``gen``; its arguments go to :func:`fastbpf.gen.main`."""
+    p = sub.add_parser("gen", help="generate a typed skeleton module from an object",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=lambda a: _gen(a.rest))
+
+
+def _gen(rest: list[str]) -> int:
+    from ..gen import main
+    return main(rest)
