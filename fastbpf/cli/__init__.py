@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``fastbpf`` command; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Commands with parsers of their own take every argument, --help included
+    # (argparse's REMAINDER does not capture a leading option).
+    if argv[:1] in (["export"], ["gen"]):
+        mod = importlib.import_module(f"{__name__}.{argv[0]}")
+        return int(mod.run(argv[1:]))
+    if argv[:2] == ["map", "hist"]:
+        from ..metrics import cli_hist
+        return int(cli_hist(argv[2:]))
     args = build_parser().parse_args(argv)
     try:
         rc: int = args.fn(args)

@@ -12,9 +12,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("export", help="serve maps as Prometheus metrics (ebpf_exporter-style "
                        "config)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=lambda a: _export(a.rest))
+    p.set_defaults(fn=lambda a: run(a.rest))
 
 
-def _export(rest: list[str]) -> int:
+def run(rest: list[str]) -> int:
+    """Run the command with its own arguments; returns the exit status."""
     from ..metrics.exporter import main
     return main(rest)

@@ -12,9 +12,10 @@ def register(sub: Any) -> None:
     p = sub.add_parser("gen", help="generate a typed skeleton module from an object",
                        add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(fn=lambda a: _gen(a.rest))
+    p.set_defaults(fn=lambda a: run(a.rest))
 
 
-def _gen(rest: list[str]) -> int:
+def run(rest: list[str]) -> int:
+    """Run the command with its own arguments; returns the exit status."""
     from ..gen import main
     return main(rest)
