@@ -29,6 +29,8 @@ fastbpf\.\w+\.(\w+\.)?__setstate_cython__
 fastbpf\.\w+\.\w+\.__test__
 # _core imports the errno constant for its own use; it is errors.ENOTSUPP's.
 fastbpf\._core\.ENOTSUPP
+# Buffer is a typing alias of the stub (what the buffer arguments accept).
+fastbpf\._core\.Buffer
 # FD takes its fd in __cinit__; the stub shows callers the same as __init__.
 fastbpf\._core\.FD\.__init__
 """

@@ -28,7 +28,7 @@ STATS = np.dtype([("packets", "<u8"), ("bytes", "<u8"), ("comm", "S16"),
 def test_dtype_to_btf_and_back(dt):
     t = from_dtype(dt, "thing")
     assert t.size == dt.itemsize
-    assert btf.to_dtype(t, byteorder="little") == dt
+    assert btf.to_dtype(t, byte_order="little") == dt
 
 
 def test_big_endian_fields_are_be_typedefs():

@@ -101,9 +101,12 @@ def bitfield_of(m) -> tuple[int, int] | None:
     return off, size
 
 
+#: Typedef names whose integer is stored big-endian (network byte order).
+BIG_ENDIAN_TYPEDEFS = frozenset({"__be16", "__be32", "__be64", "__sum16"})
+
+
 def _big_endian_typedef(t: Type) -> bool:
     """Whether *t* is (a qualified) ``__be16``/``__be32``/``__be64``/``__sum16``."""
-    from .from_dtype import BIG_ENDIAN_TYPEDEFS
     for _ in range(MAX_RESOLVE_DEPTH):
         if isinstance(t, Typedef) and t.name in BIG_ENDIAN_TYPEDEFS:
             return True

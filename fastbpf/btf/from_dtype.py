@@ -35,8 +35,7 @@ from .types import Array, Float, Int, IntEncoding, Member, Struct, Type, Typedef
 __all__ = ["from_dtype", "map_btf_from_dtypes", "load_dtype_btf", "map_dtypes", "UnsupportedDtype",
            "BIG_ENDIAN_TYPEDEFS", "DTYPE_BTF_MAP_TYPES"]
 
-#: Typedef names whose integer is stored big-endian (network byte order).
-BIG_ENDIAN_TYPEDEFS = frozenset({"__be16", "__be32", "__be64", "__sum16"})
+from .dtype import BIG_ENDIAN_TYPEDEFS, to_dtype as _to_dtype  # noqa: E402
 
 _INT_NAMES = {(1, True): "signed char", (1, False): "unsigned char",
               (2, True): "short", (2, False): "unsigned short",
@@ -182,7 +181,7 @@ def load_dtype_btf(map_type: int, key: np.dtype | None, value: np.dtype | None,
 def _restored(t: Type | None, size: int) -> np.dtype | None:
     if t is None:
         return None
-    from .dtype import to_dtype
+    to_dtype = _to_dtype
     from ..errors import BTFError
     try:
         dt = to_dtype(t, bitfields="raw", unsupported="raw")
