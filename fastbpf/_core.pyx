@@ -20,11 +20,12 @@ released around calls that can run long (batch operations, test runs).
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE, PyBUF_ANY_CONTIGUOUS
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
-from cpython.long cimport PyLong_Check, PyLong_AsUnsignedLongLong, PyLong_AsLongLong, PyLong_FromUnsignedLongLong
-from cpython.float cimport PyFloat_Check, PyFloat_AsDouble
+from cpython.long cimport (PyLong_Check, PyLong_CheckExact, PyLong_AsUnsignedLongLong,
+                           PyLong_AsLongLong, PyLong_FromUnsignedLongLong, PyLong_FromLongLong)
+from cpython.float cimport PyFloat_Check, PyFloat_AsDouble, PyFloat_FromDouble
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.ref cimport PyObject, Py_INCREF, Py_REFCNT
-from libc.errno cimport errno, ENOENT, EAGAIN, EINTR, ENOSPC
+from libc.errno cimport errno, ENOENT, EAGAIN, EINTR, ENOSPC, E2BIG, EPERM
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int8_t, int16_t, int32_t, int64_t
 from libc.string cimport memset, memcpy, strlen
 from posix.unistd cimport close as c_close
@@ -69,8 +70,8 @@ cdef extern from "Python.h":
 # ---------------------------------------------------------------------------
 # errors and fds
 
-cdef inline object _err(int code, str op, object obj=None):
-    return _bpf_error(code, op, obj)
+cdef inline object _err(int code, str op, object obj=None, object hint=None):
+    return _bpf_error(code, op, obj, hint)
 
 
 cdef int _own_fd(long fd) except -1:

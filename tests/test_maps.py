@@ -41,7 +41,7 @@ def test_hash_crud_roundtrip():
     with hash_map(name="flows") as m:
         m[7] = 42
         v = m[7]
-        assert isinstance(v, np.uint64) and v == 42
+        assert type(v) is int and v == 42     # scalar values come back as Python numbers
         assert 7 in m and 8 not in m
         assert m.lookup(8) is None and m.lookup(8, default=-1) == -1
         assert m.get(7) == 42
@@ -88,7 +88,7 @@ def test_numpy_scalar_and_bool_keys():
         m[np.uint16(5)] = np.int32(-7)
         m[np.int64(6)] = -8
         assert m[5] == -7 and m[6] == -8
-        assert m[5].dtype == np.int32
+        assert type(m[5]) is int
 
 
 def test_float_values():
