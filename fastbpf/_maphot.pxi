@@ -41,6 +41,14 @@ class OutOfRangeError(OverflowError, ValueError):
     earlier versions raised."""
 
 
+cdef extern from "Python.h":
+    # The C API without Cython's exception checks: callers test the result.
+    unsigned long long _as_ull "PyLong_AsUnsignedLongLong"(object)
+    long long _as_ll "PyLong_AsLongLong"(object)
+    PyObject *PyErr_Occurred()
+    void PyErr_Clear()
+
+
 cdef int _scalar_kind(object dt, uint32_t size):
     if dt is None or dt.itemsize != size or dt.fields is not None or dt.subdtype is not None:
         return K_OTHER
@@ -122,9 +130,11 @@ cdef int _pack_scalar(int kind, object obj, char *buf, str what, object dt) exce
             memcpy(buf, &d, 8)
         return 1
     if kind <= K_U64 or kind == K_BOOL:
-        try:
-            u = PyLong_AsUnsignedLongLong(obj)
-        except OverflowError:
+        # No try/except here: Cython saves the exception state on entering
+        # one, which costs more than the conversion.
+        u = _as_ull(obj)
+        if u == <unsigned long long>-1 and PyErr_Occurred() != NULL:
+            PyErr_Clear()
             _range_error(obj, what, dt)
         if kind == K_U32:
             if u > 0xffffffffULL:
@@ -145,9 +155,9 @@ cdef int _pack_scalar(int kind, object obj, char *buf, str what, object dt) exce
                 _range_error(obj, what, dt)
             (<uint8_t *>buf)[0] = <uint8_t>u
         return 1
-    try:
-        s = PyLong_AsLongLong(obj)
-    except OverflowError:
+    s = _as_ll(obj)
+    if s == -1 and PyErr_Occurred() != NULL:
+        PyErr_Clear()
         _range_error(obj, what, dt)
     if kind == K_I32:
         if s < -0x80000000LL or s > 0x7fffffffLL:
@@ -363,6 +373,7 @@ cdef class MapBase:
     cdef object _kdt, _vdt
     cdef int _kkind, _vkind, _vmode
     cdef bint _vnative          # the value dtype is a native scalar (see _get_value)
+    cdef bint _fast             # scalar key and plain scalar value: see __getitem__
     cdef uint32_t _vstride      # bytes the kernel reads/writes per value
     cdef uint32_t _cpu_stride   # per-CPU: round_up(value_size, 8)
     cdef uint32_t _tmpk         # key_size rounded up to 8 (value offset in a _Tmp)
@@ -404,6 +415,8 @@ cdef class MapBase:
         else:
             self._vmode = V_PLAIN
             self._vstride = value_size
+        self._fast = (self._kkind != K_OTHER and self._vkind != K_OTHER
+                      and self._vmode == V_PLAIN and key_size <= 8 and value_size <= 8)
         self._fdobj = fd
         self._fd = fd.fd
 
@@ -639,6 +652,31 @@ cdef class MapBase:
                 PyMem_Free(t.heap)
 
     def __getitem__(self, key):
+        # The hot path of metrics agents: for a scalar key and value, the
+        # key is packed into a register-sized local, the kernel writes the
+        # value into another, and a Python int/float comes back. No
+        # allocation but the result; everything else goes through _lookup.
+        cdef uint64_t kb, vb
+        cdef int code
+        cdef char *out
+        if self._fast and self._fd >= 0:
+            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
+                if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, &vb, 0) == 0:
+                    return _unpack_scalar(self._vkind, <char *>&vb)
+                code = errno
+                if code == ENOENT:
+                    raise KeyError(key)
+                raise _err(code, "map lookup", self._what())
+        elif self._vmode == V_PERCPU and self._kkind != K_OTHER and self._fd >= 0 \
+                and self.key_size <= 8:
+            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
+                result = self._new_percpu(&out)
+                if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, out, 0) == 0:
+                    return result
+                code = errno
+                if code == ENOENT:
+                    raise KeyError(key)
+                raise _err(code, "map lookup", self._what())
         return self._lookup(key, False, None, True)
 
     def lookup(self, key, default=None):
@@ -670,6 +708,15 @@ cdef class MapBase:
         cdef long r
         cdef int code
         cdef _Tmp t
+        cdef uint64_t kb, vb
+        if self._fast and self._fd >= 0:
+            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
+                if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, &vb, 0) == 0:
+                    return True
+                code = errno
+                if code == ENOENT:
+                    return False
+                raise _err(code, "map lookup", self._what())
         if self.key_size == 0 and self._fd >= 0:
             return self._bloom_contains(key)
         self._tmp_init(&t)
@@ -733,6 +780,13 @@ cdef class MapBase:
         raise _err(code, "map update", self._what(), hint)
 
     def __setitem__(self, key, value):
+        cdef uint64_t kb, vb
+        if self._fast and self._fd >= 0:
+            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt) and \
+                    _pack_scalar(self._vkind, value, <char *>&vb, "value", self._vdt):
+                if _elem(BPF_MAP_UPDATE_ELEM, self._fd, &kb, &vb, 0) < 0:
+                    self._update_error(errno)
+                return
         self._update(key, value, 0)
 
     def update(self, key, value, flags=0):
