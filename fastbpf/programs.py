@@ -5,10 +5,10 @@ buffer costs memory); if the kernel refuses, load again with a log so the
 :class:`VerifierError` explains itself, growing the buffer until the whole log
 fits. A program that passes keeps its log only when asked (``log_level``).
 
-Test runs (BPF_PROG_TEST_RUN) go through :mod:`fastbpf._progrun`, which does
-the whole call in C; :meth:`Program.test_run` only adds the per-type rules
-(raw tracepoint and syscall programs take no repeat count, syscall programs
-write their context back).
+Test runs (BPF_PROG_TEST_RUN) are :meth:`ProgramBase.test_run`, in C
+(``fastbpf._core``); the Python class tells it, once at construction, how the
+kernel runs its type (raw tracepoint and syscall programs take no repeat
+count, syscall programs write their context back).
 """
 
 from __future__ import annotations
@@ -17,15 +17,11 @@ import dataclasses
 import errno
 import os
 import struct
-import time
 from typing import Any, Mapping
 
-import numpy as np
 
 from . import _core
-from ._progrun import TestRunResult
-from ._progrun import ProgramBase
-from ._progrun import test_run as _test_run
+from ._core import ProgramBase, TestRunResult
 from .enums import AttachType, ProgramFlags, ProgramType, StatsType
 from .errors import BPFError, NotSupportedError, VerifierError
 
@@ -38,8 +34,9 @@ DEFAULT_LOG_SIZE = 1 << 16
 #: The kernel refuses log buffers of UINT32_MAX >> 2 bytes or more.
 MAX_LOG_SIZE = (1 << 30) - 1
 
-# How BPF_PROG_TEST_RUN treats each type (see Program.test_run).
-_RUN_NORMAL, _RUN_ONCE, _RUN_SYSCALL = 0, 1, 2
+# How BPF_PROG_TEST_RUN treats each type (see ProgramBase.test_run).
+_RUN_NORMAL, _RUN_ONCE, _RUN_SYSCALL = (_core.RUN_KIND_NORMAL, _core.RUN_KIND_ONCE,
+                                        _core.RUN_KIND_SYSCALL)
 # Types whose test run rejects a repeat count and a ctx_out (EINVAL): the
 # kernel runs them exactly once and does not time them.
 _RUN_ONCE_TYPES = frozenset({ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE,
@@ -397,27 +394,6 @@ class Program(ProgramBase):
     def unpin(self, path: str | os.PathLike) -> None:
         """Remove the pin at *path*."""
         os.unlink(os.fspath(path))
-
-    def _test_run_once(self, data: Any, ctx: Any, repeat: int, flags: int, cpu: int) -> TestRunResult:
-        fd = self._fd.fd
-        inout = None
-        original = None
-        if self._run == _RUN_SYSCALL and ctx is not None:
-            # The kernel writes the context back into ctx_in: never into the
-            # caller's (possibly immutable) object, always into a fresh copy,
-            # and a fresh one for every run so each starts from the caller's.
-            original = np.array(memoryview(ctx).cast("B"), dtype=np.uint8)
-            ctx = None
-        n = max(int(repeat), 1)
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            if original is not None:
-                inout = original.copy()
-            r = _test_run(fd, data, ctx, 0, 0 if data is None else -1, 0, flags, cpu, 0,
-                          inout, True)
-        if n > 1 or not r.duration_ns:
-            r = TestRunResult(r.retval, r.data, r.ctx, (time.perf_counter_ns() - t0) // n)
-        return r
 
     def info(self) -> "ProgramInfo":
         """The kernel's view of the program (id, type, tag, maps, run stats).

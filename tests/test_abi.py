@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from fastbpf import _core
+from fastbpf import _abi_layout
 
 HEADER = "/usr/include/linux/bpf.h"
 
@@ -63,7 +63,7 @@ def _header_layout(tmp_path):
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None or not os.path.exists(HEADER):
         pytest.skip("needs a C compiler and the system <linux/bpf.h>")
-    ours = _core._abi_layout()
+    ours = _abi_layout.layout()
     lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/bpf.h>",
              "#include <linux/perf_event.h>"]
     checks = []
@@ -120,7 +120,7 @@ def test_layouts_match_system_header(tmp_path):
 
 
 def test_newer_fields_are_ordered_and_aligned():
-    for name, (size, fields) in _core._abi_layout().items():
+    for name, (size, fields) in _abi_layout.layout().items():
         offsets = list(fields.values())
         assert offsets == sorted(offsets), f"{name}: fields out of order"
         assert size % 8 == 0 or size % 4 == 0
