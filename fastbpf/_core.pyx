@@ -409,6 +409,47 @@ def map_freeze(int fd):
         raise _err(errno, "map freeze", f"fd {fd}")
 
 
+cdef object _batch(int cmd, str op, int fd, object in_batch, object out_batch, object keys,
+                   object values, bint out, uint32_t count, uint64_t elem_flags,
+                   uint64_t flags):
+    """One BPF_MAP_*_BATCH call with the GIL released; the attribute set-up
+    every batch command shares. *out*: the kernel writes keys and values.
+
+    Returns the count the kernel reported; ENOENT (the end of the map, for
+    lookups) returns ``-1 - count``; any other failure raises a BPFError whose
+    ``count`` is the number of entries the kernel processed.
+    """
+    cdef _Buf ib = _Buf(), ob = _Buf(), kb = _Buf(), vb = _Buf()
+    cdef fbpf_map_batch_attr a
+    cdef long r
+    memset(&a, 0, sizeof(a))
+    if in_batch is not None:
+        ib.get(in_batch, False, "in_batch")
+        a.in_batch = _ptr(ib.view.buf)
+    if out_batch is not None:
+        ob.get(out_batch, True, "out_batch")
+        a.out_batch = _ptr(ob.view.buf)
+    kb.get(keys, out, "keys")
+    a.keys = _ptr(kb.view.buf)
+    if values is not None:
+        vb.get(values, out, "values")
+        a.values = _ptr(vb.view.buf)
+    a.count = count
+    a.map_fd = fd
+    a.elem_flags = elem_flags
+    a.flags = flags
+    with nogil:
+        r = _bpf(cmd, &a, sizeof(a))
+    if r < 0:
+        code = errno
+        if code == ENOENT and out:
+            return -1 - <long>a.count
+        e = _err(code, op, f"fd {fd}")
+        e.count = a.count
+        raise e
+    return a.count
+
+
 def map_lookup_batch(int fd, in_batch, out_batch, keys, values, uint32_t count,
                      uint64_t elem_flags=0, uint64_t flags=0, bint delete=False):
     """One BPF_MAP_LOOKUP_BATCH (or LOOKUP_AND_DELETE_BATCH) call.
@@ -417,77 +458,25 @@ def map_lookup_batch(int fd, in_batch, out_batch, keys, values, uint32_t count,
     kernel said the map is exhausted (ENOENT). The caller sizes the buffers:
     *keys* holds *count* keys and *values* *count* values.
     """
-    cdef _Buf ib = _Buf(), ob = _Buf(), kb = _Buf(), vb = _Buf()
-    cdef fbpf_map_batch_attr a
-    memset(&a, 0, sizeof(a))
-    if in_batch is not None:
-        ib.get(in_batch, False, "in_batch")
-        a.in_batch = _ptr(ib.view.buf)
-    ob.get(out_batch, True, "out_batch")
-    kb.get(keys, True, "keys")
-    vb.get(values, True, "values")
-    a.out_batch = _ptr(ob.view.buf)
-    a.keys = _ptr(kb.view.buf)
-    a.values = _ptr(vb.view.buf)
-    a.count = count
-    a.map_fd = fd
-    a.elem_flags = elem_flags
-    a.flags = flags
-    cdef int cmd = BPF_MAP_LOOKUP_AND_DELETE_BATCH if delete else BPF_MAP_LOOKUP_BATCH
-    cdef long r
-    with nogil:
-        r = _bpf(cmd, &a, sizeof(a))
-    if r < 0:
-        code = errno
-        if code == ENOENT:
-            return a.count, True
-        raise _err(code, "map lookup_and_delete_batch" if delete else "map lookup_batch", f"fd {fd}")
-    return a.count, False
+    n = _batch(BPF_MAP_LOOKUP_AND_DELETE_BATCH if delete else BPF_MAP_LOOKUP_BATCH,
+               "map lookup_and_delete_batch" if delete else "map lookup_batch", fd,
+               in_batch, out_batch, keys, values, True, count, elem_flags, flags)
+    return (-1 - n, True) if n < 0 else (n, False)
 
 
 def map_update_batch(int fd, keys, values, uint32_t count, uint64_t elem_flags=0,
                      uint64_t flags=0):
-    """BPF_MAP_UPDATE_BATCH of *count* entries. Returns the count written."""
-    cdef _Buf kb = _Buf(), vb = _Buf()
-    cdef fbpf_map_batch_attr a
-    memset(&a, 0, sizeof(a))
-    kb.get(keys, False, "keys")
-    vb.get(values, False, "values")
-    a.keys = _ptr(kb.view.buf)
-    a.values = _ptr(vb.view.buf)
-    a.count = count
-    a.map_fd = fd
-    a.elem_flags = elem_flags
-    a.flags = flags
-    cdef long r
-    with nogil:
-        r = _bpf(BPF_MAP_UPDATE_BATCH, &a, sizeof(a))
-    if r < 0:
-        e = _err(errno, "map update_batch", f"fd {fd}")
-        e.count = a.count
-        raise e
-    return a.count
+    """BPF_MAP_UPDATE_BATCH of *count* entries. Returns the count written;
+    a failure's BPFError has ``count``, the entries the kernel processed."""
+    return _batch(BPF_MAP_UPDATE_BATCH, "map update_batch", fd, None, None, keys, values,
+                  False, count, elem_flags, flags)
 
 
 def map_delete_batch(int fd, keys, uint32_t count, uint64_t elem_flags=0, uint64_t flags=0):
-    """BPF_MAP_DELETE_BATCH of *count* keys. Returns the count deleted."""
-    cdef _Buf kb = _Buf()
-    cdef fbpf_map_batch_attr a
-    memset(&a, 0, sizeof(a))
-    kb.get(keys, False, "keys")
-    a.keys = _ptr(kb.view.buf)
-    a.count = count
-    a.map_fd = fd
-    a.elem_flags = elem_flags
-    a.flags = flags
-    cdef long r
-    with nogil:
-        r = _bpf(BPF_MAP_DELETE_BATCH, &a, sizeof(a))
-    if r < 0:
-        e = _err(errno, "map delete_batch", f"fd {fd}")
-        e.count = a.count
-        raise e
-    return a.count
+    """BPF_MAP_DELETE_BATCH of *count* keys. Returns the count deleted; a
+    failure's BPFError has ``count``, the keys the kernel processed."""
+    return _batch(BPF_MAP_DELETE_BATCH, "map delete_batch", fd, None, None, keys, None,
+                  False, count, elem_flags, flags)
 
 
 # ---------------------------------------------------------------------------

@@ -180,17 +180,53 @@ def test_iteration_is_safe_under_deletion():
         assert len(m) == 0
 
 
-def test_items_skip_keys_deleted_meanwhile():
+def test_items_under_deletion_never_raise_or_repeat():
+    # items() reads in chunks: an entry deleted after its chunk was read may
+    # still come (with the value it had), but nothing raises or repeats.
     with hash_map() as m:
         for i in range(10):
-            m[i] = i
+            m[i] = i * 3
         out = []
         for k, v in m.items():
-            out.append(int(k))
+            out.append((k, v))
             for j in range(10):
-                if j != int(k):
+                if j != k:
                     m.delete(j, missing_ok=True)
-        assert len(out) == 1
+        keys = [k for k, _ in out]
+        assert len(keys) == len(set(keys)) and set(keys) <= set(range(10))
+        assert all(v == k * 3 for k, v in out)
+        assert len(m) == 0                     # each key was deleted by another's turn
+
+
+def test_items_under_insertion_terminate_without_repeats():
+    with hash_map(n=20000) as m:
+        m.update_batch(np.arange(1000, dtype=np.uint32), np.arange(1000, dtype=np.uint64))
+        seen = []
+        for k, v in m.items():
+            seen.append(k)
+            if len(seen) <= 5000:
+                m[10000 + len(seen)] = 1       # keys added while walking
+        assert len(seen) == len(set(seen))
+        assert set(range(1000)) <= set(seen)   # every key there from start to end comes
+        assert len(seen) <= 6000
+
+
+def test_items_read_in_batches_match_the_element_path():
+    for mtype, value in ((MapType.HASH, np.uint64), (MapType.ARRAY, np.float64),
+                         (MapType.PERCPU_HASH, np.uint32), (MapType.LRU_HASH, np.int16)):
+        with Map.create(MapSpec(type=mtype, key=np.uint32, value=value,
+                                max_entries=3000)) as m:
+            for i in range(0, 3000, 3):
+                m[i] = i % 100
+            got = dict(m.items())
+            if mtype == MapType.ARRAY:
+                assert len(got) == 3000 and got[3] == 3.0 and got[4] == 0.0
+                assert type(got[3]) is float
+            elif mtype == MapType.PERCPU_HASH:
+                assert len(got) == 1000 and got[6].tolist() == [6] * NCPUS
+            else:
+                assert len(got) == 1000 and got[2997] == 97 and type(got[2997]) is int
+            assert sorted(m.keys()) == sorted(got) and all(type(k) is int for k in got)
 
 
 # -- arrays -----------------------------------------------------------------------
@@ -447,7 +483,7 @@ def test_batch_input_validation():
     with hash_map() as m:
         with pytest.raises(ValueError, match="3 keys but 2 values"):
             m.update_batch(np.arange(3, dtype=np.uint32), np.arange(2, dtype=np.uint64))
-        with pytest.raises(ValueError, match="do not fit"):
+        with pytest.raises(ValueError, match="negative"):
             m.update_batch(np.array([-1, 2]), np.array([1, 2]))
         with pytest.raises(ValueError):
             m.lookup_batch(np.empty(10, np.uint32)[::2], np.empty(5, np.uint64))
