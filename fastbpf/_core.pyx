@@ -245,16 +245,42 @@ cdef bytes _cstr(object s, str what):
     return _cstr(s, what)
 
 
-cdef void _set_name(char *dst, object name) except *:
-    memset(dst, 0, 16)
-    if not name:
-        return
-    cdef bytes b = _cstr(name, "name")
+cdef bytes _kname(object name):
     # The kernel takes up to 15 characters of [A-Za-z0-9_.]: truncate and
     # replace anything else with "_" (as cilium/ebpf does), so any Python
-    # name loads and bpftool still shows something recognisable.
-    b = bytes(c if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in (46, 95)) else 95
-              for c in b[:15])
+    # name loads and bpftool still shows something recognisable. Objects
+    # report this name (kernel_name), never the one they were given.
+    if not name:
+        return b""
+    cdef bytes b = _cstr(name, "name")
+    return bytes(c if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in (46, 95)) else 95
+                 for c in b[:15])
+
+
+def kernel_name(name):
+    """The name the kernel stores for an object named *name* (15 characters
+    of [A-Za-z0-9_.] at most; anything else becomes "_")."""
+    return _kname(name).decode()
+
+
+def fd_kind(int fd):
+    """What the descriptor *fd* is: "map", "prog", "link", "btf", "other"
+    (an open fd that is none of these), or None when /proc cannot say."""
+    try:
+        target = _os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:
+        if _os.path.isdir("/proc/self/fd"):
+            raise _err(9, "fd kind", f"fd {fd}") from None   # EBADF: not open
+        return None
+    except OSError:
+        return None
+    return {"anon_inode:bpf-map": "map", "anon_inode:bpf-prog": "prog",
+            "anon_inode:bpf_link": "link", "anon_inode:btf": "btf"}.get(target, "other")
+
+
+cdef void _set_name(char *dst, object name) except *:
+    memset(dst, 0, 16)
+    cdef bytes b = _kname(name)
     memcpy(dst, <char *>b, len(b))
 
 

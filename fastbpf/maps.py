@@ -26,6 +26,9 @@ BPF_FS_MAGIC = 0xCAFE4A11
 
 #: Map types whose values are file descriptors on write and ids on read.
 _FD_VALUE_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY})
+#: fd_kind() answers, for error messages.
+_KIND_NAMES = {"prog": "a BPF program", "link": "a BPF link", "btf": "a BTF object",
+               "other": "not a BPF object"}
 #: Map types with no key.
 _KEYLESS_MAPS = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
 #: Map types whose key is an index.
@@ -52,6 +55,9 @@ def _as_dtype(spec: Any, what: str) -> np.dtype | None:
         n = int(spec)
         if n < 0:
             raise ValueError(f"{what} size must be >= 0, got {n}")
+        if n >= 1 << 31:
+            raise ValueError(f"{what} size {n} is too large: the kernel's sizes are "
+                             f"32-bit and numpy's item sizes below 2**31")
         return None if n == 0 else np.dtype(("V", n))
     if _is_btf_type(spec):
         from . import btf
@@ -248,11 +254,17 @@ class Map(_core.MapBase):
             m = cls.from_pin(spec.pin_path)
             info = m.info()
             ks, vs = spec._sizes()
-            if (info.type != spec.type or info.key_size != ks or info.value_size != vs
-                    or info.max_entries != spec.max_entries):
-                m.close()
-                raise ValueError(f"the map pinned at {spec.pin_path!r} does not match the spec "
-                                 f"({info} vs {spec})")
+            want_flags = int(spec.flags) | (MapFlags.NO_PREALLOC if spec.type == MapType.LPM_TRIE
+                                            else 0)
+            for field, have, want in (("type", info.type, spec.type), ("key_size", info.key_size, ks),
+                                      ("value_size", info.value_size, vs),
+                                      ("max_entries", info.max_entries, spec.max_entries),
+                                      ("flags", info.flags, want_flags)):
+                if have != want:
+                    m.close()
+                    raise ValueError(f"the map pinned at {spec.pin_path!r} does not match the "
+                                     f"spec: {field} is {have!r} there, the spec says {want!r} "
+                                     f"(unpin it, or change the spec)")
             return m._retyped(spec)
         ks, vs = spec._sizes()
         mtype = spec.type
@@ -299,8 +311,10 @@ class Map(_core.MapBase):
                 inner_fd.close()
             if btf_handle is not None:
                 btf_handle.close()  # the map holds its own reference to the BTF
-        m = cls._wrap(fd, int(mtype), ks, vs, spec.max_entries, flags, spec.name,
-                      spec.key_dtype, spec.value_dtype, spec)
+        # m.name is the kernel's name (what bpftool and info() show): at most
+        # 15 characters of [A-Za-z0-9_.], anything else replaced by "_".
+        m = cls._wrap(fd, int(mtype), ks, vs, spec.max_entries, flags,
+                      _core.kernel_name(spec.name), spec.key_dtype, spec.value_dtype, spec)
         if spec.pin_path:
             try:
                 m.pin(spec.pin_path)
@@ -313,7 +327,8 @@ class Map(_core.MapBase):
         """This map's fd under the dtypes of *spec* (same sizes)."""
         fd = _core.dup_fd(self.fd)
         m = type(self)._wrap(fd, self.map_type, self.key_size, self.value_size,
-                             self.max_entries, self.flags, spec.name or self.name,
+                             self.max_entries, self.flags,
+                             _core.kernel_name(spec.name) if spec.name else self.name,
                              spec.key_dtype, spec.value_dtype, spec)
         self.close()
         return m
@@ -340,6 +355,9 @@ class Map(_core.MapBase):
     @classmethod
     def _from_owned_fd(cls, fd: _core.FD, key: Any, value: Any) -> "Map":
         try:
+            kind = _core.fd_kind(fd.fd)
+            if kind not in ("map", None):
+                raise ValueError(f"fd {fd.fd} is {_KIND_NAMES.get(kind, kind)}, not a BPF map")
             info = _core.map_info(fd.fd)
         except BPFError as e:
             fd.close()
@@ -812,9 +830,11 @@ class Map(_core.MapBase):
         prot = _mmap.PROT_READ | (0 if writable is False else _mmap.PROT_WRITE)
         try:
             mm = _mmap.mmap(self.fd, length, _mmap.MAP_SHARED, prot)
-        except PermissionError:
+        except PermissionError as e:
             if writable:
-                raise
+                raise bpf_error(e.errno or errno.EPERM, "map mmap", f"map {self.name!r}",
+                                "the map is frozen (Map.freeze): map it with writable=False"
+                                ) from None
             mm = _mmap.mmap(self.fd, length, _mmap.MAP_SHARED, _mmap.PROT_READ)
             prot = _mmap.PROT_READ
         except OSError as e:
@@ -842,6 +862,8 @@ class Map(_core.MapBase):
 
 
 def _create_hint(spec: MapSpec) -> str | None:
+    if spec.max_entries == 0 and spec.type not in _ZERO_ENTRY_MAPS:
+        return "max_entries must be > 0 for this map type"
     if spec.type == MapType.LPM_TRIE:
         return "LPM trie keys are a u32 prefix length followed by the data"
     if spec.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
@@ -851,6 +873,12 @@ def _create_hint(spec: MapSpec) -> str | None:
     if spec.type in (MapType.PERF_EVENT_ARRAY,):
         return "perf event arrays have 4-byte keys and values"
     return None
+
+
+#: Map types created with max_entries 0 (local storage; cgroup storage ignores it).
+_ZERO_ENTRY_MAPS = frozenset({MapType.SK_STORAGE, MapType.TASK_STORAGE, MapType.INODE_STORAGE,
+                              MapType.CGRP_STORAGE, MapType.CGROUP_STORAGE,
+                              MapType.PERCPU_CGROUP_STORAGE})
 
 
 def _placeholder_btf() -> _core.FD:

@@ -361,6 +361,11 @@ class Program(ProgramBase):
     @classmethod
     def _from_owned(cls, fd: _core.FD) -> "Program":
         try:
+            kind = _core.fd_kind(fd.fd)
+            if kind not in ("prog", None):
+                what = {"map": "a BPF map", "link": "a BPF link", "btf": "a BTF object"}.get(
+                    kind, "not a BPF object")
+                raise ValueError(f"fd {fd.fd} is {what}, not a BPF program")
             info = _core.prog_info(fd.fd)
         except BaseException:
             fd.close()
