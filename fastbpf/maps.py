@@ -360,7 +360,8 @@ class Map(_core.MapBase):
     @classmethod
     def from_pin(cls, path: str | os.PathLike, key: Any = None, value: Any = None) -> "Map":
         """Open the map pinned at *path* on a bpffs."""
-        return cls._from_owned_fd(_core.obj_get(os.fspath(path)), key, value)
+        return cls._from_owned_fd(_core.obj_get(os.fspath(path)), key, value,
+                                  f"the object pinned at {os.fspath(path)!r}")
 
     @classmethod
     def from_id(cls, map_id: int, key: Any = None, value: Any = None) -> "Map":
@@ -368,11 +369,12 @@ class Map(_core.MapBase):
         return cls._from_owned_fd(_core.map_get_fd_by_id(int(map_id)), key, value)
 
     @classmethod
-    def _from_owned_fd(cls, fd: _core.FD, key: Any, value: Any) -> "Map":
+    def _from_owned_fd(cls, fd: _core.FD, key: Any, value: Any, what: str | None = None) -> "Map":
         try:
             kind = _core.fd_kind(fd.fd)
             if kind not in ("map", None):
-                raise ValueError(f"fd {fd.fd} is {_KIND_NAMES.get(kind, kind)}, not a BPF map")
+                raise ValueError(f"{what or f'fd {fd.fd}'} is {_KIND_NAMES.get(kind, kind)}, "
+                                 f"not a BPF map")
             info = _core.map_info(fd.fd)
         except BPFError as e:
             fd.close()

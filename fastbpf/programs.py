@@ -351,7 +351,8 @@ class Program(ProgramBase):
     @classmethod
     def from_pin(cls, path: str | os.PathLike) -> "Program":
         """Open the program pinned at *path*."""
-        return cls._from_owned(_core.obj_get(os.fspath(path)))
+        return cls._from_owned(_core.obj_get(os.fspath(path)),
+                               f"the object pinned at {os.fspath(path)!r}")
 
     @classmethod
     def from_id(cls, prog_id: int) -> "Program":
@@ -359,13 +360,13 @@ class Program(ProgramBase):
         return cls._from_owned(_core.prog_get_fd_by_id(int(prog_id)))
 
     @classmethod
-    def _from_owned(cls, fd: _core.FD) -> "Program":
+    def _from_owned(cls, fd: _core.FD, what: str | None = None) -> "Program":
         try:
             kind = _core.fd_kind(fd.fd)
             if kind not in ("prog", None):
-                what = {"map": "a BPF map", "link": "a BPF link", "btf": "a BTF object"}.get(
+                is_ = {"map": "a BPF map", "link": "a BPF link", "btf": "a BTF object"}.get(
                     kind, "not a BPF object")
-                raise ValueError(f"fd {fd.fd} is {what}, not a BPF program")
+                raise ValueError(f"{what or f'fd {fd.fd}'} is {is_}, not a BPF program")
             info = _core.prog_info(fd.fd)
         except BaseException:
             fd.close()

@@ -1052,3 +1052,21 @@ def test_map_from_fd_of_a_program_is_refused():
         with open("/dev/null") as f:
             with pytest.raises(ValueError, match="not a BPF object"):
                 Map.from_fd(f.fileno())
+
+
+def test_map_from_pin_of_a_program_names_the_path(bpffs_dir):
+    from fastbpf import asm
+    from fastbpf.enums import ProgramType
+    from fastbpf.programs import Program, ProgramSpec
+    path = os.path.join(bpffs_dir, "a_prog")
+    insns = asm.Instructions([asm.Mov.imm(asm.R0, 2), asm.exit()])
+    with Program.load(ProgramSpec(ProgramType.XDP, insns)) as p:
+        p.pin(path)
+    with pytest.raises(ValueError, match=r"pinned at .*a_prog' is a BPF program, not a BPF map"):
+        Map.from_pin(path)
+    with hash_map() as m:
+        m.pin(os.path.join(bpffs_dir, "a_map"))
+    with pytest.raises(ValueError, match=r"a_map' is a BPF map, not a BPF program"):
+        Program.from_pin(os.path.join(bpffs_dir, "a_map"))
+    os.unlink(path)
+    os.unlink(os.path.join(bpffs_dir, "a_map"))
