@@ -3,8 +3,14 @@
 Run ``python bench/bench_maps.py`` for the comparison table (measured in one
 run), or ``python -m pytest bench/bench_maps.py`` for pytest-benchmark stats.
 
-The Python side is written the way a user writes it: ``m[k]`` and
+The Python side is written the way a user writes it: ``s += m[k]`` and
 ``m[k] = v`` in a plain ``for`` loop, so the loop's own cost is included.
+
+Both sides time their loops in thread CPU time (CLOCK_THREAD_CPUTIME_ID:
+user + system time of the measuring thread), not wall time: on a machine
+shared with other busy processes, wall time mostly measures how long the
+thread waited for a CPU. CPU time still counts every cycle the syscall and
+the Python code spend, cache misses included.
 """
 
 from __future__ import annotations
@@ -25,51 +31,96 @@ from fastbpf import Map, MapSpec, MapType  # noqa: E402
 
 from _cbuild import build  # noqa: E402
 
-N_SINGLE = 200_000
+N_SINGLE = 20_000       # elements per sample of a single-element loop
+N_WALK = 20_000         # entries walked per items() sample
 N_BATCH = 1_000_000
-REPEATS = 2
-ROUNDS = 4
+REPEATS = 3             # best of this many samples per side per round
+ROUNDS = 15             # rounds of C sample, Python sample, per row
+BATCH_ROUNDS = 3
 
 
-def _c_baseline() -> dict:
+def _c(op: str, n: int, reps: int = REPEATS) -> dict:
     exe = build("maps")
-    return json.loads(subprocess.run([exe, str(N_SINGLE), str(N_BATCH)], check=True,
+    return json.loads(subprocess.run([exe, op, str(n), str(reps)], check=True,
                                      capture_output=True, text=True).stdout)
 
 
 def _best(fn, repeats=REPEATS) -> float:
-    """Best wall time of fn() in ns (the least disturbed run)."""
+    """Best thread CPU time of fn() in ns (the least disturbed run)."""
     best = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter_ns()
+        t0 = time.thread_time_ns()
         fn()
-        best = min(best, time.perf_counter_ns() - t0)
+        best = min(best, time.thread_time_ns() - t0)
     return best
 
 
-def _python_side() -> dict:
+class _PySide:
+    """The Python loops, written as a user writes them, over maps shaped
+    like the C program's (created once, outside the timing)."""
+
+    def __init__(self) -> None:
+        self.h = Map.create(MapSpec(type=MapType.HASH, key=np.uint32, value=np.uint64,
+                                    max_entries=1 << 20))
+        for i in range(4096):
+            self.h[i] = i
+        self.p = Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=np.uint32,
+                                    value=np.uint64, max_entries=256))
+        self.w = Map.create(MapSpec(type=MapType.HASH, key=np.uint32, value=np.uint64,
+                                    max_entries=N_WALK))
+        self.w.update_batch(np.arange(N_WALK, dtype=np.uint32),
+                            np.arange(N_WALK, dtype=np.uint64))
+        self.keys = [i & 4095 for i in range(N_SINGLE)]
+        self.ckeys = [i & 8191 for i in range(N_SINGLE)]
+        self.pkeys = [i & 255 for i in range(N_SINGLE)]
+
+    def close(self) -> None:
+        for m in (self.h, self.p, self.w):
+            m.close()
+
+    def update(self):
+        m = self.h
+        for i, k in enumerate(self.keys):
+            m[k] = i
+
+    def lookup(self):
+        m = self.h
+        s = 0
+        for k in self.keys:
+            s += m[k]
+        return s
+
+    def contains(self):
+        m = self.h
+        n = 0
+        for k in self.ckeys:
+            if k in m:
+                n += 1
+        return n
+
+    def percpu_lookup(self):
+        p = self.p
+        s = 0
+        for k in self.pkeys:
+            s += p[k][0]      # CPU 0's value, as the C loop reads pv[0]
+        return s
+
+    def items(self):
+        s = n = 0
+        for k, v in self.w.items():
+            s += v
+            n += 1
+        assert n == N_WALK
+        return s
+
+    def run(self, op: str) -> float:
+        """ns per element of one sample (best of REPEATS)."""
+        n = N_WALK if op == "items" else N_SINGLE
+        return _best(getattr(self, op)) / n
+
+
+def _batches() -> dict:
     res = {}
-    keys = [i & 4095 for i in range(N_SINGLE)]
-    with Map.create(MapSpec(type=MapType.HASH, key=np.uint32, value=np.uint64,
-                            max_entries=1 << 20)) as m:
-        def update():
-            for i, k in enumerate(keys):
-                m[k] = i
-
-        def lookup():
-            for k in keys:
-                m[k]
-
-        res["update"] = _best(update) / N_SINGLE
-        res["lookup"] = _best(lookup) / N_SINGLE
-    pkeys = [i & 255 for i in range(N_SINGLE)]
-    with Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=np.uint32, value=np.uint64,
-                            max_entries=256)) as p:
-        def percpu():
-            for k in pkeys:
-                p[k]
-
-        res["percpu_lookup"] = _best(percpu) / N_SINGLE
     with Map.create(MapSpec(type=MapType.HASH, key=np.uint32, value=np.uint64,
                             max_entries=N_BATCH)) as b:
         bk = np.arange(N_BATCH, dtype=np.uint32)
@@ -84,36 +135,57 @@ def _python_side() -> dict:
 
 
 LABELS = {
-    "lookup": "hash u32->u64 lookup  m[k]",
+    "lookup": "hash u32->u64 lookup  s += m[k]",
     "update": "hash u32->u64 update  m[k] = v",
-    "percpu_lookup": "percpu array lookup  m[k]",
+    "contains": "hash u32->u64  k in m (half present)",
+    "percpu_lookup": "percpu array lookup  s += m[k][0]",
+    "items": "for k, v in m.items(), per entry (C: get_next_key + lookup)",
     "lookup_batch": "lookup_batch, 1M entries",
     "update_batch": "update_batch, 1M entries",
 }
 
 
-def compare() -> list[dict]:
-    """Measure both sides in this run; one row per operation."""
-    # Alternate the two sides and keep each one's best, so a burst of load
-    # on the machine cannot favour either.
+def compare(rounds: int = ROUNDS) -> list[dict]:
+    """Measure both sides in this run; one row per operation.
+
+    Row by row, a short C sample and a short Python sample alternate for
+    *rounds* rounds and each side keeps its best: a burst of load on the
+    machine then cannot favour either side, and the minimum of many short
+    samples is what two runs agree on.
+    """
     c: dict = {}
     py: dict = {}
-    for _ in range(ROUNDS):
-        for side, fn in ((c, _c_baseline), (py, _python_side)):
+    side = _PySide()
+    try:
+        for op in ("lookup", "update", "contains", "percpu_lookup", "items"):
+            n = N_WALK if op == "items" else N_SINGLE
+            for _ in range(rounds):
+                c[op] = min(c.get(op, float("inf")), _c(op, n)[op])
+                py[op] = min(py.get(op, float("inf")), side.run(op))
+    finally:
+        side.close()
+    for _ in range(BATCH_ROUNDS):
+        for d, fn in ((c, lambda: _c("batch", N_BATCH, 2)), (py, _batches)):
             for k, v in fn().items():
-                side[k] = min(side.get(k, float("inf")), v)
-    return [dict(name=LABELS[k], fastbpf_ns=py[k], c_ns=c[k], ratio=py[k] / c[k])
+                d[k] = min(d.get(k, float("inf")), v)
+    return [dict(name=LABELS[k], fastbpf_ns=py[k], c_ns=c[k], ratio=py[k] / c[k],
+                 overhead_ns=py[k] - c[k])
             for k in LABELS]
+
+
+def _unit(c: float):
+    return (lambda x: f"{x / 1e6:.1f} ms") if c > 1e5 else (lambda x: f"{x:.0f} ns")
 
 
 def print_table(rows: list[dict]) -> None:
     """Print rows from compare() as a Markdown table."""
-    print("| operation | fastbpf | C (same syscalls) | ratio |")
-    print("|---|---:|---:|---:|")
+    print("| operation | fastbpf | C (same syscalls) | ratio | fastbpf - C |")
+    print("|---|---:|---:|---:|---:|")
     for r in rows:
         f, c = r["fastbpf_ns"], r["c_ns"]
-        unit = (lambda x: f"{x / 1e6:.1f} ms") if c > 1e5 else (lambda x: f"{x / 1e3:.2f} µs")
-        print(f"| {r['name']} | {unit(f)} | {unit(c)} | {r['ratio']:.2f}x |")
+        unit = _unit(c)
+        print(f"| {r['name']} | {unit(f)} | {unit(c)} | {r['ratio']:.2f}x "
+              f"| {'+' if f >= c else '-'}{unit(abs(f - c))} |")
 
 
 # -- pytest-benchmark -----------------------------------------------------------
@@ -147,4 +219,4 @@ def test_lookup_batch_1m(benchmark):
 
 if __name__ == "__main__":
     print(f"possible CPUs: {fastbpf.possible_cpus()}")
-    print_table(compare())
+    print_table(compare(int(sys.argv[1]) if len(sys.argv) > 1 else ROUNDS))

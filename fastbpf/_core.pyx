@@ -3,7 +3,7 @@
 
 Everything here is thin: arguments in, one system call, a result or an
 exception out. Policy (retries with bigger logs, fallbacks, pretty names)
-lives in the Python modules above. Two things are not thin, on purpose:
+lives in the Python modules above. Three things are not thin, on purpose:
 
 * :class:`FD`, the owner of every file descriptor the library holds. Every fd
   is moved to 3 or above and is close-on-exec, so a process started with a
@@ -11,7 +11,11 @@ lives in the Python modules above. Two things are not thin, on purpose:
 * :class:`MapBase`, whose ``m[k]``, ``m[k] = v``, ``k in m`` and ``del m[k]``
   are the hot path of metrics agents: keys and values of plain numeric dtypes
   are converted in C, with no intermediate Python objects, and per-CPU values
-  are written by the kernel straight into the numpy array returned.
+  are written by the kernel straight into the numpy array returned
+  (_maphot.pxi).
+* :class:`ProgramBase` and :class:`TestRunResult`: ``Program.test_run`` in
+  C, the one BPF_PROG_TEST_RUN path (_progrun.pxi). Maps and programs have
+  the same shape: a Cython base class here, a Python subclass above.
 
 Buffers are taken through the buffer protocol (numpy arrays, bytes,
 bytearray, memoryview) and handed to the kernel without a copy. The GIL is
@@ -20,11 +24,12 @@ released around calls that can run long (batch operations, test runs).
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE, PyBUF_ANY_CONTIGUOUS
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
-from cpython.long cimport PyLong_Check, PyLong_AsUnsignedLongLong, PyLong_AsLongLong, PyLong_FromUnsignedLongLong
-from cpython.float cimport PyFloat_Check, PyFloat_AsDouble
+from cpython.long cimport (PyLong_Check, PyLong_CheckExact, PyLong_AsUnsignedLongLong,
+                           PyLong_AsLongLong, PyLong_FromUnsignedLongLong, PyLong_FromLongLong)
+from cpython.float cimport PyFloat_Check, PyFloat_AsDouble, PyFloat_FromDouble
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.ref cimport PyObject, Py_INCREF, Py_REFCNT
-from libc.errno cimport errno, ENOENT, EAGAIN, EINTR, ENOSPC
+from libc.errno cimport errno, ENOENT, EAGAIN, EINTR, ENOSPC, E2BIG, EPERM, EINVAL
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int8_t, int16_t, int32_t, int64_t
 from libc.string cimport memset, memcpy, strlen
 from posix.unistd cimport close as c_close
@@ -53,8 +58,8 @@ cdef extern from "Python.h":
 # ---------------------------------------------------------------------------
 # errors and fds
 
-cdef inline object _err(int code, str op, object obj=None):
-    return _bpf_error(code, op, obj)
+cdef inline object _err(int code, str op, object obj=None, object hint=None):
+    return _bpf_error(code, op, obj, hint)
 
 
 cdef class FD:
@@ -210,16 +215,42 @@ cdef bytes _cstr(object s, str what):
     return _cstr(s, what)
 
 
-cdef void _set_name(char *dst, object name) except *:
-    memset(dst, 0, 16)
-    if not name:
-        return
-    cdef bytes b = _cstr(name, "name")
+cdef bytes _kname(object name):
     # The kernel takes up to 15 characters of [A-Za-z0-9_.]: truncate and
     # replace anything else with "_" (as cilium/ebpf does), so any Python
-    # name loads and bpftool still shows something recognisable.
-    b = bytes(c if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in (46, 95)) else 95
-              for c in b[:15])
+    # name loads and bpftool still shows something recognisable. Objects
+    # report this name (kernel_name), never the one they were given.
+    if not name:
+        return b""
+    cdef bytes b = _cstr(name, "name")
+    return bytes(c if (48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c in (46, 95)) else 95
+                 for c in b[:15])
+
+
+def kernel_name(name):
+    """The name the kernel stores for an object named *name* (15 characters
+    of [A-Za-z0-9_.] at most; anything else becomes "_")."""
+    return _kname(name).decode()
+
+
+def fd_kind(int fd):
+    """What the descriptor *fd* is: "map", "prog", "link", "btf", "other"
+    (an open fd that is none of these), or None when /proc cannot say."""
+    try:
+        target = _os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:
+        if _os.path.isdir("/proc/self/fd"):
+            raise _err(9, "fd kind", f"fd {fd}") from None   # EBADF: not open
+        return None
+    except OSError:
+        return None
+    return {"anon_inode:bpf-map": "map", "anon_inode:bpf-prog": "prog",
+            "anon_inode:bpf_link": "link", "anon_inode:btf": "btf"}.get(target, "other")
+
+
+cdef void _set_name(char *dst, object name) except *:
+    memset(dst, 0, 16)
+    cdef bytes b = _kname(name)
     memcpy(dst, <char *>b, len(b))
 
 
@@ -363,6 +394,47 @@ def map_freeze(int fd):
         raise _err(errno, "map freeze", f"fd {fd}")
 
 
+cdef object _batch(int cmd, str op, int fd, object in_batch, object out_batch, object keys,
+                   object values, bint out, uint32_t count, uint64_t elem_flags,
+                   uint64_t flags):
+    """One BPF_MAP_*_BATCH call with the GIL released; the attribute set-up
+    every batch command shares. *out*: the kernel writes keys and values.
+
+    Returns the count the kernel reported; ENOENT (the end of the map, for
+    lookups) returns ``-1 - count``; any other failure raises a BPFError whose
+    ``count`` is the number of entries the kernel processed.
+    """
+    cdef _Buf ib = _Buf(), ob = _Buf(), kb = _Buf(), vb = _Buf()
+    cdef fbpf_map_batch_attr a
+    cdef long r
+    memset(&a, 0, sizeof(a))
+    if in_batch is not None:
+        ib.get(in_batch, False, "in_batch")
+        a.in_batch = _ptr(ib.view.buf)
+    if out_batch is not None:
+        ob.get(out_batch, True, "out_batch")
+        a.out_batch = _ptr(ob.view.buf)
+    kb.get(keys, out, "keys")
+    a.keys = _ptr(kb.view.buf)
+    if values is not None:
+        vb.get(values, out, "values")
+        a.values = _ptr(vb.view.buf)
+    a.count = count
+    a.map_fd = fd
+    a.elem_flags = elem_flags
+    a.flags = flags
+    with nogil:
+        r = _bpf(cmd, &a, sizeof(a))
+    if r < 0:
+        code = errno
+        if code == ENOENT and out:
+            return -1 - <long>a.count
+        e = _err(code, op, f"fd {fd}")
+        e.count = a.count
+        raise e
+    return a.count
+
+
 def map_lookup_batch(int fd, in_batch, out_batch, keys, values, uint32_t count,
                      uint64_t elem_flags=0, uint64_t flags=0, bint delete=False):
     """One BPF_MAP_LOOKUP_BATCH (or LOOKUP_AND_DELETE_BATCH) call.
@@ -371,77 +443,25 @@ def map_lookup_batch(int fd, in_batch, out_batch, keys, values, uint32_t count,
     kernel said the map is exhausted (ENOENT). The caller sizes the buffers:
     *keys* holds *count* keys and *values* *count* values.
     """
-    cdef _Buf ib = _Buf(), ob = _Buf(), kb = _Buf(), vb = _Buf()
-    cdef fbpf_map_batch_attr a
-    memset(&a, 0, sizeof(a))
-    if in_batch is not None:
-        ib.get(in_batch, False, "in_batch")
-        a.in_batch = _ptr(ib.view.buf)
-    ob.get(out_batch, True, "out_batch")
-    kb.get(keys, True, "keys")
-    vb.get(values, True, "values")
-    a.out_batch = _ptr(ob.view.buf)
-    a.keys = _ptr(kb.view.buf)
-    a.values = _ptr(vb.view.buf)
-    a.count = count
-    a.map_fd = fd
-    a.elem_flags = elem_flags
-    a.flags = flags
-    cdef int cmd = BPF_MAP_LOOKUP_AND_DELETE_BATCH if delete else BPF_MAP_LOOKUP_BATCH
-    cdef long r
-    with nogil:
-        r = _bpf(cmd, &a, sizeof(a))
-    if r < 0:
-        code = errno
-        if code == ENOENT:
-            return a.count, True
-        raise _err(code, "map lookup_and_delete_batch" if delete else "map lookup_batch", f"fd {fd}")
-    return a.count, False
+    n = _batch(BPF_MAP_LOOKUP_AND_DELETE_BATCH if delete else BPF_MAP_LOOKUP_BATCH,
+               "map lookup_and_delete_batch" if delete else "map lookup_batch", fd,
+               in_batch, out_batch, keys, values, True, count, elem_flags, flags)
+    return (-1 - n, True) if n < 0 else (n, False)
 
 
 def map_update_batch(int fd, keys, values, uint32_t count, uint64_t elem_flags=0,
                      uint64_t flags=0):
-    """BPF_MAP_UPDATE_BATCH of *count* entries. Returns the count written."""
-    cdef _Buf kb = _Buf(), vb = _Buf()
-    cdef fbpf_map_batch_attr a
-    memset(&a, 0, sizeof(a))
-    kb.get(keys, False, "keys")
-    vb.get(values, False, "values")
-    a.keys = _ptr(kb.view.buf)
-    a.values = _ptr(vb.view.buf)
-    a.count = count
-    a.map_fd = fd
-    a.elem_flags = elem_flags
-    a.flags = flags
-    cdef long r
-    with nogil:
-        r = _bpf(BPF_MAP_UPDATE_BATCH, &a, sizeof(a))
-    if r < 0:
-        e = _err(errno, "map update_batch", f"fd {fd}")
-        e.count = a.count
-        raise e
-    return a.count
+    """BPF_MAP_UPDATE_BATCH of *count* entries. Returns the count written;
+    a failure's BPFError has ``count``, the entries the kernel processed."""
+    return _batch(BPF_MAP_UPDATE_BATCH, "map update_batch", fd, None, None, keys, values,
+                  False, count, elem_flags, flags)
 
 
 def map_delete_batch(int fd, keys, uint32_t count, uint64_t elem_flags=0, uint64_t flags=0):
-    """BPF_MAP_DELETE_BATCH of *count* keys. Returns the count deleted."""
-    cdef _Buf kb = _Buf()
-    cdef fbpf_map_batch_attr a
-    memset(&a, 0, sizeof(a))
-    kb.get(keys, False, "keys")
-    a.keys = _ptr(kb.view.buf)
-    a.count = count
-    a.map_fd = fd
-    a.elem_flags = elem_flags
-    a.flags = flags
-    cdef long r
-    with nogil:
-        r = _bpf(BPF_MAP_DELETE_BATCH, &a, sizeof(a))
-    if r < 0:
-        e = _err(errno, "map delete_batch", f"fd {fd}")
-        e.count = a.count
-        raise e
-    return a.count
+    """BPF_MAP_DELETE_BATCH of *count* keys. Returns the count deleted; a
+    failure's BPFError has ``count``, the keys the kernel processed."""
+    return _batch(BPF_MAP_DELETE_BATCH, "map delete_batch", fd, None, None, keys, None,
+                  False, count, elem_flags, flags)
 
 
 # ---------------------------------------------------------------------------
@@ -796,46 +816,6 @@ def prog_load(uint32_t prog_type, insns, license="GPL", *, name=None,
     return FD(_own_fd(r)), a.log_true_size
 
 
-def prog_test_run(int prog_fd, data_in=None, data_out=None, ctx_in=None, ctx_out=None,
-                  uint32_t repeat=0, uint32_t flags=0, uint32_t cpu=0, uint32_t batch_size=0):
-    """BPF_PROG_TEST_RUN, with the GIL released.
-
-    Returns ``(retval, data_size_out, ctx_size_out, duration_ns)``.
-    """
-    cdef _Buf dib = _Buf(), dob = _Buf(), cib = _Buf(), cob = _Buf()
-    cdef fbpf_test_run_attr a
-    memset(&a, 0, sizeof(a))
-    a.prog_fd = prog_fd
-    if data_in is not None:
-        dib.get(data_in, False, "data")
-        a.data_in = _ptr(dib.view.buf)
-        a.data_size_in = <uint32_t>dib.view.len
-    if data_out is not None:
-        dob.get(data_out, True, "data_out")
-        if dob.view.len:  # size 0 means "no limit" to the kernel: pass no buffer
-            a.data_out = _ptr(dob.view.buf)
-            a.data_size_out = <uint32_t>dob.view.len
-    if ctx_in is not None:
-        cib.get(ctx_in, False, "ctx")
-        a.ctx_in = _ptr(cib.view.buf)
-        a.ctx_size_in = <uint32_t>cib.view.len
-    if ctx_out is not None:
-        cob.get(ctx_out, True, "ctx_out")
-        if cob.view.len:
-            a.ctx_out = _ptr(cob.view.buf)
-            a.ctx_size_out = <uint32_t>cob.view.len
-    a.repeat = repeat
-    a.flags = flags
-    a.cpu = cpu
-    a.batch_size = batch_size
-    cdef long r
-    with nogil:
-        r = _bpf(BPF_PROG_TEST_RUN, &a, sizeof(a))
-    if r < 0:
-        raise _err(errno, "program test_run", f"fd {prog_fd}")
-    return a.retval, a.data_size_out, a.ctx_size_out, a.duration
-
-
 def prog_attach(uint32_t target_fd, uint32_t prog_fd, uint32_t attach_type, uint32_t flags=0,
                 uint32_t replace_fd=0, uint32_t relative_fd=0, uint64_t expected_revision=0):
     """BPF_PROG_ATTACH (cgroups, sockmaps, flow dissector, tcx via mprog)."""
@@ -1024,234 +1004,5 @@ def perf_event_open(uint32_t type, uint64_t config, int pid=-1, int cpu=0, int g
     return FD(_own_fd(r))
 
 
-# ---------------------------------------------------------------------------
-# ABI layout (for tests/test_abi.py)
-
-cdef extern from *:
-    """
-    typedef struct { const char *name; const char *field; long offset; long size; } fbpf_layout_entry;
-    #define FBPF_L(N, S, F) { N, #F, (long)offsetof(S, F), (long)sizeof(S) }
-    static const fbpf_layout_entry fbpf_layout[] = {
-        FBPF_L("map_create", fbpf_map_create_attr, map_type),
-        FBPF_L("map_create", fbpf_map_create_attr, key_size),
-        FBPF_L("map_create", fbpf_map_create_attr, value_size),
-        FBPF_L("map_create", fbpf_map_create_attr, max_entries),
-        FBPF_L("map_create", fbpf_map_create_attr, map_flags),
-        FBPF_L("map_create", fbpf_map_create_attr, inner_map_fd),
-        FBPF_L("map_create", fbpf_map_create_attr, numa_node),
-        FBPF_L("map_create", fbpf_map_create_attr, map_name),
-        FBPF_L("map_create", fbpf_map_create_attr, map_ifindex),
-        FBPF_L("map_create", fbpf_map_create_attr, btf_fd),
-        FBPF_L("map_create", fbpf_map_create_attr, btf_key_type_id),
-        FBPF_L("map_create", fbpf_map_create_attr, btf_value_type_id),
-        FBPF_L("map_create", fbpf_map_create_attr, btf_vmlinux_value_type_id),
-        FBPF_L("map_create", fbpf_map_create_attr, map_extra),
-        FBPF_L("map_create", fbpf_map_create_attr, value_type_btf_obj_fd),
-        FBPF_L("map_create", fbpf_map_create_attr, map_token_fd),
-        FBPF_L("map_elem", fbpf_map_elem_attr, map_fd),
-        FBPF_L("map_elem", fbpf_map_elem_attr, key),
-        FBPF_L("map_elem", fbpf_map_elem_attr, value),
-        FBPF_L("map_elem", fbpf_map_elem_attr, flags),
-        FBPF_L("map_batch", fbpf_map_batch_attr, in_batch),
-        FBPF_L("map_batch", fbpf_map_batch_attr, out_batch),
-        FBPF_L("map_batch", fbpf_map_batch_attr, keys),
-        FBPF_L("map_batch", fbpf_map_batch_attr, values),
-        FBPF_L("map_batch", fbpf_map_batch_attr, count),
-        FBPF_L("map_batch", fbpf_map_batch_attr, map_fd),
-        FBPF_L("map_batch", fbpf_map_batch_attr, elem_flags),
-        FBPF_L("map_batch", fbpf_map_batch_attr, flags),
-        FBPF_L("prog_load", fbpf_prog_load_attr, prog_type),
-        FBPF_L("prog_load", fbpf_prog_load_attr, insn_cnt),
-        FBPF_L("prog_load", fbpf_prog_load_attr, insns),
-        FBPF_L("prog_load", fbpf_prog_load_attr, license),
-        FBPF_L("prog_load", fbpf_prog_load_attr, log_level),
-        FBPF_L("prog_load", fbpf_prog_load_attr, log_size),
-        FBPF_L("prog_load", fbpf_prog_load_attr, log_buf),
-        FBPF_L("prog_load", fbpf_prog_load_attr, kern_version),
-        FBPF_L("prog_load", fbpf_prog_load_attr, prog_flags),
-        FBPF_L("prog_load", fbpf_prog_load_attr, prog_name),
-        FBPF_L("prog_load", fbpf_prog_load_attr, prog_ifindex),
-        FBPF_L("prog_load", fbpf_prog_load_attr, expected_attach_type),
-        FBPF_L("prog_load", fbpf_prog_load_attr, prog_btf_fd),
-        FBPF_L("prog_load", fbpf_prog_load_attr, func_info_rec_size),
-        FBPF_L("prog_load", fbpf_prog_load_attr, func_info),
-        FBPF_L("prog_load", fbpf_prog_load_attr, func_info_cnt),
-        FBPF_L("prog_load", fbpf_prog_load_attr, line_info_rec_size),
-        FBPF_L("prog_load", fbpf_prog_load_attr, line_info),
-        FBPF_L("prog_load", fbpf_prog_load_attr, line_info_cnt),
-        FBPF_L("prog_load", fbpf_prog_load_attr, attach_btf_id),
-        FBPF_L("prog_load", fbpf_prog_load_attr, attach_prog_fd),
-        FBPF_L("prog_load", fbpf_prog_load_attr, core_relo_cnt),
-        FBPF_L("prog_load", fbpf_prog_load_attr, fd_array),
-        FBPF_L("prog_load", fbpf_prog_load_attr, core_relos),
-        FBPF_L("prog_load", fbpf_prog_load_attr, core_relo_rec_size),
-        FBPF_L("prog_load", fbpf_prog_load_attr, log_true_size),
-        FBPF_L("prog_load", fbpf_prog_load_attr, prog_token_fd),
-        FBPF_L("prog_load", fbpf_prog_load_attr, fd_array_cnt),
-        FBPF_L("obj", fbpf_obj_attr, pathname),
-        FBPF_L("obj", fbpf_obj_attr, bpf_fd),
-        FBPF_L("obj", fbpf_obj_attr, file_flags),
-        FBPF_L("obj", fbpf_obj_attr, path_fd),
-        FBPF_L("prog_attach", fbpf_prog_attach_attr, target_fd),
-        FBPF_L("prog_attach", fbpf_prog_attach_attr, attach_bpf_fd),
-        FBPF_L("prog_attach", fbpf_prog_attach_attr, attach_type),
-        FBPF_L("prog_attach", fbpf_prog_attach_attr, attach_flags),
-        FBPF_L("prog_attach", fbpf_prog_attach_attr, replace_bpf_fd),
-        FBPF_L("prog_attach", fbpf_prog_attach_attr, relative_fd),
-        FBPF_L("prog_attach", fbpf_prog_attach_attr, expected_revision),
-        FBPF_L("test", fbpf_test_run_attr, prog_fd),
-        FBPF_L("test", fbpf_test_run_attr, retval),
-        FBPF_L("test", fbpf_test_run_attr, data_size_in),
-        FBPF_L("test", fbpf_test_run_attr, data_size_out),
-        FBPF_L("test", fbpf_test_run_attr, data_in),
-        FBPF_L("test", fbpf_test_run_attr, data_out),
-        FBPF_L("test", fbpf_test_run_attr, repeat),
-        FBPF_L("test", fbpf_test_run_attr, duration),
-        FBPF_L("test", fbpf_test_run_attr, ctx_size_in),
-        FBPF_L("test", fbpf_test_run_attr, ctx_size_out),
-        FBPF_L("test", fbpf_test_run_attr, ctx_in),
-        FBPF_L("test", fbpf_test_run_attr, ctx_out),
-        FBPF_L("test", fbpf_test_run_attr, flags),
-        FBPF_L("test", fbpf_test_run_attr, cpu),
-        FBPF_L("test", fbpf_test_run_attr, batch_size),
-        FBPF_L("get_id", fbpf_get_id_attr, start_id),
-        FBPF_L("get_id", fbpf_get_id_attr, next_id),
-        FBPF_L("get_id", fbpf_get_id_attr, open_flags),
-        FBPF_L("get_id", fbpf_get_id_attr, fd_by_id_token_fd),
-        FBPF_L("info", fbpf_info_attr, bpf_fd),
-        FBPF_L("info", fbpf_info_attr, info_len),
-        FBPF_L("info", fbpf_info_attr, info),
-        FBPF_L("query", fbpf_prog_query_attr, target_fd),
-        FBPF_L("query", fbpf_prog_query_attr, attach_type),
-        FBPF_L("query", fbpf_prog_query_attr, query_flags),
-        FBPF_L("query", fbpf_prog_query_attr, attach_flags),
-        FBPF_L("query", fbpf_prog_query_attr, prog_ids),
-        FBPF_L("query", fbpf_prog_query_attr, prog_cnt),
-        FBPF_L("query", fbpf_prog_query_attr, prog_attach_flags),
-        FBPF_L("query", fbpf_prog_query_attr, link_ids),
-        FBPF_L("query", fbpf_prog_query_attr, link_attach_flags),
-        FBPF_L("query", fbpf_prog_query_attr, revision),
-        FBPF_L("raw_tracepoint", fbpf_raw_tp_attr, name),
-        FBPF_L("raw_tracepoint", fbpf_raw_tp_attr, prog_fd),
-        FBPF_L("raw_tracepoint", fbpf_raw_tp_attr, cookie),
-        FBPF_L("btf_load", fbpf_btf_load_attr, btf),
-        FBPF_L("btf_load", fbpf_btf_load_attr, btf_log_buf),
-        FBPF_L("btf_load", fbpf_btf_load_attr, btf_size),
-        FBPF_L("btf_load", fbpf_btf_load_attr, btf_log_size),
-        FBPF_L("btf_load", fbpf_btf_load_attr, btf_log_level),
-        FBPF_L("btf_load", fbpf_btf_load_attr, btf_log_true_size),
-        FBPF_L("btf_load", fbpf_btf_load_attr, btf_flags),
-        FBPF_L("btf_load", fbpf_btf_load_attr, btf_token_fd),
-        FBPF_L("link_create", fbpf_link_create_attr, prog_fd),
-        FBPF_L("link_create", fbpf_link_create_attr, target_fd),
-        FBPF_L("link_create", fbpf_link_create_attr, attach_type),
-        FBPF_L("link_create", fbpf_link_create_attr, flags),
-        FBPF_L("link_create", fbpf_link_create_attr, extra),
-        FBPF_L("link_update", fbpf_link_update_attr, link_fd),
-        FBPF_L("link_update", fbpf_link_update_attr, new_prog_fd),
-        FBPF_L("link_update", fbpf_link_update_attr, flags),
-        FBPF_L("link_update", fbpf_link_update_attr, old_prog_fd),
-        FBPF_L("bpf_map_info", fbpf_map_info, type),
-        FBPF_L("bpf_map_info", fbpf_map_info, id),
-        FBPF_L("bpf_map_info", fbpf_map_info, key_size),
-        FBPF_L("bpf_map_info", fbpf_map_info, value_size),
-        FBPF_L("bpf_map_info", fbpf_map_info, max_entries),
-        FBPF_L("bpf_map_info", fbpf_map_info, map_flags),
-        FBPF_L("bpf_map_info", fbpf_map_info, name),
-        FBPF_L("bpf_map_info", fbpf_map_info, ifindex),
-        FBPF_L("bpf_map_info", fbpf_map_info, btf_vmlinux_value_type_id),
-        FBPF_L("bpf_map_info", fbpf_map_info, netns_dev),
-        FBPF_L("bpf_map_info", fbpf_map_info, netns_ino),
-        FBPF_L("bpf_map_info", fbpf_map_info, btf_id),
-        FBPF_L("bpf_map_info", fbpf_map_info, btf_key_type_id),
-        FBPF_L("bpf_map_info", fbpf_map_info, btf_value_type_id),
-        FBPF_L("bpf_map_info", fbpf_map_info, btf_vmlinux_id),
-        FBPF_L("bpf_map_info", fbpf_map_info, map_extra),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, type),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, id),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, tag),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_prog_len),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, xlated_prog_len),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_prog_insns),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, xlated_prog_insns),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, load_time),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, created_by_uid),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_map_ids),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, map_ids),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, name),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, ifindex),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, netns_dev),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, netns_ino),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_jited_ksyms),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_jited_func_lens),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_ksyms),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_func_lens),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, btf_id),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, func_info_rec_size),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, func_info),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_func_info),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_line_info),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, line_info),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_line_info),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_jited_line_info),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, line_info_rec_size),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, jited_line_info_rec_size),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, nr_prog_tags),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, prog_tags),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, run_time_ns),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, run_cnt),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, recursion_misses),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, verified_insns),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, attach_btf_obj_id),
-        FBPF_L("bpf_prog_info", fbpf_prog_info, attach_btf_id),
-        FBPF_L("bpf_btf_info", fbpf_btf_info, btf),
-        FBPF_L("bpf_btf_info", fbpf_btf_info, btf_size),
-        FBPF_L("bpf_btf_info", fbpf_btf_info, id),
-        FBPF_L("bpf_btf_info", fbpf_btf_info, name),
-        FBPF_L("bpf_btf_info", fbpf_btf_info, name_len),
-        FBPF_L("bpf_btf_info", fbpf_btf_info, kernel_btf),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, type),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, size),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, config),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_period),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_type),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, read_format),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, wakeup_events),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, bp_type),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, config1),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, config2),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, branch_sample_type),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_regs_user),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_stack_user),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, clockid),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_regs_intr),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, aux_watermark),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sample_max_stack),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, aux_sample_size),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, sig_data),
-        FBPF_L("perf_event_attr", fbpf_perf_event_attr, config3),
-        { 0, 0, 0, 0 }
-    };
-    """
-    ctypedef struct fbpf_layout_entry:
-        const char *name
-        const char *field
-        long offset
-        long size
-    const fbpf_layout_entry fbpf_layout[]
-
-
-def _abi_layout():
-    """Sizes and field offsets of the project's ABI structs: ``{name: (size,
-    {field: offset})}``, for the layout test against <linux/bpf.h>."""
-    out = {}
-    cdef int i = 0
-    while fbpf_layout[i].name != NULL:
-        name = fbpf_layout[i].name.decode()
-        entry = out.setdefault(name, (fbpf_layout[i].size, {}))
-        entry[1][fbpf_layout[i].field.decode()] = fbpf_layout[i].offset
-        i += 1
-    return out
-
-
 include "_maphot.pxi"
+include "_progrun.pxi"

@@ -18,6 +18,7 @@ cdef enum:
     K_I64 = 8
     K_F32 = 9
     K_F64 = 10
+    K_BOOL = 11
 
 # How values are handled beyond plain bytes.
 cdef enum:
@@ -26,6 +27,27 @@ cdef enum:
     V_FD = 2        # map-in-map, prog array: write an fd, read back an id
     V_NONE = 3      # value-less (e.g. no value at all)
 
+# Keys and values up to this many bytes (together) are converted in a buffer
+# on the C stack: no allocation, and no buffer shared between threads.
+cdef enum:
+    _STACK_BYTES = 512
+    _STACK_WORDS = 64
+
+
+class OutOfRangeError(OverflowError, ValueError):
+    """A number does not fit the field it is written to.
+
+    An OverflowError (it is one) that is also a ValueError, which is what
+    earlier versions raised."""
+
+
+cdef extern from "Python.h":
+    # The C API without Cython's exception checks: callers test the result.
+    unsigned long long _as_ull "PyLong_AsUnsignedLongLong"(object)
+    long long _as_ll "PyLong_AsLongLong"(object)
+    PyObject *PyErr_Occurred()
+    void PyErr_Clear()
+
 
 cdef int _scalar_kind(object dt, uint32_t size):
     if dt is None or dt.itemsize != size or dt.fields is not None or dt.subdtype is not None:
@@ -33,7 +55,9 @@ cdef int _scalar_kind(object dt, uint32_t size):
     if not dt.isnative:
         return K_OTHER
     k = dt.kind
-    if k == "u" or k == "b":
+    if k == "b":
+        return K_BOOL if size == 1 else K_OTHER
+    if k == "u":
         return {1: K_U8, 2: K_U16, 4: K_U32, 8: K_U64}.get(size, K_OTHER)
     if k == "i":
         return {1: K_I8, 2: K_I16, 4: K_I32, 8: K_I64}.get(size, K_OTHER)
@@ -46,79 +70,217 @@ cdef inline bint _is_intlike(object o):
     return PyLong_Check(o) or isinstance(o, _np.integer)
 
 
+cdef object _exact_int(object obj, str what, object dt):
+    """*obj* as a Python int when it is an exact integer (int, bool, numpy
+    integer, 0-d integer array, anything with ``__index__``); None for
+    sequences and arrays (the caller's generic path takes those); TypeError
+    for floats and strings, so no conversion ever drops a fraction or
+    parses text."""
+    if PyLong_Check(obj):
+        return obj
+    if isinstance(obj, (_np.integer, _np.bool_)):
+        return PyNumber_Index(obj)
+    if isinstance(obj, _np.ndarray):
+        if (<object>obj).ndim == 0 and (<object>obj).dtype.kind in "iub":
+            return PyNumber_Index((<object>obj).item())
+        if (<object>obj).ndim != 0:
+            return None
+    elif isinstance(obj, (list, tuple, _np.void)):
+        return None
+    elif not isinstance(obj, (float, str, _np.floating, _np.complexfloating, complex)):
+        if hasattr(obj, "__array__"):
+            return _exact_int(_np.asarray(obj), what, dt)
+        try:
+            return PyNumber_Index(obj)
+        except TypeError:
+            pass
+    raise TypeError(f"{what} must be an integer for {dt}, not {type(obj).__name__} {obj!r}")
+
+
+cdef int _range_error(object obj, str what, object dt) except -1:
+    if obj < 0 and dt.kind in "ub":
+        raise OutOfRangeError(f"{what} {obj} is negative, but the {what} type is {dt}")
+    raise OutOfRangeError(f"{what} {obj} does not fit {dt}")
+
+
 cdef int _pack_scalar(int kind, object obj, char *buf, str what, object dt) except -1:
     """Write a Python number into *buf* as the C scalar *kind*.
 
-    Returns 1 when handled, 0 when *obj* is not a plain number."""
+    Returns 1 when handled, 0 when *obj* should go the generic way (raw
+    bytes, or *kind* K_OTHER). Integers must be exact and fit; floats go
+    only into float fields; anything else is a TypeError naming *what*."""
     cdef unsigned long long u
     cdef long long s
     cdef double d
     if kind == K_OTHER:
         return 0
-    if kind <= K_I64:
-        if not PyLong_Check(obj):
-            if isinstance(obj, _np.integer) or isinstance(obj, _np.bool_):
-                obj = PyNumber_Index(obj)
-            elif obj is True or obj is False:
-                obj = int(obj)
-            else:
+    if not PyLong_CheckExact(obj):
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return 0
+        if not ((kind == K_F32 or kind == K_F64)
+                and (PyFloat_Check(obj) or isinstance(obj, _np.floating))):
+            obj = _exact_int(obj, what, dt)
+            if obj is None:
                 return 0
-        if kind <= K_U64:
-            try:
-                u = PyLong_AsUnsignedLongLong(obj)
-            except OverflowError:
-                if obj < 0:
-                    raise ValueError(f"{what} {obj} is negative, but the {what} type is {dt}") \
-                        from None
-                raise ValueError(f"{what} {obj} does not fit {dt}") from None
-            if kind == K_U8:
-                if u > 0xff:
-                    raise ValueError(f"{what} {obj} does not fit {dt}")
-                (<uint8_t *>buf)[0] = <uint8_t>u
-            elif kind == K_U16:
-                if u > 0xffff:
-                    raise ValueError(f"{what} {obj} does not fit {dt}")
-                (<uint16_t *>buf)[0] = <uint16_t>u
-            elif kind == K_U32:
-                if u > 0xffffffffULL:
-                    raise ValueError(f"{what} {obj} does not fit {dt}")
-                (<uint32_t *>buf)[0] = <uint32_t>u
-            else:
-                memcpy(buf, &u, 8)
-        else:
-            try:
-                s = PyLong_AsLongLong(obj)
-            except OverflowError:
-                raise ValueError(f"{what} {obj} does not fit {dt}") from None
-            if kind == K_I8:
-                if s < -0x80 or s > 0x7f:
-                    raise ValueError(f"{what} {obj} does not fit {dt}")
-                (<int8_t *>buf)[0] = <int8_t>s
-            elif kind == K_I16:
-                if s < -0x8000 or s > 0x7fff:
-                    raise ValueError(f"{what} {obj} does not fit {dt}")
-                (<int16_t *>buf)[0] = <int16_t>s
-            elif kind == K_I32:
-                if s < -0x80000000LL or s > 0x7fffffffLL:
-                    raise ValueError(f"{what} {obj} does not fit {dt}")
-                (<int32_t *>buf)[0] = <int32_t>s
-            else:
-                memcpy(buf, &s, 8)
-        return 1
-    # floats
-    if PyFloat_Check(obj) or PyLong_Check(obj) or isinstance(obj, (_np.floating, _np.integer)):
+    if kind == K_F32 or kind == K_F64:
         d = PyFloat_AsDouble(obj)
         if kind == K_F32:
             (<float *>buf)[0] = <float>d
         else:
             memcpy(buf, &d, 8)
         return 1
+    if kind <= K_U64 or kind == K_BOOL:
+        # No try/except here: Cython saves the exception state on entering
+        # one, which costs more than the conversion.
+        u = _as_ull(obj)
+        if u == <unsigned long long>-1 and PyErr_Occurred() != NULL:
+            PyErr_Clear()
+            _range_error(obj, what, dt)
+        if kind == K_U32:
+            if u > 0xffffffffULL:
+                _range_error(obj, what, dt)
+            (<uint32_t *>buf)[0] = <uint32_t>u
+        elif kind == K_U64:
+            memcpy(buf, &u, 8)
+        elif kind == K_U8:
+            if u > 0xff:
+                _range_error(obj, what, dt)
+            (<uint8_t *>buf)[0] = <uint8_t>u
+        elif kind == K_U16:
+            if u > 0xffff:
+                _range_error(obj, what, dt)
+            (<uint16_t *>buf)[0] = <uint16_t>u
+        else:
+            if u > 1:
+                _range_error(obj, what, dt)
+            (<uint8_t *>buf)[0] = <uint8_t>u
+        return 1
+    s = _as_ll(obj)
+    if s == -1 and PyErr_Occurred() != NULL:
+        PyErr_Clear()
+        _range_error(obj, what, dt)
+    if kind == K_I32:
+        if s < -0x80000000LL or s > 0x7fffffffLL:
+            _range_error(obj, what, dt)
+        (<int32_t *>buf)[0] = <int32_t>s
+    elif kind == K_I64:
+        memcpy(buf, &s, 8)
+    elif kind == K_I8:
+        if s < -0x80 or s > 0x7f:
+            _range_error(obj, what, dt)
+        (<int8_t *>buf)[0] = <int8_t>s
+    else:
+        if s < -0x8000 or s > 0x7fff:
+            _range_error(obj, what, dt)
+        (<int16_t *>buf)[0] = <int16_t>s
+    return 1
+
+
+cdef object _unpack_scalar(int kind, const char *buf):
+    """The C scalar at *buf* as a Python int, float or bool."""
+    cdef uint64_t u
+    cdef int64_t s
+    cdef double d
+    if kind == K_U64:
+        memcpy(&u, buf, 8)
+        return PyLong_FromUnsignedLongLong(u)
+    if kind == K_U32:
+        return PyLong_FromUnsignedLongLong((<uint32_t *>buf)[0])
+    if kind == K_I64:
+        memcpy(&s, buf, 8)
+        return PyLong_FromLongLong(s)
+    if kind == K_I32:
+        return PyLong_FromLongLong((<int32_t *>buf)[0])
+    if kind == K_F64:
+        memcpy(&d, buf, 8)
+        return PyFloat_FromDouble(d)
+    if kind == K_F32:
+        return PyFloat_FromDouble((<float *>buf)[0])
+    if kind == K_U8:
+        return PyLong_FromUnsignedLongLong((<uint8_t *>buf)[0])
+    if kind == K_U16:
+        return PyLong_FromUnsignedLongLong((<uint16_t *>buf)[0])
+    if kind == K_I8:
+        return PyLong_FromLongLong((<int8_t *>buf)[0])
+    if kind == K_I16:
+        return PyLong_FromLongLong((<int16_t *>buf)[0])
+    if kind == K_BOOL:
+        return (<uint8_t *>buf)[0] != 0
+    raise AssertionError("not a scalar kind")
+
+
+def cast_exact(obj, dt, str what):
+    """*obj* as an array of *dt* under the one conversion rule of maps.
+
+    Integers must be exact and fit (int64 -1 into uint64 is refused, not
+    wrapped); floats go only into float fields (NaN or 3.5 never become an
+    integer); strings are never numbers; structured dtypes take arrays that
+    numpy casts with ``same_kind``. Raises TypeError or OutOfRangeError
+    naming *what*. Returns *obj* itself when it already has dtype *dt*.
+    """
+    arr = obj if isinstance(obj, _np.ndarray) else _np.asarray(obj)
+    src = arr.dtype
+    if src == dt:
+        return arr
+    if src.hasobject:
+        raise TypeError(f"{what} of dtype {src} hold Python objects; the map wants {dt}")
+    if src.kind in "iub" and dt.kind in "iub" and dt.fields is None and src.fields is None:
+        if arr.size and dt.kind != "b":
+            info = _np.iinfo(dt)
+            lo, hi = arr.min(), arr.max()
+            if lo < info.min:
+                _range_error(int(lo), what, dt)
+            if hi > info.max:
+                _range_error(int(hi), what, dt)
+        elif arr.size and dt.kind == "b" and (arr.min() < 0 or arr.max() > 1):
+            raise OutOfRangeError(f"{what} hold values other than 0 and 1, the type is {dt}")
+        return arr.astype(dt)
+    if src.kind in "fc" and dt.kind in "iub":
+        raise TypeError(f"{what} of dtype {src} would lose their fractions as {dt}: "
+                        f"convert them yourself")
+    if src.kind in "USV" and dt.kind not in "USV" and dt.fields is None:
+        raise TypeError(f"{what} of dtype {src} are not numbers; the map wants {dt}")
+    if dt.kind == "V" and dt.fields is None and src.itemsize == dt.itemsize:
+        return arr.view(dt)   # raw bytes of the right size, reinterpreted
+    if not _np.can_cast(src, dt, "same_kind"):
+        raise TypeError(f"{what} of dtype {src} cannot be converted to {dt} "
+                        f"without loss (numpy same_kind casting)")
+    try:
+        return arr.astype(dt, casting="same_kind")
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{what} of dtype {src} cannot be converted to {dt}: {e}") from None
+
+
+cdef int _check_fields(object obj, object dt, str what) except -1:
+    """Apply the scalar rule to each field of a tuple for a structured *dt*
+    (numpy itself would cast 3.5 into an int field without a word)."""
+    cdef char tmp[16]
+    names = dt.names
+    if len(obj) != len(names):
+        return 0        # numpy says what is wrong with the shape
+    for name, item in zip(names, obj):
+        fdt = dt.fields[name][0]
+        fwhat = f"{what} field {name!r}"
+        if fdt.fields is not None:
+            if isinstance(item, tuple):
+                _check_fields(item, fdt, fwhat)
+            elif not isinstance(item, _np.void):
+                raise TypeError(f"{fwhat} is a struct ({fdt}); give it a tuple, "
+                                f"not {type(item).__name__}")
+        elif fdt.subdtype is not None:
+            base = fdt.subdtype[0]
+            if base.kind in "iufb":
+                cast_exact(item, base, fwhat)
+        elif fdt.kind in "iufb" and fdt.itemsize <= 8:
+            _pack_scalar(_scalar_kind(fdt.newbyteorder("="), fdt.itemsize), item, tmp,
+                         fwhat, fdt)
     return 0
 
 
 cdef int _pack_generic(object obj, char *buf, uint32_t size, object dt, str what) except -1:
-    """Any other key or value: exact-size bytes, or whatever numpy can turn
-    into one element of *dt*."""
+    """Any other key or value: exact-size bytes, or one element of *dt*
+    under the same rules as the scalar path (a struct takes a tuple or a
+    record, never a scalar broadcast into every field)."""
     cdef _Buf b
     if isinstance(obj, (bytes, bytearray, memoryview)):
         b = _Buf()
@@ -129,30 +291,56 @@ cdef int _pack_generic(object obj, char *buf, uint32_t size, object dt, str what
         return 0
     if dt is None:
         raise TypeError(f"{what} must be {size} bytes, not {type(obj).__name__}")
-    if dt.kind == "V" and dt.fields is None and dt.subdtype is None and _is_intlike(obj):
-        # Raw-bytes keys (maps opened without dtypes) still take a plain
-        # int, laid out like a native unsigned integer of that size.
-        obj = PyNumber_Index(obj)
-        if obj < 0:
-            raise ValueError(f"{what} {obj} is negative")
+    if dt.kind == "V" and dt.fields is None and dt.subdtype is None:
+        if _is_intlike(obj):
+            # Raw-bytes keys (maps opened without dtypes) still take a plain
+            # int, laid out like a native unsigned integer of that size.
+            obj = PyNumber_Index(obj)
+            if obj < 0:
+                raise OutOfRangeError(f"{what} {obj} is negative")
+            try:
+                raw = (<object>obj).to_bytes(size, sys.byteorder)
+            except OverflowError:
+                raise OutOfRangeError(f"{what} {obj} does not fit {size} bytes") from None
+            memcpy(buf, <char *>raw, size)
+            return 0
+        if not isinstance(obj, (_np.ndarray, _np.void)):
+            raise TypeError(f"{what} must be {size} bytes (bytes, bytearray, a numpy "
+                            f"value) or an int, not {type(obj).__name__}")
+    if dt.fields is not None:
+        if isinstance(obj, tuple):
+            _check_fields(obj, dt, what)
+        elif not isinstance(obj, (_np.void, _np.ndarray)):
+            raise TypeError(f"{what} is a struct ({', '.join(dt.names)}); give a tuple "
+                            f"or a record, not {type(obj).__name__} {obj!r}")
+        elif isinstance(obj, _np.ndarray) and (<object>obj).dtype.fields is None:
+            raise TypeError(f"{what} is a struct ({', '.join(dt.names)}); give a tuple "
+                            f"or a record, not an array of {(<object>obj).dtype}")
         try:
-            raw = (<object>obj).to_bytes(size, sys.byteorder)
-        except OverflowError:
-            raise ValueError(f"{what} {obj} does not fit {size} bytes") from None
-        memcpy(buf, <char *>raw, size)
-        return 0
-    try:
-        if isinstance(obj, (_np.void, _np.ndarray)) and obj.dtype == dt:
-            arr = _np.asarray(obj)  # its bytes as they are, padding included
-        elif dt.fields is not None:
-            # Zeroed first: a field-by-field conversion leaves the padding
-            # between fields uninitialised, and the kernel compares keys bytewise.
-            arr = _np.zeros((), dtype=dt)
-            arr[()] = obj
+            if isinstance(obj, _np.ndarray):
+                arr = cast_exact(obj, dt, what)
+            elif isinstance(obj, _np.void) and obj.dtype == dt:
+                arr = _np.asarray(obj)  # its bytes as they are, padding included
+            else:
+                # Zeroed first: a field-by-field conversion leaves the padding
+                # between fields uninitialised, and the kernel compares keys bytewise.
+                arr = _np.zeros((), dtype=dt)
+                arr[()] = obj
+        except (TypeError, ValueError, OverflowError) as e:
+            if isinstance(e, OutOfRangeError):
+                raise
+            raise TypeError(f"{what} {obj!r} cannot be converted to {dt}: {e}") from None
+    else:
+        kind = _scalar_kind(dt.newbyteorder("="), size) if dt.kind in "iufb" else K_OTHER
+        if kind != K_OTHER and not isinstance(obj, _np.ndarray):
+            # A non-native scalar: check it like a native one, then swap.
+            tmp = bytearray(8)
+            _pack_scalar(kind, obj, <char *>tmp, what, dt)
+            arr = _np.frombuffer(bytes(tmp[:size]), dtype=dt.newbyteorder("=")).astype(dt)
         else:
-            arr = _np.asarray(obj, dtype=dt)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise TypeError(f"{what} {obj!r} cannot be converted to {dt}: {e}") from None
+            arr = cast_exact(obj, dt, what) if isinstance(obj, _np.ndarray) \
+                else _np.asarray(obj, dtype=dt) if dt.subdtype is not None \
+                else cast_exact(_np.asarray(obj), dt, what)
     if arr.ndim != 0 or arr.nbytes != size:
         raise ValueError(f"{what} {obj!r} has shape {arr.shape} ({arr.nbytes} bytes); "
                          f"the map wants one {dt} of {size} bytes")
@@ -163,17 +351,23 @@ cdef int _pack_generic(object obj, char *buf, uint32_t size, object dt, str what
     return 0
 
 
-cdef struct _Scratch:
+cdef struct _Tmp:
+    # Key and value buffers for one element operation: on the C stack when
+    # they fit (the common case), else one heap block the caller frees.
     char *k
     char *v
-    bint own
+    void *heap
+    uint64_t stack[_STACK_WORDS]
 
 
 cdef class MapBase:
     """The per-element fast path of :class:`fastbpf.Map` (do not use directly).
 
     Implements ``m[k]``, ``m[k] = v``, ``del m[k]``, ``k in m``, ``lookup``,
-    ``update``, ``delete`` and ``pop`` in C.
+    ``update``, ``delete`` and ``pop`` in C. Keys and values of one scalar
+    numeric dtype are converted in C without intermediate objects, and come
+    back as Python ``int``/``float``/``bool``; per-CPU values are written by
+    the kernel straight into the numpy array returned.
     """
     cdef int _fd
     cdef object _fdobj
@@ -185,22 +379,16 @@ cdef class MapBase:
     cdef readonly object name
     cdef object _kdt, _vdt
     cdef int _kkind, _vkind, _vmode
+    cdef bint _vnative          # the value dtype is a native scalar (see _get_value)
+    cdef bint _fast             # scalar key and plain scalar value: see __getitem__
     cdef uint32_t _vstride      # bytes the kernel reads/writes per value
     cdef uint32_t _cpu_stride   # per-CPU: round_up(value_size, 8)
-    cdef char *_kbuf
-    cdef char *_vbuf
-    cdef bint _busy             # the scratch buffers are lent out
+    cdef uint32_t _tmpk         # key_size rounded up to 8 (value offset in a _Tmp)
     cdef object _percpu_last    # the per-CPU result returned last (see _new_percpu)
     cdef char *_percpu_data
 
     def __cinit__(self, *args, **kwargs):
         self._fd = -1
-        self._kbuf = NULL
-        self._vbuf = NULL
-
-    def __dealloc__(self):
-        PyMem_Free(self._kbuf)
-        PyMem_Free(self._vbuf)
 
     def _init_handle(self, FD fd, uint32_t map_type, uint32_t key_size, uint32_t value_size,
                      uint32_t max_entries, uint32_t flags, name, key_dtype, value_dtype,
@@ -221,7 +409,10 @@ cdef class MapBase:
         self._vdt = value_dtype
         self._kkind = _scalar_kind(key_dtype, key_size)
         self._vkind = _scalar_kind(value_dtype, value_size)
+        self._vnative = (value_dtype is not None and value_dtype.fields is None
+                         and value_dtype.subdtype is None and value_dtype.kind in "iufb")
         self._cpu_stride = (value_size + 7) & ~7u
+        self._tmpk = (key_size + 7) & ~7u
         if percpu:
             self._vmode = V_PERCPU
             self._vstride = self._cpu_stride * <uint32_t>_NCPUS
@@ -231,12 +422,8 @@ cdef class MapBase:
         else:
             self._vmode = V_PLAIN
             self._vstride = value_size
-        self._kbuf = <char *>PyMem_Malloc(key_size + 8)
-        self._vbuf = <char *>PyMem_Malloc(self._vstride + 8)
-        if self._kbuf == NULL or self._vbuf == NULL:
-            raise MemoryError()
-        memset(self._kbuf, 0, key_size + 8)
-        memset(self._vbuf, 0, self._vstride + 8)
+        self._fast = (self._kkind != K_OTHER and self._vkind != K_OTHER
+                      and self._vmode == V_PLAIN and key_size <= 8 and value_size <= 8)
         self._fdobj = fd
         self._fd = fd.fd
 
@@ -276,7 +463,11 @@ cdef class MapBase:
         return self._vstride
 
     def close(self):
-        """Release the map's file descriptor. Closing twice is harmless."""
+        """Release the map's file descriptor. Closing twice is harmless.
+
+        Batch operations running in other threads hold their own duplicate
+        of the descriptor, so they finish on this map, never on whatever
+        object the kernel gives the number to next."""
         self._fd = -1
         if self._fdobj is not None:
             self._fdobj.close()
@@ -294,7 +485,30 @@ cdef class MapBase:
     cdef str _what(self):
         return f"map {self.name!r}" if self.name else f"map (fd {self._fd})"
 
+    def _own_fd(self):
+        """A private duplicate of the map's fd (an :class:`FD`), for work done
+        with the GIL released: a close() from another thread then cannot let
+        the kernel hand the number to a new object mid-call."""
+        if self._fd < 0:
+            self._closed()
+        return FD(_dup_fd(self._fd))
+
     # -- conversion ----------------------------------------------------------
+
+    cdef inline int _tmp_init(self, _Tmp *t) except -1:
+        """Point *t*'s key and value buffers at its stack area, or at one
+        heap block for big keys/values (the caller frees t.heap)."""
+        cdef size_t need = self._tmpk + self._vstride + 8
+        t.heap = NULL
+        if need <= _STACK_BYTES:
+            t.k = <char *>t.stack
+        else:
+            t.heap = PyMem_Malloc(need)
+            if t.heap == NULL:
+                raise MemoryError()
+            t.k = <char *>t.heap
+        t.v = t.k + self._tmpk
+        return 0
 
     cdef inline int _put_key(self, object key, char *buf) except -1:
         if self._fd < 0:
@@ -303,38 +517,10 @@ cdef class MapBase:
             if key is not None:
                 raise TypeError(f"{self._what()} has no keys; use push/pop/peek")
             return 0
-        if _pack_scalar(self._kkind, key, buf, "key", self._kdt):
-            return 0
+        if self._kkind != K_OTHER:
+            if _pack_scalar(self._kkind, key, buf, "key", self._kdt):
+                return 0
         return _pack_generic(key, buf, self.key_size, self._kdt, "key")
-
-    cdef int _take(self, _Scratch *s) except -1:
-        """Lend the map's key/value scratch buffers, or fresh ones if they
-        are in use: converting a key may run Python code (a custom
-        __index__, numpy, a finalizer), and another thread may then reach
-        the same map before this operation is done with the buffers."""
-        if not self._busy:
-            self._busy = True
-            s.k = self._kbuf
-            s.v = self._vbuf
-            s.own = True
-            return 0
-        s.own = False
-        s.k = <char *>PyMem_Malloc(self.key_size + 8)
-        s.v = <char *>PyMem_Malloc(self._vstride + 8)
-        if s.k == NULL or s.v == NULL:
-            PyMem_Free(s.k)
-            PyMem_Free(s.v)
-            raise MemoryError()
-        memset(s.k, 0, self.key_size + 8)
-        memset(s.v, 0, self._vstride + 8)
-        return 0
-
-    cdef inline void _give(self, _Scratch *s) noexcept:
-        if s.own:
-            self._busy = False
-        else:
-            PyMem_Free(s.k)
-            PyMem_Free(s.v)
 
     cdef int _put_value(self, object value, char *buf) except -1:
         cdef uint32_t i, n
@@ -354,17 +540,18 @@ cdef class MapBase:
             if _pack_scalar(self._vkind, value, buf, "value", self._vdt):
                 return 0
             return _pack_generic(value, buf, self.value_size, self._vdt, "value")
-        # per-CPU: one value for every CPU, or one per CPU
+        # per-CPU: one value for every CPU, or one per CPU. The padding after
+        # each CPU's value goes to the kernel too: make it zeros.
         n = <uint32_t>_NCPUS
+        memset(buf, 0, self._vstride)
         if not _pack_scalar(self._vkind, value, buf, "value", self._vdt):
             if isinstance(value, (bytes, bytearray)) or (
                     not isinstance(value, (list, tuple, _np.ndarray))):
                 _pack_generic(value, buf, self.value_size, self._vdt, "value")
+            elif self._vdt.fields is not None and isinstance(value, tuple):
+                _pack_generic(value, buf, self.value_size, self._vdt, "value")
             else:
-                try:
-                    arr = _np.asarray(value, dtype=self._vdt)
-                except (TypeError, ValueError, OverflowError) as e:
-                    raise TypeError(f"per-CPU value cannot be converted to {self._vdt}: {e}") from None
+                arr = cast_exact(value, self._vdt, "per-CPU values")
                 if arr.ndim == 0:
                     _pack_generic(arr, buf, self.value_size, self._vdt, "value")
                 elif arr.shape != (n,):
@@ -427,6 +614,11 @@ cdef class MapBase:
     cdef object _get_value(self, char *buf):
         if self._vmode == V_FD:
             return self._from_value_id((<uint32_t *>buf)[0])
+        if self._vkind != K_OTHER:
+            return _unpack_scalar(self._vkind, buf)
+        if self._vnative:
+            # A scalar of another byte order: the same Python type as above.
+            return _np_scalar(buf, self._vdt, NULL).item()
         # numpy copies value_size bytes into a new scalar: a scalar owns its data.
         return _np_scalar(buf, self._vdt, NULL)
 
@@ -442,15 +634,15 @@ cdef class MapBase:
         cdef long r
         cdef int code
         cdef int cmd = BPF_MAP_LOOKUP_AND_DELETE_ELEM if delete else BPF_MAP_LOOKUP_ELEM
-        cdef _Scratch s
-        self._take(&s)
+        cdef _Tmp t
+        self._tmp_init(&t)
         try:
-            self._put_key(key, s.k)
+            self._put_key(key, t.k)
             if self._vmode == V_PERCPU:
                 result = self._new_percpu(&out)
             else:
-                out = s.v
-            r = _elem(cmd, self._fd, s.k if self.key_size else NULL, out, 0)
+                out = t.v
+            r = _elem(cmd, self._fd, t.k if self.key_size else NULL, out, 0)
             if r < 0:
                 code = errno
                 if code == ENOENT:
@@ -461,17 +653,45 @@ cdef class MapBase:
                            self._what())
             if self._vmode == V_PERCPU:
                 return result
-            return self._get_value(s.v)
+            return self._get_value(t.v)
         finally:
-            self._give(&s)
+            if t.heap != NULL:
+                PyMem_Free(t.heap)
 
     def __getitem__(self, key):
+        # The hot path of metrics agents: for a scalar key and value, the
+        # key is packed into a register-sized local, the kernel writes the
+        # value into another, and a Python int/float comes back. No
+        # allocation but the result; everything else goes through _lookup.
+        cdef uint64_t kb, vb
+        cdef int code
+        cdef char *out
+        if self._fast and self._fd >= 0:
+            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
+                if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, &vb, 0) == 0:
+                    return _unpack_scalar(self._vkind, <char *>&vb)
+                code = errno
+                if code == ENOENT:
+                    raise KeyError(key)
+                raise _err(code, "map lookup", self._what())
+        elif self._vmode == V_PERCPU and self._kkind != K_OTHER and self._fd >= 0 \
+                and self.key_size <= 8:
+            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
+                result = self._new_percpu(&out)
+                if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, out, 0) == 0:
+                    return result
+                code = errno
+                if code == ENOENT:
+                    raise KeyError(key)
+                raise _err(code, "map lookup", self._what())
         return self._lookup(key, False, None, True)
 
     def lookup(self, key, default=None):
         """The value at *key*, or *default* when the key is missing.
 
-        Per-CPU maps give an array of shape (possible CPUs,) that the kernel
+        Integer, float and bool values come back as Python ``int``,
+        ``float`` and ``bool``; structured and raw values as numpy records;
+        per-CPU maps give an array of shape (possible CPUs,) that the kernel
         filled in place.
         """
         return self._lookup(key, False, default, False)
@@ -494,13 +714,22 @@ cdef class MapBase:
     def __contains__(self, key):
         cdef long r
         cdef int code
-        cdef _Scratch s
+        cdef _Tmp t
+        cdef uint64_t kb, vb
+        if self._fast and self._fd >= 0:
+            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
+                if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, &vb, 0) == 0:
+                    return True
+                code = errno
+                if code == ENOENT:
+                    return False
+                raise _err(code, "map lookup", self._what())
         if self.key_size == 0 and self._fd >= 0:
             return self._bloom_contains(key)
-        self._take(&s)
+        self._tmp_init(&t)
         try:
-            self._put_key(key, s.k)
-            r = _elem(BPF_MAP_LOOKUP_ELEM, self._fd, s.k if self.key_size else NULL, s.v, 0)
+            self._put_key(key, t.k)
+            r = _elem(BPF_MAP_LOOKUP_ELEM, self._fd, t.k, t.v, 0)
             if r < 0:
                 code = errno
                 if code == ENOENT:
@@ -508,18 +737,19 @@ cdef class MapBase:
                 raise _err(code, "map lookup", self._what())
             return True
         finally:
-            self._give(&s)
+            if t.heap != NULL:
+                PyMem_Free(t.heap)
 
     cdef object _bloom_contains(self, object value):
         cdef long r
         cdef int code
-        cdef _Scratch s
+        cdef _Tmp t
         if self.map_type != 30:  # BPF_MAP_TYPE_BLOOM_FILTER
             raise TypeError(f"{self._what()} has no keys; 'in' works for bloom filters only")
-        self._take(&s)
+        self._tmp_init(&t)
         try:
-            self._put_value(value, s.v)
-            r = _elem(BPF_MAP_LOOKUP_ELEM, self._fd, NULL, s.v, 0)
+            self._put_value(value, t.v)
+            r = _elem(BPF_MAP_LOOKUP_ELEM, self._fd, NULL, t.v, 0)
             if r < 0:
                 code = errno
                 if code == ENOENT:
@@ -527,23 +757,43 @@ cdef class MapBase:
                 raise _err(code, "map lookup", self._what())
             return True
         finally:
-            self._give(&s)
+            if t.heap != NULL:
+                PyMem_Free(t.heap)
 
     cdef int _update(self, object key, object value, uint64_t flags) except -1:
         cdef long r
-        cdef _Scratch s
-        self._take(&s)
+        cdef _Tmp t
+        self._tmp_init(&t)
         try:
-            self._put_key(key, s.k)
-            self._put_value(value, s.v)
-            r = _elem(BPF_MAP_UPDATE_ELEM, self._fd, s.k if self.key_size else NULL, s.v, flags)
+            self._put_key(key, t.k)
+            self._put_value(value, t.v)
+            r = _elem(BPF_MAP_UPDATE_ELEM, self._fd, t.k if self.key_size else NULL, t.v, flags)
             if r < 0:
-                raise _err(errno, "map update", self._what())
+                self._update_error(errno)
             return 0
         finally:
-            self._give(&s)
+            if t.heap != NULL:
+                PyMem_Free(t.heap)
+
+    cdef int _update_error(self, int code) except -1:
+        hint = None
+        if code == E2BIG:
+            if self.map_type in (2, 3, 4, 6, 8, 12, 14, 15, 16, 17):   # array-like
+                hint = f"index out of range (max_entries={self.max_entries})"
+            else:
+                hint = f"map full (max_entries={self.max_entries})"
+        elif code == EPERM and self.map_type != 30:
+            hint = "frozen maps (Map.freeze) cannot be written from user space"
+        raise _err(code, "map update", self._what(), hint)
 
     def __setitem__(self, key, value):
+        cdef uint64_t kb, vb
+        if self._fast and self._fd >= 0:
+            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt) and \
+                    _pack_scalar(self._vkind, value, <char *>&vb, "value", self._vdt):
+                if _elem(BPF_MAP_UPDATE_ELEM, self._fd, &kb, &vb, 0) < 0:
+                    self._update_error(errno)
+                return
         self._update(key, value, 0)
 
     def update(self, key, value, flags=0):
@@ -567,11 +817,11 @@ cdef class MapBase:
     cdef int _delete(self, object key, bint raise_missing) except -1:
         cdef long r
         cdef int code
-        cdef _Scratch s
-        self._take(&s)
+        cdef _Tmp t
+        self._tmp_init(&t)
         try:
-            self._put_key(key, s.k)
-            r = _elem(BPF_MAP_DELETE_ELEM, self._fd, s.k, NULL, 0)
+            self._put_key(key, t.k)
+            r = _elem(BPF_MAP_DELETE_ELEM, self._fd, t.k, NULL, 0)
             if r < 0:
                 code = errno
                 if code == ENOENT:
@@ -581,7 +831,8 @@ cdef class MapBase:
                 raise _err(code, "map delete", self._what())
             return 1
         finally:
-            self._give(&s)
+            if t.heap != NULL:
+                PyMem_Free(t.heap)
 
     def __delitem__(self, key):
         self._delete(key, True)

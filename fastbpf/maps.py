@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import _core, features
-from .enums import MapFlags, MapType
+from .enums import MapFlags, MapType, UpdateFlags
 from .errors import BPFError, ClosedError, bpf_error, not_supported_error
 from .pin import BPF_FS_MAGIC, Pinnable, check_pin_path  # noqa: F401 (their old home)
 from .programs import Program
@@ -27,6 +27,14 @@ from .mapspec import (ARRAY_MAPS, FD_VALUE_MAPS, KEYLESS_MAPS, MapSpec,  # noqa:
 
 __all__ = ["MapSpec", "PinType", "Map", "MapInfo", "map_ids", "lpm_key_dtype", "BPF_FS_MAGIC"]
 
+#: fd_kind() answers, for error messages.
+_KIND_NAMES = {"prog": "a BPF program", "link": "a BPF link", "btf": "a BTF object",
+               "other": "not a BPF object"}
+#: Map types whose kernel side has BPF_MAP_LOOKUP_BATCH (items() reads them in chunks).
+_BATCH_ITER_MAPS = frozenset({MapType.HASH, MapType.PERCPU_HASH, MapType.LRU_HASH,
+                              MapType.LRU_PERCPU_HASH, MapType.ARRAY, MapType.PERCPU_ARRAY})
+#: The largest chunk items() asks the kernel for.
+_ITER_CHUNK_MAX = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +70,23 @@ class Map(_core.MapBase, Pinnable):
 
         m[7] = 42; m[7]; del m[7]; 7 in m
 
-    Values come back as numpy scalars (records for structured dtypes); for
-    per-CPU maps as an array of shape (possible CPUs,). Close it with
+    Integer, float and bool values come back as Python ``int``, ``float``
+    and ``bool`` (keys from :meth:`keys`/:meth:`items` too); structured and
+    raw values as numpy records; per-CPU values as an array of shape
+    (possible CPUs,) the kernel filled in place; batches as arrays. Python
+    numbers were chosen over numpy scalars for speed and for what a
+    dict-like object is expected to give: making a numpy scalar and adding
+    it to a Python int cost more than the rest of ``s += m[k]`` (about 160
+    ns + 100 ns against 20 ns on the benchmark machine; the README's
+    benchmark notes have the figures).
+
+    Writes convert exactly or not at all: integers must fit the field
+    (``OverflowError``), floats go only into float fields and strings are
+    never numbers (``TypeError``), in ``m[k] = v`` and in batches alike. A
+    struct key takes a tuple or a record, never a scalar.
+
+    ``m.name`` is the name the kernel holds (15 characters of
+    ``[A-Za-z0-9_.]``; other characters become ``_``). Close the map with
     :meth:`close`, a ``with`` block, or let the garbage collector do it.
     """
 
@@ -181,8 +204,10 @@ class Map(_core.MapBase, Pinnable):
                 inner_fd.close()
             if own_btf and btf_handle is not None:
                 btf_handle.close()  # the map holds its own reference to the BTF
-        m = cls._wrap(fd, int(mtype), ks, vs, max_entries, flags, spec.name,
-                      spec.key_dtype, spec.value_dtype, spec)
+        # m.name is the kernel's name (what bpftool and info() show): at most
+        # 15 characters of [A-Za-z0-9_.], anything else replaced by "_".
+        m = cls._wrap(fd, int(mtype), ks, vs, max_entries, flags,
+                      _core.kernel_name(spec.name), spec.key_dtype, spec.value_dtype, spec)
         try:
             if spec.contents:
                 m._write_contents(spec.contents)
@@ -213,7 +238,8 @@ class Map(_core.MapBase, Pinnable):
         """This map's fd under the dtypes of *spec* (same sizes)."""
         fd = _core.dup_fd(self.fd)
         m = type(self)._wrap(fd, self.map_type, self.key_size, self.value_size,
-                             self.max_entries, self.flags, spec.name or self.name,
+                             self.max_entries, self.flags,
+                             _core.kernel_name(spec.name) if spec.name else self.name,
                              spec.key_dtype, spec.value_dtype, spec)
         self.close()
         return m
@@ -231,7 +257,8 @@ class Map(_core.MapBase, Pinnable):
     def from_pin(cls, path: str | os.PathLike, key: Any = None, value: Any = None) -> "Map":
         """Open the map pinned at *path* on a bpffs; :meth:`unpin` then
         removes that pin."""
-        m = cls._from_owned_fd(_core.obj_get(os.fspath(path)), key, value)
+        m = cls._from_owned_fd(_core.obj_get(os.fspath(path)), key, value,
+                               f"the object pinned at {os.fspath(path)!r}")
         m._remember_pin(path)
         return m
 
@@ -241,8 +268,12 @@ class Map(_core.MapBase, Pinnable):
         return cls._from_owned_fd(_core.map_get_fd_by_id(int(map_id)), key, value)
 
     @classmethod
-    def _from_owned_fd(cls, fd: _core.FD, key: Any, value: Any) -> "Map":
+    def _from_owned_fd(cls, fd: _core.FD, key: Any, value: Any, what: str | None = None) -> "Map":
         try:
+            kind = _core.fd_kind(fd.fd)
+            if kind not in ("map", None):
+                raise ValueError(f"{what or f'fd {fd.fd}'} is {_KIND_NAMES.get(kind, kind)}, "
+                                 f"not a BPF map")
             info = _core.map_info(fd.fd)
         except BPFError as e:
             fd.close()
@@ -342,35 +373,101 @@ class Map(_core.MapBase, Pinnable):
         n = self._scan_keys(raw)
         return keys[:n]
 
-    def keys(self) -> Iterator[Any]:
-        """Iterate over the keys.
+    def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """(keys, values) arrays, chunk by chunk, for keys()/values()/items().
 
-        The keys are read first (BPF_MAP_GET_NEXT_KEY) and then yielded, so
-        deleting entries while iterating is safe.
+        Maps whose kernel side has BPF_MAP_LOOKUP_BATCH are read in batches
+        (growing from 256 to 64k entries), fresh arrays per chunk, so what
+        was yielded is never overwritten. The kernel walks hash maps bucket
+        by bucket and arrays index by index, with a resume token: a key
+        deleted meanwhile is simply not returned, one added may or may not
+        be, and no key comes twice (a key lives in one bucket). Other maps
+        (and kernels without batch lookups) are walked with GET_NEXT_KEY
+        into a key snapshot, then looked up key by key (values None).
         """
-        for k in self._key_snapshot():
-            yield k
+        if self.key_size == 0:
+            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")
+        if self.map_type in _BATCH_ITER_MAPS and not getattr(self, "_no_batch", False):
+            step = min(max(self.max_entries, 1), 256)
+            token_in = np.zeros(max(self.key_size, 8), dtype=np.uint8)
+            token_out = np.zeros_like(token_in)
+            first = True
+            # Our own fd for the whole walk: the generator may be resumed
+            # after another thread closed the map.
+            with self._own_fd() as own:
+                while True:
+                    kraw, kview = self._alloc_keys(step)
+                    vraw, vview = self._alloc_values(step)
+                    try:
+                        got, done = _core.map_lookup_batch(own.fd, None if first else token_in,
+                                                           token_out, kraw, vraw, step)
+                    except BPFError as e:
+                        if first and e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP):
+                            self._no_batch = True
+                            break
+                        if e.errno == errno.ENOSPC:
+                            # A hash bucket holds more entries than the chunk.
+                            step *= 2
+                            continue
+                        raise
+                    if got:
+                        yield kview[:got], vview[:got]
+                    if done:
+                        return
+                    token_in[:] = token_out
+                    first = False
+                    step = min(step * 2, _ITER_CHUNK_MAX)
+        yield self._key_snapshot(), None
+
+    def _py_items(self, arr: np.ndarray) -> list:
+        """Elements of a chunk as the element path returns them: Python
+        numbers for scalar dtypes, records or per-CPU rows otherwise."""
+        dt = arr.dtype
+        if arr.ndim == 1 and dt.fields is None and dt.subdtype is None and dt.kind in "iufb":
+            return arr.tolist()
+        return list(arr)
+
+    def keys(self) -> Iterator[Any]:
+        """Iterate over the keys (Python ints for integer keys).
+
+        Read in chunks (see :meth:`items`); deleting or adding entries while
+        iterating is safe: nothing raises, no key comes twice.
+        """
+        for ks, _ in self._chunks():
+            yield from self._py_items(ks)
 
     __iter__ = keys
 
     def items(self) -> Iterator[tuple[Any, Any]]:
-        """Iterate over (key, value) pairs; keys deleted meanwhile are skipped."""
+        """Iterate over (key, value) pairs.
+
+        Hash and array maps are read with BPF_MAP_LOOKUP_BATCH in chunks,
+        several times faster than a GET_NEXT_KEY + lookup walk; others are
+        walked key by key. Values come as from ``m[k]``. Entries deleted
+        while iterating are skipped, added ones may or may not appear, no
+        key comes twice, and nothing raises for either.
+        """
         missing = object()
-        for k in self._key_snapshot():
-            v = self.lookup(k, missing)
-            if v is not missing:
-                yield k, v
+        for ks, vs in self._chunks():
+            if vs is not None:
+                yield from zip(self._py_items(ks), self._py_items(vs))
+                continue
+            for k in self._py_items(ks):
+                v = self.lookup(k, missing)
+                if v is not missing:
+                    yield k, v
 
     def values(self) -> Iterator[Any]:
-        """Iterate over values; keys deleted meanwhile are skipped."""
+        """Iterate over values (see :meth:`items`)."""
         for _, v in self.items():
             yield v
 
     def __len__(self) -> int:
-        """The number of entries (for hash-like maps this walks the keys)."""
+        """The number of entries (for hash-like maps this reads the map, in
+        batches where the kernel has them)."""
         if self.map_type in ARRAY_MAPS:
             return self.max_entries
-        return len(self._key_snapshot())
+        return sum(len(ks) for ks, _ in self._chunks())
 
     def __bool__(self) -> bool:
         """The dict protocol: true when the map holds an entry (array maps:
@@ -499,31 +596,29 @@ class Map(_core.MapBase, Pinnable):
         return kview[:n][found], vview[:n][found]
 
     def _pack_keys(self, keys: Any) -> np.ndarray:
-        arr = np.asarray(keys)
+        """*keys* as a contiguous 1-d array of the key dtype, under the one
+        conversion rule of the element path (see _core.cast_exact)."""
         kd = self.key_dtype
-        if arr.dtype != kd:
-            if arr.dtype.kind in "iu" and kd.kind in "iu":
-                if arr.size and (arr.min() < np.iinfo(kd).min or arr.max() > np.iinfo(kd).max):
-                    raise ValueError(f"some keys do not fit {kd}")
-                arr = arr.astype(kd)
-            else:
-                try:
-                    arr = arr.astype(kd)
-                except (TypeError, ValueError) as e:
-                    raise TypeError(f"keys of dtype {arr.dtype} cannot be used as {kd}: {e}") \
-                        from None
+        if kd.fields is not None and not isinstance(keys, np.ndarray):
+            # A list of tuples: each checked as m[k] would check it.
+            packed = b"".join(self._pack_key(k) for k in keys)
+            return np.frombuffer(packed, dtype=kd).copy()
+        arr = _core.cast_exact(keys, kd, "keys")
         return np.ascontiguousarray(arr).reshape(-1)
 
     def _pack_values(self, values: Any, n: int) -> np.ndarray:
         vd = self.value_dtype
+        if vd.fields is not None and not isinstance(values, np.ndarray) and not self.percpu:
+            packed = b"".join(self._pack_value(v) for v in values)
+            arr = np.frombuffer(packed, dtype=vd).copy()
+        else:
+            arr = _core.cast_exact(values, vd, "values")
         if not self.percpu:
-            arr = np.asarray(values, dtype=vd) if np.asarray(values).dtype != vd else np.asarray(values)
             arr = np.ascontiguousarray(arr).reshape(-1)
             if arr.shape[0] != n:
                 raise ValueError(f"{n} keys but {arr.shape[0]} values")
             return arr
         ncpus = _core.possible_cpus()
-        arr = np.asarray(values, dtype=vd)
         if arr.ndim == 1:  # one value per key, for every CPU
             arr = np.broadcast_to(arr[:, None], (arr.shape[0], ncpus))
         if arr.shape != (n, ncpus):
@@ -541,35 +636,49 @@ class Map(_core.MapBase, Pinnable):
         """Write many entries with one BPF_MAP_UPDATE_BATCH.
 
         *keys* and *values* are arrays (or anything numpy converts) of the
-        map's dtypes; per-CPU values have shape (n, possible CPUs) or (n,)
-        for the same value on every CPU. Returns the count written. Maps
-        without batch support are updated entry by entry.
+        map's dtypes, converted exactly (no wrapping, no dropped fractions);
+        per-CPU values have shape (n, possible CPUs) or (n,) for the same
+        value on every CPU. Returns the count written.
+
+        Maps without batch support, and *flags* NOEXIST/EXIST (which the
+        kernel's batch command refuses), are updated entry by entry, in
+        order. When an entry fails, the BPFError's ``count`` is the number
+        of entries written before it, and the map holds exactly those.
         """
         k = self._pack_keys(keys)
         n = k.shape[0]
         v = self._pack_values(values, n)
         if n == 0:
             return 0
-        try:
-            return _core.map_update_batch(self.fd, k, v, n, flags)
-        except BPFError as e:
-            if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and getattr(e, "count", 0) == 0:
-                if self.map_type in FD_VALUE_MAPS or self.key_size == 0:
-                    raise
-                return self._update_each(k, v, n, flags, e)
-            raise
+        flags = int(flags)
+        with self._own_fd() as own:   # the GIL is free during the call: see _own_fd
+            if flags & (UpdateFlags.NOEXIST | UpdateFlags.EXIST):
+                return self._update_each(own.fd, k, v, n, flags)
+            try:
+                return _core.map_update_batch(own.fd, k, v, n, flags)
+            except BPFError as e:
+                if e.count >= n:
+                    # Refused before the first entry (the kernel leaves the
+                    # count it was given): nothing was written.
+                    e.count = 0
+                if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and e.count == 0 \
+                        and self.map_type not in FD_VALUE_MAPS and self.key_size:
+                    return self._update_each(own.fd, k, v, n, flags)
+                if e.errno == errno.E2BIG and not e.hint:
+                    e.hint = f"map full (max_entries={self.max_entries})"
+                raise
 
-    def _update_each(self, k: np.ndarray, v: np.ndarray, n: int, flags: int,
-                     original: BaseException) -> int:
+    def _update_each(self, fd: int, k: np.ndarray, v: np.ndarray, n: int, flags: int) -> int:
         kb = k.view(np.uint8).reshape(n, self.key_size)
         vb = np.ascontiguousarray(v).view(np.uint8).reshape(n, -1)
         for i in range(n):
             try:
-                _core.map_update_elem(self.fd, kb[i], vb[i], flags)
-            except BPFError:
-                if i == 0:
-                    raise original from None
-                raise
+                _core.map_update_elem(fd, kb[i], vb[i], flags)
+            except BPFError as e:
+                err = bpf_error(e.errno, "map update_batch", f"map {self.name!r}",
+                                f"entry {i} failed; the {i} before it were written")
+                err.count = i
+                raise err from None
         return n
 
     def delete_batch(self, keys: Any) -> int:
@@ -578,25 +687,33 @@ class Map(_core.MapBase, Pinnable):
         A missing key raises :class:`BPFError` (ENOENT, a FileNotFoundError);
         the entries before it are deleted (the error's ``count`` says how
         many). Maps without batch support are deleted from key by key, with
-        the same outcome.
+        the same outcome. Arrays cannot delete: NotSupportedError, count 0.
         """
         k = self._pack_keys(keys)
         n = k.shape[0]
         if n == 0:
             return 0
-        try:
-            return _core.map_delete_batch(self.fd, k, n)
-        except BPFError as e:
-            if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and getattr(e, "count", 0) == 0 \
-                    and self.map_type not in ARRAY_MAPS:
-                kb = k.view(np.uint8).reshape(n, self.key_size)
-                for i in range(n):
-                    if not _core.map_delete_elem(self.fd, kb[i]):
-                        err = bpf_error(errno.ENOENT, "map delete_batch", f"map {self.name!r}")
-                        err.count = i  # type: ignore[attr-defined]
-                        raise err
-                return int(n)
-            raise
+        with self._own_fd() as own:   # the GIL is free during the call: see _own_fd
+            try:
+                return _core.map_delete_batch(own.fd, k, n)
+            except BPFError as e:
+                if e.count >= n:
+                    e.count = 0       # refused before the first key
+                if self.map_type in ARRAY_MAPS and e.count == 0:
+                    err = not_supported_error(e.errno, "map delete_batch", f"map {self.name!r}",
+                                              f"{self.type.name} entries cannot be deleted")
+                    err.count = 0
+                    raise err from None
+                if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and e.count == 0:
+                    kb = k.view(np.uint8).reshape(n, self.key_size)
+                    for i in range(n):
+                        if not _core.map_delete_elem(own.fd, kb[i]):
+                            err = bpf_error(errno.ENOENT, "map delete_batch", f"map {self.name!r}",
+                                            f"key {i} is missing; the {i} before it were deleted")
+                            err.count = i
+                            raise err
+                    return n
+                raise
 
     def clear(self) -> int:
         """Delete every entry (hash-like maps). Returns the count deleted."""
@@ -627,9 +744,11 @@ class Map(_core.MapBase, Pinnable):
         prot = _mmap.PROT_READ | (0 if writable is False else _mmap.PROT_WRITE)
         try:
             mm = _mmap.mmap(self.fd, length, _mmap.MAP_SHARED, prot)
-        except PermissionError:
+        except PermissionError as e:
             if writable:
-                raise
+                raise bpf_error(e.errno or errno.EPERM, "map mmap", f"map {self.name!r}",
+                                "the map is frozen (Map.freeze): map it with writable=False"
+                                ) from None
             mm = _mmap.mmap(self.fd, length, _mmap.MAP_SHARED, _mmap.PROT_READ)
             prot = _mmap.PROT_READ
         except OSError as e:
@@ -671,9 +790,9 @@ def _type_name(t: MapType | int) -> str:
     return t.name if isinstance(t, MapType) else str(t)
 
 
-# Ring buffer map types and the Linux release that brought each. A kernel
-# without one refuses it with EINVAL, which must not read as bad arguments.
 def _create_hint(spec: MapSpec) -> str | None:
+    if spec.max_entries == 0 and spec.type not in _ZERO_ENTRY_MAPS:
+        return "max_entries must be > 0 for this map type"
     if spec.type == MapType.LPM_TRIE:
         return "LPM trie keys are a u32 prefix length followed by the data"
     if spec.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
@@ -683,6 +802,12 @@ def _create_hint(spec: MapSpec) -> str | None:
     if spec.type in (MapType.PERF_EVENT_ARRAY,):
         return "perf event arrays have 4-byte keys and values"
     return None
+
+
+#: Map types created with max_entries 0 (local storage; cgroup storage ignores it).
+_ZERO_ENTRY_MAPS = frozenset({MapType.SK_STORAGE, MapType.TASK_STORAGE, MapType.INODE_STORAGE,
+                              MapType.CGRP_STORAGE, MapType.CGROUP_STORAGE,
+                              MapType.PERCPU_CGROUP_STORAGE})
 
 
 def _placeholder_btf() -> _core.FD:

@@ -60,6 +60,9 @@ def as_dtype(spec: Any, what: str) -> np.dtype | None:
         n = int(spec)
         if n < 0:
             raise ValueError(f"{what} size must be >= 0, got {n}")
+        if n >= 1 << 31:
+            raise ValueError(f"{what} size {n} is too large: the kernel's sizes are "
+                             f"32-bit and numpy's item sizes below 2**31")
         return None if n == 0 else np.dtype(("V", n))
     if is_btf_type(spec):
         from . import btf

@@ -5,10 +5,10 @@ buffer costs memory); if the kernel refuses, load again with a log so the
 :class:`VerifierError` explains itself, growing the buffer until the whole log
 fits. A program that passes keeps its log only when asked (``log_level``).
 
-Test runs (BPF_PROG_TEST_RUN) go through :mod:`fastbpf._progrun`, which does
-the whole call in C; :meth:`Program.test_run` only adds the per-type rules
-(raw tracepoint and syscall programs take no repeat count, syscall programs
-write their context back).
+Test runs (BPF_PROG_TEST_RUN) are :meth:`ProgramBase.test_run`, in C
+(``fastbpf._core``); the Python class tells it, once at construction, how the
+kernel runs its type (raw tracepoint and syscall programs take no repeat
+count, syscall programs write their context back).
 """
 
 from __future__ import annotations
@@ -17,15 +17,12 @@ import dataclasses
 import errno
 import os
 import struct
-import time
 from typing import Any, Mapping
 
 import numpy as np
 
 from . import _core, features
-from ._progrun import TestRunResult
-from ._progrun import ProgramBase
-from ._progrun import test_run as _test_run
+from ._core import ProgramBase, TestRunResult
 from .enums import AttachType, ProgramFlags, ProgramType, StatsType
 from .errors import BPFError, VerifierError, target_not_found_error
 from .pin import Pinnable
@@ -39,8 +36,9 @@ DEFAULT_LOG_SIZE = 1 << 16
 #: The kernel refuses log buffers of UINT32_MAX >> 2 bytes or more.
 MAX_LOG_SIZE = (1 << 30) - 1
 
-# How BPF_PROG_TEST_RUN treats each type (see Program.test_run).
-_RUN_NORMAL, _RUN_ONCE, _RUN_SYSCALL = 0, 1, 2
+# How BPF_PROG_TEST_RUN treats each type (see ProgramBase.test_run).
+_RUN_NORMAL, _RUN_ONCE, _RUN_SYSCALL = (_core.RUN_KIND_NORMAL, _core.RUN_KIND_ONCE,
+                                        _core.RUN_KIND_SYSCALL)
 # Types whose test run rejects a repeat count and a ctx_out (EINVAL): the
 # kernel runs them exactly once and does not time them.
 _RUN_ONCE_TYPES = frozenset({ProgramType.RAW_TRACEPOINT, ProgramType.RAW_TRACEPOINT_WRITABLE,
@@ -455,7 +453,8 @@ class Program(ProgramBase, Pinnable):
     @classmethod
     def from_pin(cls, path: str | os.PathLike) -> "Program":
         """Open the program pinned at *path*; :meth:`unpin` then removes that pin."""
-        p = cls._from_owned(_core.obj_get(os.fspath(path)))
+        p = cls._from_owned(_core.obj_get(os.fspath(path)),
+                            f"the object pinned at {os.fspath(path)!r}")
         p._remember_pin(path)
         return p
 
@@ -465,8 +464,13 @@ class Program(ProgramBase, Pinnable):
         return cls._from_owned(_core.prog_get_fd_by_id(int(prog_id)))
 
     @classmethod
-    def _from_owned(cls, fd: _core.FD) -> "Program":
+    def _from_owned(cls, fd: _core.FD, what: str | None = None) -> "Program":
         try:
+            kind = _core.fd_kind(fd.fd)
+            if kind not in ("prog", None):
+                is_ = {"map": "a BPF map", "link": "a BPF link", "btf": "a BTF object"}.get(
+                    kind, "not a BPF object")
+                raise ValueError(f"{what or f'fd {fd.fd}'} is {is_}, not a BPF program")
             info = _core.prog_info(fd.fd)
         except BaseException:
             fd.close()
@@ -492,26 +496,6 @@ class Program(ProgramBase, Pinnable):
         """A second Program object for the same kernel program (a dup'ed fd)."""
         return Program(self._fd.dup(), self.type, self.name, self.spec, self.log, list(self.maps))
 
-    def _test_run_once(self, data: Any, ctx: Any, repeat: int, flags: int, cpu: int) -> TestRunResult:
-        fd = self._fd.fd
-        inout = None
-        original = None
-        if self._run == _RUN_SYSCALL and ctx is not None:
-            # The kernel writes the context back into ctx_in: never into the
-            # caller's (possibly immutable) object, always into a fresh copy,
-            # and a fresh one for every run so each starts from the caller's.
-            original = np.array(memoryview(ctx).cast("B"), dtype=np.uint8)
-            ctx = None
-        n = max(int(repeat), 1)
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            if original is not None:
-                inout = original.copy()
-            r = _test_run(fd, data, ctx, 0, 0 if data is None else -1, 0, flags, cpu, 0,
-                          inout, True)
-        if n > 1 or not r.duration_ns:
-            r = TestRunResult(r.retval, r.data, r.ctx, (time.perf_counter_ns() - t0) // n)
-        return r
 
     def info(self) -> "ProgramInfo":
         """The kernel's view of the program (id, type, tag, maps, run stats).

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from fastbpf import _core, _linkattr
+from fastbpf import _abi_layout, _linkattr
 
 HEADER = "/usr/include/linux/bpf.h"
 
@@ -63,7 +63,7 @@ SIZEOF = {
 
 def _header_layout(tmp_path):
     """Our core structs and the header's offsets of their fields."""
-    ours = _core._abi_layout()
+    ours = _abi_layout.layout()
     checks = []
     for name, (size, fields) in ours.items():
         prefix, _ = MATCH[name]
@@ -130,7 +130,7 @@ def test_layouts_match_system_header(tmp_path):
 
 
 def test_newer_fields_are_ordered_and_aligned():
-    for name, (size, fields) in _core._abi_layout().items():
+    for name, (size, fields) in _abi_layout.layout().items():
         offsets = list(fields.values())
         assert offsets == sorted(offsets), f"{name}: fields out of order"
         assert size % 8 == 0 or size % 4 == 0
@@ -199,7 +199,7 @@ def _tail_base(root: str) -> str:
 
 def test_layouts_match_kernel_btf(kernel_btf):
     compared = 0
-    for name, (size, fields) in _core._abi_layout().items():
+    for name, (size, fields) in _abi_layout.layout().items():
         root, prefix = BTF_ROOT.get(name, ("bpf_attr", ""))
         for field, off in fields.items():
             cfield = "target_btf_id" if (name, field) == ("link_create", "extra") else field

@@ -22,8 +22,8 @@ import pytest
 
 import fastbpf
 from fastbpf import features
-from fastbpf import (BPFError, ClosedError, Map, MapFlags, MapSpec, MapType,
-                     NotSupportedError, UpdateFlags)
+from fastbpf import (BPFError, ClosedError, Map, MapFlags, MapIncompatibleError, MapSpec,
+                     MapType, NotSupportedError, UpdateFlags)
 
 NCPUS = fastbpf.possible_cpus()
 
@@ -47,7 +47,7 @@ def test_hash_crud_roundtrip():
     with hash_map(name="flows") as m:
         m[7] = 42
         v = m[7]
-        assert isinstance(v, np.uint64) and v == 42
+        assert type(v) is int and v == 42     # scalar values come back as Python numbers
         assert 7 in m and 8 not in m
         assert m.lookup(8) is None and m.lookup(8, default=-1) == -1
         assert m.get(7) == 42
@@ -94,7 +94,7 @@ def test_numpy_scalar_and_bool_keys():
         m[np.uint16(5)] = np.int32(-7)
         m[np.int64(6)] = -8
         assert m[5] == -7 and m[6] == -8
-        assert m[5].dtype == np.int32
+        assert type(m[5]) is int
 
 
 def test_float_values():
@@ -186,17 +186,53 @@ def test_iteration_is_safe_under_deletion():
         assert len(m) == 0
 
 
-def test_items_skip_keys_deleted_meanwhile():
+def test_items_under_deletion_never_raise_or_repeat():
+    # items() reads in chunks: an entry deleted after its chunk was read may
+    # still come (with the value it had), but nothing raises or repeats.
     with hash_map() as m:
         for i in range(10):
-            m[i] = i
+            m[i] = i * 3
         out = []
         for k, v in m.items():
-            out.append(int(k))
+            out.append((k, v))
             for j in range(10):
-                if j != int(k):
+                if j != k:
                     m.delete(j, missing_ok=True)
-        assert len(out) == 1
+        keys = [k for k, _ in out]
+        assert len(keys) == len(set(keys)) and set(keys) <= set(range(10))
+        assert all(v == k * 3 for k, v in out)
+        assert len(m) == 0                     # each key was deleted by another's turn
+
+
+def test_items_under_insertion_terminate_without_repeats():
+    with hash_map(n=20000) as m:
+        m.update_batch(np.arange(1000, dtype=np.uint32), np.arange(1000, dtype=np.uint64))
+        seen = []
+        for k, v in m.items():
+            seen.append(k)
+            if len(seen) <= 5000:
+                m[10000 + len(seen)] = 1       # keys added while walking
+        assert len(seen) == len(set(seen))
+        assert set(range(1000)) <= set(seen)   # every key there from start to end comes
+        assert len(seen) <= 6000
+
+
+def test_items_read_in_batches_match_the_element_path():
+    for mtype, value in ((MapType.HASH, np.uint64), (MapType.ARRAY, np.float64),
+                         (MapType.PERCPU_HASH, np.uint32), (MapType.LRU_HASH, np.int16)):
+        with Map.create(MapSpec(type=mtype, key=np.uint32, value=value,
+                                max_entries=3000)) as m:
+            for i in range(0, 3000, 3):
+                m[i] = i % 100
+            got = dict(m.items())
+            if mtype == MapType.ARRAY:
+                assert len(got) == 3000 and got[3] == 3.0 and got[4] == 0.0
+                assert type(got[3]) is float
+            elif mtype == MapType.PERCPU_HASH:
+                assert len(got) == 1000 and got[6].tolist() == [6] * NCPUS
+            else:
+                assert len(got) == 1000 and got[2997] == 97 and type(got[2997]) is int
+            assert sorted(m.keys()) == sorted(got) and all(type(k) is int for k in got)
 
 
 # -- arrays -----------------------------------------------------------------------
@@ -455,7 +491,7 @@ def test_batch_input_validation():
     with hash_map() as m:
         with pytest.raises(ValueError, match="3 keys but 2 values"):
             m.update_batch(np.arange(3, dtype=np.uint32), np.arange(2, dtype=np.uint64))
-        with pytest.raises(ValueError, match="do not fit"):
+        with pytest.raises(ValueError, match="negative"):
             m.update_batch(np.array([-1, 2]), np.array([1, 2]))
         with pytest.raises(ValueError):
             m.lookup_batch(np.empty(10, np.uint32)[::2], np.empty(5, np.uint64))
@@ -813,3 +849,240 @@ def test_percpu_results_kept_by_the_caller_are_never_reused():
         assert int(view[0]) == 10
         assert [int(a[0]) for a in again] == [12, 11, 10]
         assert len({id(a) for a in kept}) == 3
+
+
+# -- issue 11 defects, one test per behaviour ----------------------------------------
+
+def test_batch_calls_use_a_private_fd_that_outlives_close():
+    # update_batch/delete_batch run with the GIL released: they must work on
+    # their own duplicate of the fd, so a close() + a new map in another thread
+    # (which may get the freed number) can never receive their entries.
+    with hash_map() as m:
+        own = m._own_fd()
+        try:
+            assert own.fd != m.fd
+            mid = m.id
+            m.close()
+            with Map.from_fd(own.fd) as again:
+                assert again.id == mid          # still the first map, not a newcomer
+        finally:
+            own.close()
+
+
+def test_batch_writes_never_land_in_a_map_created_meanwhile():
+    import threading
+    n = 4096
+    keys = np.arange(n, dtype=np.uint32)
+    vals = np.ones(n, np.uint64)
+    for _ in range(40):
+        m = hash_map(n=n)
+        done = threading.Event()
+
+        def writer():
+            try:
+                m.update_batch(keys, vals)
+            except (BPFError, ClosedError):
+                pass
+            finally:
+                done.set()
+
+        t = threading.Thread(target=writer)
+        t.start()
+        m.close()
+        fresh = [hash_map(n=n) for _ in range(3)]   # may reuse the closed fd number
+        done.wait(10)
+        t.join(10)
+        try:
+            assert all(len(f) == 0 for f in fresh)
+        finally:
+            for f in fresh:
+                f.close()
+
+
+def test_update_batch_noexist_applies_entries_in_order_and_counts_them():
+    with hash_map() as m:
+        m[3] = 99
+        with pytest.raises(BPFError) as ei:
+            m.update_batch(np.arange(6, dtype=np.uint32), np.arange(6, dtype=np.uint64) + 10,
+                           flags=UpdateFlags.NOEXIST)
+        assert ei.value.errno == errno.EEXIST and ei.value.count == 3
+        assert dict(m.items()) == {0: 10, 1: 11, 2: 12, 3: 99}   # the map is what count says
+        assert m.update_batch(np.array([3], np.uint32), np.array([7], np.uint64),
+                              flags=UpdateFlags.EXIST) == 1
+        assert m[3] == 7
+        with pytest.raises(BPFError) as ei:
+            m.update_batch(np.array([3, 50], np.uint32), np.array([1, 2], np.uint64),
+                           flags=UpdateFlags.EXIST)
+        assert ei.value.errno == errno.ENOENT and ei.value.count == 1
+        assert m[3] == 1 and 50 not in m
+
+
+def test_delete_batch_on_array_reports_nothing_deleted():
+    with Map.create(MapSpec(type=MapType.ARRAY, key=4, value=np.uint64, max_entries=4)) as a:
+        a.update_batch(np.arange(4, dtype=np.uint32), np.arange(4, dtype=np.uint64) + 1)
+        with pytest.raises(NotSupportedError) as ei:
+            a.delete_batch(np.arange(2, dtype=np.uint32))
+        assert ei.value.count == 0
+        assert [a[i] for i in range(4)] == [1, 2, 3, 4]
+
+
+def test_delete_batch_count_is_keys_deleted_before_a_missing_one():
+    with hash_map() as m:
+        m.update_batch(np.arange(5, dtype=np.uint32), np.arange(5, dtype=np.uint64))
+        with pytest.raises(FileNotFoundError) as ei:
+            m.delete_batch(np.array([0, 1, 77, 2], np.uint32))
+        assert ei.value.count == 2
+        assert sorted(m.keys()) == [2, 3, 4]
+
+
+def test_update_batch_full_map_says_so():
+    with hash_map(n=4) as m:
+        with pytest.raises(BPFError, match=r"map full \(max_entries=4\)") as ei:
+            m.update_batch(np.arange(6, dtype=np.uint32), np.arange(6, dtype=np.uint64))
+        assert ei.value.errno == errno.E2BIG and ei.value.count == 4 and len(m) == 4
+
+
+def test_element_update_of_a_full_map_says_so():
+    with hash_map(n=2) as m:
+        m[1] = 1
+        m[2] = 2
+        with pytest.raises(BPFError, match=r"map full \(max_entries=2\)"):
+            m[3] = 3
+
+
+def test_lossy_element_conversions_are_refused():
+    with hash_map() as m:
+        with pytest.raises(TypeError, match="key must be an integer"):
+            m[1.7] = 5
+        with pytest.raises(TypeError, match="value must be an integer"):
+            m[3] = 2.9
+        with pytest.raises(TypeError, match="key must be an integer"):
+            m["4"] = 1
+        with pytest.raises(TypeError):
+            m[np.float64(4.0)] = 1
+        with pytest.raises(OverflowError, match="negative"):
+            m[5] = -1
+        assert len(m) == 0
+    with hash_map(value=np.float64) as f:
+        f[1] = 3                             # an int is exact in a float field
+        f[2] = np.float32(0.5)
+        assert f[1] == 3.0 and type(f[1]) is float and f[2] == 0.5
+        with pytest.raises(TypeError):
+            f[3] = "1.5"
+
+
+def test_lossy_batch_conversions_are_refused():
+    with hash_map() as m:
+        with pytest.raises(OverflowError, match="negative"):
+            m.update_batch(np.array([1, 2], np.uint32), np.array([-1, 5], np.int64))
+        with pytest.raises(TypeError, match="fractions"):
+            m.update_batch(np.array([1, 2], np.uint32), np.array([np.nan, 1.0]))
+        with pytest.raises(TypeError, match="fractions"):
+            m.update_batch(np.array([1, 2], np.uint32), np.array([3.5, 1.0]))
+        with pytest.raises(TypeError):
+            m.update_batch(np.array(["1", "2"]), np.array([1, 2]))
+        with pytest.raises(OverflowError):
+            m.delete_batch(np.array([1 << 40], np.int64))
+        assert len(m) == 0
+        assert m.update_batch([1, 2], [7, 8]) == 2       # exact Python ints are fine
+        assert m[2] == 8
+
+
+def test_lossy_percpu_conversions_are_refused():
+    with Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=4, value=np.uint64,
+                            max_entries=4)) as p:
+        with pytest.raises(OverflowError, match="negative"):
+            p[0] = np.full(NCPUS, -1, dtype=np.int64)
+        with pytest.raises(OverflowError):
+            p[0] = [-1] * NCPUS
+        with pytest.raises(TypeError):
+            p[0] = np.full(NCPUS, 1.5)
+        assert p[0].tolist() == [0] * NCPUS
+        p[0] = np.arange(NCPUS, dtype=np.int64)            # exact: accepted
+        assert p[0].tolist() == list(range(NCPUS))
+
+
+def test_scalar_is_not_broadcast_into_a_struct_key():
+    kd = np.dtype([("saddr", "<u4"), ("sport", "<u2"), ("dport", "<u2")])
+    with hash_map(key=kd) as m:
+        with pytest.raises(TypeError, match="struct"):
+            m[443] = 1
+        with pytest.raises(TypeError, match="struct"):
+            443 in m
+        with pytest.raises(TypeError, match="field 'sport'"):
+            m[(1, 2.5, 3)] = 1
+        m[(1, 2, 3)] = 4
+        assert m[(1, 2, 3)] == 4 and len(m) == 1
+
+
+def test_map_reports_the_name_the_kernel_holds():
+    with hash_map(name="my-map") as m:
+        assert m.name == "my_map" == m.info().name
+    with hash_map(name="a_name_longer_than_fifteen") as m:
+        assert m.name == "a_name_longer_t" == m.info().name
+    with hash_map(name="ñandú") as m:
+        assert m.name == m.info().name == "__and__"
+
+
+def test_max_entries_zero_names_the_cause():
+    with pytest.raises(BPFError, match="max_entries must be > 0 for this map type"):
+        hash_map(n=0)
+
+
+def test_huge_value_size_is_refused_before_numpy():
+    with pytest.raises(ValueError, match="value size 8589934592 is too large"):
+        Map.create(MapSpec(type=MapType.HASH, key=4, value=2**33, max_entries=1))
+
+
+def test_writable_mmap_of_a_frozen_map_names_the_freeze():
+    spec = MapSpec(type=MapType.ARRAY, key=4, value=np.uint64, max_entries=8,
+                   flags=MapFlags.MMAPABLE)
+    with Map.create(spec) as m:
+        m.freeze()
+        with pytest.raises(PermissionError, match="frozen"):
+            m.mmap(writable=True)
+        assert not m.mmap().flags.writeable
+
+
+def test_pin_reused_with_other_flags_names_the_field(bpffs_dir):
+    path = os.path.join(bpffs_dir, "flagged")
+    with Map.create(MapSpec(type=MapType.HASH, key=4, value=8, max_entries=8, pin_path=path)):
+        assert os.path.exists(path)
+    with pytest.raises(MapIncompatibleError, match="flags: spec 1, map 0") as err:
+        Map.create(MapSpec(type=MapType.HASH, key=4, value=8, max_entries=8,
+                           flags=MapFlags.NO_PREALLOC, pin_path=path))
+    assert err.value.fields == {"flags": (1, 0)}
+    os.unlink(path)
+
+
+def test_map_from_fd_of_a_program_is_refused():
+    from fastbpf import asm
+    from fastbpf.enums import ProgramType
+    from fastbpf.programs import Program, ProgramSpec
+    insns = asm.Instructions([asm.Mov.imm(asm.R0, 2), asm.exit()])
+    with Program.load(ProgramSpec(ProgramType.XDP, insns)) as p, hash_map() as m:
+        with pytest.raises(ValueError, match="is a BPF program, not a BPF map"):
+            Map.from_fd(p.fd)
+        with pytest.raises(ValueError, match="is a BPF map, not a BPF program"):
+            Program.from_fd(m.fd)
+        with open("/dev/null") as f:
+            with pytest.raises(ValueError, match="not a BPF object"):
+                Map.from_fd(f.fileno())
+
+
+def test_map_from_pin_of_a_program_names_the_path(bpffs_dir):
+    from fastbpf import asm
+    from fastbpf.enums import ProgramType
+    from fastbpf.programs import Program, ProgramSpec
+    path = os.path.join(bpffs_dir, "a_prog")
+    insns = asm.Instructions([asm.Mov.imm(asm.R0, 2), asm.exit()])
+    with Program.load(ProgramSpec(ProgramType.XDP, insns)) as p:
+        p.pin(path)
+    with pytest.raises(ValueError, match=r"pinned at .*a_prog' is a BPF program, not a BPF map"):
+        Map.from_pin(path)
+    with hash_map() as m:
+        m.pin(os.path.join(bpffs_dir, "a_map"))
+    with pytest.raises(ValueError, match=r"a_map' is a BPF map, not a BPF program"):
+        Program.from_pin(os.path.join(bpffs_dir, "a_map"))
+    os.unlink(path)
+    os.unlink(os.path.join(bpffs_dir, "a_map"))

@@ -1,7 +1,15 @@
 /* C baseline for the map benchmarks: the same bpf(2) calls fastbpf makes,
  * issued from C with no library. Prints one JSON object: ns per operation.
  *
- *   maps <n_single> <n_batch>
+ *   maps <op> <n> <reps>
+ *
+ * <op> is one of lookup, update, contains, percpu_lookup, items, batch.
+ * Each op is timed <reps> times over <n> elements (entries for items and
+ * batch) and the best time is printed, so bench_maps.py can interleave short
+ * C and Python samples op by op. Every single-element loop uses its result,
+ * as the Python loops do (s += m[k], if k in m). The items walk is the
+ * classic iteration over a map: BPF_MAP_GET_NEXT_KEY from the previous key,
+ * then a lookup of that key.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -18,7 +26,7 @@ static long sys_bpf(int cmd, union bpf_attr *a) { return syscall(__NR_bpf, cmd, 
 
 static uint64_t now_ns(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);   /* CPU time: see bench_maps.py */
     return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
@@ -47,88 +55,118 @@ static int ncpus(void) {
     return b + 1;
 }
 
+static volatile uint64_t sink;
+
+#define BEST(var, ...) do { \
+    uint64_t t0_ = now_ns(); __VA_ARGS__; uint64_t d_ = now_ns() - t0_; \
+    if ((double)d_ < var) var = (double)d_; } while (0)
+
 int main(int argc, char **argv) {
-    long n = argc > 1 ? atol(argv[1]) : 200000;
-    long nb = argc > 2 ? atol(argv[2]) : 1000000;
-    uint64_t t0, t1;
-    volatile uint64_t sink = 0;
-
-    /* single update and lookup on a u32 -> u64 hash, keys 0..4095 */
-    int h = map_create(BPF_MAP_TYPE_HASH, 4, 8, 1 << 20);
+    const char *op = argc > 1 ? argv[1] : "lookup";
+    long n = argc > 2 ? atol(argv[2]) : 20000;
+    int reps = argc > 3 ? atoi(argv[3]) : 3;
+    double best = 1e30, best2 = 1e30;
     uint32_t k; uint64_t v;
-    t0 = now_ns();
-    for (long i = 0; i < n; i++) {
-        k = i & 4095; v = i;
-        if (elem(BPF_MAP_UPDATE_ELEM, h, &k, &v, 0)) { perror("update"); return 1; }
-    }
-    t1 = now_ns();
-    double update_ns = (double)(t1 - t0) / n;
-    t0 = now_ns();
-    for (long i = 0; i < n; i++) {
-        k = i & 4095;
-        if (elem(BPF_MAP_LOOKUP_ELEM, h, &k, &v, 0)) { perror("lookup"); return 1; }
-        sink += v;
-    }
-    t1 = now_ns();
-    double lookup_ns = (double)(t1 - t0) / n;
-    close(h);
 
-    /* per-CPU array lookup, u64 values */
-    int nc = ncpus();
-    int pa = map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 256);
-    uint64_t *pv = calloc(nc, 8);
-    t0 = now_ns();
-    for (long i = 0; i < n; i++) {
-        k = i & 255;
-        if (elem(BPF_MAP_LOOKUP_ELEM, pa, &k, pv, 0)) { perror("percpu lookup"); return 1; }
-        sink += pv[0];
-    }
-    t1 = now_ns();
-    double percpu_ns = (double)(t1 - t0) / n;
-    close(pa);
-
-    /* batch update and lookup of nb entries */
-    int hb = map_create(BPF_MAP_TYPE_HASH, 4, 8, nb);
-    uint32_t *keys = malloc(nb * 4);
-    uint64_t *vals = malloc(nb * 8);
-    uint32_t *okeys = malloc(nb * 4);
-    uint64_t *ovals = malloc(nb * 8);
-    for (long i = 0; i < nb; i++) { keys[i] = i; vals[i] = i * 3; }
-    union bpf_attr a;
-    double best_update = 1e30, best_lookup = 1e30;
-    for (int rep = 0; rep < 2; rep++) {
-        memset(&a, 0, sizeof(a));
-        a.batch.map_fd = hb; a.batch.keys = (uint64_t)(uintptr_t)keys;
-        a.batch.values = (uint64_t)(uintptr_t)vals; a.batch.count = nb;
-        t0 = now_ns();
-        if (sys_bpf(BPF_MAP_UPDATE_BATCH, &a)) { perror("update_batch"); return 1; }
-        t1 = now_ns();
-        if ((double)(t1 - t0) < best_update) best_update = (double)(t1 - t0);
-
-        uint32_t in_tok = 0, out_tok = 0;
-        long total = 0;
-        int first = 1;
-        t0 = now_ns();
-        while (total < nb) {
-            memset(&a, 0, sizeof(a));
-            a.batch.map_fd = hb;
-            a.batch.in_batch = first ? 0 : (uint64_t)(uintptr_t)&in_tok;
-            a.batch.out_batch = (uint64_t)(uintptr_t)&out_tok;
-            a.batch.keys = (uint64_t)(uintptr_t)(okeys + total);
-            a.batch.values = (uint64_t)(uintptr_t)(ovals + total);
-            a.batch.count = nb - total;
-            int r = sys_bpf(BPF_MAP_LOOKUP_BATCH, &a);
-            total += a.batch.count;
-            if (r < 0) { if (errno == ENOENT) break; perror("lookup_batch"); return 1; }
-            in_tok = out_tok; first = 0;
+    if (!strcmp(op, "lookup") || !strcmp(op, "update") || !strcmp(op, "contains")) {
+        /* a u32 -> u64 hash holding keys 0..4095 */
+        int h = map_create(BPF_MAP_TYPE_HASH, 4, 8, 1 << 20);
+        for (long i = 0; i < 4096; i++) { k = i; v = i; elem(BPF_MAP_UPDATE_ELEM, h, &k, &v, 0); }
+        for (int r = 0; r < reps; r++) {
+            if (!strcmp(op, "update")) BEST(best, {
+                for (long i = 0; i < n; i++) {
+                    k = i & 4095; v = i;
+                    if (elem(BPF_MAP_UPDATE_ELEM, h, &k, &v, 0)) { perror("update"); return 1; }
+                }
+            });
+            else if (!strcmp(op, "lookup")) BEST(best, {
+                uint64_t s = 0;
+                for (long i = 0; i < n; i++) {
+                    k = i & 4095;
+                    if (elem(BPF_MAP_LOOKUP_ELEM, h, &k, &v, 0)) { perror("lookup"); return 1; }
+                    s += v;
+                }
+                sink += s;
+            });
+            else BEST(best, {       /* keys 0..8191: half are there */
+                long found = 0;
+                for (long i = 0; i < n; i++) {
+                    k = i & 8191;
+                    if (elem(BPF_MAP_LOOKUP_ELEM, h, &k, &v, 0) == 0) found++;
+                    else if (errno != ENOENT) { perror("contains"); return 1; }
+                }
+                sink += found;
+            });
         }
-        t1 = now_ns();
-        if (total != nb) { fprintf(stderr, "lookup_batch got %ld\n", total); return 1; }
-        if ((double)(t1 - t0) < best_lookup) best_lookup = (double)(t1 - t0);
+        printf("{\"%s\": %.2f}\n", op, best / n);
+    } else if (!strcmp(op, "percpu_lookup")) {
+        int nc = ncpus();
+        int pa = map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 256);
+        uint64_t *pv = calloc(nc, 8);
+        for (int r = 0; r < reps; r++) BEST(best, {
+            uint64_t s = 0;
+            for (long i = 0; i < n; i++) {
+                k = i & 255;
+                if (elem(BPF_MAP_LOOKUP_ELEM, pa, &k, pv, 0)) { perror("percpu lookup"); return 1; }
+                s += pv[0];
+            }
+            sink += s;
+        });
+        printf("{\"percpu_lookup\": %.2f}\n", best / n);
+    } else if (!strcmp(op, "items")) {
+        int hw = map_create(BPF_MAP_TYPE_HASH, 4, 8, n);
+        for (long i = 0; i < n; i++) {
+            k = i; v = i;
+            if (elem(BPF_MAP_UPDATE_ELEM, hw, &k, &v, 0)) { perror("walk fill"); return 1; }
+        }
+        for (int r = 0; r < reps; r++) BEST(best, {
+            uint32_t cur = 0, next;
+            long seen = 0;
+            int first = 1;
+            while (elem(BPF_MAP_GET_NEXT_KEY, hw, first ? NULL : &cur, &next, 0) == 0) {
+                if (elem(BPF_MAP_LOOKUP_ELEM, hw, &next, &v, 0) == 0) { sink += v; seen++; }
+                cur = next; first = 0;
+            }
+            if (seen != n) { fprintf(stderr, "walk saw %ld\n", seen); return 1; }
+        });
+        printf("{\"items\": %.2f}\n", best / n);
+    } else if (!strcmp(op, "batch")) {
+        int hb = map_create(BPF_MAP_TYPE_HASH, 4, 8, n);
+        uint32_t *keys = malloc(n * 4), *okeys = malloc(n * 4);
+        uint64_t *vals = malloc(n * 8), *ovals = malloc(n * 8);
+        for (long i = 0; i < n; i++) { keys[i] = i; vals[i] = i * 3; }
+        union bpf_attr a;
+        for (int r = 0; r < reps; r++) {
+            BEST(best, {
+                memset(&a, 0, sizeof(a));
+                a.batch.map_fd = hb; a.batch.keys = (uint64_t)(uintptr_t)keys;
+                a.batch.values = (uint64_t)(uintptr_t)vals; a.batch.count = n;
+                if (sys_bpf(BPF_MAP_UPDATE_BATCH, &a)) { perror("update_batch"); return 1; }
+            });
+            long total = 0;
+            BEST(best2, {
+                uint32_t in_tok = 0, out_tok = 0;
+                int first = 1;
+                while (total < n) {
+                    memset(&a, 0, sizeof(a));
+                    a.batch.map_fd = hb;
+                    a.batch.in_batch = first ? 0 : (uint64_t)(uintptr_t)&in_tok;
+                    a.batch.out_batch = (uint64_t)(uintptr_t)&out_tok;
+                    a.batch.keys = (uint64_t)(uintptr_t)(okeys + total);
+                    a.batch.values = (uint64_t)(uintptr_t)(ovals + total);
+                    a.batch.count = n - total;
+                    int rc = sys_bpf(BPF_MAP_LOOKUP_BATCH, &a);
+                    total += a.batch.count;
+                    if (rc < 0) { if (errno == ENOENT) break; perror("lookup_batch"); return 1; }
+                    in_tok = out_tok; first = 0;
+                }
+            });
+            if (total != n) { fprintf(stderr, "lookup_batch got %ld\n", total); return 1; }
+        }
+        printf("{\"update_batch\": %.0f, \"lookup_batch\": %.0f}\n", best, best2);
+    } else {
+        fprintf(stderr, "unknown op %s\n", op);
+        return 2;
     }
-    printf("{\"lookup\": %.1f, \"update\": %.1f, \"percpu_lookup\": %.1f, "
-           "\"update_batch\": %.0f, \"lookup_batch\": %.0f, \"sink\": %llu}\n",
-           lookup_ns, update_ns, percpu_ns, best_update, best_lookup,
-           (unsigned long long)sink);
     return 0;
 }

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import _core, btf
+from .. import _abi_layout, _core, btf
 from ..asm import Instructions
 from ..errors import BPFError
 from ..programs import ProgramInfo
@@ -131,7 +131,7 @@ class ProgDetails(NamedTuple):
     jited_lines: list[int]
 
 
-_LAYOUT = _core._abi_layout()["bpf_prog_info"]
+_LAYOUT = _abi_layout.layout()["bpf_prog_info"]
 
 
 def prog_details(fd: int) -> ProgDetails:

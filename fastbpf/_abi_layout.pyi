@@ -1,0 +1,3 @@
+"""Type stubs for fastbpf._abi_layout (the ABI table of tests/test_abi.py)."""
+
+def layout() -> dict[str, tuple[int, dict[str, int]]]: ...
