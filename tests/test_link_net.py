@@ -19,7 +19,7 @@ import uuid
 import numpy as np
 import pytest
 
-from fastbpf import _core, asm, link
+from fastbpf import _core, asm, features, link
 from fastbpf.asm import R0, R1, R2, R3, R6, R7, R10, Helper, Size
 from fastbpf.enums import AttachFlags, AttachType, LinkType, MapType, ProgramType, XDPAction
 from fastbpf.errors import BPFError
@@ -173,10 +173,9 @@ def test_xdp_bad_arguments(veth):
 
 
 def tcx_available(vp, prog):
-    try:
-        vp.b.run(link.attach_tcx, prog, vp.IF_B).close()
-    except BPFError as e:
-        pytest.skip(f"tcx links unavailable: {e}")
+    """Skip on the probe's answer; a kernel with tcx links must attach."""
+    if r := features.skip_reason("link", AttachType.TCX_INGRESS):
+        pytest.skip(r)
 
 
 @pytest.mark.parametrize("direction", ["ingress", "egress"])
@@ -355,7 +354,7 @@ def test_socket_filter_drop_all_and_keep_all(counter):
 # ---------------------------------------------------------------------------
 # cgroup v2
 
-CGROUP_ROOT = "/sys/fs/cgroup/unified"
+CGROUP_ROOT = features.cgroup_v2_root() or "/sys/fs/cgroup/unified"
 
 # The child waits for a line on stdin (so the parent can move it into the
 # cgroup and attach first), then connects a UDP socket N times and sends one
@@ -373,8 +372,8 @@ for _ in range(n):
 
 @pytest.fixture
 def cgroup():
-    if not os.path.isfile(os.path.join(CGROUP_ROOT, "cgroup.procs")):
-        pytest.skip(f"no cgroup v2 hierarchy at {CGROUP_ROOT}")
+    if r := features.skip_reason("cgroup_v2"):
+        pytest.skip(r)
     path = os.path.join(CGROUP_ROOT, "fastbpf-" + uuid.uuid4().hex[:12])
     os.mkdir(path)
     try:

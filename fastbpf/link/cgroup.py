@@ -12,7 +12,7 @@ from typing import Any
 from .. import _core
 from ..enums import AttachFlags, AttachType
 from ..errors import bpf_error
-from ._base import DetachLink, FDLink, Link
+from ._base import DetachLink, FDLink, Link, link_create, prog_attach
 
 __all__ = ["attach_cgroup", "open_cgroup"]
 
@@ -51,7 +51,7 @@ def attach_cgroup(program: Any, cgroup: str | os.PathLike | int, attach_type: At
         if replace is not None:
             raise ValueError("replace= is for use_link=False; update() the link instead")
         with open_cgroup(cgroup) as cg:   # the link holds the cgroup itself
-            fd = _core.link_create(program.fd, cg.fd, int(at), int(flags))
+            fd = link_create(program.fd, cg.fd, int(at), int(flags), obj=what)
         return FDLink(fd, program, what)
     aflags = int(flags)
     rfd = 0
@@ -60,7 +60,7 @@ def attach_cgroup(program: Any, cgroup: str | os.PathLike | int, attach_type: At
         rfd = replace.fd
     cg = open_cgroup(cgroup)
     try:
-        _core.prog_attach(cg.fd, program.fd, int(at), aflags, rfd)
+        prog_attach(cg.fd, program.fd, int(at), aflags, rfd, obj=what)
         # PROG_DETACH names the program by fd: keep one even if the caller
         # closes the Program first.
         prog = _core.dup_fd(program.fd)

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import _core
 from ..enums import AttachType, ProgramType
-from ._base import FDLink
+from ._base import FDLink, link_create
 from .perf_event import _check_type, _fd_of
 
 __all__ = ["IterLink", "attach_iter"]
@@ -84,7 +84,7 @@ def attach_iter(prog: Any, *, map: Any = None, task_tid: int = 0, task_pid: int 
     buf = np.frombuffer(info, dtype=np.uint8) if info else None
     # union link_create.iter_info: a pointer to the info and its length.
     extra = struct.pack("=QI", _core.address_of(buf) if buf is not None else 0, len(info))
-    fd = _core.link_create(_fd_of(prog), 0, AttachType.TRACE_ITER, 0, extra)
+    fd = link_create(_fd_of(prog), 0, AttachType.TRACE_ITER, 0, extra)
     spec = getattr(prog, "spec", None)
     target = getattr(spec, "attach_to", None) or ""
     return IterLink(fd, prog, f"iter {target}".strip())

@@ -18,7 +18,6 @@ EOPNOTSUPP) saying so.
 
 from __future__ import annotations
 
-import errno
 import os
 import struct
 from typing import Any, Sequence
@@ -27,8 +26,7 @@ import numpy as np
 
 from .. import _core
 from ..enums import AttachType, ProgramType
-from ..errors import NotSupportedError
-from ._base import FDLink, Link
+from ._base import FDLink, Link, link_create
 from ._pmu import pmu_type, retprobe_bit
 from .perf_event import _check_type, _fd_of, attach_perf_fd
 from .tracing import open_probe_event, tracefs_root
@@ -78,10 +76,8 @@ def attach_kprobe(prog: Any, symbol: str, retprobe: bool = False, *, offset: int
                                     config1=_core.address_of(name), config2=offset)
         return attach_perf_fd(prog, pfd, cookie=cookie, description=desc)
     if not _has_kprobe_events():
-        raise NotSupportedError(
-            errno.EOPNOTSUPP, "kprobe attach", symbol,
-            hint="this kernel has no kprobe PMU (/sys/bus/event_source/devices/kprobe) "
-                 "and no tracefs kprobe_events: it was built without CONFIG_KPROBES")
+        from .. import features
+        raise features.probe_kprobes().error("kprobe attach", symbol)
     target = symbol + (f"+{offset}" if offset else "")
     pfd, remove = open_probe_event("kprobe_events", retprobe, target)
     return attach_perf_fd(prog, pfd, cookie=cookie, description=desc, cleanup=remove)
@@ -128,7 +124,7 @@ def attach_kprobe_multi(prog: Any, symbols: Sequence[str] | None = None, retprob
     # union link_create.kprobe_multi: flags, cnt, syms, addrs, cookies.
     extra = struct.pack("=IIQQQ", KPROBE_MULTI_RETURN if retprobe else 0, n,
                         syms_ptr, addrs_ptr, cookies_ptr)
-    fd = _core.link_create(_fd_of(prog), 0, AttachType.TRACE_KPROBE_MULTI, 0, extra)
+    fd = link_create(_fd_of(prog), 0, AttachType.TRACE_KPROBE_MULTI, 0, extra)
     del keep
     kind = "kretprobe.multi" if retprobe else "kprobe.multi"
     return FDLink(fd, prog, f"{kind} {what}")

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 from .. import _core
 from ..enums import AttachType, ProgramType
 from ..errors import BPFError, bpf_error
-from ._base import DetachLink, FDLink, Link
+from ._base import DetachLink, FDLink, Link, link_create
 
 __all__ = [
     "PerfType", "SoftwareEvent", "PerfEventLink", "PerfEventGroup",
@@ -140,7 +140,7 @@ def attach_perf_fd(prog: Any, perf_fd: _core.FD, *, cookie: int = 0, description
     try:
         if use_link:
             try:
-                fd = _core.link_create(_fd_of(prog), perf_fd.fd, AttachType.PERF_EVENT, 0,
+                fd = link_create(_fd_of(prog), perf_fd.fd, AttachType.PERF_EVENT, 0,
                                        struct.pack("=Q", cookie & 0xFFFFFFFFFFFFFFFF))
                 return PerfEventLink(fd, perf_fd, prog, description, cleanup)
             except BPFError as e:

@@ -19,7 +19,7 @@ from .. import _core
 from ..enums import AttachFlags, AttachType
 from ..errors import BPFError
 from . import _netlink
-from ._base import DetachLink, FDLink
+from ._base import DetachLink, FDLink, link_create
 
 __all__ = ["attach_tcx", "attach_tc", "TCFilterLink"]
 
@@ -82,7 +82,8 @@ def attach_tcx(program: Any, interface: str | int, direction: str = "ingress", *
     idx = _netlink.ifindex(interface)
     # link_create.tcx: union { relative_fd; relative_id }, then u64 expected_revision.
     extra = struct.pack("=I4xQ", rel, expected_revision)
-    fd = _core.link_create(program.fd, idx, attach_type, flags, extra)
+    fd = link_create(program.fd, idx, attach_type, flags, extra,
+                     obj=f"tcx {direction} on {interface!r}")
     return FDLink(fd, program, f"tcx {direction} on {interface!r}")
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import _core
 from ..enums import AttachType, ProgramType
-from ._base import FDLink, Link
+from ._base import FDLink, Link, link_create
 from ._pmu import pmu_type, retprobe_bit
 from .perf_event import _check_type, _fd_of, attach_perf_fd
 from .tracing import open_probe_event
@@ -214,6 +214,6 @@ def attach_uprobe_multi(prog: Any, path: str | os.PathLike,
     extra = struct.pack("=QQQQIII", _core.address_of(cpath), addr(off_a), addr(rc_a),
                         addr(ck_a), n, UPROBE_MULTI_RETURN if retprobe else 0,
                         0 if pid is None else int(pid))
-    fd = _core.link_create(_fd_of(prog), 0, AttachType.TRACE_UPROBE_MULTI, 0, extra)
+    fd = link_create(_fd_of(prog), 0, AttachType.TRACE_UPROBE_MULTI, 0, extra)
     kind = "uretprobe.multi" if retprobe else "uprobe.multi"
     return FDLink(fd, prog, f"{kind} {path}:{what}")
