@@ -17,10 +17,20 @@ BPFFS = "/sys/fs/bpf"
 
 
 def pytest_collection_modifyitems(config, items):
+    """``kernel`` tests need root and the running kernel; ``noroot`` tests
+    (asm, BTF parsing, fuzzing, pure Python) run as anyone. A test marked
+    neither is taken to need the kernel. A test marked both is a mistake."""
+    for item in items:
+        marks = {m.name for m in item.iter_markers()} & {"kernel", "noroot"}
+        if marks == {"kernel", "noroot"}:
+            raise pytest.UsageError(f"{item.nodeid} is marked both kernel and noroot")
+        if not marks:
+            item.add_marker(pytest.mark.kernel)
     if os.geteuid() != 0:
-        skip = pytest.mark.skip(reason="fastbpf tests need root (bpf(2) is privileged here)")
+        skip = pytest.mark.skip(reason="needs root: bpf(2) is privileged on this host "
+                                       "(run the noroot tests with -m noroot)")
         for item in items:
-            if "kernel" not in item.keywords and "noroot" not in item.keywords:
+            if item.get_closest_marker("kernel") is not None:
                 item.add_marker(skip)
 
 

@@ -15,6 +15,8 @@ import pytest
 
 from fastbpf import _core
 
+pytestmark = pytest.mark.noroot
+
 HEADER = "/usr/include/linux/bpf.h"
 
 # our struct -> (C expression naming the matching object in the header,

@@ -20,6 +20,8 @@ from fastbpf.asm import (
     R0, R1, R2, R3, R4, R6, R9, R10, RFP, Helper, Instruction, Instructions, Size,
 )
 
+pytestmark = pytest.mark.noroot
+
 TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, "testdata")
 BYTEORDERS = ["little", "big"]
 
@@ -291,7 +293,14 @@ def test_decode_clang_objects(suffix, byteorder):
         labelled = prog.label_targets()
         assert labelled == Instructions.decode(raw, byteorder, labels=True)
         assert labelled.encode(byteorder) == raw
-        assert str(labelled)
+        # The listing shows every instruction once, and every jump names a
+        # label that the listing defines.
+        lines = str(labelled).splitlines()
+        defined = {ln[:-1] for ln in lines if ln.endswith(":") and not ln.startswith(" ")}
+        used = set(re.findall(r"<(\w+)>", str(labelled)))
+        assert used <= defined, (used, defined)
+        assert bool(used) == (section == "raw_tp/sys_enter")  # .text has no jumps
+        assert sum(1 for ln in lines if ln.startswith(" ")) == len(labelled)
 
 
 def test_decode_same_program_both_endians():

@@ -11,6 +11,8 @@ import fastbpf.btf.spec as spec_mod
 from fastbpf import btf
 from fastbpf.btf import Kind
 
+pytestmark = pytest.mark.noroot
+
 TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, "testdata")
 ENDIANS = ["el", "eb"]
 OBJECTS = ["btf_types", "core_globals"]

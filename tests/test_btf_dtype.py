@@ -11,6 +11,8 @@ from elftools.elf.elffile import ELFFile
 
 from fastbpf import btf
 
+pytestmark = pytest.mark.noroot
+
 TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, "testdata")
 LAYOUT = json.load(open(os.path.join(TESTDATA, "layout.json")))
 

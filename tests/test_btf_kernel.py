@@ -14,7 +14,7 @@ from fastbpf import btf
 
 _core = pytest.importorskip("fastbpf._core", reason="fastbpf._core is not built")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading BTF needs root")
+pytestmark = pytest.mark.kernel
 
 TESTDATA = os.path.join(os.path.dirname(__file__), os.pardir, "testdata")
 BPF_MAP_TYPE_HASH = 1

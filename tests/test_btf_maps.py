@@ -11,6 +11,8 @@ from elftools.elf.elffile import ELFFile
 
 from fastbpf import Map, MapSpec, MapType, btf
 
+pytestmark = pytest.mark.kernel
+
 TESTDATA = os.path.join(os.path.dirname(__file__), "..", "testdata")
 
 

@@ -1,3 +1,4 @@
+import pytest
 """The fastbpf command against live objects."""
 
 import json
@@ -6,6 +7,8 @@ import numpy as np
 
 from fastbpf import Map, MapSpec, MapType
 from fastbpf.cli import main
+
+pytestmark = pytest.mark.kernel
 
 
 def test_maps_and_dump(capsys, unique_name):

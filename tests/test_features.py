@@ -18,6 +18,8 @@ from fastbpf.asm import Helper
 from fastbpf.enums import AttachType, MapFlags, MapType, ProgramType
 from fastbpf.errors import BPFError, NotSupportedError
 
+pytestmark = pytest.mark.kernel
+
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # type -> (key size, value size, max_entries) that Map.create accepts.
@@ -275,10 +277,13 @@ def test_probes_see_a_kernel_without_features():
         "      f.probe_link(A.TCX_INGRESS).errno, f.probe_link(A.NETFILTER).errno,\n"
         "      f.probe_bpf_command(24).errno, f.probe_bpf_command(26).errno,\n"
         "      f.probe_link_create().errno, f.probe_prog_attach(A.CGROUP_INET_EGRESS).errno)\n")
+    # This suite may itself run under a shim: the children start clean.
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "KERNEL_WITHOUT")}
     base = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout.split()
+                          check=True, env=env).stdout.split()
     out = subprocess.run([SHIM, "map=27,attach=46:95,cmd=24,attach=1:1", "--", sys.executable,
-                          "-c", code], capture_output=True, text=True, check=True).stdout.split()
+                          "-c", code], capture_output=True, text=True, check=True,
+                         env=env).stdout.split()
     assert out[0] == "22" and out[1] == "0"
     assert out[2] == "95" and out[3] == base[3]
     assert out[4] == "22" and out[5] == base[5]

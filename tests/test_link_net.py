@@ -27,6 +27,8 @@ from fastbpf.link.cgroup import open_cgroup
 from fastbpf.maps import Map, MapSpec
 from fastbpf.programs import Program, ProgramSpec
 
+pytestmark = pytest.mark.kernel
+
 sys.path.insert(0, os.path.dirname(__file__))
 import netutil  # noqa: E402
 

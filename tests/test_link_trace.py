@@ -26,6 +26,8 @@ from fastbpf.link.tracing import attach_raw_tracepoint, attach_tp_btf, attach_tr
 from fastbpf.maps import Map, MapSpec
 from fastbpf.programs import Program, ProgramSpec
 
+pytestmark = pytest.mark.kernel
+
 PID = os.getpid()
 
 
