@@ -739,7 +739,10 @@ def unsupported_prog_attach(attach: AttachType | int, err: BPFError, obj: str | 
     BPF_PROG_ATTACH) when the kernel does not take that attach type there."""
     if err.errno not in _REFUSALS or int(attach) not in [int(a) for a in _PROG_ATTACH_KINDS]:
         return None
-    p = probe_prog_attach(AttachType(attach))
+    try:
+        p = probe_prog_attach(AttachType(attach))
+    except PermissionError:
+        return None  # no bpf(2) at all: the caller's own EPERM says so
     return None if p.ok else p.error(op, obj)
 
 
@@ -766,7 +769,10 @@ def unsupported_link(attach: AttachType | int, err: BPFError, obj: str | None = 
     BPF_LINK_CREATE) when the kernel lacks that kind of link, else None."""
     if err.errno not in _REFUSALS or int(attach) not in [int(a) for a in _LINK_KINDS]:
         return None
-    p = probe_link(AttachType(attach))
+    try:
+        p = probe_link(AttachType(attach))
+    except PermissionError:
+        return None  # no bpf(2) at all: the caller's own EPERM says so
     return None if p.ok else p.error(op, obj)
 
 
@@ -902,7 +908,10 @@ def unsupported_map_type(t: MapType, err: BPFError, obj: str | None = None
     were at fault)."""
     if err.errno not in _REFUSALS or int(t) not in _since.MAP_TYPE:
         return None
-    p = probe_map_type(MapType(t))
+    try:
+        p = probe_map_type(MapType(t))
+    except PermissionError:
+        return None  # no bpf(2) at all: the caller's own EPERM says so, naming its call
     return None if p.ok else p.error("map create", obj)
 
 
@@ -916,7 +925,10 @@ def unsupported_program(ptype: ProgramType, attach: AttachType | None, err: BPFE
         return None
     if int(ptype) not in _since.PROGRAM_TYPE:
         return None
-    p = probe_program_type(ProgramType(ptype))
+    try:
+        p = probe_program_type(ProgramType(ptype))
+    except PermissionError:
+        return None  # no bpf(2) at all: the caller's own EPERM says so
     if p.ok and attach is not None and int(attach) in _since.ATTACH_TYPE and \
             ptype not in (ProgramType.STRUCT_OPS, ProgramType.EXT):
         p = probe_attach_type(ProgramType(ptype), AttachType(attach))

@@ -722,3 +722,11 @@ def test_large_program_encodes():
     raw = prog.encode()
     assert len(raw) == 4096 * 8
     assert Instructions.decode(raw).encode() == raw
+
+
+def test_duplicate_labels_are_refused_even_without_a_jump_to_them():
+    prog = Instructions([asm.Mov.imm(R0, 0).with_symbol("twice"), asm.exit().with_symbol("twice")])
+    with pytest.raises(ValueError, match="label 'twice' is carried by instructions 0 and 1"):
+        prog.encode()
+    with pytest.raises(ValueError, match="labels must be unique"):
+        prog.resolve()

@@ -232,3 +232,25 @@ def test_kernel_struct_dtypes():
     skb = s.type_by_name("__sk_buff")
     value = btf.format(bytes(skb.size), skb)
     assert value["len"] == 0 and len(value["cb"]) == 5
+
+
+@pytest.mark.parametrize("obj", ["core_globals-el.o", "core_globals-eb.o"])
+def test_format_reads_what_to_dtype_lays_out_for_object_file_datasecs(obj):
+    """clang leaves DATASEC sizes at 0 in .o files: to_dtype sizes the section
+    by its variables, and format must accept exactly that many bytes."""
+    import io
+    path = os.path.join(os.path.dirname(__file__), "..", "testdata", obj)
+    with open(path, "rb") as f:
+        raw = ELFFile(io.BytesIO(f.read())).get_section_by_name(".BTF").data()
+    spec = btf.Spec.parse(raw)
+    secs = [t for t in spec if isinstance(t, btf.Datasec)]
+    assert {t.name for t in secs} >= {".bss", ".data", ".rodata"}
+    for t in secs:
+        assert t.size == 0
+        dt = btf.to_dtype(t)
+        assert dt.itemsize == max(v.offset + v.size for v in t.vars) > 0
+        rec = np.zeros(1, dt)[0]
+        out = btf.format(rec, t)
+        assert set(out) == set(dt.names)
+        with pytest.raises(ValueError, match=f"the type has {dt.itemsize}"):
+            btf.format(bytes(dt.itemsize + 1), t)

@@ -162,12 +162,39 @@ def test_xdp_netlink_never_replaces(veth, counter):
         assert "xdp" not in veth.b.sh(f"ip link show {veth.IF_B}").stdout
         assert count(counter) == 2
 
-def test_xdp_bad_arguments(veth):
-    with pytest.raises(ValueError, match="unknown XDP mode"):
-        link.attach_xdp(None, 1, mode="fast")
-    with pytest.raises(BPFError) as ei:
-        veth.b.run(link.attach_xdp, None, "nosuchif0")
-    assert ei.value.errno == errno.ENODEV
+def test_xdp_bad_arguments(veth, counter):
+    prog = counting_prog(ProgramType.XDP, counter, XDPAction.PASS)
+    with prog:
+        with pytest.raises(ValueError, match="unknown XDP mode"):
+            link.attach_xdp(prog, 1, mode="fast")
+        with pytest.raises(BPFError) as ei:
+            veth.b.run(link.attach_xdp, prog, "nosuchif0")
+        assert ei.value.errno == errno.ENODEV
+
+
+def test_attach_xdp_refuses_what_is_not_an_xdp_program(counter):
+    # Checked before any syscall: no AttributeError, no bare netlink EINVAL.
+    with pytest.raises(TypeError, match="attach_xdp needs a XDP program, not None"):
+        link.attach_xdp(None, "lo")
+    with pytest.raises(TypeError, match="attach_xdp needs a XDP program, not a Map"):
+        link.attach_xdp(counter, "lo")
+    prog = counting_prog(ProgramType.SCHED_CLS, counter, 0)
+    with prog, pytest.raises(ValueError, match="needs a XDP program, not SCHED_CLS"):
+        link.attach_xdp(prog, "lo")
+
+
+def test_attach_socket_filter_names_a_bad_socket_fd(counter):
+    prog = counting_prog(ProgramType.SOCKET_FILTER, counter, 0)
+    with prog:
+        with pytest.raises(ValueError, match="-1 is not a valid socket fd"):
+            link.attach_socket_filter(prog, -1)
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.close()
+        with pytest.raises(ValueError, match="is closed"):
+            link.attach_socket_filter(prog, s)
+        with pytest.raises(TypeError, match="needs a socket or a socket fd, not str"):
+            link.attach_socket_filter(prog, "eth0")
 
 
 # ---------------------------------------------------------------------------
@@ -662,3 +689,11 @@ def test_cgroup_exclusive_detach_leaves_a_replacement(counter, unique_name):
                 os.close(fd)
     finally:
         os.rmdir(path)
+
+
+@pytest.mark.parametrize("use_link", [True, False])
+def test_attach_cgroup_names_a_path_that_is_not_a_cgroup(counter, use_link, tmp_path):
+    prog = counting_prog(ProgramType.CGROUP_SKB, counter, 1)
+    with prog, pytest.raises(ValueError) as ei:
+        link.attach_cgroup(prog, str(tmp_path), AttachType.CGROUP_INET_EGRESS, use_link=use_link)
+    assert f"open cgroup {str(tmp_path)!r}: not a cgroup v2 directory" in str(ei.value)

@@ -468,6 +468,10 @@ class Instructions(list):
         """
         labels = None
         slots = None
+        # Two instructions with one label is a mistake even when no jump
+        # names it yet: refuse it here, before anything is encoded.
+        if all(isinstance(insn, Instruction) for insn in self):
+            self.symbols()
         out = Instructions()
         append = out.append
         for i, insn in enumerate(self):

@@ -72,6 +72,11 @@ def format(value: Any, t: Type, *, byteorder: Optional[str] = None) -> Any:
     item into a list.
     """
     size = t.size
+    if isinstance(t, Datasec):
+        # clang leaves DATASEC sizes 0 in object files: take the extent of
+        # its variables exactly as to_dtype does, so the two always agree.
+        from .dtype import to_dtype
+        size = to_dtype(t, bitfields="skip", unsupported="raw").itemsize
     if (isinstance(value, np.ndarray) and value.ndim >= 1 and size
             and value.nbytes != size and value.dtype.itemsize == size):
         return [format(v, t, byteorder=byteorder) for v in value]

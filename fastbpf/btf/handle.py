@@ -7,9 +7,10 @@ loaded (:meth:`Handle.load`) or an existing one opened by id
 
 from __future__ import annotations
 
+import errno
 from typing import Iterable, Optional
 
-from ..errors import BTFError
+from ..errors import BPFError, BTFError, bpf_error
 from .spec import Spec
 from .types import (
     VOID, Array, Composite, Datasec, DeclTag, Func, FuncProto, Fwd, Member, Param, Pointer,
@@ -46,7 +47,13 @@ class Handle:
         the rest against vmlinux.
         """
         data = spec.encode("native")
-        fd = _core().btf_load(data, log_level, log_size)
+        try:
+            fd = _core().btf_load(data, log_level, log_size)
+        except BPFError as e:
+            if e.errno == errno.EPERM:   # not the BTF's fault: say what is missing
+                raise bpf_error(errno.EPERM, "btf load", None,
+                                "loading BTF needs root or CAP_BPF") from None
+            raise
         return cls(fd)
 
     @classmethod

@@ -190,6 +190,8 @@ def link_create(prog_fd: int, target: int, attach: Any, flags: int = 0,
         ns = features.unsupported_link(attach, e, obj)
         if ns is not None:
             raise ns from None
+        if obj is not None:   # name the hook, not just the attach type number
+            raise _renamed(e, obj) from None
         raise
 
 
@@ -205,4 +207,32 @@ def prog_attach(target_fd: int, prog_fd: int, attach: Any, flags: int = 0, *args
         ns = features.unsupported_prog_attach(attach, e, obj)
         if ns is not None:
             raise ns from None
+        if obj is not None:
+            raise _renamed(e, obj) from None
         raise
+
+
+def _renamed(err: Any, obj: str) -> Any:
+    """*err* again (same class and errno), naming *obj* as its object."""
+    from ..errors import VerifierError, bpf_error
+    if isinstance(err, VerifierError):
+        return err
+    return bpf_error(err.errno, err.op, obj, err.hint)
+
+
+def check_program(prog: Any, allowed: Any, hook: str) -> None:
+    """Refuse anything but a loaded program of an *allowed* type before the
+    kernel sees it: a Map, None or a closed program get a TypeError or
+    ValueError naming *hook*, where the kernel would say EINVAL or EBADF."""
+    from .._progrun import ProgramBase
+    from ..enums import ProgramType
+    allowed = tuple(allowed)
+    want = " or ".join(ProgramType(t).name for t in allowed)
+    if not isinstance(prog, ProgramBase):
+        kind = ("a Map" if isinstance(prog, _core.MapBase)
+                else "None" if prog is None else f"a {type(prog).__name__}")
+        raise TypeError(f"{hook} needs a {want} program, not {kind}")
+    ptype = getattr(prog, "type", None)
+    if ptype is not None and int(ptype) not in {int(t) for t in allowed}:
+        name = ptype.name if isinstance(ptype, ProgramType) else str(ptype)
+        raise ValueError(f"{hook} needs a {want} program, not {name}")

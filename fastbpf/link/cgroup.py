@@ -17,6 +17,9 @@ from ._base import DetachLink, FDLink, Link, link_create, prog_attach
 __all__ = ["attach_cgroup", "open_cgroup"]
 
 
+CGROUP2_SUPER_MAGIC = 0x63677270
+
+
 def open_cgroup(cgroup: str | os.PathLike | int) -> _core.FD:
     """An :class:`FD` for *cgroup*: a cgroup v2 directory path, or an open
     fd of one (duplicated; the caller keeps theirs)."""
@@ -26,10 +29,18 @@ def open_cgroup(cgroup: str | os.PathLike | int) -> _core.FD:
         return _core.dup_fd(cgroup.fileno())
     path = os.fspath(cgroup)
     try:
-        return _core.FD(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        fd = _core.FD(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
     except OSError as e:
         raise bpf_error(e.errno, "open cgroup", repr(path),
                         "give a cgroup v2 directory, e.g. /sys/fs/cgroup/unified/NAME") from None
+    if _core.fs_type(path) != CGROUP2_SUPER_MAGIC:
+        fd.close()
+        from .. import features
+        root = features.cgroup_v2_root()
+        raise ValueError(f"open cgroup {path!r}: not a cgroup v2 directory"
+                         + (f" (cgroup v2 is mounted at {root})" if root else
+                            " (no cgroup v2 hierarchy is mounted)"))
+    return fd
 
 
 def attach_cgroup(program: Any, cgroup: str | os.PathLike | int, attach_type: AttachType | int,

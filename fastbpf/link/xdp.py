@@ -14,10 +14,10 @@ import errno
 from typing import Any
 
 from .. import _core
-from ..enums import AttachType, XDPFlags
+from ..enums import AttachType, ProgramType, XDPFlags
 from ..errors import ENOTSUPP, BPFError
 from . import _netlink
-from ._base import DetachLink, FDLink, Link, link_create
+from ._base import DetachLink, FDLink, Link, check_program, link_create
 
 __all__ = ["attach_xdp", "XDP_MODES"]
 
@@ -54,6 +54,7 @@ def attach_xdp(program: Any, interface: str | int, mode: str | None = "generic",
     someone else attached); ``None`` (the default) tries the link and falls
     back to netlink when the kernel has no XDP links.
     """
+    check_program(program, (ProgramType.XDP,), "attach_xdp")
     try:
         mode_flags = XDP_MODES[mode]
     except (KeyError, TypeError):
