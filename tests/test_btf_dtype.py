@@ -254,3 +254,22 @@ def test_format_reads_what_to_dtype_lays_out_for_object_file_datasecs(obj):
         assert set(out) == set(dt.names)
         with pytest.raises(ValueError, match=f"the type has {dt.itemsize}"):
             btf.format(bytes(dt.itemsize + 1), t)
+
+
+def test_format_agrees_with_to_dtype_for_a_variable_naming_a_datasec():
+    """Found by the BTF fuzzer (fuzz/crashes/btf/regression-var-naming-datasec):
+    in malformed BTF a VAR may name a DATASEC; to_dtype sized it by the
+    section's variables while format said 'the type has 0'."""
+    path = os.path.join(os.path.dirname(__file__), "..", "fuzz", "crashes", "btf",
+                        "regression-var-naming-datasec")
+    with open(path, "rb") as f:
+        spec = btf.Spec.parse(f.read())
+    checked = 0
+    for t in spec:
+        if isinstance(t, btf.Var) and isinstance(t.type, btf.Datasec):
+            dt = btf.to_dtype(t, bitfields="raw", unsupported="raw")
+            assert dt.itemsize > t.size == 0
+            out = btf.format(bytes(dt.itemsize), t)
+            assert isinstance(out, dict)
+            checked += 1
+    assert checked >= 1
