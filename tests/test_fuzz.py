@@ -58,6 +58,8 @@ def test_crash_artifacts_are_regression_tests():
     replayed = 0
     for target in sorted(os.listdir(root)) if os.path.isdir(root) else []:
         d = os.path.join(root, target)
+        if not os.path.isdir(d):
+            continue
         for name in sorted(os.listdir(d)):
             if name.startswith(("crash-", "timeout-", "oom-", "regression-")):
                 with open(os.path.join(d, name), "rb") as f:
