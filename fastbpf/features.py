@@ -55,7 +55,7 @@ __all__ = [
     "have_link", "probe_link", "have_link_create", "probe_link_create", "unsupported_link",
     "probe_prog_attach", "unsupported_prog_attach",
     "have_cgroup_v2", "probe_cgroup_v2", "cgroup_v2_root", "have_tracefs", "probe_tracefs",
-    "have_bpf_command", "probe_bpf_command", "probe_kprobes",
+    "have_bpf_command", "probe_bpf_command", "probe_kprobes", "probe_module_btf",
 ]
 
 
@@ -465,6 +465,21 @@ def probe_vmlinux_btf() -> Probe:
     if os.path.exists("/sys/kernel/btf/vmlinux"):
         return Probe(True, what)
     return Probe(False, what, _errno.ENOENT)
+
+
+@functools.lru_cache(maxsize=None)
+def probe_module_btf() -> Probe:
+    """Do kernel modules expose BTF (/sys/kernel/btf/<module>;
+    CONFIG_MODULES and CONFIG_DEBUG_INFO_BTF_MODULES)?"""
+    what = "module BTF (/sys/kernel/btf/<module>)"
+    try:
+        mods = [n for n in os.listdir("/sys/kernel/btf") if n != "vmlinux"]
+    except OSError as e:
+        return Probe(False, what, e.errno or _errno.ENOENT)
+    if mods:
+        return Probe(True, what)
+    return Probe(False, what, _errno.ENOENT,
+                 "no modules with BTF (CONFIG_MODULES or CONFIG_DEBUG_INFO_BTF_MODULES unset)")
 
 
 def have_vmlinux_btf() -> bool:
@@ -949,6 +964,7 @@ _BY_NAME = {
     "uprobe_pmu": probe_uprobe_pmu,
     "trampolines": probe_trampolines,
     "vmlinux_btf": probe_vmlinux_btf,
+    "module_btf": probe_module_btf,
     "bpf_stats": probe_bpf_stats,
     "link": probe_link,
     "link_create": probe_link_create,

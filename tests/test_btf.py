@@ -8,7 +8,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 import fastbpf.btf.spec as spec_mod
-from fastbpf import btf
+from fastbpf import btf, features
 from fastbpf.btf import Kind
 
 pytestmark = pytest.mark.noroot
@@ -302,8 +302,8 @@ def test_python_scanner_matches_c(obj, monkeypatch):
 # ---------------------------------------------------------------- vmlinux
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
-needs_vmlinux = pytest.mark.skipif(not os.path.exists(VMLINUX),
-                                   reason="kernel has no BTF (CONFIG_DEBUG_INFO_BTF)")
+needs_vmlinux = pytest.mark.skipif(bool(features.skip_reason("vmlinux_btf")),
+                                   reason=str(features.skip_reason("vmlinux_btf")))
 
 
 @needs_vmlinux
@@ -324,10 +324,9 @@ def test_kernel_spec_is_cached_and_finds_task_struct():
 
 @needs_vmlinux
 def test_kernel_module_split_specs():
+    if r := features.skip_reason("module_btf"):
+        pytest.skip(r)
     mods = btf.kernel_module_names()
-    if not mods:
-        pytest.skip("this kernel has no module BTF (CONFIG_MODULES or "
-                    "CONFIG_DEBUG_INFO_BTF_MODULES unset)")
     base = btf.load_kernel_spec()
     m = btf.load_kernel_spec(mods[0])
     assert m.base is base and btf.load_kernel_spec(mods[0]) is m

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from fastbpf import btf
+from fastbpf import btf, features
 
 pytestmark = pytest.mark.noroot
 
@@ -217,7 +217,8 @@ def test_datasec_with_offsets():
     assert btf.format(raw, sec, byteorder="little") == {"a": 1, "b": [2, 3]}
 
 
-@pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="no kernel BTF")
+@pytest.mark.skipif(bool(features.skip_reason("vmlinux_btf")),
+                    reason=str(features.skip_reason("vmlinux_btf")))
 def test_kernel_struct_dtypes():
     s = btf.load_kernel_spec()
     ts = s.type_by_name("task_struct")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from fastbpf import btf
+from fastbpf import btf, features
 
 _core = pytest.importorskip("fastbpf._core", reason="fastbpf._core is not built")
 
@@ -63,7 +63,8 @@ def test_kernel_rejection_carries_the_log():
     assert isinstance(e.value, btf.BTFError)
 
 
-@pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="no kernel BTF")
+@pytest.mark.skipif(bool(features.skip_reason("vmlinux_btf")),
+                    reason=str(features.skip_reason("vmlinux_btf")))
 def test_vmlinux_by_id_matches_sysfs():
     start, found = 0, None
     while found is None:
@@ -82,7 +83,8 @@ def test_vmlinux_by_id_matches_sysfs():
         assert found == f.read()
 
 
-@pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="no kernel BTF")
+@pytest.mark.skipif(bool(features.skip_reason("vmlinux_btf")),
+                    reason=str(features.skip_reason("vmlinux_btf")))
 def test_map_btf_from_kernel_types_stays_small():
     k = btf.load_kernel_spec()
     # struct sk_buff is full of pointers to big structs; they become fwds.
