@@ -55,7 +55,7 @@ __all__ = [
     "have_link", "probe_link", "have_link_create", "probe_link_create", "unsupported_link",
     "probe_prog_attach", "unsupported_prog_attach",
     "have_cgroup_v2", "probe_cgroup_v2", "cgroup_v2_root", "have_tracefs", "probe_tracefs",
-    "have_bpf_command", "probe_bpf_command", "probe_kprobes", "probe_module_btf",
+    "have_bpf_command", "probe_bpf_command", "probe_kprobes", "probe_module_btf", "unsupported_command",
 ]
 
 
@@ -494,7 +494,8 @@ def probe_bpf_stats() -> Probe:
     try:
         _core.enable_stats(0).close()
     except BPFError as e:
-        return Probe(False, what, e.errno)
+        _check_permission(e.errno)
+        return Probe(False, what, e.errno, since="5.8")
     return Probe(True, what)
 
 
@@ -950,6 +951,20 @@ def unsupported_program(ptype: ProgramType, attach: AttachType | None, err: BPFE
         if not p.ok and p.errno in (_errno.EINVAL, _errno.EACCES) and "target" in p.detail:
             return None  # the probe's own target is missing, which says nothing
     return None if p.ok else p.error("program load", obj)
+
+
+def unsupported_command(cmd: int, err: BPFError, op: str | None = None,
+                        obj: str | None = None) -> NotSupportedError | None:
+    """The :class:`NotSupportedError` to raise instead of *err* when the
+    kernel does not know bpf command *cmd* at all (BTF_LOAD, the batch map
+    commands, LINK_CREATE, ENABLE_STATS, ITER_CREATE), else None."""
+    if err.errno not in _REFUSALS or int(cmd) not in _COMMAND_SINCE:
+        return None
+    try:
+        p = probe_bpf_command(int(cmd))
+    except PermissionError:
+        return None  # no bpf(2) at all: the caller's own EPERM says so
+    return None if p.ok else p.error(op or err.op, obj)
 
 
 # -- by name -----------------------------------------------------------------------

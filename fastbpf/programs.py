@@ -305,7 +305,14 @@ class Program(ProgramBase):
             prog_ifindex=spec.ifindex, kern_version=spec.kernel_version,
         )
         btf_blob, func_info = _func_btf(spec, insns)
-        btf_fd = _core.btf_load(btf_blob) if btf_blob is not None else None
+        try:
+            btf_fd = _core.btf_load(btf_blob) if btf_blob is not None else None
+        except BPFError as e:   # a kernel without BTF_LOAD: say so, not "bad BTF"
+            missing = features.unsupported_command(18, e, "btf load",
+                                                   f"program {spec.name!r}")
+            if missing is not None:
+                raise missing from None
+            raise
         try:
             if btf_fd is not None:
                 kwargs.update(prog_btf_fd=btf_fd.fd, func_info=func_info, func_info_rec_size=8)
@@ -488,7 +495,13 @@ class StatsHandle:
 
     def __init__(self, type: StatsType = StatsType.RUN_TIME) -> None:
         self.type = StatsType(type)
-        self._fd = _core.enable_stats(int(self.type))
+        try:
+            self._fd = _core.enable_stats(int(self.type))
+        except BPFError as e:
+            missing = features.unsupported_command(32, e, "enable stats")  # BPF_ENABLE_STATS
+            if missing is not None:
+                raise missing from None
+            raise
 
     @property
     def closed(self) -> bool:

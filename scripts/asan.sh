@@ -9,14 +9,18 @@
 # Findings are printed by the runtime as "ERROR: AddressSanitizer" or
 # "runtime error:" lines; the log is kept in $ASAN_LOG (default
 # ${TMPDIR:-/tmp}/fastbpf-asan.log) and the script fails if it has any.
-# Needs clang (CC, default clang-19 or clang) and its compiler-rt runtime
-# (Debian: apt-get install libclang-rt-19-dev).
+# CC defaults to gcc (setup.py passes gcc-only flags); with CC=clang-19 the
+# compiler-rt runtime is used (Debian: apt-get install libclang-rt-19-dev).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-CC=${CC:-$(command -v clang-19 || command -v clang)}
+CC=${CC:-gcc}
 PY=${PYTHON:-python3}
-runtime=$("$CC" -print-file-name=libclang_rt.asan-x86_64.so)
-[ -f "$runtime" ] || { echo "no ASan runtime for $CC (install libclang-rt-19-dev)" >&2; exit 2; }
+if "$CC" --version | grep -q clang; then
+  runtime=$("$CC" -print-file-name=libclang_rt.asan-x86_64.so); shared=-shared-libasan
+else
+  runtime=$("$CC" -print-file-name=libasan.so); shared=
+fi
+[ -f "$runtime" ] || { echo "no ASan runtime for $CC" >&2; exit 2; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/fastbpf-asan.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 log=${ASAN_LOG:-${TMPDIR:-/tmp}/fastbpf-asan.log}
@@ -27,8 +31,8 @@ log=${ASAN_LOG:-${TMPDIR:-/tmp}/fastbpf-asan.log}
 (cd "$root" && git ls-files -z --cached --others --exclude-standard | grep -zv '\.so$' |
    xargs -0 cp --parents -t "$work")
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
-(cd "$work" && CC="$CC" LDSHARED="$CC -shared -shared-libasan" \
-   CFLAGS="$san" LDFLAGS="-fsanitize=address,undefined -shared-libasan" \
+(cd "$work" && CC="$CC" LDSHARED="$CC -shared $shared" \
+   CFLAGS="$san" LDFLAGS="-fsanitize=address,undefined $shared" \
    "$PY" setup.py -q build_ext --inplace -j 2 >/dev/null 2>"$work/build.err") || {
   cat "$work/build.err" >&2; exit 1; }
 

@@ -131,6 +131,8 @@ def test_xdp_drop_really_drops(veth, counter):
 
 
 def test_xdp_link_update_and_busy(veth, counter):
+    if r := features.skip_reason("link", AttachType.XDP):
+        pytest.skip(r)
     other = counter_map()
     p1 = counting_prog(ProgramType.XDP, counter, XDPAction.PASS)
     p2 = counting_prog(ProgramType.XDP, other, XDPAction.PASS)
@@ -303,6 +305,8 @@ def test_tc_clsact_shared_qdisc_and_update(veth, counter):
 
 
 def test_pinned_link_outlives_its_object(veth, counter, bpffs_dir):
+    if r := features.skip_reason("link_create"):
+        pytest.skip(r)
     pin = os.path.join(bpffs_dir, "xdp_link")
     prog = counting_prog(ProgramType.XDP, counter, XDPAction.PASS)
     with prog:
@@ -440,6 +444,8 @@ def run_in_cgroup(cg: str, dst: tuple[str, int], n: int, attach) -> None:
 
 @pytest.mark.parametrize("use_link", [True, False])
 def test_cgroup_skb_counts_egress_of_its_processes(cgroup, counter, use_link, no_fd_leak):
+    if use_link and (r := features.skip_reason("link", AttachType.CGROUP_INET_EGRESS)):
+        pytest.skip(r)
     rx = netutil.udp_receiver(None)
     dst = rx.getsockname()
     prog = counting_prog(ProgramType.CGROUP_SKB, counter, 1)   # 1: let it pass

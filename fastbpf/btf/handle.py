@@ -50,6 +50,10 @@ class Handle:
         try:
             fd = _core().btf_load(data, log_level, log_size)
         except BPFError as e:
+            from .. import features
+            missing = features.unsupported_command(18, e, "btf load")  # BPF_BTF_LOAD
+            if missing is not None:
+                raise missing from None
             if e.errno == errno.EPERM:   # not the BTF's fault: say what is missing
                 raise bpf_error(errno.EPERM, "btf load", None,
                                 "loading BTF needs root or CAP_BPF") from None

@@ -36,7 +36,15 @@ class IterLink(FDLink):
     def open_fd(self) -> _core.FD:
         """A new iterator instance as a raw fd (BPF_ITER_CREATE); reading it
         runs the program."""
-        return _core.iter_create(self.fd)
+        from .. import features
+        from ..errors import BPFError
+        try:
+            return _core.iter_create(self.fd)
+        except BPFError as e:
+            missing = features.unsupported_command(33, e, "iter create", self.description)
+            if missing is not None:
+                raise missing from None
+            raise
 
     def open(self, mode: str = "r", *, encoding: str = "utf-8",
              errors: str = "replace") -> io.IOBase:
