@@ -868,7 +868,11 @@ def probe_bpf_command(cmd: int) -> Probe:
             return Probe(False, what, e.errno, "", since)
         return Probe(True, what, since=since)
     if cmd in _BATCH_COMMANDS:
-        m = _core.map_create(int(MapType.HASH), 4, 4, 1)
+        try:
+            m = _core.map_create(int(MapType.HASH), 4, 4, 1)
+        except BPFError as e:   # no hash maps: no batch commands to speak of
+            _check_permission(e.errno)
+            return Probe(False, what, e.errno, "a hash map could not be created", since)
         try:
             k = bytearray(4)
             v = bytearray(4)
