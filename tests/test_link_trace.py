@@ -419,6 +419,9 @@ def test_uprobe_pid_filter(counters, target_bin, no_fd_leak):
         if waiting.poll() is None:
             waiting.kill()
             waiting.wait()
+        for pipe in (waiting.stdin, waiting.stdout):
+            if not pipe.closed:   # communicate() closes them; an early error did not
+                pipe.close()
 
 
 def test_uprobe_multi(counters, target_bin, no_fd_leak):

@@ -144,8 +144,10 @@ def attach_perf_fd(prog: Any, perf_fd: _core.FD, *, cookie: int = 0, description
                                        struct.pack("=Q", cookie & 0xFFFFFFFFFFFFFFFF))
                 return PerfEventLink(fd, perf_fd, prog, description, cleanup)
             except BPFError as e:
-                # EINVAL: the kernel doesn't know this attach type (before 5.15).
-                if e.errno != errno.EINVAL or cookie:
+                # The kernel has no perf_event links (before 5.15: EINVAL, or
+                # the probe says so for another errno): use the ioctls.
+                no_links = e.errno == errno.EINVAL or getattr(e, "probe", None) is not None
+                if not no_links or cookie:
                     raise
         try:
             fcntl.ioctl(perf_fd.fd, PERF_EVENT_IOC_SET_BPF, _fd_of(prog))
