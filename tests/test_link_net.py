@@ -440,6 +440,8 @@ def run_in_cgroup(cg: str, dst: tuple[str, int], n: int, attach) -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
+        if not child.stdin.closed:   # attach() raised before the child was told to go
+            child.stdin.close()
 
 
 @pytest.mark.parametrize("use_link", [True, False])
