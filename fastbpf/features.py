@@ -881,8 +881,7 @@ def probe_bpf_command(cmd: int) -> Probe:
                     _core.map_lookup_batch(m.fd, None, bytearray(4), k, v, 1,
                                            delete=cmd == Command.MAP_LOOKUP_AND_DELETE_BATCH)
                 elif cmd == Command.MAP_UPDATE_BATCH:
-                    _core.map_update_batch(m.fd, k, v, 1)
-                    _core.map_delete_batch(m.fd, k, 1)
+                    _core.map_update_batch(m.fd, k, v, 1)  # the map goes with close()
                 else:
                     _core.map_delete_batch(m.fd, k, 1)
             except BPFError as e:
