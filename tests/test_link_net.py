@@ -305,7 +305,7 @@ def test_tc_clsact_shared_qdisc_and_update(veth, counter):
 
 
 def test_pinned_link_outlives_its_object(veth, counter, bpffs_dir):
-    if r := features.skip_reason("link_create"):
+    if r := features.skip_reason("link", AttachType.XDP):
         pytest.skip(r)
     pin = os.path.join(bpffs_dir, "xdp_link")
     prog = counting_prog(ProgramType.XDP, counter, XDPAction.PASS)
@@ -580,6 +580,8 @@ def _sk_lookup_scenario(counter: Map, steer_port: int, closed_port: int) -> tupl
 
 
 def test_sk_lookup_steers_connection(netns, counter):
+    if r := features.skip_reason("link", AttachType.SK_LOOKUP):
+        pytest.skip(r)
     steered, other, after = netns.run(_sk_lookup_scenario, counter, 7777, 7778)
     assert steered == (b"steered", ("127.0.0.1", 7777))
     assert other == "refused"
