@@ -43,8 +43,7 @@ _NO_BTF_MAPS = frozenset({
 
 def _missing_btf_features() -> frozenset[str]:
     from . import features
-    probe = getattr(features, "missing_btf_features", None)
-    return probe() if probe is not None else frozenset()
+    return features.missing_btf_features()
 
 
 def _load_btf(spec: Any) -> Any:

@@ -23,6 +23,11 @@
 
 cimport cython
 from libc.stdlib cimport malloc, free
+from cpython.exc cimport PyErr_Occurred, PyErr_Clear
+
+cdef extern from "Python.h":
+    # Unchecked: _u32_arg looks at the error itself to name the argument.
+    unsigned long long _as_ull_unchecked "PyLong_AsUnsignedLongLong"(object) noexcept
 
 
 # How BPF_PROG_TEST_RUN treats a program type (Program passes one to _bind).
@@ -113,6 +118,30 @@ cdef object _wrap(TestRunResult owner, char *buf, uint32_t n):
     return arr
 
 
+cdef uint32_t _u32_arg(object v, str name) except? 0xFFFFFFFF:
+    """*v* as a u32 argument of the kernel's, or an error naming *name*."""
+    cdef unsigned long long x
+    if PyLong_CheckExact(v):
+        x = _as_ull_unchecked(v)   # OverflowError below 0 or above 2**64-1
+        if x <= 0xFFFFFFFF and not (x == <unsigned long long>-1 and PyErr_Occurred()):
+            return <uint32_t>x
+        PyErr_Clear()
+    elif isinstance(v, bool) or not hasattr(v, "__index__"):
+        raise TypeError(f"{name} must be an integer, not {type(v).__name__}")
+    else:
+        n = v.__index__()
+        if 0 <= n <= 0xFFFFFFFF:
+            return <uint32_t>n
+    raise OverflowError(f"{name} {v} is out of range: the kernel takes 0..4294967295")
+
+
+cdef Py_ssize_t _size_arg(object v, str name) except -2:
+    """An output size: None -> -1 (the default), else a u32."""
+    if v is None:
+        return -1
+    return _u32_arg(v, name)
+
+
 cdef int _out_buf(char **buf, Py_ssize_t *cap, Py_ssize_t want) except -1:
     """Make *buf* (a result's malloc block of *cap* bytes) hold *want*."""
     if buf[0] != NULL and cap[0] >= want:
@@ -121,7 +150,7 @@ cdef int _out_buf(char **buf, Py_ssize_t *cap, Py_ssize_t want) except -1:
     buf[0] = <char *>malloc(want if want > 0 else 1)
     if buf[0] == NULL:
         cap[0] = 0
-        raise MemoryError()
+        raise MemoryError(f"cannot allocate a {want}-byte test_run output buffer")
     cap[0] = want
     return 0
 
@@ -375,7 +404,7 @@ cdef class ProgramBase:
         if self._fdobj is not None:
             self._fdobj.close()
 
-    def test_run(self, data=None, ctx=None, uint32_t repeat=1, *, data_out_size=None,
+    def test_run(self, data=None, ctx=None, repeat=1, *, data_out_size=None,
                  ctx_out_size=None, uint32_t flags=0, uint32_t cpu=0, uint32_t batch_size=0):
         """Run the program on *data* and/or *ctx* in the kernel (BPF_PROG_TEST_RUN).
 
@@ -408,9 +437,9 @@ cdef class ProgramBase:
         if res is None or Py_REFCNT(res) != 2:
             res = TestRunResult.__new__(TestRunResult)
             self._last = res
-        return _do_run(self._cfd, data, ctx, repeat,
-                       -1 if data_out_size is None else data_out_size,
-                       -1 if ctx_out_size is None else ctx_out_size,
+        return _do_run(self._cfd, data, ctx, _u32_arg(repeat, "repeat"),
+                       _size_arg(data_out_size, "data_out_size"),
+                       _size_arg(ctx_out_size, "ctx_out_size"),
                        flags, cpu, batch_size, self._run_kind, False, res, None, None, self)
 
     cdef str _what(self):

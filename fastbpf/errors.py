@@ -78,8 +78,13 @@ class BPFError(OSError):
     def __str__(self) -> str:
         where = f"{self.op} {self.obj}" if self.obj else self.op
         text = f"{where}: {strerror(self.errno)} [{_errno_name(self.errno)}]"
-        if self.hint:
-            text += f" ({self.hint})"
+        # Batch operations say how many entries were done before the error.
+        count = getattr(self, "count", None)
+        extra = [self.hint] if self.hint else []
+        if count is not None:
+            extra.append(f"count={count}")
+        if extra:
+            text += f" ({'; '.join(extra)})"
         return text
 
     def __reduce__(self) -> Any:

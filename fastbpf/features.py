@@ -53,6 +53,10 @@ __all__ = [
     "probe_kprobe_pmu", "probe_uprobe_pmu", "probe_trampolines", "probe_vmlinux_btf",
     "probe_user_ringbuf",
     "probe_bpf_stats",
+    "have_link", "probe_link", "have_link_create", "probe_link_create", "unsupported_link",
+    "probe_prog_attach", "unsupported_prog_attach",
+    "have_cgroup_v2", "probe_cgroup_v2", "cgroup_v2_root", "have_tracefs", "probe_tracefs",
+    "have_bpf_command", "probe_bpf_command", "probe_kprobes", "probe_module_btf", "unsupported_command",
 ]
 
 
@@ -259,13 +263,29 @@ def _call(helper: int) -> bytes:
     return struct.pack("<BBhi", 0x85, 0, 0, int(helper)) + _RET0
 
 
+# BPF_MOV64_IMM(r0, 2); BPF_EXIT: XDP_PASS, for probes that attach for real.
+_RET2 = bytes.fromhex("b700000002000000" "9500000000000000")
+# r0 = 1: the only return value some cgroup hooks accept.
+_RET1 = bytes.fromhex("b700000001000000" "9500000000000000")
+
+
+def _probe_insns(ptype: ProgramType) -> bytes:
+    if ptype == ProgramType.XDP:
+        return _RET2
+    if ptype.name.startswith("CGROUP_") or ptype == ProgramType.SOCK_OPS:
+        return _RET1
+    return _RET0
+
+
 class _LoadResult(NamedTuple):
     ok: bool
     errno: int
     log: str
+    fd: Any = None
 
 
-def _load(ptype: ProgramType, insns: bytes, attach: AttachType | None) -> _LoadResult:
+def _load(ptype: ProgramType, insns: bytes, attach: AttachType | None,
+          keep_fd: bool = False) -> _LoadResult:
     kw: dict[str, Any] = {}
     flags = 0
     if ptype == ProgramType.SYSCALL:
@@ -289,6 +309,8 @@ def _load(ptype: ProgramType, insns: bytes, attach: AttachType | None) -> _LoadR
         return _LoadResult(False, e.errno, e.log)
     except BPFError as e:
         return _LoadResult(False, e.errno, "")
+    if keep_fd:
+        return _LoadResult(True, 0, "", fd)
     fd.close()
     return _LoadResult(True, 0, "")
 
@@ -399,6 +421,20 @@ def probe_uprobe_pmu() -> Probe:
     return _pmu("uprobe")
 
 
+@functools.lru_cache(maxsize=None)
+def probe_kprobes() -> Probe:
+    """Can kprobes be placed at all (the kprobe PMU or tracefs
+    ``kprobe_events``; CONFIG_KPROBES)?"""
+    what = "kprobes (a kprobe PMU or tracefs kprobe_events; CONFIG_KPROBES)"
+    if probe_kprobe_pmu().ok:
+        return Probe(True, what)
+    for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        if os.path.exists(os.path.join(root, "kprobe_events")):
+            return Probe(True, what)
+    return Probe(False, what, _errno.EOPNOTSUPP,
+                 "no /sys/bus/event_source/devices/kprobe and no tracefs kprobe_events")
+
+
 def have_kprobe_pmu() -> bool:
     """True if kprobes can be created through perf_event_open."""
     return probe_kprobe_pmu().ok
@@ -431,6 +467,21 @@ def probe_vmlinux_btf() -> Probe:
     return Probe(False, what, _errno.ENOENT)
 
 
+@functools.lru_cache(maxsize=None)
+def probe_module_btf() -> Probe:
+    """Do kernel modules expose BTF (/sys/kernel/btf/<module>;
+    CONFIG_MODULES and CONFIG_DEBUG_INFO_BTF_MODULES)?"""
+    what = "module BTF (/sys/kernel/btf/<module>)"
+    try:
+        mods = [n for n in os.listdir("/sys/kernel/btf") if n != "vmlinux"]
+    except OSError as e:
+        return Probe(False, what, e.errno or _errno.ENOENT)
+    if mods:
+        return Probe(True, what)
+    return Probe(False, what, _errno.ENOENT,
+                 "no modules with BTF (CONFIG_MODULES or CONFIG_DEBUG_INFO_BTF_MODULES unset)")
+
+
 def have_vmlinux_btf() -> bool:
     """True if the kernel's BTF is readable."""
     return probe_vmlinux_btf().ok
@@ -443,7 +494,8 @@ def probe_bpf_stats() -> Probe:
     try:
         _core.enable_stats(0).close()
     except BPFError as e:
-        return Probe(False, what, e.errno)
+        _check_permission(e.errno)
+        return Probe(False, what, e.errno, since="5.8")
     return Probe(True, what)
 
 
@@ -497,6 +549,414 @@ def missing_btf_features() -> frozenset[str]:
     """The BTF features this kernel lacks (empty on any recent kernel)."""
     return frozenset(n for n in _BTF_FEATURES if not probe_btf_feature(n).ok)
 
+# -- link kinds (BPF_LINK_CREATE) ----------------------------------------------------------
+#
+# A link kind is probed the way cilium/ebpf probes them: load the smallest
+# program for the kind, then BPF_LINK_CREATE against a target that cannot
+# exist. A kernel that knows the kind gets as far as looking the target up
+# and says so with its own errno (EBADF for an fd, ENODEV for an ifindex,
+# ENOENT/ESRCH for a symbol, ...); a kernel that does not know it refuses
+# the attach type first, with EINVAL (or EOPNOTSUPP when compiled out).
+
+_BAD_FD = 0x7FFFFFF0       # no process has this many fds open
+_BAD_IFINDEX = 0xFFFFFFF0  # no interface has this index
+
+
+class _LinkKind(NamedTuple):
+    what: str
+    ptype: ProgramType
+    expected: bool                 # load with expected_attach_type = the attach type
+    target: int
+    ok_errnos: frozenset           # errnos that mean "kind known, target bad"
+    since: str
+
+
+def _kind(what: str, ptype: ProgramType, expected: bool, target: int, *oks: int,
+          since: str = "") -> _LinkKind:
+    return _LinkKind(what, ptype, expected, target, frozenset(oks), since)
+
+
+_LINK_KINDS: dict[AttachType, _LinkKind] = {
+    AttachType.TCX_INGRESS: _kind("tcx links", ProgramType.SCHED_CLS, False, _BAD_IFINDEX,
+                                  _errno.ENODEV, since="6.6"),
+    AttachType.TCX_EGRESS: _kind("tcx links", ProgramType.SCHED_CLS, False, _BAD_IFINDEX,
+                                 _errno.ENODEV, since="6.6"),
+    AttachType.NETKIT_PRIMARY: _kind("netkit links", ProgramType.SCHED_CLS, False,
+                                     _BAD_IFINDEX, _errno.ENODEV, since="6.7"),
+    AttachType.NETKIT_PEER: _kind("netkit links", ProgramType.SCHED_CLS, False,
+                                  _BAD_IFINDEX, _errno.ENODEV, since="6.7"),
+    AttachType.SK_LOOKUP: _kind("sk_lookup links", ProgramType.SK_LOOKUP, True, _BAD_FD,
+                                _errno.EBADF, since="5.9"),
+    AttachType.FLOW_DISSECTOR: _kind("flow_dissector links", ProgramType.FLOW_DISSECTOR,
+                                     False, _BAD_FD, _errno.EBADF, since="5.8"),
+    AttachType.PERF_EVENT: _kind("perf_event links", ProgramType.PERF_EVENT, False, _BAD_FD,
+                                 _errno.EBADF, since="5.15"),
+    AttachType.NETFILTER: _kind("netfilter links", ProgramType.NETFILTER, True, 0,
+                                _errno.EAFNOSUPPORT, since="6.4"),
+    AttachType.TRACE_KPROBE_MULTI: _kind("kprobe_multi links", ProgramType.KPROBE, True, 0,
+                                         _errno.ENOENT, _errno.ESRCH, since="5.18"),
+    AttachType.TRACE_UPROBE_MULTI: _kind("uprobe_multi links", ProgramType.KPROBE, True, 0,
+                                         _errno.EBADF, since="6.6"),
+    AttachType.TRACE_ITER: _kind("bpf_iter links", ProgramType.TRACING, True, 0,
+                                 _errno.EFAULT, since="5.8"),
+    AttachType.XDP: _kind("XDP links", ProgramType.XDP, True, 1, 0, _errno.EBUSY, since="5.9"),
+    AttachType.STRUCT_OPS: _kind("struct_ops links", ProgramType.STRUCT_OPS, False, 0,
+                                 _errno.EBADF, since="6.4"),
+}
+
+# cgroup attach types: (program type, loaded with expected_attach_type?)
+_CGROUP_KINDS: dict[str, tuple[ProgramType, bool]] = {
+    "CGROUP_INET_INGRESS": (ProgramType.CGROUP_SKB, False),
+    "CGROUP_INET_EGRESS": (ProgramType.CGROUP_SKB, False),
+    "CGROUP_INET_SOCK_CREATE": (ProgramType.CGROUP_SOCK, False),
+    "CGROUP_INET_SOCK_RELEASE": (ProgramType.CGROUP_SOCK, True),
+    "CGROUP_INET4_POST_BIND": (ProgramType.CGROUP_SOCK, True),
+    "CGROUP_INET6_POST_BIND": (ProgramType.CGROUP_SOCK, True),
+    "CGROUP_SOCK_OPS": (ProgramType.SOCK_OPS, False),
+    "CGROUP_DEVICE": (ProgramType.CGROUP_DEVICE, False),
+    "CGROUP_SYSCTL": (ProgramType.CGROUP_SYSCTL, False),
+    "CGROUP_GETSOCKOPT": (ProgramType.CGROUP_SOCKOPT, True),
+    "CGROUP_SETSOCKOPT": (ProgramType.CGROUP_SOCKOPT, True),
+}
+for _a in AttachType:
+    if _a.name.startswith("CGROUP_") and _a.name not in _CGROUP_KINDS and \
+            _a.name.startswith(("CGROUP_INET4_", "CGROUP_INET6_", "CGROUP_UDP", "CGROUP_UNIX_")):
+        _CGROUP_KINDS[_a.name] = (ProgramType.CGROUP_SOCK_ADDR, True)
+for _name, (_pt, _exp) in _CGROUP_KINDS.items():
+    _LINK_KINDS[AttachType[_name]] = _kind("cgroup links", _pt, _exp, _BAD_FD, _errno.EBADF,
+                                           since="5.7")
+# BPF_PROG_ATTACH kinds (the older, fd-less attachment): the same bad targets.
+_PROG_ATTACH_KINDS: dict[AttachType, _LinkKind] = {
+    a: k._replace(what=k.what.replace("links", "BPF_PROG_ATTACH"),
+                  since=_since.ATTACH_TYPE.get(a, ""))
+    for a, k in _LINK_KINDS.items()
+    if k.what in ("cgroup links", "tcx links")}
+for _a, _pt in ((AttachType.SK_SKB_STREAM_VERDICT, ProgramType.SK_SKB),
+                (AttachType.SK_SKB_STREAM_PARSER, ProgramType.SK_SKB),
+                (AttachType.SK_SKB_VERDICT, ProgramType.SK_SKB),
+                (AttachType.SK_MSG_VERDICT, ProgramType.SK_MSG)):
+    _PROG_ATTACH_KINDS[_a] = _kind("sockmap BPF_PROG_ATTACH", _pt, False, _BAD_FD,
+                                   _errno.EBADF, since=_since.ATTACH_TYPE.get(_a, ""))
+
+# Keep the probe's buffers alive while the kernel reads them.
+_NO_SUCH_SYMBOL = b"fastbpf_probe_no_such_function\0"
+_ROOT_PATH = b"/\0"
+
+
+def _link_extra(attach: AttachType, keep: list) -> bytes | None:
+    """The link_create union for the kinds that need one, pointing at a
+    target that cannot be attached to."""
+    import numpy as np
+    if attach == AttachType.NETFILTER:
+        return struct.pack("<IIiI", 255, 0, 0, 0)  # pf 255: EAFNOSUPPORT
+    if attach == AttachType.TRACE_KPROBE_MULTI:
+        ptrs = np.array([_core.address_of(_NO_SUCH_SYMBOL)], dtype=np.uint64)
+        keep.append(ptrs)
+        return struct.pack("=IIQQQ", 0, 1, _core.address_of(ptrs), 0, 0)
+    if attach == AttachType.TRACE_UPROBE_MULTI:
+        offs = np.zeros(1, dtype=np.uint64)
+        keep.append(offs)
+        # path "/" is a directory: EBADF once the kind is known.
+        return struct.pack("=QQQQIII", _core.address_of(_ROOT_PATH), _core.address_of(offs),
+                           0, 0, 1, 0, 0)
+    if attach == AttachType.TRACE_ITER:
+        return struct.pack("=QI", 1, 8)  # iter_info at address 1: EFAULT
+    return None
+
+
+def _in_private_netns(fn: Any) -> Any:
+    """Run *fn* in a thread that has its own, empty network namespace, so a
+    probe that must attach to a real device (XDP links give EINVAL for a
+    missing one) touches nobody's interfaces."""
+    import ctypes
+    import threading
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.unshare(0x40000000) != 0:  # CLONE_NEWNET, this thread only
+            box["err"] = bpf_error(ctypes.get_errno(), "unshare(CLONE_NEWNET)", "link probe")
+            return
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # handed to the caller's thread
+            box["err"] = e
+
+    t = threading.Thread(target=body, name="fastbpf-link-probe")
+    t.start()
+    t.join()
+    if "err" in box:
+        raise box["err"]
+    return box["result"]
+
+
+def _struct_ops_link_map() -> Any:
+    """A bpf_dummy_ops struct_ops map with BPF_F_LINK (the flag came with
+    struct_ops links), or raise the kernel's refusal."""
+    vid = _kernel_type_id("bpf_struct_ops_bpf_dummy_ops", "STRUCT")
+    if not vid:
+        raise bpf_error(_errno.ENOENT, "map create", None,
+                        "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
+    from . import btf
+    size = btf.load_kernel_spec().type_by_id(vid).size
+    b = _core.btf_load(_int_btf())
+    try:
+        return _core.map_create(int(MapType.STRUCT_OPS), 4, size, 1, int(MapFlags.LINK), None,
+                                btf_fd=b.fd, btf_vmlinux_value_type_id=vid)
+    finally:
+        b.close()
+
+
+def _try_link(attach: AttachType, kind: _LinkKind) -> int:
+    """0 if the kernel attached (then detached) or got to the target, else
+    the errno with which it refused."""
+    if attach == AttachType.STRUCT_OPS:
+        # The link's "program" is the map. Older kernels refuse BPF_F_LINK
+        # on the map; newer ones give EBADF for a closed map fd.
+        try:
+            _struct_ops_link_map().close()
+        except BPFError as e:
+            return e.errno
+        try:
+            _core.link_create(_BAD_FD, 0, int(attach)).close()
+        except BPFError as e:
+            return 0 if e.errno in kind.ok_errnos else e.errno
+        return 0
+    r = _load(kind.ptype, _probe_insns(kind.ptype), attach if kind.expected else None,
+              keep_fd=True)
+    if not r.ok:
+        return r.errno
+    prog = r.fd
+    keep: list = []
+    try:
+        extra = _link_extra(attach, keep)
+
+        def attempt() -> int:
+            try:
+                _core.link_create(prog.fd, kind.target, int(attach), 0, extra).close()
+            except BPFError as e:
+                return 0 if e.errno in kind.ok_errnos else e.errno
+            return 0
+
+        if attach == AttachType.XDP:
+            return _in_private_netns(attempt)
+        return attempt()
+    finally:
+        prog.close()
+
+
+@functools.lru_cache(maxsize=None)
+def probe_link(attach: AttachType) -> Probe:
+    """Can this kernel create bpf_links of kind *attach* (BPF_LINK_CREATE with
+    that attach type): tcx, netkit, XDP, cgroup, sk_lookup, flow_dissector,
+    perf_event, netfilter, kprobe_multi, uprobe_multi, bpf_iter, struct_ops?"""
+    attach = AttachType(attach)
+    kind = _LINK_KINDS.get(attach)
+    if kind is None:
+        raise ValueError(f"no link probe for attach type {attach.name}; one of "
+                         f"{sorted(a.name for a in _LINK_KINDS)}")
+    what = f"{kind.what} (BPF_LINK_CREATE, attach type {attach.name})"
+    code = _try_link(attach, kind)
+    if not code:
+        return Probe(True, what, since=kind.since)
+    _check_permission(code)
+    return Probe(False, what, code, "", kind.since)
+
+
+@functools.lru_cache(maxsize=None)
+def probe_prog_attach(attach: AttachType) -> Probe:
+    """Does BPF_PROG_ATTACH take attach type *attach* (cgroup, tcx,
+    flow_dissector, sockmap kinds)? Asked with a target that cannot exist,
+    as :func:`probe_link` does."""
+    attach = AttachType(attach)
+    kind = _PROG_ATTACH_KINDS.get(attach)
+    if kind is None:
+        raise ValueError(f"no BPF_PROG_ATTACH probe for attach type {attach.name}; one of "
+                         f"{sorted(a.name for a in _PROG_ATTACH_KINDS)}")
+    what = f"{kind.what} (attach type {attach.name})"
+    r = _load(kind.ptype, _probe_insns(kind.ptype), attach if kind.expected else None,
+              keep_fd=True)
+    if not r.ok:
+        code = r.errno
+    else:
+        try:
+            _core.prog_attach(kind.target, r.fd.fd, int(attach))
+            code = _errno.EEXIST  # attached to something: should not happen
+            _core.prog_detach(kind.target, r.fd.fd, int(attach))
+        except BPFError as e:
+            code = 0 if e.errno in kind.ok_errnos else e.errno
+        finally:
+            r.fd.close()
+    if not code:
+        return Probe(True, what, since=kind.since)
+    _check_permission(code)
+    return Probe(False, what, code, "", kind.since)
+
+
+def unsupported_prog_attach(attach: AttachType | int, err: BPFError, obj: str | None = None,
+                            op: str = "prog attach") -> NotSupportedError | None:
+    """The :class:`NotSupportedError` to raise instead of *err* (a failed
+    BPF_PROG_ATTACH) when the kernel does not take that attach type there."""
+    if err.errno not in _REFUSALS or int(attach) not in [int(a) for a in _PROG_ATTACH_KINDS]:
+        return None
+    try:
+        p = probe_prog_attach(AttachType(attach))
+    except PermissionError:
+        return None  # no bpf(2) at all: the caller's own EPERM says so
+    return None if p.ok else p.error(op, obj)
+
+
+def have_link(attach: AttachType) -> bool:
+    """True if bpf_links of kind *attach* can be created here."""
+    return probe_link(attach).ok
+
+
+@functools.lru_cache(maxsize=None)
+def probe_link_create() -> Probe:
+    """Does the kernel have BPF_LINK_CREATE at all (bpf_link, Linux 5.7)?"""
+    p = probe_link(AttachType.CGROUP_INET_INGRESS)
+    return p._replace(feature="bpf_link (BPF_LINK_CREATE)")
+
+
+def have_link_create() -> bool:
+    """True if the kernel has BPF_LINK_CREATE."""
+    return probe_link_create().ok
+
+
+def unsupported_link(attach: AttachType | int, err: BPFError, obj: str | None = None,
+                     op: str = "link create") -> NotSupportedError | None:
+    """The :class:`NotSupportedError` to raise instead of *err* (a failed
+    BPF_LINK_CREATE) when the kernel lacks that kind of link, else None."""
+    if err.errno not in _REFUSALS or int(attach) not in [int(a) for a in _LINK_KINDS]:
+        return None
+    try:
+        p = probe_link(AttachType(attach))
+    except PermissionError:
+        return None  # no bpf(2) at all: the caller's own EPERM says so
+    return None if p.ok else p.error(op, obj)
+
+
+# -- cgroup v2, tracefs -------------------------------------------------------------------
+
+_CGROUP2_MAGIC = 0x63677270
+
+
+def cgroup_v2_root() -> str | None:
+    """Where the cgroup v2 hierarchy is mounted (the first cgroup2 mount in
+    /proc/self/mounts), or None."""
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == "cgroup2":
+                    return parts[1].replace("\\040", " ")
+    except OSError:
+        pass
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def probe_cgroup_v2() -> Probe:
+    """Is a cgroup v2 hierarchy mounted (cgroup programs attach to one)?"""
+    what = "a cgroup v2 hierarchy (mount -t cgroup2)"
+    root = cgroup_v2_root()
+    if root is None or not os.path.isfile(os.path.join(root, "cgroup.procs")):
+        return Probe(False, what, _errno.ENOENT)
+    return Probe(True, f"{what} at {root}")
+
+
+def have_cgroup_v2() -> bool:
+    """True if a cgroup v2 hierarchy is mounted."""
+    return probe_cgroup_v2().ok
+
+
+@functools.lru_cache(maxsize=None)
+def probe_tracefs() -> Probe:
+    """Is tracefs mounted and readable (tracepoints, legacy k/uprobes)?"""
+    what = "tracefs (/sys/kernel/tracing)"
+    for path in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        events = os.path.join(path, "events")
+        if os.path.isdir(events):
+            if not os.access(events, os.R_OK | os.X_OK):
+                return Probe(False, what, _errno.EACCES, f"{events} is not readable")
+            return Probe(True, what)
+    return Probe(False, what, _errno.ENOENT, "not mounted")
+
+
+def have_tracefs() -> bool:
+    """True if tracefs is mounted and readable."""
+    return probe_tracefs().ok
+
+
+@functools.lru_cache(maxsize=None)
+def probe_bpf_command(cmd: int) -> Probe:
+    """Does the kernel know bpf command *cmd* (a :class:`Command`)? Asked
+    with a zeroed attribute: an unknown command gives EINVAL before any
+    field is read; a known one complains about the fields (EBADF, ENOENT,
+    EFAULT, ...). Only for commands where a zeroed attribute is harmless
+    and distinguishes: the batch map ops, LINK_CREATE, ENABLE_STATS (no),
+    ITER_CREATE."""
+    from .enums import Command
+    cmd = Command(cmd)
+    what = f"bpf command {cmd.name}"
+    since = _COMMAND_SINCE.get(cmd, "")
+    if cmd == Command.LINK_CREATE:
+        return probe_link_create()._replace(feature=what, since=since)
+    if cmd == Command.ENABLE_STATS:
+        return probe_bpf_stats()._replace(feature=what, since=since)
+    if cmd == Command.BTF_LOAD:
+        try:
+            _core.btf_load(_int_btf()).close()
+        except BPFError as e:
+            _check_permission(e.errno)
+            return Probe(False, what, e.errno, "", since)
+        return Probe(True, what, since=since)
+    if cmd in _BATCH_COMMANDS:
+        try:
+            m = _core.map_create(int(MapType.HASH), 4, 4, 1)
+        except BPFError as e:   # no hash maps: no batch commands to speak of
+            _check_permission(e.errno)
+            return Probe(False, what, e.errno, "a hash map could not be created", since)
+        try:
+            k = bytearray(4)
+            v = bytearray(4)
+            try:
+                if cmd in (Command.MAP_LOOKUP_BATCH, Command.MAP_LOOKUP_AND_DELETE_BATCH):
+                    _core.map_lookup_batch(m.fd, None, bytearray(4), k, v, 1,
+                                           delete=cmd == Command.MAP_LOOKUP_AND_DELETE_BATCH)
+                elif cmd == Command.MAP_UPDATE_BATCH:
+                    _core.map_update_batch(m.fd, k, v, 1)  # the map goes with close()
+                else:
+                    _core.map_delete_batch(m.fd, k, 1)
+            except BPFError as e:
+                # An empty map: the lookups and the delete say ENOENT.
+                if e.errno != _errno.ENOENT:
+                    _check_permission(e.errno)
+                    return Probe(False, what, e.errno, "", since)
+        finally:
+            m.close()
+        return Probe(True, what, since=since)
+    if cmd == Command.ITER_CREATE:
+        try:
+            _core.iter_create(_BAD_FD).close()
+        except BPFError as e:
+            if e.errno == _errno.EBADF:
+                return Probe(True, what, since=since)
+            _check_permission(e.errno)
+            return Probe(False, what, e.errno, "", since)
+        return Probe(True, what, since=since)
+    raise ValueError(f"no probe for bpf command {cmd.name}")
+
+
+_BATCH_COMMANDS = frozenset({24, 25, 26, 27})
+_COMMAND_SINCE = {18: "4.18", 24: "5.6", 25: "5.6", 26: "5.6", 27: "5.6", 28: "5.7",
+                  32: "5.8", 33: "5.8"}
+
+
+def have_bpf_command(cmd: int) -> bool:
+    """True if the kernel knows bpf command *cmd* (see :func:`probe_bpf_command`)."""
+    return probe_bpf_command(cmd).ok
+
 
 # -- turning a refusal into "the kernel lacks X" ------------------------------------------
 
@@ -511,7 +971,10 @@ def unsupported_map_type(t: MapType, err: BPFError, obj: str | None = None
     were at fault)."""
     if err.errno not in _REFUSALS or int(t) not in _since.MAP_TYPE:
         return None
-    p = probe_map_type(MapType(t))
+    try:
+        p = probe_map_type(MapType(t))
+    except PermissionError:
+        return None  # no bpf(2) at all: the caller's own EPERM says so, naming its call
     return None if p.ok else p.error("map create", obj)
 
 
@@ -525,7 +988,10 @@ def unsupported_program(ptype: ProgramType, attach: AttachType | None, err: BPFE
         return None
     if int(ptype) not in _since.PROGRAM_TYPE:
         return None
-    p = probe_program_type(ProgramType(ptype))
+    try:
+        p = probe_program_type(ProgramType(ptype))
+    except PermissionError:
+        return None  # no bpf(2) at all: the caller's own EPERM says so
     if p.ok and attach is not None and int(attach) in _since.ATTACH_TYPE and \
             ptype not in (ProgramType.STRUCT_OPS, ProgramType.EXT):
         p = probe_attach_type(ProgramType(ptype), AttachType(attach))
@@ -551,6 +1017,20 @@ def have_user_ringbuf() -> bool:
     return probe_user_ringbuf().ok
 
 
+def unsupported_command(cmd: int, err: BPFError, op: str | None = None,
+                        obj: str | None = None) -> NotSupportedError | None:
+    """The :class:`NotSupportedError` to raise instead of *err* when the
+    kernel does not know bpf command *cmd* at all (BTF_LOAD, the batch map
+    commands, LINK_CREATE, ENABLE_STATS, ITER_CREATE), else None."""
+    if err.errno not in _REFUSALS or int(cmd) not in _COMMAND_SINCE:
+        return None
+    try:
+        p = probe_bpf_command(int(cmd))
+    except PermissionError:
+        return None  # no bpf(2) at all: the caller's own EPERM says so
+    return None if p.ok else p.error(op or err.op, obj)
+
+
 # -- by name -----------------------------------------------------------------------
 
 _BY_NAME = {
@@ -559,12 +1039,20 @@ _BY_NAME = {
     "helper": probe_helper,
     "attach_type": probe_attach_type,
     "kprobe_pmu": probe_kprobe_pmu,
+    "kprobes": probe_kprobes,
     "uprobe_pmu": probe_uprobe_pmu,
     "trampolines": probe_trampolines,
     "vmlinux_btf": probe_vmlinux_btf,
+    "module_btf": probe_module_btf,
     "bpf_stats": probe_bpf_stats,
     "btf_feature": probe_btf_feature,
     "user_ringbuf": probe_user_ringbuf,
+    "link": probe_link,
+    "link_create": probe_link_create,
+    "prog_attach": probe_prog_attach,
+    "cgroup_v2": probe_cgroup_v2,
+    "tracefs": probe_tracefs,
+    "bpf_command": probe_bpf_command,
 }
 
 
@@ -572,7 +1060,9 @@ def probe(feature: str, *args: Any) -> Probe:
     """The :class:`Probe` for *feature* by name: ``"map_type"``,
     ``"program_type"``, ``"helper"``, ``"attach_type"``, ``"kprobe_pmu"``,
     ``"uprobe_pmu"``, ``"trampolines"``, ``"vmlinux_btf"``, ``"bpf_stats"``,
-    ``"user_ringbuf"``;
+    ``"user_ringbuf"``, ``"btf_feature"`` (a BTF kind's name), ``"link"`` (an
+    attach type), ``"link_create"``, ``"prog_attach"``, ``"cgroup_v2"``,
+    ``"tracefs"``, ``"bpf_command"`` (a command number);
     *args* are the probe's arguments."""
     try:
         fn = _BY_NAME[feature]

@@ -386,7 +386,14 @@ class Program(ProgramBase, Pinnable):
             kwargs["prog_btf_fd"] = spec.btf.fd
         else:
             btf_blob, func_info = _func_btf(spec, insns)
-            btf_fd = _core.btf_load(btf_blob) if btf_blob is not None else None
+            try:
+                btf_fd = _core.btf_load(btf_blob) if btf_blob is not None else None
+            except BPFError as e:   # a kernel without BTF_LOAD: say so, not "bad BTF"
+                missing = features.unsupported_command(18, e, "btf load",
+                                                       f"program {spec.name!r}")
+                if missing is not None:
+                    raise missing from None
+                raise
             if btf_fd is not None:
                 kwargs["prog_btf_fd"] = btf_fd.fd
                 if spec.func_info is None and spec.btf is not None:
@@ -560,7 +567,13 @@ class StatsHandle:
 
     def __init__(self, type: StatsType = StatsType.RUN_TIME) -> None:
         self.type = StatsType(type)
-        self._fd = _core.enable_stats(int(self.type))
+        try:
+            self._fd = _core.enable_stats(int(self.type))
+        except BPFError as e:
+            missing = features.unsupported_command(32, e, "enable stats")  # BPF_ENABLE_STATS
+            if missing is not None:
+                raise missing from None
+            raise
 
     @property
     def closed(self) -> bool:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import threading
+import time
 import uuid
 
 import pytest
@@ -17,10 +19,20 @@ BPFFS = "/sys/fs/bpf"
 
 
 def pytest_collection_modifyitems(config, items):
+    """``kernel`` tests need root and the running kernel; ``noroot`` tests
+    (asm, BTF parsing, fuzzing, pure Python) run as anyone. A test marked
+    neither is taken to need the kernel. A test marked both is a mistake."""
+    for item in items:
+        marks = {m.name for m in item.iter_markers()} & {"kernel", "noroot"}
+        if marks == {"kernel", "noroot"}:
+            raise pytest.UsageError(f"{item.nodeid} is marked both kernel and noroot")
+        if not marks:
+            item.add_marker(pytest.mark.kernel)
     if os.geteuid() != 0:
-        skip = pytest.mark.skip(reason="fastbpf tests need root (bpf(2) is privileged here)")
+        skip = pytest.mark.skip(reason="needs root: bpf(2) is privileged on this host "
+                                       "(run the noroot tests with -m noroot)")
         for item in items:
-            if "kernel" not in item.keywords and "noroot" not in item.keywords:
+            if item.get_closest_marker("kernel") is not None:
                 item.add_marker(skip)
 
 
@@ -93,4 +105,81 @@ def _kernel_btf_loaded_once():
         btf.load_kernel_spec()
     except (OSError, btf.BTFError):
         pass  # tests that need kernel BTF skip on their own
+    # Its millions of objects live as long as the session: keep them out of
+    # every collection (the leak check collects twice per test).
+    gc.collect()
+    gc.freeze()
     yield
+
+
+# -- no fd, pin or thread left behind --------------------------------------------------
+
+_pins_made: list[str] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_pins():
+    """Note every path this process pins (fastbpf pins only through
+    ``_core.obj_pin``; the call goes through to the kernel unchanged), so the
+    leak check looks at our pins only: other processes pin on the same
+    bpffs at the same time."""
+    try:
+        from fastbpf import _core
+    except ImportError:
+        yield
+        return
+    real = _core.obj_pin
+
+    def obj_pin(fd, path):
+        real(fd, path)
+        _pins_made.append(os.fsdecode(path))
+
+    _core.obj_pin = obj_pin
+    try:
+        yield
+    finally:
+        _core.obj_pin = real
+
+
+def _fd_targets() -> dict[int, str]:
+    out = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the listdir's own fd, closed already
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks(request):
+    """Fail a test that leaves an fd open, a pin on bpffs or a thread running
+    (after a garbage collection: the collector is a last resort, not a leak)."""
+    if request.node.get_closest_marker("leaks_ok") is not None:
+        yield
+        return
+    gc.collect()
+    fds = _fd_targets()
+    threads = set(threading.enumerate())
+    first_pin = len(_pins_made)
+    yield
+    gc.collect()
+    problems = []
+    deadline = time.monotonic() + 2.0
+    while True:
+        extra = [t for t in threading.enumerate() if t not in threads and t.is_alive()]
+        if not extra or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if extra:
+        problems.append("threads left running: " + ", ".join(t.name for t in extra))
+    leaked = {fd: target for fd, target in _fd_targets().items()
+              if fd not in fds or fds[fd] != target}
+    if leaked:
+        problems.append("file descriptors left open: " + ", ".join(
+            f"{fd} -> {target}" for fd, target in sorted(leaked.items())))
+    pins = [p for p in _pins_made[first_pin:] if os.path.lexists(p)]
+    if pins:
+        problems.append("pins left on bpffs: " + ", ".join(pins))
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)

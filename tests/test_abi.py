@@ -19,6 +19,8 @@ import pytest
 
 from fastbpf import _abi_layout, _linkattr
 
+pytestmark = pytest.mark.noroot
+
 HEADER = "/usr/include/linux/bpf.h"
 
 # our struct -> (C expression naming the matching object in the header,

@@ -25,6 +25,8 @@ from fastbpf.asm import (
 
 import elfutil
 from elfutil import TESTDATA
+
+pytestmark = pytest.mark.noroot
 BYTEORDERS = ["little", "big"]
 
 
@@ -291,7 +293,14 @@ def test_decode_clang_objects(suffix, byteorder):
         labelled = prog.label_targets()
         assert labelled == Instructions.decode(raw, byteorder, labels=True)
         assert labelled.encode(byteorder) == raw
-        assert str(labelled)
+        # The listing shows every instruction once, and every jump names a
+        # label that the listing defines.
+        lines = str(labelled).splitlines()
+        defined = {ln[:-1] for ln in lines if ln.endswith(":") and not ln.startswith(" ")}
+        used = set(re.findall(r"<(\w+)>", str(labelled)))
+        assert used <= defined, (used, defined)
+        assert bool(used) == (section == "raw_tp/sys_enter")  # .text has no jumps
+        assert sum(1 for ln in lines if ln.startswith(" ")) == len(labelled)
 
 
 def test_decode_same_program_both_endians():
@@ -713,3 +722,11 @@ def test_large_program_encodes():
     raw = prog.encode()
     assert len(raw) == 4096 * 8
     assert Instructions.decode(raw).encode() == raw
+
+
+def test_duplicate_labels_are_refused_even_without_a_jump_to_them():
+    prog = Instructions([asm.Mov.imm(R0, 0).with_symbol("twice"), asm.exit().with_symbol("twice")])
+    with pytest.raises(ValueError, match="label 'twice' is carried by instructions 0 and 1"):
+        prog.encode()
+    with pytest.raises(ValueError, match="labels must be unique"):
+        prog.resolve()

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 import fastbpf.btf.spec as spec_mod
-from fastbpf import btf
+from fastbpf import btf, features
 from fastbpf.btf import Kind
 
 import elfutil
 from elfutil import data_path
+
+pytestmark = pytest.mark.noroot
 ENDIANS = ["el", "eb"]
 OBJECTS = ["btf_types", "core_globals"]
 
@@ -298,8 +300,8 @@ def test_python_scanner_matches_c(obj, monkeypatch):
 # ---------------------------------------------------------------- vmlinux
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
-needs_vmlinux = pytest.mark.skipif(not os.path.exists(VMLINUX),
-                                   reason="kernel has no BTF (CONFIG_DEBUG_INFO_BTF)")
+needs_vmlinux = pytest.mark.skipif(bool(features.skip_reason("vmlinux_btf")),
+                                   reason=str(features.skip_reason("vmlinux_btf")))
 
 
 @needs_vmlinux
@@ -320,10 +322,9 @@ def test_kernel_spec_is_cached_and_finds_task_struct():
 
 @needs_vmlinux
 def test_kernel_module_split_specs():
+    if r := features.skip_reason("module_btf"):
+        pytest.skip(r)
     mods = btf.kernel_module_names()
-    if not mods:
-        pytest.skip("this kernel has no module BTF (CONFIG_MODULES or "
-                    "CONFIG_DEBUG_INFO_BTF_MODULES unset)")
     base = btf.load_kernel_spec()
     m = btf.load_kernel_spec(mods[0])
     assert m.base is base and btf.load_kernel_spec(mods[0]) is m

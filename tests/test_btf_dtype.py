@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from fastbpf import btf
+from fastbpf import btf, features
+
+pytestmark = pytest.mark.noroot
 
 from elfutil import TESTDATA, btf_spec, data_path, section
 LAYOUT = json.load(open(os.path.join(TESTDATA, "layout.json")))
@@ -215,7 +217,8 @@ def test_datasec_with_offsets():
     assert btf.format(raw, sec, byte_order="little") == {"a": 1, "b": [2, 3]}
 
 
-@pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="no kernel BTF")
+@pytest.mark.skipif(bool(features.skip_reason("vmlinux_btf")),
+                    reason=str(features.skip_reason("vmlinux_btf")))
 def test_kernel_struct_dtypes():
     s = btf.load_kernel_spec()
     ts = s.type_by_name("task_struct")
@@ -230,3 +233,44 @@ def test_kernel_struct_dtypes():
     skb = s.type_by_name("__sk_buff")
     value = btf.format(bytes(skb.size), skb)
     assert value["len"] == 0 and len(value["cb"]) == 5
+
+
+@pytest.mark.parametrize("obj", ["core_globals-el.o", "core_globals-eb.o"])
+def test_format_reads_what_to_dtype_lays_out_for_object_file_datasecs(obj):
+    """clang leaves DATASEC sizes at 0 in .o files: to_dtype sizes the section
+    by its variables, and format must accept exactly that many bytes."""
+    import io
+    path = os.path.join(os.path.dirname(__file__), "..", "testdata", obj)
+    with open(path, "rb") as f:
+        raw = ELFFile(io.BytesIO(f.read())).get_section_by_name(".BTF").data()
+    spec = btf.Spec.parse(raw)
+    secs = [t for t in spec if isinstance(t, btf.Datasec)]
+    assert {t.name for t in secs} >= {".bss", ".data", ".rodata"}
+    for t in secs:
+        assert t.size == 0
+        dt = btf.to_dtype(t)
+        assert dt.itemsize == max(v.offset + v.size for v in t.vars) > 0
+        rec = np.zeros(1, dt)[0]
+        out = btf.format(rec, t)
+        assert set(out) == set(dt.names)
+        with pytest.raises(ValueError, match=f"the type has {dt.itemsize}"):
+            btf.format(bytes(dt.itemsize + 1), t)
+
+
+def test_format_agrees_with_to_dtype_for_a_variable_naming_a_datasec():
+    """Found by the BTF fuzzer (fuzz/crashes/btf/regression-var-naming-datasec):
+    in malformed BTF a VAR may name a DATASEC; to_dtype sized it by the
+    section's variables while format said 'the type has 0'."""
+    path = os.path.join(os.path.dirname(__file__), "..", "fuzz", "crashes", "btf",
+                        "regression-var-naming-datasec")
+    with open(path, "rb") as f:
+        spec = btf.Spec.parse(f.read())
+    checked = 0
+    for t in spec:
+        if isinstance(t, btf.Var) and isinstance(t.type, btf.Datasec):
+            dt = btf.to_dtype(t, bitfields="raw", unsupported="raw")
+            assert dt.itemsize > t.size == 0
+            out = btf.format(bytes(dt.itemsize), t)
+            assert isinstance(out, dict)
+            checked += 1
+    assert checked >= 1

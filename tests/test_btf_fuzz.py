@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+pytestmark = pytest.mark.noroot
+
 # Deterministic draws by default, so a run of the suite never fails on a
 # draw no earlier run made; FASTBPF_FUZZ=<examples> explores with random
 # draws (and more of them) when hunting for bugs.

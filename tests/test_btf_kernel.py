@@ -9,11 +9,11 @@ import subprocess
 import numpy as np
 import pytest
 
-from fastbpf import btf
+from fastbpf import btf, features
 
 _core = pytest.importorskip("fastbpf._core", reason="fastbpf._core is not built")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading BTF needs root")
+pytestmark = pytest.mark.kernel
 
 from elfutil import btf_spec, data_path
 BPF_MAP_TYPE_HASH = 1
@@ -60,7 +60,8 @@ def test_kernel_rejection_carries_the_log():
     assert isinstance(e.value, btf.BTFError)
 
 
-@pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="no kernel BTF")
+@pytest.mark.skipif(bool(features.skip_reason("vmlinux_btf")),
+                    reason=str(features.skip_reason("vmlinux_btf")))
 def test_vmlinux_by_id_matches_sysfs():
     start, found = 0, None
     while found is None:
@@ -79,7 +80,8 @@ def test_vmlinux_by_id_matches_sysfs():
         assert found == f.read()
 
 
-@pytest.mark.skipif(not os.path.exists("/sys/kernel/btf/vmlinux"), reason="no kernel BTF")
+@pytest.mark.skipif(bool(features.skip_reason("vmlinux_btf")),
+                    reason=str(features.skip_reason("vmlinux_btf")))
 def test_map_btf_from_kernel_types_stays_small():
     k = btf.load_kernel_spec()
     # struct sk_buff is full of pointers to big structs; they become fwds.

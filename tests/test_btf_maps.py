@@ -11,6 +11,8 @@ from fastbpf import Map, MapSpec, MapType, btf
 
 from elfutil import btf_spec, data_path
 
+pytestmark = pytest.mark.kernel
+
 
 @pytest.fixture(scope="module")
 def spec():

@@ -20,6 +20,8 @@ from fastbpf.cli import main
 sys.path.insert(0, os.path.dirname(__file__))
 from cli_maps import SPECS, every_map, fill  # noqa: E402
 
+pytestmark = pytest.mark.kernel
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTDATA = os.path.join(os.path.dirname(HERE), "testdata")
 needs_bpftool = pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool not installed")

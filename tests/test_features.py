@@ -18,6 +18,8 @@ from fastbpf.asm import Helper
 from fastbpf.enums import AttachType, MapFlags, MapType, ProgramType
 from fastbpf.errors import BPFError, NotSupportedError
 
+pytestmark = pytest.mark.kernel
+
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 # type -> (key size, value size, max_entries) that Map.create accepts.
@@ -57,8 +59,14 @@ def test_map_type_probe_agrees_with_map_create(t):
 
 def test_every_map_type_answers():
     for t in MapType:
-        if t != MapType.UNSPEC:
-            assert isinstance(features.probe_map_type(t), features.Probe)
+        if t == MapType.UNSPEC:
+            continue
+        p = features.probe_map_type(t)
+        assert t.name in p.feature
+        # Present means no errno and no reason; absent names the errno.
+        assert p.ok == (p.errno == 0) == (p.reason is None), p
+        if not p.ok:
+            assert p.errno in (errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP, 524, errno.ENOENT)
 
 
 def test_unknown_map_type_absent():
@@ -170,3 +178,116 @@ def test_answers_are_cached():
     features.clear_cache()
     b = features.probe_map_type(MapType.HASH)
     assert b == a and b is not a
+
+
+# ---------------------------------------------------------------------------
+# link kinds, BPF_PROG_ATTACH kinds, commands, cgroup v2, tracefs
+
+
+@pytest.mark.parametrize("attach", sorted(features._LINK_KINDS, key=int), ids=lambda a: a.name)
+def test_link_probe_answers(attach):
+    p = features.probe_link(attach)
+    assert attach.name in p.feature and p.since
+    assert p.ok == (p.errno == 0) == (p.reason is None), p
+    if not p.ok:
+        assert f"Linux {p.since}" in p.reason
+        err = p.error("link create", "x")
+        assert isinstance(err, NotSupportedError) and err.probe is p and attach.name in str(err)
+
+
+def test_link_probe_refuses_unknown_kind():
+    with pytest.raises(ValueError, match="no link probe for attach type LIRC_MODE2"):
+        features.probe_link(AttachType.LIRC_MODE2)
+
+
+def test_link_create_probe_follows_cgroup_links():
+    assert features.probe_link_create().ok == features.probe_link(
+        AttachType.CGROUP_INET_INGRESS).ok
+
+
+def test_kprobe_multi_attach_raises_the_probe():
+    p = features.probe_link(AttachType.TRACE_KPROBE_MULTI)
+    if p.ok:
+        pytest.skip("this kernel has kprobe_multi links; nothing to refuse")
+    spec = ProgramSpec(type=ProgramType.KPROBE, attach_type=AttachType.TRACE_KPROBE_MULTI,
+                       instructions=asm.Instructions([asm.Mov.imm(asm.R0, 0), asm.exit()]))
+    from fastbpf import link
+    with Program.load(spec) as prog:
+        with pytest.raises(NotSupportedError) as ei:
+            link.attach_kprobe_multi(prog, ["do_nanosleep"])
+    assert ei.value.probe == p and "kprobe_multi links" in str(ei.value)
+    assert f"Linux {p.since}" in str(ei.value)
+
+
+@pytest.mark.parametrize("attach", sorted(features._PROG_ATTACH_KINDS, key=int),
+                         ids=lambda a: a.name)
+def test_prog_attach_probe_answers(attach):
+    p = features.probe_prog_attach(attach)
+    assert attach.name in p.feature
+    assert p.ok == (p.errno == 0), p
+
+
+@pytest.mark.parametrize("cmd", [18, 24, 25, 26, 27, 28, 32, 33])
+def test_command_probe_answers(cmd):
+    from fastbpf.enums import Command
+    p = features.probe_bpf_command(cmd)
+    assert Command(cmd).name in p.feature and p.since
+    assert p.ok == (p.errno == 0), p
+
+
+def test_cgroup_v2_probe_agrees_with_mounts():
+    with open("/proc/self/mounts") as f:
+        mounted = [ln.split()[1] for ln in f if ln.split()[2] == "cgroup2"]
+    p = features.probe_cgroup_v2()
+    assert p.ok == bool(mounted and os.path.isfile(os.path.join(mounted[0], "cgroup.procs")))
+    if p.ok:
+        assert features.cgroup_v2_root() == mounted[0] and mounted[0] in p.feature
+
+
+def test_tracefs_probe_agrees_with_the_file_system():
+    p = features.probe_tracefs()
+    readable = any(os.access(os.path.join(r, "events"), os.R_OK)
+                   for r in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"))
+    assert p.ok == readable
+
+
+def test_kprobes_probe_agrees_with_sysfs_and_tracefs():
+    expect = (os.path.exists("/sys/bus/event_source/devices/kprobe/type")
+              or os.path.exists("/sys/kernel/tracing/kprobe_events")
+              or os.path.exists("/sys/kernel/debug/tracing/kprobe_events"))
+    assert features.probe_kprobes().ok == expect
+
+
+SHIM = os.path.join(os.path.dirname(__file__), "..", "scripts", "kernel-without")
+
+
+@pytest.mark.slow
+def test_probes_see_a_kernel_without_features():
+    """Under scripts/kernel-without, the probes report exactly what the shim
+    takes away, with its errno, and nothing else."""
+    import shutil
+    import subprocess
+    import sys
+    if not shutil.which(os.environ.get("CC", "cc")):
+        pytest.skip("no C compiler to build scripts/kernel_without.c")
+    code = (
+        "from fastbpf import features as f\n"
+        "from fastbpf.enums import AttachType as A, MapType as M\n"
+        "print(f.probe_map_type(M.RINGBUF).errno, f.probe_map_type(M.HASH).errno,\n"
+        "      f.probe_link(A.TCX_INGRESS).errno, f.probe_link(A.NETFILTER).errno,\n"
+        "      f.probe_bpf_command(24).errno, f.probe_bpf_command(26).errno,\n"
+        "      f.probe_link_create().errno, f.probe_prog_attach(A.CGROUP_INET_EGRESS).errno)\n")
+    # This suite may itself run under a shim: the children start clean.
+    env = {k: v for k, v in os.environ.items() if k != "KERNEL_WITHOUT"}
+    # Keep preloads such as a sanitizer runtime; drop only the shim.
+    env["LD_PRELOAD"] = ":".join(x for x in os.environ.get("LD_PRELOAD", "").split(":")
+                                 if x and "kernel-without" not in x and "kernel_without" not in x)
+    base = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env=env).stdout.split()
+    out = subprocess.run([SHIM, "map=27,attach=46:95,cmd=24,attach=1:1", "--", sys.executable,
+                          "-c", code], capture_output=True, text=True, check=True,
+                         env=env).stdout.split()
+    assert out[0] == "22" and out[1] == "0"
+    assert out[2] == "95" and out[3] == base[3]
+    assert out[4] == "22" and out[5] == base[5]
+    assert out[6] == base[6] and out[7] == "1"

@@ -521,6 +521,10 @@ class Instructions(List[Instruction]):
         """
         labels: dict[str, int] | None = None
         slots: list[int] = []
+        # Two instructions with one label is a mistake even when no jump
+        # names it yet: refuse it here, before anything is encoded.
+        if all(isinstance(insn, Instruction) for insn in self):
+            self.symbols()
         out = Instructions()
         append = out.append
         for i, insn in enumerate(self):

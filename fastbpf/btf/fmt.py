@@ -72,6 +72,13 @@ def format(value: Any, t: Type, *, byte_order: str | None = None) -> Any:
     item into a list.
     """
     size = t.size
+    if isinstance(skip_qualifiers(t, vars=True), Datasec):
+        # clang leaves DATASEC sizes 0 in object files: take the extent of
+        # its variables exactly as to_dtype does, so the two always agree
+        # (also through a variable or typedef naming the section, which
+        # only malformed BTF has, as the fuzzer found).
+        from .dtype import to_dtype
+        size = to_dtype(t, bitfields="skip", unsupported="raw").itemsize
     if (isinstance(value, np.ndarray) and value.ndim >= 1 and size
             and value.nbytes != size and value.dtype.itemsize == size):
         return [format(v, t, byte_order=byte_order) for v in value]

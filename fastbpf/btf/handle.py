@@ -8,9 +8,10 @@ loaded (:meth:`Handle.load`) or an existing one opened by id
 from __future__ import annotations
 
 import dataclasses
+import errno
 from typing import Any, Iterable
 
-from ..errors import BTFError
+from ..errors import BPFError, bpf_error
 from .spec import Spec
 from .wire import resolve_byte_order
 from .types import (
@@ -70,7 +71,15 @@ class Handle:
         the rest against vmlinux.
         """
         data = spec.encode("native")
-        fd = _core().btf_load(data, log_level, log_size)
+        try:
+            fd = _core().btf_load(data, log_level, log_size)
+        except BPFError as e:
+            # A kernel without BPF_BTF_LOAD is named by the layers above
+            # (programs, the loader), which may consult fastbpf.features.
+            if e.errno == errno.EPERM:   # not the BTF's fault: say what is missing
+                raise bpf_error(errno.EPERM, "btf load", None,
+                                "loading BTF needs root or CAP_BPF") from None
+            raise
         return cls(fd)
 
     @classmethod

@@ -196,3 +196,46 @@ def _run_detach(detach: Callable[[], None]) -> None:
 def link_ids() -> list[int]:
     """Ids of every bpf_link in the kernel, ascending."""
     return _core.link_ids()
+
+
+def link_create(prog_fd: int, target: int, attach: Any, flags: int = 0,
+                extra: Any = None, *, obj: str | None = None) -> _core.FD:
+    """BPF_LINK_CREATE; a refusal by a kernel that lacks this kind of link
+    becomes the feature probe's :class:`NotSupportedError` (naming the kind
+    and its Linux release), other errors pass through."""
+    from .. import features
+    from ..errors import BPFError
+    try:
+        return _core.link_create(prog_fd, target, int(attach), flags, extra)
+    except BPFError as e:
+        ns = features.unsupported_link(attach, e, obj)
+        if ns is not None:
+            raise ns from None
+        if obj is not None:   # name the hook, not just the attach type number
+            raise _renamed(e, obj) from None
+        raise
+
+
+def prog_attach(target_fd: int, prog_fd: int, attach: Any, flags: int = 0, *args: Any,
+                obj: str | None = None, **kwargs: Any) -> None:
+    """BPF_PROG_ATTACH, with a refusal by a kernel that does not take the
+    attach type there turned into the probe's :class:`NotSupportedError`."""
+    from .. import features
+    from ..errors import BPFError
+    try:
+        _core.prog_attach(target_fd, prog_fd, int(attach), flags, *args, **kwargs)
+    except BPFError as e:
+        ns = features.unsupported_prog_attach(attach, e, obj)
+        if ns is not None:
+            raise ns from None
+        if obj is not None:
+            raise _renamed(e, obj) from None
+        raise
+
+
+def _renamed(err: Any, obj: str) -> Any:
+    """*err* again (same class and errno), naming *obj* as its object."""
+    from ..errors import VerifierError, bpf_error
+    if isinstance(err, VerifierError):
+        return err
+    return bpf_error(err.errno, err.op, obj, err.hint)

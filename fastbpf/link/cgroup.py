@@ -12,9 +12,12 @@ from typing import Any
 from .. import _core
 from ..enums import AttachFlags, AttachType
 from ..errors import bpf_error
-from ._base import DetachLink, FDLink, Link
+from ._base import DetachLink, FDLink, Link, link_create, prog_attach
 
 __all__ = ["attach_cgroup", "open_cgroup"]
+
+
+CGROUP2_SUPER_MAGIC = 0x63677270
 
 
 def open_cgroup(cgroup: str | os.PathLike[str] | int) -> _core.FD:
@@ -26,10 +29,18 @@ def open_cgroup(cgroup: str | os.PathLike[str] | int) -> _core.FD:
         return _core.dup_fd(cgroup.fileno())
     path = os.fspath(cgroup)  # type: ignore[arg-type]
     try:
-        return _core.FD(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        fd = _core.FD(os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
     except OSError as e:
         raise bpf_error(e.errno or 0, "open cgroup", repr(path),
                         "give a cgroup v2 directory, e.g. /sys/fs/cgroup/unified/NAME") from None
+    if _core.fs_type(path) != CGROUP2_SUPER_MAGIC:
+        fd.close()
+        from .. import features
+        root = features.cgroup_v2_root()
+        raise ValueError(f"open cgroup {path!r}: not a cgroup v2 directory"
+                         + (f" (cgroup v2 is mounted at {root})" if root else
+                            " (no cgroup v2 hierarchy is mounted)"))
+    return fd
 
 
 def attach_cgroup(program: Any, cgroup: str | os.PathLike[str] | int, attach_type: AttachType | int,
@@ -51,7 +62,7 @@ def attach_cgroup(program: Any, cgroup: str | os.PathLike[str] | int, attach_typ
         if replace is not None:
             raise ValueError("replace= is for use_link=False; update() the link instead")
         with open_cgroup(cgroup) as cg:   # the link holds the cgroup itself
-            fd = _core.link_create(program.fd, cg.fd, int(at), int(flags))
+            fd = link_create(program.fd, cg.fd, int(at), int(flags), obj=what)
         return FDLink(fd, program, what)
     aflags = int(flags)
     rfd = 0
@@ -60,7 +71,7 @@ def attach_cgroup(program: Any, cgroup: str | os.PathLike[str] | int, attach_typ
         rfd = replace.fd
     cg = open_cgroup(cgroup)
     try:
-        _core.prog_attach(cg.fd, program.fd, int(at), aflags, rfd)
+        prog_attach(cg.fd, program.fd, int(at), aflags, rfd, obj=what)
         # PROG_DETACH names the program by fd: keep one even if the caller
         # closes the Program first.
         prog = _core.dup_fd(program.fd)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from .. import _core
 from ..enums import ProgramType
 
-__all__ = ["fd_of", "check_program_type"]
+__all__ = ["fd_of", "check_program_type", "check_program"]
 
 
 def fd_of(program: Any) -> int:
@@ -29,3 +30,17 @@ def check_program_type(program: Any, allowed: Iterable[ProgramType], hook: str) 
         name = ptype.name if isinstance(ptype, ProgramType) else str(ptype)
         want = " or ".join(t.name for t in allowed)
         raise ValueError(f"{hook} needs a {want} program, not {name}")
+
+
+def check_program(program: Any, allowed: Iterable[ProgramType], hook: str) -> None:
+    """Refuse anything but a loaded program of an *allowed* type before the
+    kernel sees it: a Map, None or a bare fd get a TypeError, a program of
+    another type a ValueError, each naming *hook* (the kernel would say only
+    EINVAL or EBADF)."""
+    allowed = tuple(allowed)
+    if not isinstance(program, _core.ProgramBase):
+        want = " or ".join(ProgramType(t).name for t in allowed)
+        kind = ("a Map" if isinstance(program, _core.MapBase)
+                else "None" if program is None else f"a {type(program).__name__}")
+        raise TypeError(f"{hook} needs a {want} program, not {kind}")
+    check_program_type(program, allowed, hook)

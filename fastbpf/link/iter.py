@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import _core, _linkattr
 from ..enums import AttachType, ProgramType
-from ._base import FDLink
+from ._base import FDLink, link_create
 from .common import check_program_type, fd_of
 
 __all__ = ["IterLink", "attach_iter"]
@@ -35,7 +35,15 @@ class IterLink(FDLink):
     def open_fd(self) -> _core.FD:
         """A new iterator instance as a raw fd (BPF_ITER_CREATE); reading it
         runs the program."""
-        return _core.iter_create(self.fd)
+        from .. import features
+        from ..errors import BPFError
+        try:
+            return _core.iter_create(self.fd)
+        except BPFError as e:
+            missing = features.unsupported_command(33, e, "iter create", self.description)
+            if missing is not None:
+                raise missing from None
+            raise
 
     def open(self, mode: str = "r", *, encoding: str = "utf-8",
              errors: str = "replace") -> io.IOBase:
@@ -83,7 +91,7 @@ def attach_iter(program: Any, *, map: Any = None, task_tid: int = 0, task_pid: i
         info = _linkattr.iter_cgroup(cgroup_order, cgroup_fd, cgroup_id)
     buf = np.frombuffer(info, dtype=np.uint8) if info else None
     extra = _linkattr.iter_info(_core.address_of(buf) if buf is not None else 0, len(info))
-    fd = _core.link_create(fd_of(program), 0, AttachType.TRACE_ITER, 0, extra)
+    fd = link_create(fd_of(program), 0, AttachType.TRACE_ITER, 0, extra)
     spec = getattr(program, "spec", None)
     target = getattr(spec, "attach_to", None) or ""
     return IterLink(fd, program, f"iter {target}".strip())

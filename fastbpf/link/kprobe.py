@@ -18,7 +18,6 @@ EOPNOTSUPP) saying so.
 
 from __future__ import annotations
 
-import errno
 import os
 from typing import Any, Sequence
 
@@ -26,8 +25,7 @@ import numpy as np
 
 from .. import _core, _linkattr
 from ..enums import AttachType, ProgramType
-from ..errors import not_supported_error
-from ._base import FDLink, Link
+from ._base import FDLink, Link, link_create
 from ._pmu import pmu_type, retprobe_bit
 from .common import check_program_type, fd_of
 from .perf_event import attach_perf_fd
@@ -78,10 +76,8 @@ def attach_kprobe(program: Any, symbol: str, retprobe: bool = False, *, offset: 
                                     config1=_core.address_of(name), config2=offset)
         return attach_perf_fd(program, pfd, cookie=cookie, description=desc)
     if not _has_kprobe_events():
-        raise not_supported_error(
-            errno.EOPNOTSUPP, "kprobe attach", symbol,
-            hint="this kernel has no kprobe PMU (/sys/bus/event_source/devices/kprobe) "
-                 "and no tracefs kprobe_events: it was built without CONFIG_KPROBES")
+        from .. import features
+        raise features.probe_kprobes().error("kprobe attach", symbol)
     target = symbol + (f"+{offset}" if offset else "")
     pfd, remove = open_probe_event("kprobe_events", retprobe, target)
     return attach_perf_fd(program, pfd, cookie=cookie, description=desc, cleanup=remove)
@@ -127,7 +123,7 @@ def attach_kprobe_multi(program: Any, symbols: Sequence[str] | None = None, retp
         cookies_ptr = _core.address_of(ck)
     extra = _linkattr.kprobe_multi(KPROBE_MULTI_RETURN if retprobe else 0, n,
                                    syms_ptr, addrs_ptr, cookies_ptr)
-    fd = _core.link_create(fd_of(program), 0, AttachType.TRACE_KPROBE_MULTI, 0, extra)
+    fd = link_create(fd_of(program), 0, AttachType.TRACE_KPROBE_MULTI, 0, extra)
     del keep
     kind = "kretprobe.multi" if retprobe else "kprobe.multi"
     return FDLink(fd, program, f"{kind} {what}")

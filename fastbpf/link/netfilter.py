@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from .. import _core, _linkattr
+from .. import _linkattr
 from ..enums import AttachType
-from ._base import FDLink
+from ._base import FDLink, link_create
 
 __all__ = ["attach_netfilter", "NFProto", "NFHook", "NF_DROP", "NF_ACCEPT",
            "NFPROTO_IPV4", "NFPROTO_IPV6", "NF_INET_PRE_ROUTING", "NF_INET_LOCAL_IN",
@@ -58,7 +58,7 @@ def attach_netfilter(program: Any, pf: int = NFPROTO_IPV4, hook: int = NF_INET_L
     if not -(1 << 31) < priority < (1 << 31) - 1:
         raise ValueError(f"priority {priority} is out of range (INT_MIN and INT_MAX are reserved)")
     extra = _linkattr.netfilter(int(pf), int(hook), int(priority), int(flags))
-    fd = _core.link_create(program.fd, 0, AttachType.NETFILTER, 0, extra)
+    fd = link_create(program.fd, 0, AttachType.NETFILTER, 0, extra)
     pname = NFProto(pf).name if pf in NFProto._value2member_map_ else str(pf)
     hname = NFHook(hook).name if hook in NFHook._value2member_map_ else str(hook)
     return FDLink(fd, program, f"netfilter {pname}/{hname} prio {priority}")

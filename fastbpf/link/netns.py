@@ -12,7 +12,7 @@ from typing import Any
 from .. import _core
 from ..enums import AttachType
 from ..errors import bpf_error
-from ._base import FDLink
+from ._base import FDLink, link_create
 
 __all__ = ["attach_sk_lookup", "attach_flow_dissector", "open_netns"]
 
@@ -37,7 +37,7 @@ def open_netns(netns: str | os.PathLike[str] | int | None = None) -> _core.FD:
 
 def _attach_netns(program: Any, netns: Any, attach_type: AttachType, what: str) -> FDLink:
     with open_netns(netns) as ns:
-        fd = _core.link_create(program.fd, ns.fd, attach_type)
+        fd = link_create(program.fd, ns.fd, attach_type, obj=what)
     where = "this thread's netns" if netns is None else f"netns {netns!r}"
     return FDLink(fd, program, f"{what} on {where}")
 

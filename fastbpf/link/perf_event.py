@@ -28,7 +28,7 @@ from .. import _core, _linkattr
 from ..cpus import online_cpus
 from ..enums import AttachType, ProgramType
 from ..errors import BPFError, bpf_error
-from ._base import DetachLink, FDLink, Link
+from ._base import DetachLink, FDLink, Link, link_create
 from .common import check_program_type, fd_of
 
 __all__ = [
@@ -125,12 +125,14 @@ def attach_perf_fd(program: Any, perf_fd: _core.FD, *, cookie: int = 0, descript
     try:
         if use_link:
             try:
-                fd = _core.link_create(fd_of(program), perf_fd.fd, AttachType.PERF_EVENT, 0,
-                                       _linkattr.perf_event(cookie & 0xFFFFFFFFFFFFFFFF))
+                fd = link_create(fd_of(program), perf_fd.fd, AttachType.PERF_EVENT, 0,
+                                 _linkattr.perf_event(cookie & 0xFFFFFFFFFFFFFFFF))
                 return PerfEventLink(fd, perf_fd, program, description, cleanup)
             except BPFError as e:
-                # EINVAL: the kernel doesn't know this attach type (before 5.15).
-                if e.errno != errno.EINVAL or cookie:
+                # The kernel has no perf_event links (before 5.15: EINVAL, or
+                # the probe says so for another errno): use the ioctls.
+                no_links = e.errno == errno.EINVAL or getattr(e, "probe", None) is not None
+                if not no_links or cookie:
                     raise
         try:
             fcntl.ioctl(perf_fd.fd, PERF_EVENT_IOC_SET_BPF, fd_of(program))

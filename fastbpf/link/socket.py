@@ -10,8 +10,10 @@ import os
 import socket as _socket
 from typing import Any
 
+from ..enums import ProgramType
 from ..errors import ClosedError, bpf_error
 from ._base import DetachLink
+from .common import check_program
 
 __all__ = ["attach_socket_filter", "SO_ATTACH_BPF", "SO_DETACH_BPF"]
 
@@ -29,9 +31,18 @@ def attach_socket_filter(program: Any, sock: Any) -> DetachLink:
     The link keeps a duplicate of the socket so it can detach even after the
     caller's socket object is gone; the duplicate shares the filter.
     """
-    fd = sock if isinstance(sock, int) else sock.fileno()
-    if fd < 0:
-        raise ClosedError("the socket is closed")
+    check_program(program, (ProgramType.SOCKET_FILTER,), "attach_socket_filter")
+    if isinstance(sock, int) and not isinstance(sock, bool):
+        fd = sock
+        if fd < 0:
+            raise ValueError(f"attach_socket_filter: {fd} is not a valid socket fd")
+    elif hasattr(sock, "fileno"):
+        fd = sock.fileno()
+        if fd < 0:
+            raise ClosedError(f"attach_socket_filter: the socket {sock!r} is closed")
+    else:
+        raise TypeError(f"attach_socket_filter needs a socket or a socket fd, "
+                        f"not {type(sock).__name__}")
     # A private duplicate: works for raw fds too, and outlives the caller's
     # socket object without keeping that object alive.
     own = _socket.socket(fileno=os.dup(fd))

@@ -36,7 +36,7 @@ import numpy as np
 from .. import _core
 from ..enums import AttachType, MapFlags, MapType, ProgramType
 from ..errors import target_not_found_error
-from ._base import DetachLink, FDLink, Link
+from ._base import DetachLink, FDLink, Link, link_create
 
 __all__ = [
     "attach_struct_ops", "create_struct_ops_map", "struct_ops_program_spec",
@@ -175,7 +175,7 @@ def attach_struct_ops(map: Any) -> Link:
         raise ValueError("attach_struct_ops needs a STRUCT_OPS map")
     if info["flags"] & MapFlags.LINK:
         # link_create.map_fd sits where prog_fd is for other attach types.
-        fd = _core.link_create(map.fd, 0, AttachType.STRUCT_OPS)
+        fd = link_create(map.fd, 0, AttachType.STRUCT_OPS)
         return StructOpsLink(fd, map, f"struct_ops map {info['name']}")
     # Without BPF_F_LINK the value update already registered it; deleting
     # the value unregisters.

@@ -19,7 +19,7 @@ from .. import _core, _linkattr
 from ..enums import AttachFlags, AttachType
 from ..errors import ClosedError, bpf_error
 from . import _netlink
-from ._base import DetachLink, FDLink
+from ._base import DetachLink, FDLink, link_create
 
 __all__ = ["attach_tcx", "attach_tc", "TCFilterLink"]
 
@@ -100,7 +100,8 @@ def attach_tcx(program: Any, interface: str | int, direction: str = "ingress", *
         flags = int(AttachFlags.AFTER) | extra_flags
     idx = _netlink.ifindex(interface)
     extra = _linkattr.tcx(rel, expected_revision)
-    fd = _core.link_create(program.fd, idx, attach_type, flags, extra)
+    fd = link_create(program.fd, idx, attach_type, flags, extra,
+                     obj=f"tcx {direction} on {interface!r}")
     return FDLink(fd, program, f"tcx {direction} on {interface!r}")
 
 

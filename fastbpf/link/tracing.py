@@ -40,6 +40,12 @@ def tracefs_root() -> str:
     for path in _TRACEFS_CANDIDATES:
         if os.path.exists(os.path.join(path, "events")):
             return path
+    for path in _TRACEFS_CANDIDATES:
+        # Mounted, but this user may not look inside (tracefs is 0700).
+        if os.path.ismount(path) or (os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK)):
+            raise PermissionError(
+                errno.EACCES, f"tracefs is mounted at {path} but this process may not read it "
+                "(it needs root, or CAP_PERFMON and read access to tracefs)", path)
     raise FileNotFoundError(
         errno.ENOENT, "tracefs is not mounted (mount -t tracefs tracefs /sys/kernel/tracing)",
         _TRACEFS_CANDIDATES[0])

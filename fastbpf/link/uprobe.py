@@ -26,7 +26,7 @@ import numpy as np
 from .. import _core, _linkattr
 from ..enums import AttachType, ProgramType
 from ..errors import ELFError, target_not_found_error
-from ._base import FDLink, Link
+from ._base import FDLink, Link, link_create
 from ._pmu import pmu_type, retprobe_bit
 from .common import check_program_type, fd_of
 from .perf_event import attach_perf_fd
@@ -218,6 +218,6 @@ def attach_uprobe_multi(program: Any, path: str | os.PathLike,
     extra = _linkattr.uprobe_multi(_core.address_of(cpath), n, addr(off_a), addr(rc_a),
                                    addr(ck_a), UPROBE_MULTI_RETURN if retprobe else 0,
                                    0 if pid is None else int(pid))
-    fd = _core.link_create(fd_of(program), 0, AttachType.TRACE_UPROBE_MULTI, 0, extra)
+    fd = link_create(fd_of(program), 0, AttachType.TRACE_UPROBE_MULTI, 0, extra)
     kind = "uretprobe.multi" if retprobe else "uprobe.multi"
     return FDLink(fd, program, f"{kind} {path}:{what}")

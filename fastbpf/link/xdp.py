@@ -14,10 +14,11 @@ import errno
 from typing import Any
 
 from .. import _core
-from ..enums import AttachType, XDPFlags
+from ..enums import AttachType, ProgramType, XDPFlags
 from ..errors import ENOTSUPP, BPFError
 from . import _netlink
-from ._base import DetachLink, FDLink, Link
+from ._base import DetachLink, FDLink, Link, link_create
+from .common import check_program
 
 __all__ = ["attach_xdp", "XDP_MODES"]
 
@@ -54,6 +55,7 @@ def attach_xdp(program: Any, interface: str | int, mode: str | None = "generic",
     someone else attached); ``None`` (the default) tries the link and falls
     back to netlink when the kernel has no XDP links.
     """
+    check_program(program, (ProgramType.XDP,), "attach_xdp")
     try:
         mode_flags = XDP_MODES[mode]
     except (KeyError, TypeError):
@@ -64,7 +66,7 @@ def attach_xdp(program: Any, interface: str | int, mode: str | None = "generic",
     what = f"XDP on {interface!r}" if isinstance(interface, str) else f"XDP on ifindex {idx}"
     if use_link is not False:
         try:
-            fd = _core.link_create(program.fd, idx, AttachType.XDP, all_flags)
+            fd = link_create(program.fd, idx, AttachType.XDP, all_flags, obj=what)
             return FDLink(fd, program, what)
         except BPFError as e:
             if use_link or e.errno not in _NO_LINK_ERRNOS:
