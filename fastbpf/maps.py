@@ -675,8 +675,10 @@ class Map(_core.MapBase, Pinnable):
             try:
                 _core.map_update_elem(fd, kb[i], vb[i], flags)
             except BPFError as e:
+                full = (f"map full (max_entries={self.max_entries}); "
+                        if e.errno == errno.E2BIG else "")
                 err = bpf_error(e.errno, "map update_batch", f"map {self.name!r}",
-                                f"entry {i} failed; the {i} before it were written")
+                                f"{full}entry {i} failed; the {i} before it were written")
                 err.count = i
                 raise err from None
         return n

@@ -224,7 +224,9 @@ def test_items_under_deletion_never_raise_or_repeat():
         keys = [k for k, _ in out]
         assert len(keys) == len(set(keys)) and set(keys) <= set(range(10))
         assert all(v == k * 3 for k, v in out)
-        assert len(m) == 0                     # each key was deleted by another's turn
+        # Read in batches, every key comes and each is deleted by another's
+        # turn; walked key by key (no batch lookups), only the first comes.
+        assert len(m) == (1 if len(keys) == 1 else 0)
 
 
 def test_items_under_insertion_terminate_without_repeats():
