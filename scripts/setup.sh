@@ -16,11 +16,28 @@ command -v llvm-mc-19 >/dev/null || need_apt+=(llvm-19)       # cross-checks of 
 command -v tmux >/dev/null || need_apt+=(tmux)                 # `fastbpf top` is tested in a terminal
 command -v clang-19 >/dev/null || need_apt+=(clang-19)         # compiles `fastbpf btf dump --format c` output
 command -v objdump >/dev/null || need_apt+=(binutils)          # `fastbpf prog dump jited`
+# Objects nobody on the project wrote (tests/test_elf_objects.py): libbpf
+# skeletons in libbpf-tools (1.3 MB download, 18 MB installed), plain
+# objects in xdp-tools/libxdp1 (0.4 MB).
+[ -e /usr/sbin/biolatency ] || need_apt+=(libbpf-tools)
+compgen -G '/usr/lib/*/bpf/*.o' >/dev/null || need_apt+=(xdp-tools)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# pcp's BPF PMDA modules (libbpf skeletons, same tests): the .deb (2.8 MB)
+# unpacked, not installed, since pcp's postinst starts daemons.
+pcp_dir=/var/cache/fastbpf-test/pcp
+if ! compgen -G '/usr/lib/pcp/pmdas/bpf/modules/*.so' >/dev/null && \
+        ! compgen -G "$pcp_dir/usr/lib/pcp/pmdas/bpf/modules/*.so" >/dev/null; then
+    echo "setup: apt-get download pcp (unpacked in $pcp_dir)"
+    mkdir -p "$pcp_dir"
+    (cd "$pcp_dir" && apt-get download -qq pcp && dpkg-deb -x pcp_*.deb . && rm -f pcp_*.deb) \
+        || (apt-get update -qq && cd "$pcp_dir" && apt-get download -qq pcp && \
+            dpkg-deb -x pcp_*.deb . && rm -f pcp_*.deb) \
+        || echo "setup: pcp not available; its objects' tests will skip" >&2
 fi
 
 PY=${PYTHON:-python3}
