@@ -157,9 +157,18 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
             if pin and not existed:
                 pins_made.append(pin)
         for name, ps in spec.programs.items():
-            programs[name] = _load_program(program_class, spec, name, ps, maps, handle,
-                                           kernel_btf,
-                                           module_fds, log_level, cand_cache)
+            try:
+                programs[name] = _load_program(program_class, spec, name, ps, maps, handle,
+                                               kernel_btf,
+                                               module_fds, log_level, cand_cache)
+            except BPFError as e:
+                # Name the program as the object does: the kernel's name is
+                # cut to 15 bytes, and a missing attach target names no program.
+                if e.obj and e.obj.startswith("program '") and e.obj != f"program {name!r}":
+                    e.obj = f"program {name!r}"
+                elif e.obj and e.obj.startswith("attach target "):
+                    e.obj = f"{e.obj} of program {name!r}"
+                raise
         for name, ops in spec.struct_ops.items():
             maps[name] = _struct_ops_map(name, ops, spec.maps[name], programs)
         for name, ms in spec.maps.items():

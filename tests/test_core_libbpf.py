@@ -226,23 +226,30 @@ def _embedded_bpf_objects(binary: str) -> list[bytes]:
     return out
 
 
+# The skeleton hosts of tests/test_elf_objects.py: libbpf-tools' executables
+# and pcp's BPF PMDA modules (installed, or unpacked by scripts/setup.sh).
+_PCP_MODULES = ("/usr/lib/pcp/pmdas/bpf/modules/*.so",
+                "/var/cache/fastbpf-test/pcp/usr/lib/pcp/pmdas/bpf/modules/*.so")
+
+
 @pytest.fixture(scope="module")
 def real_objects(tmp_path_factory) -> list[str]:
-    """Paths of the BPF objects extracted from Debian's libbpf-tools."""
+    """Paths of the BPF objects extracted from Debian's libbpf-tools and pcp."""
+    import glob
     res = subprocess.run(["dpkg", "-L", "libbpf-tools"], capture_output=True, text=True)
-    if res.returncode:
-        pytest.skip("Debian package libbpf-tools is not installed")
-    d = tmp_path_factory.mktemp("libbpf-tools")
+    hosts = [b for b in res.stdout.split() if b.startswith("/usr/sbin/") and os.path.isfile(b)]
+    hosts += sorted(glob.glob(_PCP_MODULES[0]) or glob.glob(_PCP_MODULES[1]))
+    if not hosts:
+        pytest.skip("Debian packages libbpf-tools and pcp are absent (scripts/setup.sh)")
+    d = tmp_path_factory.mktemp("skeletons")
     out = []
-    for b in res.stdout.split():
-        if not (b.startswith("/usr/sbin/") and os.path.isfile(b)):
-            continue
+    for b in hosts:
         for k, blob in enumerate(_embedded_bpf_objects(b)):
             path = d / f"{os.path.basename(b)}-{k}.bpf.o"
             path.write_bytes(blob)
             out.append(str(path))
     if not out:
-        pytest.skip("libbpf-tools holds no BPF objects")
+        pytest.skip("libbpf-tools and pcp hold no BPF objects")
     return out
 
 
@@ -261,7 +268,8 @@ def _compare_objects(loader: str, paths: list[str], target: str | None) -> tuple
 
 def test_real_objects(loader, real_objects):
     """The BPF objects inside Debian's libbpf-tools (biolatency, execsnoop,
-    ...): every relocation libbpf applies, fastbpf computes the same.
+    ...) and pcp's BPF PMDA: every relocation libbpf applies, fastbpf
+    computes the same.
     libbpf stops before CO-RE for objects whose maps it cannot create
     here; those show no relocations and are not compared."""
     p = features.probe_vmlinux_btf()
