@@ -1,8 +1,12 @@
 # cython: language_level=3
 """Sizes and field offsets of the kernel ABI structs declared in _abi.pxd.
 
-Only tests/test_abi.py needs this table (it compares it with the system's
-<linux/bpf.h>), so it lives in its own small module rather than in _core.
+The one table of the project's kernel layouts: the bpf_attr commands, the
+info structs, perf_event_attr, and the attach-type-specific tails of
+LINK_CREATE with bpf_iter_link_info (which fastbpf._linkattr packs).
+tests/test_abi.py compares every entry with the system's <linux/bpf.h> and
+the kernel's BTF; `fastbpf prog` reads bpf_prog_info's offsets from it. It
+lives in its own small module rather than in _core.
 """
 
 from fastbpf._abi cimport *
@@ -210,6 +214,39 @@ cdef extern from *:
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, aux_sample_size),
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, sig_data),
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, config3),
+        // link_create's attach-type-specific tails (fastbpf/_linkattr.pyx packs them);
+        // offsets count from the start of the tail (link_create.target_btf_id).
+        FBPF_L("link_create.perf_event", fbpf_link_perf_event, bpf_cookie),
+        FBPF_L("link_create.kprobe_multi", fbpf_link_kprobe_multi, flags),
+        FBPF_L("link_create.kprobe_multi", fbpf_link_kprobe_multi, cnt),
+        FBPF_L("link_create.kprobe_multi", fbpf_link_kprobe_multi, syms),
+        FBPF_L("link_create.kprobe_multi", fbpf_link_kprobe_multi, addrs),
+        FBPF_L("link_create.kprobe_multi", fbpf_link_kprobe_multi, cookies),
+        FBPF_L("link_create.tracing", fbpf_link_tracing, target_btf_id),
+        FBPF_L("link_create.tracing", fbpf_link_tracing, cookie),
+        FBPF_L("link_create.netfilter", fbpf_link_netfilter, pf),
+        FBPF_L("link_create.netfilter", fbpf_link_netfilter, hooknum),
+        FBPF_L("link_create.netfilter", fbpf_link_netfilter, priority),
+        FBPF_L("link_create.netfilter", fbpf_link_netfilter, flags),
+        FBPF_L("link_create.tcx", fbpf_link_tcx, relative_fd),
+        FBPF_L("link_create.tcx", fbpf_link_tcx, expected_revision),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, path),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, offsets),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, ref_ctr_offsets),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, cookies),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, cnt),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, flags),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, pid),
+        FBPF_L("link_create.iter", fbpf_link_iter, iter_info),
+        FBPF_L("link_create.iter", fbpf_link_iter, iter_info_len),
+        // bpf_iter_link_info, which link_create.iter_info points at.
+        FBPF_L("bpf_iter_link_info.map", fbpf_iter_map, map_fd),
+        FBPF_L("bpf_iter_link_info.cgroup", fbpf_iter_cgroup, order),
+        FBPF_L("bpf_iter_link_info.cgroup", fbpf_iter_cgroup, cgroup_fd),
+        FBPF_L("bpf_iter_link_info.cgroup", fbpf_iter_cgroup, cgroup_id),
+        FBPF_L("bpf_iter_link_info.task", fbpf_iter_task, tid),
+        FBPF_L("bpf_iter_link_info.task", fbpf_iter_task, pid),
+        FBPF_L("bpf_iter_link_info.task", fbpf_iter_task, pid_fd),
         { 0, 0, 0, 0 }
     };
     """
@@ -223,7 +260,11 @@ cdef extern from *:
 
 def layout():
     """Sizes and field offsets of the project's ABI structs: ``{name: (size,
-    {field: offset})}``, for the layout test against <linux/bpf.h>."""
+    {field: offset})}``, for the layout test against <linux/bpf.h>.
+
+    The LINK_CREATE tails are named ``"link_create.<kind>"`` (offsets from
+    the start of the tail, ``link_create.target_btf_id``) and the iterator
+    infos ``"bpf_iter_link_info.<kind>"``."""
     out = {}
     cdef int i = 0
     while fbpf_layout[i].name != NULL:

@@ -39,7 +39,7 @@ import os
 import struct
 from typing import Any, NamedTuple
 
-from . import _core, _since
+from . import _core, _linkattr, _since
 from .enums import AttachType, MapFlags, MapType, ProgramFlags, ProgramType
 from .errors import (ENOTSUPP, BPFError, NotSupportedError, VerifierError, bpf_error,
                      not_supported_error, strerror)
@@ -506,39 +506,45 @@ def have_bpf_stats() -> bool:
 
 # -- BTF kinds (the loader sanitises object BTF by these) ----------------------------
 
-def _btf_blob(types: list[tuple], strings: bytes) -> bytes:
-    body = b"".join(struct.pack("<" + "I" * len(t), *t) for t in types)
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body), len(strings))
-    return hdr + body + strings
+def _btf_feature_types(name: str) -> list:
+    """The smallest set of BTF types using the feature *name*, in type-id
+    order (each blob is what a probe loads; see :func:`probe_btf_feature`)."""
+    from . import btf
+    i = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    if name in ("func", "func_global"):
+        proto = btf.FuncProto(i)
+        linkage = btf.Linkage.GLOBAL if name == "func_global" else btf.Linkage.STATIC
+        return [i, proto, btf.Func("f", proto, linkage)]
+    if name == "datasec":
+        v = btf.Var("v", i)
+        return [i, v, btf.Datasec(".data", 4, [btf.VarSecinfo(v, 0, 4)])]
+    if name == "float":
+        return [btf.Float("float", 4)]
+    if name == "decl_tag":
+        v = btf.Var("v", i)
+        return [i, v, btf.DeclTag("tag", v)]
+    if name == "type_tag":
+        tag = btf.TypeTag("tag", i)
+        return [i, tag, btf.Pointer(tag)]
+    assert name == "enum64"
+    return [btf.Enum64("e", 8, [btf.EnumValue("v", 1)])]
 
 
-# name -> (BTF types as words, strings): each the smallest blob using the feature.
-_INT = (1, 1 << 24, 4, (1 << 24) | 32)          # [1] int
-_BTF_FEATURES: dict[str, tuple[list[tuple], bytes]] = {
-    "func": ([_INT, (0, 13 << 24 | 0, 1), (5, 12 << 24 | 0, 2)], b"\0int\0f\0"),
-    "func_global": ([_INT, (0, 13 << 24 | 0, 1), (5, 12 << 24 | 1, 2)], b"\0int\0f\0"),
-    "datasec": ([_INT, (5, 14 << 24, 1, 1), (7, 15 << 24 | 1, 4, 2, 0, 4)],
-                b"\0int\0v\0.data\0"),
-    "float": ([(1, 16 << 24, 4)], b"\0float\0"),
-    "decl_tag": ([_INT, (5, 14 << 24, 1, 1), (7, 17 << 24, 2, 0xFFFFFFFF)],
-                 b"\0int\0v\0tag\0"),
-    "type_tag": ([_INT, (5, 18 << 24, 1), (0, 2 << 24, 2)], b"\0int\0tag\0"),
-    "enum64": ([(1, 19 << 24 | 1, 8), (3, 1, 0)], b"\0e\0v\0"),
-}
+#: The BTF features :func:`probe_btf_feature` knows.
+_BTF_FEATURES = ("func", "func_global", "datasec", "float", "decl_tag", "type_tag", "enum64")
 
 
 @functools.lru_cache(maxsize=None)
 def probe_btf_feature(name: str) -> Probe:
     """Does the kernel accept BTF using *name*: ``"func"``, ``"func_global"``,
     ``"datasec"``, ``"float"``, ``"decl_tag"``, ``"type_tag"``, ``"enum64"``?"""
-    try:
-        types, strings = _BTF_FEATURES[name]
-    except KeyError:
-        raise ValueError(f"unknown BTF feature {name!r}; one of {sorted(_BTF_FEATURES)}") \
-            from None
+    if name not in _BTF_FEATURES:
+        raise ValueError(f"unknown BTF feature {name!r}; one of {sorted(_BTF_FEATURES)}")
+    from . import btf
+    blob = btf.Spec.from_types(_btf_feature_types(name)).encode()
     what = f"BTF {name}"
     try:
-        _core.btf_load(_btf_blob(types, strings)).close()
+        _core.btf_load(blob).close()
     except BPFError as e:
         return Probe(False, what, e.errno)
     return Probe(True, what)
@@ -648,19 +654,18 @@ def _link_extra(attach: AttachType, keep: list) -> bytes | None:
     target that cannot be attached to."""
     import numpy as np
     if attach == AttachType.NETFILTER:
-        return struct.pack("<IIiI", 255, 0, 0, 0)  # pf 255: EAFNOSUPPORT
+        return _linkattr.netfilter(255, 0, 0)  # pf 255: EAFNOSUPPORT
     if attach == AttachType.TRACE_KPROBE_MULTI:
         ptrs = np.array([_core.address_of(_NO_SUCH_SYMBOL)], dtype=np.uint64)
         keep.append(ptrs)
-        return struct.pack("=IIQQQ", 0, 1, _core.address_of(ptrs), 0, 0)
+        return _linkattr.kprobe_multi(0, 1, syms=_core.address_of(ptrs))
     if attach == AttachType.TRACE_UPROBE_MULTI:
         offs = np.zeros(1, dtype=np.uint64)
         keep.append(offs)
         # path "/" is a directory: EBADF once the kind is known.
-        return struct.pack("=QQQQIII", _core.address_of(_ROOT_PATH), _core.address_of(offs),
-                           0, 0, 1, 0, 0)
+        return _linkattr.uprobe_multi(_core.address_of(_ROOT_PATH), 1, _core.address_of(offs))
     if attach == AttachType.TRACE_ITER:
-        return struct.pack("=QI", 1, 8)  # iter_info at address 1: EFAULT
+        return _linkattr.iter_info(1, 8)  # iter_info at address 1: EFAULT
     return None
 
 

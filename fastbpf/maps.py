@@ -814,11 +814,8 @@ _ZERO_ENTRY_MAPS = frozenset({MapType.SK_STORAGE, MapType.TASK_STORAGE, MapType.
 
 def _placeholder_btf() -> _core.FD:
     """The smallest valid BTF object: one ``int``."""
-    import struct
-    types = struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32)  # INT "int", signed, 32 bits
-    strings = b"\0int\0"
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return _core.btf_load(hdr + types + strings)
+    from . import btf
+    return _core.btf_load(btf.Spec([btf.Int("int", 4, btf.IntEncoding.SIGNED)]).encode())
 
 
 def spec_pin_path(spec: MapSpec) -> str | None:

@@ -226,21 +226,17 @@ def ext_info_records(insns: Any, btf_spec: Any) -> tuple[bytes | None, bytes | N
 
 def _static_funcs_btf(nfuncs: int) -> bytes:
     """BTF: [1] long, [2] void *, [3] proto long(void *ctx), [4] FUNC main,
-    then per further function k: [3+2k] proto long(5 x long), [4+2k] FUNC f<k>."""
-    strings = bytearray(b"\0long\0main\0ctx\0a\0")
-    s_long, s_main, s_ctx, s_a = 1, 6, 11, 15
-    types = bytearray()
-    types += struct.pack("<IIII", s_long, 1 << 24, 8, (1 << 24) | 64)       # INT long, signed
-    types += struct.pack("<III", 0, 2 << 24, 0)                             # PTR void
-    types += struct.pack("<IIIII", 0, (13 << 24) | 1, 1, s_ctx, 2)          # FUNC_PROTO
-    types += struct.pack("<III", s_main, 12 << 24, 3)                       # FUNC main, static
+    then per further function k: [3+2k] proto long(5 x long), [4+2k] FUNC f<k>
+    (the ids :func:`_func_btf`'s func_info names)."""
+    from . import btf
+    long_t = btf.Int("long", 8, btf.IntEncoding.SIGNED)
+    main_proto = btf.FuncProto(long_t, [btf.Param("ctx", btf.Pointer(btf.VOID))])
+    roots: list = [long_t, main_proto.params[0].type, main_proto, btf.Func("main", main_proto)]
     for k in range(1, nfuncs):
-        name_off = len(strings)
-        strings += f"f{k}".encode() + b"\0"
-        types += struct.pack("<III", 0, (13 << 24) | 5, 1) + struct.pack("<II", s_a, 1) * 5
-        types += struct.pack("<III", name_off, 12 << 24, 3 + 2 * k)
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return hdr + bytes(types) + bytes(strings)
+        proto = btf.FuncProto(long_t, [btf.Param("a", long_t)] * 5)
+        roots += [proto, btf.Func(f"f{k}", proto)]
+    # from_types keeps the roots in the order given: the ids above.
+    return btf.Spec.from_types(roots).encode()
 
 
 def _read_log(buf: bytearray | None) -> str:

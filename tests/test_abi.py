@@ -6,7 +6,8 @@ build host's header knows a struct or field, sizes and offsets must agree.
 Every field, the newer ones included, is also compared with the kernel's own
 description of ``union bpf_attr``, ``struct bpf_*_info`` and
 ``perf_event_attr`` in /sys/kernel/btf/vmlinux. The attach-type-specific
-tails of LINK_CREATE (fastbpf/_linkattr.pyx) are checked the same two ways.
+tails of LINK_CREATE (packed by fastbpf/_linkattr.pyx) are in the same table
+(``_abi_layout.layout()``) and are checked the same two ways.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ from fastbpf import _abi_layout, _linkattr
 pytestmark = pytest.mark.noroot
 
 HEADER = "/usr/include/linux/bpf.h"
+
+# The one table of our layouts; the LINK_CREATE tails and bpf_iter_link_info
+# (offsets within the tail) are checked apart from the core structs.
+LAYOUT = _abi_layout.layout()
+TAILS = {n: v for n, v in LAYOUT.items()
+         if n.startswith(("link_create.", "bpf_iter_link_info."))}
+CORE = {n: v for n, v in LAYOUT.items() if n not in TAILS}
 
 # our struct -> (C expression naming the matching object in the header,
 # whether our struct is the whole C object (sizes comparable))
@@ -65,7 +73,7 @@ SIZEOF = {
 
 def _header_layout(tmp_path):
     """Our core structs and the header's offsets of their fields."""
-    ours = _abi_layout.layout()
+    ours = CORE
     checks = []
     for name, (size, fields) in ours.items():
         prefix, _ = MATCH[name]
@@ -132,7 +140,7 @@ def test_layouts_match_system_header(tmp_path):
 
 
 def test_newer_fields_are_ordered_and_aligned():
-    for name, (size, fields) in _abi_layout.layout().items():
+    for name, (size, fields) in CORE.items():
         offsets = list(fields.values())
         assert offsets == sorted(offsets), f"{name}: fields out of order"
         assert size % 8 == 0 or size % 4 == 0
@@ -160,16 +168,16 @@ BTF_ROOT = {
 # each lives in the kernel's types; offsets of the tails count from the
 # start of the tail (link_create.target_btf_id).
 TAIL_ROOT = {
-    "perf_event": ("bpf_attr", "link_create.perf_event."),
-    "kprobe_multi": ("bpf_attr", "link_create.kprobe_multi."),
-    "tracing": ("bpf_attr", "link_create.tracing."),
-    "netfilter": ("bpf_attr", "link_create.netfilter."),
-    "tcx": ("bpf_attr", "link_create.tcx."),
-    "uprobe_multi": ("bpf_attr", "link_create.uprobe_multi."),
-    "iter": ("bpf_attr", "link_create."),
-    "iter_map": ("bpf_iter_link_info", "map."),
-    "iter_cgroup": ("bpf_iter_link_info", "cgroup."),
-    "iter_task": ("bpf_iter_link_info", "task."),
+    "link_create.perf_event": ("bpf_attr", "link_create.perf_event."),
+    "link_create.kprobe_multi": ("bpf_attr", "link_create.kprobe_multi."),
+    "link_create.tracing": ("bpf_attr", "link_create.tracing."),
+    "link_create.netfilter": ("bpf_attr", "link_create.netfilter."),
+    "link_create.tcx": ("bpf_attr", "link_create.tcx."),
+    "link_create.uprobe_multi": ("bpf_attr", "link_create.uprobe_multi."),
+    "link_create.iter": ("bpf_attr", "link_create."),
+    "bpf_iter_link_info.map": ("bpf_iter_link_info", "map."),
+    "bpf_iter_link_info.cgroup": ("bpf_iter_link_info", "cgroup."),
+    "bpf_iter_link_info.task": ("bpf_iter_link_info", "task."),
 }
 TAIL_START = "link_create.target_btf_id"
 
@@ -201,7 +209,7 @@ def _tail_base(root: str) -> str:
 
 def test_layouts_match_kernel_btf(kernel_btf):
     compared = 0
-    for name, (size, fields) in _abi_layout.layout().items():
+    for name, (size, fields) in CORE.items():
         root, prefix = BTF_ROOT.get(name, ("bpf_attr", ""))
         for field, off in fields.items():
             cfield = "target_btf_id" if (name, field) == ("link_create", "extra") else field
@@ -212,7 +220,7 @@ def test_layouts_match_kernel_btf(kernel_btf):
 
 
 def test_link_create_tails_match_kernel_btf(kernel_btf):
-    tails = _linkattr._layout()
+    tails = TAILS
     assert set(tails) == set(TAIL_ROOT)
     for name, (size, fields) in tails.items():
         root, prefix = TAIL_ROOT[name]
@@ -232,7 +240,7 @@ def test_link_create_tails_match_kernel_btf(kernel_btf):
 
 def test_link_create_tails_match_system_header(tmp_path):
     checks = []
-    for name, (size, fields) in _linkattr._layout().items():
+    for name, (size, fields) in TAILS.items():
         root, prefix = TAIL_ROOT[name]
         if root == "bpf_attr":
             base = f"offsetof(union bpf_attr, {TAIL_START})"
@@ -242,7 +250,7 @@ def test_link_create_tails_match_system_header(tmp_path):
             checks += [(name, f, f"(long)offsetof(union {root}, {prefix}{f})") for f in fields]
     theirs = _compile_probes(tmp_path, checks, {})
     compared = 0
-    for name, (size, fields) in _linkattr._layout().items():
+    for name, (size, fields) in TAILS.items():
         for field, off in fields.items():
             if field in theirs.get(name, {}):
                 assert off == theirs[name][field], f"{name}.{field}"
@@ -254,20 +262,20 @@ def test_link_create_tails_match_system_header(tmp_path):
 def test_link_create_tails_pack_their_fields():
     # Each packer writes what it is given at the declared offset.
     import struct
-    lay = _linkattr._layout()
+    lay = TAILS
     raw = _linkattr.kprobe_multi(1, 2, 3, 4, 5)
-    f = lay["kprobe_multi"][1]
-    assert len(raw) == lay["kprobe_multi"][0]
+    f = lay["link_create.kprobe_multi"][1]
+    assert len(raw) == lay["link_create.kprobe_multi"][0]
     assert struct.unpack_from("=I", raw, f["cnt"])[0] == 2
     assert struct.unpack_from("=Q", raw, f["cookies"])[0] == 5
     raw = _linkattr.uprobe_multi(path=7, cnt=3, offsets=8, pid=9)
-    f = lay["uprobe_multi"][1]
+    f = lay["link_create.uprobe_multi"][1]
     assert struct.unpack_from("=Q", raw, f["path"])[0] == 7
     assert struct.unpack_from("=Q", raw, f["offsets"])[0] == 8
     assert struct.unpack_from("=I", raw, f["pid"])[0] == 9
     assert struct.unpack_from("=I", raw, f["cnt"])[0] == 3
     raw = _linkattr.netfilter(2, 1, -128, 1)
-    assert struct.unpack_from("=i", raw, lay["netfilter"][1]["priority"])[0] == -128
+    assert struct.unpack_from("=i", raw, lay["link_create.netfilter"][1]["priority"])[0] == -128
     assert _linkattr.tracing(0, 0xFFFFFFFFFFFFFFFF)[8:] == b"\xff" * 8
 
 
