@@ -106,6 +106,11 @@ class ProgramSpec:
     #: The ELF section the program came from (``"xdp"``, ``"tp/syscalls/..."``);
     #: auto-attach reads the target from it.
     section: str = ""
+    #: STRUCT_OPS programs only: the index of the member of the kernel
+    #: struct (``attach_btf_id``) the program implements. The kernel reads
+    #: it from the field it calls expected_attach_type, which is why
+    #: ``attach_type`` stays None for these programs.
+    struct_ops_member: int | None = None
 
     def __post_init__(self) -> None:
         self.type = ProgramType(self.type)
@@ -114,11 +119,15 @@ class ProgramSpec:
             # kernel refuses to load them without it (EINVAL, empty log).
             self.attach_type = _ONLY_ATTACH_TYPE.get(self.type)
         elif self.type == ProgramType.STRUCT_OPS:
-            # For struct_ops the kernel reads this field as the index of
-            # the member the program implements, not as an attach type.
-            self.attach_type = int(self.attach_type)  # type: ignore[assignment]
+            raise ValueError("a STRUCT_OPS program has no attach type: give the index of "
+                             "the member it implements as struct_ops_member=")
         else:
             self.attach_type = AttachType(self.attach_type)
+        if self.struct_ops_member is not None:
+            if self.type != ProgramType.STRUCT_OPS:
+                raise ValueError(f"struct_ops_member is for STRUCT_OPS programs, not "
+                                 f"{self.type.name}")
+            self.struct_ops_member = int(self.struct_ops_member)
 
     def copy(self) -> "ProgramSpec":
         """A copy to edit before loading (instructions copied too)."""
@@ -174,8 +183,7 @@ def _func_btf(spec: ProgramSpec, insns: Any) -> tuple[bytes | None, bytes | None
         if spec.func_info is None:
             info, _ = ext_info_records(insns, spec.btf)
             return blob, info
-        info = b"".join(struct.pack("=II", int(off), int(tid)) for off, tid in spec.func_info or ())
-        return blob, (info or None)
+        return blob, _pack_func_info(spec.func_info or ())
     if isinstance(insns, (bytes, bytearray, memoryview)) or not hasattr(insns, "symbols"):
         return None, None
     from .asm.opcodes import LD_IMM64, PSEUDO_FUNC
@@ -190,8 +198,22 @@ def _func_btf(spec: ProgramSpec, insns: Any) -> tuple[bytes | None, bytes | None
     symbols = insns.symbols()
     slots = insns.slot_offsets()
     starts = sorted({0} | {slots[symbols[f]] for f in funcs if f in symbols})
-    return _static_funcs_btf(len(starts)), b"".join(
-        struct.pack("<II", slot, 4 + 2 * k) for k, slot in enumerate(starts))
+    return _static_funcs_btf(len(starts)), _pack_func_info(
+        (slot, 4 + 2 * k) for k, slot in enumerate(starts))
+
+
+def _pack_func_info(pairs: Any) -> bytes | None:
+    """``bpf_func_info`` records (two native u32: instruction slot, FUNC type
+    id) from *pairs*, or None for none."""
+    return b"".join(struct.pack("=II", int(off), int(tid)) for off, tid in pairs) or None
+
+
+def _expected_attach_type(spec: ProgramSpec) -> int:
+    """What BPF_PROG_LOAD's expected_attach_type carries: the attach type,
+    or for a STRUCT_OPS program the index of the member it implements."""
+    if spec.type == ProgramType.STRUCT_OPS:
+        return spec.struct_ops_member or 0
+    return int(spec.attach_type) if spec.attach_type is not None else 0
 
 
 def ext_info_records(insns: Any, btf_spec: Any) -> tuple[bytes | None, bytes | None]:
@@ -362,7 +384,7 @@ class Program(ProgramBase, Pinnable):
             flags |= ProgramFlags.SLEEPABLE  # the kernel accepts no other kind
         kwargs: dict[str, Any] = dict(
             name=spec.name, prog_flags=flags,
-            expected_attach_type=int(spec.attach_type) if spec.attach_type is not None else 0,
+            expected_attach_type=_expected_attach_type(spec),
             attach_btf_id=btf_id, attach_prog_fd=spec.attach_btf_obj_fd,
             prog_ifindex=spec.ifindex, kern_version=spec.kernel_version,
         )
@@ -377,8 +399,7 @@ class Program(ProgramBase, Pinnable):
             elif isinstance(spec.func_info, (bytes, bytearray, memoryview)):
                 func_info = bytes(spec.func_info) or None  # already packed records
             else:
-                func_info = b"".join(struct.pack("=II", int(o), int(t))
-                                     for o, t in spec.func_info) or None
+                func_info = _pack_func_info(spec.func_info)
             kwargs["prog_btf_fd"] = spec.btf.fd
         else:
             btf_blob, func_info = _func_btf(spec, insns)
