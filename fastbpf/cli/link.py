@@ -9,8 +9,7 @@ from typing import Any
 from .. import _core
 from ..enums import LinkType
 from ..errors import BPFError
-from ._common import (OBJ_HELP, CLIError, parse_ref, pinned_paths, print_json, print_table,
-                      resolve_ids, type_name)
+from ._common import (OBJ_HELP, list_objects, print_table, type_name)
 
 __all__ = ["register", "link_facts"]
 
@@ -63,14 +62,12 @@ def link_facts(link_id: int, pins: dict[int, list[str]] | None = None) -> dict[s
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``link list`` / ``link show OBJ``."""
-    ref = parse_ref(args.obj) if args.obj else None
-    pins = pinned_paths("link") if args.bpffs else None
-    rows = [r for r in (link_facts(i, pins) for i in resolve_ids("link", ref)) if r is not None]
-    if ref is not None and ref.kind == "id" and not rows:
-        raise CLIError(f"no link with id {ref.value}")
-    if args.json or args.pretty:
-        print_json(rows[0] if ref is not None and len(rows) == 1 else rows, args.pretty)
-        return 0
+    skip = {"id", "type", "prog_id", "pinned"}
+    return list_objects(
+        args, "link", "link", link_facts, ["id", "type", "prog", "details"],
+        lambda r: [r["id"], r["type"], r["prog_id"],
+                   " ".join(f"{k} {v}" for k, v in r.items() if k not in skip)],
+        right=(0, 2))
     skip = {"id", "type", "prog_id", "pinned"}
     print_table(["id", "type", "prog", "details"] + (["pinned"] if pins is not None else []),
                 [[r["id"], r["type"], r["prog_id"],

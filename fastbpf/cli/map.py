@@ -17,8 +17,8 @@ from .. import _core, btf
 from ..enums import MapType
 from ..errors import BPFError
 from ..maps import Map, MapInfo
-from ._common import (OBJ_HELP, CLIError, fdinfo, parse_data, parse_ref, pinned_paths,
-                      print_json, print_table, progress, resolve_ids, type_name)
+from ._common import (OBJ_HELP, CLIError, fdinfo, list_objects, parse_data, parse_ref, print_json,
+                      print_table, progress, resolve_ids, type_name)
 
 __all__ = ["register", "map_facts", "dump_entries"]
 
@@ -111,14 +111,13 @@ def map_facts(map_id: int, pins: dict[int, list[str]] | None = None) -> dict[str
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``map list`` / ``map show OBJ``."""
-    ref = parse_ref(args.obj) if args.obj else None
-    pins = pinned_paths("map") if args.bpffs else None
-    rows = [r for r in (map_facts(i, pins) for i in resolve_ids("map", ref)) if r is not None]
-    if ref is not None and ref.kind == "id" and not rows:
-        raise CLIError(f"no map with id {ref.value}")
-    if args.json or args.pretty:
-        print_json(rows[0] if ref is not None and len(rows) == 1 else rows, args.pretty)
-        return 0
+    return list_objects(
+        args, "map", "map", map_facts,
+        ["id", "type", "name", "key", "value", "max_entries", "memlock", "flags", "btf"],
+        lambda r: [r["id"], r["type"], r["name"], r["bytes_key"], r["bytes_value"],
+                   r["max_entries"], r.get("bytes_memlock", ""), hex(r["flags"]),
+                   r.get("btf_id", "")],
+        right=(0, 3, 4, 5, 6))
     print_table(["id", "type", "name", "key", "value", "max_entries", "memlock", "flags",
                  "btf"] + (["pinned"] if pins is not None else []),
                 [[r["id"], r["type"], r["name"], r["bytes_key"], r["bytes_value"],

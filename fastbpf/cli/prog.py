@@ -17,8 +17,8 @@ from .. import _abi_layout, _core, btf
 from ..asm import Instructions
 from ..errors import BPFError
 from ..programs import ProgramInfo
-from ._common import (OBJ_HELP, CLIError, fdinfo, parse_ref, pinned_paths, print_json,
-                      print_table, resolve_ids, type_name, wall_time_of)
+from ._common import (OBJ_HELP, CLIError, fdinfo, list_objects, parse_ref, print_json, print_table,
+                      resolve_ids, type_name, wall_time_of)
 
 __all__ = ["register", "prog_facts", "program_info", "ProgDetails", "prog_details"]
 
@@ -97,14 +97,15 @@ def prog_facts(prog_id: int, pins: dict[int, list[str]] | None = None) -> dict[s
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``prog list`` / ``prog show OBJ``."""
-    ref = parse_ref(args.obj) if args.obj else None
-    pins = pinned_paths("prog") if args.bpffs else None
-    rows = [r for r in (prog_facts(i, pins) for i in resolve_ids("prog", ref)) if r is not None]
-    if ref is not None and ref.kind == "id" and not rows:
-        raise CLIError(f"no program with id {ref.value}")
-    if args.json or args.pretty:
-        print_json(rows[0] if ref is not None and len(rows) == 1 else rows, args.pretty)
-        return 0
+    return list_objects(
+        args, "prog", "program", prog_facts,
+        ["id", "type", "name", "tag", "run_cnt", "run_time_ns", "xlated", "jited", "memlock",
+         "maps", "btf"],
+        lambda r: [r["id"], r["type"], r.get("name", ""), r["tag"], r.get("run_cnt", 0),
+                   r.get("run_time_ns", 0), r["bytes_xlated"], r["bytes_jited"],
+                   r.get("bytes_memlock", ""), ",".join(map(str, r.get("map_ids", []))),
+                   r.get("btf_id", "")],
+        right=(0, 4, 5, 6, 7, 8))
     print_table(["id", "type", "name", "tag", "run_cnt", "run_time_ns", "xlated", "jited",
                  "memlock", "maps", "btf"] + (["pinned"] if pins is not None else []),
                 [[r["id"], r["type"], r.get("name", ""), r["tag"], r.get("run_cnt", 0),
