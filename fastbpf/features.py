@@ -144,6 +144,17 @@ def _int_btf() -> bytes:
     return btf.Spec.from_types([btf.Int("int", 4, btf.IntEncoding.SIGNED)]).encode()
 
 
+def _dummy_ops_value() -> tuple[int, int]:
+    """The kernel BTF id and size of ``struct bpf_struct_ops_bpf_dummy_ops``,
+    the value of the struct_ops maps the probes create."""
+    vid = _kernel_type_id("bpf_struct_ops_bpf_dummy_ops", "STRUCT")
+    if not vid:
+        raise bpf_error(_errno.ENOENT, "map create", None,
+                        "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
+    from . import btf
+    return vid, btf.load_kernel_spec().type_by_id(vid).size
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel_type_id(name: str, kind: str) -> int:
     try:
@@ -192,12 +203,7 @@ def _create_probe_map(t: MapType) -> None:
             extra.update(btf_fd=b.fd, btf_key_type_id=1, btf_value_type_id=1)
             p.update(max_entries=0, flags=MapFlags.NO_PREALLOC)
         elif t == MapType.STRUCT_OPS:
-            vid = _kernel_type_id("bpf_struct_ops_bpf_dummy_ops", "STRUCT")
-            if not vid:
-                raise bpf_error(_errno.ENOENT, "map create", None,
-                                "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
-            from . import btf
-            size = btf.load_kernel_spec().type_by_id(vid).size
+            vid, size = _dummy_ops_value()
             b = _core.btf_load(_int_btf())
             owned.append(b)
             extra.update(btf_fd=b.fd, btf_vmlinux_value_type_id=vid)
@@ -698,12 +704,7 @@ def _in_private_netns(fn: Any) -> Any:
 def _struct_ops_link_map() -> Any:
     """A bpf_dummy_ops struct_ops map with BPF_F_LINK (the flag came with
     struct_ops links), or raise the kernel's refusal."""
-    vid = _kernel_type_id("bpf_struct_ops_bpf_dummy_ops", "STRUCT")
-    if not vid:
-        raise bpf_error(_errno.ENOENT, "map create", None,
-                        "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
-    from . import btf
-    size = btf.load_kernel_spec().type_by_id(vid).size
+    vid, size = _dummy_ops_value()
     b = _core.btf_load(_int_btf())
     try:
         return _core.map_create(int(MapType.STRUCT_OPS), 4, size, 1, int(MapFlags.LINK), None,

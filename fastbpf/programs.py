@@ -527,14 +527,7 @@ class Program(ProgramBase, Pinnable):
         ``run_cnt`` and ``run_time_ns`` only count while statistics are on
         (:func:`enable_stats`, or the ``kernel.bpf_stats_enabled`` sysctl).
         """
-        i = _core.prog_info(self.fd)
-        fields = {f.name for f in dataclasses.fields(ProgramInfo)}
-        kw = {k: v for k, v in i.items() if k in fields}
-        try:
-            kw["type"] = ProgramType(kw["type"])
-        except ValueError:
-            pass
-        return ProgramInfo(**kw)
+        return ProgramInfo.from_fd(self.fd)
 
     def xlated(self) -> Any:
         """The instructions as the kernel rewrote them (:class:`asm.Instructions`)."""
@@ -567,6 +560,18 @@ class ProgramInfo:
     attach_btf_obj_id: int = 0
     attach_btf_id: int = 0
     ifindex: int = 0
+
+    @classmethod
+    def from_fd(cls, fd: int) -> ProgramInfo:
+        """What the kernel says about the program behind the descriptor *fd*."""
+        i = _core.prog_info(fd)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in i.items() if k in fields}
+        try:
+            kw["type"] = ProgramType(kw["type"])
+        except ValueError:
+            pass
+        return cls(**kw)
 
 
 def program_ids() -> list[int]:

@@ -18,7 +18,7 @@ from ..errors import BPFError
 
 __all__ = ["CLIError", "ObjectRef", "parse_ref", "resolve_ids", "fdinfo", "type_name",
            "print_json", "print_table", "progress", "parse_data", "wall_time_of",
-           "pinned_paths", "list_objects", "OBJ_HELP"]
+           "pinned_paths", "list_objects", "add_output_flags", "add_list_show", "OBJ_HELP"]
 
 #: How an object is named on the command line, for --help texts.
 OBJ_HELP = "ID, 'id ID', 'pinned PATH', 'name NAME' or a bare pin path"
@@ -172,6 +172,24 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
     print(line(headers))
     for r in rows:
         print(line(r))
+
+
+def add_output_flags(s: Any) -> None:
+    """``-j``/``--json``, ``-p``/``--pretty`` and ``-f``/``--bpffs`` on the
+    (argparse) subcommand parser *s*."""
+    s.add_argument("-j", "--json", action="store_true", help="JSON with bpftool's field names")
+    s.add_argument("-p", "--pretty", action="store_true", help="indented JSON (implies -j)")
+    s.add_argument("-f", "--bpffs", action="store_true", help="show pinned paths")
+
+
+def add_list_show(subparsers: Any, noun: str, fn: Callable[[Any], int]) -> None:
+    """The ``list`` and ``show OBJ`` subcommands of *noun* (``"map"``,
+    ``"program"``, ``"link"``), both run by *fn*."""
+    for name, help_ in (("list", f"list every {noun}"), ("show", f"show the {noun}s named")):
+        s = subparsers.add_parser(name, help=help_)
+        s.add_argument("obj", nargs="*" if name == "list" else "+", help=OBJ_HELP)
+        add_output_flags(s)
+        s.set_defaults(fn=fn)
 
 
 def list_objects(args: Any, kind: str, noun: str,

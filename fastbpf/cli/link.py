@@ -9,7 +9,7 @@ from typing import Any
 from .. import _core
 from ..enums import LinkType
 from ..errors import BPFError
-from ._common import (OBJ_HELP, list_objects, print_table, type_name)
+from ._common import add_list_show, list_objects, type_name
 
 __all__ = ["register", "link_facts"]
 
@@ -32,13 +32,7 @@ def register(sub: Any) -> None:
     """Add ``link`` and its subcommands to the parser."""
     p = sub.add_parser("link", help="list and show links")
     ls = p.add_subparsers(dest="link_cmd", required=True, metavar="SUBCOMMAND")
-    for name, help_ in (("list", "list every link"), ("show", "show the links named")):
-        s = ls.add_parser(name, help=help_)
-        s.add_argument("obj", nargs="*" if name == "list" else "+", help=OBJ_HELP)
-        s.add_argument("-j", "--json", action="store_true", help="JSON (bpftool's field names)")
-        s.add_argument("-p", "--pretty", action="store_true", help="indented JSON")
-        s.add_argument("-f", "--bpffs", action="store_true", help="show pinned paths")
-        s.set_defaults(fn=cmd_list)
+    add_list_show(ls, "link", cmd_list)
 
 
 def link_facts(link_id: int, pins: dict[int, list[str]] | None = None) -> dict[str, Any] | None:
@@ -68,10 +62,3 @@ def cmd_list(args: argparse.Namespace) -> int:
         lambda r: [r["id"], r["type"], r["prog_id"],
                    " ".join(f"{k} {v}" for k, v in r.items() if k not in skip)],
         right=(0, 2))
-    skip = {"id", "type", "prog_id", "pinned"}
-    print_table(["id", "type", "prog", "details"] + (["pinned"] if pins is not None else []),
-                [[r["id"], r["type"], r["prog_id"],
-                  " ".join(f"{k} {v}" for k, v in r.items() if k not in skip)]
-                 + ([" ".join(r.get("pinned", []))] if pins else []) for r in rows],
-                right=(0, 2))
-    return 0
