@@ -803,10 +803,17 @@ def unsupported_prog_attach(attach: AttachType | int, err: BPFError, obj: str | 
                             op: str = "prog attach") -> NotSupportedError | None:
     """The :class:`NotSupportedError` to raise instead of *err* (a failed
     BPF_PROG_ATTACH) when the kernel does not take that attach type there."""
-    if err.errno not in _REFUSALS or int(attach) not in [int(a) for a in _PROG_ATTACH_KINDS]:
+    return _unsupported_kind(_PROG_ATTACH_KINDS, probe_prog_attach, attach, err, obj, op)
+
+
+def _unsupported_kind(kinds: dict, probe: Any, attach: AttachType | int, err: BPFError,
+                      obj: str | None, op: str) -> NotSupportedError | None:
+    """The refusal *err* as the NotSupportedError of *probe* (a probe of one
+    of the attach types in *kinds*) when that probe fails, else None."""
+    if err.errno not in _REFUSALS or int(attach) not in [int(a) for a in kinds]:
         return None
     try:
-        p = probe_prog_attach(AttachType(attach))
+        p = probe(AttachType(attach))
     except PermissionError:
         return None  # no bpf(2) at all: the caller's own EPERM says so
     return None if p.ok else p.error(op, obj)
@@ -833,13 +840,7 @@ def unsupported_link(attach: AttachType | int, err: BPFError, obj: str | None = 
                      op: str = "link create") -> NotSupportedError | None:
     """The :class:`NotSupportedError` to raise instead of *err* (a failed
     BPF_LINK_CREATE) when the kernel lacks that kind of link, else None."""
-    if err.errno not in _REFUSALS or int(attach) not in [int(a) for a in _LINK_KINDS]:
-        return None
-    try:
-        p = probe_link(AttachType(attach))
-    except PermissionError:
-        return None  # no bpf(2) at all: the caller's own EPERM says so
-    return None if p.ok else p.error(op, obj)
+    return _unsupported_kind(_LINK_KINDS, probe_link, attach, err, obj, op)
 
 
 # -- cgroup v2, tracefs -------------------------------------------------------------------

@@ -18,7 +18,8 @@ from ..errors import BPFError
 
 __all__ = ["CLIError", "ObjectRef", "parse_ref", "resolve_ids", "fdinfo", "type_name",
            "print_json", "print_table", "progress", "parse_data", "wall_time_of",
-           "pinned_paths", "list_objects", "add_output_flags", "add_list_show", "OBJ_HELP"]
+           "pinned_paths", "list_objects", "info_by_id", "add_output_flags", "add_list_show",
+           "OBJ_HELP"]
 
 #: How an object is named on the command line, for --help texts.
 OBJ_HELP = "ID, 'id ID', 'pinned PATH', 'name NAME' or a bare pin path"
@@ -172,6 +173,19 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
     print(line(headers))
     for r in rows:
         print(line(r))
+
+
+def info_by_id(kind: str, obj_id: int,
+               read: Callable[[int], Any]) -> tuple[Any, dict[str, str]] | None:
+    """``(read(fd), fdinfo(fd))`` of the *kind* object with id *obj_id*,
+    or None when it went away (or cannot be opened)."""
+    by_id = _KINDS[kind][1]
+    try:
+        fd = by_id(obj_id)
+    except BPFError:
+        return None
+    with fd:
+        return read(fd.fd), fdinfo(fd.fd)
 
 
 def add_output_flags(s: Any) -> None:

@@ -17,7 +17,7 @@ from .. import _core, btf
 from ..enums import MapType
 from ..errors import BPFError
 from ..maps import Map, MapInfo
-from ._common import (OBJ_HELP, CLIError, add_list_show, add_output_flags, fdinfo, list_objects,
+from ._common import (OBJ_HELP, CLIError, add_list_show, add_output_flags, info_by_id, list_objects,
                       parse_data, parse_ref, print_json, print_table, progress, resolve_ids,
                       type_name)
 
@@ -62,13 +62,10 @@ def _hist(rest: list[str]) -> int:
 def map_facts(map_id: int, pins: dict[int, list[str]] | None = None) -> dict[str, Any] | None:
     """bpftool's ``map show`` facts for one map, with its JSON field names
     (None if the map went away)."""
-    try:
-        fd = _core.map_get_fd_by_id(map_id)
-    except BPFError:
+    got = info_by_id("map", map_id, MapInfo.from_fd)
+    if got is None:
         return None
-    with fd:
-        info = MapInfo.from_fd(fd.fd)
-        extra = fdinfo(fd.fd)
+    info, extra = got
     out: dict[str, Any] = {
         "id": info.id, "type": type_name("map", int(info.type)), "name": info.name,
         "flags": info.flags, "bytes_key": info.key_size, "bytes_value": info.value_size,

@@ -16,7 +16,7 @@ from .. import _abi_layout, _core, btf
 from ..asm import Instructions
 from ..errors import BPFError
 from ..programs import ProgramInfo
-from ._common import (OBJ_HELP, CLIError, add_list_show, add_output_flags, fdinfo, list_objects,
+from ._common import (OBJ_HELP, CLIError, add_list_show, add_output_flags, info_by_id, list_objects,
                       parse_ref, print_json, resolve_ids, type_name, wall_time_of)
 
 __all__ = ["register", "prog_facts", "program_info", "ProgDetails", "prog_details"]
@@ -47,13 +47,10 @@ def program_info(fd: int) -> ProgramInfo:
 def prog_facts(prog_id: int, pins: dict[int, list[str]] | None = None) -> dict[str, Any] | None:
     """bpftool's ``prog show`` facts for one program, with its JSON field names
     (None if it went away)."""
-    try:
-        fd = _core.prog_get_fd_by_id(prog_id)
-    except BPFError:
+    got = info_by_id("prog", prog_id, ProgramInfo.from_fd)
+    if got is None:
         return None
-    with fd:
-        i = program_info(fd.fd)
-        extra = fdinfo(fd.fd)
+    i, extra = got
     out: dict[str, Any] = {"id": i.id, "type": type_name("prog", int(i.type))}
     if i.name:
         out["name"] = i.name
