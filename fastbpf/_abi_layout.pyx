@@ -3,7 +3,8 @@
 
 The one table of the project's kernel layouts: the bpf_attr commands, the
 info structs, perf_event_attr, and the attach-type-specific tails of
-LINK_CREATE with bpf_iter_link_info (which fastbpf._linkattr packs).
+LINK_CREATE with bpf_iter_link_info (which fastbpf._linkattr packs), and
+the type-specific members of bpf_link_info (which `fastbpf link` reads).
 tests/test_abi.py compares every entry with the system's <linux/bpf.h> and
 the kernel's BTF; `fastbpf prog` reads bpf_prog_info's offsets from it. It
 lives in its own small module rather than in _core.
@@ -194,6 +195,10 @@ cdef extern from *:
         FBPF_L("bpf_btf_info", fbpf_btf_info, name),
         FBPF_L("bpf_btf_info", fbpf_btf_info, name_len),
         FBPF_L("bpf_btf_info", fbpf_btf_info, kernel_btf),
+        FBPF_L("bpf_link_info", fbpf_link_info, type),
+        FBPF_L("bpf_link_info", fbpf_link_info, id),
+        FBPF_L("bpf_link_info", fbpf_link_info, prog_id),
+        FBPF_L("bpf_link_info", fbpf_link_info, extra),
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, type),
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, size),
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, config),
@@ -247,6 +252,26 @@ cdef extern from *:
         FBPF_L("bpf_iter_link_info.task", fbpf_iter_task, tid),
         FBPF_L("bpf_iter_link_info.task", fbpf_iter_task, pid),
         FBPF_L("bpf_iter_link_info.task", fbpf_iter_task, pid_fd),
+        // bpf_link_info's type-specific members (offsets within each member).
+        FBPF_L("bpf_link_info.tracing", fbpf_link_info_tracing, attach_type),
+        FBPF_L("bpf_link_info.tracing", fbpf_link_info_tracing, target_obj_id),
+        FBPF_L("bpf_link_info.tracing", fbpf_link_info_tracing, target_btf_id),
+        FBPF_L("bpf_link_info.cgroup", fbpf_link_info_cgroup, cgroup_id),
+        FBPF_L("bpf_link_info.cgroup", fbpf_link_info_cgroup, attach_type),
+        FBPF_L("bpf_link_info.netns", fbpf_link_info_netns, netns_ino),
+        FBPF_L("bpf_link_info.netns", fbpf_link_info_netns, attach_type),
+        FBPF_L("bpf_link_info.xdp", fbpf_link_info_xdp, ifindex),
+        FBPF_L("bpf_link_info.struct_ops", fbpf_link_info_struct_ops, map_id),
+        FBPF_L("bpf_link_info.netfilter", fbpf_link_info_netfilter, pf),
+        FBPF_L("bpf_link_info.netfilter", fbpf_link_info_netfilter, hooknum),
+        FBPF_L("bpf_link_info.netfilter", fbpf_link_info_netfilter, priority),
+        FBPF_L("bpf_link_info.netfilter", fbpf_link_info_netfilter, flags),
+        FBPF_L("bpf_link_info.tcx", fbpf_link_info_tcx, ifindex),
+        FBPF_L("bpf_link_info.tcx", fbpf_link_info_tcx, attach_type),
+        FBPF_L("bpf_link_info.netkit", fbpf_link_info_netkit, ifindex),
+        FBPF_L("bpf_link_info.netkit", fbpf_link_info_netkit, attach_type),
+        FBPF_L("bpf_link_info.sockmap", fbpf_link_info_sockmap, map_id),
+        FBPF_L("bpf_link_info.sockmap", fbpf_link_info_sockmap, attach_type),
         { 0, 0, 0, 0 }
     };
     """
@@ -264,7 +289,8 @@ def layout():
 
     The LINK_CREATE tails are named ``"link_create.<kind>"`` (offsets from
     the start of the tail, ``link_create.target_btf_id``) and the iterator
-    infos ``"bpf_iter_link_info.<kind>"``."""
+    infos ``"bpf_iter_link_info.<kind>"``; the members of bpf_link_info's
+    union are ``"bpf_link_info.<kind>"`` (offsets within the member)."""
     out = {}
     cdef int i = 0
     while fbpf_layout[i].name != NULL:

@@ -29,6 +29,11 @@ How an answer is read from the kernel's reply:
   complaint is about the probe's dummy arguments).
 * attach types: the load with that ``expected_attach_type`` succeeds (with a
   real target in kernel BTF for tracing and LSM attach types).
+
+One file of about 1,100 lines on purpose: ``require`` and ``skip_reason``
+dispatch by name to every probe, and the probes share one loader, one
+permission check and one set of dummy programs and targets; split by
+family, each part would import the others' private helpers.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ HEADER = "/usr/include/linux/bpf.h"
 # (offsets within the tail) are checked apart from the core structs.
 LAYOUT = _abi_layout.layout()
 TAILS = {n: v for n, v in LAYOUT.items()
-         if n.startswith(("link_create.", "bpf_iter_link_info."))}
+         if n.startswith(("link_create.", "bpf_iter_link_info.", "bpf_link_info."))}
 CORE = {n: v for n, v in LAYOUT.items() if n not in TAILS}
 
 # our struct -> (C expression naming the matching object in the header,
@@ -51,6 +51,7 @@ MATCH = {
     "bpf_map_info": ("((struct bpf_map_info *)0)->", True),
     "bpf_prog_info": ("((struct bpf_prog_info *)0)->", True),
     "bpf_btf_info": ("((struct bpf_btf_info *)0)->", True),
+    "bpf_link_info": ("((struct bpf_link_info *)0)->", True),
     "perf_event_attr": ("((struct perf_event_attr *)0)->", True),
 }
 # Names that differ between our structs and the header's.
@@ -58,6 +59,7 @@ RENAME = {
     ("map_elem", "value"): "value",
     ("get_id", "start_id"): "start_id",
     ("link_create", "extra"): "target_btf_id",
+    ("bpf_link_info", "extra"): "raw_tracepoint",   # the union's first member
     ("link_update", "old_prog_fd"): "old_prog_fd",
     ("query", "prog_cnt"): "prog_cnt",
     ("perf_event_attr", "sample_period"): "sample_period",
@@ -67,6 +69,7 @@ SIZEOF = {
     "bpf_map_info": "struct bpf_map_info",
     "bpf_prog_info": "struct bpf_prog_info",
     "bpf_btf_info": "struct bpf_btf_info",
+    "bpf_link_info": "struct bpf_link_info",
     "perf_event_attr": "struct perf_event_attr",
 }
 
@@ -161,6 +164,7 @@ BTF_ROOT = {
     "bpf_map_info": ("bpf_map_info", ""),
     "bpf_prog_info": ("bpf_prog_info", ""),
     "bpf_btf_info": ("bpf_btf_info", ""),
+    "bpf_link_info": ("bpf_link_info", ""),
     "perf_event_attr": ("perf_event_attr", ""),
 }
 
@@ -178,7 +182,13 @@ TAIL_ROOT = {
     "bpf_iter_link_info.map": ("bpf_iter_link_info", "map."),
     "bpf_iter_link_info.cgroup": ("bpf_iter_link_info", "cgroup."),
     "bpf_iter_link_info.task": ("bpf_iter_link_info", "task."),
+    **{f"bpf_link_info.{k}": ("bpf_link_info", f"{k}.")
+       for k in ("tracing", "cgroup", "netns", "xdp", "struct_ops", "netfilter", "tcx",
+                 "netkit", "sockmap")},
 }
+# C spelling of each root type, for the header probe.
+C_ROOT = {"bpf_attr": "union bpf_attr", "bpf_iter_link_info": "union bpf_iter_link_info",
+          "bpf_link_info": "struct bpf_link_info"}
 TAIL_START = "link_create.target_btf_id"
 
 
@@ -203,8 +213,10 @@ def _btf_offset(spec, root: str, path: str) -> int:
     return bits // 8
 
 
-def _tail_base(root: str) -> str:
-    return TAIL_START if root == "bpf_attr" else ""
+def _tail_base(root: str, prefix: str) -> str:
+    """The member that tail offsets count from: link_create's union, or
+    the tail's own member of the other roots."""
+    return TAIL_START if root == "bpf_attr" else prefix.rstrip(".")
 
 
 def test_layouts_match_kernel_btf(kernel_btf):
@@ -212,7 +224,7 @@ def test_layouts_match_kernel_btf(kernel_btf):
     for name, (size, fields) in CORE.items():
         root, prefix = BTF_ROOT.get(name, ("bpf_attr", ""))
         for field, off in fields.items():
-            cfield = "target_btf_id" if (name, field) == ("link_create", "extra") else field
+            cfield = RENAME.get((name, field), field)
             theirs = _btf_offset(kernel_btf, root, prefix + cfield)
             assert off == theirs, f"{name}.{field}: ours at {off}, the kernel's BTF at {theirs}"
             compared += 1
@@ -224,7 +236,7 @@ def test_link_create_tails_match_kernel_btf(kernel_btf):
     assert set(tails) == set(TAIL_ROOT)
     for name, (size, fields) in tails.items():
         root, prefix = TAIL_ROOT[name]
-        base = _btf_offset(kernel_btf, root, _tail_base(root)) if _tail_base(root) else 0
+        base = _btf_offset(kernel_btf, root, _tail_base(root, prefix))
         for field, off in fields.items():
             theirs = _btf_offset(kernel_btf, root, prefix + field) - base
             assert off == theirs, f"{name}.{field}: ours at {off}, the kernel's BTF at {theirs}"
@@ -232,22 +244,23 @@ def test_link_create_tails_match_kernel_btf(kernel_btf):
             # The tail must fit the 48 bytes _core.link_create copies.
             assert size <= 48, name
         else:
-            union = kernel_btf.type_by_name(root)
-            member = union.member(prefix.rstrip("."))
+            member = kernel_btf.type_by_name(root).member(prefix.rstrip("."))
             from fastbpf.btf import resolve_size
-            assert size == resolve_size(member.type), f"{name}: ours {size} bytes"
+            if root == "bpf_link_info":
+                # We declare the leading fields `fastbpf link` shows.
+                assert size <= resolve_size(member.type), f"{name}: ours {size} bytes"
+            else:
+                assert size == resolve_size(member.type), f"{name}: ours {size} bytes"
 
 
 def test_link_create_tails_match_system_header(tmp_path):
     checks = []
     for name, (size, fields) in TAILS.items():
         root, prefix = TAIL_ROOT[name]
-        if root == "bpf_attr":
-            base = f"offsetof(union bpf_attr, {TAIL_START})"
-            checks += [(name, f, f"(long)(offsetof(union bpf_attr, {prefix}{f}) - {base})")
-                       for f in fields]
-        else:
-            checks += [(name, f, f"(long)offsetof(union {root}, {prefix}{f})") for f in fields]
+        c_root = C_ROOT[root]
+        base = f"offsetof({c_root}, {_tail_base(root, prefix)})"
+        checks += [(name, f, f"(long)(offsetof({c_root}, {prefix}{f}) - {base})")
+                   for f in fields]
     theirs = _compile_probes(tmp_path, checks, {})
     compared = 0
     for name, (size, fields) in TAILS.items():
