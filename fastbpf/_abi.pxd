@@ -232,6 +232,18 @@ cdef extern from *:
         union { fbpf_u64a _align; uint8_t bytes[64]; } extra;
     } fbpf_link_info;
 
+    /* The type-specific members of bpf_link_info's union (the leading
+       fields `fastbpf link` shows; "extra" above holds them). */
+    typedef struct { uint32_t attach_type, target_obj_id, target_btf_id; } fbpf_link_info_tracing;
+    typedef struct { fbpf_u64a cgroup_id; uint32_t attach_type; } fbpf_link_info_cgroup;
+    typedef struct { uint32_t netns_ino, attach_type; } fbpf_link_info_netns;
+    typedef struct { uint32_t ifindex; } fbpf_link_info_xdp;
+    typedef struct { uint32_t map_id; } fbpf_link_info_struct_ops;
+    typedef struct { uint32_t pf, hooknum; int32_t priority; uint32_t flags; } fbpf_link_info_netfilter;
+    typedef struct { uint32_t ifindex, attach_type; } fbpf_link_info_tcx;
+    typedef struct { uint32_t ifindex, attach_type; } fbpf_link_info_netkit;
+    typedef struct { uint32_t map_id, attach_type; } fbpf_link_info_sockmap;
+
     /* perf_event_attr, PERF_ATTR_SIZE_VER8 (136 bytes). Bit flags are
        one 64-bit word; see PERF_BIT_* in fastbpf/_core.pyx. */
     typedef struct {

@@ -1,8 +1,13 @@
 # cython: language_level=3
 """Sizes and field offsets of the kernel ABI structs declared in _abi.pxd.
 
-Only tests/test_abi.py needs this table (it compares it with the system's
-<linux/bpf.h>), so it lives in its own small module rather than in _core.
+The one table of the project's kernel layouts: the bpf_attr commands, the
+info structs, perf_event_attr, and the attach-type-specific tails of
+LINK_CREATE with bpf_iter_link_info (which fastbpf._linkattr packs), and
+the type-specific members of bpf_link_info (which `fastbpf link` reads).
+tests/test_abi.py compares every entry with the system's <linux/bpf.h> and
+the kernel's BTF; `fastbpf prog` reads bpf_prog_info's offsets from it. It
+lives in its own small module rather than in _core.
 """
 
 from fastbpf._abi cimport *
@@ -190,6 +195,10 @@ cdef extern from *:
         FBPF_L("bpf_btf_info", fbpf_btf_info, name),
         FBPF_L("bpf_btf_info", fbpf_btf_info, name_len),
         FBPF_L("bpf_btf_info", fbpf_btf_info, kernel_btf),
+        FBPF_L("bpf_link_info", fbpf_link_info, type),
+        FBPF_L("bpf_link_info", fbpf_link_info, id),
+        FBPF_L("bpf_link_info", fbpf_link_info, prog_id),
+        FBPF_L("bpf_link_info", fbpf_link_info, extra),
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, type),
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, size),
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, config),
@@ -210,6 +219,59 @@ cdef extern from *:
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, aux_sample_size),
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, sig_data),
         FBPF_L("perf_event_attr", fbpf_perf_event_attr, config3),
+        // link_create's attach-type-specific tails (fastbpf/_linkattr.pyx packs them);
+        // offsets count from the start of the tail (link_create.target_btf_id).
+        FBPF_L("link_create.perf_event", fbpf_link_perf_event, bpf_cookie),
+        FBPF_L("link_create.kprobe_multi", fbpf_link_kprobe_multi, flags),
+        FBPF_L("link_create.kprobe_multi", fbpf_link_kprobe_multi, cnt),
+        FBPF_L("link_create.kprobe_multi", fbpf_link_kprobe_multi, syms),
+        FBPF_L("link_create.kprobe_multi", fbpf_link_kprobe_multi, addrs),
+        FBPF_L("link_create.kprobe_multi", fbpf_link_kprobe_multi, cookies),
+        FBPF_L("link_create.tracing", fbpf_link_tracing, target_btf_id),
+        FBPF_L("link_create.tracing", fbpf_link_tracing, cookie),
+        FBPF_L("link_create.netfilter", fbpf_link_netfilter, pf),
+        FBPF_L("link_create.netfilter", fbpf_link_netfilter, hooknum),
+        FBPF_L("link_create.netfilter", fbpf_link_netfilter, priority),
+        FBPF_L("link_create.netfilter", fbpf_link_netfilter, flags),
+        FBPF_L("link_create.tcx", fbpf_link_tcx, relative_fd),
+        FBPF_L("link_create.tcx", fbpf_link_tcx, expected_revision),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, path),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, offsets),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, ref_ctr_offsets),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, cookies),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, cnt),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, flags),
+        FBPF_L("link_create.uprobe_multi", fbpf_link_uprobe_multi, pid),
+        FBPF_L("link_create.iter", fbpf_link_iter, iter_info),
+        FBPF_L("link_create.iter", fbpf_link_iter, iter_info_len),
+        // bpf_iter_link_info, which link_create.iter_info points at.
+        FBPF_L("bpf_iter_link_info.map", fbpf_iter_map, map_fd),
+        FBPF_L("bpf_iter_link_info.cgroup", fbpf_iter_cgroup, order),
+        FBPF_L("bpf_iter_link_info.cgroup", fbpf_iter_cgroup, cgroup_fd),
+        FBPF_L("bpf_iter_link_info.cgroup", fbpf_iter_cgroup, cgroup_id),
+        FBPF_L("bpf_iter_link_info.task", fbpf_iter_task, tid),
+        FBPF_L("bpf_iter_link_info.task", fbpf_iter_task, pid),
+        FBPF_L("bpf_iter_link_info.task", fbpf_iter_task, pid_fd),
+        // bpf_link_info's type-specific members (offsets within each member).
+        FBPF_L("bpf_link_info.tracing", fbpf_link_info_tracing, attach_type),
+        FBPF_L("bpf_link_info.tracing", fbpf_link_info_tracing, target_obj_id),
+        FBPF_L("bpf_link_info.tracing", fbpf_link_info_tracing, target_btf_id),
+        FBPF_L("bpf_link_info.cgroup", fbpf_link_info_cgroup, cgroup_id),
+        FBPF_L("bpf_link_info.cgroup", fbpf_link_info_cgroup, attach_type),
+        FBPF_L("bpf_link_info.netns", fbpf_link_info_netns, netns_ino),
+        FBPF_L("bpf_link_info.netns", fbpf_link_info_netns, attach_type),
+        FBPF_L("bpf_link_info.xdp", fbpf_link_info_xdp, ifindex),
+        FBPF_L("bpf_link_info.struct_ops", fbpf_link_info_struct_ops, map_id),
+        FBPF_L("bpf_link_info.netfilter", fbpf_link_info_netfilter, pf),
+        FBPF_L("bpf_link_info.netfilter", fbpf_link_info_netfilter, hooknum),
+        FBPF_L("bpf_link_info.netfilter", fbpf_link_info_netfilter, priority),
+        FBPF_L("bpf_link_info.netfilter", fbpf_link_info_netfilter, flags),
+        FBPF_L("bpf_link_info.tcx", fbpf_link_info_tcx, ifindex),
+        FBPF_L("bpf_link_info.tcx", fbpf_link_info_tcx, attach_type),
+        FBPF_L("bpf_link_info.netkit", fbpf_link_info_netkit, ifindex),
+        FBPF_L("bpf_link_info.netkit", fbpf_link_info_netkit, attach_type),
+        FBPF_L("bpf_link_info.sockmap", fbpf_link_info_sockmap, map_id),
+        FBPF_L("bpf_link_info.sockmap", fbpf_link_info_sockmap, attach_type),
         { 0, 0, 0, 0 }
     };
     """
@@ -223,7 +285,12 @@ cdef extern from *:
 
 def layout():
     """Sizes and field offsets of the project's ABI structs: ``{name: (size,
-    {field: offset})}``, for the layout test against <linux/bpf.h>."""
+    {field: offset})}``, for the layout test against <linux/bpf.h>.
+
+    The LINK_CREATE tails are named ``"link_create.<kind>"`` (offsets from
+    the start of the tail, ``link_create.target_btf_id``) and the iterator
+    infos ``"bpf_iter_link_info.<kind>"``; the members of bpf_link_info's
+    union are ``"bpf_link_info.<kind>"`` (offsets within the member)."""
     out = {}
     cdef int i = 0
     while fbpf_layout[i].name != NULL:

@@ -4,9 +4,11 @@
 ``_core.link_create`` takes the common head (prog_fd, target_fd,
 attach_type, flags) and up to 48 bytes of tail whose layout depends on the
 attach type. Each function here fills one of the tail structs declared in
-``_abi.pxd`` and returns its bytes, so no layout is written twice and
-``tests/test_abi.py`` checks every one (:func:`_layout`) against
-<linux/bpf.h> and, for fields newer than that header, the kernel's BTF.
+``_abi.pxd`` and returns its bytes, so no layout is written twice. The
+offsets of those structs are listed with every other layout in
+``fastbpf._abi_layout.layout()`` (``"link_create.<kind>"``), which
+``tests/test_abi.py`` checks against <linux/bpf.h> and, for fields newer
+than that header, the kernel's BTF.
 
 Pointer fields take addresses (``_core.address_of``): the caller keeps the
 buffers alive across the ``link_create`` call.
@@ -128,61 +130,3 @@ def iter_task(uint32_t tid=0, uint32_t pid=0, uint32_t pid_fd=0):
     s.pid_fd = pid_fd
     return _raw(&s, sizeof(s))
 
-
-cdef extern from *:
-    """
-    #include <stddef.h>
-    typedef struct { const char *name; const char *field; long offset; long size; } fbpf_la_entry;
-    #define FBPF_LA(N, S, F) { N, #F, (long)offsetof(S, F), (long)sizeof(S) }
-    static const fbpf_la_entry fbpf_la_layout[] = {
-        FBPF_LA("perf_event", fbpf_link_perf_event, bpf_cookie),
-        FBPF_LA("kprobe_multi", fbpf_link_kprobe_multi, flags),
-        FBPF_LA("kprobe_multi", fbpf_link_kprobe_multi, cnt),
-        FBPF_LA("kprobe_multi", fbpf_link_kprobe_multi, syms),
-        FBPF_LA("kprobe_multi", fbpf_link_kprobe_multi, addrs),
-        FBPF_LA("kprobe_multi", fbpf_link_kprobe_multi, cookies),
-        FBPF_LA("tracing", fbpf_link_tracing, target_btf_id),
-        FBPF_LA("tracing", fbpf_link_tracing, cookie),
-        FBPF_LA("netfilter", fbpf_link_netfilter, pf),
-        FBPF_LA("netfilter", fbpf_link_netfilter, hooknum),
-        FBPF_LA("netfilter", fbpf_link_netfilter, priority),
-        FBPF_LA("netfilter", fbpf_link_netfilter, flags),
-        FBPF_LA("tcx", fbpf_link_tcx, relative_fd),
-        FBPF_LA("tcx", fbpf_link_tcx, expected_revision),
-        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, path),
-        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, offsets),
-        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, ref_ctr_offsets),
-        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, cookies),
-        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, cnt),
-        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, flags),
-        FBPF_LA("uprobe_multi", fbpf_link_uprobe_multi, pid),
-        FBPF_LA("iter", fbpf_link_iter, iter_info),
-        FBPF_LA("iter", fbpf_link_iter, iter_info_len),
-        FBPF_LA("iter_map", fbpf_iter_map, map_fd),
-        FBPF_LA("iter_cgroup", fbpf_iter_cgroup, order),
-        FBPF_LA("iter_cgroup", fbpf_iter_cgroup, cgroup_fd),
-        FBPF_LA("iter_cgroup", fbpf_iter_cgroup, cgroup_id),
-        FBPF_LA("iter_task", fbpf_iter_task, tid),
-        FBPF_LA("iter_task", fbpf_iter_task, pid),
-        FBPF_LA("iter_task", fbpf_iter_task, pid_fd),
-        { NULL, NULL, 0, 0 },
-    };
-    """
-    ctypedef struct fbpf_la_entry:
-        const char *name
-        const char *field
-        long offset
-        long size
-    const fbpf_la_entry fbpf_la_layout[]
-
-
-def _layout():
-    """Sizes and field offsets of the tails: ``{name: (size, {field:
-    offset})}``, offsets from the start of the tail (tests/test_abi.py)."""
-    out = {}
-    cdef int i = 0
-    while fbpf_la_layout[i].name != NULL:
-        entry = out.setdefault(fbpf_la_layout[i].name.decode(), (fbpf_la_layout[i].size, {}))
-        entry[1][fbpf_la_layout[i].field.decode()] = fbpf_la_layout[i].offset
-        i += 1
-    return out

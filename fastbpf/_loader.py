@@ -242,7 +242,7 @@ def _struct_ops_target(spec: Any, name: str) -> dict:
     st = kernel.type_by_name(ops, kind=btf.Kind.STRUCT)
     for idx, m in enumerate(st.members):
         if m.name == member:
-            return {"attach_btf_id": kernel.type_id(st), "attach_type": idx}
+            return {"attach_btf_id": kernel.type_id(st), "struct_ops_member": idx}
     raise target_not_found_error(errno.ENOENT, "struct_ops", f"{ops}.{member}",
                                  "the kernel's struct has no such member")
 

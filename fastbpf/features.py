@@ -29,6 +29,11 @@ How an answer is read from the kernel's reply:
   complaint is about the probe's dummy arguments).
 * attach types: the load with that ``expected_attach_type`` succeeds (with a
   real target in kernel BTF for tracing and LSM attach types).
+
+One file of about 1,100 lines on purpose: ``require`` and ``skip_reason``
+dispatch by name to every probe, and the probes share one loader, one
+permission check and one set of dummy programs and targets; split by
+family, each part would import the others' private helpers.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import os
 import struct
 from typing import Any, NamedTuple
 
-from . import _core, _since
+from . import _core, _linkattr, _since
 from .enums import AttachType, MapFlags, MapType, ProgramFlags, ProgramType
 from .errors import (ENOTSUPP, BPFError, NotSupportedError, VerifierError, bpf_error,
                      not_supported_error, strerror)
@@ -144,6 +149,17 @@ def _int_btf() -> bytes:
     return btf.Spec.from_types([btf.Int("int", 4, btf.IntEncoding.SIGNED)]).encode()
 
 
+def _dummy_ops_value() -> tuple[int, int]:
+    """The kernel BTF id and size of ``struct bpf_struct_ops_bpf_dummy_ops``,
+    the value of the struct_ops maps the probes create."""
+    vid = _kernel_type_id("bpf_struct_ops_bpf_dummy_ops", "STRUCT")
+    if not vid:
+        raise bpf_error(_errno.ENOENT, "map create", None,
+                        "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
+    from . import btf
+    return vid, btf.load_kernel_spec().type_by_id(vid).size
+
+
 @functools.lru_cache(maxsize=None)
 def _kernel_type_id(name: str, kind: str) -> int:
     try:
@@ -192,12 +208,7 @@ def _create_probe_map(t: MapType) -> None:
             extra.update(btf_fd=b.fd, btf_key_type_id=1, btf_value_type_id=1)
             p.update(max_entries=0, flags=MapFlags.NO_PREALLOC)
         elif t == MapType.STRUCT_OPS:
-            vid = _kernel_type_id("bpf_struct_ops_bpf_dummy_ops", "STRUCT")
-            if not vid:
-                raise bpf_error(_errno.ENOENT, "map create", None,
-                                "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
-            from . import btf
-            size = btf.load_kernel_spec().type_by_id(vid).size
+            vid, size = _dummy_ops_value()
             b = _core.btf_load(_int_btf())
             owned.append(b)
             extra.update(btf_fd=b.fd, btf_vmlinux_value_type_id=vid)
@@ -506,39 +517,45 @@ def have_bpf_stats() -> bool:
 
 # -- BTF kinds (the loader sanitises object BTF by these) ----------------------------
 
-def _btf_blob(types: list[tuple], strings: bytes) -> bytes:
-    body = b"".join(struct.pack("<" + "I" * len(t), *t) for t in types)
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body), len(strings))
-    return hdr + body + strings
+def _btf_feature_types(name: str) -> list:
+    """The smallest set of BTF types using the feature *name*, in type-id
+    order (each blob is what a probe loads; see :func:`probe_btf_feature`)."""
+    from . import btf
+    i = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    if name in ("func", "func_global"):
+        proto = btf.FuncProto(i)
+        linkage = btf.Linkage.GLOBAL if name == "func_global" else btf.Linkage.STATIC
+        return [i, proto, btf.Func("f", proto, linkage)]
+    if name == "datasec":
+        v = btf.Var("v", i)
+        return [i, v, btf.Datasec(".data", 4, [btf.VarSecinfo(v, 0, 4)])]
+    if name == "float":
+        return [btf.Float("float", 4)]
+    if name == "decl_tag":
+        v = btf.Var("v", i)
+        return [i, v, btf.DeclTag("tag", v)]
+    if name == "type_tag":
+        tag = btf.TypeTag("tag", i)
+        return [i, tag, btf.Pointer(tag)]
+    assert name == "enum64"
+    return [btf.Enum64("e", 8, [btf.EnumValue("v", 1)])]
 
 
-# name -> (BTF types as words, strings): each the smallest blob using the feature.
-_INT = (1, 1 << 24, 4, (1 << 24) | 32)          # [1] int
-_BTF_FEATURES: dict[str, tuple[list[tuple], bytes]] = {
-    "func": ([_INT, (0, 13 << 24 | 0, 1), (5, 12 << 24 | 0, 2)], b"\0int\0f\0"),
-    "func_global": ([_INT, (0, 13 << 24 | 0, 1), (5, 12 << 24 | 1, 2)], b"\0int\0f\0"),
-    "datasec": ([_INT, (5, 14 << 24, 1, 1), (7, 15 << 24 | 1, 4, 2, 0, 4)],
-                b"\0int\0v\0.data\0"),
-    "float": ([(1, 16 << 24, 4)], b"\0float\0"),
-    "decl_tag": ([_INT, (5, 14 << 24, 1, 1), (7, 17 << 24, 2, 0xFFFFFFFF)],
-                 b"\0int\0v\0tag\0"),
-    "type_tag": ([_INT, (5, 18 << 24, 1), (0, 2 << 24, 2)], b"\0int\0tag\0"),
-    "enum64": ([(1, 19 << 24 | 1, 8), (3, 1, 0)], b"\0e\0v\0"),
-}
+#: The BTF features :func:`probe_btf_feature` knows.
+_BTF_FEATURES = ("func", "func_global", "datasec", "float", "decl_tag", "type_tag", "enum64")
 
 
 @functools.lru_cache(maxsize=None)
 def probe_btf_feature(name: str) -> Probe:
     """Does the kernel accept BTF using *name*: ``"func"``, ``"func_global"``,
     ``"datasec"``, ``"float"``, ``"decl_tag"``, ``"type_tag"``, ``"enum64"``?"""
-    try:
-        types, strings = _BTF_FEATURES[name]
-    except KeyError:
-        raise ValueError(f"unknown BTF feature {name!r}; one of {sorted(_BTF_FEATURES)}") \
-            from None
+    if name not in _BTF_FEATURES:
+        raise ValueError(f"unknown BTF feature {name!r}; one of {sorted(_BTF_FEATURES)}")
+    from . import btf
+    blob = btf.Spec.from_types(_btf_feature_types(name)).encode()
     what = f"BTF {name}"
     try:
-        _core.btf_load(_btf_blob(types, strings)).close()
+        _core.btf_load(blob).close()
     except BPFError as e:
         return Probe(False, what, e.errno)
     return Probe(True, what)
@@ -648,19 +665,18 @@ def _link_extra(attach: AttachType, keep: list) -> bytes | None:
     target that cannot be attached to."""
     import numpy as np
     if attach == AttachType.NETFILTER:
-        return struct.pack("<IIiI", 255, 0, 0, 0)  # pf 255: EAFNOSUPPORT
+        return _linkattr.netfilter(255, 0, 0)  # pf 255: EAFNOSUPPORT
     if attach == AttachType.TRACE_KPROBE_MULTI:
         ptrs = np.array([_core.address_of(_NO_SUCH_SYMBOL)], dtype=np.uint64)
         keep.append(ptrs)
-        return struct.pack("=IIQQQ", 0, 1, _core.address_of(ptrs), 0, 0)
+        return _linkattr.kprobe_multi(0, 1, syms=_core.address_of(ptrs))
     if attach == AttachType.TRACE_UPROBE_MULTI:
         offs = np.zeros(1, dtype=np.uint64)
         keep.append(offs)
         # path "/" is a directory: EBADF once the kind is known.
-        return struct.pack("=QQQQIII", _core.address_of(_ROOT_PATH), _core.address_of(offs),
-                           0, 0, 1, 0, 0)
+        return _linkattr.uprobe_multi(_core.address_of(_ROOT_PATH), 1, _core.address_of(offs))
     if attach == AttachType.TRACE_ITER:
-        return struct.pack("=QI", 1, 8)  # iter_info at address 1: EFAULT
+        return _linkattr.iter_info(1, 8)  # iter_info at address 1: EFAULT
     return None
 
 
@@ -693,12 +709,7 @@ def _in_private_netns(fn: Any) -> Any:
 def _struct_ops_link_map() -> Any:
     """A bpf_dummy_ops struct_ops map with BPF_F_LINK (the flag came with
     struct_ops links), or raise the kernel's refusal."""
-    vid = _kernel_type_id("bpf_struct_ops_bpf_dummy_ops", "STRUCT")
-    if not vid:
-        raise bpf_error(_errno.ENOENT, "map create", None,
-                        "no bpf_struct_ops_bpf_dummy_ops in kernel BTF")
-    from . import btf
-    size = btf.load_kernel_spec().type_by_id(vid).size
+    vid, size = _dummy_ops_value()
     b = _core.btf_load(_int_btf())
     try:
         return _core.map_create(int(MapType.STRUCT_OPS), 4, size, 1, int(MapFlags.LINK), None,
@@ -797,10 +808,17 @@ def unsupported_prog_attach(attach: AttachType | int, err: BPFError, obj: str | 
                             op: str = "prog attach") -> NotSupportedError | None:
     """The :class:`NotSupportedError` to raise instead of *err* (a failed
     BPF_PROG_ATTACH) when the kernel does not take that attach type there."""
-    if err.errno not in _REFUSALS or int(attach) not in [int(a) for a in _PROG_ATTACH_KINDS]:
+    return _unsupported_kind(_PROG_ATTACH_KINDS, probe_prog_attach, attach, err, obj, op)
+
+
+def _unsupported_kind(kinds: dict, probe: Any, attach: AttachType | int, err: BPFError,
+                      obj: str | None, op: str) -> NotSupportedError | None:
+    """The refusal *err* as the NotSupportedError of *probe* (a probe of one
+    of the attach types in *kinds*) when that probe fails, else None."""
+    if err.errno not in _REFUSALS or int(attach) not in [int(a) for a in kinds]:
         return None
     try:
-        p = probe_prog_attach(AttachType(attach))
+        p = probe(AttachType(attach))
     except PermissionError:
         return None  # no bpf(2) at all: the caller's own EPERM says so
     return None if p.ok else p.error(op, obj)
@@ -827,13 +845,7 @@ def unsupported_link(attach: AttachType | int, err: BPFError, obj: str | None = 
                      op: str = "link create") -> NotSupportedError | None:
     """The :class:`NotSupportedError` to raise instead of *err* (a failed
     BPF_LINK_CREATE) when the kernel lacks that kind of link, else None."""
-    if err.errno not in _REFUSALS or int(attach) not in [int(a) for a in _LINK_KINDS]:
-        return None
-    try:
-        p = probe_link(AttachType(attach))
-    except PermissionError:
-        return None  # no bpf(2) at all: the caller's own EPERM says so
-    return None if p.ok else p.error(op, obj)
+    return _unsupported_kind(_LINK_KINDS, probe_link, attach, err, obj, op)
 
 
 # -- cgroup v2, tracefs -------------------------------------------------------------------

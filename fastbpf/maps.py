@@ -1,9 +1,17 @@
 """Maps: :class:`MapSpec` (a description) and :class:`Map` (a live kernel map).
 
-The per-element operations (``m[k]``, ``m[k] = v``, ``del m[k]``, ``k in m``,
-``lookup``, ``update``, ``delete``, ``pop``, ``push``, ``peek``) are inherited
-from :class:`fastbpf._core.MapBase` and run in C. Everything else — creation,
-batches, iteration, pinning, info, mmap — is here.
+:class:`Map` is built in layers, each in its own module, dependencies
+pointing down:
+
+- :class:`fastbpf._core.MapBase`: the per-element operations (``m[k]``,
+  ``m[k] = v``, ``del m[k]``, ``k in m``, ``lookup``, ``update``,
+  ``delete``, ``pop``, ``push``, ``peek``), in C;
+- :mod:`fastbpf.mapiter`: ``keys()``, ``values()``, ``items()``, ``len()``;
+- :mod:`fastbpf.mapbatch`: the batch operations and ``clear()``;
+- :mod:`fastbpf.mapcreate`: the steps of creating a map in the kernel;
+- here: construction (create, open by pin, id or fd), info, pinning,
+  freeze, mmap. ``MapSpec`` and its dtype rules live in
+  :mod:`fastbpf.mapspec`; every name is re-exported here.
 """
 
 from __future__ import annotations
@@ -12,13 +20,16 @@ import dataclasses
 import errno
 import mmap as _mmap
 import os
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from . import _core, features
-from .enums import MapFlags, MapType, UpdateFlags
-from .errors import BPFError, ClosedError, bpf_error, not_supported_error
+from . import _core
+from .enums import MapFlags, MapType
+from .errors import BPFError, bpf_error
+from .mapbatch import BatchMap
+from .mapcreate import create_fd, spec_pin_path
+from .mapiter import map_type_of
 from .pin import BPF_FS_MAGIC, Pinnable, check_pin_path  # noqa: F401 (their old home)
 from .programs import Program
 # MapSpec and its dtype rules live in mapspec.py; re-exported here.
@@ -30,11 +41,6 @@ __all__ = ["MapSpec", "PinType", "Map", "MapInfo", "map_ids", "lpm_key_dtype", "
 #: fd_kind() answers, for error messages.
 _KIND_NAMES = {"prog": "a BPF program", "link": "a BPF link", "btf": "a BTF object",
                "other": "not a BPF object"}
-#: Map types whose kernel side has BPF_MAP_LOOKUP_BATCH (items() reads them in chunks).
-_BATCH_ITER_MAPS = frozenset({MapType.HASH, MapType.PERCPU_HASH, MapType.LRU_HASH,
-                              MapType.LRU_PERCPU_HASH, MapType.ARRAY, MapType.PERCPU_ARRAY})
-#: The largest chunk items() asks the kernel for.
-_ITER_CHUNK_MAX = 1 << 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,15 +60,19 @@ class MapInfo:
     map_extra: int = 0
     ifindex: int = 0
 
+    @classmethod
+    def from_fd(cls, fd: int) -> MapInfo:
+        """What the kernel says about the map behind the descriptor *fd*."""
+        i = _core.map_info(fd)
+        return cls(id=i["id"], type=map_type_of(i["type"]), key_size=i["key_size"],
+                   value_size=i["value_size"], max_entries=i["max_entries"],
+                   flags=i["flags"], name=i["name"], btf_id=i["btf_id"],
+                   btf_key_type_id=i["btf_key_type_id"],
+                   btf_value_type_id=i["btf_value_type_id"],
+                   map_extra=i["map_extra"], ifindex=i["ifindex"])
 
-def _map_type(t: int) -> MapType | int:
-    try:
-        return MapType(t)
-    except ValueError:
-        return t
 
-
-class Map(_core.MapBase, Pinnable):
+class Map(BatchMap, Pinnable):
     """A live BPF map, owned through its file descriptor.
 
     Create one with :meth:`create`, or open an existing one with
@@ -108,7 +118,7 @@ class Map(_core.MapBase, Pinnable):
               value_dtype: np.dtype | None, spec: MapSpec | None = None,
               keep: Any = None) -> "Map":
         self = cls.__new__(cls)
-        mt = _map_type(map_type)
+        mt = map_type_of(map_type)
         if key_dtype is None and mt in ARRAY_MAPS and key_size == 4:
             key_dtype = np.dtype(np.uint32)
         if key_dtype is None and key_size:
@@ -138,72 +148,8 @@ class Map(_core.MapBase, Pinnable):
             raise TypeError(f"Map.create takes a MapSpec, not {type(spec).__name__}")
         pin = spec_pin_path(spec)
         if pin and os.path.exists(pin):
-            m = cls.from_pin(pin)
-            try:
-                spec.check_compatible(m)
-            except BaseException:
-                m.close()
-                raise
-            return m._retyped(spec)
-        ks, vs = spec._sizes()
-        mtype = spec.type
-        flags = spec._create_flags()
-        max_entries = int(spec.max_entries)
-        if max_entries < 0:
-            raise ValueError("max_entries must be >= 0")
-        if mtype == MapType.PERF_EVENT_ARRAY and max_entries == 0:
-            max_entries = _core.possible_cpus()  # one slot per CPU, as libbpf does
-        if mtype in ARRAY_MAPS and ks not in (0, 4):
-            raise ValueError(f"{mtype.name} keys are 4-byte indexes, the spec says {ks} bytes")
-        inner_fd = None
-        btf_handle = None
-        own_btf = False
-        btf_ids = (0, 0)
-        try:
-            if mtype.is_map_of_maps:
-                if not isinstance(spec.inner, MapSpec):
-                    raise ValueError(f"{mtype.name} needs inner=MapSpec(...) describing its maps"
-                                     + (f" (the name {spec.inner!r} means something only in a "
-                                        f"collection)" if isinstance(spec.inner, str) else ""))
-                # A template map gives the kernel the inner map's shape; it
-                # can be closed as soon as the outer map exists.
-                inner_fd = Map.create(dataclasses.replace(
-                    spec.inner, pin_path=None, pinning=0, contents=None, freeze=False))
-            if is_btf_type(spec.key) or is_btf_type(spec.value):
-                btf_handle, btf_ids, own_btf = _map_btf(spec)
-            elif mtype == MapType.STRUCT_OPS:
-                # The value type comes from vmlinux (btf_vmlinux_value_type_id),
-                # but the kernel still insists on *some* BTF object.
-                btf_handle, own_btf = _placeholder_btf(), True
-            else:
-                # BTF from the numpy dtypes: the map reopens typed (btf/from_dtype.py).
-                from .btf.from_dtype import load_dtype_btf
-                btf_handle, btf_ids = load_dtype_btf(mtype, spec.key_dtype, spec.value_dtype,
-                                                     spec.name)
-                own_btf = btf_handle is not None
-            kw = {}
-            if spec.numa_node is not None:
-                kw["numa_node"] = spec.numa_node
-            fd = _core.map_create(
-                int(mtype), ks, vs, max_entries, flags, spec.name or None,
-                inner_map_fd=inner_fd.fd if inner_fd is not None else 0,
-                map_ifindex=spec.ifindex, map_extra=spec.map_extra,
-                btf_fd=btf_handle.fd if btf_handle is not None else 0,
-                btf_key_type_id=btf_ids[0], btf_value_type_id=btf_ids[1],
-                btf_vmlinux_value_type_id=spec.btf_vmlinux_value_type_id, **kw)
-        except BPFError as e:
-            missing = features.unsupported_map_type(
-                mtype, e, f"map {spec.name!r}" if spec.name else None)
-            if missing is not None:
-                raise missing from e
-            if e.errno == errno.EINVAL and not e.hint:
-                e.hint = _create_hint(spec)
-            raise
-        finally:
-            if inner_fd is not None:
-                inner_fd.close()
-            if own_btf and btf_handle is not None:
-                btf_handle.close()  # the map holds its own reference to the BTF
+            return cls._reuse_pinned(spec, pin)
+        fd, (mtype, ks, vs, max_entries, flags) = create_fd(spec)
         # m.name is the kernel's name (what bpftool and info() show): at most
         # 15 characters of [A-Za-z0-9_.], anything else replaced by "_".
         m = cls._wrap(fd, int(mtype), ks, vs, max_entries, flags,
@@ -219,6 +165,17 @@ class Map(_core.MapBase, Pinnable):
             m.close()
             raise
         return m
+
+    @classmethod
+    def _reuse_pinned(cls, spec: MapSpec, pin: str) -> "Map":
+        """The map pinned at *pin*, after :meth:`MapSpec.check_compatible`."""
+        m = cls.from_pin(pin)
+        try:
+            spec.check_compatible(m)
+        except BaseException:
+            m.close()
+            raise
+        return m._retyped(spec)
 
     def _write_contents(self, contents: Any) -> None:
         """Write a spec's initial entries (objects in fd maps become fds)."""
@@ -290,7 +247,7 @@ class Map(_core.MapBase, Pinnable):
                 fd.close()
                 raise ValueError(f"{what} dtype {dt} is {dt.itemsize} bytes, the map's "
                                  f"{what}s are {size}")
-        mt = _map_type(info["type"])
+        mt = map_type_of(info["type"])
         if (kd is None or vd is None) and info["btf_id"] and mt not in FD_VALUE_MAPS:
             from .btf.from_dtype import map_dtypes  # dtypes back from the map's BTF
             bk, bv = map_dtypes(info["btf_id"], info["btf_key_type_id"],
@@ -303,11 +260,6 @@ class Map(_core.MapBase, Pinnable):
 
     # -- the object ----------------------------------------------------------
 
-    @property
-    def type(self) -> MapType | int:
-        """The map type."""
-        return _map_type(self.map_type)
-
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"fd={self.fd}"
         t = self.type
@@ -317,13 +269,7 @@ class Map(_core.MapBase, Pinnable):
 
     def info(self) -> MapInfo:
         """The kernel's view of the map (id, type, sizes, flags, name)."""
-        i = _core.map_info(self.fd)
-        return MapInfo(id=i["id"], type=_map_type(i["type"]), key_size=i["key_size"],
-                       value_size=i["value_size"], max_entries=i["max_entries"],
-                       flags=i["flags"], name=i["name"], btf_id=i["btf_id"],
-                       btf_key_type_id=i["btf_key_type_id"],
-                       btf_value_type_id=i["btf_value_type_id"],
-                       map_extra=i["map_extra"], ifindex=i["ifindex"])
+        return MapInfo.from_fd(self.fd)
 
     @property
     def id(self) -> int:
@@ -345,384 +291,6 @@ class Map(_core.MapBase, Pinnable):
         if inner is not None:
             return Map.from_id(value_id, inner.key_dtype, inner.value_dtype)
         return Map.from_id(value_id)
-
-    # -- keys, values, items -----------------------------------------------------
-
-    def _alloc_keys(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        raw = np.empty(max(n, 1) * self.key_size, dtype=np.uint8)
-        return raw, raw.view(self.key_dtype)[:n]
-
-    def _alloc_values(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """A raw buffer the kernel fills and the numpy view of it."""
-        stride = self.value_stride
-        raw = np.empty(max(n, 1) * stride, dtype=np.uint8)
-        if not self.percpu:
-            return raw, raw.view(self.value_dtype)[:n]
-        ncpus = _core.possible_cpus()
-        cpu_stride = stride // ncpus
-        view = np.ndarray((n, ncpus), dtype=self.value_dtype, buffer=raw,
-                          strides=(stride, cpu_stride))
-        return raw, view
-
-    def _key_snapshot(self) -> np.ndarray:
-        """Every key, read with GET_NEXT_KEY into one array."""
-        if self.key_size == 0:
-            raise TypeError(f"map {self.name!r} ({_type_name(self.type)}) has no keys")
-        cap = max(self.max_entries, 1)
-        raw, keys = self._alloc_keys(cap)
-        n = self._scan_keys(raw)
-        return keys[:n]
-
-    def _chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """(keys, values) arrays, chunk by chunk, for keys()/values()/items().
-
-        Maps whose kernel side has BPF_MAP_LOOKUP_BATCH are read in batches
-        (growing from 256 to 64k entries), fresh arrays per chunk, so what
-        was yielded is never overwritten. The kernel walks hash maps bucket
-        by bucket and arrays index by index, with a resume token: a key
-        deleted meanwhile is simply not returned, one added may or may not
-        be, and no key comes twice (a key lives in one bucket). Other maps
-        (and kernels without batch lookups) are walked with GET_NEXT_KEY
-        into a key snapshot, then looked up key by key (values None).
-        """
-        if self.key_size == 0:
-            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")
-        if self.map_type in _BATCH_ITER_MAPS and not getattr(self, "_no_batch", False):
-            step = min(max(self.max_entries, 1), 256)
-            token_in = np.zeros(max(self.key_size, 8), dtype=np.uint8)
-            token_out = np.zeros_like(token_in)
-            first = True
-            # Our own fd for the whole walk: the generator may be resumed
-            # after another thread closed the map.
-            with self._own_fd() as own:
-                while True:
-                    kraw, kview = self._alloc_keys(step)
-                    vraw, vview = self._alloc_values(step)
-                    try:
-                        got, done = _core.map_lookup_batch(own.fd, None if first else token_in,
-                                                           token_out, kraw, vraw, step)
-                    except BPFError as e:
-                        if first and e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP):
-                            self._no_batch = True
-                            break
-                        if e.errno == errno.ENOSPC:
-                            # A hash bucket holds more entries than the chunk.
-                            step *= 2
-                            continue
-                        raise
-                    if got:
-                        yield kview[:got], vview[:got]
-                    if done:
-                        return
-                    token_in[:] = token_out
-                    first = False
-                    step = min(step * 2, _ITER_CHUNK_MAX)
-        yield self._key_snapshot(), None
-
-    def _py_items(self, arr: np.ndarray) -> list:
-        """Elements of a chunk as the element path returns them: Python
-        numbers for scalar dtypes, records or per-CPU rows otherwise."""
-        dt = arr.dtype
-        if arr.ndim == 1 and dt.fields is None and dt.subdtype is None and dt.kind in "iufb":
-            return arr.tolist()
-        return list(arr)
-
-    def keys(self) -> Iterator[Any]:
-        """Iterate over the keys (Python ints for integer keys).
-
-        Read in chunks (see :meth:`items`); deleting or adding entries while
-        iterating is safe: nothing raises, no key comes twice.
-        """
-        for ks, _ in self._chunks():
-            yield from self._py_items(ks)
-
-    __iter__ = keys
-
-    def items(self) -> Iterator[tuple[Any, Any]]:
-        """Iterate over (key, value) pairs.
-
-        Hash and array maps are read with BPF_MAP_LOOKUP_BATCH in chunks,
-        several times faster than a GET_NEXT_KEY + lookup walk; others are
-        walked key by key. Values come as from ``m[k]``. Entries deleted
-        while iterating are skipped, added ones may or may not appear, no
-        key comes twice, and nothing raises for either.
-        """
-        missing = object()
-        for ks, vs in self._chunks():
-            if vs is not None:
-                yield from zip(self._py_items(ks), self._py_items(vs))
-                continue
-            for k in self._py_items(ks):
-                v = self.lookup(k, missing)
-                if v is not missing:
-                    yield k, v
-
-    def values(self) -> Iterator[Any]:
-        """Iterate over values (see :meth:`items`)."""
-        for _, v in self.items():
-            yield v
-
-    def __len__(self) -> int:
-        """The number of entries (for hash-like maps this reads the map, in
-        batches where the kernel has them)."""
-        if self.map_type in ARRAY_MAPS:
-            return self.max_entries
-        return sum(len(ks) for ks, _ in self._chunks())
-
-    def __bool__(self) -> bool:
-        """The dict protocol: true when the map holds an entry (array maps:
-        when they have a slot), without counting them all. Raises
-        ClosedError on a closed map and TypeError on a keyless one (queue,
-        stack, bloom filter), as ``len()`` does."""
-        if self.closed:
-            raise ClosedError(f"map {self.name!r} is closed")
-        if self.map_type in ARRAY_MAPS:
-            return self.max_entries > 0
-        if self.key_size == 0:
-            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")
-        return _core.map_get_next_key(self.fd, None, np.empty(self.key_size, np.uint8))
-
-    # -- batches -------------------------------------------------------------------
-
-    def lookup_batch(self, keys: np.ndarray | None = None, values: np.ndarray | None = None,
-                     *, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Read the whole map into numpy arrays with BPF_MAP_LOOKUP_BATCH.
-
-        Returns ``(keys, values)``; values of per-CPU maps have shape
-        (n, possible CPUs). Pass preallocated *keys* and *values* arrays
-        (C-contiguous, the map's dtypes, at least ``max_entries`` long) to
-        have the kernel fill them; the results are then views of them.
-        Maps without batch support are walked key by key instead, into the
-        same arrays.
-        """
-        return self._read_batch(keys, values, delete=False, chunk=chunk)
-
-    def lookup_and_delete_batch(self, keys: np.ndarray | None = None,
-                                values: np.ndarray | None = None,
-                                *, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Read and remove every entry (BPF_MAP_LOOKUP_AND_DELETE_BATCH).
-
-        Arrays (ARRAY, PERCPU_ARRAY) cannot delete and raise NotSupportedError.
-        """
-        return self._read_batch(keys, values, delete=True, chunk=chunk)
-
-    def _out_buffers(self, keys: np.ndarray | None, values: np.ndarray | None,
-                     cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-        """(raw key bytes, key view, raw value bytes, value view, capacity)."""
-        if keys is None:
-            kraw, kview = self._alloc_keys(cap)
-        else:
-            kraw, kview = self._check_out(keys, self.key_dtype, "keys"), keys
-        if values is None:
-            vraw, vview = self._alloc_values(cap)
-        else:
-            if self.percpu:
-                ncpus = _core.possible_cpus()
-                if values.ndim != 2 or values.shape[1] != ncpus:
-                    raise ValueError(f"per-CPU values need shape (n, {ncpus})")
-                if values.dtype.itemsize % 8:
-                    raise ValueError("preallocated per-CPU values need an itemsize that is a "
-                                     "multiple of 8 (the kernel's stride); omit values= instead")
-            vraw, vview = self._check_out(values, self.value_dtype, "values"), values
-        n = min(kraw.nbytes // self.key_size, vraw.nbytes // self.value_stride)
-        return kraw, kview, vraw, vview, n
-
-    @staticmethod
-    def _check_out(arr: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
-        """The raw bytes of a caller's output array, after checking it."""
-        if not isinstance(arr, np.ndarray):
-            raise TypeError(f"{what} must be a numpy array")
-        if not arr.flags.c_contiguous or not arr.flags.writeable:
-            raise ValueError(f"{what} must be a writable C-contiguous array")
-        if arr.dtype.itemsize != dtype.itemsize:
-            raise ValueError(f"{what} has dtype {arr.dtype}; the map wants {dtype}")
-        return arr.reshape(-1).view(np.uint8)
-
-    def _read_batch(self, keys: np.ndarray | None, values: np.ndarray | None, *, delete: bool,
-                    chunk: int | None) -> tuple[np.ndarray, np.ndarray]:
-        if self.key_size == 0:
-            raise TypeError(f"map {self.name!r} has no keys")
-        kraw, kview, vraw, vview, cap = self._out_buffers(keys, values, max(self.max_entries, 1))
-        if cap < self.max_entries:
-            # A hash map may hold max_entries entries; stopping short would
-            # return (or delete) part of the map without a word.
-            raise ValueError(f"keys/values hold {cap} entries; map {self.name!r} can hold "
-                             f"{self.max_entries}: pass arrays of at least that length")
-        token_in = np.zeros(max(self.key_size, 8), dtype=np.uint8)
-        token_out = np.zeros_like(token_in)
-        step = cap if chunk is None else max(1, int(chunk))
-        total = 0
-        first = True
-        ks, vs = self.key_size, self.value_stride
-        # Our own fd for the whole walk: between chunks the GIL is free, and
-        # a close() from another thread must not let the number be reused.
-        with _core.dup_fd(self.fd) as own:
-            fd = own.fd
-            while total < cap:
-                want = min(step, cap - total)
-                try:
-                    got, done = _core.map_lookup_batch(
-                        fd, None if first else token_in, token_out,
-                        kraw[total * ks:(total + want) * ks], vraw[total * vs:(total + want) * vs],
-                        want, delete=delete)
-                except BPFError as e:
-                    if first and e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and not delete:
-                        return self._read_by_iteration(kraw, kview, vraw, vview, cap)
-                    if e.errno == errno.ENOSPC and want < cap - total:
-                        # The next hash bucket holds more entries than this
-                        # chunk has room for: ask again with more room.
-                        step = min(cap - total, max(2 * want, 16))
-                        continue
-                    if e.errno in (524, errno.EOPNOTSUPP) and delete:
-                        raise not_supported_error(e.errno, "map lookup_and_delete_batch",
-                                                  f"map {self.name!r}",
-                                                  f"{self.type.name} maps have no batch "
-                                                  f"lookup-and-delete") from None
-                    raise
-                total += got
-                first = False
-                if done:
-                    break
-                token_in[:] = token_out
-        return kview[:total], vview[:total]
-
-    def _read_by_iteration(self, kraw: np.ndarray, kview: np.ndarray, vraw: np.ndarray,
-                           vview: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
-        n = self._scan_keys(kraw[:cap * self.key_size])
-        found = self._lookup_many(kraw, vraw, n).astype(bool)
-        if found.all():
-            return kview[:n], vview[:n]
-        # Entries deleted between the key walk and the lookups are dropped.
-        return kview[:n][found], vview[:n][found]
-
-    def _pack_keys(self, keys: Any) -> np.ndarray:
-        """*keys* as a contiguous 1-d array of the key dtype, under the one
-        conversion rule of the element path (see _core.cast_exact)."""
-        kd = self.key_dtype
-        if kd.fields is not None and not isinstance(keys, np.ndarray):
-            # A list of tuples: each checked as m[k] would check it.
-            packed = b"".join(self._pack_key(k) for k in keys)
-            return np.frombuffer(packed, dtype=kd).copy()
-        arr = _core.cast_exact(keys, kd, "keys")
-        return np.ascontiguousarray(arr).reshape(-1)
-
-    def _pack_values(self, values: Any, n: int) -> np.ndarray:
-        vd = self.value_dtype
-        if vd.fields is not None and not isinstance(values, np.ndarray) and not self.percpu:
-            packed = b"".join(self._pack_value(v) for v in values)
-            arr = np.frombuffer(packed, dtype=vd).copy()
-        else:
-            arr = _core.cast_exact(values, vd, "values")
-        if not self.percpu:
-            arr = np.ascontiguousarray(arr).reshape(-1)
-            if arr.shape[0] != n:
-                raise ValueError(f"{n} keys but {arr.shape[0]} values")
-            return arr
-        ncpus = _core.possible_cpus()
-        if arr.ndim == 1:  # one value per key, for every CPU
-            arr = np.broadcast_to(arr[:, None], (arr.shape[0], ncpus))
-        if arr.shape != (n, ncpus):
-            raise ValueError(f"per-CPU values need shape ({n}, {ncpus}) or ({n},), got {arr.shape}")
-        stride = self.value_stride
-        if vd.itemsize % 8 == 0 and arr.flags.c_contiguous:
-            return arr
-        # Copy, because the kernel wants each CPU's value padded to 8 bytes.
-        raw = np.zeros(n * stride, dtype=np.uint8)
-        view = np.ndarray((n, ncpus), dtype=vd, buffer=raw, strides=(stride, stride // ncpus))
-        view[...] = arr
-        return raw
-
-    def update_batch(self, keys: Any, values: Any, flags: int = 0) -> int:
-        """Write many entries with one BPF_MAP_UPDATE_BATCH.
-
-        *keys* and *values* are arrays (or anything numpy converts) of the
-        map's dtypes, converted exactly (no wrapping, no dropped fractions);
-        per-CPU values have shape (n, possible CPUs) or (n,) for the same
-        value on every CPU. Returns the count written.
-
-        Maps without batch support, and *flags* NOEXIST/EXIST (which the
-        kernel's batch command refuses), are updated entry by entry, in
-        order. When an entry fails, the BPFError's ``count`` is the number
-        of entries written before it, and the map holds exactly those.
-        """
-        k = self._pack_keys(keys)
-        n = k.shape[0]
-        v = self._pack_values(values, n)
-        if n == 0:
-            return 0
-        flags = int(flags)
-        with self._own_fd() as own:   # the GIL is free during the call: see _own_fd
-            if flags & (UpdateFlags.NOEXIST | UpdateFlags.EXIST):
-                return self._update_each(own.fd, k, v, n, flags)
-            try:
-                return _core.map_update_batch(own.fd, k, v, n, flags)
-            except BPFError as e:
-                if e.count >= n:
-                    # Refused before the first entry (the kernel leaves the
-                    # count it was given): nothing was written.
-                    e.count = 0
-                if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and e.count == 0 \
-                        and self.map_type not in FD_VALUE_MAPS and self.key_size:
-                    return self._update_each(own.fd, k, v, n, flags)
-                if e.errno == errno.E2BIG and not e.hint:
-                    e.hint = f"map full (max_entries={self.max_entries})"
-                raise
-
-    def _update_each(self, fd: int, k: np.ndarray, v: np.ndarray, n: int, flags: int) -> int:
-        kb = k.view(np.uint8).reshape(n, self.key_size)
-        vb = np.ascontiguousarray(v).view(np.uint8).reshape(n, -1)
-        for i in range(n):
-            try:
-                _core.map_update_elem(fd, kb[i], vb[i], flags)
-            except BPFError as e:
-                full = (f"map full (max_entries={self.max_entries}); "
-                        if e.errno == errno.E2BIG else "")
-                err = bpf_error(e.errno, "map update_batch", f"map {self.name!r}",
-                                f"{full}entry {i} failed; the {i} before it were written")
-                err.count = i
-                raise err from None
-        return n
-
-    def delete_batch(self, keys: Any) -> int:
-        """Delete many keys with one BPF_MAP_DELETE_BATCH. Returns the count.
-
-        A missing key raises :class:`BPFError` (ENOENT, a FileNotFoundError);
-        the entries before it are deleted (the error's ``count`` says how
-        many). Maps without batch support are deleted from key by key, with
-        the same outcome. Arrays cannot delete: NotSupportedError, count 0.
-        """
-        k = self._pack_keys(keys)
-        n = k.shape[0]
-        if n == 0:
-            return 0
-        with self._own_fd() as own:   # the GIL is free during the call: see _own_fd
-            try:
-                return _core.map_delete_batch(own.fd, k, n)
-            except BPFError as e:
-                if e.count >= n:
-                    e.count = 0       # refused before the first key
-                if self.map_type in ARRAY_MAPS and e.count == 0:
-                    err = not_supported_error(e.errno, "map delete_batch", f"map {self.name!r}",
-                                              f"{self.type.name} entries cannot be deleted")
-                    err.count = 0
-                    raise err from None
-                if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and e.count == 0:
-                    kb = k.view(np.uint8).reshape(n, self.key_size)
-                    for i in range(n):
-                        if not _core.map_delete_elem(own.fd, kb[i]):
-                            err = bpf_error(errno.ENOENT, "map delete_batch", f"map {self.name!r}",
-                                            f"key {i} is missing; the {i} before it were deleted")
-                            err.count = i
-                            raise err
-                    return n
-                raise
-
-    def clear(self) -> int:
-        """Delete every entry (hash-like maps). Returns the count deleted."""
-        keys = self._key_snapshot()
-        if len(keys) == 0:
-            return 0
-        return self.delete_batch(keys)
 
     # -- freeze, mmap ---------------------------------------------------------------
 
@@ -786,68 +354,6 @@ class Map(_core.MapBase, Pinnable):
         raw_key = int(prefixlen).to_bytes(4, "little") + raw
         key: np.void = np.frombuffer(raw_key, dtype=self.key_dtype)[0]
         return key
-
-
-def _type_name(t: MapType | int) -> str:
-    return t.name if isinstance(t, MapType) else str(t)
-
-
-def _create_hint(spec: MapSpec) -> str | None:
-    if spec.max_entries == 0 and spec.type not in _ZERO_ENTRY_MAPS:
-        return "max_entries must be > 0 for this map type"
-    if spec.type == MapType.LPM_TRIE:
-        return "LPM trie keys are a u32 prefix length followed by the data"
-    if spec.type in (MapType.RINGBUF, MapType.USER_RINGBUF):
-        return "ring buffer max_entries must be a power of 2 multiple of the page size, key and value 0"
-    if spec.type in KEYLESS_MAPS:
-        return f"{spec.type.name} maps have key size 0"
-    if spec.type in (MapType.PERF_EVENT_ARRAY,):
-        return "perf event arrays have 4-byte keys and values"
-    return None
-
-
-#: Map types created with max_entries 0 (local storage; cgroup storage ignores it).
-_ZERO_ENTRY_MAPS = frozenset({MapType.SK_STORAGE, MapType.TASK_STORAGE, MapType.INODE_STORAGE,
-                              MapType.CGRP_STORAGE, MapType.CGROUP_STORAGE,
-                              MapType.PERCPU_CGROUP_STORAGE})
-
-
-def _placeholder_btf() -> _core.FD:
-    """The smallest valid BTF object: one ``int``."""
-    import struct
-    types = struct.pack("<IIII", 1, 1 << 24, 4, (1 << 24) | 32)  # INT "int", signed, 32 bits
-    strings = b"\0int\0"
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return _core.btf_load(hdr + types + strings)
-
-
-def spec_pin_path(spec: MapSpec) -> str | None:
-    """Where *spec* pins its map: pin_path, or pin_dir/name when pinned by name."""
-    if spec.pin_path:
-        return os.fspath(spec.pin_path)
-    if spec.pinning and spec.pin_dir:
-        if not spec.name:
-            raise ValueError("a map pinned by name needs a name")
-        return os.path.join(os.fspath(spec.pin_dir), spec.name)
-    return None
-
-
-def _map_btf(spec: MapSpec):
-    """(BTF handle, (key id, value id), whether the caller owns the handle)."""
-    from . import btf
-    key_t = spec.key if is_btf_type(spec.key) else None
-    value_t = spec.value if is_btf_type(spec.value) else None
-    shared = spec.btf
-    if shared is not None and not shared.closed:
-        bspec = shared.spec()
-        try:
-            return shared, (bspec.type_id(key_t) if key_t is not None else 0,
-                            bspec.type_id(value_t) if value_t is not None else 0), False
-        except btf.BTFError:
-            pass  # types from elsewhere: build their own object below
-    bspec, kid, vid = btf.build_map_btf(key_t, value_t)
-    handle = btf.Handle.load(bspec)
-    return handle, (kid if key_t is not None else 0, vid if value_t is not None else 0), True
 
 
 def map_ids() -> list[int]:

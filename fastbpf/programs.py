@@ -106,6 +106,11 @@ class ProgramSpec:
     #: The ELF section the program came from (``"xdp"``, ``"tp/syscalls/..."``);
     #: auto-attach reads the target from it.
     section: str = ""
+    #: STRUCT_OPS programs only: the index of the member of the kernel
+    #: struct (``attach_btf_id``) the program implements. The kernel reads
+    #: it from the field it calls expected_attach_type, which is why
+    #: ``attach_type`` stays None for these programs.
+    struct_ops_member: int | None = None
 
     def __post_init__(self) -> None:
         self.type = ProgramType(self.type)
@@ -114,11 +119,15 @@ class ProgramSpec:
             # kernel refuses to load them without it (EINVAL, empty log).
             self.attach_type = _ONLY_ATTACH_TYPE.get(self.type)
         elif self.type == ProgramType.STRUCT_OPS:
-            # For struct_ops the kernel reads this field as the index of
-            # the member the program implements, not as an attach type.
-            self.attach_type = int(self.attach_type)  # type: ignore[assignment]
+            raise ValueError("a STRUCT_OPS program has no attach type: give the index of "
+                             "the member it implements as struct_ops_member=")
         else:
             self.attach_type = AttachType(self.attach_type)
+        if self.struct_ops_member is not None:
+            if self.type != ProgramType.STRUCT_OPS:
+                raise ValueError(f"struct_ops_member is for STRUCT_OPS programs, not "
+                                 f"{self.type.name}")
+            self.struct_ops_member = int(self.struct_ops_member)
 
     def copy(self) -> "ProgramSpec":
         """A copy to edit before loading (instructions copied too)."""
@@ -174,8 +183,7 @@ def _func_btf(spec: ProgramSpec, insns: Any) -> tuple[bytes | None, bytes | None
         if spec.func_info is None:
             info, _ = ext_info_records(insns, spec.btf)
             return blob, info
-        info = b"".join(struct.pack("=II", int(off), int(tid)) for off, tid in spec.func_info or ())
-        return blob, (info or None)
+        return blob, _pack_func_info(spec.func_info or ())
     if isinstance(insns, (bytes, bytearray, memoryview)) or not hasattr(insns, "symbols"):
         return None, None
     from .asm.opcodes import LD_IMM64, PSEUDO_FUNC
@@ -190,8 +198,22 @@ def _func_btf(spec: ProgramSpec, insns: Any) -> tuple[bytes | None, bytes | None
     symbols = insns.symbols()
     slots = insns.slot_offsets()
     starts = sorted({0} | {slots[symbols[f]] for f in funcs if f in symbols})
-    return _static_funcs_btf(len(starts)), b"".join(
-        struct.pack("<II", slot, 4 + 2 * k) for k, slot in enumerate(starts))
+    return _static_funcs_btf(len(starts)), _pack_func_info(
+        (slot, 4 + 2 * k) for k, slot in enumerate(starts))
+
+
+def _pack_func_info(pairs: Any) -> bytes | None:
+    """``bpf_func_info`` records (two native u32: instruction slot, FUNC type
+    id) from *pairs*, or None for none."""
+    return b"".join(struct.pack("=II", int(off), int(tid)) for off, tid in pairs) or None
+
+
+def _expected_attach_type(spec: ProgramSpec) -> int:
+    """What BPF_PROG_LOAD's expected_attach_type carries: the attach type,
+    or for a STRUCT_OPS program the index of the member it implements."""
+    if spec.type == ProgramType.STRUCT_OPS:
+        return spec.struct_ops_member or 0
+    return int(spec.attach_type) if spec.attach_type is not None else 0
 
 
 def ext_info_records(insns: Any, btf_spec: Any) -> tuple[bytes | None, bytes | None]:
@@ -226,21 +248,17 @@ def ext_info_records(insns: Any, btf_spec: Any) -> tuple[bytes | None, bytes | N
 
 def _static_funcs_btf(nfuncs: int) -> bytes:
     """BTF: [1] long, [2] void *, [3] proto long(void *ctx), [4] FUNC main,
-    then per further function k: [3+2k] proto long(5 x long), [4+2k] FUNC f<k>."""
-    strings = bytearray(b"\0long\0main\0ctx\0a\0")
-    s_long, s_main, s_ctx, s_a = 1, 6, 11, 15
-    types = bytearray()
-    types += struct.pack("<IIII", s_long, 1 << 24, 8, (1 << 24) | 64)       # INT long, signed
-    types += struct.pack("<III", 0, 2 << 24, 0)                             # PTR void
-    types += struct.pack("<IIIII", 0, (13 << 24) | 1, 1, s_ctx, 2)          # FUNC_PROTO
-    types += struct.pack("<III", s_main, 12 << 24, 3)                       # FUNC main, static
+    then per further function k: [3+2k] proto long(5 x long), [4+2k] FUNC f<k>
+    (the ids :func:`_func_btf`'s func_info names)."""
+    from . import btf
+    long_t = btf.Int("long", 8, btf.IntEncoding.SIGNED)
+    main_proto = btf.FuncProto(long_t, [btf.Param("ctx", btf.Pointer(btf.VOID))])
+    roots: list = [long_t, main_proto.params[0].type, main_proto, btf.Func("main", main_proto)]
     for k in range(1, nfuncs):
-        name_off = len(strings)
-        strings += f"f{k}".encode() + b"\0"
-        types += struct.pack("<III", 0, (13 << 24) | 5, 1) + struct.pack("<II", s_a, 1) * 5
-        types += struct.pack("<III", name_off, 12 << 24, 3 + 2 * k)
-    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
-    return hdr + bytes(types) + bytes(strings)
+        proto = btf.FuncProto(long_t, [btf.Param("a", long_t)] * 5)
+        roots += [proto, btf.Func(f"f{k}", proto)]
+    # from_types keeps the roots in the order given: the ids above.
+    return btf.Spec.from_types(roots).encode()
 
 
 def _read_log(buf: bytearray | None) -> str:
@@ -366,7 +384,7 @@ class Program(ProgramBase, Pinnable):
             flags |= ProgramFlags.SLEEPABLE  # the kernel accepts no other kind
         kwargs: dict[str, Any] = dict(
             name=spec.name, prog_flags=flags,
-            expected_attach_type=int(spec.attach_type) if spec.attach_type is not None else 0,
+            expected_attach_type=_expected_attach_type(spec),
             attach_btf_id=btf_id, attach_prog_fd=spec.attach_btf_obj_fd,
             prog_ifindex=spec.ifindex, kern_version=spec.kernel_version,
         )
@@ -381,8 +399,7 @@ class Program(ProgramBase, Pinnable):
             elif isinstance(spec.func_info, (bytes, bytearray, memoryview)):
                 func_info = bytes(spec.func_info) or None  # already packed records
             else:
-                func_info = b"".join(struct.pack("=II", int(o), int(t))
-                                     for o, t in spec.func_info) or None
+                func_info = _pack_func_info(spec.func_info)
             kwargs["prog_btf_fd"] = spec.btf.fd
         else:
             btf_blob, func_info = _func_btf(spec, insns)
@@ -510,14 +527,7 @@ class Program(ProgramBase, Pinnable):
         ``run_cnt`` and ``run_time_ns`` only count while statistics are on
         (:func:`enable_stats`, or the ``kernel.bpf_stats_enabled`` sysctl).
         """
-        i = _core.prog_info(self.fd)
-        fields = {f.name for f in dataclasses.fields(ProgramInfo)}
-        kw = {k: v for k, v in i.items() if k in fields}
-        try:
-            kw["type"] = ProgramType(kw["type"])
-        except ValueError:
-            pass
-        return ProgramInfo(**kw)
+        return ProgramInfo.from_fd(self.fd)
 
     def xlated(self) -> Any:
         """The instructions as the kernel rewrote them (:class:`asm.Instructions`)."""
@@ -550,6 +560,18 @@ class ProgramInfo:
     attach_btf_obj_id: int = 0
     attach_btf_id: int = 0
     ifindex: int = 0
+
+    @classmethod
+    def from_fd(cls, fd: int) -> ProgramInfo:
+        """What the kernel says about the program behind the descriptor *fd*."""
+        i = _core.prog_info(fd)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in i.items() if k in fields}
+        try:
+            kw["type"] = ProgramType(kw["type"])
+        except ValueError:
+            pass
+        return cls(**kw)
 
 
 def program_ids() -> list[int]:

@@ -6,7 +6,8 @@ build host's header knows a struct or field, sizes and offsets must agree.
 Every field, the newer ones included, is also compared with the kernel's own
 description of ``union bpf_attr``, ``struct bpf_*_info`` and
 ``perf_event_attr`` in /sys/kernel/btf/vmlinux. The attach-type-specific
-tails of LINK_CREATE (fastbpf/_linkattr.pyx) are checked the same two ways.
+tails of LINK_CREATE (packed by fastbpf/_linkattr.pyx) are in the same table
+(``_abi_layout.layout()``) and are checked the same two ways.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ from fastbpf import _abi_layout, _linkattr
 pytestmark = pytest.mark.noroot
 
 HEADER = "/usr/include/linux/bpf.h"
+
+# The one table of our layouts; the LINK_CREATE tails and bpf_iter_link_info
+# (offsets within the tail) are checked apart from the core structs.
+LAYOUT = _abi_layout.layout()
+TAILS = {n: v for n, v in LAYOUT.items()
+         if n.startswith(("link_create.", "bpf_iter_link_info.", "bpf_link_info."))}
+CORE = {n: v for n, v in LAYOUT.items() if n not in TAILS}
 
 # our struct -> (C expression naming the matching object in the header,
 # whether our struct is the whole C object (sizes comparable))
@@ -43,6 +51,7 @@ MATCH = {
     "bpf_map_info": ("((struct bpf_map_info *)0)->", True),
     "bpf_prog_info": ("((struct bpf_prog_info *)0)->", True),
     "bpf_btf_info": ("((struct bpf_btf_info *)0)->", True),
+    "bpf_link_info": ("((struct bpf_link_info *)0)->", True),
     "perf_event_attr": ("((struct perf_event_attr *)0)->", True),
 }
 # Names that differ between our structs and the header's.
@@ -50,6 +59,7 @@ RENAME = {
     ("map_elem", "value"): "value",
     ("get_id", "start_id"): "start_id",
     ("link_create", "extra"): "target_btf_id",
+    ("bpf_link_info", "extra"): "raw_tracepoint",   # the union's first member
     ("link_update", "old_prog_fd"): "old_prog_fd",
     ("query", "prog_cnt"): "prog_cnt",
     ("perf_event_attr", "sample_period"): "sample_period",
@@ -59,13 +69,14 @@ SIZEOF = {
     "bpf_map_info": "struct bpf_map_info",
     "bpf_prog_info": "struct bpf_prog_info",
     "bpf_btf_info": "struct bpf_btf_info",
+    "bpf_link_info": "struct bpf_link_info",
     "perf_event_attr": "struct perf_event_attr",
 }
 
 
 def _header_layout(tmp_path):
     """Our core structs and the header's offsets of their fields."""
-    ours = _abi_layout.layout()
+    ours = CORE
     checks = []
     for name, (size, fields) in ours.items():
         prefix, _ = MATCH[name]
@@ -132,7 +143,7 @@ def test_layouts_match_system_header(tmp_path):
 
 
 def test_newer_fields_are_ordered_and_aligned():
-    for name, (size, fields) in _abi_layout.layout().items():
+    for name, (size, fields) in CORE.items():
         offsets = list(fields.values())
         assert offsets == sorted(offsets), f"{name}: fields out of order"
         assert size % 8 == 0 or size % 4 == 0
@@ -153,6 +164,7 @@ BTF_ROOT = {
     "bpf_map_info": ("bpf_map_info", ""),
     "bpf_prog_info": ("bpf_prog_info", ""),
     "bpf_btf_info": ("bpf_btf_info", ""),
+    "bpf_link_info": ("bpf_link_info", ""),
     "perf_event_attr": ("perf_event_attr", ""),
 }
 
@@ -160,17 +172,23 @@ BTF_ROOT = {
 # each lives in the kernel's types; offsets of the tails count from the
 # start of the tail (link_create.target_btf_id).
 TAIL_ROOT = {
-    "perf_event": ("bpf_attr", "link_create.perf_event."),
-    "kprobe_multi": ("bpf_attr", "link_create.kprobe_multi."),
-    "tracing": ("bpf_attr", "link_create.tracing."),
-    "netfilter": ("bpf_attr", "link_create.netfilter."),
-    "tcx": ("bpf_attr", "link_create.tcx."),
-    "uprobe_multi": ("bpf_attr", "link_create.uprobe_multi."),
-    "iter": ("bpf_attr", "link_create."),
-    "iter_map": ("bpf_iter_link_info", "map."),
-    "iter_cgroup": ("bpf_iter_link_info", "cgroup."),
-    "iter_task": ("bpf_iter_link_info", "task."),
+    "link_create.perf_event": ("bpf_attr", "link_create.perf_event."),
+    "link_create.kprobe_multi": ("bpf_attr", "link_create.kprobe_multi."),
+    "link_create.tracing": ("bpf_attr", "link_create.tracing."),
+    "link_create.netfilter": ("bpf_attr", "link_create.netfilter."),
+    "link_create.tcx": ("bpf_attr", "link_create.tcx."),
+    "link_create.uprobe_multi": ("bpf_attr", "link_create.uprobe_multi."),
+    "link_create.iter": ("bpf_attr", "link_create."),
+    "bpf_iter_link_info.map": ("bpf_iter_link_info", "map."),
+    "bpf_iter_link_info.cgroup": ("bpf_iter_link_info", "cgroup."),
+    "bpf_iter_link_info.task": ("bpf_iter_link_info", "task."),
+    **{f"bpf_link_info.{k}": ("bpf_link_info", f"{k}.")
+       for k in ("tracing", "cgroup", "netns", "xdp", "struct_ops", "netfilter", "tcx",
+                 "netkit", "sockmap")},
 }
+# C spelling of each root type, for the header probe.
+C_ROOT = {"bpf_attr": "union bpf_attr", "bpf_iter_link_info": "union bpf_iter_link_info",
+          "bpf_link_info": "struct bpf_link_info"}
 TAIL_START = "link_create.target_btf_id"
 
 
@@ -195,16 +213,18 @@ def _btf_offset(spec, root: str, path: str) -> int:
     return bits // 8
 
 
-def _tail_base(root: str) -> str:
-    return TAIL_START if root == "bpf_attr" else ""
+def _tail_base(root: str, prefix: str) -> str:
+    """The member that tail offsets count from: link_create's union, or
+    the tail's own member of the other roots."""
+    return TAIL_START if root == "bpf_attr" else prefix.rstrip(".")
 
 
 def test_layouts_match_kernel_btf(kernel_btf):
     compared = 0
-    for name, (size, fields) in _abi_layout.layout().items():
+    for name, (size, fields) in CORE.items():
         root, prefix = BTF_ROOT.get(name, ("bpf_attr", ""))
         for field, off in fields.items():
-            cfield = "target_btf_id" if (name, field) == ("link_create", "extra") else field
+            cfield = RENAME.get((name, field), field)
             theirs = _btf_offset(kernel_btf, root, prefix + cfield)
             assert off == theirs, f"{name}.{field}: ours at {off}, the kernel's BTF at {theirs}"
             compared += 1
@@ -212,11 +232,11 @@ def test_layouts_match_kernel_btf(kernel_btf):
 
 
 def test_link_create_tails_match_kernel_btf(kernel_btf):
-    tails = _linkattr._layout()
+    tails = TAILS
     assert set(tails) == set(TAIL_ROOT)
     for name, (size, fields) in tails.items():
         root, prefix = TAIL_ROOT[name]
-        base = _btf_offset(kernel_btf, root, _tail_base(root)) if _tail_base(root) else 0
+        base = _btf_offset(kernel_btf, root, _tail_base(root, prefix))
         for field, off in fields.items():
             theirs = _btf_offset(kernel_btf, root, prefix + field) - base
             assert off == theirs, f"{name}.{field}: ours at {off}, the kernel's BTF at {theirs}"
@@ -224,25 +244,26 @@ def test_link_create_tails_match_kernel_btf(kernel_btf):
             # The tail must fit the 48 bytes _core.link_create copies.
             assert size <= 48, name
         else:
-            union = kernel_btf.type_by_name(root)
-            member = union.member(prefix.rstrip("."))
+            member = kernel_btf.type_by_name(root).member(prefix.rstrip("."))
             from fastbpf.btf import resolve_size
-            assert size == resolve_size(member.type), f"{name}: ours {size} bytes"
+            if root == "bpf_link_info":
+                # We declare the leading fields `fastbpf link` shows.
+                assert size <= resolve_size(member.type), f"{name}: ours {size} bytes"
+            else:
+                assert size == resolve_size(member.type), f"{name}: ours {size} bytes"
 
 
 def test_link_create_tails_match_system_header(tmp_path):
     checks = []
-    for name, (size, fields) in _linkattr._layout().items():
+    for name, (size, fields) in TAILS.items():
         root, prefix = TAIL_ROOT[name]
-        if root == "bpf_attr":
-            base = f"offsetof(union bpf_attr, {TAIL_START})"
-            checks += [(name, f, f"(long)(offsetof(union bpf_attr, {prefix}{f}) - {base})")
-                       for f in fields]
-        else:
-            checks += [(name, f, f"(long)offsetof(union {root}, {prefix}{f})") for f in fields]
+        c_root = C_ROOT[root]
+        base = f"offsetof({c_root}, {_tail_base(root, prefix)})"
+        checks += [(name, f, f"(long)(offsetof({c_root}, {prefix}{f}) - {base})")
+                   for f in fields]
     theirs = _compile_probes(tmp_path, checks, {})
     compared = 0
-    for name, (size, fields) in _linkattr._layout().items():
+    for name, (size, fields) in TAILS.items():
         for field, off in fields.items():
             if field in theirs.get(name, {}):
                 assert off == theirs[name][field], f"{name}.{field}"
@@ -254,20 +275,20 @@ def test_link_create_tails_match_system_header(tmp_path):
 def test_link_create_tails_pack_their_fields():
     # Each packer writes what it is given at the declared offset.
     import struct
-    lay = _linkattr._layout()
+    lay = TAILS
     raw = _linkattr.kprobe_multi(1, 2, 3, 4, 5)
-    f = lay["kprobe_multi"][1]
-    assert len(raw) == lay["kprobe_multi"][0]
+    f = lay["link_create.kprobe_multi"][1]
+    assert len(raw) == lay["link_create.kprobe_multi"][0]
     assert struct.unpack_from("=I", raw, f["cnt"])[0] == 2
     assert struct.unpack_from("=Q", raw, f["cookies"])[0] == 5
     raw = _linkattr.uprobe_multi(path=7, cnt=3, offsets=8, pid=9)
-    f = lay["uprobe_multi"][1]
+    f = lay["link_create.uprobe_multi"][1]
     assert struct.unpack_from("=Q", raw, f["path"])[0] == 7
     assert struct.unpack_from("=Q", raw, f["offsets"])[0] == 8
     assert struct.unpack_from("=I", raw, f["pid"])[0] == 9
     assert struct.unpack_from("=I", raw, f["cnt"])[0] == 3
     raw = _linkattr.netfilter(2, 1, -128, 1)
-    assert struct.unpack_from("=i", raw, lay["netfilter"][1]["priority"])[0] == -128
+    assert struct.unpack_from("=i", raw, lay["link_create.netfilter"][1]["priority"])[0] == -128
     assert _linkattr.tracing(0, 0xFFFFFFFFFFFFFFFF)[8:] == b"\xff" * 8
 
 

@@ -18,7 +18,8 @@ from ..errors import BPFError
 
 __all__ = ["CLIError", "ObjectRef", "parse_ref", "resolve_ids", "fdinfo", "type_name",
            "print_json", "print_table", "progress", "parse_data", "wall_time_of",
-           "pinned_paths", "OBJ_HELP"]
+           "pinned_paths", "list_objects", "info_by_id", "add_output_flags", "add_list_show",
+           "OBJ_HELP"]
 
 #: How an object is named on the command line, for --help texts.
 OBJ_HELP = "ID, 'id ID', 'pinned PATH', 'name NAME' or a bare pin path"
@@ -172,6 +173,60 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
     print(line(headers))
     for r in rows:
         print(line(r))
+
+
+def info_by_id(kind: str, obj_id: int,
+               read: Callable[[int], Any]) -> tuple[Any, dict[str, str]] | None:
+    """``(read(fd), fdinfo(fd))`` of the *kind* object with id *obj_id*,
+    or None when it went away (or cannot be opened)."""
+    by_id = _KINDS[kind][1]
+    try:
+        fd = by_id(obj_id)
+    except BPFError:
+        return None
+    with fd:
+        return read(fd.fd), fdinfo(fd.fd)
+
+
+def add_output_flags(s: Any) -> None:
+    """``-j``/``--json``, ``-p``/``--pretty`` and ``-f``/``--bpffs`` on the
+    (argparse) subcommand parser *s*."""
+    s.add_argument("-j", "--json", action="store_true", help="JSON with bpftool's field names")
+    s.add_argument("-p", "--pretty", action="store_true", help="indented JSON (implies -j)")
+    s.add_argument("-f", "--bpffs", action="store_true", help="show pinned paths")
+
+
+def add_list_show(subparsers: Any, noun: str, fn: Callable[[Any], int]) -> None:
+    """The ``list`` and ``show OBJ`` subcommands of *noun* (``"map"``,
+    ``"program"``, ``"link"``), both run by *fn*."""
+    for name, help_ in (("list", f"list every {noun}"), ("show", f"show the {noun}s named")):
+        s = subparsers.add_parser(name, help=help_)
+        s.add_argument("obj", nargs="*" if name == "list" else "+", help=OBJ_HELP)
+        add_output_flags(s)
+        s.set_defaults(fn=fn)
+
+
+def list_objects(args: Any, kind: str, noun: str,
+                 facts: Callable[[int, dict | None], dict[str, Any] | None],
+                 headers: Sequence[str], cells: Callable[[dict[str, Any]], list[Any]],
+                 right: Sequence[int] = ()) -> int:
+    """``<kind> list`` / ``<kind> show OBJ``: one row of *facts* per object
+    ``args.obj`` names (every object of *kind* without it), as JSON
+    (``--json``/``--pretty``) or a table of *headers* and *cells*, with
+    the pin paths last under ``--bpffs``."""
+    ref = parse_ref(args.obj) if args.obj else None
+    pins = pinned_paths(kind) if args.bpffs else None
+    rows = [r for r in (facts(i, pins) for i in resolve_ids(kind, ref)) if r is not None]
+    if ref is not None and ref.kind == "id" and not rows:
+        raise CLIError(f"no {noun} with id {ref.value}")
+    if args.json or args.pretty:
+        print_json(rows[0] if ref is not None and len(rows) == 1 else rows, args.pretty)
+        return 0
+    pinned = pins is not None
+    print_table(list(headers) + (["pinned"] if pinned else []),
+                [cells(r) + ([" ".join(r.get("pinned", []))] if pinned else []) for r in rows],
+                right=right)
+    return 0
 
 
 def progress(items: Sequence[Any] | range, what: str, min_items: int = 4096) -> Iterator[Any]:

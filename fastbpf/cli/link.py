@@ -6,40 +6,54 @@ import argparse
 import struct
 from typing import Any
 
-from .. import _core
+from .. import _abi_layout, _core
 from ..enums import LinkType
 from ..errors import BPFError
-from ._common import (OBJ_HELP, CLIError, parse_ref, pinned_paths, print_json, print_table,
-                      resolve_ids, type_name)
+from ._common import add_list_show, list_objects, type_name
 
 __all__ = ["register", "link_facts"]
 
-# The type-specific part of struct bpf_link_info (it starts 8-aligned, at 16;
-# the "extra" bytes _core returns start there): (struct format, bpftool's names).
-_EXTRA: dict[int, tuple[str, tuple[str, ...]]] = {
-    LinkType.TRACING: ("<III", ("attach_type", "target_obj_id", "target_btf_id")),
-    LinkType.CGROUP: ("<QI", ("cgroup_id", "attach_type")),
-    LinkType.NETNS: ("<II", ("netns_ino", "attach_type")),
-    LinkType.XDP: ("<I", ("ifindex",)),
-    LinkType.STRUCT_OPS: ("<I", ("map_id",)),
-    LinkType.NETFILTER: ("<IIiI", ("pf", "hook", "prio", "flags")),
-    LinkType.TCX: ("<II", ("ifindex", "attach_type")),
-    LinkType.NETKIT: ("<II", ("ifindex", "attach_type")),
-    LinkType.SOCKMAP: ("<II", ("map_id", "attach_type")),
+# The type-specific member of struct bpf_link_info (the "extra" bytes
+# _core.link_info returns): its name in fastbpf._abi_layout (offsets
+# declared in _abi.pxd, checked by tests/test_abi.py) and its fields as
+# (field, struct format, bpftool's name).
+_EXTRA: dict[int, tuple[str, tuple[tuple[str, str, str], ...]]] = {
+    LinkType.TRACING: ("tracing", (("attach_type", "I", "attach_type"),
+                                   ("target_obj_id", "I", "target_obj_id"),
+                                   ("target_btf_id", "I", "target_btf_id"))),
+    LinkType.CGROUP: ("cgroup", (("cgroup_id", "Q", "cgroup_id"),
+                                 ("attach_type", "I", "attach_type"))),
+    LinkType.NETNS: ("netns", (("netns_ino", "I", "netns_ino"),
+                               ("attach_type", "I", "attach_type"))),
+    LinkType.XDP: ("xdp", (("ifindex", "I", "ifindex"),)),
+    LinkType.STRUCT_OPS: ("struct_ops", (("map_id", "I", "map_id"),)),
+    LinkType.NETFILTER: ("netfilter", (("pf", "I", "pf"), ("hooknum", "I", "hook"),
+                                       ("priority", "i", "prio"), ("flags", "I", "flags"))),
+    LinkType.TCX: ("tcx", (("ifindex", "I", "ifindex"), ("attach_type", "I", "attach_type"))),
+    LinkType.NETKIT: ("netkit", (("ifindex", "I", "ifindex"),
+                                 ("attach_type", "I", "attach_type"))),
+    LinkType.SOCKMAP: ("sockmap", (("map_id", "I", "map_id"),
+                                   ("attach_type", "I", "attach_type"))),
 }
+_LAYOUT = _abi_layout.layout()
+
+
+def _extra_fields(link_type: int, extra: bytes) -> dict[str, Any]:
+    """bpftool's names and values of the type-specific fields of a link."""
+    kind = _EXTRA.get(link_type)
+    if kind is None:
+        return {}
+    member, fields = kind
+    offsets = _LAYOUT[f"bpf_link_info.{member}"][1]
+    return {shown: struct.unpack_from("=" + fmt, extra, offsets[field])[0]
+            for field, fmt, shown in fields}
 
 
 def register(sub: Any) -> None:
     """Add ``link`` and its subcommands to the parser."""
     p = sub.add_parser("link", help="list and show links")
     ls = p.add_subparsers(dest="link_cmd", required=True, metavar="SUBCOMMAND")
-    for name, help_ in (("list", "list every link"), ("show", "show the links named")):
-        s = ls.add_parser(name, help=help_)
-        s.add_argument("obj", nargs="*" if name == "list" else "+", help=OBJ_HELP)
-        s.add_argument("-j", "--json", action="store_true", help="JSON (bpftool's field names)")
-        s.add_argument("-p", "--pretty", action="store_true", help="indented JSON")
-        s.add_argument("-f", "--bpffs", action="store_true", help="show pinned paths")
-        s.set_defaults(fn=cmd_list)
+    add_list_show(ls, "link", cmd_list)
 
 
 def link_facts(link_id: int, pins: dict[int, list[str]] | None = None) -> dict[str, Any] | None:
@@ -52,10 +66,7 @@ def link_facts(link_id: int, pins: dict[int, list[str]] | None = None) -> dict[s
         i = _core.link_info(fd.fd)
     out: dict[str, Any] = {"id": i["id"], "type": type_name("link", i["type"]),
                            "prog_id": i["prog_id"]}
-    layout = _EXTRA.get(i["type"])
-    if layout is not None:
-        fmt, names = layout
-        out.update(zip(names, struct.unpack_from(fmt, i["extra"])))
+    out.update(_extra_fields(i["type"], i["extra"]))
     if pins is not None and i["id"] in pins:
         out["pinned"] = pins[i["id"]]
     return out
@@ -63,18 +74,9 @@ def link_facts(link_id: int, pins: dict[int, list[str]] | None = None) -> dict[s
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``link list`` / ``link show OBJ``."""
-    ref = parse_ref(args.obj) if args.obj else None
-    pins = pinned_paths("link") if args.bpffs else None
-    rows = [r for r in (link_facts(i, pins) for i in resolve_ids("link", ref)) if r is not None]
-    if ref is not None and ref.kind == "id" and not rows:
-        raise CLIError(f"no link with id {ref.value}")
-    if args.json or args.pretty:
-        print_json(rows[0] if ref is not None and len(rows) == 1 else rows, args.pretty)
-        return 0
     skip = {"id", "type", "prog_id", "pinned"}
-    print_table(["id", "type", "prog", "details"] + (["pinned"] if pins is not None else []),
-                [[r["id"], r["type"], r["prog_id"],
-                  " ".join(f"{k} {v}" for k, v in r.items() if k not in skip)]
-                 + ([" ".join(r.get("pinned", []))] if pins else []) for r in rows],
-                right=(0, 2))
-    return 0
+    return list_objects(
+        args, "link", "link", link_facts, ["id", "type", "prog", "details"],
+        lambda r: [r["id"], r["type"], r["prog_id"],
+                   " ".join(f"{k} {v}" for k, v in r.items() if k not in skip)],
+        right=(0, 2))

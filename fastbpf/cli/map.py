@@ -17,8 +17,9 @@ from .. import _core, btf
 from ..enums import MapType
 from ..errors import BPFError
 from ..maps import Map, MapInfo
-from ._common import (OBJ_HELP, CLIError, fdinfo, parse_data, parse_ref, pinned_paths,
-                      print_json, print_table, progress, resolve_ids, type_name)
+from ._common import (OBJ_HELP, CLIError, add_list_show, add_output_flags, info_by_id, list_objects,
+                      parse_data, parse_ref, print_json, print_table, progress, resolve_ids,
+                      type_name)
 
 __all__ = ["register", "map_facts", "dump_entries"]
 
@@ -27,18 +28,13 @@ def register(sub: Any) -> None:
     """Add ``map`` and its subcommands to the parser."""
     p = sub.add_parser("map", help="list, show, dump and edit maps")
     ms = p.add_subparsers(dest="map_cmd", required=True, metavar="SUBCOMMAND")
-    for name, fn, help_ in (("list", cmd_list, "list every map"),
-                            ("show", cmd_list, "show the maps named")):
-        s = ms.add_parser(name, help=help_)
-        s.add_argument("obj", nargs="*" if name == "list" else "+", help=OBJ_HELP)
-        _common_flags(s)
-        s.set_defaults(fn=fn)
+    add_list_show(ms, "map", cmd_list)
     d = ms.add_parser("dump", help="dump a map's entries (BTF-formatted when it has BTF)")
     d.add_argument("obj", nargs="+", help=OBJ_HELP)
     d.add_argument("--format", choices=("table", "json", "csv", "npy"), default=None,
                    help="output format (default: table; json with -j)")
     d.add_argument("-o", "--output", help="write to this file instead of stdout")
-    _common_flags(d)
+    add_output_flags(d)
     d.set_defaults(fn=cmd_dump)
     for name, fn in (("lookup", cmd_lookup), ("update", cmd_update), ("delete", cmd_delete)):
         s = ms.add_parser(name, help=f"{name} one entry (keys/values as JSON or hex)")
@@ -50,7 +46,7 @@ def register(sub: Any) -> None:
             s.add_argument("--value", required=True, help="the value, JSON or hex; for per-CPU "
                            "maps a JSON list of one value per CPU, or one value for all")
             s.add_argument("--flags", choices=("any", "noexist", "exist"), default="any")
-        _common_flags(s)
+        add_output_flags(s)
         s.set_defaults(fn=fn)
     h = ms.add_parser("hist", help="draw a bucketed map as a histogram (BCC style)",
                       add_help=False)
@@ -63,36 +59,13 @@ def _hist(rest: list[str]) -> int:
     return cli_hist(rest)
 
 
-def _common_flags(s: argparse.ArgumentParser) -> None:
-    s.add_argument("-j", "--json", action="store_true", help="JSON with bpftool's field names")
-    s.add_argument("-p", "--pretty", action="store_true", help="indented JSON (implies -j)")
-    s.add_argument("-f", "--bpffs", action="store_true", help="show pinned paths")
-
-
-def _info_of(fd: int) -> MapInfo:
-    i = _core.map_info(fd)
-    mt: MapType | int
-    try:
-        mt = MapType(i["type"])
-    except ValueError:
-        mt = i["type"]
-    return MapInfo(id=i["id"], type=mt, key_size=i["key_size"], value_size=i["value_size"],
-                   max_entries=i["max_entries"], flags=i["flags"], name=i["name"],
-                   btf_id=i["btf_id"], btf_key_type_id=i["btf_key_type_id"],
-                   btf_value_type_id=i["btf_value_type_id"], map_extra=i["map_extra"],
-                   ifindex=i["ifindex"])
-
-
 def map_facts(map_id: int, pins: dict[int, list[str]] | None = None) -> dict[str, Any] | None:
     """bpftool's ``map show`` facts for one map, with its JSON field names
     (None if the map went away)."""
-    try:
-        fd = _core.map_get_fd_by_id(map_id)
-    except BPFError:
+    got = info_by_id("map", map_id, MapInfo.from_fd)
+    if got is None:
         return None
-    with fd:
-        info = _info_of(fd.fd)
-        extra = fdinfo(fd.fd)
+    info, extra = got
     out: dict[str, Any] = {
         "id": info.id, "type": type_name("map", int(info.type)), "name": info.name,
         "flags": info.flags, "bytes_key": info.key_size, "bytes_value": info.value_size,
@@ -111,21 +84,13 @@ def map_facts(map_id: int, pins: dict[int, list[str]] | None = None) -> dict[str
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``map list`` / ``map show OBJ``."""
-    ref = parse_ref(args.obj) if args.obj else None
-    pins = pinned_paths("map") if args.bpffs else None
-    rows = [r for r in (map_facts(i, pins) for i in resolve_ids("map", ref)) if r is not None]
-    if ref is not None and ref.kind == "id" and not rows:
-        raise CLIError(f"no map with id {ref.value}")
-    if args.json or args.pretty:
-        print_json(rows[0] if ref is not None and len(rows) == 1 else rows, args.pretty)
-        return 0
-    print_table(["id", "type", "name", "key", "value", "max_entries", "memlock", "flags",
-                 "btf"] + (["pinned"] if pins is not None else []),
-                [[r["id"], r["type"], r["name"], r["bytes_key"], r["bytes_value"],
-                  r["max_entries"], r.get("bytes_memlock", ""), hex(r["flags"]),
-                  r.get("btf_id", "")] + ([" ".join(r.get("pinned", []))] if pins else [])
-                 for r in rows], right=(0, 3, 4, 5, 6))
-    return 0
+    return list_objects(
+        args, "map", "map", map_facts,
+        ["id", "type", "name", "key", "value", "max_entries", "memlock", "flags", "btf"],
+        lambda r: [r["id"], r["type"], r["name"], r["bytes_key"], r["bytes_value"],
+                   r["max_entries"], r.get("bytes_memlock", ""), hex(r["flags"]),
+                   r.get("btf_id", "")],
+        right=(0, 3, 4, 5, 6))
 
 
 def _open_one(tokens: list[str]) -> Map:

@@ -7,7 +7,6 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 from typing import Any, NamedTuple
 
@@ -17,8 +16,8 @@ from .. import _abi_layout, _core, btf
 from ..asm import Instructions
 from ..errors import BPFError
 from ..programs import ProgramInfo
-from ._common import (OBJ_HELP, CLIError, fdinfo, parse_ref, pinned_paths, print_json,
-                      print_table, resolve_ids, type_name, wall_time_of)
+from ._common import (OBJ_HELP, CLIError, add_list_show, add_output_flags, info_by_id, list_objects,
+                      parse_ref, print_json, resolve_ids, type_name, wall_time_of)
 
 __all__ = ["register", "prog_facts", "program_info", "ProgDetails", "prog_details"]
 
@@ -27,15 +26,11 @@ def register(sub: Any) -> None:
     """Add ``prog`` and its subcommands to the parser."""
     p = sub.add_parser("prog", help="list, show, disassemble programs; print trace_printk output")
     ps = p.add_subparsers(dest="prog_cmd", required=True, metavar="SUBCOMMAND")
-    for name, help_ in (("list", "list every program"), ("show", "show the programs named")):
-        s = ps.add_parser(name, help=help_)
-        s.add_argument("obj", nargs="*" if name == "list" else "+", help=OBJ_HELP)
-        _flags(s)
-        s.set_defaults(fn=cmd_list)
+    add_list_show(ps, "program", cmd_list)
     d = ps.add_parser("dump", help="disassemble a program (xlated: BPF; jited: machine code)")
     d.add_argument("what", choices=("xlated", "jited"))
     d.add_argument("obj", nargs="+", help=OBJ_HELP)
-    _flags(d)
+    add_output_flags(d)
     d.set_defaults(fn=cmd_dump)
     t = ps.add_parser("tracelog", help="print bpf_trace_printk() output as it arrives")
     t.add_argument("--timeout", type=float, default=None,
@@ -44,35 +39,18 @@ def register(sub: Any) -> None:
     t.set_defaults(fn=cmd_tracelog)
 
 
-def _flags(s: argparse.ArgumentParser) -> None:
-    s.add_argument("-j", "--json", action="store_true", help="JSON with bpftool's field names")
-    s.add_argument("-p", "--pretty", action="store_true", help="indented JSON (implies -j)")
-    s.add_argument("-f", "--bpffs", action="store_true", help="show pinned paths")
-
-
 def program_info(fd: int) -> ProgramInfo:
     """:class:`ProgramInfo` of the program behind *fd*."""
-    import dataclasses
-    from ..enums import ProgramType
-    i = _core.prog_info(fd)
-    try:
-        i["type"] = ProgramType(i["type"])
-    except ValueError:
-        pass
-    known = {f.name for f in dataclasses.fields(ProgramInfo)}
-    return ProgramInfo(**{k: v for k, v in i.items() if k in known})
+    return ProgramInfo.from_fd(fd)
 
 
 def prog_facts(prog_id: int, pins: dict[int, list[str]] | None = None) -> dict[str, Any] | None:
     """bpftool's ``prog show`` facts for one program, with its JSON field names
     (None if it went away)."""
-    try:
-        fd = _core.prog_get_fd_by_id(prog_id)
-    except BPFError:
+    got = info_by_id("prog", prog_id, ProgramInfo.from_fd)
+    if got is None:
         return None
-    with fd:
-        i = program_info(fd.fd)
-        extra = fdinfo(fd.fd)
+    i, extra = got
     out: dict[str, Any] = {"id": i.id, "type": type_name("prog", int(i.type))}
     if i.name:
         out["name"] = i.name
@@ -97,22 +75,15 @@ def prog_facts(prog_id: int, pins: dict[int, list[str]] | None = None) -> dict[s
 
 def cmd_list(args: argparse.Namespace) -> int:
     """``prog list`` / ``prog show OBJ``."""
-    ref = parse_ref(args.obj) if args.obj else None
-    pins = pinned_paths("prog") if args.bpffs else None
-    rows = [r for r in (prog_facts(i, pins) for i in resolve_ids("prog", ref)) if r is not None]
-    if ref is not None and ref.kind == "id" and not rows:
-        raise CLIError(f"no program with id {ref.value}")
-    if args.json or args.pretty:
-        print_json(rows[0] if ref is not None and len(rows) == 1 else rows, args.pretty)
-        return 0
-    print_table(["id", "type", "name", "tag", "run_cnt", "run_time_ns", "xlated", "jited",
-                 "memlock", "maps", "btf"] + (["pinned"] if pins is not None else []),
-                [[r["id"], r["type"], r.get("name", ""), r["tag"], r.get("run_cnt", 0),
-                  r.get("run_time_ns", 0), r["bytes_xlated"], r["bytes_jited"],
-                  r.get("bytes_memlock", ""), ",".join(map(str, r.get("map_ids", []))),
-                  r.get("btf_id", "")] + ([" ".join(r.get("pinned", []))] if pins else [])
-                 for r in rows], right=(0, 4, 5, 6, 7, 8))
-    return 0
+    return list_objects(
+        args, "prog", "program", prog_facts,
+        ["id", "type", "name", "tag", "run_cnt", "run_time_ns", "xlated", "jited", "memlock",
+         "maps", "btf"],
+        lambda r: [r["id"], r["type"], r.get("name", ""), r["tag"], r.get("run_cnt", 0),
+                   r.get("run_time_ns", 0), r["bytes_xlated"], r["bytes_jited"],
+                   r.get("bytes_memlock", ""), ",".join(map(str, r.get("map_ids", []))),
+                   r.get("btf_id", "")],
+        right=(0, 4, 5, 6, 7, 8))
 
 
 # -- program details: instructions, jited code, line info -----------------------------

@@ -5,7 +5,8 @@ The pieces, all described by the kernel's BTF:
 
 * one STRUCT_OPS program per function member, loaded with
   ``attach_btf_id`` = the BTF id of ``struct <ops>`` and the member's index
-  as its expected attach type (:func:`struct_ops_program_spec` fills both);
+  as ``struct_ops_member`` (the kernel's expected_attach_type;
+  :func:`struct_ops_program_spec` fills both);
 * a STRUCT_OPS map whose single value is ``struct bpf_struct_ops_<ops>``:
   function slots hold program fds (as u64), data members hold their values
   (:func:`create_struct_ops_map`);
@@ -83,12 +84,9 @@ def struct_ops_program_spec(ops: str, member: str, instructions: Any, *,
     else:
         raise target_not_found_error(errno.ENOENT, "find struct_ops member",
                                      f"{ops}.{member}", key_error=True)
-    ps = ProgramSpec(ProgramType.STRUCT_OPS, instructions, license=license,
-                     name=name or member[:15], attach_btf_id=spec.type_id(st), flags=flags)
-    # For struct_ops the kernel reads expected_attach_type as the member
-    # index; set it past the enum conversion in ProgramSpec.
-    ps.attach_type = idx  # type: ignore[assignment]
-    return ps
+    return ProgramSpec(ProgramType.STRUCT_OPS, instructions, license=license,
+                       name=name or member[:15], attach_btf_id=spec.type_id(st), flags=flags,
+                       struct_ops_member=idx)
 
 
 def struct_ops_value(ops: str, values: Mapping[str, Any]) -> tuple[bytes, int]:
