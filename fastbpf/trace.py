@@ -87,7 +87,8 @@ class TraceLines:
 
     def __init__(self, timeout: float | None = None) -> None:
         self.timeout = timeout
-        self._fd: int | None = _open_pipe()
+        self._fd: int | None = None   # close() (and __del__) work if the open fails
+        self._fd = _open_pipe()
         self._buf = b""
         self._pending: list[TraceLine] = []
 
