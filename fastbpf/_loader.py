@@ -8,6 +8,7 @@ pin behind.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import errno
 import os
@@ -82,7 +83,10 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
 def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict,
               specs: dict | None = None) -> MapSpec:
     """A copy of *ms* ready for Map.create: shared BTF, pin dir, names resolved."""
-    m = dataclasses.replace(ms)
+    m = copy.copy(ms)
+    # The copy shares the key/value dtypes already derived (a BTF walk each):
+    # MapSpec's cache checks that the field still holds the same object.
+    m.__dict__["_dtypes"] = ms.__dict__.setdefault("_dtypes", {})
     if isinstance(m.inner, str):
         # An inner map named symbolically: the shape of that map of the collection.
         if m.inner not in (specs or {}):

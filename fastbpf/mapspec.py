@@ -65,14 +65,24 @@ def as_dtype(spec: Any, what: str) -> np.dtype | None:
                              f"32-bit and numpy's item sizes below 2**31")
         return None if n == 0 else np.dtype(("V", n))
     if is_btf_type(spec):
+        # The maps of one object share a handful of key/value types: each
+        # type's dtype is derived once per parsed BTF (a walk over the graph).
+        owner = getattr(spec, "_spec", None)
+        tid = getattr(spec, "id", None) if owner is not None else None
+        memo = owner.__dict__.setdefault("_dtype_memo", {}) if tid else None
+        if memo is not None and tid in memo:
+            return memo[tid]
         from . import btf
         try:
-            return btf.to_dtype(spec)
+            dt = btf.to_dtype(spec)
         except (btf.BTFError, TypeError, ValueError):
             # A type numpy cannot express (a flexible array, a bitfield
             # soup): its bytes, at the right size.
             n = spec.size
-            return None if n == 0 else np.dtype(("V", n))
+            dt = None if n == 0 else np.dtype(("V", n))
+        if memo is not None:
+            memo[tid] = dt
+        return dt
     try:
         dt = np.dtype(spec)
     except TypeError as e:
