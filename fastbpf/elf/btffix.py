@@ -41,20 +41,24 @@ def _info(kind: int, vlen: int, kflag: int = 0) -> int:
 
 
 def string_reader(spec: Spec):
-    """A fast ``spec.string_at``: every string start decoded once (object BTF
-    string tables are small); offsets into the middle of a string fall back."""
-    raw = spec._buf[spec._str_start:spec._str_start + spec._str_len]
+    """A fast ``spec.string_at`` for the loader's few dozen lookups: each
+    offset decoded once, on first use (most of an object's strings are
+    never asked for); anything unusual falls back to ``spec.string_at``."""
+    start, length, base = spec._str_start, spec._str_len, spec._str_base
+    buf = spec._buf
+    end_all = start + length
     table: dict[int, str] = {}
-    off = 0
-    for part in raw.split(b"\0"):
-        table[off] = part.decode("utf-8", "surrogateescape")
-        off += len(part) + 1
     get = table.get
-    base = spec._str_base
 
     def string_at(o: int) -> str:
-        got = get(o - base)
-        return got if got is not None else spec.string_at(o)
+        got = get(o)
+        if got is None:
+            p = o - base
+            end = buf.find(b"\0", start + p, end_all) if 0 <= p < length else -1
+            got = (buf[start + p:end].decode("utf-8", "surrogateescape") if end >= 0
+                   else spec.string_at(o))
+            table[o] = got
+        return got
     return string_at
 
 
