@@ -259,6 +259,23 @@ class MapSpec:
             raise MapIncompatibleError(f"map {self.name or info.name!r}", diff)
 
 
+_DEFAULTS: dict[str, Any] | None = None
+
+
+def new_map_spec(**fields: Any) -> MapSpec:
+    """A MapSpec from fields already of the right types (the ELF loader's
+    path: ``type`` a MapType, ``pinning`` a PinType), without the dataclass
+    ``__init__`` and its conversions; missing fields take their defaults."""
+    global _DEFAULTS
+    if _DEFAULTS is None:
+        _DEFAULTS = {f.name: f.default for f in dataclasses.fields(MapSpec)}
+    ms = object.__new__(MapSpec)
+    d = ms.__dict__
+    d.update(_DEFAULTS)
+    d.update(fields)
+    return ms
+
+
 def _type_name(t: Any) -> Any:
     try:
         return MapType(int(t)).name

@@ -113,7 +113,8 @@ def _type_align(spec: Spec, words: np.ndarray, tid: int, depth: int = 0) -> int:
 
 
 def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
-                 var_offsets: Callable[[str, str], int | None]) -> tuple[bytes | None, dict]:
+                 var_offsets: Callable[[str, str], int | None],
+                 string_at: Callable[[int], str] | None = None) -> tuple[bytes | None, dict]:
     """Fill DATASEC sizes and variable offsets; lay out ``.kconfig``.
 
     *section_sizes* maps ELF section names to sizes; *var_offsets(section,
@@ -123,7 +124,7 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
     """
     if spec._raw_count == 0:
         return None, {}
-    string_at = string_reader(spec)
+    string_at = string_at or string_reader(spec)
     # A list: this loop reads and writes single words, which lists do fast.
     words = spec._words.tolist()
     changed = False

@@ -33,10 +33,10 @@ def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict, dict]:
         if int(syms["shndx"][j]) == SHN_UNDEF and int(syms["name"][j]):
             undef[obj.elf.symbol_name(j)] = int(obj.sym_bind[j]) == STB.WEAK
     for sec in (".kconfig", ".ksyms"):
-        found = obj.btf.types_by_name(sec, _btf.Kind.DATASEC)
-        if not found:
+        found = obj.datasec(sec)
+        if found is None:
             continue
-        for vsi in found[0].vars:
+        for vsi in found.vars:
             t = vsi.type
             name = t.name
             weak = undef.get(name, False)
@@ -97,7 +97,7 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
                                                        var.type, ms)
     kinds, kconfig, ksyms = _externs(obj)
     if kconfig:
-        sec = obj.btf.types_by_name(".kconfig", _btf.Kind.DATASEC)[0]
+        sec = obj.datasec(".kconfig")
         size = max(sec.size, 1)
         ms = MapSpec(type=MapType.ARRAY, key=4, value=sec if sec.size else size, max_entries=1,
                      flags=(1 << 10) | (1 << 7), name=internal_map_name(name, ".kconfig"),

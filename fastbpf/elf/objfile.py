@@ -163,6 +163,8 @@ class ObjectFile:
         self._sections: dict[int, tuple] = {}
         self._syms: tuple | None = None
         self._by_section: dict | None = None
+        self._string_at = None
+        self._datasecs: dict[str, int] | None = None
         self._sec_index = {n: i for i, n in enumerate(names)}
         types, flags, sizes, infos = (sh["type"].tolist(), sh["flags"].tolist(),
                                       sh["size"].tolist(), sh["info"].tolist())
@@ -223,10 +225,11 @@ class ObjectFile:
         def offsets(sec: str, var: str) -> int | None:
             return self.symbols_in(sec).get(var)
 
-        blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets)
+        blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets, self.strings)
         if blob is not None:
             self.btf_raw = blob
             self.btf = _btf.Spec.parse(blob)
+            self._string_at = None  # the same strings, but of the new blob
 
     def symbols_in(self, sec: str) -> dict[str, int]:
         """name -> value of the named, non-section symbols of section *sec*."""
@@ -245,6 +248,29 @@ class ObjectFile:
         except KeyError:
             return {}
         return self._by_section.get(idx, {})
+
+    @property
+    def strings(self):
+        """``string_at(offset)`` of the object's BTF, decoding on demand (shared)."""
+        if self._string_at is None:
+            self._string_at = btffix.string_reader(self.btf)
+        return self._string_at
+
+    def datasec(self, name: str):
+        """The BTF DATASEC called *name*, or None (one index for every lookup:
+        ``types_by_name`` would search the whole string table each time)."""
+        if self.btf is None:
+            return None
+        if self._datasecs is None:
+            btf, at = self.btf, self.strings
+            ids = (np.flatnonzero(btf._kinds == btffix.K_DATASEC) + 1).tolist()
+            words, offs = btf._words, btf._offs
+            table: dict[str, int] = {}
+            for tid in ids:
+                table.setdefault(at(int(words[int(offs[tid - 1])])), tid)
+            self._datasecs = table
+        tid = self._datasecs.get(name)
+        return None if tid is None else self.btf.type_by_id(tid)
 
     @property
     def ext(self) -> ExtRecords | None:
@@ -493,10 +519,9 @@ def data_map_spec(obj: ObjectFile, shndx: int) -> MapSpec:
     sec = elf.names[shndx]
     size = int(elf.sections["size"][shndx])
     value: object = size
-    if obj.btf is not None:
-        found = obj.btf.types_by_name(sec, _btf.Kind.DATASEC)
-        if found and found[0].size == size:
-            value = found[0]
+    found = obj.datasec(sec)
+    if found is not None and found.size == size:
+        value = found
     flags = MapFlags.MMAPABLE
     readonly = sec.startswith(".rodata")
     if readonly:
