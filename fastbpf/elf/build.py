@@ -6,6 +6,8 @@ import dataclasses
 import functools
 from typing import Any
 
+import numpy as np
+
 from .. import btf as _btf
 from ..enums import MapType
 from ..errors import ELFError
@@ -28,10 +30,10 @@ def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict, dict]:
     if obj.btf is None:
         return kinds, kconfig, ksyms
     syms = obj.elf.symbols
-    undef = {}
-    for j in range(1, len(syms)):
-        if int(syms["shndx"][j]) == SHN_UNDEF and int(syms["name"][j]):
-            undef[obj.elf.symbol_name(j)] = int(obj.sym_bind[j]) == STB.WEAK
+    names = obj.elf.symbol_names()
+    sel = np.flatnonzero((syms["shndx"] == SHN_UNDEF) & (syms["name"] != 0))
+    undef = {names[j]: b == STB.WEAK
+             for j, b in zip(sel.tolist(), obj.sym_bind[sel].tolist()) if j}
     for sec in (".kconfig", ".ksyms"):
         found = obj.datasec(sec)
         if found is None:
