@@ -239,26 +239,24 @@ def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> 
             words[b + 1] = 4 * j
             words[b + 2] = 4
         words[o + 2] = 4 * vlen
-    for idx in np.flatnonzero(kinds == K_VAR):
-        o = int(offs[idx])
-        if int(words[o + 3]) > 1:       # extern -> global allocated
-            words[o + 3] = 1
-    for idx in np.flatnonzero(kinds == K_FUNC):
-        o = int(offs[idx])
-        linkage = int(words[o + 1]) & 0xFFFF
-        if linkage > 1 or (linkage == 1 and "func_global" in missing):
-            words[o + 1] = _info(K_FUNC, 0)   # extern (or unsupported global) -> static
-        if linkage > 1:
-            # The kernel wants named parameters; clang leaves externs' unnamed.
-            proto = int(words[o + 2])
-            po = int(offs[proto - 1]) if 0 < proto <= n_types else -1
-            if po >= 0 and kinds[proto - 1] == K_FUNC_PROTO:
-                for j in range(int(words[po + 1]) & 0xFFFF):
-                    b = po + 3 + 2 * j
-                    if int(words[b]) == 0 and int(words[b + 1]) != 0:
-                        if not arg_name:
-                            arg_name = add_string("arg")
-                        words[b] = arg_name
+    # Linkage fixes, vectorised over every VAR and FUNC (objects have dozens).
+    at = offs[kinds == K_VAR] + 3
+    words[at] = np.minimum(words[at], 1)    # extern -> global allocated
+    fo = offs[kinds == K_FUNC]
+    linkage = words[fo + 1] & 0xFFFF
+    demote = (linkage > 1) | ((linkage == 1) if "func_global" in missing else False)
+    words[fo[demote] + 1] = _info(K_FUNC, 0)  # extern (or unsupported global) -> static
+    for o in fo[linkage > 1].tolist():
+        # The kernel wants named parameters; clang leaves externs' unnamed.
+        proto = int(words[o + 2])
+        po = int(offs[proto - 1]) if 0 < proto <= n_types else -1
+        if po >= 0 and kinds[proto - 1] == K_FUNC_PROTO:
+            for j in range(int(words[po + 1]) & 0xFFFF):
+                b = po + 3 + 2 * j
+                if int(words[b]) == 0 and int(words[b + 1]) != 0:
+                    if not arg_name:
+                        arg_name = add_string("arg")
+                    words[b] = arg_name
     if missing:
         _downgrade(s, words, missing, ensure_int, add_string)
     out_words = np.concatenate([words, np.array(appended, dtype=np.uint32)]) \
