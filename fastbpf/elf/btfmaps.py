@@ -188,19 +188,20 @@ class _Words:
             mname = self.known.get(m_name_off)
             if mname is None:
                 mname = self.str(m_name_off)
-            where = f"map {name!r} field {mname!r}"
             if mname in _UINT_FIELDS:
                 po, pk = self.rec(m_type)
                 if pk != 2:
-                    raise ELFError(f"{where}: expected __uint (a pointer to an array)")
+                    raise ELFError(f"map {name!r} field {mname!r}: expected __uint "
+                                   f"(a pointer to an array)")
                 ao, ak = self.rec(int(w[po + 2]))
                 if ak != 3:
-                    raise ELFError(f"{where}: expected __uint (a pointer to an array)")
+                    raise ELFError(f"map {name!r} field {mname!r}: expected __uint "
+                                   f"(a pointer to an array)")
                 fields[mname] = int(w[ao + 5])
             elif mname in ("key", "value"):
                 po, pk = self.rec(m_type)
                 if pk != 2:
-                    raise ELFError(f"{where}: expected __type (a pointer)")
+                    raise ELFError(f"map {name!r} field {mname!r}: expected __type (a pointer)")
                 tid = w[po + 2]
                 # A pointer to void (modifiers skipped) says nothing: no type.
                 t = self.spec.type_by_id(tid) if self.target(tid) else None
@@ -211,16 +212,17 @@ class _Words:
             elif mname == "values":
                 ao, ak = self.rec(m_type)
                 if ak != 3:
-                    raise ELFError(f"{where}: expected __array")
+                    raise ELFError(f"map {name!r} field {mname!r}: expected __array")
                 values_off = (m_off & 0xFFFFFF if kflag else m_off) // 8
                 po, pk = self.rec(int(w[ao + 3]))
                 if pk != 2:
-                    raise ELFError(f"{where}: expected an array of pointers")
+                    raise ELFError(f"map {name!r} field {mname!r}: expected an array of pointers")
                 tgt = self.target(int(w[po + 2]))
                 _, tk = self.rec(tgt) if tgt else (0, 0)
                 if tk == 4:
                     if not inner_ok:
-                        raise ELFError(f"{where}: maps of maps of maps are not supported")
+                        raise ELFError(f"map {name!r} field {mname!r}: maps of maps of maps "
+                                       f"are not supported")
                     inner, _ = self.map_def(name + ".inner", tgt, inner_ok=False)
         return _make_spec(name, fields, key, value, inner, voids_removed=True), values_off
 

@@ -113,8 +113,7 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
     for label, f in obj.labels.items():
         functions[label] = decode(obj.decode, f, data_maps, map_syms, kinds)
     programs = {}
-    template = {fl.name: (fl.default if fl.default is not dataclasses.MISSING else None)
-                for fl in dataclasses.fields(ObjectProgramSpec) if fl.name != "instructions"}
+    template = dict(_defaults(ObjectProgramSpec))
     template.update(license=obj.license, kernel_version=obj.kernel_version,
                     _local_btf=obj.btf)
     for f, j in obj.programs:
@@ -138,6 +137,13 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
                           ksyms=ksyms, btf_blob=obj.btf_raw, struct_ops=so_ops,
                           struct_ops_programs=so_progs,
                           _object=(obj, (data_maps, map_syms, kinds), dict(functions)))
+
+
+@functools.lru_cache(maxsize=8)
+def _defaults(cls: type) -> dict:
+    """The default of every field of the ProgramSpec class *cls* but the instructions."""
+    return {fl.name: (fl.default if fl.default is not dataclasses.MISSING else None)
+            for fl in dataclasses.fields(cls) if fl.name != "instructions"}
 
 
 def _copy_of(decode):
