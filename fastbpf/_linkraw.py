@@ -47,9 +47,85 @@ def _patch(buf: bytearray, s: int, src: int | None, imm: int, imm2: int | None =
         _IMM.pack_into(buf, p + 12, imm2 & 0xFFFFFFFF)
 
 
-def link_raw(spec: Any, ps: Any, maps: dict, module_fds: dict) -> tuple | None:
+class _Linked:
+    """One function as every program of one load uses it: its bytes with the
+    map, data and ksym references patched (the same fds for every program
+    of the load), the calls still to patch, and its func/line info."""
+
+    __slots__ = ("raw", "calls", "callees", "func", "line", "nslots")
+
+    def __init__(self, raw: bytes, calls: list, callees: list, func: bytes, line: bytes,
+                 nslots: int) -> None:
+        self.raw = raw
+        self.calls = calls
+        self.callees = callees
+        self.func = func
+        self.line = line
+        self.nslots = nslots
+
+
+def _linked(spec: Any, ps: Any, obj: Any, ctx: tuple, label: str, maps: dict,
+            module_fds: dict, fd_array: list, cache: dict) -> Any:
+    """The _Linked of function *label* (from *cache* when the load made it
+    already); None when it needs the Instructions path (CO-RE)."""
+    got = cache.get(label)
+    if got is not None:
+        return got
+    f = obj.labels.get(label)
+    if f is None:
+        raise ELFError(f"program {ps.name!r} calls {label!r}, which is not a function "
+                       f"of the object")
+    code = obj.analyze(f, *ctx)
+    if code.ext[2]:
+        return None  # CO-RE relocations go through btf.core on Instructions
+    buf = bytearray(code.raw)
+    calls: list = []
+    callees: list = []
+    per_program = False
+    ksyms = spec.ksyms
+    for slot, rel in code.relocs.items():
+        kind = rel[0]
+        if kind == "call" or kind == "func":
+            calls.append((slot, kind == "func", rel[1]))
+            if rel[1] not in callees:
+                callees.append(rel[1])
+        elif kind == "map" or kind == "mapval":
+            m = maps.get(rel[1])
+            if m is None:
+                raise ELFError(f"program {ps.name!r} uses map {rel[1]!r}, which the "
+                               f"collection does not have")
+            if kind == "map":
+                _patch(buf, slot, PSEUDO_MAP_FD, m.fd, 0)
+            else:
+                _patch(buf, slot, PSEUDO_MAP_VALUE, m.fd, rel[2])
+        elif kind == "kfunc":
+            # The fd_array index of a module kfunc is the program's own.
+            per_program = True
+            _kk, weak, _typed = ksyms[rel[1]]
+            found = resolve_kfunc(rel[1], weak, module_fds, fd_array)
+            if found is None:
+                _patch(buf, slot, 0, 0, off=0)
+            else:
+                _patch(buf, slot, PSEUDO_KFUNC_CALL, found[0], off=found[1])
+        else:  # ksym
+            kk, weak, typed = ksyms[rel[1]]
+            src, value = resolve_ksym(rel[1], kk, weak, typed, module_fds)
+            _patch(buf, slot, src, value & 0xFFFFFFFF, value >> 32)
+    func, line = _relative_ext(f, code)
+    got = _Linked(bytes(buf), calls, callees, func, line, code.nslots)
+    if not per_program:
+        cache[label] = got
+    return got
+
+
+def link_raw(spec: Any, ps: Any, maps: dict, module_fds: dict,
+             cache: dict | None = None) -> tuple | None:
     """(instructions, func_info, line_info, fd_array) as bytes, or None when
-    the program must take the Instructions path."""
+    the program must take the Instructions path.
+
+    *cache* (one dict per load) keeps each function's patched bytes for the
+    next program that calls it.
+    """
     obj_ctx = getattr(spec, "_object", None)
     label = ps.__dict__.get("_label")
     if obj_ctx is None or label is None or not callable(ps.__dict__.get("_insns")):
@@ -57,72 +133,51 @@ def link_raw(spec: Any, ps: Any, maps: dict, module_fds: dict) -> tuple | None:
     obj, ctx, originals = obj_ctx
     if obj.byte_order != sys.byteorder:
         return None
+    if cache is None:
+        cache = {}
+    fd_array: list[int] = []
+    functions = spec.functions
     order = [label]
-    codes = []
+    parts = []
     seen = {label}
     i = 0
     while i < len(order):
         lb = order[i]
         i += 1
-        if spec.functions.get(lb) is not originals.get(lb):
+        if functions.get(lb) is not originals.get(lb):
             return None  # the user replaced a function
-        f = obj.labels.get(lb)
-        if f is None:
-            raise ELFError(f"program {ps.name!r} calls {lb!r}, which is not a function "
-                           f"of the object")
-        code = obj.analyze(f, *ctx)
-        if code.ext[2]:
-            return None  # CO-RE relocations go through btf.core on Instructions
-        codes.append((f, code))
-        for rel in code.relocs.values():
-            if rel[0] in ("call", "func") and rel[1] not in seen:
-                seen.add(rel[1])
-                order.append(rel[1])
+        ln = _linked(spec, ps, obj, ctx, lb, maps, module_fds, fd_array, cache)
+        if ln is None:
+            return None
+        parts.append(ln)
+        for callee in ln.callees:
+            if callee not in seen:
+                seen.add(callee)
+                order.append(callee)
     base = {}
     total = 0
-    for f, code in codes:
-        base[f.label] = total
-        total += code.nslots
-    buf = bytearray(b"".join(code.raw for _, code in codes))
-    fd_array: list[int] = []
-    ksyms = spec.ksyms
+    for lb, ln in zip(order, parts):
+        base[lb] = total
+        total += ln.nslots
     funcs, lines = [], []
-    for f, code in codes:
-        b = base[f.label]
-        for slot, rel in code.relocs.items():
+    if len(parts) == 1 and not parts[0].calls:
+        buf = parts[0].raw
+    else:
+        buf = bytearray(b"".join(ln.raw for ln in parts))
+    for lb, ln in zip(order, parts):
+        b = base[lb]
+        for slot, is_func, target in ln.calls:
             s = b + slot
-            kind = rel[0]
-            if kind == "call":
-                _patch(buf, s, None, base[rel[1]] - s - 1)
-            elif kind == "func":
-                _patch(buf, s, PSEUDO_FUNC, base[rel[1]] - s - 1, 0)
-            elif kind == "map" or kind == "mapval":
-                m = maps.get(rel[1])
-                if m is None:
-                    raise ELFError(f"program {ps.name!r} uses map {rel[1]!r}, which the "
-                                   f"collection does not have")
-                if kind == "map":
-                    _patch(buf, s, PSEUDO_MAP_FD, m.fd, 0)
-                else:
-                    _patch(buf, s, PSEUDO_MAP_VALUE, m.fd, rel[2])
-            elif kind == "kfunc":
-                _kk, weak, _typed = ksyms[rel[1]]
-                found = resolve_kfunc(rel[1], weak, module_fds, fd_array)
-                if found is None:
-                    _patch(buf, s, 0, 0, off=0)
-                else:
-                    _patch(buf, s, PSEUDO_KFUNC_CALL, found[0], off=found[1])
-            else:  # ksym
-                kk, weak, typed = ksyms[rel[1]]
-                src, value = resolve_ksym(rel[1], kk, weak, typed, module_fds)
-                _patch(buf, s, src, value & 0xFFFFFFFF, value >> 32)
-        fi_rel, li_rel = _relative_ext(f, code)
+            if is_func:
+                _patch(buf, s, PSEUDO_FUNC, base[target] - s - 1, 0)
+            else:
+                _patch(buf, s, None, base[target] - s - 1)
         if b == 0:
-            funcs.append(fi_rel)
-            lines.append(li_rel)
+            funcs.append(ln.func)
+            lines.append(ln.line)
         else:
-            funcs.append(_shifted(fi_rel, 2, b))
-            lines.append(_shifted(li_rel, 4, b))
+            funcs.append(_shifted(ln.func, 2, b))
+            lines.append(_shifted(ln.line, 4, b))
     func_info = b"".join(funcs)
     if not func_info or func_info[:4] != b"\0\0\0\0":
         return bytes(buf), b"", b"", fd_array

@@ -124,7 +124,12 @@ class CollectionSpec:
 
         *pin_path* is the directory where maps with ``pinning =
         PinType.BY_NAME`` (``LIBBPF_PIN_BY_NAME``) are pinned, or reused
-        when a compatible pin exists there. *kernel_btf* is the BTF CO-RE
+        when a compatible pin exists there. With ``pin_path=None`` such maps
+        are created unpinned (unless their ``MapSpec.pin_dir`` names a
+        directory): a load never writes to bpffs unless asked. This differs
+        from libbpf, which pins them under ``/sys/fs/bpf`` when no pin root
+        is given; pass ``pin_path="/sys/fs/bpf"`` for that (cilium/ebpf
+        refuses the load instead). *kernel_btf* is the BTF CO-RE
         relocates against (None: the running kernel's). Raises
         :class:`VerifierError` naming the program the kernel refused; on any
         error nothing created here is left open or pinned.

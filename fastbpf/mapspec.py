@@ -65,14 +65,24 @@ def as_dtype(spec: Any, what: str) -> np.dtype | None:
                              f"32-bit and numpy's item sizes below 2**31")
         return None if n == 0 else np.dtype(("V", n))
     if is_btf_type(spec):
+        # The maps of one object share a handful of key/value types: each
+        # type's dtype is derived once per parsed BTF (a walk over the graph).
+        owner = getattr(spec, "_spec", None)
+        tid = getattr(spec, "id", None) if owner is not None else None
+        memo = owner.__dict__.setdefault("_dtype_memo", {}) if tid else None
+        if memo is not None and tid in memo:
+            return memo[tid]
         from . import btf
         try:
-            return btf.to_dtype(spec)
+            dt = btf.to_dtype(spec)
         except (btf.BTFError, TypeError, ValueError):
             # A type numpy cannot express (a flexible array, a bitfield
             # soup): its bytes, at the right size.
             n = spec.size
-            return None if n == 0 else np.dtype(("V", n))
+            dt = None if n == 0 else np.dtype(("V", n))
+        if memo is not None:
+            memo[tid] = dt
+        return dt
     try:
         dt = np.dtype(spec)
     except TypeError as e:
@@ -247,6 +257,23 @@ class MapSpec:
             diff["type"] = (self.type.name, _type_name(info.type))
         if diff:
             raise MapIncompatibleError(f"map {self.name or info.name!r}", diff)
+
+
+_DEFAULTS: dict[str, Any] | None = None
+
+
+def new_map_spec(**fields: Any) -> MapSpec:
+    """A MapSpec from fields already of the right types (the ELF loader's
+    path: ``type`` a MapType, ``pinning`` a PinType), without the dataclass
+    ``__init__`` and its conversions; missing fields take their defaults."""
+    global _DEFAULTS
+    if _DEFAULTS is None:
+        _DEFAULTS = {f.name: f.default for f in dataclasses.fields(MapSpec)}
+    ms = object.__new__(MapSpec)
+    d = ms.__dict__
+    d.update(_DEFAULTS)
+    d.update(fields)
+    return ms
 
 
 def _type_name(t: Any) -> Any:

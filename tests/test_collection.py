@@ -10,6 +10,7 @@ import os
 import shutil
 import struct
 import subprocess
+import uuid
 
 import numpy as np
 import pytest
@@ -216,6 +217,28 @@ def test_pin_by_name_reuses_and_checks(bpffs_dir):
     assert os.listdir(bpffs_dir) == ["pinned_pairs"]
 
 
+def test_pin_by_name_without_pin_path_pins_nothing(bpffs_dir):
+    # libbpf would pin at /sys/fs/bpf/<name>; fastbpf leaves bpffs alone
+    # unless given a directory (pin_path, or the map spec's own pin_dir).
+    spec = fastbpf.load_collection_spec(LOADER)
+    name = "fb" + uuid.uuid4().hex[:12]
+    spec.maps["pinned_pairs"].name = name
+    default = os.path.join("/sys/fs/bpf", name)
+    with spec.load() as c:
+        assert not os.path.exists(default)
+        assert c.maps["pinned_pairs"].info().name == name
+    assert not os.path.exists(default)
+    spec.maps["pinned_pairs"].pin_dir = bpffs_dir
+    with spec.load() as a:
+        assert os.listdir(bpffs_dir) == [name]
+        a.maps["pinned_pairs"][1] = (3, 4)
+        with spec.load() as b:  # reused, not recreated
+            assert b.maps["pinned_pairs"].info().id == a.maps["pinned_pairs"].info().id
+    with spec.load(pin_path=bpffs_dir) as c:   # pin_path wins over nothing, reuses too
+        assert tuple(c.maps["pinned_pairs"][1]) == (3, 4)
+    assert os.listdir(bpffs_dir) == [name]
+
+
 def test_failed_load_leaves_nothing(bpffs_dir):
     spec = fastbpf.load_collection_spec(LOADER)
     spec.programs["tail_target"].instructions = asm.Instructions([asm.exit()])  # r0 unset
@@ -256,6 +279,22 @@ def test_big_endian_object_parses_but_does_not_load():
         len(le.programs["count_packets"].instructions)
     with pytest.raises(fastbpf.ELFError, match="big-endian"):
         spec.load()
+
+
+@pytest.mark.parametrize("obj", sorted(f for f in os.listdir(TESTDATA) if f.endswith("-eb.o")))
+def test_every_big_endian_object_fails_to_load_with_elferror(obj):
+    # Never a verifier error about garbage instructions: the byte order is
+    # checked before the kernel sees anything, and nothing is left open.
+    path = os.path.join(TESTDATA, obj)
+    spec = fastbpf.load_collection_spec(path)
+    assert spec.byte_order == "big"
+    before = _fds()
+    for load in (spec.load, lambda: fastbpf.load_collection(path),
+                 lambda: fastbpf.load_collection(open(path, "rb").read())):
+        with pytest.raises(fastbpf.ELFError, match="big-endian.*little-endian") as ei:
+            load()
+        assert not isinstance(ei.value, fastbpf.VerifierError)
+    assert _fds() == before
 
 
 def test_legacy_maps_section():

@@ -41,20 +41,24 @@ def _info(kind: int, vlen: int, kflag: int = 0) -> int:
 
 
 def string_reader(spec: Spec):
-    """A fast ``spec.string_at``: every string start decoded once (object BTF
-    string tables are small); offsets into the middle of a string fall back."""
-    raw = spec._buf[spec._str_start:spec._str_start + spec._str_len]
+    """A fast ``spec.string_at`` for the loader's few dozen lookups: each
+    offset decoded once, on first use (most of an object's strings are
+    never asked for); anything unusual falls back to ``spec.string_at``."""
+    start, length, base = spec._str_start, spec._str_len, spec._str_base
+    buf = spec._buf
+    end_all = start + length
     table: dict[int, str] = {}
-    off = 0
-    for part in raw.split(b"\0"):
-        table[off] = part.decode("utf-8", "surrogateescape")
-        off += len(part) + 1
     get = table.get
-    base = spec._str_base
 
     def string_at(o: int) -> str:
-        got = get(o - base)
-        return got if got is not None else spec.string_at(o)
+        got = get(o)
+        if got is None:
+            p = o - base
+            end = buf.find(b"\0", start + p, end_all) if 0 <= p < length else -1
+            got = (buf[start + p:end].decode("utf-8", "surrogateescape") if end >= 0
+                   else spec.string_at(o))
+            table[o] = got
+        return got
     return string_at
 
 
@@ -109,7 +113,8 @@ def _type_align(spec: Spec, words: np.ndarray, tid: int, depth: int = 0) -> int:
 
 
 def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
-                 var_offsets: Callable[[str, str], int | None]) -> tuple[bytes | None, dict]:
+                 var_offsets: Callable[[str, str], int | None],
+                 string_at: Callable[[int], str] | None = None) -> tuple[bytes | None, dict]:
     """Fill DATASEC sizes and variable offsets; lay out ``.kconfig``.
 
     *section_sizes* maps ELF section names to sizes; *var_offsets(section,
@@ -119,7 +124,7 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
     """
     if spec._raw_count == 0:
         return None, {}
-    string_at = string_reader(spec)
+    string_at = string_at or string_reader(spec)
     # A list: this loop reads and writes single words, which lists do fast.
     words = spec._words.tolist()
     changed = False
@@ -234,26 +239,24 @@ def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> 
             words[b + 1] = 4 * j
             words[b + 2] = 4
         words[o + 2] = 4 * vlen
-    for idx in np.flatnonzero(kinds == K_VAR):
-        o = int(offs[idx])
-        if int(words[o + 3]) > 1:       # extern -> global allocated
-            words[o + 3] = 1
-    for idx in np.flatnonzero(kinds == K_FUNC):
-        o = int(offs[idx])
-        linkage = int(words[o + 1]) & 0xFFFF
-        if linkage > 1 or (linkage == 1 and "func_global" in missing):
-            words[o + 1] = _info(K_FUNC, 0)   # extern (or unsupported global) -> static
-        if linkage > 1:
-            # The kernel wants named parameters; clang leaves externs' unnamed.
-            proto = int(words[o + 2])
-            po = int(offs[proto - 1]) if 0 < proto <= n_types else -1
-            if po >= 0 and kinds[proto - 1] == K_FUNC_PROTO:
-                for j in range(int(words[po + 1]) & 0xFFFF):
-                    b = po + 3 + 2 * j
-                    if int(words[b]) == 0 and int(words[b + 1]) != 0:
-                        if not arg_name:
-                            arg_name = add_string("arg")
-                        words[b] = arg_name
+    # Linkage fixes, vectorised over every VAR and FUNC (objects have dozens).
+    at = offs[kinds == K_VAR] + 3
+    words[at] = np.minimum(words[at], 1)    # extern -> global allocated
+    fo = offs[kinds == K_FUNC]
+    linkage = words[fo + 1] & 0xFFFF
+    demote = (linkage > 1) | ((linkage == 1) if "func_global" in missing else False)
+    words[fo[demote] + 1] = _info(K_FUNC, 0)  # extern (or unsupported global) -> static
+    for o in fo[linkage > 1].tolist():
+        # The kernel wants named parameters; clang leaves externs' unnamed.
+        proto = int(words[o + 2])
+        po = int(offs[proto - 1]) if 0 < proto <= n_types else -1
+        if po >= 0 and kinds[proto - 1] == K_FUNC_PROTO:
+            for j in range(int(words[po + 1]) & 0xFFFF):
+                b = po + 3 + 2 * j
+                if int(words[b]) == 0 and int(words[b + 1]) != 0:
+                    if not arg_name:
+                        arg_name = add_string("arg")
+                    words[b] = arg_name
     if missing:
         _downgrade(s, words, missing, ensure_int, add_string)
     out_words = np.concatenate([words, np.array(appended, dtype=np.uint32)]) \

@@ -15,7 +15,7 @@ import numpy as np
 from .. import btf as _btf
 from ..enums import MapType
 from ..errors import ELFError
-from ..mapspec import MapSpec, PinType
+from ..mapspec import MapSpec, PinType, new_map_spec
 from .btffix import string_reader
 from .reader import STT
 
@@ -82,7 +82,7 @@ def map_spec_from_btf(name: str, struct, inner_ok: bool = True) -> tuple[MapSpec
     return _make_spec(name, fields, key, value, inner), values_off
 
 
-def _make_spec(name: str, fields: dict, key, value, inner) -> MapSpec:
+def _make_spec(name: str, fields: dict, key, value, inner, voids_removed: bool = False) -> MapSpec:
     if "type" not in fields:
         raise ELFError(f"map {name!r} has no type")
     try:
@@ -95,21 +95,23 @@ def _make_spec(name: str, fields: dict, key, value, inner) -> MapSpec:
             if tsize != fields[size_field]:
                 raise ELFError(f"map {name!r}: {which} type is {tsize} bytes but "
                                f"{size_field} says {fields[size_field]}")
-    if key is not None and isinstance(_skip_mods(key), _btf.Void):
-        key = None
-    if value is not None and isinstance(_skip_mods(value), _btf.Void):
-        value = None
+    if not voids_removed:
+        if key is not None and isinstance(_skip_mods(key), _btf.Void):
+            key = None
+        if value is not None and isinstance(_skip_mods(value), _btf.Void):
+            value = None
     pinning = fields.get("pinning", 0)
     if pinning not in (0, 1):
         raise ELFError(f"map {name!r}: unsupported pinning {pinning}")
-    spec = MapSpec(
+    spec = new_map_spec(
         type=mtype,
         key=key if key is not None else fields.get("key_size", 0),
         value=value if value is not None else fields.get("value_size", 0),
         max_entries=fields.get("max_entries", 0), flags=fields.get("map_flags", 0),
         name=name[:15], inner=inner,
         numa_node=fields.get("numa_node") if fields.get("numa_node") else None,
-        map_extra=fields.get("map_extra", 0), pinning=PinType(pinning))
+        map_extra=fields.get("map_extra", 0),
+        pinning=PinType.BY_NAME if pinning else PinType.NONE)
     if mtype.is_map_of_maps and inner is None:
         raise ELFError(f"map {name!r}: a map of maps needs __array(values, ...) describing "
                        f"its inner maps")
@@ -131,13 +133,22 @@ class _Words:
     """Map definitions read straight from the BTF type words (no Type objects
     but for key and value): a map definition is a struct of pointers."""
 
-    def __init__(self, spec) -> None:
+    def __init__(self, spec, string_at=None) -> None:
         self.spec = spec
         # Python lists: element access on them is ~10x cheaper than on numpy.
         self.w = spec._words.tolist()
         self.offs = spec._offs.tolist()
         self.n = len(self.offs)
-        self.str = string_reader(spec)
+        self.str = string_at or string_reader(spec)
+        # Member names by string offset: clang writes each name once, so the
+        # known field names are found with one search each instead of a
+        # decode per member of every map.
+        raw = bytes(spec._buf[spec._str_start:spec._str_start + spec._str_len])
+        self.known: dict[int, str] = {}
+        for name in _UINT_FIELDS + ("key", "value", "values"):
+            at = raw.find(b"\0" + name.encode() + b"\0")
+            if at >= 0:
+                self.known[spec._str_base + at + 1] = name
 
     def rec(self, tid: int) -> tuple[int, int]:
         """(word offset, kind) of type *tid*, modifiers skipped."""
@@ -174,21 +185,26 @@ class _Words:
         values_off = None
         for j in range(vlen):
             m_name_off, m_type, m_off = w[o + 3 + 3 * j:o + 6 + 3 * j]
-            mname = self.str(m_name_off)
-            where = f"map {name!r} field {mname!r}"
+            mname = self.known.get(m_name_off)
+            if mname is None:
+                mname = self.str(m_name_off)
             if mname in _UINT_FIELDS:
                 po, pk = self.rec(m_type)
                 if pk != 2:
-                    raise ELFError(f"{where}: expected __uint (a pointer to an array)")
+                    raise ELFError(f"map {name!r} field {mname!r}: expected __uint "
+                                   f"(a pointer to an array)")
                 ao, ak = self.rec(int(w[po + 2]))
                 if ak != 3:
-                    raise ELFError(f"{where}: expected __uint (a pointer to an array)")
+                    raise ELFError(f"map {name!r} field {mname!r}: expected __uint "
+                                   f"(a pointer to an array)")
                 fields[mname] = int(w[ao + 5])
             elif mname in ("key", "value"):
                 po, pk = self.rec(m_type)
                 if pk != 2:
-                    raise ELFError(f"{where}: expected __type (a pointer)")
-                t = self.spec.type_by_id(int(w[po + 2]))
+                    raise ELFError(f"map {name!r} field {mname!r}: expected __type (a pointer)")
+                tid = w[po + 2]
+                # A pointer to void (modifiers skipped) says nothing: no type.
+                t = self.spec.type_by_id(tid) if self.target(tid) else None
                 if mname == "key":
                     key = t
                 else:
@@ -196,18 +212,19 @@ class _Words:
             elif mname == "values":
                 ao, ak = self.rec(m_type)
                 if ak != 3:
-                    raise ELFError(f"{where}: expected __array")
+                    raise ELFError(f"map {name!r} field {mname!r}: expected __array")
                 values_off = (m_off & 0xFFFFFF if kflag else m_off) // 8
                 po, pk = self.rec(int(w[ao + 3]))
                 if pk != 2:
-                    raise ELFError(f"{where}: expected an array of pointers")
+                    raise ELFError(f"map {name!r} field {mname!r}: expected an array of pointers")
                 tgt = self.target(int(w[po + 2]))
                 _, tk = self.rec(tgt) if tgt else (0, 0)
                 if tk == 4:
                     if not inner_ok:
-                        raise ELFError(f"{where}: maps of maps of maps are not supported")
+                        raise ELFError(f"map {name!r} field {mname!r}: maps of maps of maps "
+                                       f"are not supported")
                     inner, _ = self.map_def(name + ".inner", tgt, inner_ok=False)
-        return _make_spec(name, fields, key, value, inner), values_off
+        return _make_spec(name, fields, key, value, inner, voids_removed=True), values_off
 
 
 def btf_map_specs(obj) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
@@ -219,11 +236,12 @@ def btf_map_specs(obj) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
         return specs, syms
     if obj.btf is None:
         raise ELFError("section .maps needs BTF (compile with -g)")
-    secs = obj.btf.types_by_name(".maps", _btf.Kind.DATASEC)
-    if not secs:
+    sec = obj.datasec(".maps")
+    if sec is None:
         raise ELFError("section .maps has no DATASEC in the BTF")
+    secs = [sec]
     offsets = obj.symbols_in(".maps")
-    words = _Words(obj.btf)
+    words = _Words(obj.btf, obj.strings)
     values_at: dict[str, tuple[int, int]] = {}
     w = words.w
     o = words.offs[secs[0].id - 1]

@@ -6,6 +6,8 @@ import dataclasses
 import functools
 from typing import Any
 
+import numpy as np
+
 from .. import btf as _btf
 from ..enums import MapType
 from ..errors import ELFError
@@ -28,15 +30,15 @@ def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict, dict]:
     if obj.btf is None:
         return kinds, kconfig, ksyms
     syms = obj.elf.symbols
-    undef = {}
-    for j in range(1, len(syms)):
-        if int(syms["shndx"][j]) == SHN_UNDEF and int(syms["name"][j]):
-            undef[obj.elf.symbol_name(j)] = int(obj.sym_bind[j]) == STB.WEAK
+    names = obj.elf.symbol_names()
+    sel = np.flatnonzero((syms["shndx"] == SHN_UNDEF) & (syms["name"] != 0))
+    undef = {names[j]: b == STB.WEAK
+             for j, b in zip(sel.tolist(), obj.sym_bind[sel].tolist()) if j}
     for sec in (".kconfig", ".ksyms"):
-        found = obj.btf.types_by_name(sec, _btf.Kind.DATASEC)
-        if not found:
+        found = obj.datasec(sec)
+        if found is None:
             continue
-        for vsi in found[0].vars:
+        for vsi in found.vars:
             t = vsi.type
             name = t.name
             weak = undef.get(name, False)
@@ -97,7 +99,7 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
                                                        var.type, ms)
     kinds, kconfig, ksyms = _externs(obj)
     if kconfig:
-        sec = obj.btf.types_by_name(".kconfig", _btf.Kind.DATASEC)[0]
+        sec = obj.datasec(".kconfig")
         size = max(sec.size, 1)
         ms = MapSpec(type=MapType.ARRAY, key=4, value=sec if sec.size else size, max_entries=1,
                      flags=(1 << 10) | (1 << 7), name=internal_map_name(name, ".kconfig"),
@@ -111,8 +113,7 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
     for label, f in obj.labels.items():
         functions[label] = decode(obj.decode, f, data_maps, map_syms, kinds)
     programs = {}
-    template = {fl.name: (fl.default if fl.default is not dataclasses.MISSING else None)
-                for fl in dataclasses.fields(ObjectProgramSpec) if fl.name != "instructions"}
+    template = dict(_defaults(ObjectProgramSpec))
     template.update(license=obj.license, kernel_version=obj.kernel_version,
                     _local_btf=obj.btf)
     for f, j in obj.programs:
@@ -136,6 +137,13 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
                           ksyms=ksyms, btf_blob=obj.btf_raw, struct_ops=so_ops,
                           struct_ops_programs=so_progs,
                           _object=(obj, (data_maps, map_syms, kinds), dict(functions)))
+
+
+@functools.lru_cache(maxsize=8)
+def _defaults(cls: type) -> dict:
+    """The default of every field of the ProgramSpec class *cls* but the instructions."""
+    return {fl.name: (fl.default if fl.default is not dataclasses.MISSING else None)
+            for fl in dataclasses.fields(cls) if fl.name != "instructions"}
 
 
 def _copy_of(decode):

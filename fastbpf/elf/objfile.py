@@ -104,16 +104,14 @@ def _second_halves(codes: np.ndarray) -> set[int]:
     """Slots holding the second half of an ld_imm64."""
     out: set[int] = set()
     cand = np.flatnonzero(codes == LD_IMM64).tolist()
-    if not cand:
-        return out
-    i, n = 0, len(codes)
-    lst = codes.tolist()
-    while i < n:
-        if lst[i] == LD_IMM64:
-            out.add(i + 1)
-            i += 2
-        else:
-            i += 1
+    # Walk only the ld_imm64 candidates: a candidate right after a first half
+    # is a second half (whatever its byte says), and is no first half itself.
+    nxt = -1
+    for i in cand:
+        if i == nxt:
+            continue
+        out.add(i + 1)
+        nxt = i + 1
     return out
 
 
@@ -165,6 +163,8 @@ class ObjectFile:
         self._sections: dict[int, tuple] = {}
         self._syms: tuple | None = None
         self._by_section: dict | None = None
+        self._string_at = None
+        self._datasecs: dict[str, int] | None = None
         self._sec_index = {n: i for i, n in enumerate(names)}
         types, flags, sizes, infos = (sh["type"].tolist(), sh["flags"].tolist(),
                                       sh["size"].tolist(), sh["info"].tolist())
@@ -225,10 +225,11 @@ class ObjectFile:
         def offsets(sec: str, var: str) -> int | None:
             return self.symbols_in(sec).get(var)
 
-        blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets)
+        blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets, self.strings)
         if blob is not None:
             self.btf_raw = blob
             self.btf = _btf.Spec.parse(blob)
+            self._string_at = None  # the same strings, but of the new blob
 
     def symbols_in(self, sec: str) -> dict[str, int]:
         """name -> value of the named, non-section symbols of section *sec*."""
@@ -249,6 +250,29 @@ class ObjectFile:
         return self._by_section.get(idx, {})
 
     @property
+    def strings(self):
+        """``string_at(offset)`` of the object's BTF, decoding on demand (shared)."""
+        if self._string_at is None:
+            self._string_at = btffix.string_reader(self.btf)
+        return self._string_at
+
+    def datasec(self, name: str):
+        """The BTF DATASEC called *name*, or None (one index for every lookup:
+        ``types_by_name`` would search the whole string table each time)."""
+        if self.btf is None:
+            return None
+        if self._datasecs is None:
+            btf, at = self.btf, self.strings
+            ids = (np.flatnonzero(btf._kinds == btffix.K_DATASEC) + 1).tolist()
+            words, offs = btf._words, btf._offs
+            table: dict[str, int] = {}
+            for tid in ids:
+                table.setdefault(at(int(words[int(offs[tid - 1])])), tid)
+            self._datasecs = table
+        tid = self._datasecs.get(name)
+        return None if tid is None else self.btf.type_by_id(tid)
+
+    @property
     def ext(self) -> ExtRecords | None:
         """The .BTF.ext records (parsed on first use)."""
         if self._ext is None and self._ext_raw is not None and self.btf is not None:
@@ -266,27 +290,32 @@ class ObjectFile:
         prog_set = set(self.prog_secs)
         if not prog_set:
             return
-        in_prog = np.zeros(len(syms), dtype=bool)
         shndx_col = syms["shndx"]
+        in_prog = shndx_col == -1        # (np.isin costs more for a few sections)
         for sh in prog_set:
             in_prog |= shndx_col == sh
-        is_func = (self.sym_type == STT.FUNC) & in_prog
-        for j in np.flatnonzero(is_func).tolist():
-            shndx = int(syms["shndx"][j])
-            start, size = int(syms["value"][j]), int(syms["size"][j])
-            sec_size = int(elf.sections["size"][shndx])
+        sel = np.flatnonzero((self.sym_type == STT.FUNC) & in_prog)
+        # Plain lists of the selected rows: per-element numpy reads cost more.
+        sec_sizes = elf.sections["size"].tolist()
+        names = elf.symbol_names()
+        funcs, labels = self.funcs, self.labels
+        for j, shndx, start, size, bind in zip(sel.tolist(), shndx_col[sel].tolist(),
+                                               syms["value"][sel].tolist(),
+                                               syms["size"][sel].tolist(),
+                                               self.sym_bind[sel].tolist()):
+            sec_size = sec_sizes[shndx]
             if start % 8 or size % 8 or start + size > sec_size:
-                raise ELFError(f"function {elf.symbol_name(j)!r} ({start}+{size}) is not "
+                raise ELFError(f"function {names[j]!r} ({start}+{size}) is not "
                                f"whole instructions inside its section")
-            name = elf.symbol_name(j)
-            sec = elf.names[shndx]
-            if (shndx, start) in self.funcs:
+            if (shndx, start) in funcs:
                 continue  # an alias
-            label = name if name and name not in self.labels else f"{name}@{sec}+{start}"
+            name = names[j]
+            sec = elf.names[shndx]
+            label = name if name and name not in labels else f"{name}@{sec}+{start}"
             f = _Func(label, shndx, start, size or (sec_size - start), sec)
-            self.funcs[(shndx, start)] = f
-            self.labels[label] = f
-            if sec != ".text" and self.sym_bind[j] in (STB.GLOBAL, STB.WEAK, STB.LOCAL):
+            funcs[(shndx, start)] = f
+            labels[label] = f
+            if sec != ".text" and bind in (STB.GLOBAL, STB.WEAK, STB.LOCAL):
                 self.programs.append((f, j))
 
     def function_at(self, shndx: int, off: int, where: str) -> _Func:
@@ -307,30 +336,38 @@ class ObjectFile:
         if len(raw) % 8:
             raise ELFError(f"section {self.elf.names[shndx]!r} is not whole instructions")
         arr = np.frombuffer(raw, _INSN_DT[self.byte_order])
-        codes = arr["code"].tolist()
-        imms = arr["imm"].tolist()
-        regs = arr["regs"].tolist()
-        second = _second_halves(arr["code"])
+        n = len(arr)
+        code_col = arr["code"]
+        second = _second_halves(code_col)
         little = self.byte_order == "little"
         relocs: dict[int, tuple] = {}
         rels = self.rels.get(shndx)
         if rels is not None and len(rels):
+            # Only the relocated instructions are read, gathered in one go.
+            offs = rels["offset"]
+            at = offs >> 3
+            bad = ((offs & 7) != 0) | (at >= n)
+            slots = at.tolist()
+            if bad.any() or (second and not second.isdisjoint(slots)):
+                off = next(o for o, s_ in zip(offs.tolist(), slots)
+                           if o % 8 or s_ >= n or s_ in second)
+                raise ELFError(f"{self.elf.names[shndx]}: relocation at {off} is not at "
+                               f"an instruction")
             syms = self._sym_lists()
-            for off, info_ in zip(rels["offset"].tolist(), rels["info"].tolist()):
-                slot = off // 8
-                if off % 8 or slot in second or slot >= len(codes):
-                    raise ELFError(f"{self.elf.names[shndx]}: relocation at {off} is not at "
-                                   f"an instruction")
-                relocs[slot] = self._reloc_kind(codes, imms, regs, slot, shndx, info_ >> 32,
-                                                syms, little, *ctx)
-        # Calls to static functions of the same section carry no relocation.
-        for slot, c in enumerate(codes):
-            if c == _CALL and slot not in relocs and slot not in second:
-                src = regs[slot] >> 4 if little else regs[slot] & 0xF
-                if src == PSEUDO_CALL:
-                    target = (slot + 1 + imms[slot]) * 8
-                    callee = self.function_at(shndx, target, f"call at slot {slot}")
-                    relocs[slot] = ("call", callee.label)
+            kind = self._reloc_kind
+            for slot, sym, c, imm, reg in zip(slots, (rels["info"] >> 32).tolist(),
+                                              code_col[at].tolist(), arr["imm"][at].tolist(),
+                                              arr["regs"][at].tolist()):
+                relocs[slot] = kind(c, imm, reg, slot, n, shndx, sym, syms, little, *ctx)
+        # Calls to static functions of the same section carry no relocation
+        # (found with numpy: a Python loop over every instruction costs more).
+        src_col = (arr["regs"] >> 4) if little else (arr["regs"] & 0xF)
+        calls = np.flatnonzero((code_col == _CALL) & (src_col == PSEUDO_CALL))
+        for slot, imm in zip(calls.tolist(), arr["imm"][calls].tolist()):
+            if slot not in relocs and slot not in second:
+                target = (slot + 1 + imm) * 8
+                callee = self.function_at(shndx, target, f"call at slot {slot}")
+                relocs[slot] = ("call", callee.label)
         info = self._sections[shndx] = (raw, sorted(relocs), relocs)
         return info
 
@@ -413,56 +450,60 @@ class ObjectFile:
         f.cache = insns
         return insns
 
-    def _reloc_kind(self, codes: list, imms: list, regs: list, slot: int, sec: int,
+    def _reloc_kind(self, code: int, imm: int, reg: int, slot: int, n: int, sec: int,
                     sym: int, syms: tuple, little: bool, data_maps: dict[int, str],
                     map_syms: dict[tuple[int, int], str], externs: dict[str, str]) -> tuple:
-        """What the relocation of instruction *slot* means: ("map", name),
+        """What the relocation of instruction *slot* (fields *code*, *imm*,
+        *reg*; *n* instructions in the section) means: ("map", name),
         ("mapval", name, offset), ("call"|"func", label), ("kfunc"|"ksym", name)."""
         elf = self.elf
         shndx, value, stype = syms[0][sym], syms[1][sym], syms[2][sym]
-        name = elf.symbol_name(sym)
-        code = codes[slot]
-        imm = imms[slot]
-        where = f"{elf.names[sec]}: instruction {slot}"
+
+        def where() -> str:   # only for errors: most relocations need no text
+            return f"{elf.names[sec]}: instruction {slot}"
         if code == _CALL:
             if shndx == SHN_UNDEF:
+                name = elf.symbol_name(sym)
                 if externs.get(name) != "kfunc":
-                    raise ELFError(f"{where} calls {name!r}, which is neither defined nor a "
+                    raise ELFError(f"{where()} calls {name!r}, which is neither defined nor a "
                                    f"__ksym kfunc")
                 return ("kfunc", name)
-            src = regs[slot] >> 4 if little else regs[slot] & 0xF
+            src = reg >> 4 if little else reg & 0xF
             if src != PSEUDO_CALL:
-                raise ELFError(f"{where}: relocated call is not a bpf-to-bpf call")
+                raise ELFError(f"{where()}: relocated call is not a bpf-to-bpf call")
             target = value + (imm + 1) * 8 if stype == STT.SECTION else value
-            return ("call", self.function_at(shndx, target, where).label)
-        if code != LD_IMM64 or slot + 1 >= len(codes):
-            raise ELFError(f"{where}: relocation on an instruction that is neither a call "
+            f = self.funcs.get((shndx, target))
+            return ("call", (f or self.function_at(shndx, target, where())).label)
+        if code != LD_IMM64 or slot + 1 >= n:
+            raise ELFError(f"{where()}: relocation on an instruction that is neither a call "
                            f"nor a 64-bit load (opcode {code:#04x})")
         if shndx == SHN_UNDEF:
+            name = elf.symbol_name(sym)
             kind = externs.get(name)
             if kind == "kconfig":
                 return ("mapval", ".kconfig", self.kconfig[name][0])
             if kind in ("ksym", "kfunc"):
                 return ("ksym", name)
-            raise ELFError(f"{where} refers to the undefined symbol {name!r}, which is not "
+            raise ELFError(f"{where()} refers to the undefined symbol {name!r}, which is not "
                            f"a .kconfig or .ksyms extern")
         if shndx >= SHN_LORESERVE or shndx >= len(elf.names):
-            raise ELFError(f"{where} refers to symbol {name!r} in no section")
+            raise ELFError(f"{where()} refers to symbol {elf.symbol_name(sym)!r} in no section")
         if shndx in self._prog_set:
             # A function pointer (callback): target in bytes.
             target = value + (imm if stype == STT.SECTION else 0)
-            return ("func", self.function_at(shndx, target, where).label)
+            f = self.funcs.get((shndx, target))
+            return ("func", (f or self.function_at(shndx, target, where())).label)
         if shndx == self.maps_shndx or shndx == self.legacy_maps_shndx:
             mname = map_syms.get((shndx, value))
             if mname is None:
-                raise ELFError(f"{where} refers to no map at {elf.names[shndx]}+{value}")
+                raise ELFError(f"{where()} refers to no map at {elf.names[shndx]}+{value}")
             return ("map", mname)
         sec_map = data_maps.get(shndx)
         if sec_map is not None:
             off = (imm & 0xFFFFFFFF) + (0 if stype == STT.SECTION else value)
             return ("mapval", sec_map, off & 0xFFFFFFFF)
-        raise ELFError(f"{where} refers to {name or elf.names[shndx]!r} in section "
-                       f"{elf.names[shndx]!r}, which is neither code, a map nor data")
+        raise ELFError(f"{where()} refers to {elf.symbol_name(sym) or elf.names[shndx]!r} in "
+                       f"section {elf.names[shndx]!r}, which is neither code, a map nor data")
 
 
 
@@ -495,10 +536,9 @@ def data_map_spec(obj: ObjectFile, shndx: int) -> MapSpec:
     sec = elf.names[shndx]
     size = int(elf.sections["size"][shndx])
     value: object = size
-    if obj.btf is not None:
-        found = obj.btf.types_by_name(sec, _btf.Kind.DATASEC)
-        if found and found[0].size == size:
-            value = found[0]
+    found = obj.datasec(sec)
+    if found is not None and found.size == size:
+        value = found
     flags = MapFlags.MMAPABLE
     readonly = sec.startswith(".rodata")
     if readonly:

@@ -63,6 +63,26 @@ def _dtypes(c: str):
 _DT = {"little": _dtypes("<"), "big": _dtypes(">")}
 
 
+def _strings(table: bytes, offs: list[int], what: str) -> list[str]:
+    """The NUL-terminated strings of *table* at *offs*: every terminator found
+    in one numpy pass instead of a search per string."""
+    if not offs:
+        return []
+    n = len(table)
+    top = max(offs)
+    if top >= n and top:
+        bad = next(o for o in offs if o >= n and o)
+        raise ELFError(f"{what} offset {bad} is outside its string table")
+    if not n:
+        return [""] * len(offs)
+    nuls = np.flatnonzero(np.frombuffer(table, np.uint8) == 0)
+    at = np.searchsorted(nuls, offs)
+    if int(at.max()) >= len(nuls):
+        raise ELFError(f"a {what} is not NUL-terminated")
+    ends = nuls[at].tolist()
+    return [table[o:e].decode("utf-8", "surrogateescape") for o, e in zip(offs, ends)]
+
+
 class ELFFile:
     """One ELF64 BPF object held in memory.
 
@@ -114,8 +134,7 @@ class ELFFile:
         if shstrndx >= shnum:
             raise ELFError(f"ELF section name table index {shstrndx} is out of range")
         self._shstr = self.section_bytes(shstrndx)
-        self.names = [self._string(self._shstr, int(o), "section name")
-                      for o in sh["name"]]
+        self.names = _strings(self._shstr, sh["name"].tolist(), "section name")
         self._sym_index = -1
         self.symbols = np.zeros(0, self._sym_t)
         self._symstr = b""
@@ -167,20 +186,8 @@ class ELFFile:
     def symbol_names(self) -> list[str]:
         """Every symbol's name, decoded in one pass (then cached)."""
         if self._all_names is None:
-            table = self._symstr
-            offs = self.symbols["name"].tolist()
-            if offs and max(offs) >= max(len(table), 1):
-                bad = next(o for o in offs if o >= len(table))
-                if bad:
-                    raise ELFError(f"symbol name offset {bad} is outside its string table")
-            nuls = np.flatnonzero(np.frombuffer(table, np.uint8) == 0) if table else \
-                np.zeros(0, np.int64)
-            at = np.searchsorted(nuls, offs) if len(offs) else np.zeros(0, np.int64)
-            if len(offs) and len(table) and int(at.max()) >= len(nuls):
-                raise ELFError("a symbol name is not NUL-terminated")
-            ends = nuls[at].tolist() if len(nuls) else [0] * len(offs)
-            self._all_names = [table[o:e].decode("utf-8", "surrogateescape")
-                               for o, e in zip(offs, ends)]
+            self._all_names = _strings(self._symstr, self.symbols["name"].tolist(),
+                                       "symbol name")
         return self._all_names
 
     def relocations(self, index: int) -> np.ndarray:

@@ -146,6 +146,7 @@ SECTION_DEFS: tuple[SectionDef, ...] = (
 
 
 @functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024)   # a scan of the table; objects repeat names
 def match_section(name: str) -> tuple[SectionDef, str] | None:
     """The row for section *name* and the attach target after the prefix.
 
