@@ -44,7 +44,7 @@ N_SINGLE = 20_000       # elements per sample of a single-element loop
 N_WALK = 20_000         # entries walked per items() sample
 N_BATCH = 1_000_000
 REPEATS = 3             # best of this many samples per side per round
-ROUNDS = 15             # rounds of C sample, Python sample, per row
+ROUNDS = 25             # rounds of C sample, Python sample, per row (15 left runs 0.07 apart under load)
 BATCH_ROUNDS = 3
 
 
