@@ -18,8 +18,10 @@
 # * the GIL is held for a single short run (releasing and taking it back
 #   costs more than the run) and released for repeated or sleepable runs.
 #
-# There is one attribute set-up and one system call path (_do_run), used by
-# ProgramBase.test_run, the module-level test_run and the raw prog_test_run.
+# There is one general attribute set-up and system call path (_do_run), used
+# by ProgramBase.test_run, the module-level test_run and the raw
+# prog_test_run; _run_simple is the benchmark driver's call (a packet, once,
+# default sizes) without the general set-up, and gives back anything else.
 
 cimport cython
 from libc.stdlib cimport malloc, free
