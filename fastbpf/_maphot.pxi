@@ -176,6 +176,27 @@ cdef int _pack_scalar(int kind, object obj, char *buf, str what, object dt) exce
     return 1
 
 
+cdef inline int _uint_fast(int kind, object key, uint64_t *out) noexcept:
+    """The common key or value, an exact non-negative int into a u32 or u64 field,
+    packed without a call into _pack_scalar: 1 when done, 0 to take the
+    full path (which packs everything else and raises on bad keys).
+    """
+    cdef unsigned long long u
+    if not PyLong_CheckExact(key) or (kind != K_U32 and kind != K_U64):
+        return 0
+    u = _as_ull(key)
+    if u == <unsigned long long>-1 and PyErr_Occurred() != NULL:
+        PyErr_Clear()       # negative or too big: _pack_scalar says which
+        return 0
+    if kind == K_U32:
+        if u > 0xffffffffULL:
+            return 0
+        (<uint32_t *>out)[0] = <uint32_t>u
+    else:
+        out[0] = u
+    return 1
+
+
 cdef object _unpack_scalar(int kind, const char *buf):
     """The C scalar at *buf* as a Python int, float or bool."""
     cdef uint64_t u
@@ -667,8 +688,11 @@ cdef class MapBase:
         cdef int code
         cdef char *out
         if self._fast and self._fd >= 0:
-            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
+            if _uint_fast(self._kkind, key, &kb) or \
+                    _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
                 if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, &vb, 0) == 0:
+                    if self._vkind == K_U64:
+                        return PyLong_FromUnsignedLongLong(vb)
                     return _unpack_scalar(self._vkind, <char *>&vb)
                 code = errno
                 if code == ENOENT:
@@ -676,7 +700,8 @@ cdef class MapBase:
                 raise _err(code, "map lookup", self._what())
         elif self._vmode == V_PERCPU and self._kkind != K_OTHER and self._fd >= 0 \
                 and self.key_size <= 8:
-            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
+            if _uint_fast(self._kkind, key, &kb) or \
+                    _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
                 result = self._new_percpu(&out)
                 if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, out, 0) == 0:
                     return result
@@ -717,7 +742,8 @@ cdef class MapBase:
         cdef _Tmp t
         cdef uint64_t kb, vb
         if self._fast and self._fd >= 0:
-            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
+            if _uint_fast(self._kkind, key, &kb) or \
+                    _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt):
                 if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, &vb, 0) == 0:
                     return True
                 code = errno
@@ -789,8 +815,10 @@ cdef class MapBase:
     def __setitem__(self, key, value):
         cdef uint64_t kb, vb
         if self._fast and self._fd >= 0:
-            if _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt) and \
-                    _pack_scalar(self._vkind, value, <char *>&vb, "value", self._vdt):
+            if (_uint_fast(self._kkind, key, &kb)
+                    or _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt)) and \
+                    (_uint_fast(self._vkind, value, &vb)
+                     or _pack_scalar(self._vkind, value, <char *>&vb, "value", self._vdt)):
                 if _elem(BPF_MAP_UPDATE_ELEM, self._fd, &kb, &vb, 0) < 0:
                     self._update_error(errno)
                 return
