@@ -161,6 +161,9 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
                 vname = string_at(words[vo])
                 found = var_offsets(name, vname)
                 if found is not None:
+                    if found > size:    # a symbol value is 64-bit, a BTF offset 32
+                        raise BTFError(f"variable {vname!r} of DATASEC {name!r}: its symbol "
+                                       f"is at offset {found}, past the {size}-byte section")
                     voff = found
             recs.append((voff, vid, vsize))
         recs.sort()
