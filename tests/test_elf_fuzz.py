@@ -65,6 +65,20 @@ def test_data_symbol_value_past_its_section_is_a_btf_error(obj):
                             f"{spec.maps['.data'].value_size}-byte section")
 
 
+@pytest.mark.parametrize("obj", ["core_globals-el.o", "core_globals-eb.o"])
+def test_bss_larger_than_a_btf_size_is_a_btf_error(obj):
+    # Found by the elf fuzz target: a .bss (NOBITS, so no file bytes bound its
+    # size) of more than 2**32 bytes overflowed the DATASEC size word.
+    data = bytearray(_object(obj))
+    lay = elfmut._Layout(bytes(data))
+    i = lay.names.index(".bss")
+    order = "<" if obj.endswith("-el.o") else ">"
+    struct.pack_into(order + "Q", data, lay.shoff + 64 * i + 32, 2**63 + 5)
+    with pytest.raises(fastbpf.btf.BTFError) as e:
+        fastbpf.load_collection_spec(bytes(data))
+    assert str(e.value) == f"section '.bss' of {2**63 + 5} bytes is too large for its DATASEC"
+
+
 def test_saved_elf_crash_inputs_give_named_errors():
     d = os.path.join(os.path.dirname(__file__), os.pardir, "fuzz", "crashes", "elf")
     names = sorted(os.listdir(d))

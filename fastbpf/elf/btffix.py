@@ -148,6 +148,8 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
         size = section_sizes.get(name)
         if size is None:
             continue
+        if size > 0xFFFFFFFF:   # an ELF size is 64-bit (NOBITS: any), a BTF size 32
+            raise BTFError(f"section {name!r} of {size} bytes is too large for its DATASEC")
         if int(words[o + 2]) != size:
             words[o + 2] = size
             changed = True
