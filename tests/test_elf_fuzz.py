@@ -117,3 +117,28 @@ def test_elf_target_flags_a_wrapped_python_error():
     with pytest.raises(AssertionError, match="unnamed loader error"):
         targets._check_named(fastbpf.ELFError("malformed object: IndexError: x"))
     targets._check_named(fastbpf.ELFError("ELF section 3 runs past the end"))
+
+
+@pytest.mark.parametrize("obj", ["loader-el.o", "loader-eb.o"])
+def test_kconfig_externs_larger_than_a_map_value_are_a_btf_error(obj):
+    # Found by the elf fuzz target (as an out-of-memory): a .kconfig extern
+    # whose BTF type claims ~4 GiB made the loader allocate the whole .kconfig
+    # map value (14 s, 4 GB) before anything refused it.
+    from fastbpf import btf
+    data = bytearray(_object(obj))
+    order = "<" if obj.endswith("-el.o") else ">"
+    lay = elfmut._Layout(bytes(data))
+    s = lay.sections[lay.names.index(".BTF")]
+    raw = bytes(data[s[4]:s[4] + s[5]])
+    spec = btf.Spec.parse(raw)
+    tristate = spec.types_by_name("libbpf_tristate")[0]
+    hdr_len, type_off = struct.unpack_from(order + "I", raw, 4)[0], \
+        struct.unpack_from(order + "I", raw, 8)[0]
+    # The enum's size word: the third word of its record.
+    at = s[4] + hdr_len + type_off + 4 * int(spec._offs[spec.type_id(tristate) - 1]) + 8
+    struct.pack_into(order + "I", data, at, 0xF0000000)
+    with pytest.raises(btf.BTFError) as e:
+        fastbpf.load_collection_spec(bytes(data))
+    # 4 + 1 bytes, the enum at 8, then a 4-byte int and a 1-byte bool.
+    assert str(e.value) == f"the .kconfig externs take {8 + 0xF0000000 + 4 + 1} bytes, " \
+                           f"more than {1 << 22}"

@@ -108,6 +108,10 @@ def _type_align(spec: Spec, words: np.ndarray, tid: int, depth: int = 0) -> int:
     return 1
 
 
+#: An array map's largest value (KMALLOC_MAX_SIZE with 4 KiB pages).
+_KMALLOC_MAX_SIZE = 1 << 22
+
+
 def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
                  var_offsets: Callable[[str, str], int | None]) -> tuple[bytes | None, dict]:
     """Fill DATASEC sizes and variable offsets; lay out ``.kconfig``.
@@ -142,6 +146,11 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
                 if name == ".kconfig":
                     kconfig[string_at(words[vo])] = (off, size)
                 off += size
+            # .kconfig becomes a map value (so at most KMALLOC_MAX_SIZE); .ksyms
+            # is only laid out, but its size is still a 32-bit BTF word.
+            limit = _KMALLOC_MAX_SIZE if name == ".kconfig" else 0xFFFFFFFF
+            if off > limit:
+                raise BTFError(f"the {name} externs take {off} bytes, more than {limit}")
             words[o + 2] = off
             changed = True
             continue
