@@ -38,9 +38,6 @@ def main() -> None:
     import targets
     if args.target not in targets.TARGETS:
         sys.exit(f"unknown target {args.target!r}; one of {sorted(targets.TARGETS)}")
-    if args.target == "elf" and not targets.elf_loader_present():
-        print("elf: fastbpf.load_collection_spec does not exist yet; nothing to fuzz")
-        return
     corpus = args.corpus or tempfile.mkdtemp(prefix=f"fastbpf-fuzz-{args.target}-")
     os.makedirs(corpus, exist_ok=True)
     for seed in targets.seeds(args.target):
@@ -54,13 +51,29 @@ def main() -> None:
         import fastbpf.asm  # noqa: F401
         import fastbpf.btf  # noqa: F401
         import fastbpf.btf.ext  # noqa: F401
+        import fastbpf.collection  # noqa: F401
+        import fastbpf.elf.build  # noqa: F401
     fn = targets.TARGETS[args.target]
     fn(b"")  # import what the target needs before the clock starts
 
     argv = [sys.argv[0], corpus, f"-max_total_time={args.seconds}", f"-runs={args.runs}",
             "-timeout=10", "-rss_limit_mb=4096", "-print_final_stats=1",
             f"-artifact_prefix={artifacts.rstrip('/')}/", f"-max_len={args.max_len}"]
-    atheris.Setup(argv, fn)
+    mutator = None
+    if args.target == "elf":
+        # Half the inputs from the structure-aware mutator (one field of a
+        # section header, symbol, relocation, BTF record or instruction), half
+        # from libFuzzer's byte-level one.
+        import random
+
+        from elfmut import mutate_elf
+
+        def mutator(data: bytes, max_size: int, seed: int) -> bytes:
+            rng = random.Random(seed)
+            if rng.random() < 0.5:
+                return mutate_elf(data, rng)[:max_size]
+            return atheris.Mutate(data, max_size)
+    atheris.Setup(argv, fn, custom_mutator=mutator)
     atheris.Fuzz()
 
 

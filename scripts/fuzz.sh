@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzz one parser for a while: scripts/fuzz.sh TARGET SECONDS [--runs N] [...]
-# TARGET: btf, btf_ext, asm, elf (the ELF loader, once it exists). Needs atheris
+# TARGET: btf, btf_ext, asm, elf (the object loader; structure-aware). Needs atheris
 # (pip install atheris). Crashes go to fuzz/crashes/TARGET/; the final lines
 # give libFuzzer's figures (stat::number_of_executed_units = executions).
 set -euo pipefail

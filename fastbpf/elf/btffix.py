@@ -112,6 +112,10 @@ def _type_align(spec: Spec, words: np.ndarray, tid: int, depth: int = 0) -> int:
     return 1
 
 
+#: An array map's largest value (KMALLOC_MAX_SIZE with 4 KiB pages).
+_KMALLOC_MAX_SIZE = 1 << 22
+
+
 def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
                  var_offsets: Callable[[str, str], int | None],
                  string_at: Callable[[int], str] | None = None) -> tuple[bytes | None, dict]:
@@ -147,12 +151,19 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
                 if name == ".kconfig":
                     kconfig[string_at(words[vo])] = (off, size)
                 off += size
+            # .kconfig becomes a map value (so at most KMALLOC_MAX_SIZE); .ksyms
+            # is only laid out, but its size is still a 32-bit BTF word.
+            limit = _KMALLOC_MAX_SIZE if name == ".kconfig" else 0xFFFFFFFF
+            if off > limit:
+                raise BTFError(f"the {name} externs take {off} bytes, more than {limit}")
             words[o + 2] = off
             changed = True
             continue
         size = section_sizes.get(name)
         if size is None:
             continue
+        if size > 0xFFFFFFFF:   # an ELF size is 64-bit (NOBITS: any), a BTF size 32
+            raise BTFError(f"section {name!r} of {size} bytes is too large for its DATASEC")
         if int(words[o + 2]) != size:
             words[o + 2] = size
             changed = True
@@ -166,6 +177,9 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
                 vname = string_at(words[vo])
                 found = var_offsets(name, vname)
                 if found is not None:
+                    if found > size:    # a symbol value is 64-bit, a BTF offset 32
+                        raise BTFError(f"variable {vname!r} of DATASEC {name!r}: its symbol "
+                                       f"is at offset {found}, past the {size}-byte section")
                     voff = found
             recs.append((voff, vid, vsize))
         recs.sort()
