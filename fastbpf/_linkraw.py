@@ -47,7 +47,8 @@ def _patch(buf: bytearray, s: int, src: int | None, imm: int, imm2: int | None =
         _IMM.pack_into(buf, p + 12, imm2 & 0xFFFFFFFF)
 
 
-def link_raw(spec: Any, ps: Any, maps: dict, module_fds: dict) -> tuple | None:
+def link_raw(spec: Any, ps: Any, maps: dict[str, Any], module_fds: dict[str, Any]
+             ) -> tuple[Any, ...] | None:
     """(instructions, func_info, line_info, fd_array) as bytes, or None when
     the program must take the Instructions path."""
     obj_ctx = getattr(spec, "_object", None)

@@ -118,7 +118,7 @@ class CollectionSpec:
                                    ksyms=dict(self.ksyms), struct_ops=dict(self.struct_ops),
                                    struct_ops_programs=dict(self.struct_ops_programs))
 
-    def load(self, pin_path: str | os.PathLike | None = None, *, kernel_btf: Any = None,
+    def load(self, pin_path: str | os.PathLike[str] | None = None, *, kernel_btf: Any = None,
              log_level: int = 0) -> "Collection":
         """Create every map and load every program; returns a :class:`Collection`.
 
@@ -208,7 +208,7 @@ def _read_source(source: Any) -> tuple[bytes, str]:
                     f"not {type(source).__name__}")
 
 
-def load_collection_spec(source: str | os.PathLike | bytes | bytearray | io.IOBase,
+def load_collection_spec(source: str | os.PathLike[str] | bytes | bytearray | io.IOBase,
                          *, name: str | None = None) -> CollectionSpec:
     """Read a compiled BPF object into a :class:`CollectionSpec`.
 
@@ -233,7 +233,7 @@ def load_collection_spec(source: str | os.PathLike | bytes | bytearray | io.IOBa
         raise ELFError(f"malformed object: {type(e).__name__}: {e}") from None
 
 
-def load_collection(source: Any, pin_path: str | os.PathLike | None = None,
+def load_collection(source: Any, pin_path: str | os.PathLike[str] | None = None,
                     **kwargs: Any) -> Collection:
     """``load_collection_spec(source).load(pin_path, **kwargs)`` in one call."""
     return load_collection_spec(source).load(pin_path, **kwargs)

@@ -254,7 +254,7 @@ class Map(_core.MapBase, Pinnable):
         return cls._from_owned_fd(_core.dup_fd(int(fd)), key, value)
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike, key: Any = None, value: Any = None) -> "Map":
+    def from_pin(cls, path: str | os.PathLike[str], key: Any = None, value: Any = None) -> "Map":
         """Open the map pinned at *path* on a bpffs; :meth:`unpin` then
         removes that pin."""
         m = cls._from_owned_fd(_core.obj_get(os.fspath(path)), key, value,

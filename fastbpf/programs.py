@@ -458,7 +458,7 @@ class Program(ProgramBase, Pinnable):
         return cls._from_owned(_core.dup_fd(int(fd)))
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike) -> "Program":
+    def from_pin(cls, path: str | os.PathLike[str]) -> "Program":
         """Open the program pinned at *path*; :meth:`unpin` then removes that pin."""
         p = cls._from_owned(_core.obj_get(os.fspath(path)),
                             f"the object pinned at {os.fspath(path)!r}")
