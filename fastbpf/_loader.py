@@ -79,8 +79,8 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
     return done
 
 
-def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict,
-              specs: dict | None = None) -> MapSpec:
+def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict[Any, Any],
+              specs: dict[Any, Any] | None = None) -> MapSpec:
     """A copy of *ms* ready for Map.create: shared BTF, pin dir, names resolved."""
     m = dataclasses.replace(ms)
     if isinstance(m.inner, str):
@@ -127,7 +127,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
     programs: dict[str, Program] = {}
     pins_made: list[str] = []
     module_fds: dict[str, Any] = {}
-    cand_cache: dict = {}  # CO-RE candidates, shared by the object's programs
+    cand_cache: dict[Any, Any] = {}  # CO-RE candidates, shared by the object's programs
     handle = None
     try:
         if spec.btf is not None and spec.btf_blob is not None:
@@ -200,7 +200,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
             fd.close()
 
 
-def _struct_ops_map(name: str, ops: str, ms: MapSpec, programs: dict) -> Map:
+def _struct_ops_map(name: str, ops: str, ms: MapSpec, programs: dict[Any, Any]) -> Map:
     """The STRUCT_OPS map of *ms*: the kernel's value struct, filled by member name."""
     from .link.struct_ops import struct_ops_value
     values = dict(ms.contents[0][1]) if ms.contents else {}
@@ -222,7 +222,7 @@ def _struct_ops_map(name: str, ops: str, ms: MapSpec, programs: dict) -> Map:
     return m
 
 
-def _struct_ops_target(spec: Any, name: str) -> dict:
+def _struct_ops_target(spec: Any, name: str) -> dict[Any, Any]:
     """attach_btf_id and member index of a struct_ops program (kernel BTF)."""
     target = spec.struct_ops_programs.get(name)
     if target is None:
@@ -239,9 +239,9 @@ def _struct_ops_target(spec: Any, name: str) -> dict:
 
 
 def _load_program(program_class: type[Program], spec: Any, name: str, ps: ProgramSpec,
-                  maps: dict, handle: Any,
-                  kernel_btf: Any, module_fds: dict, log_level: int,
-                  cand_cache: dict | None = None) -> Program:
+                  maps: dict[Any, Any], handle: Any,
+                  kernel_btf: Any, module_fds: dict[Any, Any], log_level: int,
+                  cand_cache: dict[Any, Any] | None = None) -> Program:
     kname = _NAME_BAD.sub("_", ps.name or name)[:15]
     if ps.type == ProgramType.UNSPEC:
         raise ELFError(f"program {name!r}: section {ps.section!r} names no program type "
@@ -262,7 +262,7 @@ def _load_program(program_class: type[Program], spec: Any, name: str, ps: Progra
                  fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
         return program_class.load(load_spec, log_level=log_level)
     insns = ps.instructions
-    core_results: list = []
+    core_results: list[Any] = []
     if isinstance(insns, (bytes, bytearray, memoryview)):
         linked, fd_array = insns, None
     else:

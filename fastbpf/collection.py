@@ -87,16 +87,16 @@ class CollectionSpec:
     #: Functions by label (subprograms): Instructions or zero-argument callables.
     functions: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: .kconfig externs: name -> (offset, size, BTF type, weak).
-    kconfig: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    kconfig: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     #: .ksyms externs: name -> (kind "ksym"/"kfunc", weak, typed).
-    ksyms: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    ksyms: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     #: The BTF blob for the kernel (DATASECs filled in), before sanitising.
     btf_blob: bytes | None = None
     #: struct_ops maps: map name -> kernel struct (``"tcp_congestion_ops"``);
     #: their ``contents`` are ``[(0, {member: program name | int | bytes})]``.
     struct_ops: dict[str, str] = dataclasses.field(default_factory=dict)
     #: struct_ops programs: program name -> (kernel struct, member).
-    struct_ops_programs: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    struct_ops_programs: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     #: (ObjectFile, decode context, original functions) for the raw fast path.
     _object: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -148,8 +148,8 @@ class Collection:
     :meth:`detach_program` to keep it beyond the collection.
     """
 
-    def __init__(self, spec: CollectionSpec, maps: dict, programs: dict,
-                 variables: dict, btf_handle: Any = None) -> None:
+    def __init__(self, spec: CollectionSpec, maps: dict[Any, Any], programs: dict[Any, Any],
+                 variables: dict[Any, Any], btf_handle: Any = None) -> None:
         self.spec = spec
         self.maps = maps
         self.programs = programs

@@ -506,7 +506,7 @@ def have_bpf_stats() -> bool:
 
 # -- BTF kinds (the loader sanitises object BTF by these) ----------------------------
 
-def _btf_blob(types: list[tuple], strings: bytes) -> bytes:
+def _btf_blob(types: list[tuple[Any, ...]], strings: bytes) -> bytes:
     body = b"".join(struct.pack("<" + "I" * len(t), *t) for t in types)
     hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(body), len(body), len(strings))
     return hdr + body + strings
@@ -514,7 +514,7 @@ def _btf_blob(types: list[tuple], strings: bytes) -> bytes:
 
 # name -> (BTF types as words, strings): each the smallest blob using the feature.
 _INT = (1, 1 << 24, 4, (1 << 24) | 32)          # [1] int
-_BTF_FEATURES: dict[str, tuple[list[tuple], bytes]] = {
+_BTF_FEATURES: dict[str, tuple[list[tuple[Any, ...]], bytes]] = {
     "func": ([_INT, (0, 13 << 24 | 0, 1), (5, 12 << 24 | 0, 2)], b"\0int\0f\0"),
     "func_global": ([_INT, (0, 13 << 24 | 0, 1), (5, 12 << 24 | 1, 2)], b"\0int\0f\0"),
     "datasec": ([_INT, (5, 14 << 24, 1, 1), (7, 15 << 24 | 1, 4, 2, 0, 4)],
@@ -567,7 +567,7 @@ class _LinkKind(NamedTuple):
     ptype: ProgramType
     expected: bool                 # load with expected_attach_type = the attach type
     target: int
-    ok_errnos: frozenset           # errnos that mean "kind known, target bad"
+    ok_errnos: frozenset[Any]           # errnos that mean "kind known, target bad"
     since: str
 
 
@@ -643,7 +643,7 @@ _NO_SUCH_SYMBOL = b"fastbpf_probe_no_such_function\0"
 _ROOT_PATH = b"/\0"
 
 
-def _link_extra(attach: AttachType, keep: list) -> bytes | None:
+def _link_extra(attach: AttachType, keep: list[Any]) -> bytes | None:
     """The link_create union for the kinds that need one, pointing at a
     target that cannot be attached to."""
     import numpy as np
@@ -727,7 +727,7 @@ def _try_link(attach: AttachType, kind: _LinkKind) -> int:
     if not r.ok:
         return r.errno
     prog = r.fd
-    keep: list = []
+    keep: list[Any] = []
     try:
         extra = _link_extra(attach, keep)
 

@@ -78,7 +78,7 @@ def core_relos(insns: Instructions) -> list[tuple[int, Any]]:
 
 
 def apply_core(local_spec: Any, insns: Instructions, target: Any, program: str,
-               cand_cache: dict | None = None) -> list:
+               cand_cache: dict[Any, Any] | None = None) -> list[Any]:
     """Apply the program's CO-RE relocations in place; returns their results.
 
     The one call site of ``fastbpf.btf.core.relocate_instructions(local_spec,
@@ -244,7 +244,7 @@ def _find_kernel(name: str, kind: str) -> tuple[int, str | None]:
     return 0, None
 
 
-def resolve_kfunc(name: str, weak: bool, module_fds: dict,
+def resolve_kfunc(name: str, weak: bool, module_fds: dict[Any, Any],
                   fd_array: list[int]) -> tuple[int, int] | None:
     """(BTF id, fd_array index) of kfunc *name*; None for an absent ``__weak`` one.
 
@@ -270,7 +270,7 @@ def resolve_kfunc(name: str, weak: bool, module_fds: dict,
 
 
 def resolve_ksym(name: str, kind: str, weak: bool, typed: bool,
-                 module_fds: dict) -> tuple[int, int]:
+                 module_fds: dict[Any, Any]) -> tuple[int, int]:
     """(src register, 64-bit value) of the ld_imm64 loading ksym *name*.
 
     Typed ksyms load ``PSEUDO_BTF_ID`` (BTF id, module BTF fd in the high

@@ -419,7 +419,7 @@ class Map(_core.MapBase, Pinnable):
                     step = min(step * 2, _ITER_CHUNK_MAX)
         yield self._key_snapshot(), None
 
-    def _py_items(self, arr: np.ndarray) -> list:
+    def _py_items(self, arr: np.ndarray) -> list[Any]:
         """Elements of a chunk as the element path returns them: Python
         numbers for scalar dtypes, records or per-CPU rows otherwise."""
         dt = arr.dtype

@@ -127,7 +127,7 @@ class ProgramSpec:
             c.instructions = self.instructions.copy()
         return c
 
-    def core_relocations(self, target: Any = None, local_btf: Any = None) -> list:
+    def core_relocations(self, target: Any = None, local_btf: Any = None) -> list[Any]:
         """The CO-RE relocations of the instructions, computed against
         *target* (a ``btf.Spec``; None: the running kernel) without patching
         anything: one ``btf.core.CORERelocation`` each.
@@ -313,7 +313,7 @@ class Program(ProgramBase, Pinnable):
     """
 
     def __init__(self, fd: _core.FD, type: ProgramType | int, name: str = "",
-                 spec: ProgramSpec | None = None, log: str = "", maps: list | None = None) -> None:
+                 spec: ProgramSpec | None = None, log: str = "", maps: list[Any] | None = None) -> None:
         """Take ownership of *fd*, a ``fastbpf.FD`` (fastbpf's own modules
         build programs this way; users call :meth:`load` or a ``from_*``)."""
         if not isinstance(fd, _core.FD):

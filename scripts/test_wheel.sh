@@ -25,7 +25,7 @@ V="$work/venv/bin/python"
 
 # The tests and their data, without the package: they import the installed one.
 mkdir -p "$work/run"
-cp -r "$SRC/tests" "$SRC/testdata" "$SRC/examples" "$work/run/"
+cp -r "$SRC/tests" "$SRC/testdata" "$SRC/examples" "$SRC/fuzz" "$SRC/scripts" "$work/run/"
 cp "$SRC/pyproject.toml" "$work/run/"   # pytest settings only; no fastbpf/ beside it
 cd "$work/run"
 where=$("$V" -c 'import fastbpf, os; print(os.path.dirname(fastbpf.__file__))')

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def _info(kind: int, vlen: int, kflag: int = 0) -> int:
     return (kflag << 31) | (kind << 24) | (vlen & 0xFFFF)
 
 
-def string_reader(spec: Spec):
+def string_reader(spec: Spec) -> Callable[[int], str]:
     """A fast ``spec.string_at``: every string start decoded once (object BTF
     string tables are small); offsets into the middle of a string fall back."""
     raw = spec._buf[spec._str_start:spec._str_start + spec._str_len]
@@ -109,7 +109,7 @@ def _type_align(spec: Spec, words: np.ndarray, tid: int, depth: int = 0) -> int:
 
 
 def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
-                 var_offsets: Callable[[str, str], int | None]) -> tuple[bytes | None, dict]:
+                 var_offsets: Callable[[str, str], int | None]) -> tuple[bytes | None, dict[Any, Any]]:
     """Fill DATASEC sizes and variable offsets; lay out ``.kconfig``.
 
     *section_sizes* maps ELF section names to sizes; *var_offsets(section,
@@ -145,7 +145,7 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
             words[o + 2] = off
             changed = True
             continue
-        size = section_sizes.get(name)
+        size = section_sizes.get(name)  # type: ignore[assignment]  # None checked below
         if size is None:
             continue
         if int(words[o + 2]) != size:
@@ -261,8 +261,8 @@ def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> 
     return encode_words(s, out_words, extra, order=sys.byteorder)
 
 
-def _downgrade(s: Spec, words: np.ndarray, missing: frozenset[str], ensure_int,
-               add_string) -> None:
+def _downgrade(s: Spec, words: np.ndarray, missing: frozenset[str],
+               ensure_int: Callable[[], int], add_string: Callable[[str], int]) -> None:
     """Rewrite kinds the kernel lacks into older kinds of the same length."""
     arg_name = 0
     for idx, kind in enumerate(s._kinds.tolist()):

@@ -20,11 +20,11 @@ from .reader import SHN_UNDEF, STB
 __all__ = ["parse_spec"]
 
 
-def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict, dict]:
+def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict[Any, Any], dict[Any, Any]]:
     """(name -> kind, kconfig table, ksyms table) from the .kconfig/.ksyms DATASECs."""
     kinds: dict[str, str] = {}
-    kconfig: dict[str, tuple] = {}
-    ksyms: dict[str, tuple] = {}
+    kconfig: dict[str, tuple[Any, ...]] = {}
+    ksyms: dict[str, tuple[Any, ...]] = {}
     if obj.btf is None:
         return kinds, kconfig, ksyms
     syms = obj.elf.symbols
@@ -36,7 +36,7 @@ def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict, dict]:
         found = obj.btf.types_by_name(sec, _btf.Kind.DATASEC)
         if not found:
             continue
-        for vsi in found[0].vars:
+        for vsi in found[0].vars:  # type: ignore[attr-defined]  # a DATASEC
             t = vsi.type
             name = t.name
             weak = undef.get(name, False)
@@ -83,7 +83,7 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
     data_maps: dict[int, str] = {}
     variables: dict[str, VariableSpec] = {}
     for shndx in obj.data_secs:
-        sec = elf.names[shndx]
+        sec: Any = elf.names[shndx]
         if sec in maps:
             raise ELFError(f"data section {sec!r} clashes with a map of that name")
         ms = data_map_spec(obj, shndx)
@@ -97,7 +97,7 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
                                                        var.type, ms)
     kinds, kconfig, ksyms = _externs(obj)
     if kconfig:
-        sec = obj.btf.types_by_name(".kconfig", _btf.Kind.DATASEC)[0]
+        sec = obj.btf.types_by_name(".kconfig", _btf.Kind.DATASEC)[0]  # type: ignore[union-attr]
         size = max(sec.size, 1)
         ms = MapSpec(type=MapType.ARRAY, key=4, value=sec if sec.size else size, max_entries=1,
                      flags=(1 << 10) | (1 << 7), name=internal_map_name(name, ".kconfig"),
@@ -124,7 +124,7 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
             else None
         # The fields, set directly: the dataclass __init__ would only check
         # again what the section table already guarantees.
-        ps = object.__new__(ObjectProgramSpec)
+        ps: Any = object.__new__(ObjectProgramSpec)
         fields = dict(template)
         fields.update(type=d.type, _insns=functools.partial(_copy_of, functions[f.label]),
                       name=pname, attach_type=d.attach_type, attach_to=attach_to,
@@ -138,5 +138,5 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
                           _object=(obj, (data_maps, map_syms, kinds), dict(functions)))
 
 
-def _copy_of(decode):
+def _copy_of(decode: Any) -> Any:
     return decode().copy()

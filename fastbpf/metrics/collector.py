@@ -102,7 +102,7 @@ class Grouped:
 
     __slots__ = ("keep", "index", "labels")
 
-    def __init__(self, keep: np.ndarray | None, index: np.ndarray, labels: list[tuple]) -> None:
+    def __init__(self, keep: np.ndarray | None, index: np.ndarray, labels: list[tuple[Any, ...]]) -> None:
         self.keep, self.index, self.labels = keep, index, labels
 
 
@@ -249,7 +249,7 @@ class MapCollector:
     """
 
     def __init__(self, map: Map | Callable[[], Map], name: str, help: str,
-                 kind: str = "counter", labels: Sequence[dict | LabelSpec] = (), *,
+                 kind: str = "counter", labels: Sequence[dict[Any, Any] | LabelSpec] = (), *,
                  bucket_type: str = "exp2", bucket_multiplier: float | None = None,
                  bucket_min: int | None = None, bucket_max: int | None = None,
                  bucket_keys: Sequence[int] | None = None, value_field: str | None = None,
@@ -308,7 +308,7 @@ class MapCollector:
 
     # -- prometheus_client protocol ----------------------------------------------
 
-    def describe(self) -> list:
+    def describe(self) -> list[Any]:
         """The metric family without samples (so registering does not scrape)."""
         return [self._family([l.name for l in self._label_names()])]
 
@@ -322,7 +322,7 @@ class MapCollector:
                "histogram": HistogramMetricFamily}[self.kind]
         return cls(self.name, self.help, labels=names)
 
-    def collect(self) -> list:
+    def collect(self) -> list[Any]:
         """One scrape: the metric family, or nothing (logged, counted) if it fails."""
         t0 = time.perf_counter()
         try:
@@ -339,7 +339,7 @@ class MapCollector:
 
     # -- the work ---------------------------------------------------------------------
 
-    def read(self) -> tuple[list[tuple], Any]:
+    def read(self) -> tuple[list[tuple[Any, ...]], Any]:
         """Label tuples and their values: a float64 array (counter, gauge) or, for
         histograms, ``(le list, cumulative counts (groups, buckets), sums)``."""
         with self._lock:

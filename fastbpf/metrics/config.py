@@ -95,8 +95,8 @@ class Config:
 
     path: str | None
     object: str | None
-    programs: list[dict]
-    maps: dict[str, dict]
+    programs: list[dict[Any, Any]]
+    maps: dict[str, dict[Any, Any]]
     metrics: list[MetricConfig]
 
 
@@ -104,7 +104,7 @@ def _line(x: Any, default: int | None = None) -> int | None:
     return getattr(x, "line", None) or default
 
 
-def _need(d: dict, key: str, typ: type, what: str) -> Any:
+def _need(d: dict[Any, Any], key: str, typ: type, what: str) -> Any:
     if key not in d:
         raise ConfigError(f"{what} needs '{key}'", _line(d))
     v = d[key]

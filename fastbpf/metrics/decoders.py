@@ -313,7 +313,7 @@ def _regexp(inp, spec):
 
 
 #: name -> (function(values, spec) -> list[str | None], raw column check)
-DECODERS: dict[str, Callable] = {
+DECODERS: dict[str, Callable[..., Any]] = {
     "uint": _uint, "string": _string, "inet_ip": _inet_ip, "ksym": _ksym,
     "syscall": _syscall, "cgroup": _cgroup, "static_map": _static_map, "regexp": _regexp,
 }
@@ -356,7 +356,7 @@ def decode_unique(label: LabelSpec, uniq: np.ndarray) -> list[str | None]:
             # Dropped values stay dropped; decode only the rest.
             idx = [i for i, k in enumerate(keep) if k]
             sub = DECODERS[d.name]([vals[i] for i in idx], d)
-            out: list = [None] * len(vals)
+            out: list[Any] = [None] * len(vals)
             for i, s in zip(idx, sub):
                 out[i] = s
             vals = out

@@ -88,7 +88,7 @@ class _SelfCollector:
     def __init__(self, collectors: list[MapCollector]) -> None:
         self.collectors = collectors
 
-    def describe(self) -> list:
+    def describe(self) -> list[Any]:
         return []
 
     def collect(self):
@@ -190,7 +190,7 @@ class Exporter:
         self.close()
 
 
-def load_object(config: Config) -> tuple[Any, list]:
+def load_object(config: Config) -> tuple[Any, list[Any]]:
     """Load the config's object with the ELF loader and attach its programs.
 
     Returns ``(collection, links)``; the caller closes both.
@@ -259,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _release(coll: Any, links: list) -> None:
+def _release(coll: Any, links: list[Any]) -> None:
     for lk in links:
         try:
             lk.close()

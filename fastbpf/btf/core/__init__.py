@@ -113,7 +113,7 @@ def _fail(message: str, rel: CORERelocation | None = None, program: str | None =
                                relocation=rel)
 
 
-def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cache: dict,
+def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cache: dict[Any, Any],
                  program: str | None) -> CORERelocation:
     """libbpf's bpf_core_resolve_relo + bpf_core_calc_relo_insn."""
     kind = relo.kind
@@ -234,7 +234,7 @@ def _outcome(r: Result) -> str:
     return "failure" if r.poison else f"success {r.new_val}"
 
 
-def _check_pairs(relos) -> list:
+def _check_pairs(relos) -> list[Any]:
     out = []
     for item in relos:
         try:
@@ -251,7 +251,7 @@ def _check_pairs(relos) -> list:
 
 def calculate_relocations(local: Spec, relos: Sequence[tuple[int, CoreRelo]],
                           target: Spec | Sequence[Spec] | str | None = None, *,
-                          insns: Any = None, cand_cache: dict | None = None,
+                          insns: Any = None, cand_cache: dict[Any, Any] | None = None,
                           program: str | None = None) -> list[CORERelocation]:
     """Resolve CO-RE relocations without patching anything.
 
@@ -289,7 +289,7 @@ def _fill_slots(insns, results) -> None:
 
 def relocate_instructions(local: Spec, insns: Any, relos: Sequence[tuple[int, CoreRelo]],
                           target: Spec | Sequence[Spec] | str | None = None, *,
-                          cand_cache: dict | None = None,
+                          cand_cache: dict[Any, Any] | None = None,
                           program: str | None = None) -> list[CORERelocation]:
     """Apply CO-RE relocations to *insns* (an ``asm.Instructions``) in place.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from typing import Any
 
 from ...errors import BTFError
 from ..ext import CoreReloKind as K
@@ -345,7 +346,7 @@ def types_match(lt: Type, tt: Type, behind_ptr: bool = False, level: int = _MAX_
 
 # ------------------------------------------------------------------ matching
 
-def _member_index(t: Composite) -> tuple[dict, list]:
+def _member_index(t: Composite) -> tuple[dict[Any, Any], list[Any]]:
     """(first index of each member name, indexes of anonymous members) of
     a target composite, cached: vmlinux structs have hundreds of members
     and each relocation looks one up."""
@@ -363,7 +364,7 @@ def _member_index(t: Composite) -> tuple[dict, list]:
     return idx
 
 
-_member_cache: "weakref.WeakKeyDictionary[Type, tuple]" = weakref.WeakKeyDictionary()
+_member_cache: "weakref.WeakKeyDictionary[Type, tuple[Any, ...]]" = weakref.WeakKeyDictionary()
 
 
 def _match_member(local_acc: Accessor, tt: Type, spec: CoreSpec):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,8 +24,8 @@ from ..types import Kind, Type
 from ._match import essential_name
 
 _lock = threading.Lock()
-_indexes: dict[int, tuple] = {}      # id(spec) -> (weakref, len at build, index)
-_path_cache: dict[tuple, Spec] = {}
+_indexes: dict[int, tuple[Any, ...]] = {}      # id(spec) -> (weakref, len at build, index)
+_path_cache: dict[tuple[Any, ...], Spec] = {}
 
 
 def _kind_class(kind: Kind) -> int:
