@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from . import btf as _btf
-from .elf.build import parse_spec  # noqa: F401  (re-exported for collection.py)
+from .elf.build import parse_spec as parse_spec  # re-exported for collection.py
 import numpy as np
 
 from .enums import MapType, ProgramType
@@ -87,7 +87,7 @@ def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict[Any, 
         # An inner map named symbolically: the shape of that map of the collection.
         if m.inner not in (specs or {}):
             raise ValueError(f"map {ms.name!r}: inner map {m.inner!r} is not in the collection")
-        m.inner = specs[m.inner]
+        m.inner = specs[m.inner]  # type: ignore[index]  # checked just above
     if is_btf_type(m.key) or is_btf_type(m.value):
         if ms.type in _NO_BTF_MAPS:
             m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
@@ -143,7 +143,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                 continue  # made once the programs it names are loaded
             prepared = _prepared(ms, handle, pin_dir, maps, map_specs)
             pin = spec_pin_path(prepared)
-            existed = bool(pin) and os.path.exists(pin)
+            existed = bool(pin) and os.path.exists(pin)  # type: ignore[arg-type]
             try:
                 maps[name] = Map.create(prepared)
             except BPFError as e:
@@ -178,7 +178,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                     m._write_contents([(k, programs[v])])
         variables = {}
         for vname, vs in spec.variables.items():
-            m = maps.get(vs.section)
+            m = maps.get(vs.section)  # type: ignore[assignment]
             if m is not None:
                 variables[vname] = Variable(vs, m)
         return collection_class(spec, maps, programs, variables, handle)
@@ -230,7 +230,7 @@ def _struct_ops_target(spec: Any, name: str) -> dict[Any, Any]:
     from . import btf
     ops, member = target
     kernel = btf.load_kernel_spec()
-    st = kernel.type_by_name(ops, kind=btf.Kind.STRUCT)
+    st: Any = kernel.type_by_name(ops, kind=btf.Kind.STRUCT)
     for idx, m in enumerate(st.members):
         if m.name == member:
             return {"attach_btf_id": kernel.type_id(st), "attach_type": idx}
@@ -263,6 +263,7 @@ def _load_program(program_class: type[Program], spec: Any, name: str, ps: Progra
         return program_class.load(load_spec, log_level=log_level)
     insns = ps.instructions
     core_results: list[Any] = []
+    linked: Any
     if isinstance(insns, (bytes, bytearray, memoryview)):
         linked, fd_array = insns, None
     else:

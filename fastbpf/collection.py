@@ -30,7 +30,7 @@ __all__ = ["CollectionSpec", "Collection", "ObjectProgram", "load_collection_spe
 class ObjectProgramSpec(ProgramSpec):
     """A ProgramSpec whose instructions are decoded from the object on first use."""
 
-    @property  # type: ignore[override]
+    @property
     def instructions(self) -> Any:
         v = self.__dict__.get("_insns")
         if callable(v):
@@ -48,7 +48,7 @@ class ObjectProgramSpec(ProgramSpec):
         c = _copy.copy(self)
         c.__dict__ = dict(self.__dict__)
         if not callable(v) and hasattr(v, "copy"):
-            c.__dict__["_insns"] = v.copy()
+            c.__dict__["_insns"] = v.copy()  # type: ignore[union-attr]
         return c
 
 
@@ -132,7 +132,7 @@ class CollectionSpec:
         if self.byte_order != _native_order():
             raise ELFError(f"the object is {self.byte_order}-endian and this machine is "
                            f"{_native_order()}-endian: it can be parsed but not loaded")
-        return load_spec(self, None if pin_path is None else os.fspath(pin_path),
+        return load_spec(self, None if pin_path is None else os.fspath(pin_path),  # type: ignore[no-any-return]
                          kernel_btf, log_level, Collection, ObjectProgram)
 
     def __repr__(self) -> str:
@@ -221,7 +221,7 @@ def load_collection_spec(source: str | os.PathLike[str] | bytes | bytearray | io
     data, path = _read_source(source)
     from .elf.objfile import object_name
     try:
-        return parse_spec(data, object_name(path) if name is None else name,
+        return parse_spec(data, object_name(path) if name is None else name,  # type: ignore[no-any-return]
                           CollectionSpec, ObjectProgramSpec)
     except (ELFError, BTFError):
         raise

@@ -739,7 +739,7 @@ def _try_link(attach: AttachType, kind: _LinkKind) -> int:
             return 0
 
         if attach == AttachType.XDP:
-            return _in_private_netns(attempt)
+            return _in_private_netns(attempt)  # type: ignore[no-any-return]
         return attempt()
     finally:
         prog.close()

@@ -172,7 +172,7 @@ def kconfig_contents(externs: Mapping[str, tuple[int, int, Any, bool]], size: in
     buf = bytearray(size)
     for name, (off, sz, t, weak) in externs.items():
         if name == "LINUX_KERNEL_VERSION":
-            raw = str(_kernel_version())
+            raw: str | None = str(_kernel_version())
         elif name == "LINUX_HAS_BPF_COOKIE":
             raw = "1"  # every kernel with BTF-typed externs has bpf_get_attach_cookie
         elif name == "LINUX_HAS_SYSCALL_WRAPPER":
@@ -232,15 +232,15 @@ def _find_kernel(name: str, kind: str) -> tuple[int, str | None]:
     k = Kind[kind]
     found = btf.load_kernel_spec().types_by_name(name, k)
     if found:
-        return found[0].id, None
+        return found[0].id, None  # type: ignore[return-value]  # kernel types have ids
     for mod in btf.kernel_module_names():
         try:
             found = btf.load_kernel_spec(mod).types_by_name(name, k)
         except btf.BTFError:
             continue
         for t in found:
-            if t.id >= len(btf.load_kernel_spec()):
-                return t.id, mod
+            if t.id >= len(btf.load_kernel_spec()):  # type: ignore[operator]
+                return t.id, mod  # type: ignore[return-value]
     return 0, None
 
 

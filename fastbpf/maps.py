@@ -120,7 +120,8 @@ class Map(_core.MapBase, Pinnable):
                           key_dtype, value_dtype, percpu, mt in FD_VALUE_MAPS)
         self.spec = spec
         self._keep = keep
-        self._inner_spec = spec.inner if spec is not None else None
+        # A name (str) is resolved by a collection before it creates the map.
+        self._inner_spec = spec.inner if spec is not None else None  # type: ignore[assignment]
         return self
 
     @classmethod
@@ -168,7 +169,8 @@ class Map(_core.MapBase, Pinnable):
                 # A template map gives the kernel the inner map's shape; it
                 # can be closed as soon as the outer map exists.
                 inner_fd = Map.create(dataclasses.replace(
-                    spec.inner, pin_path=None, pinning=0, contents=None, freeze=False))
+                    spec.inner, pin_path=None, pinning=0, contents=None,  # type: ignore[arg-type]
+                    freeze=False))
             if is_btf_type(spec.key) or is_btf_type(spec.value):
                 btf_handle, btf_ids, own_btf = _map_btf(spec)
             elif mtype == MapType.STRUCT_OPS:
@@ -386,7 +388,7 @@ class Map(_core.MapBase, Pinnable):
         into a key snapshot, then looked up key by key (values None).
         """
         if self.key_size == 0:
-            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")
+            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")  # type: ignore[attr-defined]
         if self.map_type in _BATCH_ITER_MAPS and not getattr(self, "_no_batch", False):
             step = min(max(self.max_entries, 1), 256)
             token_in = np.zeros(max(self.key_size, 8), dtype=np.uint8)
@@ -424,7 +426,7 @@ class Map(_core.MapBase, Pinnable):
         numbers for scalar dtypes, records or per-CPU rows otherwise."""
         dt = arr.dtype
         if arr.ndim == 1 and dt.fields is None and dt.subdtype is None and dt.kind in "iufb":
-            return arr.tolist()
+            return arr.tolist()  # type: ignore[no-any-return]
         return list(arr)
 
     def keys(self) -> Iterator[Any]:
@@ -479,7 +481,7 @@ class Map(_core.MapBase, Pinnable):
         if self.map_type in ARRAY_MAPS:
             return self.max_entries > 0
         if self.key_size == 0:
-            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")
+            raise TypeError(f"map {self.name!r} ({self.type.name}) has no keys")  # type: ignore[attr-defined]
         return _core.map_get_next_key(self.fd, None, np.empty(self.key_size, np.uint8))
 
     # -- batches -------------------------------------------------------------------
@@ -576,7 +578,7 @@ class Map(_core.MapBase, Pinnable):
                     if e.errno in (524, errno.EOPNOTSUPP) and delete:
                         raise not_supported_error(e.errno, "map lookup_and_delete_batch",
                                                   f"map {self.name!r}",
-                                                  f"{self.type.name} maps have no batch "
+                                                  f"{self.type.name} maps have no batch "  # type: ignore[attr-defined]
                                                   f"lookup-and-delete") from None
                     raise
                 total += got
@@ -692,7 +694,7 @@ class Map(_core.MapBase, Pinnable):
         the same outcome. Arrays cannot delete: NotSupportedError, count 0.
         """
         k = self._pack_keys(keys)
-        n = k.shape[0]
+        n: int = k.shape[0]
         if n == 0:
             return 0
         with self._own_fd() as own:   # the GIL is free during the call: see _own_fd
@@ -702,8 +704,9 @@ class Map(_core.MapBase, Pinnable):
                 if e.count >= n:
                     e.count = 0       # refused before the first key
                 if self.map_type in ARRAY_MAPS and e.count == 0:
-                    err = not_supported_error(e.errno, "map delete_batch", f"map {self.name!r}",
-                                              f"{self.type.name} entries cannot be deleted")
+                    err: BPFError = not_supported_error(
+                        e.errno, "map delete_batch", f"map {self.name!r}",
+                        f"{self.type.name} entries cannot be deleted")  # type: ignore[attr-defined]
                     err.count = 0
                     raise err from None
                 if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and e.count == 0:
@@ -763,12 +766,12 @@ class Map(_core.MapBase, Pinnable):
 
     # -- LPM helper ---------------------------------------------------------------------
 
-    def to_dataframe(self, per_cpu: str = "sum"):
+    def to_dataframe(self, per_cpu: str = "sum") -> Any:
         """The entries as a pandas DataFrame (see :func:`fastbpf.metrics.to_dataframe`)."""
         from .metrics.frames import to_dataframe
         return to_dataframe(self, per_cpu)
 
-    def to_arrow(self, per_cpu: str = "sum"):
+    def to_arrow(self, per_cpu: str = "sum") -> Any:
         """The entries as a pyarrow Table (see :func:`fastbpf.metrics.to_arrow`)."""
         from .metrics.frames import to_arrow
         return to_arrow(self, per_cpu)
@@ -832,7 +835,7 @@ def spec_pin_path(spec: MapSpec) -> str | None:
     return None
 
 
-def _map_btf(spec: MapSpec):
+def _map_btf(spec: MapSpec) -> tuple[Any, tuple[int, int], bool]:
     """(BTF handle, (key id, value id), whether the caller owns the handle)."""
     from . import btf
     key_t = spec.key if is_btf_type(spec.key) else None

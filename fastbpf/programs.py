@@ -286,7 +286,7 @@ def kernel_btf_id(spec: ProgramSpec) -> int:
     for n in names:
         found = kernel.types_by_name(n, Kind[kind_name])
         if found:
-            return found[0].id
+            return found[0].id  # type: ignore[return-value]  # kernel types have ids
     raise target_not_found_error(errno.ENOENT, "program load", f"attach target {name!r}",
                                  f"the kernel's BTF has no {kind_name.lower()} named "
                                  f"{' or '.join(map(repr, names))}")
@@ -320,7 +320,7 @@ class Program(ProgramBase, Pinnable):
             raise TypeError("Program() takes an owned fastbpf.FD; use Program.from_fd(fd) "
                             "for a descriptor you keep")
         try:
-            self.type = ProgramType(type)
+            self.type: ProgramType | int = ProgramType(type)
         except ValueError:
             self.type = type
         self._run = _run_kind(self.type)
