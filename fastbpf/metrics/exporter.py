@@ -91,7 +91,7 @@ class _SelfCollector:
     def describe(self) -> list[Any]:
         return []
 
-    def collect(self):
+    def collect(self) -> list[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         dur = GaugeMetricFamily("fastbpf_exporter_scrape_duration_seconds",
                                 "Time the last scrape of each metric took (read, decode, "
@@ -122,7 +122,7 @@ class Exporter:
         self._sources: list[PinnedMap] = []
         self._pins: dict[str, PinnedMap] = {}
         self.collectors: list[MapCollector] = []
-        self._server = None
+        self._server: Any = None
         self._thread: threading.Thread | None = None
         try:
             for mc in config.metrics:
@@ -168,7 +168,7 @@ class Exporter:
         """Serve ``/metrics`` from a background thread; returns the bound (addr, port)."""
         from prometheus_client import start_http_server
         self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
-        return self._server.server_address[:2]
+        return self._server.server_address[:2]  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Stop the server and release the pinned maps."""
@@ -229,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s fastbpf export: %(levelname)s %(message)s")
+    links: list[Any]
     coll, links = None, []
     try:
         config = load_config(args.config)
