@@ -85,11 +85,12 @@ def _install_of_this_interpreter() -> tuple[str, str] | None:
     ("editable", source dir) or ("archive", wheel path), from pip's
     direct_url.json; None when it is not pip-installed (a build_ext
     --inplace tree on sys.path)."""
-    try:
-        text = importlib.metadata.distribution("fastbpf").read_text("direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    if not text:
+    # The tree's own fastbpf.egg-info (left by any build) may come first on
+    # sys.path; pip's record of the install is the dist-info with direct_url.
+    texts = [d.read_text("direct_url.json")
+             for d in importlib.metadata.distributions(name="fastbpf")]
+    text = next((t for t in texts if t), None)
+    if text is None:
         return None
     info = json.loads(text)
     url = urllib.parse.urlparse(info.get("url", ""))
