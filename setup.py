@@ -11,6 +11,7 @@ import os
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext as _build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,7 +42,23 @@ def extensions():
         # Modules that index raw buffers in hot loops turn them off in their
         # own header.
         compiler_directives={"embedsignature": True},
+        # Cython translates the modules in parallel (_core and _ring take
+        # most of a build; `pip wheel` and `pip install` pass no -j).
+        nthreads=_jobs(),
     )
 
 
-setup(ext_modules=extensions())
+def _jobs():
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+class build_ext(_build_ext):
+    """build_ext that compiles the modules in parallel unless told ``-j``."""
+
+    def finalize_options(self):
+        if self.parallel is None:
+            self.parallel = _jobs()
+        super().finalize_options()
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": build_ext})

@@ -54,7 +54,7 @@ class _Linked:
 
     __slots__ = ("raw", "calls", "callees", "func", "line", "nslots")
 
-    def __init__(self, raw: bytes, calls: list, callees: list, func: bytes, line: bytes,
+    def __init__(self, raw: bytes, calls: list[Any], callees: list[Any], func: bytes, line: bytes,
                  nslots: int) -> None:
         self.raw = raw
         self.calls = calls
@@ -64,8 +64,8 @@ class _Linked:
         self.nslots = nslots
 
 
-def _linked(spec: Any, ps: Any, obj: Any, ctx: tuple, label: str, maps: dict,
-            module_fds: dict, fd_array: list, cache: dict) -> Any:
+def _linked(spec: Any, ps: Any, obj: Any, ctx: tuple[Any, ...], label: str, maps: dict[Any, Any],
+            module_fds: dict[Any, Any], fd_array: list[Any], cache: dict[Any, Any]) -> Any:
     """The _Linked of function *label* (from *cache* when the load made it
     already); None when it needs the Instructions path (CO-RE)."""
     got = cache.get(label)
@@ -79,8 +79,8 @@ def _linked(spec: Any, ps: Any, obj: Any, ctx: tuple, label: str, maps: dict,
     if code.ext[2]:
         return None  # CO-RE relocations go through btf.core on Instructions
     buf = bytearray(code.raw)
-    calls: list = []
-    callees: list = []
+    calls: list[Any] = []
+    callees: list[Any] = []
     per_program = False
     ksyms = spec.ksyms
     for slot, rel in code.relocs.items():
@@ -118,8 +118,8 @@ def _linked(spec: Any, ps: Any, obj: Any, ctx: tuple, label: str, maps: dict,
     return got
 
 
-def link_raw(spec: Any, ps: Any, maps: dict, module_fds: dict,
-             cache: dict | None = None) -> tuple | None:
+def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any],
+             cache: dict[Any, Any] | None = None) -> tuple[Any, ...] | None:
     """(instructions, func_info, line_info, fd_array) as bytes, or None when
     the program must take the Instructions path.
 

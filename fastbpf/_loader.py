@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from . import btf as _btf
-from .elf.build import parse_spec  # noqa: F401  (re-exported for collection.py)
+from .elf.build import parse_spec as parse_spec  # re-exported for collection.py
 import numpy as np
 
 from .enums import MapType, ProgramType
@@ -25,7 +25,8 @@ from .errors import (BPFError, BTFError, ELFError, MapIncompatibleError, Verifie
 from .linker import apply_core, fd_array_buffer, kconfig_contents, link_program, \
     resolve_externs
 from .mapspec import FD_VALUE_MAPS, MapSpec, PinType, is_btf_type
-from .maps import Map, spec_pin_path
+from .maps import Map
+from .mapcreate import spec_pin_path
 from .programs import Program, ProgramSpec
 from .variables import Variable
 from ._linkraw import link_raw
@@ -80,8 +81,8 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
     return done
 
 
-def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict,
-              specs: dict | None = None) -> MapSpec:
+def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict[Any, Any],
+              specs: dict[Any, Any] | None = None) -> MapSpec:
     """A copy of *ms* ready for Map.create: shared BTF, pin dir, names resolved."""
     m = copy.copy(ms)
     # The copy shares the key/value dtypes already derived (a BTF walk each):
@@ -91,7 +92,7 @@ def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict,
         # An inner map named symbolically: the shape of that map of the collection.
         if m.inner not in (specs or {}):
             raise ValueError(f"map {ms.name!r}: inner map {m.inner!r} is not in the collection")
-        m.inner = specs[m.inner]
+        m.inner = specs[m.inner]  # type: ignore[index]  # checked just above
     if is_btf_type(m.key) or is_btf_type(m.value):
         if ms.type in _NO_BTF_MAPS:
             m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
@@ -131,8 +132,8 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
     programs: dict[str, Program] = {}
     pins_made: list[str] = []
     module_fds: dict[str, Any] = {}
-    cand_cache: dict = {}  # CO-RE candidates, shared by the object's programs
-    link_cache: dict = {}  # functions with this load's map fds patched in
+    cand_cache: dict[Any, Any] = {}  # CO-RE candidates, shared by the object's programs
+    link_cache: dict[Any, Any] = {}  # functions with this load's map fds patched in
     handle = None
     try:
         if spec.btf is not None and spec.btf_blob is not None:
@@ -148,7 +149,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                 continue  # made once the programs it names are loaded
             prepared = _prepared(ms, handle, pin_dir, maps, map_specs)
             pin = spec_pin_path(prepared)
-            existed = bool(pin) and os.path.exists(pin)
+            existed = bool(pin) and os.path.exists(pin)  # type: ignore[arg-type]
             try:
                 maps[name] = Map.create(prepared)
             except BPFError as e:
@@ -167,13 +168,13 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
         # costs about twice as much when interleaved with the loads).
         name = ""
         try:
-            ready = []
+            ready: list[tuple[str, tuple[Any, ...]]] = []
             for name, ps in spec.programs.items():
                 ready.append((name, _prepare_program(spec, name, ps, maps, handle, kernel_btf,
                                                      module_fds, cand_cache, link_cache)))
             link_cache.clear()
-            for name, prepared in ready:
-                programs[name] = _load_prepared(program_class, name, prepared, log_level)
+            for name, linked in ready:
+                programs[name] = _load_prepared(program_class, name, linked, log_level)
         except BPFError as e:
             # Name the program as the object does: the kernel's name is
             # cut to 15 bytes, and a missing attach target names no program.
@@ -200,7 +201,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                     m._write_contents([(k, programs[v])])
         variables = {}
         for vname, vs in spec.variables.items():
-            m = maps.get(vs.section)
+            m = maps.get(vs.section)  # type: ignore[assignment]
             if m is not None:
                 variables[vname] = Variable(vs, m)
         return collection_class(spec, maps, programs, variables, handle)
@@ -222,7 +223,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
             fd.close()
 
 
-def _struct_ops_map(name: str, ops: str, ms: MapSpec, programs: dict) -> Map:
+def _struct_ops_map(name: str, ops: str, ms: MapSpec, programs: dict[Any, Any]) -> Map:
     """The STRUCT_OPS map of *ms*: the kernel's value struct, filled by member name."""
     from .link.struct_ops import struct_ops_value
     values = dict(ms.contents[0][1]) if ms.contents else {}
@@ -244,7 +245,7 @@ def _struct_ops_map(name: str, ops: str, ms: MapSpec, programs: dict) -> Map:
     return m
 
 
-def _struct_ops_target(spec: Any, name: str) -> dict:
+def _struct_ops_target(spec: Any, name: str) -> dict[Any, Any]:
     """attach_btf_id and member index of a struct_ops program (kernel BTF)."""
     target = spec.struct_ops_programs.get(name)
     if target is None:
@@ -252,7 +253,7 @@ def _struct_ops_target(spec: Any, name: str) -> dict:
     from . import btf
     ops, member = target
     kernel = btf.load_kernel_spec()
-    st = kernel.type_by_name(ops, kind=btf.Kind.STRUCT)
+    st: Any = kernel.type_by_name(ops, kind=btf.Kind.STRUCT)
     for idx, m in enumerate(st.members):
         if m.name == member:
             return {"attach_btf_id": kernel.type_id(st), "struct_ops_member": idx}
@@ -261,18 +262,18 @@ def _struct_ops_target(spec: Any, name: str) -> dict:
 
 
 def _load_program(program_class: type[Program], spec: Any, name: str, ps: ProgramSpec,
-                  maps: dict, handle: Any,
-                  kernel_btf: Any, module_fds: dict, log_level: int,
-                  cand_cache: dict | None = None, link_cache: dict | None = None) -> Program:
+                  maps: dict[Any, Any], handle: Any,
+                  kernel_btf: Any, module_fds: dict[Any, Any], log_level: int,
+                  cand_cache: dict[Any, Any] | None = None, link_cache: dict[Any, Any] | None = None) -> Program:
     """Link and load one program (see _prepare_program and _load_prepared)."""
     prepared = _prepare_program(spec, name, ps, maps, handle, kernel_btf, module_fds,
                                 cand_cache, link_cache)
     return _load_prepared(program_class, name, prepared, log_level)
 
 
-def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: Any,
-                     kernel_btf: Any, module_fds: dict, cand_cache: dict | None = None,
-                     link_cache: dict | None = None) -> tuple[ProgramSpec, list]:
+def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict[Any, Any], handle: Any,
+                     kernel_btf: Any, module_fds: dict[Any, Any], cand_cache: dict[Any, Any] | None = None,
+                     link_cache: dict[Any, Any] | None = None) -> tuple[ProgramSpec, list[Any]]:
     """The ProgramSpec the kernel gets (linked, references resolved) and the
     CO-RE results to name a poisoned relocation by."""
     kname = _NAME_BAD.sub("_", ps.name or name)[:15]
@@ -295,7 +296,8 @@ def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: 
                  fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
         return load_spec, []
     insns = ps.instructions
-    core_results: list = []
+    core_results: list[Any] = []
+    linked: Any
     if isinstance(insns, (bytes, bytearray, memoryview)):
         linked, fd_array = insns, None
     else:
@@ -311,7 +313,7 @@ def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict, handle: 
     return ProgramSpec(**fields), core_results
 
 
-def _load_prepared(program_class: type[Program], name: str, prepared: tuple,
+def _load_prepared(program_class: type[Program], name: str, prepared: tuple[Any, ...],
                    log_level: int) -> Program:
     load_spec, core_results = prepared
     try:

@@ -8,7 +8,7 @@ from :mod:`fastbpf._ring`. The semantics are described in
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from . import _core
 from ._ring import Record, RecordBatch
 from .enums import MapType
 from .errors import ClosedError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["BaseReader", "View", "check_map"]
 
@@ -40,7 +43,7 @@ class View:
 
     __slots__ = ("_core", "_args")
 
-    def __init__(self, core: Any, args: tuple) -> None:
+    def __init__(self, core: Any, args: tuple[Any, ...]) -> None:
         self._core = core
         self._args = args
 
@@ -51,7 +54,7 @@ class View:
         self._core.view_end()
 
 
-def _done(fut: asyncio.Future) -> None:
+def _done(fut: asyncio.Future[Any]) -> None:
     if not fut.done():
         fut.set_result(None)
 
@@ -78,7 +81,8 @@ class BaseReader:
     def read(self, timeout: float | None = None) -> Record | None:
         """One record, copied, as a :class:`Record` (a ``bytes`` with ``.cpu``);
         ``None`` when *timeout* seconds pass first (None: wait forever)."""
-        return self._core.read(timeout)
+        rec: Record | None = self._core.read(timeout)
+        return rec
 
     def read_batch(self, dtype: Any = None, max_records: int | None = None,
                    timeout: float | None = None, *, out: np.ndarray | None = None,
@@ -100,8 +104,10 @@ class BaseReader:
         if dtype is None and out is None:
             if fields is not None:
                 raise ValueError("fields= needs a structured dtype naming them")
-            return self._core.read_records(max_records, timeout)
-        return self._core.read_fixed(dtype, max_records, timeout, out, fields)
+            batch: RecordBatch = self._core.read_records(max_records, timeout)
+            return batch
+        arr: np.ndarray = self._core.read_fixed(dtype, max_records, timeout, out, fields)
+        return arr
 
     def view(self, max_records: int | None = None, timeout: float | None = None,
              dtype: Any = None, head: Any = None) -> View:
@@ -158,13 +164,16 @@ class BaseReader:
 
     async def read_async(self, timeout: float | None = None) -> Record | None:
         """``await``-able :meth:`read`, driven by the running event loop."""
-        return await self._async(lambda: self._core.read(0), timeout, lambda r: r is None)
+        rec: Record | None = await self._async(lambda: self._core.read(0), timeout,
+                                               lambda r: r is None)
+        return rec
 
     async def read_batch_async(self, dtype: Any = None, max_records: int | None = None,
                                timeout: float | None = None) -> np.ndarray | RecordBatch:
         """``await``-able :meth:`read_batch`, driven by the running event loop."""
-        return await self._async(lambda: self.read_batch(dtype, max_records, 0), timeout,
-                                 lambda r: len(r) == 0)
+        batch: np.ndarray | RecordBatch = await self._async(
+            lambda: self.read_batch(dtype, max_records, 0), timeout, lambda r: len(r) == 0)
+        return batch
 
     def __aiter__(self) -> AsyncIterator[Record]:
         return self
@@ -181,19 +190,21 @@ class BaseReader:
 
     def fileno(self) -> int:
         """An epoll fd that is readable when records may be waiting."""
-        return self._core.fileno()
+        fd: int = self._core.fileno()
+        return fd
 
     @property
     def closed(self) -> bool:
         """True once :meth:`close` ran."""
-        return self._core.closed
+        closed: bool = self._core.closed
+        return closed
 
     def close(self) -> None:
         """Release the rings. Safe from another thread: a blocked read wakes
         and raises :class:`ClosedError`."""
         self._core.close()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -30,7 +30,7 @@ __all__ = ["CollectionSpec", "Collection", "ObjectProgram", "load_collection_spe
 class ObjectProgramSpec(ProgramSpec):
     """A ProgramSpec whose instructions are decoded from the object on first use."""
 
-    @property  # type: ignore[override]
+    @property
     def instructions(self) -> Any:
         v = self.__dict__.get("_insns")
         if callable(v):
@@ -48,7 +48,7 @@ class ObjectProgramSpec(ProgramSpec):
         c = _copy.copy(self)
         c.__dict__ = dict(self.__dict__)
         if not callable(v) and hasattr(v, "copy"):
-            c.__dict__["_insns"] = v.copy()
+            c.__dict__["_insns"] = v.copy()  # type: ignore[union-attr]
         return c
 
 
@@ -87,16 +87,16 @@ class CollectionSpec:
     #: Functions by label (subprograms): Instructions or zero-argument callables.
     functions: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: .kconfig externs: name -> (offset, size, BTF type, weak).
-    kconfig: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    kconfig: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     #: .ksyms externs: name -> (kind "ksym"/"kfunc", weak, typed).
-    ksyms: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    ksyms: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     #: The BTF blob for the kernel (DATASECs filled in), before sanitising.
     btf_blob: bytes | None = None
     #: struct_ops maps: map name -> kernel struct (``"tcp_congestion_ops"``);
     #: their ``contents`` are ``[(0, {member: program name | int | bytes})]``.
     struct_ops: dict[str, str] = dataclasses.field(default_factory=dict)
     #: struct_ops programs: program name -> (kernel struct, member).
-    struct_ops_programs: dict[str, tuple] = dataclasses.field(default_factory=dict)
+    struct_ops_programs: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     #: (ObjectFile, decode context, original functions) for the raw fast path.
     _object: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -118,7 +118,7 @@ class CollectionSpec:
                                    ksyms=dict(self.ksyms), struct_ops=dict(self.struct_ops),
                                    struct_ops_programs=dict(self.struct_ops_programs))
 
-    def load(self, pin_path: str | os.PathLike | None = None, *, kernel_btf: Any = None,
+    def load(self, pin_path: str | os.PathLike[str] | None = None, *, kernel_btf: Any = None,
              log_level: int = 0) -> "Collection":
         """Create every map and load every program; returns a :class:`Collection`.
 
@@ -137,7 +137,7 @@ class CollectionSpec:
         if self.byte_order != _native_order():
             raise ELFError(f"the object is {self.byte_order}-endian and this machine is "
                            f"{_native_order()}-endian: it can be parsed but not loaded")
-        return load_spec(self, None if pin_path is None else os.fspath(pin_path),
+        return load_spec(self, None if pin_path is None else os.fspath(pin_path),  # type: ignore[no-any-return]
                          kernel_btf, log_level, Collection, ObjectProgram)
 
     def __repr__(self) -> str:
@@ -153,8 +153,8 @@ class Collection:
     :meth:`detach_program` to keep it beyond the collection.
     """
 
-    def __init__(self, spec: CollectionSpec, maps: dict, programs: dict,
-                 variables: dict, btf_handle: Any = None) -> None:
+    def __init__(self, spec: CollectionSpec, maps: dict[Any, Any], programs: dict[Any, Any],
+                 variables: dict[Any, Any], btf_handle: Any = None) -> None:
         self.spec = spec
         self.maps = maps
         self.programs = programs
@@ -213,7 +213,7 @@ def _read_source(source: Any) -> tuple[bytes, str]:
                     f"not {type(source).__name__}")
 
 
-def load_collection_spec(source: str | os.PathLike | bytes | bytearray | io.IOBase,
+def load_collection_spec(source: str | os.PathLike[str] | bytes | bytearray | io.IOBase,
                          *, name: str | None = None) -> CollectionSpec:
     """Read a compiled BPF object into a :class:`CollectionSpec`.
 
@@ -226,7 +226,7 @@ def load_collection_spec(source: str | os.PathLike | bytes | bytearray | io.IOBa
     data, path = _read_source(source)
     from .elf.objfile import object_name
     try:
-        return parse_spec(data, object_name(path) if name is None else name,
+        return parse_spec(data, object_name(path) if name is None else name,  # type: ignore[no-any-return]
                           CollectionSpec, ObjectProgramSpec)
     except (ELFError, BTFError):
         raise
@@ -238,7 +238,7 @@ def load_collection_spec(source: str | os.PathLike | bytes | bytearray | io.IOBa
         raise ELFError(f"malformed object: {type(e).__name__}: {e}") from None
 
 
-def load_collection(source: Any, pin_path: str | os.PathLike | None = None,
+def load_collection(source: Any, pin_path: str | os.PathLike[str] | None = None,
                     **kwargs: Any) -> Collection:
     """``load_collection_spec(source).load(pin_path, **kwargs)`` in one call."""
     return load_collection_spec(source).load(pin_path, **kwargs)

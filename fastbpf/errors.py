@@ -67,6 +67,7 @@ class BPFError(OSError):
     """
 
     errno: int  # always set (OSError allows None)
+    count: int  # set on batch operations' errors only: entries done before the error
 
     def __init__(self, code: int, op: str, obj: str | None = None,
                  hint: str | None = None) -> None:
@@ -130,7 +131,7 @@ class CORERelocationError(VerifierError):
     """
 
     def __init__(self, code: int, op: str = "CO-RE relocation", obj: str | None = None,
-                 log: str = "", hint: str | None = None, relocation=None):
+                 log: str = "", hint: str | None = None, relocation: Any = None) -> None:
         self.relocation = relocation
         super().__init__(code, op, obj, log, hint)
 
@@ -139,14 +140,17 @@ class CORERelocationError(VerifierError):
             return VerifierError.__str__(self)
         return BPFError.__str__(self)
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         return (type(self), (self.errno, self.op, self.obj, self.log, self.hint))
 
 
 class NotSupportedError(BPFError):
     """The running kernel lacks a feature: the message says which one."""
 
-    def __init__(self, code: int, op: str, obj: str | None = None, hint: str | None = None):
+    probe: Any  # the fastbpf.features probe that said no, when one made this error
+
+    def __init__(self, code: int, op: str, obj: str | None = None,
+                 hint: str | None = None) -> None:
         super().__init__(code, op, obj, hint)
 
 
@@ -168,13 +172,13 @@ class MapIncompatibleError(BPFError):
     ``fields`` maps each differing field to ``(spec's value, map's value)``.
     """
 
-    def __init__(self, obj: str | None = None, fields: dict | None = None,
-                 hint: str | None = None):
+    def __init__(self, obj: str | None = None, fields: dict[str, tuple[Any, Any]] | None = None,
+                 hint: str | None = None) -> None:
         self.fields = dict(fields or {})
         diff = ", ".join(f"{k}: spec {a!r}, map {b!r}" for k, (a, b) in self.fields.items())
         super().__init__(_errno.EINVAL, "map reuse", obj, hint or (diff or None))
 
-    def __reduce__(self):
+    def __reduce__(self) -> Any:
         return (type(self), (self.obj, self.fields, None))
 
 
@@ -219,7 +223,7 @@ _BUILTIN_FOR_ERRNO = {
     _errno.EISDIR: IsADirectoryError,
 }
 _NOT_SUPPORTED = {_errno.EOPNOTSUPP, ENOTSUPP}
-_combined: dict[tuple[type, type], type] = {}
+_combined: dict[tuple[type, ...], type] = {}
 
 
 def _combine(base: type, *builtins: type) -> type:
@@ -239,7 +243,8 @@ def not_supported_error(code: int, op: str, obj: str | None = None,
     error that is both ``NotSupportedError`` and ``PermissionError``)."""
     builtin = _BUILTIN_FOR_ERRNO.get(code)
     cls: type = _combine(NotSupportedError, builtin) if builtin is not None else NotSupportedError
-    return cls(code, op, obj, hint)
+    err: NotSupportedError = cls(code, op, obj, hint)
+    return err
 
 
 def target_not_found_error(code: int, op: str, obj: str | None = None,
@@ -256,7 +261,8 @@ def target_not_found_error(code: int, op: str, obj: str | None = None,
     if key_error:
         extra += (KeyError,)
     cls: type = _combine(TargetNotFoundError, *extra) if extra else TargetNotFoundError
-    return cls(code, op, obj, hint)
+    err: TargetNotFoundError = cls(code, op, obj, hint)
+    return err
 
 
 def bpf_error(code: int, op: str, obj: str | None = None, hint: str | None = None) -> BPFError:

@@ -517,7 +517,7 @@ def have_bpf_stats() -> bool:
 
 # -- BTF kinds (the loader sanitises object BTF by these) ----------------------------
 
-def _btf_feature_types(name: str) -> list:
+def _btf_feature_types(name: str) -> list[Any]:
     """The smallest set of BTF types using the feature *name*, in type-id
     order (each blob is what a probe loads; see :func:`probe_btf_feature`)."""
     from . import btf
@@ -584,7 +584,7 @@ class _LinkKind(NamedTuple):
     ptype: ProgramType
     expected: bool                 # load with expected_attach_type = the attach type
     target: int
-    ok_errnos: frozenset           # errnos that mean "kind known, target bad"
+    ok_errnos: frozenset[Any]           # errnos that mean "kind known, target bad"
     since: str
 
 
@@ -660,7 +660,7 @@ _NO_SUCH_SYMBOL = b"fastbpf_probe_no_such_function\0"
 _ROOT_PATH = b"/\0"
 
 
-def _link_extra(attach: AttachType, keep: list) -> bytes | None:
+def _link_extra(attach: AttachType, keep: list[Any]) -> bytes | None:
     """The link_create union for the kinds that need one, pointing at a
     target that cannot be attached to."""
     import numpy as np
@@ -738,7 +738,7 @@ def _try_link(attach: AttachType, kind: _LinkKind) -> int:
     if not r.ok:
         return r.errno
     prog = r.fd
-    keep: list = []
+    keep: list[Any] = []
     try:
         extra = _link_extra(attach, keep)
 
@@ -750,7 +750,7 @@ def _try_link(attach: AttachType, kind: _LinkKind) -> int:
             return 0
 
         if attach == AttachType.XDP:
-            return _in_private_netns(attempt)
+            return _in_private_netns(attempt)  # type: ignore[no-any-return]
         return attempt()
     finally:
         prog.close()
@@ -811,7 +811,7 @@ def unsupported_prog_attach(attach: AttachType | int, err: BPFError, obj: str | 
     return _unsupported_kind(_PROG_ATTACH_KINDS, probe_prog_attach, attach, err, obj, op)
 
 
-def _unsupported_kind(kinds: dict, probe: Any, attach: AttachType | int, err: BPFError,
+def _unsupported_kind(kinds: dict[Any, Any], probe: Any, attach: AttachType | int, err: BPFError,
                       obj: str | None, op: str) -> NotSupportedError | None:
     """The refusal *err* as the NotSupportedError of *probe* (a probe of one
     of the attach types in *kinds*) when that probe fails, else None."""

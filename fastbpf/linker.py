@@ -78,7 +78,7 @@ def core_relos(insns: Instructions) -> list[tuple[int, Any]]:
 
 
 def apply_core(local_spec: Any, insns: Instructions, target: Any, program: str,
-               cand_cache: dict | None = None) -> list:
+               cand_cache: dict[Any, Any] | None = None) -> list[Any]:
     """Apply the program's CO-RE relocations in place; returns their results.
 
     The one call site of ``fastbpf.btf.core.relocate_instructions(local_spec,
@@ -172,7 +172,7 @@ def kconfig_contents(externs: Mapping[str, tuple[int, int, Any, bool]], size: in
     buf = bytearray(size)
     for name, (off, sz, t, weak) in externs.items():
         if name == "LINUX_KERNEL_VERSION":
-            raw = str(_kernel_version())
+            raw: str | None = str(_kernel_version())
         elif name == "LINUX_HAS_BPF_COOKIE":
             raw = "1"  # every kernel with BTF-typed externs has bpf_get_attach_cookie
         elif name == "LINUX_HAS_SYSCALL_WRAPPER":
@@ -232,19 +232,19 @@ def _find_kernel(name: str, kind: str) -> tuple[int, str | None]:
     k = Kind[kind]
     found = btf.load_kernel_spec().types_by_name(name, k)
     if found:
-        return found[0].id, None
+        return found[0].id, None  # type: ignore[return-value]  # kernel types have ids
     for mod in btf.kernel_module_names():
         try:
             found = btf.load_kernel_spec(mod).types_by_name(name, k)
         except btf.BTFError:
             continue
         for t in found:
-            if t.id >= len(btf.load_kernel_spec()):
-                return t.id, mod
+            if t.id >= len(btf.load_kernel_spec()):  # type: ignore[operator]
+                return t.id, mod  # type: ignore[return-value]
     return 0, None
 
 
-def resolve_kfunc(name: str, weak: bool, module_fds: dict,
+def resolve_kfunc(name: str, weak: bool, module_fds: dict[Any, Any],
                   fd_array: list[int]) -> tuple[int, int] | None:
     """(BTF id, fd_array index) of kfunc *name*; None for an absent ``__weak`` one.
 
@@ -270,7 +270,7 @@ def resolve_kfunc(name: str, weak: bool, module_fds: dict,
 
 
 def resolve_ksym(name: str, kind: str, weak: bool, typed: bool,
-                 module_fds: dict) -> tuple[int, int]:
+                 module_fds: dict[Any, Any]) -> tuple[int, int]:
     """(src register, 64-bit value) of the ld_imm64 loading ksym *name*.
 
     Typed ksyms load ``PSEUDO_BTF_ID`` (BTF id, module BTF fd in the high

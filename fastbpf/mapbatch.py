@@ -116,7 +116,7 @@ class BatchMap(IterableMap):
                     if e.errno in (524, errno.EOPNOTSUPP) and delete:
                         raise not_supported_error(e.errno, "map lookup_and_delete_batch",
                                                   f"map {self.name!r}",
-                                                  f"{self.type.name} maps have no batch "
+                                                  f"{getattr(self.type, 'name', self.type)} maps have no batch "
                                                   f"lookup-and-delete") from None
                     raise
                 total += got
@@ -242,8 +242,9 @@ class BatchMap(IterableMap):
                 if e.count >= n:
                     e.count = 0       # refused before the first key
                 if self.map_type in ARRAY_MAPS and e.count == 0:
-                    err = not_supported_error(e.errno, "map delete_batch", f"map {self.name!r}",
-                                              f"{self.type.name} entries cannot be deleted")
+                    err: BPFError = not_supported_error(
+                        e.errno, "map delete_batch", f"map {self.name!r}",
+                        f"{getattr(self.type, 'name', self.type)} entries cannot be deleted")
                     err.count = 0
                     raise err from None
                 if e.errno in (errno.EINVAL, 524, errno.EOPNOTSUPP) and e.count == 0:
@@ -254,7 +255,7 @@ class BatchMap(IterableMap):
                                             f"key {i} is missing; the {i} before it were deleted")
                             err.count = i
                             raise err
-                    return n
+                    return int(n)
                 raise
 
     def clear(self) -> int:

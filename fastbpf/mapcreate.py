@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from . import _core, features
 from .enums import MapType
 from .errors import BPFError
-from .mapspec import ARRAY_MAPS, KEYLESS_MAPS, MapSpec, is_btf_type
+from .mapspec import ARRAY_MAPS, KEYLESS_MAPS, MapSpec, PinType, is_btf_type
 
 __all__ = ["CreateParams", "create_params", "create_fd", "map_btf_for", "spec_pin_path"]
 
@@ -52,7 +52,8 @@ def _inner_template(spec: MapSpec) -> _core.FD:
         raise ValueError(f"{spec.type.name} needs inner=MapSpec(...) describing its maps"
                          + (f" (the name {spec.inner!r} means something only in a "
                             f"collection)" if isinstance(spec.inner, str) else ""))
-    fd, _ = create_fd(dataclasses.replace(spec.inner, pin_path=None, pinning=0, contents=None,
+    fd, _ = create_fd(dataclasses.replace(spec.inner, pin_path=None, pinning=PinType.NONE,
+                                          contents=None,
                                           freeze=False))
     return fd
 

@@ -120,12 +120,13 @@ class IterableMap(_core.MapBase):
                     step = min(step * 2, _ITER_CHUNK_MAX)
         yield self._key_snapshot(), None
 
-    def _py_items(self, arr: np.ndarray) -> list:
+    def _py_items(self, arr: np.ndarray) -> list[Any]:
         """Elements of a chunk as the element path returns them: Python
         numbers for scalar dtypes, records or per-CPU rows otherwise."""
         dt = arr.dtype
         if arr.ndim == 1 and dt.fields is None and dt.subdtype is None and dt.kind in "iufb":
-            return arr.tolist()
+            items: list[Any] = arr.tolist()
+            return items
         return list(arr)
 
     def keys(self) -> Iterator[Any]:

@@ -130,7 +130,8 @@ class Map(BatchMap, Pinnable):
                           key_dtype, value_dtype, percpu, mt in FD_VALUE_MAPS)
         self.spec = spec
         self._keep = keep
-        self._inner_spec = spec.inner if spec is not None else None
+        # A name (str) is resolved by a collection before it creates the map.
+        self._inner_spec = spec.inner if spec is not None else None  # type: ignore[assignment]
         return self
 
     @classmethod
@@ -211,7 +212,7 @@ class Map(BatchMap, Pinnable):
         return cls._from_owned_fd(_core.dup_fd(int(fd)), key, value)
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike, key: Any = None, value: Any = None) -> "Map":
+    def from_pin(cls, path: str | os.PathLike[str], key: Any = None, value: Any = None) -> "Map":
         """Open the map pinned at *path* on a bpffs; :meth:`unpin` then
         removes that pin."""
         m = cls._from_owned_fd(_core.obj_get(os.fspath(path)), key, value,
@@ -331,12 +332,12 @@ class Map(BatchMap, Pinnable):
 
     # -- LPM helper ---------------------------------------------------------------------
 
-    def to_dataframe(self, per_cpu: str = "sum"):
+    def to_dataframe(self, per_cpu: str = "sum") -> Any:
         """The entries as a pandas DataFrame (see :func:`fastbpf.metrics.to_dataframe`)."""
         from .metrics.frames import to_dataframe
         return to_dataframe(self, per_cpu)
 
-    def to_arrow(self, per_cpu: str = "sum"):
+    def to_arrow(self, per_cpu: str = "sum") -> Any:
         """The entries as a pyarrow Table (see :func:`fastbpf.metrics.to_arrow`)."""
         from .metrics.frames import to_arrow
         return to_arrow(self, per_cpu)

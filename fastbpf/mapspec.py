@@ -71,10 +71,11 @@ def as_dtype(spec: Any, what: str) -> np.dtype | None:
         tid = getattr(spec, "id", None) if owner is not None else None
         memo = owner.__dict__.setdefault("_dtype_memo", {}) if tid else None
         if memo is not None and tid in memo:
-            return memo[tid]
+            cached: np.dtype | None = memo[tid]
+            return cached
         from . import btf
         try:
-            dt = btf.to_dtype(spec)
+            dt: np.dtype | None = btf.to_dtype(spec)
         except (btf.BTFError, TypeError, ValueError):
             # A type numpy cannot express (a flexible array, a bitfield
             # soup): its bytes, at the right size.
@@ -197,7 +198,8 @@ class MapSpec:
         cache = self.__dict__.setdefault("_dtypes", {})
         hit = cache.get(what)
         if hit is not None and hit[0] is desc:
-            return hit[1]
+            cached: np.dtype | None = hit[1]
+            return cached
         dt = as_dtype(desc, what)
         if not isinstance(desc, (int, np.integer)):
             cache[what] = (desc, dt)
@@ -252,7 +254,8 @@ class MapSpec:
         }
         if self.type == MapType.PERF_EVENT_ARRAY and self.max_entries == 0:
             want.pop("max_entries")  # sized to the CPU count at creation
-        diff = {k: (want[k], have[k]) for k in want if want[k] != have[k]}
+        diff: dict[str, tuple[Any, Any]] = {k: (want[k], have[k]) for k in want
+                                            if want[k] != have[k]}
         if "type" in diff:
             diff["type"] = (self.type.name, _type_name(info.type))
         if diff:

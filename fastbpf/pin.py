@@ -20,7 +20,7 @@ __all__ = ["BPF_FS_MAGIC", "is_bpffs", "check_pin_path", "Pinnable"]
 BPF_FS_MAGIC = 0xCAFE4A11
 
 
-def is_bpffs(path: str | os.PathLike) -> bool:
+def is_bpffs(path: str | os.PathLike[str]) -> bool:
     """True when *path* lies on a bpf filesystem."""
     try:
         return _core.fs_type(os.fspath(path)) == BPF_FS_MAGIC
@@ -28,7 +28,7 @@ def is_bpffs(path: str | os.PathLike) -> bool:
         return False
 
 
-def check_pin_path(path: str | os.PathLike) -> str:
+def check_pin_path(path: str | os.PathLike[str]) -> str:
     """Check that *path* can be a pin: its directory is on a bpffs.
 
     Raises ValueError before any syscall otherwise.
@@ -63,16 +63,16 @@ class Pinnable:
         """Where this object was pinned by :meth:`pin` or opened from, or None."""
         return self._pin_path
 
-    def _remember_pin(self, path: str | os.PathLike | None) -> None:
+    def _remember_pin(self, path: str | os.PathLike[str] | None) -> None:
         self._pin_path = None if path is None else os.fspath(path)
 
-    def pin(self, path: str | os.PathLike) -> None:
+    def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the object at *path* (on a bpffs) so it outlives this process."""
         p = check_pin_path(path)
         _core.obj_pin(self.fd, p)
         self._remember_pin(p)
 
-    def unpin(self, path: str | os.PathLike | None = None) -> None:
+    def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
         """Remove the pin at *path*, by default the one this object made with
         :meth:`pin` or was opened from."""
         p = os.fspath(path) if path is not None else self.pin_path

@@ -136,7 +136,7 @@ class ProgramSpec:
             c.instructions = self.instructions.copy()
         return c
 
-    def core_relocations(self, target: Any = None, local_btf: Any = None) -> list:
+    def core_relocations(self, target: Any = None, local_btf: Any = None) -> list[Any]:
         """The CO-RE relocations of the instructions, computed against
         *target* (a ``btf.Spec``; None: the running kernel) without patching
         anything: one ``btf.core.CORERelocation`` each.
@@ -253,7 +253,7 @@ def _static_funcs_btf(nfuncs: int) -> bytes:
     from . import btf
     long_t = btf.Int("long", 8, btf.IntEncoding.SIGNED)
     main_proto = btf.FuncProto(long_t, [btf.Param("ctx", btf.Pointer(btf.VOID))])
-    roots: list = [long_t, main_proto.params[0].type, main_proto, btf.Func("main", main_proto)]
+    roots: list[Any] = [long_t, main_proto.params[0].type, main_proto, btf.Func("main", main_proto)]
     for k in range(1, nfuncs):
         proto = btf.FuncProto(long_t, [btf.Param("a", long_t)] * 5)
         roots += [proto, btf.Func(f"f{k}", proto)]
@@ -304,7 +304,7 @@ def kernel_btf_id(spec: ProgramSpec) -> int:
     for n in names:
         found = kernel.types_by_name(n, Kind[kind_name])
         if found:
-            return found[0].id
+            return found[0].id  # type: ignore[return-value]  # kernel types have ids
     raise target_not_found_error(errno.ENOENT, "program load", f"attach target {name!r}",
                                  f"the kernel's BTF has no {kind_name.lower()} named "
                                  f"{' or '.join(map(repr, names))}")
@@ -331,14 +331,14 @@ class Program(ProgramBase, Pinnable):
     """
 
     def __init__(self, fd: _core.FD, type: ProgramType | int, name: str = "",
-                 spec: ProgramSpec | None = None, log: str = "", maps: list | None = None) -> None:
+                 spec: ProgramSpec | None = None, log: str = "", maps: list[Any] | None = None) -> None:
         """Take ownership of *fd*, a ``fastbpf.FD`` (fastbpf's own modules
         build programs this way; users call :meth:`load` or a ``from_*``)."""
         if not isinstance(fd, _core.FD):
             raise TypeError("Program() takes an owned fastbpf.FD; use Program.from_fd(fd) "
                             "for a descriptor you keep")
         try:
-            self.type = ProgramType(type)
+            self.type: ProgramType | int = ProgramType(type)
         except ValueError:
             self.type = type
         self._run = _run_kind(self.type)
@@ -475,7 +475,7 @@ class Program(ProgramBase, Pinnable):
         return cls._from_owned(_core.dup_fd(int(fd)))
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike) -> "Program":
+    def from_pin(cls, path: str | os.PathLike[str]) -> "Program":
         """Open the program pinned at *path*; :meth:`unpin` then removes that pin."""
         p = cls._from_owned(_core.obj_get(os.fspath(path)),
                             f"the object pinned at {os.fspath(path)!r}")

@@ -150,6 +150,7 @@ class Instruction:
     symbol: str | None
     reference: str | None
     map: Any
+    meta: Metadata | None
 
     def __init__(self, opcode: int, dst: int = 0, src: int = 0, offset: int = 0,
                  constant: int = 0, *, symbol: str | None = None,
@@ -194,8 +195,9 @@ class Instruction:
         s(self, "meta", meta)
 
     @classmethod
-    def _raw(cls, opcode, dst, src, offset, constant, symbol=None, reference=None,
-             map=None, meta=None) -> Instruction:
+    def _raw(cls, opcode: int, dst: int, src: int, offset: int, constant: int,
+             symbol: str | None = None, reference: str | None = None,
+             map: Any = None, meta: Metadata | None = None) -> Instruction:
         """Build without validation, from fields known to be in range."""
         self = object.__new__(cls)
         s = object.__setattr__

@@ -93,7 +93,7 @@ class Size(enum.IntEnum):
         return _SIZE_BYTES[self]
 
     @classmethod
-    def from_bytes(cls, n: int) -> Size:
+    def from_bytes(cls, n: int) -> Size:  # type: ignore[override]  # not int.from_bytes: a width
         """The size that moves *n* (1, 2, 4 or 8) bytes."""
         for size, width in _SIZE_BYTES.items():
             if width == n:

@@ -30,4 +30,6 @@ __all__ = [
     "CoreRelo", "CoreReloKind", "load_kernel_spec", "kernel_module_names",
     "flush_kernel_specs", "to_dtype", "format", "Handle", "BTFInfo", "btf_ids", "build_map_btf",
     "copy_types",
-] + list(_types.__all__)
+]
+# `+=` of another module's __all__ is a form mypy understands (the export list it sees).
+__all__ += _types.__all__

@@ -76,7 +76,7 @@ def to_dtype(t: Type, *, bitfields: str = "error", unsupported: str = "error",
         raise BTFError(f"numpy cannot represent {t._describe()}: {e}") from None
 
 
-def bitfield_of(m) -> tuple[int, int] | None:
+def bitfield_of(m: Member) -> tuple[int, int] | None:
     """``(bit_offset, bit_size)`` if member *m* is a bitfield, else None.
 
     Understands both encodings: the member's own bitfield size (kind flag
@@ -198,8 +198,9 @@ class _Builder:
         return np.dtype({"names": names, "formats": formats, "offsets": offsets,
                          "itemsize": size})
 
-    def _fields(self, t: Composite, base_bits: int, depth: int, names, formats, offsets, root):
-        run: list | None = None   # [first name, start byte, end byte]
+    def _fields(self, t: Composite, base_bits: int, depth: int, names: list[str],
+                formats: list[Any], offsets: list[int], root: Type) -> None:
+        run: list[Any] | None = None   # [first name, start byte, end byte]
 
         def flush() -> None:
             nonlocal run

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import BTFError
 from .spec import Spec
 from .wire import magic_order, order_char
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 __all__ = ["ExtInfo", "FuncInfo", "LineInfo", "CoreRelo", "CoreReloKind"]
 
@@ -101,7 +104,7 @@ class ExtInfo:
         self.core_relo_rec_size = 16
 
     @classmethod
-    def parse(cls, data, spec: Spec) -> ExtInfo:
+    def parse(cls, data: Buffer, spec: Spec) -> ExtInfo:
         """Decode *data* (the ``.BTF.ext`` section); names come from *spec*,
         the ``.BTF`` of the same object. Raises :class:`BTFError`."""
         data = bytes(data)

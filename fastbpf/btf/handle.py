@@ -37,7 +37,8 @@ class BTFInfo:
 
 def btf_ids() -> list[int]:
     """Ids of every BTF object in the kernel, ascending."""
-    return _core().btf_ids()
+    ids: list[int] = _core().btf_ids()
+    return ids
 
 
 def _core() -> Any:
@@ -52,7 +53,7 @@ class Handle:
     the descriptor, and garbage collection does as a last resort.
     """
 
-    def __init__(self, fd, spec: Spec | None = None):
+    def __init__(self, fd: Any, spec: Spec | None = None) -> None:
         """Take ownership of a ``_core.FD`` (internal: use :meth:`load` or
         :meth:`from_id`)."""
         if not isinstance(fd, _core().FD):

@@ -8,6 +8,8 @@ where the extension module is not built.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 __all__ = ["FIXED", "PER_ITEM", "LEAF_KINDS", "scan_python", "edges_python",
@@ -18,7 +20,8 @@ FIXED = [0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0]
 PER_ITEM = [0, 0, 0, 0, 3, 3, 2, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 3]
 
 
-def scan_python(w: np.ndarray, first_id: int = 1):
+def scan_python(w: np.ndarray, first_id: int = 1) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray, int, int, str | None, int]:
     """The pure-Python twin of :func:`fastbpf._btfscan.scan`."""
     words = w.tolist()
     n = len(words)
@@ -68,7 +71,7 @@ def scan_python(w: np.ndarray, first_id: int = 1):
     return offs_arr, kinds, w[offs_arr.astype(np.intp)], max_ref, max_str, error, cycle
 
 
-def edges_python(words, o):
+def edges_python(words: list[int], o: int) -> list[int]:
     info = words[o + 1]
     kind = (info >> 24) & 0x1F
     vlen = info & 0xFFFF
@@ -110,7 +113,7 @@ def find_cycle_python(w: np.ndarray, offs: np.ndarray, kinds: np.ndarray, first_
         if color[root]:
             continue
         color[root] = 1
-        stack = [(root, iter(edges[root]))]
+        stack: list[tuple[int, Iterator[int]]] = [(root, iter(edges[root]))]
         while stack:
             node, it = stack[-1]
             for nxt in it:

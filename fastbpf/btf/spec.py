@@ -24,7 +24,7 @@ from __future__ import annotations
 import mmap
 import os
 import sys
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from ..errors import BTFError
 from .encode import encode as _encode
 from .scan import PER_ITEM, scan_python
 from .wire import HEADER_SIZE, MAGIC, NATIVE_ORDER, order_char, parse_header
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 from .types import (
     KIND_CLASSES, VOID, Array, Composite, Datasec, DeclTag, Enum, EnumValue, Float, Func,
     FuncProto, Fwd, Int, IntEncoding, Kind, Member, Param, Pointer, Qualifier, Type, Var,
@@ -58,32 +61,35 @@ class Spec:
     :meth:`add`. ``encode()`` writes it back.
     """
 
-    def __init__(self, types=(), base: Spec | None = None, byte_order: str | None = None):
+    def __init__(self, types: Iterable[Type] = (), base: Spec | None = None,
+                 byte_order: str | None = None) -> None:
         self.base = base
         self.byte_order: str = byte_order or (base.byte_order if base else NATIVE_ORDER)
         if self.byte_order not in ("little", "big"):
             raise ValueError("byte_order must be 'little' or 'big'")
         self._first_id = len(base) if base is not None else 1
         self._raw_count = 0          # types backed by the parsed blob
-        self._cache: list = []       # materialized types, by id - first_id
-        self._words: np.ndarray | None = None
-        self._offs: np.ndarray | None = None
-        self._kinds: np.ndarray | None = None
-        self._name_offs: np.ndarray | None = None
-        self._buf = b"\0"
+        self._cache: list[Any] = []  # materialized types, by id - first_id (None: not yet)
+        # The parsed blob's arrays: set by parse(), read only for ids below
+        # _raw_count, which stays 0 until then.
+        self._words: np.ndarray = None  # type: ignore[assignment]
+        self._offs: np.ndarray = None  # type: ignore[assignment]
+        self._kinds: np.ndarray = None  # type: ignore[assignment]
+        self._name_offs: np.ndarray = None  # type: ignore[assignment]
+        self._buf: bytes | _ReadOnlyMap = b"\0"
         self._str_start = 0
         self._str_len = 1
         self._str_arr: np.ndarray | None = None
-        self._str_base = (base._str_base + base._str_len) if base is not None else 0
-        self._name_cache: dict = {}
-        self._foreign: dict = {}     # id(type) -> type id for added types from elsewhere
+        self._str_base: int = (base._str_base + base._str_len) if base is not None else 0
+        self._name_cache: dict[str, list[int]] = {}
+        self._foreign: dict[int, int] = {}  # id(type) -> type id for added types from elsewhere
         for t in types:
             self.add(t)
 
     # ------------------------------------------------------------ parsing
 
     @classmethod
-    def parse(cls, data, base: Spec | None = None) -> Spec:
+    def parse(cls, data: Buffer, base: Spec | None = None) -> Spec:
         """Decode a raw BTF blob (either byte order).
 
         *base* makes it a split spec (kernel module BTF): type ids and
@@ -350,7 +356,7 @@ class Spec:
         return tid
 
     @classmethod
-    def from_types(cls, roots, byte_order: str | None = None,
+    def from_types(cls, roots: Iterable[Type], byte_order: str | None = None,
                    base: Spec | None = None) -> Spec:
         """A new spec holding *roots* and every type reachable from them.
 

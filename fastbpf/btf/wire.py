@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from typing import Any
 
 from ..errors import BTFError
 
@@ -30,7 +31,7 @@ def order_char(order: str) -> str:
     return "<" if order == "little" else ">"
 
 
-def magic_order(data, what: str) -> str:
+def magic_order(data: Any, what: str) -> str:
     """The byte order ("little" or "big") the magic at the start of *data*
     says; :class:`BTFError` naming *what* when there is no magic."""
     (m,) = struct.unpack_from("<H", data, 0)
@@ -52,7 +53,7 @@ def resolve_byte_order(byte_order: str | None, default: str | None = None) -> st
     return order
 
 
-def parse_header(data) -> tuple[str, int, int, int, int, int, int]:
+def parse_header(data: Any) -> tuple[str, int, int, int, int, int, int]:
     """Check a BTF header; return (byte order, flags, hdr_len, type_off,
     type_len, str_off, str_len) with offsets made absolute."""
     n = len(data)

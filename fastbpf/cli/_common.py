@@ -207,7 +207,7 @@ def add_list_show(subparsers: Any, noun: str, fn: Callable[[Any], int]) -> None:
 
 
 def list_objects(args: Any, kind: str, noun: str,
-                 facts: Callable[[int, dict | None], dict[str, Any] | None],
+                 facts: Callable[[int, dict[Any, Any] | None], dict[str, Any] | None],
                  headers: Sequence[str], cells: Callable[[dict[str, Any]], list[Any]],
                  right: Sequence[int] = ()) -> int:
     """``<kind> list`` / ``<kind> show OBJ``: one row of *facts* per object

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def _info(kind: int, vlen: int, kflag: int = 0) -> int:
     return (kflag << 31) | (kind << 24) | (vlen & 0xFFFF)
 
 
-def string_reader(spec: Spec):
+def string_reader(spec: Spec) -> Callable[[int], str]:
     """A fast ``spec.string_at`` for the loader's few dozen lookups: each
     offset decoded once, on first use (most of an object's strings are
     never asked for); anything unusual falls back to ``spec.string_at``."""
@@ -118,7 +118,7 @@ _KMALLOC_MAX_SIZE = 1 << 22
 
 def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
                  var_offsets: Callable[[str, str], int | None],
-                 string_at: Callable[[int], str] | None = None) -> tuple[bytes | None, dict]:
+                 string_at: Callable[[int], str] | None = None) -> tuple[bytes | None, dict[Any, Any]]:
     """Fill DATASEC sizes and variable offsets; lay out ``.kconfig``.
 
     *section_sizes* maps ELF section names to sizes; *var_offsets(section,
@@ -159,7 +159,7 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
             words[o + 2] = off
             changed = True
             continue
-        size = section_sizes.get(name)
+        size = section_sizes.get(name)  # type: ignore[assignment]  # None checked below
         if size is None:
             continue
         if size > 0xFFFFFFFF:   # an ELF size is 64-bit (NOBITS: any), a BTF size 32
@@ -278,8 +278,8 @@ def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> 
     return encode_words(s, out_words, extra, order=sys.byteorder)
 
 
-def _downgrade(s: Spec, words: np.ndarray, missing: frozenset[str], ensure_int,
-               add_string) -> None:
+def _downgrade(s: Spec, words: np.ndarray, missing: frozenset[str],
+               ensure_int: Callable[[], int], add_string: Callable[[str], int]) -> None:
     """Rewrite kinds the kernel lacks into older kinds of the same length."""
     arg_name = 0
     for idx, kind in enumerate(s._kinds.tolist()):

@@ -10,6 +10,8 @@ initial values of a map of maps or a prog array are relocations in
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import btf as _btf
@@ -25,7 +27,7 @@ _UINT_FIELDS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "va
                 "pinning", "map_extra")
 
 
-def _skip_mods(t):
+def _skip_mods(t: Any) -> Any:
     for _ in range(32):
         if isinstance(t, (_btf.Typedef, _btf.Const, _btf.Volatile, _btf.Restrict,
                           _btf.TypeTag)):
@@ -35,7 +37,7 @@ def _skip_mods(t):
     raise ELFError("BTF type chain too deep")
 
 
-def _uint(t, where: str) -> int:
+def _uint(t: Any, where: str) -> int:
     t = _skip_mods(t)
     if not isinstance(t, _btf.Pointer):
         raise ELFError(f"{where}: expected __uint (a pointer to an array), got {t!r}")
@@ -45,12 +47,13 @@ def _uint(t, where: str) -> int:
     return arr.nelems
 
 
-def map_spec_from_btf(name: str, struct, inner_ok: bool = True) -> tuple[MapSpec, int | None]:
+def map_spec_from_btf(name: str, struct: Any, inner_ok: bool = True
+                      ) -> tuple[MapSpec, int | None]:
     """A MapSpec from a map definition struct; also the byte offset of ``values``."""
     struct = _skip_mods(struct)
     if not isinstance(struct, _btf.Struct):
         raise ELFError(f"map {name!r}: definition is not a struct ({struct!r})")
-    fields: dict = {}
+    fields: dict[Any, Any] = {}
     key = value = None
     inner = None
     values_off = None
@@ -82,7 +85,8 @@ def map_spec_from_btf(name: str, struct, inner_ok: bool = True) -> tuple[MapSpec
     return _make_spec(name, fields, key, value, inner), values_off
 
 
-def _make_spec(name: str, fields: dict, key, value, inner, voids_removed: bool = False) -> MapSpec:
+def _make_spec(name: str, fields: dict[Any, Any], key: Any, value: Any, inner: Any,
+               voids_removed: bool = False) -> MapSpec:
     if "type" not in fields:
         raise ELFError(f"map {name!r} has no type")
     try:
@@ -133,7 +137,7 @@ class _Words:
     """Map definitions read straight from the BTF type words (no Type objects
     but for key and value): a map definition is a struct of pointers."""
 
-    def __init__(self, spec, string_at=None) -> None:
+    def __init__(self, spec: Any, string_at: Any = None) -> None:
         self.spec = spec
         # Python lists: element access on them is ~10x cheaper than on numpy.
         self.w = spec._words.tolist()
@@ -179,7 +183,7 @@ class _Words:
         w = self.w
         vlen = int(w[o + 1]) & 0xFFFF
         kflag = int(w[o + 1]) >> 31
-        fields: dict = {}
+        fields: dict[Any, Any] = {}
         key = value = None
         inner = None
         values_off = None
@@ -227,7 +231,7 @@ class _Words:
         return _make_spec(name, fields, key, value, inner, voids_removed=True), values_off
 
 
-def btf_map_specs(obj) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
+def btf_map_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
     """The maps of ``.maps``: ``({name: MapSpec}, {(shndx, offset): name})``."""
     specs: dict[str, MapSpec] = {}
     syms: dict[tuple[int, int], str] = {}
@@ -263,7 +267,8 @@ def btf_map_specs(obj) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
     return specs, syms
 
 
-def _initial_values(obj, shndx: int, specs: dict, values_at: dict) -> None:
+def _initial_values(obj: Any, shndx: int, specs: dict[Any, Any], values_at: dict[Any, Any]
+                    ) -> None:
     rels = obj.rels.get(shndx)
     if rels is None or not len(rels):
         return
@@ -291,7 +296,7 @@ def _initial_values(obj, shndx: int, specs: dict, values_at: dict) -> None:
         spec.contents.append((slot, target))
 
 
-def legacy_map_specs(obj) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
+def legacy_map_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
     """Maps of the legacy ``maps`` section (``struct bpf_map_def`` each)."""
     specs: dict[str, MapSpec] = {}
     syms: dict[tuple[int, int], str] = {}

@@ -22,11 +22,11 @@ from .reader import SHN_UNDEF, STB
 __all__ = ["parse_spec"]
 
 
-def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict, dict]:
+def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict[Any, Any], dict[Any, Any]]:
     """(name -> kind, kconfig table, ksyms table) from the .kconfig/.ksyms DATASECs."""
     kinds: dict[str, str] = {}
-    kconfig: dict[str, tuple] = {}
-    ksyms: dict[str, tuple] = {}
+    kconfig: dict[str, tuple[Any, ...]] = {}
+    ksyms: dict[str, tuple[Any, ...]] = {}
     if obj.btf is None:
         return kinds, kconfig, ksyms
     syms = obj.elf.symbols
@@ -85,7 +85,7 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
     data_maps: dict[int, str] = {}
     variables: dict[str, VariableSpec] = {}
     for shndx in obj.data_secs:
-        sec = elf.names[shndx]
+        sec: Any = elf.names[shndx]
         if sec in maps:
             raise ELFError(f"data section {sec!r} clashes with a map of that name")
         ms = data_map_spec(obj, shndx)
@@ -125,7 +125,7 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
             else None
         # The fields, set directly: the dataclass __init__ would only check
         # again what the section table already guarantees.
-        ps = object.__new__(ObjectProgramSpec)
+        ps: Any = object.__new__(ObjectProgramSpec)
         fields = dict(template)
         fields.update(type=d.type, _insns=functools.partial(_copy_of, functions[f.label]),
                       name=pname, attach_type=d.attach_type, attach_to=attach_to,
@@ -140,11 +140,11 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
 
 
 @functools.lru_cache(maxsize=8)
-def _defaults(cls: type) -> dict:
+def _defaults(cls: type) -> dict[Any, Any]:
     """The default of every field of the ProgramSpec class *cls* but the instructions."""
     return {fl.name: (fl.default if fl.default is not dataclasses.MISSING else None)
             for fl in dataclasses.fields(cls) if fl.name != "instructions"}
 
 
-def _copy_of(decode):
+def _copy_of(decode: Any) -> Any:
     return decode().copy()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class ExtRecords:
         self.line: dict[str, np.ndarray] = {}
         self.core: dict[str, np.ndarray] = {}
         self._strings: dict[int, str] = {}
-        self._by_sec: dict = {}
+        self._by_sec: dict[Any, Any] = {}
         if len(data) < 24:
             raise BTFError(f".BTF.ext of {len(data)} bytes is shorter than its header")
         (m,) = struct.unpack_from("<H", data, 0)
@@ -95,7 +96,7 @@ class ExtRecords:
             s = self._strings[off] = self.spec.string_at(off)
         return s
 
-    def _sorted(self, table: dict, sec: str) -> tuple | None:
+    def _sorted(self, table: dict[Any, Any], sec: str) -> tuple[Any, ...] | None:
         """(offsets list, rows array) of *sec*, sorted by offset (cached)."""
         key = (id(table), sec)
         got = self._by_sec.get(key)
@@ -122,7 +123,8 @@ class ExtRecords:
         if got is None:
             return None
         offs, a = got
-        return a[bisect.bisect_left(offs, start):bisect.bisect_left(offs, end)]
+        rows: np.ndarray = a[bisect.bisect_left(offs, start):bisect.bisect_left(offs, end)]
+        return rows
 
     def line_infos(self, rows: np.ndarray, start: int = 0) -> list[LineInfo]:
         """LineInfo objects for *rows* (``raw`` holds the native record)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
+from typing import Any, Callable
 
 import numpy as np
 
@@ -88,12 +89,12 @@ class Code:
 
     __slots__ = ("raw", "relocs", "ext", "nslots", "rel_ext")
 
-    def __init__(self, raw: bytes, relocs: dict[int, tuple], ext: tuple) -> None:
+    def __init__(self, raw: bytes, relocs: dict[int, tuple[Any, ...]], ext: tuple[Any, ...]) -> None:
         self.raw = raw
         self.relocs = relocs
         self.ext = ext
         self.nslots = len(raw) // 8
-        self.rel_ext: tuple | None = None
+        self.rel_ext: tuple[Any, ...] | None = None
 
 
 _INSN_DT = {o: np.dtype([("code", "u1"), ("regs", "u1"), ("off", c + "i2"), ("imm", c + "i4")])
@@ -115,7 +116,8 @@ def _second_halves(codes: np.ndarray) -> set[int]:
     return out
 
 
-def _apply(insn: Instruction, rel: tuple, raw_) -> Instruction:
+def _apply(insn: Instruction, rel: tuple[Any, ...], raw_: Callable[..., Instruction]
+           ) -> Instruction:
     """*insn* with relocation *rel* (from ObjectFile._reloc_kind) made symbolic."""
     kind = rel[0]
     i = insn
@@ -160,10 +162,10 @@ class ObjectFile:
         self.legacy_maps_shndx = -1
         self.struct_ops_secs: list[int] = []
         self._prog_set: set[int] = set()
-        self._sections: dict[int, tuple] = {}
-        self._syms: tuple | None = None
-        self._by_section: dict | None = None
-        self._string_at = None
+        self._sections: dict[int, tuple[Any, ...]] = {}
+        self._syms: tuple[Any, ...] | None = None
+        self._by_section: dict[Any, Any] | None = None
+        self._string_at: Callable[[int], str] | None = None
         self._datasecs: dict[str, int] | None = None
         self._sec_index = {n: i for i, n in enumerate(names)}
         types, flags, sizes, infos = (sh["type"].tolist(), sh["flags"].tolist(),
@@ -225,7 +227,9 @@ class ObjectFile:
         def offsets(sec: str, var: str) -> int | None:
             return self.symbols_in(sec).get(var)
 
-        blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets, self.strings)
+        # _fix_btf runs only when there is BTF.
+        blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets,  # type: ignore[arg-type]
+                                                 self.strings)
         if blob is not None:
             self.btf_raw = blob
             self.btf = _btf.Spec.parse(blob)
@@ -250,13 +254,13 @@ class ObjectFile:
         return self._by_section.get(idx, {})
 
     @property
-    def strings(self):
+    def strings(self) -> Callable[[int], str]:
         """``string_at(offset)`` of the object's BTF, decoding on demand (shared)."""
         if self._string_at is None:
-            self._string_at = btffix.string_reader(self.btf)
+            self._string_at = btffix.string_reader(self.btf)  # type: ignore[arg-type]
         return self._string_at
 
-    def datasec(self, name: str):
+    def datasec(self, name: str) -> Any:
         """The BTF DATASEC called *name*, or None (one index for every lookup:
         ``types_by_name`` would search the whole string table each time)."""
         if self.btf is None:
@@ -269,8 +273,8 @@ class ObjectFile:
             for tid in ids:
                 table.setdefault(at(int(words[int(offs[tid - 1])])), tid)
             self._datasecs = table
-        tid = self._datasecs.get(name)
-        return None if tid is None else self.btf.type_by_id(tid)
+        found = self._datasecs.get(name)
+        return None if found is None else self.btf.type_by_id(found)
 
     @property
     def ext(self) -> ExtRecords | None:
@@ -326,7 +330,7 @@ class ObjectFile:
             raise ELFError(f"{where}: target {sec}+{off} is not the start of a function")
         return f
 
-    def _section(self, shndx: int, ctx: tuple) -> tuple:
+    def _section(self, shndx: int, ctx: tuple[Any, ...]) -> tuple[Any, ...]:
         """Per executable section, once: (insn fields as lists, relocations by
         absolute slot, slots that are ld_imm64 second halves)."""
         info = self._sections.get(shndx)
@@ -340,7 +344,7 @@ class ObjectFile:
         code_col = arr["code"]
         second = _second_halves(code_col)
         little = self.byte_order == "little"
-        relocs: dict[int, tuple] = {}
+        relocs: dict[int, tuple[Any, ...]] = {}
         rels = self.rels.get(shndx)
         if rels is not None and len(rels):
             # Only the relocated instructions are read, gathered in one go.
@@ -371,7 +375,7 @@ class ObjectFile:
         info = self._sections[shndx] = (raw, sorted(relocs), relocs)
         return info
 
-    def _sym_lists(self) -> tuple:
+    def _sym_lists(self) -> tuple[Any, ...]:
         if self._syms is None:
             s = self.elf.symbols
             self._syms = (s["shndx"].tolist(), s["value"].tolist(), self.sym_type.tolist())
@@ -392,7 +396,7 @@ class ObjectFile:
         code = f.code = Code(raw[f.start:f.start + f.size], relocs, self._ext_records(f))
         return code
 
-    def _ext_records(self, f: _Func) -> tuple:
+    def _ext_records(self, f: _Func) -> tuple[Any, ...]:
         """(func_info [(slot, type id)], line_info rows, CO-RE [(slot, relo)])."""
         ext = self.ext
         if ext is None or self.btf is None:
@@ -419,6 +423,7 @@ class ObjectFile:
             raise ELFError(f"function {f.label!r} in {f.section!r}: {e}") from None
         index_of = {}
         slot = 0
+        i: int | None
         for i, insn in enumerate(insns):
             index_of[slot] = i
             slot += 2 if insn.opcode == LD_IMM64 else 1
@@ -429,13 +434,14 @@ class ObjectFile:
                 raise ELFError(f"{f.section}: relocation at slot {slot} of {f.label!r} is "
                                f"inside an instruction")
             insns[i] = _apply(insns[i], rel, raw_)
-        metas: dict[int, dict] = {}
+        metas: dict[int, dict[Any, Any]] = {}
         funcs, lines, core = code.ext
         for slot, tid in funcs:
             if slot in index_of:
-                metas.setdefault(index_of[slot], {})["func"] = self.btf.type_by_id(tid)
+                metas.setdefault(index_of[slot], {})["func"] = \
+                    self.btf.type_by_id(tid)  # type: ignore[union-attr]  # func_info implies BTF
         if lines is not None:
-            for info in self.ext.line_infos(lines, f.start):
+            for info in self.ext.line_infos(lines, f.start):  # type: ignore[union-attr]
                 i = index_of.get((info.insn_off - f.start) // 8)
                 if i is not None:
                     metas.setdefault(i, {})["line"] = info
@@ -451,8 +457,8 @@ class ObjectFile:
         return insns
 
     def _reloc_kind(self, code: int, imm: int, reg: int, slot: int, n: int, sec: int,
-                    sym: int, syms: tuple, little: bool, data_maps: dict[int, str],
-                    map_syms: dict[tuple[int, int], str], externs: dict[str, str]) -> tuple:
+                    sym: int, syms: tuple[Any, ...], little: bool, data_maps: dict[int, str],
+                    map_syms: dict[tuple[int, int], str], externs: dict[str, str]) -> tuple[Any, ...]:
         """What the relocation of instruction *slot* (fields *code*, *imm*,
         *reg*; *n* instructions in the section) means: ("map", name),
         ("mapval", name, offset), ("call"|"func", label), ("kfunc"|"ksym", name)."""
@@ -510,7 +516,7 @@ class ObjectFile:
 _UNKNOWN = SectionDef("", ProgramType.UNSPEC, None)
 
 
-def program_flags(sec: str) -> tuple:
+def program_flags(sec: str) -> tuple[Any, ...]:
     """(SectionDef, target) for a program section.
 
     A name libbpf does not know gives type UNSPEC: like libbpf, the object
@@ -520,7 +526,7 @@ def program_flags(sec: str) -> tuple:
     return found if found is not None else (_UNKNOWN, "")
 
 
-def sleepable_flags(d, sec: str) -> int:
+def sleepable_flags(d: SectionDef, sec: str) -> int:
     """prog_flags a section row implies (sleepable, XDP frags)."""
     flags = 0
     if d.sleepable:

@@ -10,6 +10,8 @@ and size is checked against the file before use: a malformed file raises
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from ..errors import ELFError
@@ -44,7 +46,7 @@ class STB:
     LOCAL, GLOBAL, WEAK = 0, 1, 2
 
 
-def _dtypes(c: str):
+def _dtypes(c: str) -> tuple[np.dtype, np.dtype, np.dtype, np.dtype]:
     ehdr = np.dtype([("ident", "V16"), ("type", c + "u2"), ("machine", c + "u2"),
                      ("version", c + "u4"), ("entry", c + "u8"), ("phoff", c + "u8"),
                      ("shoff", c + "u8"), ("flags", c + "u4"), ("ehsize", c + "u2"),
@@ -101,7 +103,7 @@ class ELFFile:
         if data[4] != 2:
             raise ELFError(f"ELF class {data[4]}: BPF objects are ELF64")
         if data[5] == 1:
-            self.byte_order = "little"
+            self.byte_order: Literal["little", "big"] = "little"
         elif data[5] == 2:
             self.byte_order = "big"
         else:

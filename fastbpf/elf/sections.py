@@ -31,7 +31,8 @@ class SectionDef(NamedTuple):
     frags: bool = False
 
 
-def _d(prefix, ptype, attach=None, sleepable=False, kind="", at_load=True, frags=False):
+def _d(prefix: str, ptype: P, attach: A | None = None, sleepable: bool = False, kind: str = "",
+       at_load: bool = True, frags: bool = False) -> SectionDef:
     return SectionDef(prefix, ptype, attach, sleepable, kind, at_load, frags)
 
 

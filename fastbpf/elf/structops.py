@@ -11,6 +11,8 @@ int, or bytes for char arrays.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import btf as _btf
 from ..enums import MapFlags, MapType
 from ..errors import ELFError
@@ -20,7 +22,7 @@ from .reader import STT
 __all__ = ["struct_ops_specs"]
 
 
-def _skip(t):
+def _skip(t: Any) -> Any:
     for _ in range(32):
         if isinstance(t, (_btf.Typedef, _btf.Const, _btf.Volatile, _btf.Restrict,
                           _btf.TypeTag)):
@@ -30,11 +32,12 @@ def _skip(t):
     raise ELFError("BTF type chain too deep")
 
 
-def struct_ops_specs(obj) -> tuple[dict[str, MapSpec], dict[str, str], dict[str, tuple]]:
+def struct_ops_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[str, str],
+                                        dict[str, tuple[Any, ...]]]:
     """``({map name: MapSpec}, {map name: ops struct}, {program: (ops, member)})``."""
     maps: dict[str, MapSpec] = {}
     ops_of: dict[str, str] = {}
-    progs: dict[str, tuple] = {}
+    progs: dict[str, tuple[Any, ...]] = {}
     if not obj.struct_ops_secs:
         return maps, ops_of, progs
     if obj.btf is None:
@@ -66,7 +69,7 @@ def struct_ops_specs(obj) -> tuple[dict[str, MapSpec], dict[str, str], dict[str,
             base = offsets.get(var.name)
             if base is None or base + st.size > len(data):
                 raise ELFError(f"{sec}: {var.name!r} has no symbol inside the section")
-            values: dict = {}
+            values: dict[Any, Any] = {}
             for m in st.members:
                 if m.bit_offset % 8:
                     continue

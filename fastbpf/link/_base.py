@@ -56,12 +56,12 @@ class Link:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def pin(self, path: str | os.PathLike) -> None:
+    def pin(self, path: str | os.PathLike[str]) -> None:
         """Pin the link on a bpffs so the attachment outlives the process.
         Raises NotSupportedError for attachments without a kernel bpf_link."""
         raise _unsupported(self, "pin")
 
-    def unpin(self, path: str | os.PathLike | None = None) -> None:
+    def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
         """Remove the pin at *path*, by default the one :meth:`pin` made."""
         raise _unsupported(self, "unpin")
 
@@ -137,7 +137,7 @@ class FDLink(Pinnable, Link):
         return int(_core.link_info(self.fd)["id"])
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike) -> FDLink:
+    def from_pin(cls, path: str | os.PathLike[str]) -> FDLink:
         """Open the link pinned at *path*; :meth:`unpin` then removes that pin."""
         link = cls(_core.obj_get(os.fspath(path)), None, f"pinned at {os.fspath(path)}")
         link._remember_pin(path)

@@ -89,7 +89,8 @@ def auto_attach(prog: Any, *args: Any, **kwargs: Any) -> Any:
         return attach_tc(prog, *args, **kwargs)
     if kind == "cgroup":
         need("a cgroup (path or fd)")
-        return attach_cgroup(prog, args[0], d.attach_type, **kwargs)
+        # Every cgroup section of the table names its attach type.
+        return attach_cgroup(prog, args[0], d.attach_type, **kwargs)  # type: ignore[arg-type]
     if kind == "sk_lookup":
         return attach_sk_lookup(prog, *args, **kwargs)
     if kind == "flow_dissector":

@@ -175,7 +175,7 @@ class PerfEventGroup(Link):
             l.pin(os.path.join(path, f"cpu{cpu}" if cpu >= 0 else "task"))
         self._pin_path: str | None = path
 
-    def unpin(self, path: str | os.PathLike | None = None) -> None:
+    def unpin(self, path: str | os.PathLike[str] | None = None) -> None:
         """Remove the pins made by :meth:`pin` (or those under *path*) and
         their directory once it is empty."""
         p = os.fspath(path) if path is not None else getattr(self, "_pin_path", None)

@@ -39,7 +39,7 @@ NLM_F_ECHO = 0x8
 
 def _tcmsg(tcmsg: Any, idx: int, parent: int, *, handle: int | None = None,
            priority: int | None = None, kind: str | None = None,
-           options: dict | None = None) -> Any:
+           options: dict[str, Any] | None = None) -> Any:
     """One ``struct tcmsg`` (pyroute2's *tcmsg* class) for interface *idx*
     and *parent*: a qdisc or filter request, or a filter dump without
     *handle*/*priority*/*kind*."""
@@ -56,7 +56,7 @@ def _tcmsg(tcmsg: Any, idx: int, parent: int, *, handle: int | None = None,
     return m
 
 
-def _direction(direction: str, table: dict) -> Any:
+def _direction(direction: str, table: dict[str, Any]) -> Any:
     try:
         return table[direction]
     except (KeyError, TypeError):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -142,7 +142,7 @@ def _resolve(path: str | os.PathLike[str], symbol: str | None, offset: int) -> t
     return path, off, where
 
 
-def attach_uprobe(program: Any, path: str | os.PathLike, symbol: str | None = None,
+def attach_uprobe(program: Any, path: str | os.PathLike[str], symbol: str | None = None,
                   retprobe: bool = False, *, pid: int | None = None, cookie: int = 0,
                   offset: int = 0, ref_ctr_offset: int = 0, legacy: bool = False) -> Link:
     """Run a KPROBE-type program when a function of the ELF file *path* is
@@ -174,7 +174,7 @@ def attach_uprobe(program: Any, path: str | os.PathLike, symbol: str | None = No
     return attach_perf_fd(program, pfd, cookie=cookie, description=desc, cleanup=remove)
 
 
-def attach_uprobe_multi(program: Any, path: str | os.PathLike,
+def attach_uprobe_multi(program: Any, path: str | os.PathLike[str],
                         symbols: Sequence[str] | None = None, retprobe: bool = False, *,
                         offsets: Sequence[int] | None = None, cookies: Sequence[int] | None = None,
                         ref_ctr_offsets: Sequence[int] | None = None,
@@ -213,7 +213,8 @@ def attach_uprobe_multi(program: Any, path: str | os.PathLike,
     off_a = arr(offs, "offsets")
     ck_a = arr(cookies, "cookies")
     rc_a = arr(ref_ctr_offsets, "ref_ctr_offsets")
-    addr = lambda a: 0 if a is None else _core.address_of(a)  # noqa: E731
+    addr: Callable[[np.ndarray | None], int] = (
+        lambda a: 0 if a is None else _core.address_of(a))  # noqa: E731
     # The buffers outlive the call below.
     extra = _linkattr.uprobe_multi(_core.address_of(cpath), n, addr(off_a), addr(rc_a),
                                    addr(ck_a), UPROBE_MULTI_RETURN if retprobe else 0,

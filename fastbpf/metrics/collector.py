@@ -49,9 +49,9 @@ class _Column:
             self.size = probe.dtype.itemsize * int(np.prod(probe.shape[1:], dtype=np.int64))
             sub = probe.dtype if probe.ndim == 1 else np.dtype((probe.dtype, probe.shape[1:]))
             self.dtype = sub if sub.shape == () else np.dtype(f"V{self.size}")
-            self.offset = None
+            self.offset: Any = None  # bytes of the key: an int when there is no field
         else:
-            self.size = int(label.size)
+            self.size = int(label.size)  # type: ignore[arg-type]  # config: size without field
             self.offset = offset
             if offset + self.size > key_dtype.itemsize:
                 raise ConfigError(f"label {label.name!r}: bytes {offset}..{offset + self.size} "
@@ -102,7 +102,7 @@ class Grouped:
 
     __slots__ = ("keep", "index", "labels")
 
-    def __init__(self, keep: np.ndarray | None, index: np.ndarray, labels: list[tuple]) -> None:
+    def __init__(self, keep: np.ndarray | None, index: np.ndarray, labels: list[tuple[Any, ...]]) -> None:
         self.keep, self.index, self.labels = keep, index, labels
 
 
@@ -134,7 +134,7 @@ def group_labels(cols: Sequence[_Column], keys: np.ndarray) -> Grouped:
             dropped |= code < 0
     else:  # pragma: no cover - needs > 2**62 label combinations
         stacked = np.stack(codes, axis=1)
-        dropped = (stacked < 0).any(axis=1)
+        dropped = (stacked < 0).any(axis=1)  # type: ignore[assignment]
         _, comb = np.unique(stacked, axis=0, return_inverse=True)
     keep = None
     if dropped.any():
@@ -208,7 +208,8 @@ class _Buckets:
                               f"(at most {field_max})", line)
         self.sum_key = top + 1  # ebpf_exporter's optional sum slot
 
-    def table(self, g: np.ndarray, b: np.ndarray, v: np.ndarray, groups: int):
+    def table(self, g: np.ndarray, b: np.ndarray, v: np.ndarray, groups: int
+              ) -> tuple[np.ndarray, np.ndarray]:
         """Per-group bucket counts (groups, buckets) and sums from bucket indexes *b*."""
         nb = len(self.keys)
         if self.type == "fixed":
@@ -249,7 +250,7 @@ class MapCollector:
     """
 
     def __init__(self, map: Map | Callable[[], Map], name: str, help: str,
-                 kind: str = "counter", labels: Sequence[dict | LabelSpec] = (), *,
+                 kind: str = "counter", labels: Sequence[dict[Any, Any] | LabelSpec] = (), *,
                  bucket_type: str = "exp2", bucket_multiplier: float | None = None,
                  bucket_min: int | None = None, bucket_max: int | None = None,
                  bucket_keys: Sequence[int] | None = None, value_field: str | None = None,
@@ -299,7 +300,8 @@ class MapCollector:
             if bc.dtype.kind not in "iu" and not (bc.dtype.kind == "V" and bc.size in (1, 2, 4, 8)):
                 raise ConfigError(f"the bucket label {bc.label.name!r} must be an integer field",
                                   bc.label.line)
-            fmax = (1 << (8 * bc.size)) - 1 if bc.dtype.kind != "i" else (1 << (8 * bc.size - 1)) - 1
+            fmax: int | None = ((1 << (8 * bc.size)) - 1 if bc.dtype.kind != "i"
+                                else (1 << (8 * bc.size - 1)) - 1)
             if bc.label.decoders and [d.name for d in bc.label.decoders] != ["uint"]:
                 fmax = None  # decoded buckets: checked as they are parsed
             buckets = _Buckets(*self._hist_args, field_max=fmax, line=self.line)
@@ -308,21 +310,21 @@ class MapCollector:
 
     # -- prometheus_client protocol ----------------------------------------------
 
-    def describe(self) -> list:
+    def describe(self) -> list[Any]:
         """The metric family without samples (so registering does not scrape)."""
         return [self._family([l.name for l in self._label_names()])]
 
     def _label_names(self) -> list[LabelSpec]:
         return self.labels[:-1] if self.kind == "histogram" else self.labels
 
-    def _family(self, names: list[str]):
+    def _family(self, names: list[str]) -> Any:
         from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                             HistogramMetricFamily)
         cls = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
                "histogram": HistogramMetricFamily}[self.kind]
         return cls(self.name, self.help, labels=names)
 
-    def collect(self) -> list:
+    def collect(self) -> list[Any]:
         """One scrape: the metric family, or nothing (logged, counted) if it fails."""
         t0 = time.perf_counter()
         try:
@@ -339,17 +341,17 @@ class MapCollector:
 
     # -- the work ---------------------------------------------------------------------
 
-    def read(self) -> tuple[list[tuple], Any]:
+    def read(self) -> tuple[list[tuple[Any, ...]], Any]:
         """Label tuples and their values: a float64 array (counter, gauge) or, for
         histograms, ``(le list, cumulative counts (groups, buckets), sums)``."""
         with self._lock:
             return self._read()
 
-    def _read(self):
+    def _read(self) -> tuple[list[tuple[Any, ...]], Any]:
         m = self._current_map()
         if m is not self._map_seen:
             self._setup(m)
-        keys, values = self._reader.read()
+        keys, values = self._reader.read()  # type: ignore[union-attr]  # _setup made it
         v = value_numbers(values, self.value_field, m.percpu)
         if self.kind != "histogram":
             grp = group_labels(self._cols, keys)
@@ -365,10 +367,11 @@ class MapCollector:
         if grp.keep is not None:
             raw, v = raw[grp.keep], v[grp.keep]
         b = self._bucket_numbers(bcol, raw)
+        buckets: Any = self._buckets  # _setup made it for a histogram
         if not len(b):
-            return [], (self._buckets.le, np.zeros((0, len(self._buckets.le))), np.zeros(0))
-        hist, sums = self._buckets.table(grp.index, b, v, len(grp.labels))
-        return grp.labels, (self._buckets.le, np.cumsum(hist, axis=1), sums)
+            return [], (buckets.le, np.zeros((0, len(buckets.le))), np.zeros(0))
+        hist, sums = buckets.table(grp.index, b, v, len(grp.labels))
+        return grp.labels, (buckets.le, np.cumsum(hist, axis=1), sums)
 
     @staticmethod
     def _bucket_numbers(bcol: _Column, raw: np.ndarray) -> np.ndarray:
@@ -384,9 +387,9 @@ class MapCollector:
         except ValueError as e:
             raise ValueError(f"bucket label {bcol.label.name!r} decoded to a non-integer: {e}") \
                 from None
-        return nums[inv]
+        return nums[inv]  # type: ignore[no-any-return]
 
-    def _collect(self):
+    def _collect(self) -> Any:
         names = [l.name for l in self._label_names()]
         labels, data = self._read()
         fam = self._family(names)

@@ -47,26 +47,27 @@ _TOP_KEYS = {"object", "programs", "maps", "metrics"}
 _KINDS = {"counters": "counter", "gauges": "gauge", "histograms": "histogram"}
 
 
-class _LineDict(dict):
+class _LineDict(dict[Any, Any]):
     line: int | None = None
 
 
-class _LineList(list):
+class _LineList(list[Any]):
     line: int | None = None
 
 
-def _loader():
+def _loader() -> Any:
     import yaml
 
-    class Loader(yaml.SafeLoader):
+    # Any without the PyYAML stubs (types-PyYAML), a class with them.
+    class Loader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]
         """SafeLoader whose mappings and lists remember their first line."""
 
-    def mapping(loader, node):
+    def mapping(loader: Any, node: Any) -> _LineDict:
         d = _LineDict(loader.construct_mapping(node, deep=True))
         d.line = node.start_mark.line + 1
         return d
 
-    def sequence(loader, node):
+    def sequence(loader: Any, node: Any) -> _LineList:
         seq = _LineList(loader.construct_sequence(node, deep=True))
         seq.line = node.start_mark.line + 1
         return seq
@@ -95,8 +96,8 @@ class Config:
 
     path: str | None
     object: str | None
-    programs: list[dict]
-    maps: dict[str, dict]
+    programs: list[dict[Any, Any]]
+    maps: dict[str, dict[Any, Any]]
     metrics: list[MetricConfig]
 
 
@@ -104,7 +105,7 @@ def _line(x: Any, default: int | None = None) -> int | None:
     return getattr(x, "line", None) or default
 
 
-def _need(d: dict, key: str, typ: type, what: str) -> Any:
+def _need(d: dict[Any, Any], key: str, typ: type, what: str) -> Any:
     if key not in d:
         raise ConfigError(f"{what} needs '{key}'", _line(d))
     v = d[key]
@@ -165,7 +166,7 @@ def parse_config(text: str, path: str | None = None) -> Config:
         entries = metrics_doc.get(section) or []
         if not isinstance(entries, list):
             raise ConfigError(f"metrics.{section} must be a list", _line(metrics_doc))
-        for e in entries:
+        for e in entries:  # type: ignore[misc]  # not the `except ... as e` above
             if not isinstance(e, dict):
                 raise ConfigError(f"a {kind} is a mapping with name, help and labels",
                                   _line(entries))

@@ -62,7 +62,7 @@ class DecoderSpec:
                               self.line)
         self.opts = dict(d)
         self.static_map: dict[str, str] = {}
-        self.regexps: list[re.Pattern] = []
+        self.regexps: list[re.Pattern[str]] = []
         self.allow_unknown = bool(d.get("allow_unknown", False))
         if self.name == "static_map":
             sm = d.get("static_map")
@@ -270,50 +270,50 @@ def _as_ints(inp: Any) -> list[int]:
     return [int(s, 0) for s in inp]
 
 
-def _uint(inp, spec):
+def _uint(inp: Any, spec: Any) -> list[str]:
     return [str(i) for i in _as_ints(inp)]
 
 
-def _string(inp, spec):
+def _string(inp: Any, spec: Any) -> list[str]:
     if isinstance(inp, np.ndarray):
         return [b.split(b"\0", 1)[0].decode("utf-8", "replace") for b in _raw_bytes(inp)]
     return list(inp)
 
 
-def _inet_ip(inp, spec):
+def _inet_ip(inp: Any, spec: Any) -> list[str]:
     if not isinstance(inp, np.ndarray):
         return [str(ipaddress.ip_address(s)) for s in inp]
     return [str(ipaddress.ip_address(b)) for b in _raw_bytes(inp)]
 
 
-def _ksym(inp, spec):
+def _ksym(inp: Any, spec: Any) -> list[Any]:
     return kallsyms.lookup(_as_ints(inp))
 
 
-def _syscall(inp, spec):
+def _syscall(inp: Any, spec: Any) -> list[str]:
     table = syscall_names()
     return [table.get(i, f"unknown_syscall:{i}") for i in _as_ints(inp)]
 
 
-def _cgroup(inp, spec):
+def _cgroup(inp: Any, spec: Any) -> list[Any]:
     return cgroup_paths.lookup(_as_ints(inp))
 
 
-def _static_map(inp, spec):
+def _static_map(inp: Any, spec: Any) -> list[Any]:
     if isinstance(inp, np.ndarray):
         inp = _uint(inp, spec) if inp.dtype.kind in "iub" else _string(inp, spec)
     sm = spec.static_map
     return [sm[s] if s in sm else (s if spec.allow_unknown else f"unknown:{s}") for s in inp]
 
 
-def _regexp(inp, spec):
+def _regexp(inp: Any, spec: Any) -> list[str | None]:
     if isinstance(inp, np.ndarray):
         inp = _uint(inp, spec) if inp.dtype.kind in "iub" else _string(inp, spec)
     return [s if any(r.search(s) for r in spec.regexps) else None for s in inp]
 
 
 #: name -> (function(values, spec) -> list[str | None], raw column check)
-DECODERS: dict[str, Callable] = {
+DECODERS: dict[str, Callable[..., Any]] = {
     "uint": _uint, "string": _string, "inet_ip": _inet_ip, "ksym": _ksym,
     "syscall": _syscall, "cgroup": _cgroup, "static_map": _static_map, "regexp": _regexp,
 }
@@ -356,7 +356,7 @@ def decode_unique(label: LabelSpec, uniq: np.ndarray) -> list[str | None]:
             # Dropped values stay dropped; decode only the rest.
             idx = [i for i, k in enumerate(keep) if k]
             sub = DECODERS[d.name]([vals[i] for i in idx], d)
-            out: list = [None] * len(vals)
+            out: list[Any] = [None] * len(vals)
             for i, s in zip(idx, sub):
                 out[i] = s
             vals = out
@@ -364,4 +364,4 @@ def decode_unique(label: LabelSpec, uniq: np.ndarray) -> list[str | None]:
             vals = DECODERS[d.name](vals, d)
     if isinstance(vals, np.ndarray):  # pragma: no cover - every decoder returns a list
         vals = _uint(vals, None)
-    return vals
+    return vals  # type: ignore[no-any-return]

@@ -88,10 +88,10 @@ class _SelfCollector:
     def __init__(self, collectors: list[MapCollector]) -> None:
         self.collectors = collectors
 
-    def describe(self) -> list:
+    def describe(self) -> list[Any]:
         return []
 
-    def collect(self):
+    def collect(self) -> list[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
         dur = GaugeMetricFamily("fastbpf_exporter_scrape_duration_seconds",
                                 "Time the last scrape of each metric took (read, decode, "
@@ -122,7 +122,7 @@ class Exporter:
         self._sources: list[PinnedMap] = []
         self._pins: dict[str, PinnedMap] = {}
         self.collectors: list[MapCollector] = []
-        self._server = None
+        self._server: Any = None
         self._thread: threading.Thread | None = None
         try:
             for mc in config.metrics:
@@ -168,7 +168,7 @@ class Exporter:
         """Serve ``/metrics`` from a background thread; returns the bound (addr, port)."""
         from prometheus_client import start_http_server
         self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
-        return self._server.server_address[:2]
+        return self._server.server_address[:2]  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Stop the server and release the pinned maps."""
@@ -190,7 +190,7 @@ class Exporter:
         self.close()
 
 
-def load_object(config: Config) -> tuple[Any, list]:
+def load_object(config: Config) -> tuple[Any, list[Any]]:
     """Load the config's object with the ELF loader and attach its programs.
 
     Returns ``(collection, links)``; the caller closes both.
@@ -229,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s fastbpf export: %(levelname)s %(message)s")
+    links: list[Any]
     coll, links = None, []
     try:
         config = load_config(args.config)
@@ -259,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _release(coll: Any, links: list) -> None:
+def _release(coll: Any, links: list[Any]) -> None:
     for lk in links:
         try:
             lk.close()

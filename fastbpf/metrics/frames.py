@@ -34,7 +34,7 @@ def _leaves(dt: np.dtype, prefix: str) -> Iterator[tuple[str, tuple[str, ...]]]:
         yield prefix, ()
         return
     for name in dt.names:
-        sub = dt.fields[name][0]
+        sub = dt.fields[name][0]  # type: ignore[index]  # dt.names is not None
         full = f"{prefix}.{name}" if prefix else name
         if sub.names is not None:
             for col, path in _leaves(sub, full):
@@ -100,7 +100,7 @@ def _pandas_cols(name: str, col: np.ndarray) -> Iterator[tuple[str, Any]]:
         yield name, col
 
 
-def to_dataframe(m: Map, per_cpu: str = "sum"):
+def to_dataframe(m: Map, per_cpu: str = "sum") -> Any:
     """*m*'s entries as a pandas DataFrame, one column per key and value field.
 
     Numeric sub-arrays are spread over one column per element
@@ -112,7 +112,7 @@ def to_dataframe(m: Map, per_cpu: str = "sum"):
                         copy=False)
 
 
-def _arrow_col(col: np.ndarray):
+def _arrow_col(col: np.ndarray) -> Any:
     import pyarrow as pa
     if col.dtype.kind == "V" or (col.ndim > 1):
         n = col.shape[0]
@@ -126,7 +126,7 @@ def _arrow_col(col: np.ndarray):
     return pa.array(col if col.flags.c_contiguous else np.ascontiguousarray(col))
 
 
-def to_arrow(m: Map, per_cpu: str = "sum"):
+def to_arrow(m: Map, per_cpu: str = "sum") -> Any:
     """*m*'s entries as a pyarrow Table (zero-copy where a column is contiguous)."""
     import pyarrow as pa
     cols = map_columns(m, per_cpu)

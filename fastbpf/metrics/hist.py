@@ -16,12 +16,15 @@ import argparse
 import os
 import sys
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, TextIO
 
 import numpy as np
 
 from ..maps import Map
 from ._common import BatchReader, field_column, value_numbers
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["histogram_counts", "render_histogram", "render_counts", "cli_hist"]
 
@@ -73,7 +76,8 @@ def render_counts(counts: np.ndarray, bucket_type: str = "exp2", bucket_multipli
     return "\n".join(rows) + "\n"
 
 
-def histogram_counts(source, bucket_field: str | None = None, group_by: str | None = None,
+def histogram_counts(source: Map | ArrayLike, bucket_field: str | None = None,
+                     group_by: str | None = None,
                      value_field: str | None = None) -> dict[str, tuple[int, np.ndarray]]:
     """``{group: (first bucket index, counts)}`` from a map or an array of counts."""
     if isinstance(source, Map):
@@ -96,7 +100,7 @@ def histogram_counts(source, bucket_field: str | None = None, group_by: str | No
                 text = (u.split(b"\0", 1)[0].decode("utf-8", "replace")
                         if isinstance(u, bytes) else str(u))
                 groups[f"{group_by} = {text}"] = inv.reshape(-1) == k
-        out = {}
+        out: dict[str, tuple[int, np.ndarray]] = {}
         for name, sel in groups.items():
             bs, vs = b[sel], v[sel]
             if not len(bs):
@@ -113,7 +117,8 @@ def histogram_counts(source, bucket_field: str | None = None, group_by: str | No
     return {"": (0, arr.astype(np.float64))}
 
 
-def render_histogram(source, bucket_type: str = "exp2", *, bucket_multiplier: float = 1.0,
+def render_histogram(source: Map | ArrayLike, bucket_type: str = "exp2", *,
+                     bucket_multiplier: float = 1.0,
                      unit: str = "value", bucket_field: str | None = None,
                      group_by: str | None = None, value_field: str | None = None) -> str:
     """Text bars for a bucketed map (or array of counts), one block per group.
@@ -134,7 +139,7 @@ def render_histogram(source, bucket_type: str = "exp2", *, bucket_multiplier: fl
     return "".join(parts)
 
 
-def cli_hist(argv: Sequence[str] | None = None, out=None) -> int:
+def cli_hist(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """``fastbpf map hist ID|PIN [options]``: draw a histogram map, optionally refreshing.
 
     Returns the exit status. ``out`` defaults to stdout.

@@ -75,6 +75,26 @@ class CORERelocation:
         reason: why it is poisoned (None otherwise).
     """
 
+    index: int
+    slot: int
+    kind: CoreReloKind
+    local_type: Type
+    local_type_id: int
+    access: str
+    local_value: int
+    target_value: int
+    poisoned: bool
+    candidate: Type | None
+    target: Spec | None
+    candidates: int
+    local_size: int
+    target_size: int
+    validate: bool
+    reason: str | None
+    _res: Result
+    _lspec: _match.CoreSpec
+    _tspec: _match.CoreSpec | None
+
     __slots__ = ("index", "slot", "kind", "local_type", "local_type_id", "access",
                  "local_value", "target_value", "poisoned", "candidate", "target", "candidates",
                  "local_size", "target_size", "validate", "reason", "_res", "_lspec", "_tspec")
@@ -107,13 +127,14 @@ class CORERelocation:
         return f"insn #{self.index}: <{kind}> {self.path} ({self.access}){where}: {what}"
 
 
-def _fail(message: str, rel: CORERelocation | None = None, program: str | None = None):
+def _fail(message: str, rel: CORERelocation | None = None,
+          program: str | None = None) -> CORERelocationError:
     obj = f"prog {program!r}" if program else None
     return CORERelocationError(_errno.EINVAL, "CO-RE relocation", obj, hint=message,
                                relocation=rel)
 
 
-def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cache: dict,
+def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cache: dict[Any, Any],
                  program: str | None) -> CORERelocation:
     """libbpf's bpf_core_resolve_relo + bpf_core_calc_relo_insn."""
     kind = relo.kind
@@ -147,6 +168,10 @@ def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cach
     rel.reason = None
     big = local.byte_order == "big"
     name = lspec.root.name
+    res: Any  # a Result once the try below has run (it raises otherwise)
+    tspec: Any
+    chosen: Any
+    r: Any
     try:
         if kind == CoreReloKind.TYPE_ID_LOCAL:
             res = Result()
@@ -214,7 +239,7 @@ def _resolve_one(local: Spec, index: int, relo: CoreRelo, targets: Targets, cach
     return rel
 
 
-def _thing(kind) -> str:
+def _thing(kind: int) -> str:
     if kind in _match.ENUMVAL_KINDS:
         return "such enum value"
     if kind in _match.TYPE_KINDS:
@@ -223,6 +248,7 @@ def _thing(kind) -> str:
 
 
 def _desc(t: Type, spec: Spec) -> str:
+    tid: int | None
     try:
         tid = spec.type_id(t)
     except BTFError:
@@ -234,7 +260,7 @@ def _outcome(r: Result) -> str:
     return "failure" if r.poison else f"success {r.new_val}"
 
 
-def _check_pairs(relos) -> list:
+def _check_pairs(relos: Any) -> list[Any]:
     out = []
     for item in relos:
         try:
@@ -251,7 +277,7 @@ def _check_pairs(relos) -> list:
 
 def calculate_relocations(local: Spec, relos: Sequence[tuple[int, CoreRelo]],
                           target: Spec | Sequence[Spec] | str | None = None, *,
-                          insns: Any = None, cand_cache: dict | None = None,
+                          insns: Any = None, cand_cache: dict[Any, Any] | None = None,
                           program: str | None = None) -> list[CORERelocation]:
     """Resolve CO-RE relocations without patching anything.
 
@@ -276,7 +302,7 @@ def calculate_relocations(local: Spec, relos: Sequence[tuple[int, CoreRelo]],
     return out
 
 
-def _fill_slots(insns, results) -> None:
+def _fill_slots(insns: Any, results: list[CORERelocation]) -> None:
     slots = []
     pos = 0
     for insn in insns:
@@ -289,7 +315,7 @@ def _fill_slots(insns, results) -> None:
 
 def relocate_instructions(local: Spec, insns: Any, relos: Sequence[tuple[int, CoreRelo]],
                           target: Spec | Sequence[Spec] | str | None = None, *,
-                          cand_cache: dict | None = None,
+                          cand_cache: dict[Any, Any] | None = None,
                           program: str | None = None) -> list[CORERelocation]:
     """Apply CO-RE relocations to *insns* (an ``asm.Instructions``) in place.
 
@@ -320,7 +346,7 @@ def relocate_instructions(local: Spec, insns: Any, relos: Sequence[tuple[int, Co
     # Validate and compute every replacement first, then apply them from
     # the end so that a poisoned ld_imm64 (one item becoming two) does not
     # move instructions that are still to be patched.
-    replacements = {}
+    replacements: dict[int, tuple[Any, ...]] = {}
     for r in results:
         insn = replacements.get(r.index, (insns[r.index],))[0]
         try:

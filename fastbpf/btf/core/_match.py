@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from typing import Any
 
 from ...errors import BTFError
 from ..ext import CoreReloKind as K
@@ -32,7 +33,7 @@ TYPE_KINDS = frozenset((K.TYPE_ID_LOCAL, K.TYPE_ID_TARGET, K.TYPE_EXISTS, K.TYPE
 ENUMVAL_KINDS = frozenset((K.ENUMVAL_EXISTS, K.ENUMVAL_VALUE))
 
 # libbpf's short names for the kinds, used in messages and paths.
-KIND_TEXT = {
+KIND_TEXT: dict[int, str] = {
     K.FIELD_BYTE_OFFSET: "byte_off", K.FIELD_BYTE_SIZE: "byte_sz",
     K.FIELD_EXISTS: "field_exists", K.FIELD_SIGNED: "signed",
     K.FIELD_LSHIFT_U64: "lshift_u64", K.FIELD_RSHIFT_U64: "rshift_u64",
@@ -70,7 +71,7 @@ def kinds_compatible(a: Type, b: Type) -> bool:
     return ka == kb or (ka in (Kind.ENUM, Kind.ENUM64) and kb in (Kind.ENUM, Kind.ENUM64))
 
 
-def _skip(t: Type) -> Type:
+def _skip(t: Type) -> Any:  # Any: callers read the attributes of the kind they checked
     return skip_qualifiers(t)
 
 
@@ -96,8 +97,8 @@ class Accessor:
 
     __slots__ = ("type", "idx", "name")
 
-    def __init__(self, type: Type, idx: int, name: str | None):
-        self.type = type
+    def __init__(self, type: Type, idx: int, name: str | None) -> None:
+        self.type: Any = type  # read by kind, like _skip's result
         self.idx = idx
         self.name = name
 
@@ -211,7 +212,7 @@ def _local_size(t: Type) -> int:
 
 # ------------------------------------------------------------------ compat
 
-def types_are_compat(lt: Type, tt: Type, level: int = _MAX_DEPTH) -> bool:
+def types_are_compat(lt: Any, tt: Any, level: int = _MAX_DEPTH) -> bool:
     """libbpf's bpf_core_types_are_compat (type-based relocations)."""
     if not kinds_compatible(lt, tt):
         return False
@@ -223,7 +224,7 @@ def types_are_compat(lt: Type, tt: Type, level: int = _MAX_DEPTH) -> bool:
         if k in (Kind.UNKN, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.FWD, Kind.ENUM64):
             return True
         if k == Kind.INT:
-            return lt.bit_offset == 0 and tt.bit_offset == 0
+            return lt.bit_offset == 0 and tt.bit_offset == 0  # type: ignore[no-any-return]
         if k == Kind.PTR:
             lt, tt = lt.target, tt.target
         elif k == Kind.ARRAY:
@@ -243,7 +244,7 @@ def types_are_compat(lt: Type, tt: Type, level: int = _MAX_DEPTH) -> bool:
     raise ReloFailure("types nest too deeply for a compatibility check")
 
 
-def fields_are_compat(lt: Type, tt: Type) -> bool:
+def fields_are_compat(lt: Any, tt: Any) -> bool:
     """libbpf's bpf_core_fields_are_compat (a member found by name)."""
     for _ in range(_MAX_DEPTH):
         lt, tt = _skip(lt), _skip(tt)
@@ -258,7 +259,7 @@ def fields_are_compat(lt: Type, tt: Type) -> bool:
             a, b = essential_name(lt.name), essential_name(tt.name)
             return not a or not b or a == b
         if k == Kind.INT:
-            return lt.bit_offset == 0 and tt.bit_offset == 0
+            return lt.bit_offset == 0 and tt.bit_offset == 0  # type: ignore[no-any-return]
         if k == Kind.ARRAY:
             lt, tt = lt.type, tt.type
             continue
@@ -281,7 +282,7 @@ def _enums_match(lt: Enum, tt: Enum) -> bool:
     return all(any(_names_match(v.name, w.name) for w in tv) for v in lv)
 
 
-def types_match(lt: Type, tt: Type, behind_ptr: bool = False, level: int = _MAX_DEPTH) -> bool:
+def types_match(lt: Any, tt: Any, behind_ptr: bool = False, level: int = _MAX_DEPTH) -> bool:
     """libbpf's bpf_core_types_match (TYPE_MATCHES relocations)."""
     if level <= 0:
         raise ReloFailure("types nest too deeply for a match check")
@@ -291,20 +292,20 @@ def types_match(lt: Type, tt: Type, behind_ptr: bool = False, level: int = _MAX_
             return False
         lk, tk = lt.kind, tt.kind
         if lk == Kind.UNKN:
-            return lk == tk
+            return lk == tk  # type: ignore[no-any-return]
         if lk == Kind.FWD:
             if behind_ptr:
                 if lk == tk:
-                    return lt.union == tt.union
+                    return lt.union == tt.union  # type: ignore[no-any-return]
                 return (tk == Kind.STRUCT and not lt.union) or (tk == Kind.UNION and lt.union)
-            return lk == tk and lt.union == tt.union
+            return lk == tk and lt.union == tt.union  # type: ignore[no-any-return]
         if lk in (Kind.ENUM, Kind.ENUM64):
             return _is_enum(tt) and _enums_match(lt, tt)
         if lk in (Kind.STRUCT, Kind.UNION):
             if behind_ptr:
                 if lk == tk:
                     return True
-                return tk == Kind.FWD and (lk == Kind.UNION) == tt.union
+                return tk == Kind.FWD and (lk == Kind.UNION) == tt.union  # type: ignore[no-any-return]
             if lk != tk:
                 return False
             lm, tm = lt.members, tt.members
@@ -345,7 +346,7 @@ def types_match(lt: Type, tt: Type, behind_ptr: bool = False, level: int = _MAX_
 
 # ------------------------------------------------------------------ matching
 
-def _member_index(t: Composite) -> tuple[dict, list]:
+def _member_index(t: Composite) -> tuple[dict[Any, Any], list[Any]]:
     """(first index of each member name, indexes of anonymous members) of
     a target composite, cached: vmlinux structs have hundreds of members
     and each relocation looks one up."""
@@ -363,10 +364,10 @@ def _member_index(t: Composite) -> tuple[dict, list]:
     return idx
 
 
-_member_cache: "weakref.WeakKeyDictionary[Type, tuple]" = weakref.WeakKeyDictionary()
+_member_cache: "weakref.WeakKeyDictionary[Type, tuple[Any, ...]]" = weakref.WeakKeyDictionary()
 
 
-def _match_member(local_acc: Accessor, tt: Type, spec: CoreSpec):
+def _match_member(local_acc: Accessor, tt: Type, spec: CoreSpec) -> Any:
     """Find the local accessor's member by name in target type *tt*,
     descending into anonymous members; append the accessor to *spec* and
     return the member's type, None, or _NO_MATCH (libbpf's
@@ -429,14 +430,14 @@ def spec_match(local: CoreSpec, btf: Spec, cand: Type) -> CoreSpec | None:
         tt = _skip(cand)
         if not _is_enum(tt):
             return None
-        want = essential_name(lacc.name)
+        want = essential_name(lacc.name)  # type: ignore[arg-type]  # enum accessors are named
         for i, v in enumerate(tt.values):
             if essential_name(v.name) == want:
                 targ.accs.append(Accessor(tt, i, v.name))
                 targ.raw.append(i)
                 return targ
         return None
-    tt: Type = cand
+    tt = cand
     for i, lacc in enumerate(local.accs):
         tt = _skip(tt)
         if lacc.name:
@@ -467,7 +468,7 @@ class Result:
     __slots__ = ("orig_val", "new_val", "poison", "validate", "fail_memsz_adjust",
                  "orig_sz", "new_sz", "orig_type", "new_type")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.orig_val = self.new_val = 0
         self.poison = False
         self.validate = True
@@ -481,7 +482,8 @@ class _Poison(Exception):
     """libbpf's -EUCLEAN: the instruction is to be poisoned."""
 
 
-def _field_value(kind: int, spec: CoreSpec | None, big_endian: bool, local: bool):
+def _field_value(kind: int, spec: CoreSpec | None, big_endian: bool, local: bool
+                 ) -> tuple[int, int, Type, bool]:
     """(value, mem size, field type, validate) for a field relocation."""
     if kind == K.FIELD_EXISTS:
         return (1 if spec is not None else 0), 0, VOID, True
@@ -559,7 +561,7 @@ def _enum_value(kind: int, spec: CoreSpec | None) -> int:
     if spec is None:
         raise _Poison()
     acc = spec.accs[0]
-    v = acc.type.values[acc.idx].value
+    v: int = acc.type.values[acc.idx].value
     if acc.type.kind == Kind.ENUM:
         # libbpf reads the 32-bit value as signed (struct btf_enum.val is
         # __s32) and widens it: 0xffffffff becomes 2**64 - 1.

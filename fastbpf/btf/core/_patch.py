@@ -10,6 +10,8 @@ relocation is one whose value the compiler may legitimately disagree with
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...asm.instruction import Instruction
 
 #: The poison call's immediate: "bad relo" (0xbad2310 = 195896080). The
@@ -33,7 +35,7 @@ def poison(insn: Instruction) -> tuple[Instruction, ...]:
     return (call,)
 
 
-def patch(insn: Instruction, res) -> tuple[Instruction, ...]:
+def patch(insn: Instruction, res: Any) -> tuple[Instruction, ...]:
     """The instruction(s) that replace *insn* for result *res*; raises
     ValueError (with libbpf's reason) when the instruction does not fit."""
     if res.poison:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,8 +24,9 @@ from ..types import Kind, Type
 from ._match import essential_name
 
 _lock = threading.Lock()
-_indexes: dict[int, tuple] = {}      # id(spec) -> (weakref, len at build, index)
-_path_cache: dict[tuple, Spec] = {}
+# id(spec) -> (weakref, len at build, index)
+_indexes: dict[int, tuple[weakref.ref[Spec], int, TargetIndex]] = {}
+_path_cache: dict[tuple[Any, ...], Spec] = {}
 
 
 def _kind_class(kind: Kind) -> int:
@@ -129,7 +130,7 @@ def index_for(spec: Spec) -> TargetIndex:
             return idx
     with _lock:
         idx = TargetIndex(spec)
-        _indexes[key] = (weakref.ref(spec, lambda _r, k=key, d=_indexes: d.pop(k, None)),
+        _indexes[key] = (weakref.ref(spec, lambda _r, k=key, d=_indexes: d.pop(k, None)),  # type: ignore[misc]
                          len(spec), idx)
     return idx
 
@@ -170,7 +171,7 @@ class Targets:
         return found
 
 
-def resolve_targets(target) -> Targets:
+def resolve_targets(target: Spec | Sequence[Spec] | str | os.PathLike[str] | None) -> Targets:
     """Turn the *target* argument of the relocation functions into Targets."""
     if target is None:
         from ..kernel import load_kernel_spec
@@ -213,7 +214,7 @@ def load_target_file(path: str) -> Spec:
     return spec
 
 
-def _btf_from_elf(f, path: str) -> Spec:
+def _btf_from_elf(f: Any, path: str) -> Spec:
     from elftools.common.exceptions import ELFError as _PyELFError
     from elftools.elf.elffile import ELFFile
     try:
