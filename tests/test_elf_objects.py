@@ -100,11 +100,10 @@ def _xlated(prog: Program) -> list:
     return out
 
 
-def _libbpf_load(path: str, pin_dir: str) -> tuple[bool, str, dict]:
-    """bpftool prog loadall: (loaded?, libbpf's log, {program: xlated})."""
-    target = os.path.join(pin_dir, "libbpf")
-    out = subprocess.run(["bpftool", "prog", "loadall", path, target], capture_output=True,
-                         text=True)
+def _pinning_loader(cmd: list, target: str) -> tuple[bool, str, dict]:
+    """Run *cmd*, a libbpf loader that pins every program under *target*:
+    (loaded?, libbpf's log, {program: xlated}); the pins are removed."""
+    out = subprocess.run(cmd, capture_output=True, text=True)
     progs = {}
     try:
         if out.returncode == 0:
@@ -114,6 +113,12 @@ def _libbpf_load(path: str, pin_dir: str) -> tuple[bool, str, dict]:
     finally:
         shutil.rmtree(target, ignore_errors=True)
     return out.returncode == 0, out.stderr, progs
+
+
+def _libbpf_load(path: str, pin_dir: str) -> tuple[bool, str, dict]:
+    """bpftool prog loadall: (loaded?, libbpf's log, {program: xlated})."""
+    target = os.path.join(pin_dir, "libbpf")
+    return _pinning_loader(["bpftool", "prog", "loadall", path, target], target)
 
 
 def _expected_error(log: str) -> tuple[type, str | None]:
@@ -184,17 +189,8 @@ def _check_sized(path: str, pin_dir: str, loader: str) -> bool:
         if m.type == fastbpf.MapType.STACK_TRACE and not m.value_size:
             m.value = 127 * 8
     target = os.path.join(pin_dir, "sized")
-    out = subprocess.run([loader, path, target, str(SIZED_ENTRIES)], capture_output=True,
-                         text=True)
-    theirs = {}
-    try:
-        if out.returncode == 0:
-            for name in os.listdir(target):
-                with Program.from_pin(os.path.join(target, name)) as p:
-                    theirs[name] = _xlated(p)
-    finally:
-        shutil.rmtree(target, ignore_errors=True)
-    return _same_outcome(path, spec, out.returncode == 0, out.stderr, theirs)
+    ok, log, theirs = _pinning_loader([loader, path, target, str(SIZED_ENTRIES)], target)
+    return _same_outcome(path, spec, ok, log, theirs)
 
 
 def check_loads_like_libbpf(path: str, pin_dir: str, request=None) -> bool:
