@@ -3,6 +3,8 @@
 # (clang) in a scratch copy of the tree, and run the test suite against them.
 #
 #   scripts/asan.sh [pytest arguments]        e.g. scripts/asan.sh -m "not slow"
+#                                             or scripts/asan.sh tests/test_maps.py
+# (pytest's testpaths, tests/, when no path is given).
 #
 # The sanitizer runtime is LD_PRELOADed into the (uninstrumented) interpreter;
 # leak checking is off because CPython keeps memory until exit by design.
@@ -23,6 +25,7 @@ fi
 [ -f "$runtime" ] || { echo "no ASan runtime for $CC" >&2; exit 2; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/fastbpf-asan.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"  # tests that drop to `nobody` import from it
 log=${ASAN_LOG:-${TMPDIR:-/tmp}/fastbpf-asan.log}
 : > "$log"
 
@@ -53,7 +56,7 @@ status=0
 (cd "$work" && PATH="$work/.asan-bin:$PATH" LD_PRELOAD="$runtime" PYTHONMALLOC=malloc \
    ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:log_path=$log.run:allocator_may_return_null=1" \
    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$log.run" \
-   "$PY" -m pytest tests -q -p no:cacheprovider "$@") || status=$?
+   "$PY" -m pytest -q -p no:cacheprovider "$@") || status=$?
 cat "$log".run.* >> "$log" 2>/dev/null || true
 rm -f "$log".run.*
 if grep -qE "ERROR: AddressSanitizer|runtime error:" "$log"; then

@@ -204,12 +204,14 @@ def test_user_writer_waiting_for_room_runs_signal_handlers(unique_name, no_fd_le
             with pytest.raises(BlockingIOError) as e:
                 w.write(bytes(64), timeout=0)
             got = [str(e.value)]
-            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            # Timers armed inside the blocks: on a slow (sanitized, loaded)
+            # machine the signal may come before the call starts waiting.
             with pytest.raises(Alarm):
+                signal.setitimer(signal.ITIMER_REAL, 0.1)
                 w.write(bytes(64), timeout=None)
             got.append("alarm")
-            threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
             with pytest.raises(KeyboardInterrupt):
+                threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
                 w.reserve(64, timeout=None)
             got.append("interrupt")
             assert w.free == 64                 # nothing was reserved by the interrupted calls
