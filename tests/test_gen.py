@@ -287,9 +287,7 @@ with LoaderElSkel.load() as skel:
 def test_mypy_strict_on_a_skeleton_user(skels, tmp_path):
     """One mypy --strict run: every testdata skeleton and a correct user pass, a
     user with misspelt names fails on exactly those lines, naming them."""
-    mypy = shutil.which("mypy")
-    if mypy is None:
-        pytest.skip("mypy is not installed")
+    pytest.importorskip("mypy", reason="mypy is not installed (scripts/setup.sh installs it)")
     d = tmp_path / "user"
     d.mkdir()
     shutil.copy(skels.dir / "loader_skel.py", d / "loader_skel.py")
@@ -308,7 +306,7 @@ def test_mypy_strict_on_a_skeleton_user(skels, tmp_path):
     (d / "mypy.ini").write_text("[mypy]\n\n[mypy-fastbpf.*]\nfollow_imports = silent\n")
     env = dict(os.environ, MYPYPATH=ROOT)
     t0 = time.monotonic()
-    r = subprocess.run([mypy, "--strict", "--config-file", "mypy.ini", "--cache-dir",
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--config-file", "mypy.ini", "--cache-dir",
                         str(tmp_path / "cache"), "--no-error-summary", "--show-error-codes",
                         "loader_skel.py", "good.py", "bad.py", *others],
                        cwd=d, env=env, capture_output=True, text=True, timeout=600)

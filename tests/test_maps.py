@@ -687,6 +687,7 @@ def test_garbage_collection_closes_the_fd():
         os.fstat(fd)
 
 
+@pytest.mark.slow
 def test_no_fd_leak_over_100k_create_close_cycles():
     before = len(os.listdir("/proc/self/fd"))
     spec = MapSpec(type=MapType.ARRAY, key=4, value=4, max_entries=1)
