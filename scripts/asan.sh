@@ -53,10 +53,13 @@ for tool in bpftool ip make clang; do
 done
 
 status=0
+# The wheel test builds an (uninstrumented) wheel from git; the scratch copy has no .git.
 (cd "$work" && PATH="$work/.asan-bin:$PATH" LD_PRELOAD="$runtime" PYTHONMALLOC=malloc \
    ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:halt_on_error=1:log_path=$log.run:allocator_may_return_null=1" \
    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$log.run" \
-   "$PY" -m pytest -q -p no:cacheprovider "$@") || status=$?
+   "$PY" -m pytest -q -p no:cacheprovider "$@" \
+     --deselect tests/test_packaging.py::test_user_script_typechecks_after_a_wheel_install \
+   ) || status=$?
 cat "$log".run.* >> "$log" 2>/dev/null || true
 rm -f "$log".run.*
 if grep -qE "ERROR: AddressSanitizer|runtime error:" "$log"; then

@@ -274,3 +274,24 @@ def test_format_agrees_with_to_dtype_for_a_variable_naming_a_datasec():
             assert isinstance(out, dict)
             checked += 1
     assert checked >= 1
+
+
+def test_an_array_of_datasecs_has_no_dtype():
+    """Found by the BTF fuzzer (fuzz/crashes/btf/regression-array-of-datasec):
+    an ARRAY whose element is a DATASEC (size 0 in objects) got a dtype sized
+    by the section's variables while format took the array's size, 0."""
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    sec = btf.Datasec(".data", 0, [(btf.Var("a", i32), 0, 4)])
+    for t in (btf.Array(sec, 4), btf.Array(btf.Var("v", sec), 2)):
+        with pytest.raises(btf.BTFError, match="has elements of kind"):
+            btf.to_dtype(t, bitfields="raw", unsupported="raw")
+    path = os.path.join(os.path.dirname(__file__), "..", "fuzz", "crashes", "btf",
+                        "regression-array-of-datasec")
+    with open(path, "rb") as f:
+        spec = btf.Spec.parse(f.read())
+    arrays = [t for t in spec if isinstance(t, btf.Array)
+              and isinstance(btf.skip_qualifiers(t.type, vars=True), btf.Datasec)]
+    assert arrays
+    for t in arrays:
+        with pytest.raises(btf.BTFError):
+            btf.to_dtype(t, bitfields="raw", unsupported="raw")

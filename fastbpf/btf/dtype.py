@@ -182,6 +182,11 @@ class _Builder:
             inner = np.dtype(f"S{shape.pop()}")
         else:
             inner = self.dtype(elem, depth + 1)
+        if isinstance(elem, (Datasec, Var)):
+            # Only malformed BTF has these as elements; their extent (a
+            # DATASEC's size is 0 in objects) would make the array's size
+            # disagree with its dtype's.
+            raise BTFError(f"{t._describe()} has elements of kind {elem._describe()}")
         if not shape:
             return inner
         return np.dtype((inner, tuple(shape)))
