@@ -23,6 +23,11 @@ from .reader import STT
 
 __all__ = ["btf_map_specs", "legacy_map_specs"]
 
+try:  # the C walk of the definitions; _Words below is its Python twin
+    from .._elfscan import map_defs as _map_defs
+except ImportError:  # pragma: no cover - exercised only without the build
+    _map_defs = None
+
 _UINT_FIELDS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_size",
                 "pinning", "map_extra")
 
@@ -175,8 +180,10 @@ class _Words:
             tid = int(self.w[o + 2])
         raise ELFError("BTF type chain too deep")
 
-    def map_def(self, name: str, tid: int, inner_ok: bool = True) -> tuple[MapSpec, int | None]:
-        """A MapSpec from the definition struct *tid*, and the byte offset of ``values``."""
+    def map_def(self, name: str, tid: int, inner_ok: bool = True) -> tuple[Any, ...]:
+        """The definition struct *tid*: ``(fields, key type id, value type id,
+        inner definition or None, byte offset of values or None)``; a key
+        or value id is 0 when absent or void."""
         o, kind = self.rec(tid)
         if kind != 4:
             raise ELFError(f"map {name!r}: definition is not a struct")
@@ -184,7 +191,7 @@ class _Words:
         vlen = int(w[o + 1]) & 0xFFFF
         kflag = int(w[o + 1]) >> 31
         fields: dict[Any, Any] = {}
-        key = value = None
+        key = value = 0
         inner = None
         values_off = None
         for j in range(vlen):
@@ -208,7 +215,7 @@ class _Words:
                     raise ELFError(f"map {name!r} field {mname!r}: expected __type (a pointer)")
                 tid = w[po + 2]
                 # A pointer to void (modifiers skipped) says nothing: no type.
-                t = self.spec.type_by_id(tid) if self.target(tid) else None
+                t = tid if self.target(tid) else 0
                 if mname == "key":
                     key = t
                 else:
@@ -227,8 +234,8 @@ class _Words:
                     if not inner_ok:
                         raise ELFError(f"map {name!r} field {mname!r}: maps of maps of maps "
                                        f"are not supported")
-                    inner, _ = self.map_def(name + ".inner", tgt, inner_ok=False)
-        return _make_spec(name, fields, key, value, inner, voids_removed=True), values_off
+                    inner = self.map_def(name + ".inner", tgt, inner_ok=False)
+        return fields, key, value, inner, values_off
 
 
 def btf_map_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
@@ -243,12 +250,38 @@ def btf_map_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[tuple[int, int], s
     sec = obj.datasec(".maps")
     if sec is None:
         raise ELFError("section .maps has no DATASEC in the BTF")
-    secs = [sec]
     offsets = obj.symbols_in(".maps")
-    words = _Words(obj.btf, obj.strings)
     values_at: dict[str, tuple[int, int]] = {}
+    if _map_defs is None:
+        words = _Words(obj.btf, obj.strings)
+        defs = _python_defs(words, sec.id, offsets)
+    else:
+        defs = _map_defs(obj.btf, sec.id, offsets)
+    type_by_id = obj.btf.type_by_id
+    for name, off, vsize, d in defs:
+        spec, values_off = _spec_of(name, d, type_by_id)
+        specs[name] = spec
+        syms[(shndx, off)] = name
+        if values_off is not None:
+            values_at[name] = (off + values_off, vsize - values_off)
+    _initial_values(obj, shndx, specs, values_at)
+    return specs, syms
+
+
+def _spec_of(name: str, d: tuple[Any, ...], type_by_id: Any) -> tuple[MapSpec, int | None]:
+    """A MapSpec from a raw definition ``(fields, key id, value id, inner, values offset)``."""
+    fields, key, value, inner, values_off = d
+    inner_spec = _spec_of(name + ".inner", inner, type_by_id)[0] if inner is not None else None
+    return (_make_spec(name, fields, type_by_id(key) if key else None,
+                       type_by_id(value) if value else None, inner_spec, voids_removed=True),
+            values_off)
+
+
+def _python_defs(words: _Words, sec_id: int, offsets: dict[str, int]) -> list[Any]:
+    """The Python twin of :func:`fastbpf._elfscan.map_defs`."""
+    out = []
     w = words.w
-    o = words.offs[secs[0].id - 1]
+    o = words.offs[sec_id - 1]
     for j in range(w[o + 1] & 0xFFFF):
         vid, _voff, vsize = w[o + 3 + 3 * j:o + 6 + 3 * j]
         vo, vk = words.rec(vid)
@@ -258,13 +291,8 @@ def btf_map_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[tuple[int, int], s
         off = offsets.get(name)
         if off is None:
             raise ELFError(f"map {name!r} has no symbol in .maps")
-        spec, values_off = words.map_def(name, int(w[vo + 2]))
-        specs[name] = spec
-        syms[(shndx, off)] = name
-        if values_off is not None:
-            values_at[name] = (off + values_off, vsize - values_off)
-    _initial_values(obj, shndx, specs, values_at)
-    return specs, syms
+        out.append((name, off, vsize, words.map_def(name, int(w[vo + 2]))))
+    return out
 
 
 def _initial_values(obj: Any, shndx: int, specs: dict[Any, Any], values_at: dict[Any, Any]

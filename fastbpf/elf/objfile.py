@@ -46,6 +46,7 @@ _CALL = 0x85
 _DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..*)?$")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
 BPF_F_XDP_HAS_FRAGS = 1 << 5
+_EMPTY: dict[str, int] = {}
 
 
 def internal_map_name(obj_name: str, section: str) -> str:
@@ -144,11 +145,9 @@ class ObjectFile:
         self.elf = elf = ELFFile(data)
         self.name = name
         self.byte_order = elf.byte_order
-        sh = elf.sections
         names = elf.names
-        syms = elf.symbols
-        self.sym_bind = syms["info"] >> 4
-        self.sym_type = syms["info"] & 0xF
+        self._sym_type: np.ndarray | None = None
+        self._sym_bind: np.ndarray | None = None
         self.license = "GPL"
         self.kernel_version = 0
         self.btf: _btf.Spec | None = None
@@ -164,24 +163,25 @@ class ObjectFile:
         self._prog_set: set[int] = set()
         self._sections: dict[int, tuple[Any, ...]] = {}
         self._syms: tuple[Any, ...] | None = None
-        self._by_section: dict[Any, Any] | None = None
         self._string_at: Callable[[int], str] | None = None
         self._datasecs: dict[str, int] | None = None
         self._sec_index = {n: i for i, n in enumerate(names)}
-        types, flags, sizes, infos = (sh["type"].tolist(), sh["flags"].tolist(),
-                                      sh["size"].tolist(), sh["info"].tolist())
+        types, flags, sizes, infos = elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_info
+        nsec = len(names)
         rel_of: dict[int, int] = {}
         for i, name_ in enumerate(names):
             t = types[i]
             if t == SHT.REL:
                 target = infos[i]
-                if target >= len(names):
+                if target >= nsec:
                     raise ELFError(f"relocation section {name_!r} targets section {target}, "
                                    f"out of range")
                 rel_of[target] = i
             elif t == SHT.PROGBITS and flags[i] & SHF_EXECINSTR:
                 if sizes[i]:
                     self.prog_secs.append(i)
+            elif name_[:1] == "." and name_[:7] == ".debug_":
+                continue
             elif name_ == "license":
                 self.license = elf.section_bytes(i).split(b"\0", 1)[0].decode("ascii", "replace")
             elif name_ == "version":
@@ -199,7 +199,7 @@ class ObjectFile:
                 self.legacy_maps_shndx = i
             elif name_.startswith(".struct_ops"):
                 self.struct_ops_secs.append(i)
-            elif _DATA_RE.match(name_) and t in (SHT.PROGBITS, SHT.NOBITS):
+            elif t in (SHT.PROGBITS, SHT.NOBITS) and _DATA_RE.match(name_):
                 self.data_secs.append(i)
         self._prog_set = set(self.prog_secs)
         # Only code and .maps relocations matter (not .rel.debug_*, .rel.BTF).
@@ -213,23 +213,37 @@ class ObjectFile:
             self._fix_btf()
         self._index_functions()
 
+    @property
+    def sym_type(self) -> np.ndarray:
+        """Every symbol's STT_* type (an array; made on first use)."""
+        if self._sym_type is None:
+            self._sym_type = np.array(self.elf.sym_info, dtype=np.uint8) & 0xF
+        return self._sym_type
+
+    @property
+    def sym_bind(self) -> np.ndarray:
+        """Every symbol's STB_* binding (an array; made on first use)."""
+        if self._sym_bind is None:
+            self._sym_bind = np.array(self.elf.sym_info, dtype=np.uint8) >> 4
+        return self._sym_bind
+
     # -- BTF -------------------------------------------------------------------------
 
     def _fix_btf(self) -> None:
         elf = self.elf
-        # Every data-like section's size, for the DATASEC of the same name.
-        sizes = {}
-        for n, t, size in zip(elf.names, elf.sections["type"].tolist(),
-                              elf.sections["size"].tolist()):
-            if t in (SHT.PROGBITS, SHT.NOBITS) and n not in sizes:
-                sizes[n] = size
-
-        def offsets(sec: str, var: str) -> int | None:
-            return self.symbols_in(sec).get(var)
-
+        # Every data-like section's size, for the DATASEC of the same name,
+        # and the symbols of every section by name (the last of a name, as
+        # symbols_in finds it).
+        sizes: dict[str, int] = {}
+        by_name: dict[str, dict[str, int]] = {}
+        by_section = elf.by_section
+        for i, (n, t, size) in enumerate(zip(elf.names, elf.sh_type, elf.sh_size)):
+            if t == SHT.PROGBITS or t == SHT.NOBITS:
+                if n not in sizes:
+                    sizes[n] = size
+            by_name[n] = by_section.get(i, _EMPTY)
         # _fix_btf runs only when there is BTF.
-        blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets,  # type: ignore[arg-type]
-                                                 self.strings)
+        blob, self.kconfig = btffix.fix_datasecs_fast(self.btf, sizes, by_name)  # type: ignore[arg-type]
         if blob is not None:
             self.btf_raw = blob
             self.btf = _btf.Spec.parse(blob)
@@ -237,21 +251,10 @@ class ObjectFile:
 
     def symbols_in(self, sec: str) -> dict[str, int]:
         """name -> value of the named, non-section symbols of section *sec*."""
-        if self._by_section is None:
-            table: dict[int, dict[str, int]] = {}
-            syms = self.elf.symbols
-            sel = np.flatnonzero((self.sym_type != STT.SECTION) & (syms["name"] != 0)
-                                 & (syms["shndx"] != SHN_UNDEF)).tolist()
-            shndx, value = syms["shndx"].tolist(), syms["value"].tolist()
-            names = self.elf.symbol_names()
-            for j in sel:
-                table.setdefault(shndx[j], {})[names[j]] = value[j]
-            self._by_section = table
-        try:
-            idx = self._sec_index[sec]
-        except KeyError:
+        idx = self._sec_index.get(sec)
+        if idx is None:
             return {}
-        return self._by_section.get(idx, {})
+        return self.elf.by_section.get(idx, {})
 
     @property
     def strings(self) -> Callable[[int], str]:
@@ -287,26 +290,21 @@ class ObjectFile:
 
     def _index_functions(self) -> None:
         elf = self.elf
-        syms = elf.symbols
         self.funcs: dict[tuple[int, int], _Func] = {}
         self.labels: dict[str, _Func] = {}
         self.programs: list[tuple[_Func, int]] = []  # (function, symbol index)
-        prog_set = set(self.prog_secs)
+        prog_set = self._prog_set
         if not prog_set:
             return
-        shndx_col = syms["shndx"]
-        in_prog = shndx_col == -1        # (np.isin costs more for a few sections)
-        for sh in prog_set:
-            in_prog |= shndx_col == sh
-        sel = np.flatnonzero((self.sym_type == STT.FUNC) & in_prog)
-        # Plain lists of the selected rows: per-element numpy reads cost more.
-        sec_sizes = elf.sections["size"].tolist()
+        sec_sizes = elf.sh_size
         names = elf.symbol_names()
+        sec_names = elf.names
         funcs, labels = self.funcs, self.labels
-        for j, shndx, start, size, bind in zip(sel.tolist(), shndx_col[sel].tolist(),
-                                               syms["value"][sel].tolist(),
-                                               syms["size"][sel].tolist(),
-                                               self.sym_bind[sel].tolist()):
+        values, sizes = elf.sym_value, elf.sym_size
+        for j, (info, shndx) in enumerate(zip(elf.sym_info, elf.sym_shndx)):
+            if info & 0xF != STT.FUNC or shndx not in prog_set:
+                continue
+            start, size = values[j], sizes[j]
             sec_size = sec_sizes[shndx]
             if start % 8 or size % 8 or start + size > sec_size:
                 raise ELFError(f"function {names[j]!r} ({start}+{size}) is not "
@@ -314,12 +312,12 @@ class ObjectFile:
             if (shndx, start) in funcs:
                 continue  # an alias
             name = names[j]
-            sec = elf.names[shndx]
+            sec = sec_names[shndx]
             label = name if name and name not in labels else f"{name}@{sec}+{start}"
             f = _Func(label, shndx, start, size or (sec_size - start), sec)
             funcs[(shndx, start)] = f
             labels[label] = f
-            if sec != ".text" and bind in (STB.GLOBAL, STB.WEAK, STB.LOCAL):
+            if sec != ".text" and (info >> 4) in (STB.GLOBAL, STB.WEAK, STB.LOCAL):
                 self.programs.append((f, j))
 
     def function_at(self, shndx: int, off: int, where: str) -> _Func:
@@ -377,8 +375,8 @@ class ObjectFile:
 
     def _sym_lists(self) -> tuple[Any, ...]:
         if self._syms is None:
-            s = self.elf.symbols
-            self._syms = (s["shndx"].tolist(), s["value"].tolist(), self.sym_type.tolist())
+            elf = self.elf
+            self._syms = (elf.sym_shndx, elf.sym_value, [i & 0xF for i in elf.sym_info])
         return self._syms
 
     def analyze(self, f: _Func, data_maps: dict[int, str],
@@ -540,7 +538,7 @@ def data_map_spec(obj: ObjectFile, shndx: int) -> MapSpec:
     """The array map of data section *shndx* (contents = the section's bytes)."""
     elf = obj.elf
     sec = elf.names[shndx]
-    size = int(elf.sections["size"][shndx])
+    size = elf.sh_size[shndx]
     value: object = size
     found = obj.datasec(sec)
     if found is not None and found.size == size:
