@@ -312,13 +312,15 @@ cdef class _BTF:
             return self.align_of(self.w[o + 2], depth + 1)
         return 1
 
-    cdef Py_ssize_t rec(self, uint64_t tid, str where, int *kind) except -1:
-        """The word offset of *tid* with modifiers skipped; its kind in *kind*."""
+    cdef Py_ssize_t rec(self, uint64_t tid, object where, int *kind) except -1:
+        """The word offset of *tid* with modifiers skipped; its kind in *kind*.
+        *where* names the place for an error (a str, or a callable making one)."""
         cdef Py_ssize_t o
         cdef int k, i
         for i in range(32):
             if tid == 0 or tid > <uint64_t>self.n:
-                raise ELFError(f"{where} refers to BTF type {tid}, out of range")
+                raise ELFError(f"{where if isinstance(where, str) else where()} refers to "
+                               f"BTF type {tid}, out of range")
             o = self.offs[tid - 1]
             k = self.kind(o)
             if k not in (K_TYPEDEF, K_VOLATILE, K_CONST, K_RESTRICT, K_TYPE_TAG):
@@ -435,6 +437,23 @@ for _n in ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_s
     _FIELDS[_n.encode()] = (F_UINT, _n)
 
 
+cdef class _Where:
+    """``map 'name' field 'member'``, made only for an error message."""
+
+    cdef _BTF b
+    cdef str name
+    cdef uint32_t member
+
+    def __cinit__(self, _BTF b, str name, uint32_t member):
+        self.b, self.name, self.member = b, name, member
+
+    def __call__(self):
+        return f"map {self.name!r} field {self.b.name(self.member)!r}"
+
+    def __format__(self, spec):
+        return self()
+
+
 cdef tuple _map_def(_BTF b, str name, uint64_t tid, bint inner_ok):
     """(fields, key id, value id, inner def or None, values offset or None)."""
     cdef int kind = 0, pk = 0, ak = 0, tk = 0, f
@@ -461,7 +480,7 @@ cdef tuple _map_def(_BTF b, str name, uint64_t tid, bint inner_ok):
         if got is None:
             continue
         f, uint_name = got
-        where = f"map {name!r} field {b.name(m_name)!r}"
+        where = _Where(b, name, m_name)
         if f == F_UINT:
             po = b.rec(m_type, where, &pk)
             if pk != K_PTR:
@@ -523,3 +542,78 @@ def map_defs(spec, uint64_t datasec, dict offsets):
             raise ELFError(f"map {name!r} has no symbol in .maps")
         out.append((name, off, vsize, _map_def(b, name, b.w[vo + 2], True)))
     return out
+
+
+# -- functions ---------------------------------------------------------------------------
+
+cdef class Func:
+    """One function of an object: where its code is, and its label.
+
+    ``cache`` (decoded Instructions) and ``code`` (the loader's view) are
+    filled on first use by :mod:`fastbpf.elf.objfile`.
+    """
+
+    cdef public str label
+    cdef public str section
+    cdef public Py_ssize_t shndx
+    cdef public uint64_t start
+    cdef public uint64_t size
+    cdef public object cache
+    cdef public object code
+
+    def __init__(self, str label, Py_ssize_t shndx, uint64_t start, uint64_t size,
+                 str section):
+        self.label = label
+        self.shndx = shndx
+        self.start = start
+        self.size = size
+        self.section = section
+        self.cache = None
+        self.code = None
+
+
+def index_functions(list sym_names, list sym_info, list sym_shndx, list sym_value,
+                    list sym_size, list sec_names, list sec_sizes, prog_set):
+    """The functions of the executable sections *prog_set*: ``(funcs, labels,
+    programs)``: ``{(shndx, start): Func}``, ``{label: Func}`` and ``[(Func,
+    symbol index)]`` of the functions outside ``.text`` (ELFError for one
+    that is not whole instructions inside its section)."""
+    cdef Py_ssize_t j, n = len(sym_info)
+    cdef uint64_t start, size, sec_size
+    cdef int info, bind
+    cdef Py_ssize_t shndx
+    cdef Func f
+    funcs, labels, programs = {}, {}, []
+    if len(sym_shndx) != n or len(sym_value) != n or len(sym_size) != n or len(sym_names) != n:
+        raise ELFError("symbol table columns differ in length")
+    for j in range(n):
+        info = sym_info[j]
+        if info & 0xF != 2:             # STT_FUNC
+            continue
+        shndx = sym_shndx[j]
+        if shndx not in prog_set:
+            continue
+        start = sym_value[j]
+        size = sym_size[j]
+        sec_size = sec_sizes[shndx]
+        if start % 8 or size % 8 or start > sec_size or size > sec_size - start:
+            raise ELFError(f"function {sym_names[j]!r} ({start}+{size}) is not "
+                           f"whole instructions inside its section")
+        key = (shndx, start)
+        if key in funcs:
+            continue  # an alias
+        name = sym_names[j]
+        sec = sec_names[shndx]
+        label = name if name and name not in labels else f"{name}@{sec}+{start}"
+        f = Func.__new__(Func)
+        f.label = label
+        f.shndx = shndx
+        f.start = start
+        f.size = size or (sec_size - start)
+        f.section = sec
+        funcs[key] = f
+        labels[label] = f
+        bind = info >> 4
+        if sec != ".text" and bind <= 2:     # STB_LOCAL, STB_GLOBAL, STB_WEAK
+            programs.append((f, j))
+    return funcs, labels, programs

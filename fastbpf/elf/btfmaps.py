@@ -90,41 +90,48 @@ def map_spec_from_btf(name: str, struct: Any, inner_ok: bool = True
     return _make_spec(name, fields, key, value, inner), values_off
 
 
+_MAP_TYPES = {int(t): t for t in MapType}
+_FD_VALUES = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY)
+
+
 def _make_spec(name: str, fields: dict[Any, Any], key: Any, value: Any, inner: Any,
                voids_removed: bool = False) -> MapSpec:
-    if "type" not in fields:
+    get = fields.get
+    t = get("type")
+    if t is None:
         raise ELFError(f"map {name!r} has no type")
-    try:
-        mtype = MapType(fields["type"])
-    except ValueError:
-        raise ELFError(f"map {name!r}: unknown map type {fields['type']}") from None
-    for which, t, size_field in (("key", key, "key_size"), ("value", value, "value_size")):
-        if t is not None and size_field in fields:
-            tsize = _skip_mods(t).size if not isinstance(_skip_mods(t), _btf.Void) else 0
-            if tsize != fields[size_field]:
-                raise ELFError(f"map {name!r}: {which} type is {tsize} bytes but "
-                               f"{size_field} says {fields[size_field]}")
+    mtype = _MAP_TYPES.get(t)
+    if mtype is None:
+        raise ELFError(f"map {name!r}: unknown map type {t}")
+    if (key is not None and "key_size" in fields) or (value is not None
+                                                      and "value_size" in fields):
+        for which, tp, size_field in (("key", key, "key_size"), ("value", value, "value_size")):
+            if tp is not None and size_field in fields:
+                tsize = _skip_mods(tp).size if not isinstance(_skip_mods(tp), _btf.Void) else 0
+                if tsize != fields[size_field]:
+                    raise ELFError(f"map {name!r}: {which} type is {tsize} bytes but "
+                                   f"{size_field} says {fields[size_field]}")
     if not voids_removed:
         if key is not None and isinstance(_skip_mods(key), _btf.Void):
             key = None
         if value is not None and isinstance(_skip_mods(value), _btf.Void):
             value = None
-    pinning = fields.get("pinning", 0)
+    pinning = get("pinning", 0)
     if pinning not in (0, 1):
         raise ELFError(f"map {name!r}: unsupported pinning {pinning}")
     spec = new_map_spec(
         type=mtype,
-        key=key if key is not None else fields.get("key_size", 0),
-        value=value if value is not None else fields.get("value_size", 0),
-        max_entries=fields.get("max_entries", 0), flags=fields.get("map_flags", 0),
+        key=key if key is not None else get("key_size", 0),
+        value=value if value is not None else get("value_size", 0),
+        max_entries=get("max_entries", 0), flags=get("map_flags", 0),
         name=name[:15], inner=inner,
-        numa_node=fields.get("numa_node") if fields.get("numa_node") else None,
-        map_extra=fields.get("map_extra", 0),
+        numa_node=get("numa_node") or None,
+        map_extra=get("map_extra", 0),
         pinning=PinType.BY_NAME if pinning else PinType.NONE)
-    if mtype.is_map_of_maps and inner is None:
+    if inner is None and (mtype == MapType.ARRAY_OF_MAPS or mtype == MapType.HASH_OF_MAPS):
         raise ELFError(f"map {name!r}: a map of maps needs __array(values, ...) describing "
                        f"its inner maps")
-    if mtype in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY):
+    if mtype in _FD_VALUES:
         # Values are fds: the BTF of the value type (if any) is not the kernel's business.
         if not isinstance(spec.value, int):
             spec.value = 4

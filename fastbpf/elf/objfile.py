@@ -69,7 +69,15 @@ def object_name(path: str | None) -> str:
     return os.path.basename(path).split(".", 1)[0]
 
 
-class _Func:
+try:  # the C index of functions; _FuncPy and _index_python below are its twins
+    from .._elfscan import Func as _Func
+    from .._elfscan import index_functions as _index_c
+except ImportError:  # pragma: no cover - exercised only without the build
+    _Func = None  # type: ignore[assignment,misc]
+    _index_c = None
+
+
+class _FuncPy:
     """One function of the object: where its code is, and its label."""
 
     __slots__ = ("label", "shndx", "start", "size", "section", "cache", "code")
@@ -82,6 +90,10 @@ class _Func:
         self.section = section
         self.cache: Instructions | None = None
         self.code: Code | None = None
+
+
+if _Func is None:  # pragma: no cover
+    _Func = _FuncPy  # type: ignore[misc]
 
 
 class Code:
@@ -290,35 +302,15 @@ class ObjectFile:
 
     def _index_functions(self) -> None:
         elf = self.elf
-        self.funcs: dict[tuple[int, int], _Func] = {}
-        self.labels: dict[str, _Func] = {}
-        self.programs: list[tuple[_Func, int]] = []  # (function, symbol index)
-        prog_set = self._prog_set
-        if not prog_set:
+        self.funcs: dict[tuple[int, int], Any] = {}
+        self.labels: dict[str, Any] = {}
+        self.programs: list[tuple[Any, int]] = []  # (function, symbol index)
+        if not self._prog_set:
             return
-        sec_sizes = elf.sh_size
-        names = elf.symbol_names()
-        sec_names = elf.names
-        funcs, labels = self.funcs, self.labels
-        values, sizes = elf.sym_value, elf.sym_size
-        for j, (info, shndx) in enumerate(zip(elf.sym_info, elf.sym_shndx)):
-            if info & 0xF != STT.FUNC or shndx not in prog_set:
-                continue
-            start, size = values[j], sizes[j]
-            sec_size = sec_sizes[shndx]
-            if start % 8 or size % 8 or start + size > sec_size:
-                raise ELFError(f"function {names[j]!r} ({start}+{size}) is not "
-                               f"whole instructions inside its section")
-            if (shndx, start) in funcs:
-                continue  # an alias
-            name = names[j]
-            sec = sec_names[shndx]
-            label = name if name and name not in labels else f"{name}@{sec}+{start}"
-            f = _Func(label, shndx, start, size or (sec_size - start), sec)
-            funcs[(shndx, start)] = f
-            labels[label] = f
-            if sec != ".text" and (info >> 4) in (STB.GLOBAL, STB.WEAK, STB.LOCAL):
-                self.programs.append((f, j))
+        cols = (elf.symbol_names(), elf.sym_info, elf.sym_shndx, elf.sym_value, elf.sym_size,
+                elf.names, elf.sh_size, self._prog_set)
+        self.funcs, self.labels, self.programs = (
+            _index_c(*cols) if _index_c is not None else _index_python(*cols))
 
     def function_at(self, shndx: int, off: int, where: str) -> _Func:
         """The function starting at *off* of section *shndx* (ELFError if none)."""
@@ -509,6 +501,34 @@ class ObjectFile:
         raise ELFError(f"{where()} refers to {elf.symbol_name(sym) or elf.names[shndx]!r} in "
                        f"section {elf.names[shndx]!r}, which is neither code, a map nor data")
 
+
+
+def _index_python(names: list[str], infos: list[int], shndxs: list[int], values: list[int],
+                  sizes: list[int], sec_names: list[str], sec_sizes: list[int],
+                  prog_set: set[int]) -> tuple[Any, ...]:
+    """The Python twin of :func:`fastbpf._elfscan.index_functions`."""
+    funcs: dict[tuple[int, int], Any] = {}
+    labels: dict[str, Any] = {}
+    programs: list[tuple[Any, int]] = []
+    for j, (info, shndx) in enumerate(zip(infos, shndxs)):
+        if info & 0xF != STT.FUNC or shndx not in prog_set:
+            continue
+        start, size = values[j], sizes[j]
+        sec_size = sec_sizes[shndx]
+        if start % 8 or size % 8 or start + size > sec_size:
+            raise ELFError(f"function {names[j]!r} ({start}+{size}) is not "
+                           f"whole instructions inside its section")
+        if (shndx, start) in funcs:
+            continue  # an alias
+        name = names[j]
+        sec = sec_names[shndx]
+        label = name if name and name not in labels else f"{name}@{sec}+{start}"
+        f = _FuncPy(label, shndx, start, size or (sec_size - start), sec)
+        funcs[(shndx, start)] = f
+        labels[label] = f
+        if sec != ".text" and (info >> 4) in (STB.GLOBAL, STB.WEAK, STB.LOCAL):
+            programs.append((f, j))
+    return funcs, labels, programs
 
 
 _UNKNOWN = SectionDef("", ProgramType.UNSPEC, None)
