@@ -177,27 +177,6 @@ def scan_elf(bytes data):
             (sym_names, sym_info, sym_shndx, sym_value, sym_size), by_section)
 
 
-def scan_rels(bytes data, uint64_t off, uint64_t size, bint little, uint64_t nsyms):
-    """``(offsets, symbol indexes)`` of the SHT_REL records at *off*; -1 as
-    the second item's place of a bad record: ``(offsets, syms, bad)`` with
-    *bad* the first record whose symbol is out of range, or -1."""
-    cdef const uint8_t *p = data
-    cdef uint64_t i, sym
-    cdef bint sw = not little
-    if off > <uint64_t>len(data) or size > <uint64_t>len(data) - off or size % 16:
-        raise ELFError(f"relocation table ({off}+{size}) is not whole records in the file")
-    offsets, syms = [], []
-    p += off
-    for i in range(size // 16):
-        sym = _u64(p + 8, sw) >> 32
-        if sym >= nsyms:
-            return offsets, syms, <int64_t>i
-        offsets.append(_u64(p, sw))
-        syms.append(sym)
-        p += 16
-    return offsets, syms, -1
-
-
 # -- BTF ---------------------------------------------------------------------------------
 
 cdef enum:
@@ -617,3 +596,66 @@ def index_functions(list sym_names, list sym_info, list sym_shndx, list sym_valu
         if sec != ".text" and bind <= 2:     # STB_LOCAL, STB_GLOBAL, STB_WEAK
             programs.append((f, j))
     return funcs, labels, programs
+
+
+_SPECIAL = frozenset(("license", "version", ".BTF", ".BTF.ext", ".maps", "maps"))
+
+
+def classify_sections(list names, list types, list flags, list sizes, list infos):
+    """What each section is: ``(index by name, {target: rel section},
+    program sections, data sections, {special name: index}, struct_ops
+    sections)``. Special names are ``license version .BTF .BTF.ext .maps
+    maps``; data sections are PROGBITS/NOBITS ``.data``, ``.rodata``,
+    ``.bss`` and ``.data.*`` etc.; program sections are non-empty
+    executable PROGBITS. ELFError for a relocation section whose target is
+    out of range."""
+    cdef Py_ssize_t i, n = len(names)
+    cdef uint64_t t
+    if len(types) != n or len(flags) != n or len(sizes) != n or len(infos) != n:
+        raise ELFError("section table columns differ in length")
+    index, rel_of, special = {}, {}, {}
+    progs, data, struct_ops = [], [], []
+    for i in range(n):
+        name = <str>names[i]
+        index[name] = i
+        t = types[i]
+        if t == 9:                                      # SHT_REL
+            target = infos[i]
+            if target >= n:
+                raise ELFError(f"relocation section {name!r} targets section {target}, "
+                               f"out of range")
+            rel_of[target] = i
+        elif t == 1 and (<uint64_t>flags[i]) & 0x4:     # PROGBITS, SHF_EXECINSTR
+            if sizes[i]:
+                progs.append(i)
+        elif name.startswith(".debug_"):
+            continue
+        elif name in _SPECIAL:
+            special[name] = i
+        elif name.startswith(".struct_ops"):
+            struct_ops.append(i)
+        elif (t == 1 or t == 8) and _is_data(name):
+            data.append(i)
+    return index, rel_of, progs, data, special, struct_ops
+
+
+cdef bint _is_data(str name):
+    for base in (".data", ".rodata", ".bss"):
+        if name == base or name.startswith(base + "."):
+            return True
+    return False
+
+
+def check_rels(bytes data, uint64_t off, uint64_t size, bint little, uint64_t nsyms):
+    """The index of the first SHT_REL record at *off* whose symbol is not
+    below *nsyms*, or -1 (the table must lie inside *data*)."""
+    cdef const uint8_t *p = data
+    cdef uint64_t i
+    if off > <uint64_t>len(data) or size > <uint64_t>len(data) - off:
+        raise ELFError(f"relocation table ({off}+{size}) runs past the end of the file")
+    p += off
+    for i in range(size // 16):
+        if (_u64(p + 8, not little) >> 32) >= nsyms:
+            return <int64_t>i
+        p += 16
+    return -1

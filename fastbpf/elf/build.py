@@ -6,7 +6,6 @@ import dataclasses
 import functools
 from typing import Any
 
-import numpy as np
 
 from .. import btf as _btf
 from ..enums import MapType
@@ -29,15 +28,17 @@ def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict[Any, Any], dict[Any,
     ksyms: dict[str, tuple[Any, ...]] = {}
     if obj.btf is None:
         return kinds, kconfig, ksyms
-    syms = obj.elf.symbols
-    names = obj.elf.symbol_names()
-    sel = np.flatnonzero((syms["shndx"] == SHN_UNDEF) & (syms["name"] != 0))
-    undef = {names[j]: b == STB.WEAK
-             for j, b in zip(sel.tolist(), obj.sym_bind[sel].tolist()) if j}
+    undef: dict[str, bool] | None = None
     for sec in (".kconfig", ".ksyms"):
         found = obj.datasec(sec)
         if found is None:
             continue
+        if undef is None:   # only objects with externs need the undefined symbols
+            elf = obj.elf
+            names = elf.symbol_names()
+            undef = {names[j]: (info >> 4) == STB.WEAK
+                     for j, (info, shndx) in enumerate(zip(elf.sym_info, elf.sym_shndx))
+                     if j and shndx == SHN_UNDEF and names[j]}
         for vsi in found.vars:
             t = vsi.type
             name = t.name

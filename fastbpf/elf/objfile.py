@@ -43,7 +43,7 @@ from .sections import SectionDef, match_section
 __all__ = ["ObjectFile", "internal_map_name", "object_name"]
 
 _CALL = 0x85
-_DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..*)?$")
+_DATA_RE = re.compile(r"\.(data|rodata|bss)(\..*)?\Z", re.S)
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
 BPF_F_XDP_HAS_FRAGS = 1 << 5
 _EMPTY: dict[str, int] = {}
@@ -72,9 +72,11 @@ def object_name(path: str | None) -> str:
 try:  # the C index of functions; _FuncPy and _index_python below are its twins
     from .._elfscan import Func as _Func
     from .._elfscan import index_functions as _index_c
+    from .._elfscan import classify_sections as _classify_c
 except ImportError:  # pragma: no cover - exercised only without the build
     _Func = None  # type: ignore[assignment,misc]
     _index_c = None
+    _classify_c = None
 
 
 class _FuncPy:
@@ -177,42 +179,27 @@ class ObjectFile:
         self._syms: tuple[Any, ...] | None = None
         self._string_at: Callable[[int], str] | None = None
         self._datasecs: dict[str, int] | None = None
-        self._sec_index = {n: i for i, n in enumerate(names)}
-        types, flags, sizes, infos = elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_info
-        nsec = len(names)
-        rel_of: dict[int, int] = {}
-        for i, name_ in enumerate(names):
-            t = types[i]
-            if t == SHT.REL:
-                target = infos[i]
-                if target >= nsec:
-                    raise ELFError(f"relocation section {name_!r} targets section {target}, "
-                                   f"out of range")
-                rel_of[target] = i
-            elif t == SHT.PROGBITS and flags[i] & SHF_EXECINSTR:
-                if sizes[i]:
-                    self.prog_secs.append(i)
-            elif name_[:1] == "." and name_[:7] == ".debug_":
-                continue
-            elif name_ == "license":
-                self.license = elf.section_bytes(i).split(b"\0", 1)[0].decode("ascii", "replace")
-            elif name_ == "version":
-                raw = elf.section_bytes(i)
-                if len(raw) != 4:
-                    raise ELFError(f"section 'version' is {len(raw)} bytes, expected 4")
-                self.kernel_version = int.from_bytes(raw, elf.byte_order)
-            elif name_ == ".BTF":
-                self.btf_raw = elf.section_bytes(i)
-            elif name_ == ".BTF.ext":
-                self._ext_raw = elf.section_bytes(i)
-            elif name_ == ".maps":
-                self.maps_shndx = i
-            elif name_ == "maps":
-                self.legacy_maps_shndx = i
-            elif name_.startswith(".struct_ops"):
-                self.struct_ops_secs.append(i)
-            elif t in (SHT.PROGBITS, SHT.NOBITS) and _DATA_RE.match(name_):
-                self.data_secs.append(i)
+        cols = (names, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_info)
+        (self._sec_index, rel_of, self.prog_secs, self.data_secs, special,
+         self.struct_ops_secs) = (_classify_c(*cols) if _classify_c is not None
+                                  else _classify_python(*cols))
+        i = special.get("license", -1)
+        if i >= 0:
+            self.license = elf.section_bytes(i).split(b"\0", 1)[0].decode("ascii", "replace")
+        i = special.get("version", -1)
+        if i >= 0:
+            raw = elf.section_bytes(i)
+            if len(raw) != 4:
+                raise ELFError(f"section 'version' is {len(raw)} bytes, expected 4")
+            self.kernel_version = int.from_bytes(raw, elf.byte_order)
+        i = special.get(".BTF", -1)
+        if i >= 0:
+            self.btf_raw = elf.section_bytes(i)
+        i = special.get(".BTF.ext", -1)
+        if i >= 0:
+            self._ext_raw = elf.section_bytes(i)
+        self.maps_shndx = special.get(".maps", -1)
+        self.legacy_maps_shndx = special.get("maps", -1)
         self._prog_set = set(self.prog_secs)
         # Only code and .maps relocations matter (not .rel.debug_*, .rel.BTF).
         for target in self.prog_secs + [self.maps_shndx] + self.struct_ops_secs:
@@ -501,6 +488,37 @@ class ObjectFile:
         raise ELFError(f"{where()} refers to {elf.symbol_name(sym) or elf.names[shndx]!r} in "
                        f"section {elf.names[shndx]!r}, which is neither code, a map nor data")
 
+
+
+def _classify_python(names: list[str], types: list[int], flags: list[int], sizes: list[int],
+                     infos: list[int]) -> tuple[Any, ...]:
+    """The Python twin of :func:`fastbpf._elfscan.classify_sections`."""
+    index: dict[str, int] = {}
+    rel_of: dict[int, int] = {}
+    special: dict[str, int] = {}
+    progs: list[int] = []
+    data: list[int] = []
+    struct_ops: list[int] = []
+    for i, name in enumerate(names):
+        index[name] = i
+        t = types[i]
+        if t == SHT.REL:
+            if infos[i] >= len(names):
+                raise ELFError(f"relocation section {name!r} targets section {infos[i]}, "
+                               f"out of range")
+            rel_of[infos[i]] = i
+        elif t == SHT.PROGBITS and flags[i] & SHF_EXECINSTR:
+            if sizes[i]:
+                progs.append(i)
+        elif name.startswith(".debug_"):
+            continue
+        elif name in ("license", "version", ".BTF", ".BTF.ext", ".maps", "maps"):
+            special[name] = i
+        elif name.startswith(".struct_ops"):
+            struct_ops.append(i)
+        elif t in (SHT.PROGBITS, SHT.NOBITS) and _DATA_RE.match(name):
+            data.append(i)
+    return index, rel_of, progs, data, special, struct_ops
 
 
 def _index_python(names: list[str], infos: list[int], shndxs: list[int], values: list[int],

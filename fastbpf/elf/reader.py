@@ -158,9 +158,11 @@ def scan_python(data: bytes) -> tuple[Any, ...]:
 
 
 try:  # the C scanner; scan_python above gives the same answers, slowly
+    from .._elfscan import check_rels as _check_rels
     from .._elfscan import scan_elf as _scan
 except ImportError:  # pragma: no cover - exercised only without the build
     _scan = scan_python
+    _check_rels = None
 
 
 class ELFFile:
@@ -230,15 +232,24 @@ class ELFFile:
 
     def relocations(self, index: int) -> np.ndarray:
         """The records of SHT_REL section *index*: fields ``offset``, ``info``."""
-        raw = self.section_bytes(index)
-        if len(raw) % 16:
-            raise ELFError(f"relocation section {self.names[index]!r} size {len(raw)} is "
+        size = self.sh_size[index]
+        if size % 16:
+            raise ELFError(f"relocation section {self.names[index]!r} size {size} is "
                            f"not a multiple of 16")
         if self.sh_link[index] != self._sym_index:
             raise ELFError(f"relocation section {self.names[index]!r} does not use the "
                            f"symbol table")
-        rels = np.frombuffer(raw, self._rel_t)
-        if len(rels) and int((rels["info"] >> 32).max()) >= len(self._all_names):
+        nsyms = len(self._all_names)
+        if self.sh_type[index] == SHT.NOBITS:
+            rels = np.frombuffer(self.section_bytes(index), self._rel_t)
+            bad = 0 if len(rels) and not nsyms else -1
+        else:
+            off = self.sh_offset[index]
+            rels = np.frombuffer(self.data, self._rel_t, size // 16, off)
+            bad = (_check_rels(self.data, off, size, self.byte_order == "little", nsyms)
+                   if _check_rels is not None else
+                   (0 if len(rels) and int((rels["info"] >> 32).max()) >= nsyms else -1))
+        if bad >= 0:
             raise ELFError(f"relocation section {self.names[index]!r} refers to a symbol "
                            f"beyond the symbol table")
         return rels
