@@ -291,15 +291,14 @@ cdef class _BTF:
             return self.align_of(self.w[o + 2], depth + 1)
         return 1
 
-    cdef Py_ssize_t rec(self, uint64_t tid, object where, int *kind) except -1:
-        """The word offset of *tid* with modifiers skipped; its kind in *kind*.
-        *where* names the place for an error (a str, or a callable making one)."""
+    cdef Py_ssize_t rec(self, uint64_t tid, int *kind) except -2:
+        """The word offset of *tid* with modifiers skipped, its kind in *kind*;
+        -1 if the chain meets an id out of range."""
         cdef Py_ssize_t o
         cdef int k, i
         for i in range(32):
             if tid == 0 or tid > <uint64_t>self.n:
-                raise ELFError(f"{where if isinstance(where, str) else where()} refers to "
-                               f"BTF type {tid}, out of range")
+                return -1
             o = self.offs[tid - 1]
             k = self.kind(o)
             if k not in (K_TYPEDEF, K_VOLATILE, K_CONST, K_RESTRICT, K_TYPE_TAG):
@@ -326,7 +325,8 @@ def fix_datasecs(spec, uint32_t[::1] words, dict section_sizes, dict symbols):
     *spec*'s type words); lay out ``.kconfig`` and ``.ksyms``.
 
     *section_sizes*: ELF section name -> size; *symbols*: section name ->
-    {symbol name: value}. Returns ``(changed, {kconfig name: (offset, size)})``.
+    {symbol name: value}. Returns ``(changed, {kconfig name: (offset, size)},
+    {DATASEC name: type id})`` (the first DATASEC of a name).
     The C twin of :func:`fastbpf.elf.btffix.fix_datasecs_python`.
     """
     cdef _BTF b = _BTF(spec)
@@ -335,11 +335,14 @@ def fix_datasecs(spec, uint32_t[::1] words, dict section_sizes, dict symbols):
     cdef bint changed = False
     cdef const uint8_t[::1] kinds = spec._kinds
     kconfig = {}
+    datasecs = {}
     for idx in range(b.n):
         if kinds[idx] != K_DATASEC:
             continue
         o = b.offs[idx]
         name = b.name(words[o])
+        if name not in datasecs:
+            datasecs[name] = idx + 1
         vlen = words[o + 1] & 0xFFFF
         base = o + 3
         if name == ".kconfig" or name == ".ksyms":
@@ -399,7 +402,7 @@ def fix_datasecs(spec, uint32_t[::1] words, dict section_sizes, dict symbols):
                 words[base + 3 * j + 1] = <uint32_t>voff
                 words[base + 3 * j + 2] = <uint32_t>vsize
                 changed = True
-    return changed, kconfig
+    return changed, kconfig, datasecs
 
 
 # Map definition fields (libbpf's __uint/__type/__array names).
@@ -416,21 +419,12 @@ for _n in ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_s
     _FIELDS[_n.encode()] = (F_UINT, _n)
 
 
-cdef class _Where:
-    """``map 'name' field 'member'``, made only for an error message."""
+cdef str _where(_BTF b, str name, uint32_t member):
+    return f"map {name!r} field {b.name(member)!r}"
 
-    cdef _BTF b
-    cdef str name
-    cdef uint32_t member
 
-    def __cinit__(self, _BTF b, str name, uint32_t member):
-        self.b, self.name, self.member = b, name, member
-
-    def __call__(self):
-        return f"map {self.name!r} field {self.b.name(self.member)!r}"
-
-    def __format__(self, spec):
-        return self()
+cdef _out_of_range(str where):
+    raise ELFError(f"{where} refers to a BTF type out of range")
 
 
 cdef tuple _map_def(_BTF b, str name, uint64_t tid, bint inner_ok):
@@ -440,7 +434,9 @@ cdef tuple _map_def(_BTF b, str name, uint64_t tid, bint inner_ok):
     cdef uint32_t m_name, m_type, m_off, info
     cdef uint64_t key = 0, value = 0, tgt
     cdef const char *c
-    o = b.rec(tid, f"map {name!r} definition", &kind)
+    o = b.rec(tid, &kind)
+    if o < 0:
+        _out_of_range(f"map {name!r} definition")
     if kind != K_STRUCT:
         raise ELFError(f"map {name!r}: definition is not a struct")
     info = b.w[o + 1]
@@ -459,19 +455,17 @@ cdef tuple _map_def(_BTF b, str name, uint64_t tid, bint inner_ok):
         if got is None:
             continue
         f, uint_name = got
-        where = _Where(b, name, m_name)
         if f == F_UINT:
-            po = b.rec(m_type, where, &pk)
-            if pk != K_PTR:
-                raise ELFError(f"{where}: expected __uint (a pointer to an array)")
-            ao = b.rec(b.w[po + 2], where, &ak)
-            if ak != K_ARRAY:
-                raise ELFError(f"{where}: expected __uint (a pointer to an array)")
+            po = b.rec(m_type, &pk)
+            ao = b.rec(b.w[po + 2], &ak) if po >= 0 and pk == K_PTR else -1
+            if ao < 0 or ak != K_ARRAY:
+                raise ELFError(f"{_where(b, name, m_name)}: expected __uint (a pointer to "
+                               f"an array)")
             fields[uint_name] = b.w[ao + 5]
         elif f == F_KEY or f == F_VALUE:
-            po = b.rec(m_type, where, &pk)
-            if pk != K_PTR:
-                raise ELFError(f"{where}: expected __type (a pointer)")
+            po = b.rec(m_type, &pk)
+            if po < 0 or pk != K_PTR:
+                raise ELFError(f"{_where(b, name, m_name)}: expected __type (a pointer)")
             # A pointer to void (modifiers skipped) says nothing: no type.
             tgt = b.w[po + 2]
             if b.target(tgt) == 0:
@@ -481,20 +475,21 @@ cdef tuple _map_def(_BTF b, str name, uint64_t tid, bint inner_ok):
             else:
                 value = tgt
         else:
-            ao = b.rec(m_type, where, &ak)
-            if ak != K_ARRAY:
-                raise ELFError(f"{where}: expected __array")
+            ao = b.rec(m_type, &ak)
+            if ao < 0 or ak != K_ARRAY:
+                raise ELFError(f"{_where(b, name, m_name)}: expected __array")
             values_off = ((m_off & 0xFFFFFF) if info >> 31 else m_off) // 8
-            po = b.rec(b.w[ao + 3], where, &pk)
-            if pk != K_PTR:
-                raise ELFError(f"{where}: expected an array of pointers")
+            po = b.rec(b.w[ao + 3], &pk)
+            if po < 0 or pk != K_PTR:
+                raise ELFError(f"{_where(b, name, m_name)}: expected an array of pointers")
             tgt = b.target(b.w[po + 2])
             tk = 0
-            if tgt:
-                b.rec(tgt, where, &tk)
+            if tgt and b.rec(tgt, &tk) < 0:
+                _out_of_range(_where(b, name, m_name))
             if tk == K_STRUCT:
                 if not inner_ok:
-                    raise ELFError(f"{where}: maps of maps of maps are not supported")
+                    raise ELFError(f"{_where(b, name, m_name)}: maps of maps of maps are "
+                                   f"not supported")
                 inner = _map_def(b, name + ".inner", tgt, False)
     return fields, key, value, inner, values_off
 
@@ -507,13 +502,15 @@ def map_defs(spec, uint64_t datasec, dict offsets):
     cdef int kind = 0
     cdef Py_ssize_t o, vo, j
     cdef uint32_t vid, vsize
-    o = b.rec(datasec, ".maps DATASEC", &kind)
+    o = b.rec(datasec, &kind)
+    if o < 0 or kind != K_DATASEC:
+        raise ELFError(f".maps is type {datasec}, not a DATASEC")
     out = []
     for j in range(b.w[o + 1] & 0xFFFF):
         vid = b.w[o + 3 + 3 * j]
         vsize = b.w[o + 5 + 3 * j]
-        vo = b.rec(vid, ".maps DATASEC", &kind)
-        if kind != K_VAR:
+        vo = b.rec(vid, &kind)
+        if vo < 0 or kind != K_VAR:
             raise ELFError(f".maps DATASEC holds type {vid}, not a variable")
         name = b.name(b.w[vo])
         off = offsets.get(name)

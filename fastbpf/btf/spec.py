@@ -153,6 +153,32 @@ class Spec:
         spec._cache = [None] * count
         return spec
 
+    def _with_words(self, blob: bytes, words: np.ndarray) -> Spec:
+        """The spec of *blob*, which is this spec's blob with type words
+        *words* (native order) that differ only in DATASEC sizes, variable
+        offsets and the order of a DATASEC's variables (what
+        ``elf.btffix.fix_datasecs`` changes): the same records, references
+        and strings, so the checks and index of :meth:`parse` hold as they
+        are. Types are decoded afresh. Anything else is parsed in full."""
+        order, _flags, _hdr_len, _ts, type_len, str_start, str_len = parse_header(blob)
+        if (self.base is not None or order != self.byte_order or self._raw_count == 0
+                or words.dtype != np.uint32 or type_len != 4 * len(words)
+                or len(words) != len(self._words) or str_len != self._str_len):
+            return Spec.parse(blob)
+        spec = Spec(byte_order=order)
+        spec._buf = blob
+        spec._str_start = str_start
+        spec._str_len = str_len
+        spec._words = words
+        spec._offs = self._offs
+        spec._kinds = self._kinds
+        spec._name_offs = self._name_offs
+        spec._wmv = memoryview(words)
+        spec._omv = self._omv
+        spec._raw_count = self._raw_count
+        spec._cache = [None] * self._raw_count
+        return spec
+
     @classmethod
     def from_file(cls, path: str, base: Spec | None = None) -> Spec:
         """Parse the raw BTF file at *path* (not an ELF object).

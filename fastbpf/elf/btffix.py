@@ -199,17 +199,24 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
 
 
 def fix_datasecs_fast(spec: Spec, section_sizes: dict[str, int],
-                      symbols: dict[str, dict[str, int]]) -> tuple[bytes | None, dict[Any, Any]]:
+                      symbols: dict[str, dict[str, int]]
+                      ) -> tuple[bytes | None, dict[Any, Any], Spec | None,
+                                 dict[str, int] | None]:
     """:func:`fix_datasecs` in one C pass (:func:`fastbpf._elfscan.fix_datasecs`);
-    *symbols* maps a section name to ``{symbol name: value}``."""
+    *symbols* maps a section name to ``{symbol name: value}``. Returns the
+    patched blob (None if nothing changed), the ``.kconfig`` layout and the
+    spec of the patched blob, and ``{DATASEC name: type id}`` (None when
+    not collected)."""
     if _fix_c is None or spec._raw_count == 0:
-        return fix_datasecs(spec, section_sizes,
-                            lambda sec, var: symbols.get(sec, {}).get(var))
+        blob, kconfig = fix_datasecs(spec, section_sizes,
+                                     lambda sec, var: symbols.get(sec, {}).get(var))
+        return blob, kconfig, (Spec.parse(blob) if blob is not None else None), None
     words = np.array(spec._words, dtype=np.uint32)
-    changed, kconfig = _fix_c(spec, words, section_sizes, symbols)
+    changed, kconfig, datasecs = _fix_c(spec, words, section_sizes, symbols)
     if not changed:
-        return None, kconfig
-    return encode_words(spec, words), kconfig
+        return None, kconfig, None, datasecs
+    blob = encode_words(spec, words)
+    return blob, kconfig, spec._with_words(blob, words), datasecs
 
 
 def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> bytes:

@@ -254,16 +254,16 @@ def btf_map_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[tuple[int, int], s
         return specs, syms
     if obj.btf is None:
         raise ELFError("section .maps needs BTF (compile with -g)")
-    sec = obj.datasec(".maps")
-    if sec is None:
+    sec_id = obj.datasec_id(".maps")
+    if not sec_id:
         raise ELFError("section .maps has no DATASEC in the BTF")
     offsets = obj.symbols_in(".maps")
     values_at: dict[str, tuple[int, int]] = {}
     if _map_defs is None:
         words = _Words(obj.btf, obj.strings)
-        defs = _python_defs(words, sec.id, offsets)
+        defs = _python_defs(words, sec_id, offsets)
     else:
-        defs = _map_defs(obj.btf, sec.id, offsets)
+        defs = _map_defs(obj.btf, sec_id, offsets)
     type_by_id = obj.btf.type_by_id
     for name, off, vsize, d in defs:
         spec, values_off = _spec_of(name, d, type_by_id)

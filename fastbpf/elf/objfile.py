@@ -22,6 +22,7 @@ bytes and relocation arrays, and the first look at
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import re
 from typing import Any, Callable
@@ -49,6 +50,7 @@ BPF_F_XDP_HAS_FRAGS = 1 << 5
 _EMPTY: dict[str, int] = {}
 
 
+@functools.lru_cache(maxsize=256)   # a regex per map costs more than the rest of it
 def internal_map_name(obj_name: str, section: str) -> str:
     """The kernel name libbpf gives the map of a data section.
 
@@ -242,10 +244,11 @@ class ObjectFile:
                     sizes[n] = size
             by_name[n] = by_section.get(i, _EMPTY)
         # _fix_btf runs only when there is BTF.
-        blob, self.kconfig = btffix.fix_datasecs_fast(self.btf, sizes, by_name)  # type: ignore[arg-type]
+        blob, self.kconfig, spec, self._datasecs = btffix.fix_datasecs_fast(
+            self.btf, sizes, by_name)  # type: ignore[arg-type]
         if blob is not None:
             self.btf_raw = blob
-            self.btf = _btf.Spec.parse(blob)
+            self.btf = spec
             self._string_at = None  # the same strings, but of the new blob
 
     def symbols_in(self, sec: str) -> dict[str, int]:
@@ -261,6 +264,14 @@ class ObjectFile:
         if self._string_at is None:
             self._string_at = btffix.string_reader(self.btf)  # type: ignore[arg-type]
         return self._string_at
+
+    def datasec_id(self, name: str) -> int:
+        """The type id of the BTF DATASEC called *name*, or 0."""
+        if self.btf is None:
+            return 0
+        if self._datasecs is None:
+            self.datasec(name)
+        return self._datasecs.get(name, 0)  # type: ignore[union-attr]
 
     def datasec(self, name: str) -> Any:
         """The BTF DATASEC called *name*, or None (one index for every lookup:
