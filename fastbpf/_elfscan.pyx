@@ -15,7 +15,7 @@ second line of defence.
 """
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int64_t
+from libc.stdint cimport uint8_t, uint16_t, int32_t, uint32_t, uint64_t, int64_t
 from libc.string cimport memchr, memcmp, strlen
 
 from fastbpf.errors import BTFError, ELFError
@@ -656,3 +656,48 @@ def check_rels(bytes data, uint64_t off, uint64_t size, bint little, uint64_t ns
             return <int64_t>i
         p += 16
     return -1
+
+
+# -- code --------------------------------------------------------------------------------
+
+def scan_code(bytes raw, bint little, list rel_offsets):
+    """The instructions of one executable section that the loader looks at.
+
+    Returns ``(bad, relocated, calls)``: *bad* the first of *rel_offsets*
+    (byte offsets of relocations) that is not at an instruction (misaligned,
+    past the end, or the second half of an ld_imm64), else None;
+    *relocated* ``[(slot, opcode, imm, regs)]`` for each relocation in
+    order; *calls* ``[(slot, imm)]`` of the bpf-to-bpf calls (src =
+    BPF_PSEUDO_CALL) that are not ld_imm64 second halves. *raw* must be
+    whole instructions.
+    """
+    cdef const uint8_t *p = raw
+    cdef Py_ssize_t n = len(raw) // 8, i
+    cdef bint big = not little
+    cdef uint8_t src
+    cdef uint64_t off, slot
+    if len(raw) % 8:
+        raise ELFError("code section is not whole instructions")
+    cdef bytearray second_b = bytearray(n + 1)
+    cdef unsigned char *second = second_b
+    calls = []
+    i = 0
+    while i < n:
+        if p[8 * i] == 0x18:                    # BPF_LD | BPF_IMM | BPF_DW: two slots
+            second[i + 1] = 1
+            i += 2
+            continue
+        if p[8 * i] == 0x85:                    # BPF_JMP | BPF_CALL
+            src = (p[8 * i + 1] >> 4) if little else (p[8 * i + 1] & 0xF)
+            if src == 1:
+                calls.append((i, <int32_t>_u32(p + 8 * i + 4, big)))
+        i += 1
+    relocated = []
+    for o in rel_offsets:
+        off = o
+        slot = off >> 3
+        if off & 7 or slot >= <uint64_t>n or second[slot]:
+            return o, None, None
+        relocated.append((slot, p[8 * slot], <int32_t>_u32(p + 8 * slot + 4, big),
+                          p[8 * slot + 1]))
+    return None, relocated, calls

@@ -75,7 +75,9 @@ try:  # the C index of functions; _FuncPy and _index_python below are its twins
     from .._elfscan import Func as _Func
     from .._elfscan import index_functions as _index_c
     from .._elfscan import classify_sections as _classify_c
+    from .._elfscan import scan_code as _scan_code
 except ImportError:  # pragma: no cover - exercised only without the build
+    _scan_code = None
     _Func = None  # type: ignore[assignment,misc]
     _index_c = None
     _classify_c = None
@@ -181,6 +183,7 @@ class ObjectFile:
         self._syms: tuple[Any, ...] | None = None
         self._string_at: Callable[[int], str] | None = None
         self._datasecs: dict[str, int] | None = None
+        self._ext_by_sec: dict[str, tuple[Any, ...]] = {}
         cols = (names, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_info)
         (self._sec_index, rel_of, self.prog_secs, self.data_secs, special,
          self.struct_ops_secs) = (_classify_c(*cols) if _classify_c is not None
@@ -327,6 +330,42 @@ class ObjectFile:
         raw = self.elf.section_bytes(shndx)
         if len(raw) % 8:
             raise ELFError(f"section {self.elf.names[shndx]!r} is not whole instructions")
+        if _scan_code is None:
+            return self._section_python(shndx, ctx, raw)
+        n = len(raw) // 8
+        little = self.byte_order == "little"
+        relocs: dict[int, tuple[Any, ...]] = {}
+        rels = self.rels.get(shndx)
+        if rels is not None and len(rels):
+            bad, relocated, calls = _scan_code(raw, little, rels["offset"].tolist())
+            if bad is not None:
+                raise ELFError(f"{self.elf.names[shndx]}: relocation at {bad} is not at "
+                               f"an instruction")
+            syms = self._sym_lists()
+            kind = self._reloc_kind
+            # Programs refer to the same maps and functions over and over: one
+            # answer per (instruction fields, symbol), but for a 64-bit load
+            # in the last slot (an error that names its slot).
+            seen: dict[tuple[int, ...], tuple[Any, ...]] = {}
+            for (slot, c, imm, reg), sym in zip(relocated, (rels["info"] >> 32).tolist()):
+                key = (c, imm, reg, sym)
+                got = seen.get(key)
+                if got is None or slot + 1 >= n:
+                    got = seen[key] = kind(c, imm, reg, slot, n, shndx, sym, syms, little, *ctx)
+                relocs[slot] = got
+        else:
+            calls = _scan_code(raw, little, [])[2]
+        # Calls to static functions of the same section carry no relocation.
+        for slot, imm in calls:
+            if slot not in relocs:
+                target = (slot + 1 + imm) * 8
+                callee = self.function_at(shndx, target, f"call at slot {slot}")
+                relocs[slot] = ("call", callee.label)
+        info = self._sections[shndx] = (raw, sorted(relocs), relocs)
+        return info
+
+    def _section_python(self, shndx: int, ctx: tuple[Any, ...], raw: bytes) -> tuple[Any, ...]:
+        """The Python twin of _section's scan (:func:`fastbpf._elfscan.scan_code`)."""
         arr = np.frombuffer(raw, _INSN_DT[self.byte_order])
         n = len(arr)
         code_col = arr["code"]
@@ -335,7 +374,6 @@ class ObjectFile:
         relocs: dict[int, tuple[Any, ...]] = {}
         rels = self.rels.get(shndx)
         if rels is not None and len(rels):
-            # Only the relocated instructions are read, gathered in one go.
             offs = rels["offset"]
             at = offs >> 3
             bad = ((offs & 7) != 0) | (at >= n)
@@ -351,8 +389,6 @@ class ObjectFile:
                                               code_col[at].tolist(), arr["imm"][at].tolist(),
                                               arr["regs"][at].tolist()):
                 relocs[slot] = kind(c, imm, reg, slot, n, shndx, sym, syms, little, *ctx)
-        # Calls to static functions of the same section carry no relocation
-        # (found with numpy: a Python loop over every instruction costs more).
         src_col = (arr["regs"] >> 4) if little else (arr["regs"] & 0xF)
         calls = np.flatnonzero((code_col == _CALL) & (src_col == PSEUDO_CALL))
         for slot, imm in zip(calls.tolist(), arr["imm"][calls].tolist()):
@@ -389,14 +425,28 @@ class ObjectFile:
         ext = self.ext
         if ext is None or self.btf is None:
             return [], None, []
-        end = f.start + f.size
-        funcs = [((off - f.start) // 8, tid) for off, tid in ext.funcs_in(f.section, f.start, end)]
-        kinds = self.btf._kinds
-        for _, tid in funcs:
-            if not 0 < tid < len(self.btf) or kinds[tid - 1] != 12:
-                raise BTFError(f"func_info of {f.label!r} names type {tid}, not a FUNC")
-        lines = ext.line_rows(f.section, f.start, end)
-        core = [((r.insn_off - f.start) // 8, r) for r in ext.core_in(f.section, f.start, end)]
+        per = self._ext_by_sec.get(f.section)
+        if per is None:
+            # Once per section: the records as sorted lists, then a bisect per function.
+            fs, ls = ext.sorted_funcs(f.section), ext.sorted_lines(f.section)
+            per = self._ext_by_sec[f.section] = (
+                fs[0] if fs else [], fs[1].tolist() if fs else [],
+                ls[0] if ls else [], ls[1] if ls else None, f.section in ext.core)
+        foffs, frows, loffs, lrows, has_core = per
+        start = f.start
+        end = start + f.size
+        funcs = [((off - start) // 8, tid)
+                 for off, tid in frows[bisect.bisect_left(foffs, start):
+                                       bisect.bisect_left(foffs, end)]]
+        if funcs:
+            kinds = self.btf._kinds
+            for _, tid in funcs:
+                if not 0 < tid < len(self.btf) or kinds[tid - 1] != 12:
+                    raise BTFError(f"func_info of {f.label!r} names type {tid}, not a FUNC")
+        lines = None if lrows is None else \
+            lrows[bisect.bisect_left(loffs, start):bisect.bisect_left(loffs, end)]
+        core = [((r.insn_off - start) // 8, r) for r in ext.core_in(f.section, start, end)] \
+            if has_core else []
         return funcs, lines, core
 
     def decode(self, f: _Func, data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
