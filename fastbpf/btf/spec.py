@@ -145,7 +145,7 @@ class Spec:
         spec._words = words
         spec._offs = offs
         # Memoryviews for _materialize: one item read costs a tenth of numpy's.
-        spec._wmv = memoryview(words)
+        spec._wmv = memoryview(words)  # type: ignore[arg-type]
         spec._omv = memoryview(offs)
         spec._kinds = kinds
         spec._name_offs = name_offs
@@ -173,7 +173,7 @@ class Spec:
         spec._offs = self._offs
         spec._kinds = self._kinds
         spec._name_offs = self._name_offs
-        spec._wmv = memoryview(words)
+        spec._wmv = memoryview(words)  # type: ignore[arg-type]
         spec._omv = self._omv
         spec._raw_count = self._raw_count
         spec._cache = [None] * self._raw_count

@@ -29,7 +29,7 @@ __all__ = ["fix_datasecs", "fix_datasecs_fast", "sanitize", "encode_words"]
 try:  # the C pass; fix_datasecs below is its Python twin
     from .._elfscan import fix_datasecs as _fix_c
 except ImportError:  # pragma: no cover - exercised only without the build
-    _fix_c = None
+    _fix_c = None  # type: ignore[assignment]
 
 K_INT, K_PTR, K_ARRAY, K_STRUCT, K_UNION, K_ENUM, K_FWD, K_TYPEDEF = 1, 2, 3, 4, 5, 6, 7, 8
 K_CONST, K_FUNC, K_FUNC_PROTO, K_VAR, K_DATASEC, K_FLOAT, K_DECL_TAG, K_TYPE_TAG = (

@@ -26,7 +26,7 @@ __all__ = ["btf_map_specs", "legacy_map_specs"]
 try:  # the C walk of the definitions; _Words below is its Python twin
     from .._elfscan import map_defs as _map_defs
 except ImportError:  # pragma: no cover - exercised only without the build
-    _map_defs = None
+    _map_defs = None  # type: ignore[assignment]
 
 _UINT_FIELDS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_size",
                 "pinning", "map_extra")

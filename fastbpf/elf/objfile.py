@@ -77,10 +77,10 @@ try:  # the C index of functions; _FuncPy and _index_python below are its twins
     from .._elfscan import classify_sections as _classify_c
     from .._elfscan import scan_code as _scan_code
 except ImportError:  # pragma: no cover - exercised only without the build
-    _scan_code = None
+    _scan_code = None  # type: ignore[assignment]
     _Func = None  # type: ignore[assignment,misc]
-    _index_c = None
-    _classify_c = None
+    _index_c = None  # type: ignore[assignment]
+    _classify_c = None  # type: ignore[assignment]
 
 
 class _FuncPy:
@@ -99,7 +99,7 @@ class _FuncPy:
 
 
 if _Func is None:  # pragma: no cover
-    _Func = _FuncPy  # type: ignore[misc]
+    _Func = _FuncPy  # type: ignore[assignment,misc]
 
 
 class Code:
@@ -259,7 +259,8 @@ class ObjectFile:
         idx = self._sec_index.get(sec)
         if idx is None:
             return {}
-        return self.elf.by_section.get(idx, {})
+        found: dict[str, int] = self.elf.by_section.get(idx, {})
+        return found
 
     @property
     def strings(self) -> Callable[[int], str]:
@@ -319,7 +320,8 @@ class ObjectFile:
         if f is None:
             sec = self.elf.names[shndx] if 0 <= shndx < len(self.elf.names) else shndx
             raise ELFError(f"{where}: target {sec}+{off} is not the start of a function")
-        return f
+        found: _Func = f
+        return found
 
     def _section(self, shndx: int, ctx: tuple[Any, ...]) -> tuple[Any, ...]:
         """Per executable section, once: (insn fields as lists, relocations by
@@ -408,7 +410,7 @@ class ObjectFile:
     def analyze(self, f: _Func, data_maps: dict[int, str],
                 map_syms: dict[tuple[int, int], str], externs: dict[str, str]) -> "Code":
         """Function *f*'s bytes, relocations and ext records, by slot (cached)."""
-        code = f.code
+        code: Code | None = f.code
         if code is not None:
             return code
         raw, keys, by_slot = self._section(f.shndx, (data_maps, map_syms, externs))
@@ -452,8 +454,9 @@ class ObjectFile:
     def decode(self, f: _Func, data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
                externs: dict[str, str]) -> Instructions:
         """The instructions of function *f*, with references and metadata."""
-        if f.cache is not None:
-            return f.cache
+        cached: Instructions | None = f.cache
+        if cached is not None:
+            return cached
         code = self.analyze(f, data_maps, map_syms, externs)
         try:
             insns = Instructions.decode(code.raw, self.byte_order)

@@ -162,7 +162,7 @@ try:  # the C scanner; scan_python above gives the same answers, slowly
     from .._elfscan import scan_elf as _scan
 except ImportError:  # pragma: no cover - exercised only without the build
     _scan = scan_python
-    _check_rels = None
+    _check_rels = None  # type: ignore[assignment]
 
 
 class ELFFile:
@@ -224,11 +224,13 @@ class ELFFile:
 
     def symbol_name(self, i: int) -> str:
         """The name of symbol *i*."""
-        return self._all_names[i]
+        name: str = self._all_names[i]
+        return name
 
     def symbol_names(self) -> list[str]:
         """Every symbol's name (decoded when the file was read)."""
-        return self._all_names
+        names: list[str] = self._all_names
+        return names
 
     def relocations(self, index: int) -> np.ndarray:
         """The records of SHT_REL section *index*: fields ``offset``, ``info``."""
