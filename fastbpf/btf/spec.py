@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from typing_extensions import Buffer
 from .types import (
     KIND_CLASSES, VOID, Array, Composite, Datasec, DeclTag, Enum, EnumValue, Float, Func,
-    FuncProto, Fwd, Int, IntEncoding, Kind, Member, Param, Pointer, Qualifier, Type, Var,
+    FuncProto, Fwd, Int, IntEncoding, Kind, Linkage, Member, Param, Pointer, Qualifier, Type, Var,
     VarSecinfo, Void,
 )
 
@@ -73,6 +73,8 @@ class Spec:
         # The parsed blob's arrays: set by parse(), read only for ids below
         # _raw_count, which stays 0 until then.
         self._words: np.ndarray = None  # type: ignore[assignment]
+        self._wmv: Any = None
+        self._omv: Any = None
         self._offs: np.ndarray = None  # type: ignore[assignment]
         self._kinds: np.ndarray = None  # type: ignore[assignment]
         self._name_offs: np.ndarray = None  # type: ignore[assignment]
@@ -142,10 +144,39 @@ class Spec:
                            "not go through a pointer")
         spec._words = words
         spec._offs = offs
+        # Memoryviews for _materialize: one item read costs a tenth of numpy's.
+        spec._wmv = memoryview(words)  # type: ignore[arg-type]
+        spec._omv = memoryview(offs)
         spec._kinds = kinds
         spec._name_offs = name_offs
         spec._raw_count = count
         spec._cache = [None] * count
+        return spec
+
+    def _with_words(self, blob: bytes, words: np.ndarray) -> Spec:
+        """The spec of *blob*, which is this spec's blob with type words
+        *words* (native order) that differ only in DATASEC sizes, variable
+        offsets and the order of a DATASEC's variables (what
+        ``elf.btffix.fix_datasecs`` changes): the same records, references
+        and strings, so the checks and index of :meth:`parse` hold as they
+        are. Types are decoded afresh. Anything else is parsed in full."""
+        order, _flags, _hdr_len, _ts, type_len, str_start, str_len = parse_header(blob)
+        if (self.base is not None or order != self.byte_order or self._raw_count == 0
+                or words.dtype != np.uint32 or type_len != 4 * len(words)
+                or len(words) != len(self._words) or str_len != self._str_len):
+            return Spec.parse(blob)
+        spec = Spec(byte_order=order)
+        spec._buf = blob
+        spec._str_start = str_start
+        spec._str_len = str_len
+        spec._words = words
+        spec._offs = self._offs
+        spec._kinds = self._kinds
+        spec._name_offs = self._name_offs
+        spec._wmv = memoryview(words)  # type: ignore[arg-type]
+        spec._omv = self._omv
+        spec._raw_count = self._raw_count
+        spec._cache = [None] * self._raw_count
         return spec
 
     @classmethod
@@ -383,59 +414,52 @@ class Spec:
     # ------------------------------------------------------------ decoding
 
     def _materialize(self, i: int) -> Type:
-        w = self._words
-        o = int(self._offs[i])
-        name_off, info, size_type = w[o:o + 3].tolist()
+        w = self._wmv
+        o = self._omv[i]
+        name_off, info, size_type = w[o], w[o + 1], w[o + 2]
         kind = (info >> 24) & 0x1F
-        vlen = info & 0xFFFF
-        kflag = info >> 31
-        name = self._str(name_off)
         cls = KIND_CLASSES[kind]
         t: Any = cls.__new__(cls)  # type: ignore[call-overload]
-        t.name = name
+        t.name = self._str(name_off) if name_off else ""
         t.id = i + self._first_id
         t._spec = self
         if kind == Kind.INT:
-            (extra,) = w[o + 3:o + 4].tolist()
+            extra = w[o + 3]
             t._size = size_type
-            t.encoding = IntEncoding((extra >> 24) & 0x0F)
+            t.encoding = _ENCODINGS[(extra >> 24) & 0x0F]
             t.bit_offset = (extra >> 16) & 0xFF
             t.bits = extra & 0xFF
         elif kind == Kind.PTR:
             t._target = size_type
         elif kind == Kind.ARRAY:
-            elem, index, nelems = w[o + 3:o + 6].tolist()
-            t._type = elem
-            t._index_type = index
-            t.nelems = nelems
-        elif kind in (Kind.STRUCT, Kind.UNION):
+            t._type = w[o + 3]
+            t._index_type = w[o + 4]
+            t.nelems = w[o + 5]
+        elif kind in _SIZED_LISTS:      # struct, union, datasec
             t._size = size_type
-            t._members = None
+            setattr(t, _SIZED_LISTS[kind], None)
         elif kind in (Kind.ENUM, Kind.ENUM64):
             t._size = size_type
             t._values = None
-            t.signed = bool(kflag)
+            t.signed = bool(info >> 31)
         elif kind == Kind.FWD:
-            t.union = bool(kflag)
-        elif kind in (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT, Kind.TYPE_TAG):
+            t.union = bool(info >> 31)
+        elif kind in _QUALIFIERS:
             t._type = size_type
         elif kind == Kind.FUNC:
             t._type = size_type
-            t.linkage = _linkage(vlen)
+            t.linkage = _linkage(info & 0xFFFF)
         elif kind == Kind.FUNC_PROTO:
             t._return_type = size_type
             t._params = None
         elif kind == Kind.VAR:
             t._type = size_type
-            t.linkage = _linkage(int(w[o + 3]))
-        elif kind == Kind.DATASEC:
-            t._size = size_type
-            t._vars = None
+            t.linkage = _linkage(w[o + 3])
         elif kind == Kind.FLOAT:
             t._size = size_type
         elif kind == Kind.DECL_TAG:
             t._type = size_type
-            comp = int(w[o + 3])
+            comp = w[o + 3]
             t.component_idx = comp - (1 << 32) if comp >= 1 << 31 else comp
         self._cache[i] = t
         done: Type = t
@@ -444,9 +468,9 @@ class Spec:
     def _decode_items(self, t: Type) -> list[Any]:
         """Decode the vlen items (members, values, params, vars) of *t*."""
         i = int(t.id or 0) - self._first_id
-        w = self._words
-        o = int(self._offs[i])
-        info = int(w[o + 1])
+        w = self._wmv
+        o = self._omv[i]
+        info = w[o + 1]
         vlen = info & 0xFFFF
         kflag = info >> 31
         kind = t.kind
@@ -552,6 +576,13 @@ class _ReadOnlyMap(mmap.mmap):
     """A read-only mapping that Spec.parse may keep without copying."""
 
 
+_LINKAGES = {int(v): v for v in Linkage}
+_ENCODINGS = [IntEncoding(v) for v in range(16)]
+_SIZED_LISTS = {int(Kind.STRUCT): "_members", int(Kind.UNION): "_members",
+                int(Kind.DATASEC): "_vars"}
+_QUALIFIERS = frozenset(int(k) for k in (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST,
+                                         Kind.RESTRICT, Kind.TYPE_TAG))
+
+
 def _linkage(v: int) -> Any:
-    from .types import Linkage
-    return Linkage(v) if v in (0, 1, 2) else v
+    return _LINKAGES.get(v, v)

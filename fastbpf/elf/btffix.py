@@ -24,7 +24,12 @@ import numpy as np
 from ..btf.spec import HEADER_SIZE, MAGIC, Spec, parse_header
 from ..errors import BTFError
 
-__all__ = ["fix_datasecs", "sanitize", "encode_words"]
+__all__ = ["fix_datasecs", "fix_datasecs_fast", "sanitize", "encode_words"]
+
+try:  # the C pass; fix_datasecs below is its Python twin
+    from .._elfscan import fix_datasecs as _fix_c
+except ImportError:  # pragma: no cover - exercised only without the build
+    _fix_c = None  # type: ignore[assignment]
 
 K_INT, K_PTR, K_ARRAY, K_STRUCT, K_UNION, K_ENUM, K_FWD, K_TYPEDEF = 1, 2, 3, 4, 5, 6, 7, 8
 K_CONST, K_FUNC, K_FUNC_PROTO, K_VAR, K_DATASEC, K_FLOAT, K_DECL_TAG, K_TYPE_TAG = (
@@ -191,6 +196,27 @@ def fix_datasecs(spec: Spec, section_sizes: dict[str, int],
     if not changed:
         return None, kconfig
     return encode_words(spec, np.array(words, dtype=np.uint32)), kconfig
+
+
+def fix_datasecs_fast(spec: Spec, section_sizes: dict[str, int],
+                      symbols: dict[str, dict[str, int]]
+                      ) -> tuple[bytes | None, dict[Any, Any], Spec | None,
+                                 dict[str, int] | None]:
+    """:func:`fix_datasecs` in one C pass (:func:`fastbpf._elfscan.fix_datasecs`);
+    *symbols* maps a section name to ``{symbol name: value}``. Returns the
+    patched blob (None if nothing changed), the ``.kconfig`` layout and the
+    spec of the patched blob, and ``{DATASEC name: type id}`` (None when
+    not collected)."""
+    if _fix_c is None or spec._raw_count == 0:
+        blob, kconfig = fix_datasecs(spec, section_sizes,
+                                     lambda sec, var: symbols.get(sec, {}).get(var))
+        return blob, kconfig, (Spec.parse(blob) if blob is not None else None), None
+    words = np.array(spec._words, dtype=np.uint32)
+    changed, kconfig, datasecs = _fix_c(spec, words, section_sizes, symbols)
+    if not changed:
+        return None, kconfig, None, datasecs
+    blob = encode_words(spec, words)
+    return blob, kconfig, spec._with_words(blob, words), datasecs
 
 
 def sanitize(spec: Spec, blob: bytes, missing: frozenset[str] = frozenset()) -> bytes:

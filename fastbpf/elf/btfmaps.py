@@ -23,6 +23,11 @@ from .reader import STT
 
 __all__ = ["btf_map_specs", "legacy_map_specs"]
 
+try:  # the C walk of the definitions; _Words below is its Python twin
+    from .._elfscan import map_defs as _map_defs
+except ImportError:  # pragma: no cover - exercised only without the build
+    _map_defs = None  # type: ignore[assignment]
+
 _UINT_FIELDS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_size",
                 "pinning", "map_extra")
 
@@ -85,41 +90,48 @@ def map_spec_from_btf(name: str, struct: Any, inner_ok: bool = True
     return _make_spec(name, fields, key, value, inner), values_off
 
 
+_MAP_TYPES = {int(t): t for t in MapType}
+_FD_VALUES = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY)
+
+
 def _make_spec(name: str, fields: dict[Any, Any], key: Any, value: Any, inner: Any,
                voids_removed: bool = False) -> MapSpec:
-    if "type" not in fields:
+    get = fields.get
+    t = get("type")
+    if t is None:
         raise ELFError(f"map {name!r} has no type")
-    try:
-        mtype = MapType(fields["type"])
-    except ValueError:
-        raise ELFError(f"map {name!r}: unknown map type {fields['type']}") from None
-    for which, t, size_field in (("key", key, "key_size"), ("value", value, "value_size")):
-        if t is not None and size_field in fields:
-            tsize = _skip_mods(t).size if not isinstance(_skip_mods(t), _btf.Void) else 0
-            if tsize != fields[size_field]:
-                raise ELFError(f"map {name!r}: {which} type is {tsize} bytes but "
-                               f"{size_field} says {fields[size_field]}")
+    mtype = _MAP_TYPES.get(t)
+    if mtype is None:
+        raise ELFError(f"map {name!r}: unknown map type {t}")
+    if (key is not None and "key_size" in fields) or (value is not None
+                                                      and "value_size" in fields):
+        for which, tp, size_field in (("key", key, "key_size"), ("value", value, "value_size")):
+            if tp is not None and size_field in fields:
+                tsize = _skip_mods(tp).size if not isinstance(_skip_mods(tp), _btf.Void) else 0
+                if tsize != fields[size_field]:
+                    raise ELFError(f"map {name!r}: {which} type is {tsize} bytes but "
+                                   f"{size_field} says {fields[size_field]}")
     if not voids_removed:
         if key is not None and isinstance(_skip_mods(key), _btf.Void):
             key = None
         if value is not None and isinstance(_skip_mods(value), _btf.Void):
             value = None
-    pinning = fields.get("pinning", 0)
+    pinning = get("pinning", 0)
     if pinning not in (0, 1):
         raise ELFError(f"map {name!r}: unsupported pinning {pinning}")
     spec = new_map_spec(
         type=mtype,
-        key=key if key is not None else fields.get("key_size", 0),
-        value=value if value is not None else fields.get("value_size", 0),
-        max_entries=fields.get("max_entries", 0), flags=fields.get("map_flags", 0),
+        key=key if key is not None else get("key_size", 0),
+        value=value if value is not None else get("value_size", 0),
+        max_entries=get("max_entries", 0), flags=get("map_flags", 0),
         name=name[:15], inner=inner,
-        numa_node=fields.get("numa_node") if fields.get("numa_node") else None,
-        map_extra=fields.get("map_extra", 0),
+        numa_node=get("numa_node") or None,
+        map_extra=get("map_extra", 0),
         pinning=PinType.BY_NAME if pinning else PinType.NONE)
-    if mtype.is_map_of_maps and inner is None:
+    if inner is None and (mtype == MapType.ARRAY_OF_MAPS or mtype == MapType.HASH_OF_MAPS):
         raise ELFError(f"map {name!r}: a map of maps needs __array(values, ...) describing "
                        f"its inner maps")
-    if mtype in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY):
+    if mtype in _FD_VALUES:
         # Values are fds: the BTF of the value type (if any) is not the kernel's business.
         if not isinstance(spec.value, int):
             spec.value = 4
@@ -175,8 +187,10 @@ class _Words:
             tid = int(self.w[o + 2])
         raise ELFError("BTF type chain too deep")
 
-    def map_def(self, name: str, tid: int, inner_ok: bool = True) -> tuple[MapSpec, int | None]:
-        """A MapSpec from the definition struct *tid*, and the byte offset of ``values``."""
+    def map_def(self, name: str, tid: int, inner_ok: bool = True) -> tuple[Any, ...]:
+        """The definition struct *tid*: ``(fields, key type id, value type id,
+        inner definition or None, byte offset of values or None)``; a key
+        or value id is 0 when absent or void."""
         o, kind = self.rec(tid)
         if kind != 4:
             raise ELFError(f"map {name!r}: definition is not a struct")
@@ -184,7 +198,7 @@ class _Words:
         vlen = int(w[o + 1]) & 0xFFFF
         kflag = int(w[o + 1]) >> 31
         fields: dict[Any, Any] = {}
-        key = value = None
+        key = value = 0
         inner = None
         values_off = None
         for j in range(vlen):
@@ -208,7 +222,7 @@ class _Words:
                     raise ELFError(f"map {name!r} field {mname!r}: expected __type (a pointer)")
                 tid = w[po + 2]
                 # A pointer to void (modifiers skipped) says nothing: no type.
-                t = self.spec.type_by_id(tid) if self.target(tid) else None
+                t = tid if self.target(tid) else 0
                 if mname == "key":
                     key = t
                 else:
@@ -227,8 +241,8 @@ class _Words:
                     if not inner_ok:
                         raise ELFError(f"map {name!r} field {mname!r}: maps of maps of maps "
                                        f"are not supported")
-                    inner, _ = self.map_def(name + ".inner", tgt, inner_ok=False)
-        return _make_spec(name, fields, key, value, inner, voids_removed=True), values_off
+                    inner = self.map_def(name + ".inner", tgt, inner_ok=False)
+        return fields, key, value, inner, values_off
 
 
 def btf_map_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[tuple[int, int], str]]:
@@ -240,15 +254,41 @@ def btf_map_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[tuple[int, int], s
         return specs, syms
     if obj.btf is None:
         raise ELFError("section .maps needs BTF (compile with -g)")
-    sec = obj.datasec(".maps")
-    if sec is None:
+    sec_id = obj.datasec_id(".maps")
+    if not sec_id:
         raise ELFError("section .maps has no DATASEC in the BTF")
-    secs = [sec]
     offsets = obj.symbols_in(".maps")
-    words = _Words(obj.btf, obj.strings)
     values_at: dict[str, tuple[int, int]] = {}
+    if _map_defs is None:
+        words = _Words(obj.btf, obj.strings)
+        defs = _python_defs(words, sec_id, offsets)
+    else:
+        defs = _map_defs(obj.btf, sec_id, offsets)
+    type_by_id = obj.btf.type_by_id
+    for name, off, vsize, d in defs:
+        spec, values_off = _spec_of(name, d, type_by_id)
+        specs[name] = spec
+        syms[(shndx, off)] = name
+        if values_off is not None:
+            values_at[name] = (off + values_off, vsize - values_off)
+    _initial_values(obj, shndx, specs, values_at)
+    return specs, syms
+
+
+def _spec_of(name: str, d: tuple[Any, ...], type_by_id: Any) -> tuple[MapSpec, int | None]:
+    """A MapSpec from a raw definition ``(fields, key id, value id, inner, values offset)``."""
+    fields, key, value, inner, values_off = d
+    inner_spec = _spec_of(name + ".inner", inner, type_by_id)[0] if inner is not None else None
+    return (_make_spec(name, fields, type_by_id(key) if key else None,
+                       type_by_id(value) if value else None, inner_spec, voids_removed=True),
+            values_off)
+
+
+def _python_defs(words: _Words, sec_id: int, offsets: dict[str, int]) -> list[Any]:
+    """The Python twin of :func:`fastbpf._elfscan.map_defs`."""
+    out = []
     w = words.w
-    o = words.offs[secs[0].id - 1]
+    o = words.offs[sec_id - 1]
     for j in range(w[o + 1] & 0xFFFF):
         vid, _voff, vsize = w[o + 3 + 3 * j:o + 6 + 3 * j]
         vo, vk = words.rec(vid)
@@ -258,13 +298,8 @@ def btf_map_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[tuple[int, int], s
         off = offsets.get(name)
         if off is None:
             raise ELFError(f"map {name!r} has no symbol in .maps")
-        spec, values_off = words.map_def(name, int(w[vo + 2]))
-        specs[name] = spec
-        syms[(shndx, off)] = name
-        if values_off is not None:
-            values_at[name] = (off + values_off, vsize - values_off)
-    _initial_values(obj, shndx, specs, values_at)
-    return specs, syms
+        out.append((name, off, vsize, words.map_def(name, int(w[vo + 2]))))
+    return out
 
 
 def _initial_values(obj: Any, shndx: int, specs: dict[Any, Any], values_at: dict[Any, Any]

@@ -6,7 +6,6 @@ import dataclasses
 import functools
 from typing import Any
 
-import numpy as np
 
 from .. import btf as _btf
 from ..enums import MapType
@@ -29,15 +28,17 @@ def _externs(obj: ObjectFile) -> tuple[dict[str, str], dict[Any, Any], dict[Any,
     ksyms: dict[str, tuple[Any, ...]] = {}
     if obj.btf is None:
         return kinds, kconfig, ksyms
-    syms = obj.elf.symbols
-    names = obj.elf.symbol_names()
-    sel = np.flatnonzero((syms["shndx"] == SHN_UNDEF) & (syms["name"] != 0))
-    undef = {names[j]: b == STB.WEAK
-             for j, b in zip(sel.tolist(), obj.sym_bind[sel].tolist()) if j}
+    undef: dict[str, bool] | None = None
     for sec in (".kconfig", ".ksyms"):
         found = obj.datasec(sec)
         if found is None:
             continue
+        if undef is None:   # only objects with externs need the undefined symbols
+            elf = obj.elf
+            names = elf.symbol_names()
+            undef = {names[j]: (info >> 4) == STB.WEAK
+                     for j, (info, shndx) in enumerate(zip(elf.sym_info, elf.sym_shndx))
+                     if j and shndx == SHN_UNDEF and names[j]}
         for vsi in found.vars:
             t = vsi.type
             name = t.name
@@ -108,29 +109,39 @@ def parse_spec(data: bytes, name: str, spec_class: type, program_spec_class: typ
         for k, (off, sz, t, _weak) in kconfig.items():
             variables.setdefault(k, VariableSpec(k, ".kconfig", off, sz, t, ms))
 
-    decode = functools.partial  # bound lazily per function below
-    functions = {}
-    for label, f in obj.labels.items():
-        functions[label] = decode(obj.decode, f, data_maps, map_syms, kinds)
+    partial = functools.partial   # each function decoded on first use
+    functions = {label: partial(obj.decode, f, data_maps, map_syms, kinds)
+                 for label, f in obj.labels.items()}
     programs = {}
     template = dict(_defaults(ObjectProgramSpec))
     template.update(license=obj.license, kernel_version=obj.kernel_version,
                     _local_btf=obj.btf)
+    per_section: dict[str, tuple[Any, ...]] = {}
+    sym_names = elf.symbol_names()
+    new = object.__new__
     for f, j in obj.programs:
-        d, target = program_flags(f.section)
-        pname = elf.symbol_name(j)
+        sec = f.section
+        row = per_section.get(sec)
+        if row is None:
+            d, target = program_flags(sec)
+            attach_to = target if d.kind in ("tracing", "tp_btf", "lsm", "iter") and target \
+                else None
+            row = per_section[sec] = (d.type, d.attach_type, attach_to,
+                                      sleepable_flags(d, sec))
+        pname = sym_names[j]
         if pname in programs:
             raise ELFError(f"two programs are called {pname!r}")
-        attach_to = target if d.kind in ("tracing", "tp_btf", "lsm", "iter") and target \
-            else None
         # The fields, set directly: the dataclass __init__ would only check
         # again what the section table already guarantees.
-        ps: Any = object.__new__(ObjectProgramSpec)
-        fields = dict(template)
-        fields.update(type=d.type, _insns=functools.partial(_copy_of, functions[f.label]),
-                      name=pname, attach_type=d.attach_type, attach_to=attach_to,
-                      flags=sleepable_flags(d, f.section), section=f.section, _label=f.label)
-        ps.__dict__.update(fields)
+        ps: Any = new(ObjectProgramSpec)
+        fields = template.copy()
+        (fields["type"], fields["attach_type"], fields["attach_to"],
+         fields["flags"]) = row
+        fields["_insns"] = partial(_copy_of, functions[f.label])
+        fields["name"] = pname
+        fields["section"] = sec
+        fields["_label"] = f.label
+        ps.__dict__ = fields
         programs[pname] = ps
     return CollectionSpec(maps=maps, programs=programs, variables=variables, btf=obj.btf,
                           byte_order=obj.byte_order, functions=functions, kconfig=kconfig,

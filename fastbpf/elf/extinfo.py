@@ -108,6 +108,14 @@ class ExtRecords:
             got = self._by_sec[key] = (a[:, 0].tolist(), a)
         return got
 
+    def sorted_funcs(self, sec: str) -> tuple[Any, ...] | None:
+        """(byte offsets list, rows array) of the func_info of *sec*, sorted; None if none."""
+        return self._sorted(self.func, sec)
+
+    def sorted_lines(self, sec: str) -> tuple[Any, ...] | None:
+        """(byte offsets list, rows array) of the line_info of *sec*, sorted; None if none."""
+        return self._sorted(self.line, sec)
+
     def funcs_in(self, sec: str, start: int, end: int) -> list[tuple[int, int]]:
         """(byte offset, FUNC type id) of the functions in [start, end) of *sec*."""
         got = self._sorted(self.func, sec)

@@ -22,6 +22,7 @@ bytes and relocation arrays, and the first look at
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import re
 from typing import Any, Callable
@@ -43,11 +44,13 @@ from .sections import SectionDef, match_section
 __all__ = ["ObjectFile", "internal_map_name", "object_name"]
 
 _CALL = 0x85
-_DATA_RE = re.compile(r"^\.(data|rodata|bss)(\..*)?$")
+_DATA_RE = re.compile(r"\.(data|rodata|bss)(\..*)?\Z", re.S)
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
 BPF_F_XDP_HAS_FRAGS = 1 << 5
+_EMPTY: dict[str, int] = {}
 
 
+@functools.lru_cache(maxsize=256)   # a regex per map costs more than the rest of it
 def internal_map_name(obj_name: str, section: str) -> str:
     """The kernel name libbpf gives the map of a data section.
 
@@ -68,7 +71,19 @@ def object_name(path: str | None) -> str:
     return os.path.basename(path).split(".", 1)[0]
 
 
-class _Func:
+try:  # the C index of functions; _FuncPy and _index_python below are its twins
+    from .._elfscan import Func as _Func
+    from .._elfscan import index_functions as _index_c
+    from .._elfscan import classify_sections as _classify_c
+    from .._elfscan import scan_code as _scan_code
+except ImportError:  # pragma: no cover - exercised only without the build
+    _scan_code = None  # type: ignore[assignment]
+    _Func = None  # type: ignore[assignment,misc]
+    _index_c = None  # type: ignore[assignment]
+    _classify_c = None  # type: ignore[assignment]
+
+
+class _FuncPy:
     """One function of the object: where its code is, and its label."""
 
     __slots__ = ("label", "shndx", "start", "size", "section", "cache", "code")
@@ -81,6 +96,10 @@ class _Func:
         self.section = section
         self.cache: Instructions | None = None
         self.code: Code | None = None
+
+
+if _Func is None:  # pragma: no cover
+    _Func = _FuncPy  # type: ignore[assignment,misc]
 
 
 class Code:
@@ -144,11 +163,9 @@ class ObjectFile:
         self.elf = elf = ELFFile(data)
         self.name = name
         self.byte_order = elf.byte_order
-        sh = elf.sections
         names = elf.names
-        syms = elf.symbols
-        self.sym_bind = syms["info"] >> 4
-        self.sym_type = syms["info"] & 0xF
+        self._sym_type: np.ndarray | None = None
+        self._sym_bind: np.ndarray | None = None
         self.license = "GPL"
         self.kernel_version = 0
         self.btf: _btf.Spec | None = None
@@ -164,43 +181,30 @@ class ObjectFile:
         self._prog_set: set[int] = set()
         self._sections: dict[int, tuple[Any, ...]] = {}
         self._syms: tuple[Any, ...] | None = None
-        self._by_section: dict[Any, Any] | None = None
         self._string_at: Callable[[int], str] | None = None
         self._datasecs: dict[str, int] | None = None
-        self._sec_index = {n: i for i, n in enumerate(names)}
-        types, flags, sizes, infos = (sh["type"].tolist(), sh["flags"].tolist(),
-                                      sh["size"].tolist(), sh["info"].tolist())
-        rel_of: dict[int, int] = {}
-        for i, name_ in enumerate(names):
-            t = types[i]
-            if t == SHT.REL:
-                target = infos[i]
-                if target >= len(names):
-                    raise ELFError(f"relocation section {name_!r} targets section {target}, "
-                                   f"out of range")
-                rel_of[target] = i
-            elif t == SHT.PROGBITS and flags[i] & SHF_EXECINSTR:
-                if sizes[i]:
-                    self.prog_secs.append(i)
-            elif name_ == "license":
-                self.license = elf.section_bytes(i).split(b"\0", 1)[0].decode("ascii", "replace")
-            elif name_ == "version":
-                raw = elf.section_bytes(i)
-                if len(raw) != 4:
-                    raise ELFError(f"section 'version' is {len(raw)} bytes, expected 4")
-                self.kernel_version = int.from_bytes(raw, elf.byte_order)
-            elif name_ == ".BTF":
-                self.btf_raw = elf.section_bytes(i)
-            elif name_ == ".BTF.ext":
-                self._ext_raw = elf.section_bytes(i)
-            elif name_ == ".maps":
-                self.maps_shndx = i
-            elif name_ == "maps":
-                self.legacy_maps_shndx = i
-            elif name_.startswith(".struct_ops"):
-                self.struct_ops_secs.append(i)
-            elif _DATA_RE.match(name_) and t in (SHT.PROGBITS, SHT.NOBITS):
-                self.data_secs.append(i)
+        self._ext_by_sec: dict[str, tuple[Any, ...]] = {}
+        cols = (names, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_info)
+        (self._sec_index, rel_of, self.prog_secs, self.data_secs, special,
+         self.struct_ops_secs) = (_classify_c(*cols) if _classify_c is not None
+                                  else _classify_python(*cols))
+        i = special.get("license", -1)
+        if i >= 0:
+            self.license = elf.section_bytes(i).split(b"\0", 1)[0].decode("ascii", "replace")
+        i = special.get("version", -1)
+        if i >= 0:
+            raw = elf.section_bytes(i)
+            if len(raw) != 4:
+                raise ELFError(f"section 'version' is {len(raw)} bytes, expected 4")
+            self.kernel_version = int.from_bytes(raw, elf.byte_order)
+        i = special.get(".BTF", -1)
+        if i >= 0:
+            self.btf_raw = elf.section_bytes(i)
+        i = special.get(".BTF.ext", -1)
+        if i >= 0:
+            self._ext_raw = elf.section_bytes(i)
+        self.maps_shndx = special.get(".maps", -1)
+        self.legacy_maps_shndx = special.get("maps", -1)
         self._prog_set = set(self.prog_secs)
         # Only code and .maps relocations matter (not .rel.debug_*, .rel.BTF).
         for target in self.prog_secs + [self.maps_shndx] + self.struct_ops_secs:
@@ -213,45 +217,50 @@ class ObjectFile:
             self._fix_btf()
         self._index_functions()
 
+    @property
+    def sym_type(self) -> np.ndarray:
+        """Every symbol's STT_* type (an array; made on first use)."""
+        if self._sym_type is None:
+            self._sym_type = np.array(self.elf.sym_info, dtype=np.uint8) & 0xF
+        return self._sym_type
+
+    @property
+    def sym_bind(self) -> np.ndarray:
+        """Every symbol's STB_* binding (an array; made on first use)."""
+        if self._sym_bind is None:
+            self._sym_bind = np.array(self.elf.sym_info, dtype=np.uint8) >> 4
+        return self._sym_bind
+
     # -- BTF -------------------------------------------------------------------------
 
     def _fix_btf(self) -> None:
         elf = self.elf
-        # Every data-like section's size, for the DATASEC of the same name.
-        sizes = {}
-        for n, t, size in zip(elf.names, elf.sections["type"].tolist(),
-                              elf.sections["size"].tolist()):
-            if t in (SHT.PROGBITS, SHT.NOBITS) and n not in sizes:
-                sizes[n] = size
-
-        def offsets(sec: str, var: str) -> int | None:
-            return self.symbols_in(sec).get(var)
-
+        # Every data-like section's size, for the DATASEC of the same name,
+        # and the symbols of every section by name (the last of a name, as
+        # symbols_in finds it).
+        sizes: dict[str, int] = {}
+        by_name: dict[str, dict[str, int]] = {}
+        by_section = elf.by_section
+        for i, (n, t, size) in enumerate(zip(elf.names, elf.sh_type, elf.sh_size)):
+            if t == SHT.PROGBITS or t == SHT.NOBITS:
+                if n not in sizes:
+                    sizes[n] = size
+            by_name[n] = by_section.get(i, _EMPTY)
         # _fix_btf runs only when there is BTF.
-        blob, self.kconfig = btffix.fix_datasecs(self.btf, sizes, offsets,  # type: ignore[arg-type]
-                                                 self.strings)
+        blob, self.kconfig, spec, self._datasecs = btffix.fix_datasecs_fast(
+            self.btf, sizes, by_name)  # type: ignore[arg-type]
         if blob is not None:
             self.btf_raw = blob
-            self.btf = _btf.Spec.parse(blob)
+            self.btf = spec
             self._string_at = None  # the same strings, but of the new blob
 
     def symbols_in(self, sec: str) -> dict[str, int]:
         """name -> value of the named, non-section symbols of section *sec*."""
-        if self._by_section is None:
-            table: dict[int, dict[str, int]] = {}
-            syms = self.elf.symbols
-            sel = np.flatnonzero((self.sym_type != STT.SECTION) & (syms["name"] != 0)
-                                 & (syms["shndx"] != SHN_UNDEF)).tolist()
-            shndx, value = syms["shndx"].tolist(), syms["value"].tolist()
-            names = self.elf.symbol_names()
-            for j in sel:
-                table.setdefault(shndx[j], {})[names[j]] = value[j]
-            self._by_section = table
-        try:
-            idx = self._sec_index[sec]
-        except KeyError:
+        idx = self._sec_index.get(sec)
+        if idx is None:
             return {}
-        return self._by_section.get(idx, {})
+        found: dict[str, int] = self.elf.by_section.get(idx, {})
+        return found
 
     @property
     def strings(self) -> Callable[[int], str]:
@@ -259,6 +268,14 @@ class ObjectFile:
         if self._string_at is None:
             self._string_at = btffix.string_reader(self.btf)  # type: ignore[arg-type]
         return self._string_at
+
+    def datasec_id(self, name: str) -> int:
+        """The type id of the BTF DATASEC called *name*, or 0."""
+        if self.btf is None:
+            return 0
+        if self._datasecs is None:
+            self.datasec(name)
+        return self._datasecs.get(name, 0)  # type: ignore[union-attr]
 
     def datasec(self, name: str) -> Any:
         """The BTF DATASEC called *name*, or None (one index for every lookup:
@@ -287,40 +304,15 @@ class ObjectFile:
 
     def _index_functions(self) -> None:
         elf = self.elf
-        syms = elf.symbols
-        self.funcs: dict[tuple[int, int], _Func] = {}
-        self.labels: dict[str, _Func] = {}
-        self.programs: list[tuple[_Func, int]] = []  # (function, symbol index)
-        prog_set = set(self.prog_secs)
-        if not prog_set:
+        self.funcs: dict[tuple[int, int], Any] = {}
+        self.labels: dict[str, Any] = {}
+        self.programs: list[tuple[Any, int]] = []  # (function, symbol index)
+        if not self._prog_set:
             return
-        shndx_col = syms["shndx"]
-        in_prog = shndx_col == -1        # (np.isin costs more for a few sections)
-        for sh in prog_set:
-            in_prog |= shndx_col == sh
-        sel = np.flatnonzero((self.sym_type == STT.FUNC) & in_prog)
-        # Plain lists of the selected rows: per-element numpy reads cost more.
-        sec_sizes = elf.sections["size"].tolist()
-        names = elf.symbol_names()
-        funcs, labels = self.funcs, self.labels
-        for j, shndx, start, size, bind in zip(sel.tolist(), shndx_col[sel].tolist(),
-                                               syms["value"][sel].tolist(),
-                                               syms["size"][sel].tolist(),
-                                               self.sym_bind[sel].tolist()):
-            sec_size = sec_sizes[shndx]
-            if start % 8 or size % 8 or start + size > sec_size:
-                raise ELFError(f"function {names[j]!r} ({start}+{size}) is not "
-                               f"whole instructions inside its section")
-            if (shndx, start) in funcs:
-                continue  # an alias
-            name = names[j]
-            sec = elf.names[shndx]
-            label = name if name and name not in labels else f"{name}@{sec}+{start}"
-            f = _Func(label, shndx, start, size or (sec_size - start), sec)
-            funcs[(shndx, start)] = f
-            labels[label] = f
-            if sec != ".text" and bind in (STB.GLOBAL, STB.WEAK, STB.LOCAL):
-                self.programs.append((f, j))
+        cols = (elf.symbol_names(), elf.sym_info, elf.sym_shndx, elf.sym_value, elf.sym_size,
+                elf.names, elf.sh_size, self._prog_set)
+        self.funcs, self.labels, self.programs = (
+            _index_c(*cols) if _index_c is not None else _index_python(*cols))
 
     def function_at(self, shndx: int, off: int, where: str) -> _Func:
         """The function starting at *off* of section *shndx* (ELFError if none)."""
@@ -328,7 +320,8 @@ class ObjectFile:
         if f is None:
             sec = self.elf.names[shndx] if 0 <= shndx < len(self.elf.names) else shndx
             raise ELFError(f"{where}: target {sec}+{off} is not the start of a function")
-        return f
+        found: _Func = f
+        return found
 
     def _section(self, shndx: int, ctx: tuple[Any, ...]) -> tuple[Any, ...]:
         """Per executable section, once: (insn fields as lists, relocations by
@@ -339,6 +332,42 @@ class ObjectFile:
         raw = self.elf.section_bytes(shndx)
         if len(raw) % 8:
             raise ELFError(f"section {self.elf.names[shndx]!r} is not whole instructions")
+        if _scan_code is None:
+            return self._section_python(shndx, ctx, raw)
+        n = len(raw) // 8
+        little = self.byte_order == "little"
+        relocs: dict[int, tuple[Any, ...]] = {}
+        rels = self.rels.get(shndx)
+        if rels is not None and len(rels):
+            bad, relocated, calls = _scan_code(raw, little, rels["offset"].tolist())
+            if bad is not None:
+                raise ELFError(f"{self.elf.names[shndx]}: relocation at {bad} is not at "
+                               f"an instruction")
+            syms = self._sym_lists()
+            kind = self._reloc_kind
+            # Programs refer to the same maps and functions over and over: one
+            # answer per (instruction fields, symbol), but for a 64-bit load
+            # in the last slot (an error that names its slot).
+            seen: dict[tuple[int, ...], tuple[Any, ...]] = {}
+            for (slot, c, imm, reg), sym in zip(relocated, (rels["info"] >> 32).tolist()):
+                key = (c, imm, reg, sym)
+                got = seen.get(key)
+                if got is None or slot + 1 >= n:
+                    got = seen[key] = kind(c, imm, reg, slot, n, shndx, sym, syms, little, *ctx)
+                relocs[slot] = got
+        else:
+            calls = _scan_code(raw, little, [])[2]
+        # Calls to static functions of the same section carry no relocation.
+        for slot, imm in calls:
+            if slot not in relocs:
+                target = (slot + 1 + imm) * 8
+                callee = self.function_at(shndx, target, f"call at slot {slot}")
+                relocs[slot] = ("call", callee.label)
+        info = self._sections[shndx] = (raw, sorted(relocs), relocs)
+        return info
+
+    def _section_python(self, shndx: int, ctx: tuple[Any, ...], raw: bytes) -> tuple[Any, ...]:
+        """The Python twin of _section's scan (:func:`fastbpf._elfscan.scan_code`)."""
         arr = np.frombuffer(raw, _INSN_DT[self.byte_order])
         n = len(arr)
         code_col = arr["code"]
@@ -347,7 +376,6 @@ class ObjectFile:
         relocs: dict[int, tuple[Any, ...]] = {}
         rels = self.rels.get(shndx)
         if rels is not None and len(rels):
-            # Only the relocated instructions are read, gathered in one go.
             offs = rels["offset"]
             at = offs >> 3
             bad = ((offs & 7) != 0) | (at >= n)
@@ -363,8 +391,6 @@ class ObjectFile:
                                               code_col[at].tolist(), arr["imm"][at].tolist(),
                                               arr["regs"][at].tolist()):
                 relocs[slot] = kind(c, imm, reg, slot, n, shndx, sym, syms, little, *ctx)
-        # Calls to static functions of the same section carry no relocation
-        # (found with numpy: a Python loop over every instruction costs more).
         src_col = (arr["regs"] >> 4) if little else (arr["regs"] & 0xF)
         calls = np.flatnonzero((code_col == _CALL) & (src_col == PSEUDO_CALL))
         for slot, imm in zip(calls.tolist(), arr["imm"][calls].tolist()):
@@ -377,14 +403,14 @@ class ObjectFile:
 
     def _sym_lists(self) -> tuple[Any, ...]:
         if self._syms is None:
-            s = self.elf.symbols
-            self._syms = (s["shndx"].tolist(), s["value"].tolist(), self.sym_type.tolist())
+            elf = self.elf
+            self._syms = (elf.sym_shndx, elf.sym_value, [i & 0xF for i in elf.sym_info])
         return self._syms
 
     def analyze(self, f: _Func, data_maps: dict[int, str],
                 map_syms: dict[tuple[int, int], str], externs: dict[str, str]) -> "Code":
         """Function *f*'s bytes, relocations and ext records, by slot (cached)."""
-        code = f.code
+        code: Code | None = f.code
         if code is not None:
             return code
         raw, keys, by_slot = self._section(f.shndx, (data_maps, map_syms, externs))
@@ -401,21 +427,36 @@ class ObjectFile:
         ext = self.ext
         if ext is None or self.btf is None:
             return [], None, []
-        end = f.start + f.size
-        funcs = [((off - f.start) // 8, tid) for off, tid in ext.funcs_in(f.section, f.start, end)]
-        kinds = self.btf._kinds
-        for _, tid in funcs:
-            if not 0 < tid < len(self.btf) or kinds[tid - 1] != 12:
-                raise BTFError(f"func_info of {f.label!r} names type {tid}, not a FUNC")
-        lines = ext.line_rows(f.section, f.start, end)
-        core = [((r.insn_off - f.start) // 8, r) for r in ext.core_in(f.section, f.start, end)]
+        per = self._ext_by_sec.get(f.section)
+        if per is None:
+            # Once per section: the records as sorted lists, then a bisect per function.
+            fs, ls = ext.sorted_funcs(f.section), ext.sorted_lines(f.section)
+            per = self._ext_by_sec[f.section] = (
+                fs[0] if fs else [], fs[1].tolist() if fs else [],
+                ls[0] if ls else [], ls[1] if ls else None, f.section in ext.core)
+        foffs, frows, loffs, lrows, has_core = per
+        start = f.start
+        end = start + f.size
+        funcs = [((off - start) // 8, tid)
+                 for off, tid in frows[bisect.bisect_left(foffs, start):
+                                       bisect.bisect_left(foffs, end)]]
+        if funcs:
+            kinds = self.btf._kinds
+            for _, tid in funcs:
+                if not 0 < tid < len(self.btf) or kinds[tid - 1] != 12:
+                    raise BTFError(f"func_info of {f.label!r} names type {tid}, not a FUNC")
+        lines = None if lrows is None else \
+            lrows[bisect.bisect_left(loffs, start):bisect.bisect_left(loffs, end)]
+        core = [((r.insn_off - start) // 8, r) for r in ext.core_in(f.section, start, end)] \
+            if has_core else []
         return funcs, lines, core
 
     def decode(self, f: _Func, data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
                externs: dict[str, str]) -> Instructions:
         """The instructions of function *f*, with references and metadata."""
-        if f.cache is not None:
-            return f.cache
+        cached: Instructions | None = f.cache
+        if cached is not None:
+            return cached
         code = self.analyze(f, data_maps, map_syms, externs)
         try:
             insns = Instructions.decode(code.raw, self.byte_order)
@@ -513,6 +554,65 @@ class ObjectFile:
 
 
 
+def _classify_python(names: list[str], types: list[int], flags: list[int], sizes: list[int],
+                     infos: list[int]) -> tuple[Any, ...]:
+    """The Python twin of :func:`fastbpf._elfscan.classify_sections`."""
+    index: dict[str, int] = {}
+    rel_of: dict[int, int] = {}
+    special: dict[str, int] = {}
+    progs: list[int] = []
+    data: list[int] = []
+    struct_ops: list[int] = []
+    for i, name in enumerate(names):
+        index[name] = i
+        t = types[i]
+        if t == SHT.REL:
+            if infos[i] >= len(names):
+                raise ELFError(f"relocation section {name!r} targets section {infos[i]}, "
+                               f"out of range")
+            rel_of[infos[i]] = i
+        elif t == SHT.PROGBITS and flags[i] & SHF_EXECINSTR:
+            if sizes[i]:
+                progs.append(i)
+        elif name.startswith(".debug_"):
+            continue
+        elif name in ("license", "version", ".BTF", ".BTF.ext", ".maps", "maps"):
+            special[name] = i
+        elif name.startswith(".struct_ops"):
+            struct_ops.append(i)
+        elif t in (SHT.PROGBITS, SHT.NOBITS) and _DATA_RE.match(name):
+            data.append(i)
+    return index, rel_of, progs, data, special, struct_ops
+
+
+def _index_python(names: list[str], infos: list[int], shndxs: list[int], values: list[int],
+                  sizes: list[int], sec_names: list[str], sec_sizes: list[int],
+                  prog_set: set[int]) -> tuple[Any, ...]:
+    """The Python twin of :func:`fastbpf._elfscan.index_functions`."""
+    funcs: dict[tuple[int, int], Any] = {}
+    labels: dict[str, Any] = {}
+    programs: list[tuple[Any, int]] = []
+    for j, (info, shndx) in enumerate(zip(infos, shndxs)):
+        if info & 0xF != STT.FUNC or shndx not in prog_set:
+            continue
+        start, size = values[j], sizes[j]
+        sec_size = sec_sizes[shndx]
+        if start % 8 or size % 8 or start + size > sec_size:
+            raise ELFError(f"function {names[j]!r} ({start}+{size}) is not "
+                           f"whole instructions inside its section")
+        if (shndx, start) in funcs:
+            continue  # an alias
+        name = names[j]
+        sec = sec_names[shndx]
+        label = name if name and name not in labels else f"{name}@{sec}+{start}"
+        f = _FuncPy(label, shndx, start, size or (sec_size - start), sec)
+        funcs[(shndx, start)] = f
+        labels[label] = f
+        if sec != ".text" and (info >> 4) in (STB.GLOBAL, STB.WEAK, STB.LOCAL):
+            programs.append((f, j))
+    return funcs, labels, programs
+
+
 _UNKNOWN = SectionDef("", ProgramType.UNSPEC, None)
 
 
@@ -540,7 +640,7 @@ def data_map_spec(obj: ObjectFile, shndx: int) -> MapSpec:
     """The array map of data section *shndx* (contents = the section's bytes)."""
     elf = obj.elf
     sec = elf.names[shndx]
-    size = int(elf.sections["size"][shndx])
+    size = elf.sh_size[shndx]
     value: object = size
     found = obj.datasec(sec)
     if found is not None and found.size == size:

@@ -10,7 +10,7 @@ and size is checked against the file before use: a malformed file raises
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -85,124 +85,173 @@ def _strings(table: bytes, offs: list[int], what: str) -> list[str]:
     return [table[o:e].decode("utf-8", "surrogateescape") for o, e in zip(offs, ends)]
 
 
+def scan_python(data: bytes) -> tuple[Any, ...]:
+    """The Python twin of :func:`fastbpf._elfscan.scan_elf` (same results,
+    same errors): used when the extension is not built, and by the fuzzer
+    to check the two agree."""
+    n = len(data)
+    if n < 64 or data[:4] != b"\x7fELF":
+        raise ELFError("not an ELF file (bad magic or shorter than an ELF header)")
+    if data[4] != 2:
+        raise ELFError(f"ELF class {data[4]}: BPF objects are ELF64")
+    if data[5] == 1:
+        order = "little"
+    elif data[5] == 2:
+        order = "big"
+    else:
+        raise ELFError(f"unknown ELF data encoding {data[5]}")
+    ehdr_t, shdr_t, sym_t, _ = _DT[order]
+    eh = np.frombuffer(data, ehdr_t, 1)[0]
+    if int(eh["machine"]) != EM_BPF:
+        raise ELFError(f"ELF machine {int(eh['machine'])} is not BPF ({EM_BPF}): "
+                       f"compile with clang -target bpf")
+    if int(eh["type"]) != ET_REL:
+        raise ELFError(f"ELF type {int(eh['type'])}: a BPF object is relocatable (ET_REL)")
+    shoff, shnum, shentsize = int(eh["shoff"]), int(eh["shnum"]), int(eh["shentsize"])
+    if shnum == 0:
+        raise ELFError("ELF file has no section headers")
+    if shentsize != 64:
+        raise ELFError(f"ELF section header size {shentsize}, expected 64")
+    if shoff > n or shnum * 64 > n - shoff:
+        raise ELFError(f"ELF section headers ({shnum} at {shoff}) run past the end of "
+                       f"the {n}-byte file")
+    sh = np.frombuffer(data, shdr_t, shnum, shoff)
+    cols = tuple(sh[f].tolist() for f in ("type", "flags", "offset", "size", "link", "info"))
+    types, _flags, offs, sizes, links, _infos = cols
+    symtab = -1
+    for i in range(shnum):
+        if types[i] != SHT.NOBITS and (offs[i] > n or sizes[i] > n - offs[i]):
+            raise ELFError(f"ELF section {i} ({offs[i]}+{sizes[i]}) runs past the end of "
+                           f"the {n}-byte file")
+        if types[i] == SHT.SYMTAB:
+            if symtab >= 0:
+                raise ELFError("ELF file has more than one symbol table")
+            symtab = i
+    shstrndx = int(eh["shstrndx"])
+    if shstrndx >= shnum:
+        raise ELFError(f"ELF section name table index {shstrndx} is out of range")
+    if types[shstrndx] == SHT.NOBITS:
+        if sizes[shstrndx] > 1 << 30:
+            raise ELFError(f"ELF section {shstrndx} of {sizes[shstrndx]} bytes is too large")
+        shstr = bytes(sizes[shstrndx])
+    else:
+        shstr = data[offs[shstrndx]:offs[shstrndx] + sizes[shstrndx]]
+    names = _strings(shstr, sh["name"].tolist(), "section name")
+    symcols: tuple[list[Any], ...] = ([], [], [], [], [])
+    by_section: dict[int, dict[str, int]] = {}
+    if symtab >= 0:
+        if sizes[symtab] % 24:
+            raise ELFError(f"ELF symbol table size {sizes[symtab]} is not a multiple of 24")
+        link = links[symtab]
+        if link >= shnum or types[link] != SHT.STRTAB:
+            raise ELFError("ELF symbol table links to no string table")
+        syms = np.frombuffer(data, sym_t, sizes[symtab] // 24, offs[symtab])
+        strtab = data[offs[link]:offs[link] + sizes[link]]
+        name_offs = syms["name"].tolist()
+        symcols = (_strings(strtab, name_offs, "symbol name"), syms["info"].tolist(),
+                   syms["shndx"].tolist(), syms["value"].tolist(), syms["size"].tolist())
+        for name, off, info, shndx, value in zip(symcols[0], name_offs, symcols[1],
+                                                 symcols[2], symcols[3]):
+            if off and shndx and info & 0xF != STT.SECTION:
+                by_section.setdefault(shndx, {})[name] = value
+    return data[5] == 1, cols, names, symtab, symcols, by_section
+
+
+try:  # the C scanner; scan_python above gives the same answers, slowly
+    from .._elfscan import check_rels as _check_rels
+    from .._elfscan import scan_elf as _scan
+except ImportError:  # pragma: no cover - exercised only without the build
+    _scan = scan_python
+    _check_rels = None  # type: ignore[assignment]
+
+
 class ELFFile:
     """One ELF64 BPF object held in memory.
 
-    ``sections`` is a structured array of the section headers (fields
-    ``name type flags addr offset size link info addralign entsize``),
-    ``names`` the section names, ``symbols`` the symbol table (fields
-    ``name info other shndx value size``; ``symbol_names`` beside it).
-    ``byte_order`` is ``"little"`` or ``"big"``.
+    The section headers are plain lists (``sh_type``, ``sh_flags``,
+    ``sh_offset``, ``sh_size``, ``sh_link``, ``sh_info``) beside ``names``;
+    so are the symbols (``sym_info``, ``sym_shndx``, ``sym_value``,
+    ``sym_size``, names from :meth:`symbol_names`). ``sections`` and
+    ``symbols`` give the same tables as numpy structured arrays (fields
+    ``name type flags addr offset size link info addralign entsize`` and
+    ``name info other shndx value size``). ``by_section`` maps a section
+    index to ``{name: value}`` of its named symbols. ``byte_order`` is
+    ``"little"`` or ``"big"``.
     """
 
     def __init__(self, data: bytes) -> None:
+        if type(data) is not bytes:
+            data = bytes(data)
         self.data = data
-        n = len(data)
-        if n < 64 or data[:4] != b"\x7fELF":
-            raise ELFError("not an ELF file (bad magic or shorter than an ELF header)")
-        if data[4] != 2:
-            raise ELFError(f"ELF class {data[4]}: BPF objects are ELF64")
-        if data[5] == 1:
-            self.byte_order: Literal["little", "big"] = "little"
-        elif data[5] == 2:
-            self.byte_order = "big"
-        else:
-            raise ELFError(f"unknown ELF data encoding {data[5]}")
-        ehdr_t, shdr_t, self._sym_t, self._rel_t = _DT[self.byte_order]
-        eh = np.frombuffer(data, ehdr_t, 1)[0]
-        if int(eh["machine"]) != EM_BPF:
-            raise ELFError(f"ELF machine {int(eh['machine'])} is not BPF ({EM_BPF}): "
-                           f"compile with clang -target bpf")
-        if int(eh["type"]) != ET_REL:
-            raise ELFError(f"ELF type {int(eh['type'])}: a BPF object is relocatable (ET_REL)")
-        shoff, shnum, shentsize = int(eh["shoff"]), int(eh["shnum"]), int(eh["shentsize"])
-        if shnum == 0:
-            raise ELFError("ELF file has no section headers")
-        if shentsize != 64:
-            raise ELFError(f"ELF section header size {shentsize}, expected 64")
-        if shoff > n or shnum * 64 > n - shoff:
-            raise ELFError(f"ELF section headers ({shnum} at {shoff}) run past the end of "
-                           f"the {n}-byte file")
-        self.sections = np.frombuffer(data, shdr_t, shnum, shoff)
-        sh = self.sections
-        nobits = sh["type"] == SHT.NOBITS
-        ends = sh["offset"] + sh["size"]
-        bad = ~nobits & ((sh["offset"] > n) | (sh["size"] > n) | (ends > n))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ELFError(f"ELF section {i} ({int(sh['offset'][i])}+{int(sh['size'][i])}) "
-                           f"runs past the end of the {n}-byte file")
-        shstrndx = int(eh["shstrndx"])
-        if shstrndx >= shnum:
-            raise ELFError(f"ELF section name table index {shstrndx} is out of range")
-        self._shstr = self.section_bytes(shstrndx)
-        self.names = _strings(self._shstr, sh["name"].tolist(), "section name")
-        self._sym_index = -1
-        self.symbols = np.zeros(0, self._sym_t)
-        self._symstr = b""
-        symtabs = np.flatnonzero(sh["type"] == SHT.SYMTAB)
-        if len(symtabs) > 1:
-            raise ELFError("ELF file has more than one symbol table")
-        if len(symtabs):
-            i = int(symtabs[0])
-            self._sym_index = i
-            raw = self.section_bytes(i)
-            if len(raw) % 24:
-                raise ELFError(f"ELF symbol table size {len(raw)} is not a multiple of 24")
-            self.symbols = np.frombuffer(raw, self._sym_t)
-            link = int(sh["link"][i])
-            if link >= shnum or int(sh["type"][link]) != SHT.STRTAB:
-                raise ELFError("ELF symbol table links to no string table")
-            self._symstr = self.section_bytes(link)
-        self._all_names: list[str] | None = None
+        little, cols, self.names, self._sym_index, symcols, self.by_section = _scan(data)
+        self.byte_order: Literal["little", "big"] = "little" if little else "big"
+        (self.sh_type, self.sh_flags, self.sh_offset, self.sh_size, self.sh_link,
+         self.sh_info) = cols
+        (self._all_names, self.sym_info, self.sym_shndx, self.sym_value,
+         self.sym_size) = symcols
+        _, self._shdr_t, self._sym_t, self._rel_t = _DT[self.byte_order]
+        self._sections: np.ndarray | None = None
+        self._symbols: np.ndarray | None = None
+
+    @property
+    def sections(self) -> np.ndarray:
+        """The section headers as a structured array (made on first use)."""
+        if self._sections is None:
+            shoff = int.from_bytes(self.data[40:48], self.byte_order)
+            self._sections = np.frombuffer(self.data, self._shdr_t, len(self.names), shoff)
+        return self._sections
+
+    @property
+    def symbols(self) -> np.ndarray:
+        """The symbol table as a structured array (made on first use)."""
+        if self._symbols is None:
+            i = self._sym_index
+            self._symbols = (np.frombuffer(self.section_bytes(i), self._sym_t) if i >= 0
+                             else np.zeros(0, self._sym_t))
+        return self._symbols
 
     # -- pieces -----------------------------------------------------------------
 
-    @staticmethod
-    def _string(table: bytes, off: int, what: str) -> str:
-        if off >= len(table) and off:
-            raise ELFError(f"{what} offset {off} is outside its string table")
-        end = table.find(b"\0", off)
-        if end < 0:
-            raise ELFError(f"{what} at {off} is not NUL-terminated")
-        return table[off:end].decode("utf-8", "surrogateescape")
-
     def section_bytes(self, index: int) -> bytes:
         """The contents of section *index* (zeros for NOBITS, like .bss)."""
-        sh = self.sections[index]
-        size = int(sh["size"])
-        if int(sh["type"]) == SHT.NOBITS:
+        size = self.sh_size[index]
+        if self.sh_type[index] == SHT.NOBITS:
             if size > 1 << 30:
                 raise ELFError(f"ELF section {self.names[index]!r} of {size} bytes is too large")
             return bytes(size)
-        off = int(sh["offset"])
+        off = self.sh_offset[index]
         return self.data[off:off + size]
 
     def symbol_name(self, i: int) -> str:
         """The name of symbol *i*."""
-        names = self._all_names
-        if names is None:
-            names = self.symbol_names()
-        return names[i]
+        name: str = self._all_names[i]
+        return name
 
     def symbol_names(self) -> list[str]:
-        """Every symbol's name, decoded in one pass (then cached)."""
-        if self._all_names is None:
-            self._all_names = _strings(self._symstr, self.symbols["name"].tolist(),
-                                       "symbol name")
-        return self._all_names
+        """Every symbol's name (decoded when the file was read)."""
+        names: list[str] = self._all_names
+        return names
 
     def relocations(self, index: int) -> np.ndarray:
         """The records of SHT_REL section *index*: fields ``offset``, ``info``."""
-        raw = self.section_bytes(index)
-        if len(raw) % 16:
-            raise ELFError(f"relocation section {self.names[index]!r} size {len(raw)} is "
+        size = self.sh_size[index]
+        if size % 16:
+            raise ELFError(f"relocation section {self.names[index]!r} size {size} is "
                            f"not a multiple of 16")
-        if int(self.sections["link"][index]) != self._sym_index:
+        if self.sh_link[index] != self._sym_index:
             raise ELFError(f"relocation section {self.names[index]!r} does not use the "
                            f"symbol table")
-        rels = np.frombuffer(raw, self._rel_t)
-        if len(rels) and int((rels["info"] >> 32).max()) >= len(self.symbols):
+        nsyms = len(self._all_names)
+        if self.sh_type[index] == SHT.NOBITS:
+            rels = np.frombuffer(self.section_bytes(index), self._rel_t)
+            bad = 0 if len(rels) and not nsyms else -1
+        else:
+            off = self.sh_offset[index]
+            rels = np.frombuffer(self.data, self._rel_t, size // 16, off)
+            bad = (_check_rels(self.data, off, size, self.byte_order == "little", nsyms)
+                   if _check_rels is not None else
+                   (0 if len(rels) and int((rels["info"] >> 32).max()) >= nsyms else -1))
+        if bad >= 0:
             raise ELFError(f"relocation section {self.names[index]!r} refers to a symbol "
                            f"beyond the symbol table")
         return rels

@@ -1,0 +1,27 @@
+"""Type stubs for fastbpf._elfscan (the C scanners of ELF tables, .maps and DATASECs)."""
+
+from typing import Any
+
+def scan_elf(data: bytes) -> tuple[Any, ...]: ...
+def fix_datasecs(spec: Any, words: Any, section_sizes: dict[Any, Any],
+                 symbols: dict[Any, Any]) -> tuple[Any, ...]: ...
+def map_defs(spec: Any, datasec: int, offsets: dict[Any, Any]) -> list[Any]: ...
+
+class Func:
+    label: str
+    section: str
+    shndx: int
+    start: int
+    size: int
+    cache: Any
+    code: Any
+    def __init__(self, label: str, shndx: int, start: int, size: int, section: str) -> None: ...
+
+def index_functions(sym_names: list[Any], sym_info: list[Any], sym_shndx: list[Any],
+                    sym_value: list[Any], sym_size: list[Any], sec_names: list[Any],
+                    sec_sizes: list[Any], prog_set: Any) -> tuple[Any, ...]: ...
+
+def classify_sections(names: list[Any], types: list[Any], flags: list[Any], sizes: list[Any],
+                      infos: list[Any]) -> tuple[Any, ...]: ...
+def check_rels(data: bytes, off: int, size: int, little: bool, nsyms: int) -> int: ...
+def scan_code(raw: bytes, little: bool, rel_offsets: list[Any]) -> tuple[Any, ...]: ...
