@@ -53,7 +53,6 @@ def struct_ops_specs(obj: Any) -> tuple[dict[str, MapSpec], dict[str, str],
         targets: dict[int, str] = {}
         rels = obj.rels.get(shndx)
         if rels is not None:
-            syms = obj.elf.symbols
             for off, info in zip(rels["offset"].tolist(), rels["info"].tolist()):
                 sym = info >> 32
                 if int(obj.sym_type[sym]) != STT.FUNC:
