@@ -151,7 +151,8 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
             pin = spec_pin_path(prepared)
             existed = bool(pin) and os.path.exists(pin)  # type: ignore[arg-type]
             try:
-                maps[name] = Map.create(prepared)
+                made = Map._create_prechecked(prepared)  # (an empty Map is falsy)
+                maps[name] = made if made is not None else Map.create(prepared)
             except BPFError as e:
                 if prepared.btf is None or existed or isinstance(e, MapIncompatibleError):
                     raise
