@@ -274,9 +274,10 @@ def _load_program(program_class: type[Program], spec: Any, name: str, ps: Progra
 
 def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict[Any, Any], handle: Any,
                      kernel_btf: Any, module_fds: dict[Any, Any], cand_cache: dict[Any, Any] | None = None,
-                     link_cache: dict[Any, Any] | None = None) -> tuple[ProgramSpec, list[Any]]:
+                     link_cache: dict[Any, Any] | None = None) -> tuple[ProgramSpec, list[Any] | None]:
     """The ProgramSpec the kernel gets (linked, references resolved) and the
-    CO-RE results to name a poisoned relocation by."""
+    CO-RE results to name a poisoned relocation by (None: linked from the
+    object's bytes, ready for Program._load_linked)."""
     kname = _NAME_BAD.sub("_", ps.name or name)[:15]
     if ps.type == ProgramType.UNSPEC:
         raise ELFError(f"program {name!r}: section {ps.section!r} names no program type "
@@ -295,7 +296,9 @@ def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict[Any, Any]
         d.update(instructions=raw, name=kname, btf=handle, func_info=func_info,
                  line_info=line_info,
                  fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
-        return load_spec, []
+        if load_spec.attach_to and not load_spec.attach_btf_id:
+            return load_spec, []  # Program.load looks the target up
+        return load_spec, None
     insns = ps.instructions
     core_results: list[Any] = []
     linked: Any
@@ -318,6 +321,8 @@ def _load_prepared(program_class: type[Program], name: str, prepared: tuple[Any,
                    log_level: int) -> Program:
     load_spec, core_results = prepared
     try:
+        if core_results is None:  # linked from the object's bytes by link_raw
+            return program_class._load_linked(load_spec, log_level)
         return program_class.load(load_spec, log_level=log_level)
     except VerifierError as e:
         if not core_results:
