@@ -8,7 +8,6 @@ pin behind.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import errno
 import os
@@ -84,7 +83,9 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
 def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict[Any, Any],
               specs: dict[Any, Any] | None = None) -> MapSpec:
     """A copy of *ms* ready for Map.create: shared BTF, pin dir, names resolved."""
-    m = copy.copy(ms)
+    # A shallow copy (what copy.copy makes, without its reduce protocol).
+    m = object.__new__(type(ms))
+    m.__dict__.update(ms.__dict__)
     # The copy shares the key/value dtypes already derived (a BTF walk each):
     # MapSpec's cache checks that the field still holds the same object.
     m.__dict__["_dtypes"] = ms.__dict__.setdefault("_dtypes", {})
