@@ -213,7 +213,8 @@ def _tail(order: list[str], parts: list[Any], cache: dict[Any, Any]) -> _Tail | 
     base: dict[str, int] = {}
     total = 0
     for lb, ln in zip(key, parts[1:]):
-        if cache.get(lb) is not ln:
+        hit: Any = cache.get(lb)
+        if hit is not ln:
             return None  # made for this program only (a kfunc's fd_array slot)
         base[lb] = total
         total += ln.nslots

@@ -454,7 +454,7 @@ class Program(ProgramBase, Pinnable):
             expected_attach_type=_expected_attach_type(spec),
             attach_btf_id=spec.attach_btf_id, attach_prog_fd=spec.attach_btf_obj_fd,
             prog_ifindex=spec.ifindex, kern_version=spec.kernel_version,
-            prog_btf_fd=spec.btf.fd)  # type: ignore[union-attr]
+            prog_btf_fd=spec.btf.fd)
         if spec.fd_array is not None:
             kwargs["fd_array"] = np.asarray(spec.fd_array, dtype=np.int32)
         if spec.func_info:
@@ -462,7 +462,7 @@ class Program(ProgramBase, Pinnable):
             if spec.line_info:
                 kwargs.update(line_info=spec.line_info, line_info_rec_size=16)
         try:
-            return cls._load_with_log(spec, raw, kwargs, log_level, None, [])  # type: ignore[arg-type]
+            return cls._load_with_log(spec, raw, kwargs, log_level, None, [])
         except BPFError as e:
             missing = features.unsupported_program(
                 spec.type, spec.attach_type, e, f"program {spec.name!r}" if spec.name else None)
