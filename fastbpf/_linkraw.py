@@ -94,10 +94,13 @@ def _linked(spec: Any, ps: Any, obj: Any, ctx: tuple[Any, ...], label: str, maps
             if m is None:
                 raise ELFError(f"program {ps.name!r} uses map {rel[1]!r}, which the "
                                f"collection does not have")
-            if kind == "map":
-                _patch(buf, slot, PSEUDO_MAP_FD, m.fd, 0)
-            else:
-                _patch(buf, slot, PSEUDO_MAP_VALUE, m.fd, rel[2])
+            # _patch inlined: a function has a map reference every few slots.
+            p = 8 * slot
+            regs = buf[p + 1]
+            src = PSEUDO_MAP_FD if kind == "map" else PSEUDO_MAP_VALUE
+            buf[p + 1] = (regs & 0x0F) | (src << 4) if _LITTLE else (regs & 0xF0) | src
+            _IMM.pack_into(buf, p + 4, m.fd)
+            _IMM.pack_into(buf, p + 12, 0 if kind == "map" else rel[2] & 0xFFFFFFFF)
         elif kind == "kfunc":
             # The fd_array index of a module kfunc is the program's own.
             per_program = True
@@ -260,7 +263,7 @@ def _relative_ext(f: Any, code: Any) -> tuple[bytes, bytes]:
     got = getattr(code, "rel_ext", None)
     if got is None:
         fi, rows, _ = code.ext
-        func = b"".join(struct.pack("=II", slot, tid) for slot, tid in fi)
+        func = array.array("I", [v for rec in fi for v in rec]).tobytes()
         line = b""
         if rows is not None and len(rows):
             r = rows.astype(np.uint32)

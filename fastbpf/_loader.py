@@ -59,6 +59,25 @@ def _load_btf(spec: Any) -> Any:
     return _btf.Handle(raw, spec.btf)
 
 
+#: BTF blob -> {type id: numpy dtype}, shared by the specs parsed from the
+#: same object (a service loads one object again and again; a key/value
+#: dtype is a walk over the type graph, 10-30 us each). The kernel gets the
+#: blob, so the dtypes follow the blob's types, as the map's BTF does.
+_DTYPE_MEMOS: dict[bytes, dict[int, Any]] = {}
+
+
+def _share_dtype_memo(spec: Any) -> None:
+    blob = spec.btf_blob
+    if not isinstance(blob, bytes) or "_dtype_memo" in spec.btf.__dict__:
+        return
+    memo = _DTYPE_MEMOS.get(blob)
+    if memo is None:
+        if len(_DTYPE_MEMOS) >= 8:
+            del _DTYPE_MEMOS[next(iter(_DTYPE_MEMOS))]
+        memo = _DTYPE_MEMOS[blob] = {}
+    spec.btf.__dict__["_dtype_memo"] = memo
+
+
 def _map_order(maps: dict[str, MapSpec]) -> list[str]:
     """Map names with every map named in another's contents created first."""
     done: list[str] = []
@@ -139,6 +158,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
     try:
         if spec.btf is not None and spec.btf_blob is not None:
             handle = _load_btf(spec)
+            _share_dtype_memo(spec)
         map_specs = dict(spec.maps)
         if spec.kconfig and ".kconfig" in map_specs:
             ks = map_specs[".kconfig"].copy()
