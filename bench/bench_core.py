@@ -4,9 +4,9 @@
 
 The object is testdata/core_bench-el.o: 12 raw_tp programs with 285 CO-RE
 relocations against task_struct, mm_struct, signal_struct and cred, no
-maps. The baseline, bench/c/core_load.c, is libbpf's
-``bpf_object__open_file`` + ``bpf_object__load`` + ``bpf_object__close``
-(it parses vmlinux BTF, relocates, loads the object's BTF and every
+maps. The baseline, bench/c/load_obj.c (mode ``load-open``, wall clock), is
+libbpf's ``bpf_object__open_file`` + ``bpf_object__load`` timed, then
+``bpf_object__close`` (it parses vmlinux BTF, relocates, loads the object's BTF and every
 program). fastbpf's side, per iteration:
 
 - *cold*: forget the cached kernel BTF and the CO-RE index, then parse
@@ -99,9 +99,9 @@ class FastbpfSide:
 
 
 def libbpf_times(iters: int) -> list[float]:
-    exe = build("core_load", ("-lbpf",))
-    out = subprocess.run([exe, OBJECT, str(iters)], capture_output=True, text=True,
-                         check=True).stdout
+    exe = build("load_obj", ("-lbpf",))
+    out = subprocess.run([exe, OBJECT, str(iters), "load-open", "wall"], capture_output=True,
+                         text=True, check=True).stdout
     return json.loads(out)["times_ms"]
 
 

@@ -94,10 +94,13 @@ def _linked(spec: Any, ps: Any, obj: Any, ctx: tuple[Any, ...], label: str, maps
             if m is None:
                 raise ELFError(f"program {ps.name!r} uses map {rel[1]!r}, which the "
                                f"collection does not have")
-            if kind == "map":
-                _patch(buf, slot, PSEUDO_MAP_FD, m.fd, 0)
-            else:
-                _patch(buf, slot, PSEUDO_MAP_VALUE, m.fd, rel[2])
+            # _patch inlined: a function has a map reference every few slots.
+            p = 8 * slot
+            regs = buf[p + 1]
+            src = PSEUDO_MAP_FD if kind == "map" else PSEUDO_MAP_VALUE
+            buf[p + 1] = (regs & 0x0F) | (src << 4) if _LITTLE else (regs & 0xF0) | src
+            _IMM.pack_into(buf, p + 4, m.fd)
+            _IMM.pack_into(buf, p + 12, 0 if kind == "map" else rel[2] & 0xFFFFFFFF)
         elif kind == "kfunc":
             # The fd_array index of a module kfunc is the program's own.
             per_program = True
@@ -154,6 +157,10 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
             if callee not in seen:
                 seen.add(callee)
                 order.append(callee)
+    if len(parts) > 1:
+        tail = _tail(order, parts, cache)
+        if tail is not None:
+            return _with_tail(label, parts[0], tail, fd_array)
     base = {}
     total = 0
     for lb, ln in zip(order, parts):
@@ -184,12 +191,79 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
     return bytes(buf), func_info, b"".join(lines), fd_array
 
 
+class _Tail:
+    """The subprograms a program calls, linked once per load for every
+    program that calls the same set in the same order: their bytes with
+    the calls between them patched (relative offsets do not depend on where
+    the tail lands), their func/line info relative to the tail's start."""
+
+    __slots__ = ("raw", "base", "func", "line")
+
+    def __init__(self, raw: bytes, base: dict[str, int], func: bytes, line: bytes) -> None:
+        self.raw = raw
+        self.base = base
+        self.func = func
+        self.line = line
+
+
+def _tail(order: list[str], parts: list[Any], cache: dict[Any, Any]) -> _Tail | None:
+    """The _Tail of order[1:] (cached in *cache*); None when a subprogram
+    calls back into the program or holds per-program references (kfuncs)."""
+    key = tuple(order[1:])
+    got = cache.get(key)
+    if got is not None:
+        return got  # type: ignore[no-any-return]
+    base: dict[str, int] = {}
+    total = 0
+    for lb, ln in zip(key, parts[1:]):
+        hit: Any = cache.get(lb)
+        if hit is not ln:
+            return None  # made for this program only (a kfunc's fd_array slot)
+        base[lb] = total
+        total += ln.nslots
+    buf = bytearray(b"".join(ln.raw for ln in parts[1:]))
+    funcs, lines = [], []
+    for lb, ln in zip(key, parts[1:]):
+        b = base[lb]
+        for slot, is_func, target in ln.calls:
+            t = base.get(target)
+            if t is None:
+                return None  # a call back into the program's own function
+            s = b + slot
+            if is_func:
+                _patch(buf, s, PSEUDO_FUNC, t - s - 1, 0)
+            else:
+                _patch(buf, s, None, t - s - 1)
+        funcs.append(_shifted(ln.func, 2, b))
+        lines.append(_shifted(ln.line, 4, b))
+    got = cache[key] = _Tail(bytes(buf), base, b"".join(funcs), b"".join(lines))
+    return got
+
+
+def _with_tail(label: str, head: Any, tail: _Tail, fd_array: list[int]) -> tuple[Any, ...]:
+    """link_raw's result for a program function *head* followed by *tail*."""
+    n = head.nslots
+    buf = bytearray(head.raw)
+    buf += tail.raw
+    tb = tail.base
+    for slot, is_func, target in head.calls:
+        t = 0 if target == label else n + tb[target]
+        if is_func:
+            _patch(buf, slot, PSEUDO_FUNC, t - slot - 1, 0)
+        else:
+            _patch(buf, slot, None, t - slot - 1)
+    func_info = head.func + _shifted(tail.func, 2, n)
+    if not func_info or func_info[:4] != b"\0\0\0\0":
+        return bytes(buf), b"", b"", fd_array
+    return bytes(buf), func_info, head.line + _shifted(tail.line, 4, n), fd_array
+
+
 def _relative_ext(f: Any, code: Any) -> tuple[bytes, bytes]:
     """func_info and line_info of one function, slots relative to its start (cached)."""
     got = getattr(code, "rel_ext", None)
     if got is None:
         fi, rows, _ = code.ext
-        func = b"".join(struct.pack("=II", slot, tid) for slot, tid in fi)
+        func = array.array("I", [v for rec in fi for v in rec]).tobytes()
         line = b""
         if rows is not None and len(rows):
             r = rows.astype(np.uint32)

@@ -8,7 +8,6 @@ pin behind.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import errno
 import os
@@ -60,6 +59,25 @@ def _load_btf(spec: Any) -> Any:
     return _btf.Handle(raw, spec.btf)
 
 
+#: BTF blob -> {type id: numpy dtype}, shared by the specs parsed from the
+#: same object (a service loads one object again and again; a key/value
+#: dtype is a walk over the type graph, 10-30 us each). The kernel gets the
+#: blob, so the dtypes follow the blob's types, as the map's BTF does.
+_DTYPE_MEMOS: dict[bytes, dict[int, Any]] = {}
+
+
+def _share_dtype_memo(spec: Any) -> None:
+    blob = spec.btf_blob
+    if not isinstance(blob, bytes) or "_dtype_memo" in spec.btf.__dict__:
+        return
+    memo = _DTYPE_MEMOS.get(blob)
+    if memo is None:
+        if len(_DTYPE_MEMOS) >= 8:
+            del _DTYPE_MEMOS[next(iter(_DTYPE_MEMOS))]
+        memo = _DTYPE_MEMOS[blob] = {}
+    spec.btf.__dict__["_dtype_memo"] = memo
+
+
 def _map_order(maps: dict[str, MapSpec]) -> list[str]:
     """Map names with every map named in another's contents created first."""
     done: list[str] = []
@@ -84,7 +102,9 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
 def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict[Any, Any],
               specs: dict[Any, Any] | None = None) -> MapSpec:
     """A copy of *ms* ready for Map.create: shared BTF, pin dir, names resolved."""
-    m = copy.copy(ms)
+    # A shallow copy (what copy.copy makes, without its reduce protocol).
+    m = object.__new__(type(ms))
+    m.__dict__.update(ms.__dict__)
     # The copy shares the key/value dtypes already derived (a BTF walk each):
     # MapSpec's cache checks that the field still holds the same object.
     m.__dict__["_dtypes"] = ms.__dict__.setdefault("_dtypes", {})
@@ -138,6 +158,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
     try:
         if spec.btf is not None and spec.btf_blob is not None:
             handle = _load_btf(spec)
+            _share_dtype_memo(spec)
         map_specs = dict(spec.maps)
         if spec.kconfig and ".kconfig" in map_specs:
             ks = map_specs[".kconfig"].copy()
@@ -151,7 +172,8 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
             pin = spec_pin_path(prepared)
             existed = bool(pin) and os.path.exists(pin)  # type: ignore[arg-type]
             try:
-                maps[name] = Map.create(prepared)
+                made = Map._create_prechecked(prepared)  # (an empty Map is falsy)
+                maps[name] = made if made is not None else Map.create(prepared)
             except BPFError as e:
                 if prepared.btf is None or existed or isinstance(e, MapIncompatibleError):
                     raise
@@ -273,9 +295,10 @@ def _load_program(program_class: type[Program], spec: Any, name: str, ps: Progra
 
 def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict[Any, Any], handle: Any,
                      kernel_btf: Any, module_fds: dict[Any, Any], cand_cache: dict[Any, Any] | None = None,
-                     link_cache: dict[Any, Any] | None = None) -> tuple[ProgramSpec, list[Any]]:
+                     link_cache: dict[Any, Any] | None = None) -> tuple[ProgramSpec, list[Any] | None]:
     """The ProgramSpec the kernel gets (linked, references resolved) and the
-    CO-RE results to name a poisoned relocation by."""
+    CO-RE results to name a poisoned relocation by (None: linked from the
+    object's bytes, ready for Program._load_linked)."""
     kname = _NAME_BAD.sub("_", ps.name or name)[:15]
     if ps.type == ProgramType.UNSPEC:
         raise ELFError(f"program {name!r}: section {ps.section!r} names no program type "
@@ -294,7 +317,9 @@ def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict[Any, Any]
         d.update(instructions=raw, name=kname, btf=handle, func_info=func_info,
                  line_info=line_info,
                  fd_array=fd_array_buffer(fd_array) if fd_array else ps.fd_array, **extra)
-        return load_spec, []
+        if load_spec.attach_to and not load_spec.attach_btf_id:
+            return load_spec, []  # Program.load looks the target up
+        return load_spec, None
     insns = ps.instructions
     core_results: list[Any] = []
     linked: Any
@@ -317,6 +342,8 @@ def _load_prepared(program_class: type[Program], name: str, prepared: tuple[Any,
                    log_level: int) -> Program:
     load_spec, core_results = prepared
     try:
+        if core_results is None:  # linked from the object's bytes by link_raw
+            return program_class._load_linked(load_spec, log_level)
         return program_class.load(load_spec, log_level=log_level)
     except VerifierError as e:
         if not core_results:

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _core
 from .enums import MapFlags, MapType
-from .errors import BPFError, bpf_error
+from .errors import BPFError, BTFError, bpf_error
 from .mapbatch import BatchMap
 from .mapcreate import create_fd, spec_pin_path
 from .mapiter import map_type_of
@@ -70,6 +70,12 @@ class MapInfo:
                    btf_key_type_id=i["btf_key_type_id"],
                    btf_value_type_id=i["btf_value_type_id"],
                    map_extra=i["map_extra"], ifindex=i["ifindex"])
+
+
+#: Map types Map._create_prechecked leaves to Map.create (an inner
+#: template, a vmlinux value type, a CPU count for max_entries 0).
+_NOT_PRECHECKED = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.STRUCT_OPS,
+                             MapType.PERF_EVENT_ARRAY})
 
 
 class Map(BatchMap, Pinnable):
@@ -162,6 +168,57 @@ class Map(BatchMap, Pinnable):
                 m.freeze()
             if pin:
                 m.pin(pin)
+        except BaseException:
+            m.close()
+            raise
+        return m
+
+    @classmethod
+    def _create_prechecked(cls, spec: MapSpec) -> "Map | None":
+        """:meth:`create` for a collection's map that is neither pinned nor a
+        map of maps nor struct_ops (None otherwise, or when the kernel
+        refuses it: :meth:`create` then says why). The loader's maps share one
+        loaded BTF; the dtypes are derived once here, not once per check."""
+        mtype = spec.type
+        if spec.pin_path or (spec.pinning and spec.pin_dir) or mtype in _NOT_PRECHECKED \
+                or spec.numa_node is not None or spec.btf_vmlinux_value_type_id:
+            return None
+        kd, vd = spec.key_dtype, spec.value_dtype
+        ks = kd.itemsize if kd is not None else 0
+        vs = vd.itemsize if vd is not None else 0
+        max_entries = int(spec.max_entries)
+        if max_entries <= 0 or (mtype in ARRAY_MAPS and ks not in (0, 4)) \
+                or (mtype in FD_VALUE_MAPS and vs != 4):
+            return None
+        handle = spec.btf
+        kid = vid = 0
+        if handle is not None:
+            if handle.closed:
+                return None
+            bspec = handle.spec()
+            try:
+                kid = bspec.type_id(spec.key) if is_btf_type(spec.key) else 0
+                vid = bspec.type_id(spec.value) if is_btf_type(spec.value) else 0
+            except BTFError:
+                return None  # types from elsewhere: create() builds their BTF
+        elif is_btf_type(spec.key) or is_btf_type(spec.value):
+            return None
+        flags = spec._create_flags()
+        name = spec.name or None
+        try:
+            fd = _core.map_create(int(mtype), ks, vs, max_entries, flags, name,
+                                  map_ifindex=spec.ifindex, map_extra=spec.map_extra,
+                                  btf_fd=handle.fd if handle is not None else 0,
+                                  btf_key_type_id=kid, btf_value_type_id=vid)
+        except BPFError:
+            return None
+        m = cls._wrap(fd, int(mtype), ks, vs, max_entries, flags,
+                      _core.kernel_name(spec.name) if name else "", kd, vd, spec)
+        try:
+            if spec.contents:
+                m._write_contents(spec.contents)
+            if spec.freeze:
+                m.freeze()
         except BaseException:
             m.close()
             raise

@@ -337,10 +337,13 @@ class Program(ProgramBase, Pinnable):
         if not isinstance(fd, _core.FD):
             raise TypeError("Program() takes an owned fastbpf.FD; use Program.from_fd(fd) "
                             "for a descriptor you keep")
-        try:
-            self.type: ProgramType | int = ProgramType(type)
-        except ValueError:
-            self.type = type
+        if type.__class__ is ProgramType:
+            self.type: ProgramType | int = type  # (the enum call costs a µs per program)
+        else:
+            try:
+                self.type = ProgramType(type)
+            except ValueError:
+                self.type = type
         self._run = _run_kind(self.type)
         self._bind(fd, self._run)
         self.name = name
@@ -434,6 +437,38 @@ class Program(ProgramBase, Pinnable):
         finally:
             if btf_fd is not None:
                 btf_fd.close()  # the program keeps its own reference
+
+    @classmethod
+    def _load_linked(cls, spec: ProgramSpec, log_level: int = 0) -> "Program":
+        """:meth:`load` for a spec a collection's loader built: instructions
+        are bytes, func_info/line_info packed records, ``btf`` the
+        collection's loaded Handle, no named attach target. Skips the checks
+        and conversions :meth:`load` makes for a user's spec; the kernel's
+        refusals are explained the same way."""
+        raw = spec.instructions
+        flags = int(spec.flags)
+        if spec.type == ProgramType.SYSCALL:
+            flags |= ProgramFlags.SLEEPABLE
+        kwargs: dict[str, Any] = dict(
+            name=spec.name, prog_flags=flags,
+            expected_attach_type=_expected_attach_type(spec),
+            attach_btf_id=spec.attach_btf_id, attach_prog_fd=spec.attach_btf_obj_fd,
+            prog_ifindex=spec.ifindex, kern_version=spec.kernel_version,
+            prog_btf_fd=spec.btf.fd)
+        if spec.fd_array is not None:
+            kwargs["fd_array"] = np.asarray(spec.fd_array, dtype=np.int32)
+        if spec.func_info:
+            kwargs.update(func_info=spec.func_info, func_info_rec_size=8)
+            if spec.line_info:
+                kwargs.update(line_info=spec.line_info, line_info_rec_size=16)
+        try:
+            return cls._load_with_log(spec, raw, kwargs, log_level, None, [])
+        except BPFError as e:
+            missing = features.unsupported_program(
+                spec.type, spec.attach_type, e, f"program {spec.name!r}" if spec.name else None)
+            if missing is not None:
+                raise missing from e
+            raise
 
     @classmethod
     def _load_with_log(cls, spec: ProgramSpec, raw: bytes, kwargs: dict[str, Any],
