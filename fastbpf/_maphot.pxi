@@ -807,6 +807,7 @@ cdef class MapBase:
         values are not per CPU raise TypeError.
         """
         cdef uint64_t kb
+        cdef uint64_t vbuf[_STACK_WORDS]
         cdef int code
         cdef _Tmp t
         if self._vmode != V_PERCPU:
@@ -820,14 +821,19 @@ cdef class MapBase:
         if not (_uint_fast(self._kkind, key, &kb) or
                 _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt)):
             return self._sum_generic(key, default)
-        self._tmp_init(&t)
-        try:
-            if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, t.v, 0) == 0:
-                return _sum_cpus(self._vkind, t.v, self._cpu_stride)
+        if self._vstride <= _STACK_BYTES:    # the common case: no heap, no try
+            if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, vbuf, 0) == 0:
+                return _sum_cpus(self._vkind, <char *>vbuf, self._cpu_stride)
             code = errno
-        finally:
-            if t.heap != NULL:
-                PyMem_Free(t.heap)
+        else:
+            self._tmp_init(&t)
+            try:
+                if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, t.v, 0) == 0:
+                    return _sum_cpus(self._vkind, t.v, self._cpu_stride)
+                code = errno
+            finally:
+                if t.heap != NULL:
+                    PyMem_Free(t.heap)
         if code == ENOENT:
             if default is _SUM_MISSING:
                 raise KeyError(key)
