@@ -456,6 +456,9 @@ cdef class ProgramBase:
         if self._fdobj is not None:
             self._fdobj.close()
 
+    # Unbound (a method descriptor, not a Cython function object): a bound
+    # prog.test_run is then a builtin method that CPython calls directly,
+    # ~20 ns less a call. The clinic format keeps inspect.signature working.
     @cython.binding(False)
     @cython.embedsignature.format("clinic")
     def test_run(self, data=None, ctx=None, repeat=1, *, data_out_size=None,
