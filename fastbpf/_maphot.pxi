@@ -5,6 +5,8 @@
 # Python class fastbpf.maps.Map derives from it and adds everything that is
 # not per-element (creation, pinning, batches, iteration, info).
 
+cimport cython
+
 # Scalar kinds a key or value dtype can have; anything else goes through numpy.
 cdef enum:
     K_OTHER = 0
@@ -381,6 +383,68 @@ cdef struct _Tmp:
     uint64_t stack[_STACK_WORDS]
 
 
+cdef object _SUM_MISSING = object()   # MapBase.sum()'s "no default given"
+
+cdef extern from *:
+    # GCC/Clang builtins: the add, and whether it overflowed.
+    bint _add_u64 "__builtin_add_overflow"(uint64_t, uint64_t, uint64_t *) noexcept nogil
+    bint _add_i64 "__builtin_add_overflow"(int64_t, int64_t, int64_t *) noexcept nogil
+
+
+cdef object _sum_cpus(int kind, const char *buf, uint32_t stride):
+    """The sum of the _NCPUS scalars of *kind* at *buf*, *stride* bytes apart,
+    as an exact Python int (or float): C arithmetic while it cannot
+    overflow, Python ints from the first overflow on (a u64 counter summed
+    over CPUs can pass 2**64)."""
+    cdef uint64_t u = 0, x
+    cdef int64_t s = 0, y
+    cdef double d = 0
+    cdef Py_ssize_t i, n = _NCPUS
+    cdef const char *p
+    if kind == K_F32 or kind == K_F64:
+        for i in range(n):
+            p = buf + i * stride
+            d += (<const float *>p)[0] if kind == K_F32 else (<const double *>p)[0]
+        return d
+    if kind == K_I8 or kind == K_I16 or kind == K_I32 or kind == K_I64:
+        for i in range(n):
+            p = buf + i * stride
+            if kind == K_I64:
+                y = (<const int64_t *>p)[0]
+            elif kind == K_I32:
+                y = (<const int32_t *>p)[0]
+            elif kind == K_I16:
+                y = (<const int16_t *>p)[0]
+            else:
+                y = (<const int8_t *>p)[0]
+            if _add_i64(s, y, &s):
+                return _sum_slow(kind, buf, stride)
+        return PyLong_FromLongLong(s)
+    for i in range(n):
+        p = buf + i * stride
+        if kind == K_U64:
+            x = (<const uint64_t *>p)[0]
+        elif kind == K_U32:
+            x = (<const uint32_t *>p)[0]
+        elif kind == K_U16:
+            x = (<const uint16_t *>p)[0]
+        elif kind == K_BOOL:
+            x = (<const uint8_t *>p)[0] != 0
+        else:
+            x = (<const uint8_t *>p)[0]
+        if _add_u64(u, x, &u):
+            return _sum_slow(kind, buf, stride)
+    return PyLong_FromUnsignedLongLong(u)
+
+
+cdef object _sum_slow(int kind, const char *buf, uint32_t stride):
+    cdef Py_ssize_t i
+    total = 0
+    for i in range(_NCPUS):
+        total += int(_unpack_scalar(kind, buf + i * stride))
+    return total
+
+
 cdef class MapBase:
     """The per-element fast path of :class:`fastbpf.Map` (do not use directly).
 
@@ -724,6 +788,75 @@ cdef class MapBase:
     def get(self, key, default=None):
         """Same as :meth:`lookup` (dict protocol)."""
         return self._lookup(key, False, default, False)
+
+    # Not bound (a method descriptor): the interpreter then calls it as a
+    # builtin with no bound-method object in between (~15 ns of a ~1 us call).
+    # No text signature: inspect takes only literal defaults.
+    @cython.binding(False)
+    def sum(self, key, default=_SUM_MISSING):
+        """The total of *key*'s per-CPU values: one lookup, added up in C.
+
+        What a per-CPU counter means: ``m.sum(k)`` equals ``sum(m[k].tolist())``
+        but costs one bpf(2) lookup and no numpy objects. Integer values
+        give an exact Python ``int`` (no wrap-around), float values a
+        ``float``, bool values the number of CPUs holding True. A structured
+        value gives a record of the value dtype whose fields are the per-CPU
+        sums of each numeric field (wrapping in the field's type).
+
+        A missing key raises KeyError unless *default* is given. Maps whose
+        values are not per CPU raise TypeError.
+        """
+        cdef uint64_t kb
+        cdef uint64_t vbuf[_STACK_WORDS]
+        cdef int code
+        cdef _Tmp t
+        if self._vmode != V_PERCPU:
+            if self._fd < 0:
+                self._closed()
+            raise TypeError(f"{self._what()}: sum() adds up per-CPU values, and this map's "
+                            f"values are not per CPU (read them with m[key])")
+        if self._vkind == K_OTHER or self._kkind == K_OTHER or self.key_size > 8 \
+                or self._fd < 0:
+            return self._sum_generic(key, default)
+        if not (_uint_fast(self._kkind, key, &kb) or
+                _pack_scalar(self._kkind, key, <char *>&kb, "key", self._kdt)):
+            return self._sum_generic(key, default)
+        if self._vstride <= _STACK_BYTES:    # the common case: no heap, no try
+            if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, vbuf, 0) == 0:
+                return _sum_cpus(self._vkind, <char *>vbuf, self._cpu_stride)
+            code = errno
+        else:
+            self._tmp_init(&t)
+            try:
+                if _elem(BPF_MAP_LOOKUP_ELEM, self._fd, &kb, t.v, 0) == 0:
+                    return _sum_cpus(self._vkind, t.v, self._cpu_stride)
+                code = errno
+            finally:
+                if t.heap != NULL:
+                    PyMem_Free(t.heap)
+        if code == ENOENT:
+            if default is _SUM_MISSING:
+                raise KeyError(key)
+            return default
+        raise _err(code, "map lookup", self._what())
+
+    def _sum_generic(self, key, default):
+        """sum() for keys and values the C path does not take."""
+        arr = self._lookup(key, False, _SUM_MISSING, default is _SUM_MISSING)
+        if arr is _SUM_MISSING:
+            return default
+        dt = self._vdt
+        if dt is not None and dt.fields is None and dt.subdtype is None and dt.kind in "iufb":
+            return sum(arr.tolist())     # Python numbers: exact for integers
+        if dt is not None and dt.names and all(
+                dt.fields[n][0].kind in "iufb" and dt.fields[n][0].subdtype is None
+                for n in dt.names):
+            rec = _np.zeros((), dtype=dt)
+            for n in dt.names:
+                rec[n] = arr[n].sum(dtype=dt.fields[n][0])
+            return rec[()]
+        raise TypeError(f"{self._what()}: sum() adds up numeric per-CPU values, not {dt}; "
+                        f"read the per-CPU array with m[key]")
 
     _MISSING = object()
 

@@ -456,6 +456,11 @@ cdef class ProgramBase:
         if self._fdobj is not None:
             self._fdobj.close()
 
+    # Unbound (a method descriptor, not a Cython function object): a bound
+    # prog.test_run is then a builtin method that CPython calls directly,
+    # ~20 ns less a call. The clinic format keeps inspect.signature working.
+    @cython.binding(False)
+    @cython.embedsignature.format("clinic")
     def test_run(self, data=None, ctx=None, repeat=1, *, data_out_size=None,
                  ctx_out_size=None, uint32_t flags=0, uint32_t cpu=0, uint32_t batch_size=0):
         """Run the program on *data* and/or *ctx* in the kernel (BPF_PROG_TEST_RUN).

@@ -333,6 +333,103 @@ def test_percpu_structured_values():
         assert v["a"].tolist() == [1] * NCPUS and v["b"].tolist() == [2] * NCPUS
 
 
+@pytest.mark.parametrize("mtype", [MapType.PERCPU_ARRAY, MapType.PERCPU_HASH,
+                                   MapType.LRU_PERCPU_HASH])
+@pytest.mark.parametrize("vt", [np.uint64, np.uint32, np.uint8, np.int64, np.int16,
+                                np.float64, np.float32, np.bool_])
+def test_percpu_sum_adds_up_the_cpus(mtype, vt):
+    with Map.create(MapSpec(type=mtype, key=np.uint32, value=vt, max_entries=8)) as m:
+        per_cpu = (np.arange(NCPUS) % 2 if vt is np.bool_
+                   else np.arange(NCPUS) * 3 - (2 if np.dtype(vt).kind == "i" else 0)).astype(vt)
+        m[1] = per_cpu
+        total = m.sum(1)
+        assert total == sum(per_cpu.tolist())
+        want = float if np.dtype(vt).kind == "f" else int
+        assert type(total) is want
+        m[2] = 0
+        assert m.sum(2) == 0 and type(m.sum(2)) is want
+        m[np.uint32(3)] = 1
+        assert m.sum(np.uint32(3)) == NCPUS      # numpy keys take the same path
+
+
+def test_percpu_sum_is_exact_past_the_value_type():
+    with Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=np.uint32, value=np.uint64,
+                            max_entries=2)) as m:
+        m[0] = 2**64 - 1
+        assert m.sum(0) == NCPUS * (2**64 - 1)
+    with Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=np.uint32, value=np.int64,
+                            max_entries=2)) as m:
+        m[0] = -2**63
+        assert m.sum(0) == NCPUS * -2**63
+        m[1] = 2**63 - 1
+        assert m.sum(1) == NCPUS * (2**63 - 1)
+
+
+def test_percpu_sum_missing_keys_and_defaults():
+    with Map.create(MapSpec(type=MapType.PERCPU_HASH, key=np.uint32, value=np.uint64,
+                            max_entries=4)) as m:
+        with pytest.raises(KeyError):
+            m.sum(5)
+        assert m.sum(5, None) is None and m.sum(5, default=0) == 0
+        m[5] = 2
+        assert m.sum(5, None) == 2 * NCPUS
+    with Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=np.uint32, value=np.uint64,
+                            max_entries=4)) as m:
+        with pytest.raises(KeyError):
+            m.sum(4)                       # past max_entries: ENOENT from the kernel
+        with pytest.raises(OverflowError):
+            m.sum(-1)
+        with pytest.raises(TypeError, match="key"):
+            m.sum("a")
+
+
+def test_percpu_sum_structured_and_raw_values():
+    dt = np.dtype([("pkts", np.uint64), ("bytes", np.uint32)])
+    with Map.create(MapSpec(type=MapType.PERCPU_HASH, key=np.uint32, value=dt,
+                            max_entries=4)) as m:
+        v = np.zeros(NCPUS, dt)
+        v["pkts"] = np.arange(NCPUS) + 1
+        v["bytes"] = (np.arange(NCPUS) + 1) * 100
+        m[1] = v
+        rec = m.sum(1)
+        assert rec.dtype == dt
+        assert int(rec["pkts"]) == sum(range(1, NCPUS + 1))
+        assert int(rec["bytes"]) == 100 * sum(range(1, NCPUS + 1))
+        assert m.sum(2, "none") == "none"
+    with Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=4, value=4,
+                            max_entries=1)) as m:       # raw bytes: nothing to add
+        with pytest.raises(TypeError, match="sum"):
+            m.sum(0)
+    with Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=4, value=np.dtype(">u4"),
+                            max_entries=1)) as m:       # big-endian: the generic path
+        m[0] = np.full(NCPUS, 7, np.dtype(">u4"))
+        assert m.sum(0) == 7 * NCPUS
+
+
+def test_percpu_sum_refuses_plain_maps_and_closed_maps():
+    m = Map.create(MapSpec(type=MapType.HASH, key=np.uint32, value=np.uint64, max_entries=4))
+    with m:
+        m[1] = 1
+        with pytest.raises(TypeError, match="not per CPU"):
+            m.sum(1)
+    with pytest.raises(ClosedError):
+        m.sum(1)
+    p = Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=np.uint32, value=np.uint64,
+                           max_entries=1))
+    p.close()
+    with pytest.raises(ClosedError):
+        p.sum(0)
+
+
+def test_percpu_sum_leaves_a_kept_lookup_result_alone():
+    with Map.create(MapSpec(type=MapType.PERCPU_ARRAY, key=np.uint32, value=np.uint64,
+                            max_entries=2)) as m:
+        m[0], m[1] = 3, 4
+        kept = m[0]
+        assert m.sum(1) == 4 * NCPUS
+        assert kept.tolist() == [3] * NCPUS
+
+
 # -- other map types -----------------------------------------------------------------
 
 def test_lru_hash_evicts():

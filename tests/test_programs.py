@@ -571,3 +571,22 @@ def test_test_run_results_are_not_overwritten_while_held():
         a = p.test_run(data=bytes([1]) * 64)
         b = p.test_run(data=bytes([2]) * 64)
         assert a is not b and a.data.tolist() == [1] * 64 and b.data.tolist() == [2] * 64
+
+
+def test_test_run_keeps_its_signature_and_argument_checks():
+    # test_run is compiled unbound (a method descriptor, for call speed);
+    # its signature stays introspectable and its arguments are still checked.
+    import inspect
+    sig = inspect.signature(Program.test_run)
+    assert list(sig.parameters)[1:4] == ["data", "ctx", "repeat"]
+    assert sig.parameters["flags"].kind is inspect.Parameter.KEYWORD_ONLY
+    with load(ProgramType.XDP, ret(XDP_PASS)) as p:
+        run = p.test_run                       # a bound method, kept
+        assert run(bytes(64), None, 1).retval == XDP_PASS      # positional
+        assert run(data=bytes(64), repeat=1).retval == XDP_PASS
+        with pytest.raises(TypeError, match="unexpected keyword|keyword argument"):
+            run(data=bytes(64), bogus=1)
+        with pytest.raises(TypeError):
+            run(bytes(64), None, 1, 0)         # flags is keyword-only
+        with pytest.raises(OverflowError, match="repeat"):
+            run(data=bytes(64), repeat=-1)

@@ -3,7 +3,8 @@
  *
  *   maps <op> <n> <reps>
  *
- * <op> is one of lookup, update, contains, percpu_lookup, items, batch.
+ * <op> is one of lookup, update, contains, percpu_lookup, percpu_sum, items,
+ * batch. percpu_sum adds up every CPU's value of the looked-up key.
  * Each op is timed <reps> times over <n> elements (entries for items and
  * batch) and the best time is printed, so bench_maps.py can interleave short
  * C and Python samples op by op. Every single-element loop uses its result,
@@ -99,11 +100,11 @@ int main(int argc, char **argv) {
             });
         }
         printf("{\"%s\": %.2f}\n", op, best / n);
-    } else if (!strcmp(op, "percpu_lookup")) {
+    } else if (!strcmp(op, "percpu_lookup") || !strcmp(op, "percpu_sum")) {
         int nc = ncpus();
         int pa = map_create(BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, 256);
         uint64_t *pv = calloc(nc, 8);
-        for (int r = 0; r < reps; r++) BEST(best, {
+        if (!strcmp(op, "percpu_lookup")) for (int r = 0; r < reps; r++) BEST(best, {
             uint64_t s = 0;
             for (long i = 0; i < n; i++) {
                 k = i & 255;
@@ -112,7 +113,16 @@ int main(int argc, char **argv) {
             }
             sink += s;
         });
-        printf("{\"percpu_lookup\": %.2f}\n", best / n);
+        else for (int r = 0; r < reps; r++) BEST(best, {   /* a counter's total */
+            uint64_t s = 0;
+            for (long i = 0; i < n; i++) {
+                k = i & 255;
+                if (elem(BPF_MAP_LOOKUP_ELEM, pa, &k, pv, 0)) { perror("percpu lookup"); return 1; }
+                for (int c = 0; c < nc; c++) s += pv[c];
+            }
+            sink += s;
+        });
+        printf("{\"%s\": %.2f}\n", op, best / n);
     } else if (!strcmp(op, "items")) {
         int hw = map_create(BPF_MAP_TYPE_HASH, 4, 8, n);
         for (long i = 0; i < n; i++) {
