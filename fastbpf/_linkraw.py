@@ -274,7 +274,7 @@ def _relative_ext(f: Any, code: Any) -> tuple[bytes, bytes]:
 
 def _shifted(records: bytes, width: int, base: int) -> bytes:
     """*records* (rows of *width* u32, the first a slot) moved by *base* slots."""
-    if not records:
+    if not records or not base:
         return records
     a = array.array("I", records)     # a few rows: plain ints beat numpy here
     for i in range(0, len(a), width):
