@@ -18,8 +18,6 @@ import struct
 import sys
 from typing import Any
 
-import numpy as np
-
 from .asm.opcodes import PSEUDO_FUNC, PSEUDO_KFUNC_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE
 from .errors import ELFError
 from .linker import resolve_kfunc, resolve_ksym
@@ -197,13 +195,16 @@ class _Tail:
     the calls between them patched (relative offsets do not depend on where
     the tail lands), their func/line info relative to the tail's start."""
 
-    __slots__ = ("raw", "base", "func", "line")
+    __slots__ = ("raw", "base", "func", "line", "at")
 
     def __init__(self, raw: bytes, base: dict[str, int], func: bytes, line: bytes) -> None:
         self.raw = raw
         self.base = base
         self.func = func
         self.line = line
+        # (func, line) moved behind a head of n slots, by n: programs of
+        # one object often share their length.
+        self.at: dict[int, tuple[bytes, bytes]] = {}
 
 
 def _tail(order: list[str], parts: list[Any], cache: dict[Any, Any]) -> _Tail | None:
@@ -252,30 +253,28 @@ def _with_tail(label: str, head: Any, tail: _Tail, fd_array: list[int]) -> tuple
             _patch(buf, slot, PSEUDO_FUNC, t - slot - 1, 0)
         else:
             _patch(buf, slot, None, t - slot - 1)
-    func_info = head.func + _shifted(tail.func, 2, n)
+    moved = tail.at.get(n)
+    if moved is None:
+        moved = tail.at[n] = (_shifted(tail.func, 2, n), _shifted(tail.line, 4, n))
+    func_info = head.func + moved[0]
     if not func_info or func_info[:4] != b"\0\0\0\0":
         return bytes(buf), b"", b"", fd_array
-    return bytes(buf), func_info, head.line + _shifted(tail.line, 4, n), fd_array
+    return bytes(buf), func_info, head.line + moved[1], fd_array
 
 
 def _relative_ext(f: Any, code: Any) -> tuple[bytes, bytes]:
     """func_info and line_info of one function, slots relative to its start (cached)."""
-    got = getattr(code, "rel_ext", None)
+    got: tuple[bytes, bytes] | None = code.rel_ext
     if got is None:
-        fi, rows, _ = code.ext
-        func = array.array("I", [v for rec in fi for v in rec]).tobytes()
-        line = b""
-        if rows is not None and len(rows):
-            r = rows.astype(np.uint32)
-            r[:, 0] = (r[:, 0] - f.start) // 8
-            line = r.tobytes()
-        got = code.rel_ext = (func, line)
+        func = array.array("I", [v for rec in code.ext[0] for v in rec]).tobytes()
+        line, first = code.line_raw   # rows by section slot: move them by the start
+        got = code.rel_ext = (func, _shifted(line, 4, -first) if first else line)
     return got
 
 
 def _shifted(records: bytes, width: int, base: int) -> bytes:
     """*records* (rows of *width* u32, the first a slot) moved by *base* slots."""
-    if not records:
+    if not records or not base:
         return records
     a = array.array("I", records)     # a few rows: plain ints beat numpy here
     for i in range(0, len(a), width):

@@ -102,18 +102,51 @@ if _Func is None:  # pragma: no cover
     _Func = _FuncPy  # type: ignore[assignment,misc]
 
 
+def _ext_section(ext: Any, sec: str) -> tuple[Any, ...]:
+    """Once per section: the func_info and line_info of *sec* sorted by
+    offset (as lists to bisect, the line rows also as an array and as bytes
+    whose first column is the instruction slot), and whether it has CO-RE."""
+    foffs: list[int] = []
+    frows: list[Any] = []
+    fa = ext.func.get(sec)
+    if fa is not None:
+        frows = fa.tolist()
+        foffs = [r[0] for r in frows]
+        if foffs != sorted(foffs):   # clang writes them sorted: check, sort rarely
+            frows.sort(key=lambda r: r[0])  # stable, as libbpf's order is
+            foffs = [r[0] for r in frows]
+    loffs: list[int] = []
+    lrows = None
+    lslots = b""
+    la = ext.line.get(sec)
+    if la is not None:
+        loffs = la[:, 0].tolist()
+        if loffs != sorted(loffs):
+            la = la[np.argsort(la[:, 0], kind="stable")]
+            loffs = la[:, 0].tolist()
+        lrows = la
+        slots = la.copy()     # C-contiguous native u32, whatever la's stride
+        slots[:, 0] >>= 3     # functions start at a multiple of 8
+        lslots = slots.tobytes()
+    return foffs, frows, loffs, lrows, lslots, sec in ext.core
+
+
 class Code:
     """One function as the loader's fast path uses it: the raw bytes, the
     relocations by slot, and the .BTF.ext records (see ObjectFile.analyze)."""
 
-    __slots__ = ("raw", "relocs", "ext", "nslots", "rel_ext")
+    __slots__ = ("raw", "relocs", "ext", "nslots", "rel_ext", "line_raw")
 
-    def __init__(self, raw: bytes, relocs: dict[int, tuple[Any, ...]], ext: tuple[Any, ...]) -> None:
+    def __init__(self, raw: bytes, relocs: dict[int, tuple[Any, ...]], ext: tuple[Any, ...],
+                 line_raw: tuple[bytes, int] = (b"", 0)) -> None:
         self.raw = raw
         self.relocs = relocs
         self.ext = ext
         self.nslots = len(raw) // 8
         self.rel_ext: tuple[Any, ...] | None = None
+        # The line_info rows as native u32 bytes, their first column the
+        # slot in the section (not the function), and the function's first slot.
+        self.line_raw = line_raw
 
 
 _INSN_DT = {o: np.dtype([("code", "u1"), ("regs", "u1"), ("off", c + "i2"), ("imm", c + "i4")])
@@ -419,22 +452,20 @@ class ObjectFile:
         first, last = f.start // 8, (f.start + f.size) // 8
         lo, hi = bisect.bisect_left(keys, first), bisect.bisect_left(keys, last)
         relocs = {k - first: by_slot[k] for k in keys[lo:hi]}
-        code = f.code = Code(raw[f.start:f.start + f.size], relocs, self._ext_records(f))
+        ext = self._ext_records(f)
+        code = f.code = Code(raw[f.start:f.start + f.size], relocs, ext[:3], (ext[3], first))
         return code
 
     def _ext_records(self, f: _Func) -> tuple[Any, ...]:
-        """(func_info [(slot, type id)], line_info rows, CO-RE [(slot, relo)])."""
+        """(func_info [(slot, type id)], line_info rows, CO-RE [(slot, relo)],
+        line_info rows as bytes with section slots: see Code.line_raw)."""
         ext = self.ext
         if ext is None or self.btf is None:
-            return [], None, []
+            return [], None, [], b""
         per = self._ext_by_sec.get(f.section)
         if per is None:
-            # Once per section: the records as sorted lists, then a bisect per function.
-            fs, ls = ext.sorted_funcs(f.section), ext.sorted_lines(f.section)
-            per = self._ext_by_sec[f.section] = (
-                fs[0] if fs else [], fs[1].tolist() if fs else [],
-                ls[0] if ls else [], ls[1] if ls else None, f.section in ext.core)
-        foffs, frows, loffs, lrows, has_core = per
+            per = self._ext_by_sec[f.section] = _ext_section(ext, f.section)
+        foffs, frows, loffs, lrows, lslots, has_core = per
         start = f.start
         end = start + f.size
         funcs = [((off - start) // 8, tid)
@@ -445,11 +476,15 @@ class ObjectFile:
             for _, tid in funcs:
                 if not 0 < tid < len(self.btf) or kinds[tid - 1] != 12:
                     raise BTFError(f"func_info of {f.label!r} names type {tid}, not a FUNC")
-        lines = None if lrows is None else \
-            lrows[bisect.bisect_left(loffs, start):bisect.bisect_left(loffs, end)]
+        lines = None
+        line_raw = b""
+        if lrows is not None:
+            lo, hi = bisect.bisect_left(loffs, start), bisect.bisect_left(loffs, end)
+            lines = lrows[lo:hi]
+            line_raw = lslots[16 * lo:16 * hi]
         core = [((r.insn_off - start) // 8, r) for r in ext.core_in(f.section, start, end)] \
             if has_core else []
-        return funcs, lines, core
+        return funcs, lines, core, line_raw
 
     def decode(self, f: _Func, data_maps: dict[int, str], map_syms: dict[tuple[int, int], str],
                externs: dict[str, str]) -> Instructions:
