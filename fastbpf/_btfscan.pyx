@@ -24,6 +24,7 @@ import numpy as np
 
 cimport numpy as cnp
 from libc.stdint cimport uint8_t, int32_t, uint32_t, int64_t, uint64_t
+from fastbpf._btfkind cimport *
 from libc.stdlib cimport malloc, calloc, realloc, free
 from libc.string cimport memcmp, memcpy
 
@@ -46,28 +47,6 @@ PER_ITEM[:] = [0, 0, 0, 0, 3, 3, 2, 0, 0, 0, 0, 0, 0, 2, 0, 3, 0, 0, 0, 3]
 for _k in range(32):
     REC_BASE[_k] = 3 + FIXED[_k] if 0 < _k < 20 else 0
     REC_PER[_k] = PER_ITEM[_k] if _k < 20 else 0
-
-cdef enum:
-    K_INT = 1
-    K_PTR = 2
-    K_ARRAY = 3
-    K_STRUCT = 4
-    K_UNION = 5
-    K_ENUM = 6
-    K_FWD = 7
-    K_TYPEDEF = 8
-    K_VOLATILE = 9
-    K_CONST = 10
-    K_RESTRICT = 11
-    K_FUNC = 12
-    K_FUNC_PROTO = 13
-    K_VAR = 14
-    K_DATASEC = 15
-    K_FLOAT = 16
-    K_DECL_TAG = 17
-    K_TYPE_TAG = 18
-    K_ENUM64 = 19
-
 
 cdef inline int64_t _edge(const uint32_t *w, uint32_t o, Py_ssize_t k) noexcept nogil:
     """The k-th type a record refers to other than through a pointer, or -1."""

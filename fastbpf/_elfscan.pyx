@@ -16,6 +16,7 @@ second line of defence.
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, int32_t, uint32_t, uint64_t, int64_t
+from fastbpf._btfkind cimport *
 from libc.string cimport memchr, memcmp, strlen
 
 from fastbpf.errors import BTFError, ELFError
@@ -178,23 +179,6 @@ def scan_elf(bytes data):
 
 
 # -- BTF ---------------------------------------------------------------------------------
-
-cdef enum:
-    K_INT = 1
-    K_PTR = 2
-    K_ARRAY = 3
-    K_STRUCT = 4
-    K_UNION = 5
-    K_ENUM = 6
-    K_TYPEDEF = 8
-    K_VOLATILE = 9
-    K_CONST = 10
-    K_RESTRICT = 11
-    K_VAR = 14
-    K_DATASEC = 15
-    K_FLOAT = 16
-    K_TYPE_TAG = 18
-    K_ENUM64 = 19
 
 cdef uint64_t SAT = 0xFFFFFFFFFFFFFFFF
 

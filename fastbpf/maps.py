@@ -161,17 +161,22 @@ class Map(BatchMap, Pinnable):
         # 15 characters of [A-Za-z0-9_.], anything else replaced by "_".
         m = cls._wrap(fd, int(mtype), ks, vs, max_entries, flags,
                       _core.kernel_name(spec.name), spec.key_dtype, spec.value_dtype, spec)
+        return m._initialise(spec, pin)
+
+    def _initialise(self, spec: MapSpec, pin: str | None) -> "Map":
+        """Write *spec*'s contents, freeze and pin the new map as it asks;
+        on any failure the map is closed (nothing half-made escapes)."""
         try:
             if spec.contents:
-                m._write_contents(spec.contents)
+                self._write_contents(spec.contents)
             if spec.freeze:
-                m.freeze()
+                self.freeze()
             if pin:
-                m.pin(pin)
+                self.pin(pin)
         except BaseException:
-            m.close()
+            self.close()
             raise
-        return m
+        return self
 
     @classmethod
     def _create_prechecked(cls, spec: MapSpec) -> "Map | None":
@@ -214,15 +219,7 @@ class Map(BatchMap, Pinnable):
             return None
         m = cls._wrap(fd, int(mtype), ks, vs, max_entries, flags,
                       _core.kernel_name(spec.name) if name else "", kd, vd, spec)
-        try:
-            if spec.contents:
-                m._write_contents(spec.contents)
-            if spec.freeze:
-                m.freeze()
-        except BaseException:
-            m.close()
-            raise
-        return m
+        return m._initialise(spec, None)
 
     @classmethod
     def _reuse_pinned(cls, spec: MapSpec, pin: str) -> "Map":

@@ -59,6 +59,15 @@ _ONLY_ATTACH_TYPE = {
 }
 
 
+def _raise_if_unsupported(spec: ProgramSpec, e: BPFError) -> None:
+    """Raise the probe's NotSupportedError when the kernel refused *spec*
+    because it lacks the program type or attach type (else return)."""
+    missing = features.unsupported_program(
+        spec.type, spec.attach_type, e, f"program {spec.name!r}" if spec.name else None)
+    if missing is not None:
+        raise missing from e
+
+
 @dataclasses.dataclass
 class ProgramSpec:
     """A description of a program, before the verifier sees it.
@@ -429,10 +438,7 @@ class Program(ProgramBase, Pinnable):
                 kwargs.update(line_info=line_info, line_info_rec_size=16)
             return cls._load_with_log(spec, raw, kwargs, log_level, log_size, used_maps)
         except BPFError as e:
-            missing = features.unsupported_program(
-                spec.type, spec.attach_type, e, f"program {spec.name!r}" if spec.name else None)
-            if missing is not None:
-                raise missing from e
+            _raise_if_unsupported(spec, e)
             raise
         finally:
             if btf_fd is not None:
@@ -464,10 +470,7 @@ class Program(ProgramBase, Pinnable):
         try:
             return cls._load_with_log(spec, raw, kwargs, log_level, None, [])
         except BPFError as e:
-            missing = features.unsupported_program(
-                spec.type, spec.attach_type, e, f"program {spec.name!r}" if spec.name else None)
-            if missing is not None:
-                raise missing from e
+            _raise_if_unsupported(spec, e)
             raise
 
     @classmethod
