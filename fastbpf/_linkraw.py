@@ -172,21 +172,31 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
     for lb, ln in zip(order, parts):
         b = base[lb]
         for slot, is_func, target in ln.calls:
-            s = b + slot
-            if is_func:
-                _patch(buf, s, PSEUDO_FUNC, base[target] - s - 1, 0)
-            else:
-                _patch(buf, s, None, base[target] - s - 1)
+            _patch_call(buf, b + slot, is_func, base[target])
         if b == 0:
             funcs.append(ln.func)
             lines.append(ln.line)
         else:
             funcs.append(_shifted(ln.func, 2, b))
             lines.append(_shifted(ln.line, 4, b))
-    func_info = b"".join(funcs)
+    return _result(buf, b"".join(funcs), b"".join(lines), fd_array)
+
+
+def _patch_call(buf: bytearray, s: int, is_func: bool, t: int) -> None:
+    """Point the call (or, *is_func*, the function reference) at slot *s* to slot *t*."""
+    if is_func:
+        _patch(buf, s, PSEUDO_FUNC, t - s - 1, 0)
+    else:
+        _patch(buf, s, None, t - s - 1)
+
+
+def _result(buf: Any, func_info: bytes, line_info: bytes,
+            fd_array: list[int]) -> tuple[Any, ...]:
+    """link_raw's result: func/line info only when the first func_info record
+    is at slot 0 (the kernel refuses any other first record)."""
     if not func_info or func_info[:4] != b"\0\0\0\0":
         return bytes(buf), b"", b"", fd_array
-    return bytes(buf), func_info, b"".join(lines), fd_array
+    return bytes(buf), func_info, line_info, fd_array
 
 
 class _Tail:
@@ -230,11 +240,7 @@ def _tail(order: list[str], parts: list[Any], cache: dict[Any, Any]) -> _Tail | 
             t = base.get(target)
             if t is None:
                 return None  # a call back into the program's own function
-            s = b + slot
-            if is_func:
-                _patch(buf, s, PSEUDO_FUNC, t - s - 1, 0)
-            else:
-                _patch(buf, s, None, t - s - 1)
+            _patch_call(buf, b + slot, is_func, t)
         funcs.append(_shifted(ln.func, 2, b))
         lines.append(_shifted(ln.line, 4, b))
     got = cache[key] = _Tail(bytes(buf), base, b"".join(funcs), b"".join(lines))
@@ -248,18 +254,11 @@ def _with_tail(label: str, head: Any, tail: _Tail, fd_array: list[int]) -> tuple
     buf += tail.raw
     tb = tail.base
     for slot, is_func, target in head.calls:
-        t = 0 if target == label else n + tb[target]
-        if is_func:
-            _patch(buf, slot, PSEUDO_FUNC, t - slot - 1, 0)
-        else:
-            _patch(buf, slot, None, t - slot - 1)
+        _patch_call(buf, slot, is_func, 0 if target == label else n + tb[target])
     moved = tail.at.get(n)
     if moved is None:
         moved = tail.at[n] = (_shifted(tail.func, 2, n), _shifted(tail.line, 4, n))
-    func_info = head.func + moved[0]
-    if not func_info or func_info[:4] != b"\0\0\0\0":
-        return bytes(buf), b"", b"", fd_array
-    return bytes(buf), func_info, head.line + moved[1], fd_array
+    return _result(buf, head.func + moved[0], head.line + moved[1], fd_array)
 
 
 def _relative_ext(f: Any, code: Any) -> tuple[bytes, bytes]:
