@@ -283,16 +283,6 @@ def _struct_ops_target(spec: Any, name: str) -> dict[Any, Any]:
                                  "the kernel's struct has no such member")
 
 
-def _load_program(program_class: type[Program], spec: Any, name: str, ps: ProgramSpec,
-                  maps: dict[Any, Any], handle: Any,
-                  kernel_btf: Any, module_fds: dict[Any, Any], log_level: int,
-                  cand_cache: dict[Any, Any] | None = None, link_cache: dict[Any, Any] | None = None) -> Program:
-    """Link and load one program (see _prepare_program and _load_prepared)."""
-    prepared = _prepare_program(spec, name, ps, maps, handle, kernel_btf, module_fds,
-                                cand_cache, link_cache)
-    return _load_prepared(program_class, name, prepared, log_level)
-
-
 def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict[Any, Any], handle: Any,
                      kernel_btf: Any, module_fds: dict[Any, Any], cand_cache: dict[Any, Any] | None = None,
                      link_cache: dict[Any, Any] | None = None) -> tuple[ProgramSpec, list[Any] | None]:

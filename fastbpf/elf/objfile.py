@@ -198,7 +198,6 @@ class ObjectFile:
         self.byte_order = elf.byte_order
         names = elf.names
         self._sym_type: np.ndarray | None = None
-        self._sym_bind: np.ndarray | None = None
         self.license = "GPL"
         self.kernel_version = 0
         self.btf: _btf.Spec | None = None
@@ -256,13 +255,6 @@ class ObjectFile:
         if self._sym_type is None:
             self._sym_type = np.array(self.elf.sym_info, dtype=np.uint8) & 0xF
         return self._sym_type
-
-    @property
-    def sym_bind(self) -> np.ndarray:
-        """Every symbol's STB_* binding (an array; made on first use)."""
-        if self._sym_bind is None:
-            self._sym_bind = np.array(self.elf.sym_info, dtype=np.uint8) >> 4
-        return self._sym_bind
 
     # -- BTF -------------------------------------------------------------------------
 
