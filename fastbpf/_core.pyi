@@ -1,6 +1,6 @@
 """Type stubs for fastbpf._core, the bpf(2) syscall layer."""
 
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -91,6 +91,8 @@ def prog_load(prog_type: int, insns: Buffer, license: str = "GPL", *, name: str 
               attach_btf_id: int = 0, attach_prog_fd: int = 0, fd_array: Buffer | None = None,
               prog_ifindex: int = 0, kern_version: int = 0, core_relos: Buffer | None = None,
               core_relo_rec_size: int = 0) -> tuple[FD, int]: ...
+def prog_load_many(loads: Iterable[tuple[int, Buffer, str, dict[str, Any]]],
+                   threads: int) -> list[FD | int | None]: ...
 def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0,
                 replace_fd: int = 0, relative_fd: int = 0, expected_revision: int = 0) -> None: ...
 def prog_detach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0,

@@ -735,6 +735,77 @@ def btf_load(data, uint32_t log_level=0, uint32_t log_size=0):
 # ---------------------------------------------------------------------------
 # programs
 
+cdef int _prog_attr(fbpf_prog_load_attr *a, list held, uint32_t prog_type, object insns,
+                    object license, object name, uint32_t prog_flags,
+                    uint32_t expected_attach_type, uint32_t prog_btf_fd, object func_info,
+                    uint32_t func_info_rec_size, object line_info, uint32_t line_info_rec_size,
+                    uint32_t attach_btf_id, uint32_t attach_prog_fd, object fd_array,
+                    uint32_t prog_ifindex, uint32_t kern_version, object core_relos,
+                    uint32_t core_relo_rec_size) except -1:
+    # Fills *a* (no log) from prog_load's arguments; the buffers it points
+    # into stay held by the _Buf objects appended to *held*.
+    cdef bytes lic = _cstr(license, "license")
+    cdef _Buf b = _Buf()
+    memset(a, 0, sizeof(a[0]))
+    b.get(insns, False, "instructions")
+    held.append(b)
+    if b.view.len % 8 or b.view.len == 0:
+        raise ValueError(f"instructions must be a non-empty multiple of 8 bytes, got {b.view.len}")
+    a.prog_type = prog_type
+    a.insn_cnt = <uint32_t>(b.view.len // 8)
+    a.insns = _ptr(b.view.buf)
+    held.append(lic)
+    a.license = _ptr(<char *>lic)
+    a.prog_flags = prog_flags
+    _set_name(a.prog_name, name)
+    a.expected_attach_type = expected_attach_type
+    a.prog_btf_fd = prog_btf_fd
+    if func_info is not None:
+        b = _Buf()
+        b.get(func_info, False, "func_info")
+        held.append(b)
+        a.func_info = _ptr(b.view.buf)
+        a.func_info_rec_size = func_info_rec_size
+        a.func_info_cnt = <uint32_t>(b.view.len // func_info_rec_size) if func_info_rec_size else 0
+    if line_info is not None:
+        b = _Buf()
+        b.get(line_info, False, "line_info")
+        held.append(b)
+        a.line_info = _ptr(b.view.buf)
+        a.line_info_rec_size = line_info_rec_size
+        a.line_info_cnt = <uint32_t>(b.view.len // line_info_rec_size) if line_info_rec_size else 0
+    a.attach_btf_id = attach_btf_id
+    a.attach_prog_fd = attach_prog_fd
+    if fd_array is not None:
+        b = _Buf()
+        b.get(fd_array, False, "fd_array")
+        held.append(b)
+        a.fd_array = _ptr(b.view.buf)
+    if core_relos is not None:
+        b = _Buf()
+        b.get(core_relos, False, "core_relos")
+        held.append(b)
+        a.core_relos = _ptr(b.view.buf)
+        a.core_relo_rec_size = core_relo_rec_size
+        a.core_relo_cnt = <uint32_t>(b.view.len // core_relo_rec_size) if core_relo_rec_size else 0
+    a.prog_ifindex = prog_ifindex
+    a.kern_version = kern_version
+    return 0
+
+
+cdef inline long _prog_load_call(fbpf_prog_load_attr *a) noexcept nogil:
+    # One BPF_PROG_LOAD; EAGAIN (the verifier was interrupted by a signal
+    # after it started) is retried up to five times. Sets errno on failure.
+    cdef long r
+    cdef int tries = 0
+    while True:
+        r = _bpf(BPF_PROG_LOAD, a, sizeof(a[0]))
+        if r < 0 and errno == EAGAIN and tries < 5:
+            tries += 1
+            continue
+        return r
+
+
 def prog_load(uint32_t prog_type, insns, license="GPL", *, name=None,
               uint32_t log_level=0, log_buf=None, uint32_t prog_flags=0,
               uint32_t expected_attach_type=0, uint32_t prog_btf_fd=0,
@@ -751,17 +822,13 @@ def prog_load(uint32_t prog_type, insns, license="GPL", *, name=None,
     (``.log_true_size`` says how big a buffer the whole log needs), or a
     plain :class:`BPFError` when there is no log. EAGAIN is retried.
     """
-    cdef _Buf ib = _Buf(), lb = _Buf(), fb = _Buf(), lnb = _Buf(), fdb = _Buf(), cb = _Buf()
-    cdef bytes lic = _cstr(license, "license")
+    cdef list held = []
+    cdef _Buf lb = _Buf()
     cdef fbpf_prog_load_attr a
-    memset(&a, 0, sizeof(a))
-    ib.get(insns, False, "instructions")
-    if ib.view.len % 8 or ib.view.len == 0:
-        raise ValueError(f"instructions must be a non-empty multiple of 8 bytes, got {ib.view.len}")
-    a.prog_type = prog_type
-    a.insn_cnt = <uint32_t>(ib.view.len // 8)
-    a.insns = _ptr(ib.view.buf)
-    a.license = _ptr(<char *>lic)
+    _prog_attr(&a, held, prog_type, insns, license, name, prog_flags, expected_attach_type,
+               prog_btf_fd, func_info, func_info_rec_size, line_info, line_info_rec_size,
+               attach_btf_id, attach_prog_fd, fd_array, prog_ifindex, kern_version,
+               core_relos, core_relo_rec_size)
     if log_buf is not None:
         lb.get(log_buf, True, "log_buf")
         if lb.view.len:
@@ -769,41 +836,9 @@ def prog_load(uint32_t prog_type, insns, license="GPL", *, name=None,
         a.log_level = log_level
         a.log_size = <uint32_t>lb.view.len
         a.log_buf = _ptr(lb.view.buf)
-    a.prog_flags = prog_flags
-    _set_name(a.prog_name, name)
-    a.expected_attach_type = expected_attach_type
-    a.prog_btf_fd = prog_btf_fd
-    if func_info is not None:
-        fb.get(func_info, False, "func_info")
-        a.func_info = _ptr(fb.view.buf)
-        a.func_info_rec_size = func_info_rec_size
-        a.func_info_cnt = <uint32_t>(fb.view.len // func_info_rec_size) if func_info_rec_size else 0
-    if line_info is not None:
-        lnb.get(line_info, False, "line_info")
-        a.line_info = _ptr(lnb.view.buf)
-        a.line_info_rec_size = line_info_rec_size
-        a.line_info_cnt = <uint32_t>(lnb.view.len // line_info_rec_size) if line_info_rec_size else 0
-    a.attach_btf_id = attach_btf_id
-    a.attach_prog_fd = attach_prog_fd
-    if fd_array is not None:
-        fdb.get(fd_array, False, "fd_array")
-        a.fd_array = _ptr(fdb.view.buf)
-    if core_relos is not None:
-        cb.get(core_relos, False, "core_relos")
-        a.core_relos = _ptr(cb.view.buf)
-        a.core_relo_rec_size = core_relo_rec_size
-        a.core_relo_cnt = <uint32_t>(cb.view.len // core_relo_rec_size) if core_relo_rec_size else 0
-    a.prog_ifindex = prog_ifindex
-    a.kern_version = kern_version
     cdef long r
-    cdef int tries = 0
-    while True:
-        with nogil:
-            r = _bpf(BPF_PROG_LOAD, &a, sizeof(a))
-        if r < 0 and errno == EAGAIN and tries < 5:
-            tries += 1
-            continue
-        break
+    with nogil:
+        r = _prog_load_call(&a)
     if r < 0:
         code = errno
         obj = f"program {name!r}" if name else None
@@ -814,6 +849,182 @@ def prog_load(uint32_t prog_type, insns, license="GPL", *, name=None,
             raise e
         raise _err(code, "program load", obj)
     return FD(_own_fd(r)), a.log_true_size
+
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    ctypedef struct pthread_attr_t:
+        pass
+    int pthread_attr_init(pthread_attr_t *attr)
+    int pthread_attr_setstacksize(pthread_attr_t *attr, size_t size)
+    int pthread_attr_destroy(pthread_attr_t *attr)
+    int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                       void *(*start)(void *) noexcept nogil, void *arg)
+    int pthread_join(pthread_t thread, void **ret)
+
+cdef extern from "<signal.h>" nogil:
+    ctypedef struct sigset_t:
+        pass
+    int sigfillset(sigset_t *s)
+    int pthread_sigmask(int how, const sigset_t *s, sigset_t *old)
+    enum: SIG_SETMASK
+
+cdef extern from *:
+    """
+    static inline long fbpf_fetch_add(long *p, long v) {
+        return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+    }
+    static inline long fbpf_load_relaxed(long *p) {
+        return __atomic_load_n(p, __ATOMIC_RELAXED);
+    }
+    static inline void fbpf_store_relaxed(long *p, long v) {
+        __atomic_store_n(p, v, __ATOMIC_RELAXED);
+    }
+    """
+    long fbpf_fetch_add(long *p, long v) noexcept nogil
+    long fbpf_load_relaxed(long *p) noexcept nogil
+    void fbpf_store_relaxed(long *p, long v) noexcept nogil
+
+
+ctypedef struct _LoadBatch:
+    fbpf_prog_load_attr *attrs
+    long *results          # fd, -errno, or _NOT_TRIED
+    long n
+    long next              # the next load to take (atomic)
+    long failed            # set once a load failed: nobody starts another (atomic)
+
+cdef enum:
+    _NOT_TRIED = -(1 << 30)
+    # Workers only issue syscalls: a small stack, not glibc's 8 MiB default.
+    _WORKER_STACK = 64 * 1024
+
+cdef void _load_batch_work(_LoadBatch *b) noexcept nogil:
+    cdef long i, r
+    while not fbpf_load_relaxed(&b.failed):
+        i = fbpf_fetch_add(&b.next, 1)
+        if i >= b.n:
+            return
+        r = _prog_load_call(&b.attrs[i])
+        if r < 0:
+            r = -errno
+            fbpf_store_relaxed(&b.failed, 1)
+        b.results[i] = r
+
+cdef void *_load_batch_thread(void *arg) noexcept nogil:
+    _load_batch_work(<_LoadBatch *>arg)
+    return NULL
+
+
+_LOAD_MANY_ARGS = frozenset({
+    "name", "prog_flags", "expected_attach_type", "prog_btf_fd", "func_info",
+    "func_info_rec_size", "line_info", "line_info_rec_size", "attach_btf_id",
+    "attach_prog_fd", "fd_array", "prog_ifindex", "kern_version", "core_relos",
+    "core_relo_rec_size"})
+
+
+def prog_load_many(loads, int threads):
+    """BPF_PROG_LOAD for many programs at once, from up to *threads* threads.
+
+    *loads* is a sequence of ``(prog_type, insns, license, kwargs)`` tuples,
+    *kwargs* a dict of :func:`prog_load`'s keyword arguments except the log
+    ones (a batch loads without a log: on a failure the caller loads again
+    one by one, with a log). The kernel verifies programs in parallel, so
+    the loads are spread over this thread and up to ``threads - 1`` threads
+    started here and joined before the return (none for a single load, or
+    where one cannot be started), with the GIL released. EAGAIN is retried
+    as :func:`prog_load` does.
+
+    Returns a list with, per load in order, an :class:`FD`, the errno (an
+    int) of a refused load, or None for a load not tried because another one
+    failed first (no load starts after a failure). The caller closes the
+    FDs it does not keep.
+    """
+    cdef list items = list(loads)
+    cdef Py_ssize_t n = len(items), i, started = 0, k
+    cdef list held = []
+    cdef list out
+    cdef _LoadBatch b
+    cdef pthread_t *tids = NULL
+    cdef pthread_attr_t tattr
+    cdef sigset_t all_signals, old_mask
+    cdef long r
+    if threads < 1:
+        raise ValueError(f"prog_load_many: threads must be >= 1, got {threads}")
+    if n == 0:
+        return []
+    memset(&b, 0, sizeof(b))
+    b.n = n
+    b.attrs = <fbpf_prog_load_attr *>PyMem_Malloc(n * sizeof(fbpf_prog_load_attr))
+    b.results = <long *>PyMem_Malloc(n * sizeof(long))
+    if threads > n:
+        threads = <int>n
+    if threads > 1:
+        tids = <pthread_t *>PyMem_Malloc((threads - 1) * sizeof(pthread_t))
+    try:
+        if b.attrs == NULL or b.results == NULL or (threads > 1 and tids == NULL):
+            raise MemoryError()
+        for i in range(n):
+            b.results[i] = _NOT_TRIED
+        for i in range(n):
+            item = items[i]
+            if not isinstance(item, tuple) or len(<tuple>item) != 4:
+                raise TypeError(f"prog_load_many: load {i} must be a (prog_type, insns, "
+                                f"license, kwargs) tuple, not {type(item).__name__}")
+            ptype, insns, lic, kw = <tuple>item
+            if not isinstance(kw, dict):
+                raise TypeError(f"prog_load_many: kwargs of load {i} must be a dict, "
+                                f"not {type(kw).__name__}")
+            for key in <dict>kw:
+                if key not in _LOAD_MANY_ARGS:
+                    raise TypeError(f"prog_load_many: load {i} has an unexpected argument "
+                                    f"{key!r} (a batch takes prog_load's arguments, "
+                                    f"without a log)")
+            get = (<dict>kw).get
+            _prog_attr(&b.attrs[i], held, ptype, insns, lic, get("name"),
+                       get("prog_flags", 0), get("expected_attach_type", 0),
+                       get("prog_btf_fd", 0), get("func_info"), get("func_info_rec_size", 0),
+                       get("line_info"), get("line_info_rec_size", 0),
+                       get("attach_btf_id", 0), get("attach_prog_fd", 0), get("fd_array"),
+                       get("prog_ifindex", 0), get("kern_version", 0), get("core_relos"),
+                       get("core_relo_rec_size", 0))
+        with nogil:
+            if threads > 1:
+                pthread_attr_init(&tattr)
+                pthread_attr_setstacksize(&tattr, _WORKER_STACK)
+                # The workers start with every signal blocked: signals stay
+                # with the threads Python knows (its handlers run in the main one).
+                sigfillset(&all_signals)
+                pthread_sigmask(SIG_SETMASK, &all_signals, &old_mask)
+                while started < threads - 1:
+                    if pthread_create(&tids[started], &tattr, _load_batch_thread, &b) != 0:
+                        break  # this thread does the rest
+                    started += 1
+                pthread_sigmask(SIG_SETMASK, &old_mask, NULL)
+                pthread_attr_destroy(&tattr)
+            _load_batch_work(&b)
+            for k in range(started):
+                pthread_join(tids[k], NULL)
+        out = [None] * n
+        for i in range(n):
+            r = b.results[i]
+            if r >= 0:
+                b.results[i] = _NOT_TRIED  # owned from here on (closed below on failure)
+                out[i] = FD(_own_fd(r))
+            elif r != _NOT_TRIED:
+                out[i] = <int>-r
+        return out
+    except BaseException:
+        # Close every fd the batch made that no FD owns yet (the FDs made
+        # already close when the list is dropped).
+        if b.results != NULL and b.attrs != NULL:
+            for i in range(n):
+                if b.results[i] >= 0:
+                    c_close(<int>b.results[i])
+        raise
+    finally:
+        PyMem_Free(b.attrs)
+        PyMem_Free(b.results)
+        PyMem_Free(tids)
 
 
 def prog_attach(uint32_t target_fd, uint32_t prog_fd, uint32_t attach_type, uint32_t flags=0,

@@ -142,11 +142,13 @@ def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict[Any, 
 
 
 def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
-              collection_class: type, program_class: type[Program]) -> Any:
+              collection_class: type, program_class: type[Program], threads: int = 1) -> Any:
     """Create the kernel objects of *spec*; see :meth:`CollectionSpec.load`.
 
     The caller (:mod:`fastbpf.collection`, which sits above this module)
     passes the classes of the collection and its programs it wants back.
+    *threads* > 1 lets the programs linked from the object's bytes load in
+    parallel (:func:`_load_batch`).
     """
     maps: dict[str, Map] = {}
     programs: dict[str, Program] = {}
@@ -195,8 +197,15 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                 ready.append((name, _prepare_program(spec, name, ps, maps, handle, kernel_btf,
                                                      module_fds, cand_cache, link_cache)))
             link_cache.clear()
-            for name, linked in ready:
-                programs[name] = _load_prepared(program_class, name, linked, log_level)
+            batch = _load_batch(program_class, ready, threads) if log_level == 0 else {}
+            try:
+                for name, linked in ready:
+                    fd = batch.pop(name, None)
+                    programs[name] = (program_class._from_linked(linked[0], fd) if fd is not None
+                                      else _load_prepared(program_class, name, linked, log_level))
+            finally:
+                for fd in batch.values():  # left by a failure of a program loaded alone
+                    fd.close()
         except BPFError as e:
             # Name the program as the object does: the kernel's name is
             # cut to 15 bytes, and a missing attach target names no program.
@@ -326,6 +335,27 @@ def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict[Any, Any]
     if handle is not None and ps.btf is None:
         fields["btf"] = handle
     return ProgramSpec(**fields), core_results
+
+
+def _load_batch(program_class: type[Program], ready: list[tuple[str, tuple[Any, ...]]],
+                threads: int) -> dict[str, Any]:
+    """FDs of the programs of *ready* that take the ``_load_linked`` path,
+    loaded together from up to *threads* threads (the kernel verifies
+    programs in parallel), by name; {} when there is nothing to batch or a
+    load failed. A failure closes every fd of the batch: the caller then
+    loads one by one as without a batch, so the error, its verifier log and
+    its explanation are those of a sequential load."""
+    linked = [(name, ls) for name, (ls, core_results) in ready if core_results is None]
+    if threads < 2 or len(linked) < 2:
+        return {}
+    from . import _core
+    fds = _core.prog_load_many([program_class._linked_args(ls) for _, ls in linked], threads)
+    if all(fd.__class__ is _core.FD for fd in fds):
+        return {name: fd for (name, _), fd in zip(linked, fds)}
+    for fd in fds:
+        if fd.__class__ is _core.FD:
+            fd.close()
+    return {}
 
 
 def _load_prepared(program_class: type[Program], name: str, prepared: tuple[Any, ...],

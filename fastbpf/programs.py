@@ -451,7 +451,18 @@ class Program(ProgramBase, Pinnable):
         collection's loaded Handle, no named attach target. Skips the checks
         and conversions :meth:`load` makes for a user's spec; the kernel's
         refusals are explained the same way."""
-        raw = spec.instructions
+        _, raw, _, kwargs = cls._linked_args(spec)
+        try:
+            return cls._load_with_log(spec, raw, kwargs, log_level, None, [])
+        except BPFError as e:
+            _raise_if_unsupported(spec, e)
+            raise
+
+    @staticmethod
+    def _linked_args(spec: ProgramSpec) -> tuple[int, bytes, str, dict[str, Any]]:
+        """The arguments of ``_core.prog_load`` (without a log) for a spec
+        :meth:`_load_linked` takes: ``(prog_type, insns, license, kwargs)``,
+        the shape ``_core.prog_load_many`` takes too."""
         flags = int(spec.flags)
         if spec.type == ProgramType.SYSCALL:
             flags |= ProgramFlags.SLEEPABLE
@@ -467,11 +478,13 @@ class Program(ProgramBase, Pinnable):
             kwargs.update(func_info=spec.func_info, func_info_rec_size=8)
             if spec.line_info:
                 kwargs.update(line_info=spec.line_info, line_info_rec_size=16)
-        try:
-            return cls._load_with_log(spec, raw, kwargs, log_level, None, [])
-        except BPFError as e:
-            _raise_if_unsupported(spec, e)
-            raise
+        return int(spec.type), spec.instructions, spec.license, kwargs
+
+    @classmethod
+    def _from_linked(cls, spec: ProgramSpec, fd: _core.FD) -> "Program":
+        """The Program owning *fd*, which a batch load of *spec* (built by
+        :meth:`_linked_args`) returned."""
+        return cls(fd, spec.type, spec.name or "", spec)
 
     @classmethod
     def _load_with_log(cls, spec: ProgramSpec, raw: bytes, kwargs: dict[str, Any],
