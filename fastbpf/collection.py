@@ -28,11 +28,15 @@ from .variables import VariableSpec
 __all__ = ["CollectionSpec", "Collection", "ObjectProgram", "load_collection_spec", "load_collection"]
 
 
-#: The most threads a load starts by default. Measured on 2 CPUs (bench/
-#: bench_load.py): 2 threads load the 16 programs of a test object in ~0.6x
-#: the wall time of one; past 4, each thread gets a handful of programs and
-#: its start-up and the uneven tail eat the gain, and a service that starts
-#: several collections at once should not take every CPU of a big machine.
+#: The most threads a load uses by default. Measured on a quiet 2-CPU VM,
+#: the 16 programs of testdata/many_progs-el.o (~90 us of verifier each):
+#: 1.47 ms one by one, 0.85 ms from 2 threads (3 and 4 threads on 2 CPUs:
+#: the same), while starting and joining a thread costs ~35 us of CPU. A
+#: T-th thread saves about total/(T-1) - total/T of wall time: 120 us for
+#: the 4th here, 70 us for a 5th, near the cost of starting it; past that a
+#: service pays CPU for little (and one starting several collections at
+#: once should not take every CPU of a big machine). Pass threads= to go
+#: further for objects with many programs.
 _MAX_THREADS = 4
 
 

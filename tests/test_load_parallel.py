@@ -171,8 +171,10 @@ def _close_all(results):
 def test_prog_load_many_returns_an_fd_per_load(threads):
     loads = [(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {"name": f"many{i}"})
              for i in range(6)]
+    tasks = sorted(os.listdir("/proc/self/task"))
     out = _core.prog_load_many(loads, threads)
     try:
+        assert sorted(os.listdir("/proc/self/task")) == tasks  # every thread joined
         assert len(out) == 6 and all(isinstance(fd, _core.FD) for fd in out)
         names = [ProgramInfo.from_fd(fd.fd).name for fd in out]
         assert names == [f"many{i}" for i in range(6)]
