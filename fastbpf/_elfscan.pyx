@@ -17,7 +17,8 @@ second line of defence.
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, int32_t, uint32_t, uint64_t, int64_t
 from fastbpf._btfkind cimport *
-from libc.string cimport memchr, memcmp, strlen
+from libc.string cimport memchr, memcmp, memcpy, strlen
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 from fastbpf.errors import BTFError, ELFError
 
@@ -685,3 +686,474 @@ def scan_code(bytes raw, bint little, list rel_offsets):
         relocated.append((slot, p[8 * slot], <int32_t>_u32(p + 8 * slot + 4, big),
                           p[8 * slot + 1]))
     return None, relocated, calls
+
+
+# -- linking -----------------------------------------------------------------------------
+
+# Relocated slot kinds of a LinkTables section table (column 1 of ``rel``).
+cdef enum:
+    R_CALL = 1      # bpf-to-bpf call: target = function index
+    R_FUNC = 2      # ld_imm64 of a function (callback): target = function index
+    R_MAP = 3       # ld_imm64 of a map: target = map index
+    R_MAPVAL = 4    # ld_imm64 into a data map: target = map index, extra = offset
+
+# Columns of LinkTables.functions.
+cdef enum:
+    FN_SEC = 0      # index into the section tables, -1: no table (Python path)
+    FN_START = 1    # first slot in its section
+    FN_N = 2        # slots
+    FN_RLO = 3      # its rows of the section's rel table
+    FN_RHI = 4
+    FN_FLO = 5      # its func_info rows
+    FN_FHI = 6
+    FN_LLO = 7      # its line_info rows
+    FN_LHI = 8
+    FN_COLS = 9
+
+cdef int64_t _SHN_UNDEF = 0
+cdef int64_t _SHN_LORESERVE = 0xFF00
+cdef int64_t ROLE_NONE = -1
+cdef int64_t ROLE_PROG = -2
+cdef int64_t ROLE_MAPS = -3
+
+
+cdef inline void _put32(uint8_t *p, uint32_t v, bint little) noexcept nogil:
+    if little:
+        p[0] = v & 0xFF
+        p[1] = (v >> 8) & 0xFF
+        p[2] = (v >> 16) & 0xFF
+        p[3] = v >> 24
+    else:
+        p[3] = v & 0xFF
+        p[2] = (v >> 8) & 0xFF
+        p[1] = (v >> 16) & 0xFF
+        p[0] = v >> 24
+
+
+cdef inline void _set_src(uint8_t *insn, uint8_t src, bint little) noexcept nogil:
+    if little:
+        insn[1] = (insn[1] & 0x0F) | (src << 4)
+    else:
+        insn[1] = (insn[1] & 0xF0) | src
+
+
+cdef Py_ssize_t _bisect(const uint32_t[:, ::1] rows, uint64_t off):
+    """The first row whose column 0 is >= *off* (rows sorted by column 0)."""
+    cdef Py_ssize_t lo = 0, hi = rows.shape[0], mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if rows[mid, 0] < off:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef bint _sorted_rows(const uint32_t[:, ::1] rows):
+    cdef Py_ssize_t i
+    for i in range(1, rows.shape[0]):
+        if rows[i, 0] < rows[i - 1, 0]:
+            return False
+    return True
+
+
+cdef class _SecTables:
+    """The link tables of one executable section (see LinkTables.add_section)."""
+    cdef readonly bytes raw
+    cdef readonly object rel          # int64 (k, 4): slot, kind, target, extra
+    cdef readonly object func         # uint32 (n, 2): byte offset, FUNC type id
+    cdef readonly object line         # uint32 (n, 4): byte offset, file, line, col
+    cdef const int64_t[:, ::1] r
+    cdef const uint32_t[:, ::1] f
+    cdef const uint32_t[:, ::1] l
+
+
+cdef class LinkTables:
+    """The loader's fast linking of one object, in C.
+
+    Built once per parse from the object's function index, then one
+    :meth:`add_section` per executable section: a C pass that resolves every
+    relocation and bpf-to-bpf call of the section to a kind code and a target
+    index (function, map) and keeps the section's func_info/line_info rows.
+    :meth:`link` then writes a program's linked instructions, func_info and
+    line_info in one go. Anything unusual (an extern, a CO-RE relocation, a
+    malformed relocation or record) leaves the functions concerned without
+    tables: the Python path (:mod:`fastbpf._linkraw`) links them, with its
+    error messages. Every index and offset is checked before it is used.
+    """
+
+    cdef readonly bint little
+    cdef readonly list labels         # function label by function index
+    cdef readonly dict index          # function index by label
+    cdef readonly list map_names      # map name by map index
+    cdef dict _map_index
+    cdef readonly object functions    # int64 (nfunc, FN_COLS)
+    cdef int64_t[:, ::1] fn
+    cdef int64_t[:, ::1] fkey         # (shndx, start byte, function index), sorted
+    cdef readonly list sections       # _SecTables by FN_SEC
+    cdef int64_t[::1] role            # per ELF section: map index, or ROLE_*
+    cdef Py_ssize_t nsec
+    cdef dict _map_syms
+
+    def __init__(self, bint little, dict funcs, Py_ssize_t nsec, prog_secs,
+                 Py_ssize_t maps_shndx, Py_ssize_t legacy_maps_shndx, dict data_maps,
+                 dict map_syms):
+        """*funcs*: ``{(shndx, start): Func}`` (ObjectFile.funcs); *nsec*: the
+        number of ELF sections; *data_maps*: ``{shndx: map name}``;
+        *map_syms*: ``{(shndx, symbol value): map name}``."""
+        import numpy as np
+        cdef Py_ssize_t i, n = len(funcs)
+        cdef int64_t[:, ::1] fk
+        self.little = little
+        self.labels = []
+        self.index = {}
+        self.map_names = []
+        self._map_index = {}
+        self._map_syms = map_syms
+        self.sections = []
+        self.nsec = nsec
+        self.functions = np.full((n, FN_COLS), -1, dtype=np.int64)
+        self.fn = self.functions
+        keys = np.zeros((n, 3), dtype=np.int64)
+        fk = keys
+        i = 0
+        for key, f in funcs.items():
+            shndx, start = key
+            if not 0 <= shndx < nsec or not 0 <= start < (1 << 40) or f.size >= (1 << 40):
+                raise ELFError(f"function {f.label!r} is outside its section")
+            fk[i, 0] = shndx
+            fk[i, 1] = start
+            fk[i, 2] = i
+            self.fn[i, FN_START] = start >> 3
+            self.fn[i, FN_N] = f.size >> 3
+            self.labels.append(f.label)
+            self.index[f.label] = i
+            i += 1
+        self.fkey = keys[np.lexsort((keys[:, 1], keys[:, 0]))]
+        roles = np.full(nsec, ROLE_NONE, dtype=np.int64)
+        self.role = roles
+        for shndx, name in data_maps.items():
+            if 0 <= shndx < nsec:
+                self.role[shndx] = self._map(name)
+        for shndx in (maps_shndx, legacy_maps_shndx):
+            if 0 <= shndx < nsec:
+                self.role[shndx] = ROLE_MAPS
+        for shndx in prog_secs:
+            if 0 <= shndx < nsec:
+                self.role[shndx] = ROLE_PROG
+
+    cdef int64_t _map(self, name) except -1:
+        got = self._map_index.get(name)
+        if got is None:
+            got = self._map_index[name] = len(self.map_names)
+            self.map_names.append(name)
+        return got
+
+    cdef int64_t _func_at(self, int64_t shndx, int64_t start):
+        """The index of the function at byte *start* of section *shndx*, or -1."""
+        cdef Py_ssize_t lo = 0, hi = self.fkey.shape[0], mid
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if (self.fkey[mid, 0] < shndx or
+                    (self.fkey[mid, 0] == shndx and self.fkey[mid, 1] < start)):
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < self.fkey.shape[0] and self.fkey[lo, 0] == shndx and self.fkey[lo, 1] == start:
+            return self.fkey[lo, 2]
+        return -1
+
+    def add_section(self, Py_ssize_t shndx, bytes raw, bytes rels, list sym_shndx,
+                    list sym_value, list sym_info, func_rows, line_rows, core_offsets,
+                    const uint8_t[::1] btf_kinds, Py_ssize_t ntypes):
+        """Scan executable section *shndx* (*raw*: its bytes; *rels*: its
+        SHT_REL records as in the file, or b""). *func_rows* / *line_rows*:
+        its .BTF.ext func_info (n, 2) and line_info (n, 4) uint32 rows, or
+        None; *core_offsets*: byte offsets of its CO-RE relocations, or None;
+        *btf_kinds*/*ntypes*: the object BTF's kinds and type count, to check
+        func_info type ids. Returns False (no tables: the section's
+        functions take the Python path) on anything the fast path does not
+        take or that is malformed; True when the tables are made."""
+        import numpy as np
+        cdef const uint8_t *p = raw
+        cdef const uint8_t *rp = rels
+        cdef Py_ssize_t n = len(raw) // 8, i, k, nrel, nsym = len(sym_shndx), nrows, j
+        cdef bint big = not self.little
+        cdef uint64_t off, info, value, start, end
+        cdef int64_t slot, sym, sshndx, role, target, fi, lo
+        cdef int32_t imm
+        cdef uint8_t code, src, stype
+        cdef const uint32_t[:, ::1] fr
+        cdef const uint32_t[:, ::1] lr
+        cdef const uint32_t[::1] co
+        if len(raw) % 8 or n == 0 or len(rels) % 16 or not 0 <= shndx < self.nsec:
+            return False
+        if len(sym_value) != nsym or len(sym_info) != nsym:
+            return False
+        kinds_b = bytearray(n + 1)      # per slot: kind, 0 = none; slot n: sentinel
+        cdef unsigned char *kind = kinds_b
+        second_b = bytearray(n + 1)
+        cdef unsigned char *second = second_b
+        tgt_a = np.zeros((n, 2), dtype=np.int64)
+        cdef int64_t[:, ::1] tgt = tgt_a
+        i = 0
+        while i < n:
+            if p[8 * i] == 0x18:
+                second[i + 1] = 1
+                i += 2
+            else:
+                i += 1
+        memo = {}       # symbol index -> map index (the dict look-up of map_syms)
+        nrel = len(rels) // 16
+        for k in range(nrel):
+            off = _u64(rp + 16 * k, big)
+            info = _u64(rp + 16 * k + 8, big)
+            slot = <int64_t>(off >> 3)
+            if off & 7 or off >> 3 >= <uint64_t>n or second[slot]:
+                return False
+            sym = <int64_t>(info >> 32)
+            if sym >= nsym:
+                return False
+            sshndx = sym_shndx[sym]
+            value = sym_value[sym]
+            stype = (<int>sym_info[sym]) & 0xF
+            code = p[8 * slot]
+            imm = <int32_t>_u32(p + 8 * slot + 4, big)
+            if sshndx == _SHN_UNDEF or sshndx >= _SHN_LORESERVE or sshndx >= self.nsec:
+                return False        # externs (and errors): the Python path
+            if value >= (1 << 40):
+                return False
+            if code == 0x85:
+                src = (p[8 * slot + 1] >> 4) if self.little else (p[8 * slot + 1] & 0xF)
+                if src != 1:
+                    return False
+                target = <int64_t>value + ((<int64_t>imm + 1) * 8 if stype == STT_SECTION else 0)
+                fi = self._func_at(sshndx, target)
+                if fi < 0:
+                    return False
+                kind[slot] = R_CALL
+                tgt[slot, 0] = fi
+                continue
+            if code != 0x18 or slot + 1 >= n:
+                return False
+            role = self.role[sshndx]
+            if role == ROLE_PROG:
+                target = <int64_t>value + (imm if stype == STT_SECTION else 0)
+                fi = self._func_at(sshndx, target)
+                if fi < 0:
+                    return False
+                kind[slot] = R_FUNC
+                tgt[slot, 0] = fi
+            elif role == ROLE_MAPS:
+                got = memo.get(sym)
+                if got is None:
+                    name = self._map_syms.get((sshndx, value))
+                    if name is None:
+                        return False
+                    got = memo[sym] = self._map(name)
+                kind[slot] = R_MAP
+                tgt[slot, 0] = <int64_t>got
+            elif role >= 0:
+                kind[slot] = R_MAPVAL
+                tgt[slot, 0] = role
+                tgt[slot, 1] = ((<uint32_t>imm) + (0 if stype == STT_SECTION else value)) \
+                    & 0xFFFFFFFF
+            else:
+                return False
+        # Calls to static functions of the same section carry no relocation.
+        for i in range(n):
+            if p[8 * i] == 0x85 and not kind[i] and not second[i]:
+                src = (p[8 * i + 1] >> 4) if self.little else (p[8 * i + 1] & 0xF)
+                if src == 1:
+                    imm = <int32_t>_u32(p + 8 * i + 4, big)
+                    fi = self._func_at(shndx, (i + 1 + <int64_t>imm) * 8)
+                    if fi < 0:
+                        return False
+                    kind[i] = R_CALL
+                    tgt[i, 0] = fi
+        nrows = 0
+        for i in range(n):
+            if kind[i]:
+                nrows += 1
+        rel_a = np.zeros((nrows, 4), dtype=np.int64)
+        cdef int64_t[:, ::1] rel = rel_a
+        j = 0
+        for i in range(n):
+            if kind[i]:
+                rel[j, 0] = i
+                rel[j, 1] = kind[i]
+                rel[j, 2] = tgt[i, 0]
+                rel[j, 3] = tgt[i, 1]
+                j += 1
+        empty = np.zeros((0, 4), dtype=np.uint32)
+        func_a = np.ascontiguousarray(func_rows if func_rows is not None else empty[:, :2],
+                                      dtype=np.uint32)
+        line_a = np.ascontiguousarray(line_rows if line_rows is not None else empty,
+                                      dtype=np.uint32)
+        if func_a.ndim != 2 or func_a.shape[1] != 2 or line_a.ndim != 2 or line_a.shape[1] != 4:
+            return False
+        fr = func_a
+        lr = line_a
+        if not _sorted_rows(fr) or not _sorted_rows(lr):
+            return False            # clang writes them sorted; the Python path sorts
+        co_a = np.ascontiguousarray(core_offsets if core_offsets is not None else empty[:, 0],
+                                    dtype=np.uint32)
+        co = co_a
+        cdef _SecTables t = _SecTables.__new__(_SecTables)
+        t.raw = raw
+        t.rel = rel_a
+        t.func = func_a
+        t.line = line_a
+        t.r = rel
+        t.f = fr
+        t.l = lr
+        sec = len(self.sections)
+        self.sections.append(t)
+        # The rows of each function of the section.
+        for j in range(self.fkey.shape[0]):
+            if self.fkey[j, 0] != shndx:
+                continue
+            fi = self.fkey[j, 2]
+            start = <uint64_t>self.fn[fi, FN_START]
+            end = start + <uint64_t>self.fn[fi, FN_N]
+            if self.fn[fi, FN_N] <= 0 or end > <uint64_t>n:
+                continue            # empty: the Python path says so
+            bad = False
+            for i in range(co.shape[0]):
+                if start * 8 <= co[i] < end * 8:
+                    bad = True      # CO-RE: the Instructions path
+            lo = _bisect(fr, start * 8)
+            k = _bisect(fr, end * 8)
+            for i in range(lo, k):
+                if not 0 < fr[i, 1] < ntypes or fr[i, 1] - 1 >= <uint64_t>btf_kinds.shape[0] \
+                        or btf_kinds[fr[i, 1] - 1] != K_FUNC:
+                    bad = True      # the Python path raises BTFError
+            if bad:
+                continue
+            self.fn[fi, FN_FLO] = lo
+            self.fn[fi, FN_FHI] = k
+            self.fn[fi, FN_LLO] = _bisect(lr, start * 8)
+            self.fn[fi, FN_LHI] = _bisect(lr, end * 8)
+            lo = 0
+            while lo < nrows and rel[lo, 0] < <int64_t>start:
+                lo += 1
+            k = lo
+            while k < nrows and rel[k, 0] < <int64_t>end:
+                k += 1
+            self.fn[fi, FN_RLO] = lo
+            self.fn[fi, FN_RHI] = k
+            self.fn[fi, FN_SEC] = sec
+        return True
+
+    def link(self, Py_ssize_t root, const int64_t[::1] fds, const uint8_t[::1] usable):
+        """(instructions, func_info, line_info) bytes of the program whose
+        function has index *root*: the function, then the functions it calls
+        (breadth first, each once), with map fds (``fds[map index]``, -1 <<
+        40: the load has no such map), data offsets and call offsets patched
+        and the .BTF.ext rows moved to each function's place. None when the
+        program needs the Python path (a function without tables, one that
+        *usable* marks 0, a map the load lacks). func_info and line_info are
+        empty unless the first func_info record is at slot 0."""
+        cdef Py_ssize_t nf = self.fn.shape[0], cnt, i, j, r
+        cdef int64_t f, t, nslots = 0, nfunc_rows = 0, nline_rows = 0, base, s, fd
+        cdef _SecTables sec
+        cdef uint8_t *out
+        cdef uint8_t *fo
+        cdef uint8_t *lo
+        cdef uint8_t *insn
+        cdef bint little = self.little
+        if not 0 <= root < nf or usable.shape[0] != nf or fds.shape[0] != len(self.map_names):
+            return None
+        order_b = bytearray(8 * nf)
+        cdef int64_t *order = <int64_t *><char *>order_b
+        pos_b = bytearray(8 * nf)       # base slot of each function placed, +1 (0: not yet)
+        cdef int64_t *pos = <int64_t *><char *>pos_b
+        order[0] = root
+        pos[root] = -1
+        cnt = 1
+        i = 0
+        while i < cnt:
+            f = order[i]
+            i += 1
+            if not usable[f] or self.fn[f, FN_SEC] < 0:
+                return None
+            sec = self.sections[self.fn[f, FN_SEC]]
+            for r in range(self.fn[f, FN_RLO], self.fn[f, FN_RHI]):
+                if sec.r[r, 1] == R_CALL or sec.r[r, 1] == R_FUNC:
+                    t = sec.r[r, 2]
+                    if not 0 <= t < nf:
+                        return None
+                    if not pos[t]:
+                        pos[t] = -1
+                        order[cnt] = t
+                        cnt += 1
+                elif sec.r[r, 1] == R_MAP or sec.r[r, 1] == R_MAPVAL:
+                    t = sec.r[r, 2]
+                    if not 0 <= t < fds.shape[0] or fds[t] < 0:
+                        return None
+            nslots += self.fn[f, FN_N]
+            nfunc_rows += self.fn[f, FN_FHI] - self.fn[f, FN_FLO]
+            nline_rows += self.fn[f, FN_LHI] - self.fn[f, FN_LLO]
+        if nslots >= (1 << 28):
+            return None
+        insns = PyBytes_FromStringAndSize(NULL, 8 * nslots)
+        funcs = PyBytes_FromStringAndSize(NULL, 8 * nfunc_rows)
+        lines = PyBytes_FromStringAndSize(NULL, 16 * nline_rows)
+        out = <uint8_t *>PyBytes_AS_STRING(insns)
+        fo = <uint8_t *>PyBytes_AS_STRING(funcs)
+        lo = <uint8_t *>PyBytes_AS_STRING(lines)
+        base = 0
+        for i in range(cnt):
+            f = order[i]
+            pos[f] = base + 1
+            base += self.fn[f, FN_N]
+        for i in range(cnt):
+            f = order[i]
+            base = pos[f] - 1
+            sec = self.sections[self.fn[f, FN_SEC]]
+            s = self.fn[f, FN_START]
+            if s < 0 or self.fn[f, FN_N] < 0 or \
+                    (s + self.fn[f, FN_N]) * 8 > <int64_t>len(sec.raw):
+                return None
+            memcpy(out + 8 * base, (<const uint8_t *><const char *>sec.raw) + 8 * s,
+                   8 * self.fn[f, FN_N])
+            for r in range(self.fn[f, FN_RLO], self.fn[f, FN_RHI]):
+                j = base + sec.r[r, 0] - s          # the slot in the program
+                if not base <= j < base + self.fn[f, FN_N]:
+                    return None
+                insn = out + 8 * j
+                t = sec.r[r, 2]
+                if sec.r[r, 1] == R_CALL:
+                    _put32(insn + 4, <uint32_t>(pos[t] - 1 - j - 1), little)
+                elif sec.r[r, 1] == R_FUNC:
+                    if j + 1 >= base + self.fn[f, FN_N]:
+                        return None
+                    _set_src(insn, 4, little)           # BPF_PSEUDO_FUNC
+                    _put32(insn + 4, <uint32_t>(pos[t] - 1 - j - 1), little)
+                    _put32(insn + 12, 0, little)
+                else:
+                    if j + 1 >= base + self.fn[f, FN_N]:
+                        return None
+                    fd = fds[t]
+                    if sec.r[r, 1] == R_MAP:
+                        _set_src(insn, 1, little)       # BPF_PSEUDO_MAP_FD
+                        _put32(insn + 4, <uint32_t>fd, little)
+                        _put32(insn + 12, 0, little)
+                    else:
+                        _set_src(insn, 2, little)       # BPF_PSEUDO_MAP_VALUE
+                        _put32(insn + 4, <uint32_t>fd, little)
+                        _put32(insn + 12, <uint32_t>sec.r[r, 3], little)
+            for r in range(self.fn[f, FN_FLO], self.fn[f, FN_FHI]):
+                _put32(fo, <uint32_t>(base + ((sec.f[r, 0] - 8 * s) >> 3)), little)
+                _put32(fo + 4, sec.f[r, 1], little)
+                fo += 8
+            for r in range(self.fn[f, FN_LLO], self.fn[f, FN_LHI]):
+                _put32(lo, <uint32_t>(base + ((sec.l[r, 0] - 8 * s) >> 3)), little)
+                _put32(lo + 4, sec.l[r, 1], little)
+                _put32(lo + 8, sec.l[r, 2], little)
+                _put32(lo + 12, sec.l[r, 3], little)
+                lo += 16
+        # The kernel refuses a first func_info record other than slot 0.
+        if nfunc_rows == 0 or _u32(<const uint8_t *>PyBytes_AS_STRING(funcs), not little) != 0:
+            return insns, b"", b""
+        return insns, funcs, lines

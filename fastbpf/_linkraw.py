@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from .asm.opcodes import PSEUDO_FUNC, PSEUDO_KFUNC_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE
-from .errors import ELFError
+from .errors import BTFError, ELFError
 from .linker import resolve_kfunc, resolve_ksym
 
 __all__ = ["link_raw"]
@@ -136,6 +136,16 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
         return None
     if cache is None:
         cache = {}
+    # The C linker first (see _c_state); None: the Python linker below.
+    st = cache.get(_C)
+    if st is None:
+        st = cache[_C] = _c_state(spec, obj, ctx, originals, maps)
+    if st:
+        i = st[3].get(label)
+        if i is not None:
+            got = st[0].link(i, st[1], st[2])
+            if got is not None:
+                return got[0], got[1], got[2], []
     fd_array: list[int] = []
     functions = spec.functions
     order = [label]
@@ -180,6 +190,32 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
             funcs.append(_shifted(ln.func, 2, b))
             lines.append(_shifted(ln.line, 4, b))
     return _result(buf, b"".join(funcs), b"".join(lines), fd_array)
+
+
+_C = 0   # the cache key of _c_state's answer (the other keys are labels and tuples)
+_NO_MAP = -(1 << 40)
+
+
+def _c_state(spec: Any, obj: Any, ctx: tuple[Any, ...], originals: dict[Any, Any],
+             maps: dict[Any, Any]) -> tuple[Any, ...] | bool:
+    """Once per load, for the C linker (LinkTables.link): (tables, fd of each
+    map index, which functions are as the object has them, function index
+    by label); False without it (no C build, or tables that failed: then
+    the Python path raises whatever it finds, as it always has)."""
+    try:
+        tables = obj.link_tables(ctx)
+    except (ELFError, BTFError):
+        return False
+    if tables is None:
+        return False
+    fds = array.array("q", [_NO_MAP] * len(tables.map_names))
+    for i, name in enumerate(tables.map_names):
+        m = maps.get(name)
+        if m is not None:
+            fds[i] = m.fd
+    functions = spec.functions
+    usable = bytes([functions.get(lb) is originals.get(lb) for lb in tables.labels])
+    return tables, memoryview(fds), usable, tables.index
 
 
 def _patch_call(buf: bytearray, s: int, is_func: bool, t: int) -> None:

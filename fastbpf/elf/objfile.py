@@ -48,6 +48,7 @@ _DATA_RE = re.compile(r"\.(data|rodata|bss)(\..*)?\Z", re.S)
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
 BPF_F_XDP_HAS_FRAGS = 1 << 5
 _EMPTY: dict[str, int] = {}
+_NO_KINDS = np.zeros(0, dtype=np.uint8)
 
 
 @functools.lru_cache(maxsize=256)   # a regex per map costs more than the rest of it
@@ -76,8 +77,10 @@ try:  # the C index of functions; _FuncPy and _index_python below are its twins
     from .._elfscan import index_functions as _index_c
     from .._elfscan import classify_sections as _classify_c
     from .._elfscan import scan_code as _scan_code
+    from .._elfscan import LinkTables as _LinkTables
 except ImportError:  # pragma: no cover - exercised only without the build
     _scan_code = None  # type: ignore[assignment]
+    _LinkTables = None  # type: ignore[assignment,misc]
     _Func = None  # type: ignore[assignment,misc]
     _index_c = None  # type: ignore[assignment]
     _classify_c = None  # type: ignore[assignment]
@@ -216,6 +219,7 @@ class ObjectFile:
         self._string_at: Callable[[int], str] | None = None
         self._datasecs: dict[str, int] | None = None
         self._ext_by_sec: dict[str, tuple[Any, ...]] = {}
+        self._link_tables: Any = None
         cols = (names, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_info)
         (self._sec_index, rel_of, self.prog_secs, self.data_secs, special,
          self.struct_ops_secs) = (_classify_c(*cols) if _classify_c is not None
@@ -425,6 +429,40 @@ class ObjectFile:
                 relocs[slot] = ("call", callee.label)
         info = self._sections[shndx] = (raw, sorted(relocs), relocs)
         return info
+
+    def link_tables(self, ctx: tuple[Any, ...]) -> Any:
+        """The :class:`fastbpf._elfscan.LinkTables` of every executable section
+        (made on first use; once per parse), or None without the C build.
+
+        A section the C pass does not take (externs, malformed relocations or
+        records) has no tables: its functions go through :meth:`analyze` and
+        the Python linker, which raise the errors.
+        """
+        got = self._link_tables
+        if got is not None or _LinkTables is None:
+            return got
+        elf = self.elf
+        data_maps, map_syms = ctx[0], ctx[1]
+        tables = _LinkTables(self.byte_order == "little", self.funcs, len(elf.names),
+                             self.prog_secs, self.maps_shndx, self.legacy_maps_shndx,
+                             data_maps, map_syms)
+        ext = self.ext if self.btf is not None else None
+        kinds = self.btf._kinds if self.btf is not None else _NO_KINDS
+        ntypes = len(self.btf) if self.btf is not None else 0
+        syms = (elf.sym_shndx, elf.sym_value, elf.sym_info)
+        for shndx in self.prog_secs:
+            rels = self.rels.get(shndx)
+            sec = elf.names[shndx]
+            fa = la = ca = None
+            if ext is not None:
+                fa, la, ca = ext.func.get(sec), ext.line.get(sec), ext.core.get(sec)
+                if ca is not None:
+                    ca = ca[:, 0]
+            tables.add_section(shndx, elf.section_bytes(shndx),
+                               rels.tobytes() if rels is not None else b"", *syms, fa, la, ca,
+                               kinds, ntypes)
+        self._link_tables = tables
+        return tables
 
     def _sym_lists(self) -> tuple[Any, ...]:
         if self._syms is None:
