@@ -18,7 +18,9 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, int32_t, uint32_t, uint64_t, int64_t
 from fastbpf._btfkind cimport *
 from libc.string cimport memchr, memcmp, memcpy, strlen
+from libc.stdlib cimport malloc, calloc, free, qsort
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.bytearray cimport PyByteArray_Resize, PyByteArray_AS_STRING
 
 from fastbpf.errors import BTFError, ELFError
 
@@ -699,7 +701,7 @@ cdef enum:
 
 # Columns of LinkTables.functions.
 cdef enum:
-    FN_SEC = 0      # index into the section tables, -1: no table (Python path)
+    FN_SEC = 0      # index into the section tables, -1: none (the Python path)
     FN_START = 1    # first slot in its section
     FN_N = 2        # slots
     FN_RLO = 3      # its rows of the section's rel table
@@ -710,11 +712,11 @@ cdef enum:
     FN_LHI = 8
     FN_COLS = 9
 
-cdef int64_t _SHN_UNDEF = 0
-cdef int64_t _SHN_LORESERVE = 0xFF00
-cdef int64_t ROLE_NONE = -1
-cdef int64_t ROLE_PROG = -2
-cdef int64_t ROLE_MAPS = -3
+cdef enum:
+    ROLE_NONE = -1
+    ROLE_PROG = -2
+    ROLE_MAPS = -3
+    SHN_LORESERVE = 0xFF00
 
 
 cdef inline void _put32(uint8_t *p, uint32_t v, bint little) noexcept nogil:
@@ -737,63 +739,213 @@ cdef inline void _set_src(uint8_t *insn, uint8_t src, bint little) noexcept nogi
         insn[1] = (insn[1] & 0xF0) | src
 
 
-cdef Py_ssize_t _bisect(const uint32_t[:, ::1] rows, uint64_t off):
-    """The first row whose column 0 is >= *off* (rows sorted by column 0)."""
-    cdef Py_ssize_t lo = 0, hi = rows.shape[0], mid
+cdef Py_ssize_t _bisect(const uint32_t *rows, Py_ssize_t n, Py_ssize_t width,
+                        uint64_t off) noexcept nogil:
+    """The first of *n* rows of *width* words whose first word is >= *off*."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
     while lo < hi:
         mid = (lo + hi) >> 1
-        if rows[mid, 0] < off:
+        if rows[mid * width] < off:
             lo = mid + 1
         else:
             hi = mid
     return lo
 
 
-cdef bint _sorted_rows(const uint32_t[:, ::1] rows):
+cdef bint _sorted_rows(const uint32_t *rows, Py_ssize_t n, Py_ssize_t width) noexcept nogil:
     cdef Py_ssize_t i
-    for i in range(1, rows.shape[0]):
-        if rows[i, 0] < rows[i - 1, 0]:
+    for i in range(1, n):
+        if rows[i * width] < rows[(i - 1) * width]:
             return False
     return True
+
+
+cdef int _cmp_key(const void *a, const void *b) noexcept nogil:
+    cdef const int64_t *x = <const int64_t *>a
+    cdef const int64_t *y = <const int64_t *>b
+    if x[0] != y[0]:
+        return -1 if x[0] < y[0] else 1
+    if x[1] != y[1]:
+        return -1 if x[1] < y[1] else 1
+    return 0
+
+
+cdef object _table(const void *p, Py_ssize_t rows, Py_ssize_t width, str dtype):
+    """A numpy copy of a C table (for tests and inspection)."""
+    import numpy as np
+    cdef Py_ssize_t size = 4 if dtype == "uint32" else 8
+    if rows == 0:
+        return np.zeros((0, width), dtype=dtype)
+    return np.frombuffer(PyBytes_FromStringAndSize(<const char *>p, rows * width * size),
+                         dtype=dtype).reshape(rows, width)
+
+
+def ext_rows(bytes data, spec, dict sections):
+    """The .BTF.ext records the linker needs, read in C: ``{section name:
+    (func_info, line_info, core offsets)}`` for the names in *sections*, each
+    as bytes of native u32 rows (2 words, 4 words, 1 word), in file order;
+    *spec* is the object's BTF (for the section names). None when anything
+    is out of the ordinary (the Python reader, ExtRecords, then says what)."""
+    cdef const uint8_t *p = data
+    cdef uint64_t n = len(data), hdr, off, length, rec, pos, num, name_off, j, w
+    cdef uint64_t s_start, s_len
+    cdef bint sw
+    cdef int which
+    cdef const uint8_t *sub
+    cdef const char *name
+    cdef const char *end
+    cdef uint32_t word
+    cdef uint8_t *dst
+    cdef Py_ssize_t at
+    cdef uint32_t minw[3]
+    minw[0] = 2
+    minw[1] = 4
+    minw[2] = 1
+    buf = spec._buf
+    if type(buf) is not bytes or spec._str_base != 0 or n < 24:
+        return None
+    cdef const uint8_t *b = <bytes>buf
+    s_start = spec._str_start
+    s_len = spec._str_len
+    if s_start > <uint64_t>len(buf) or s_len > <uint64_t>len(buf) - s_start:
+        return None
+    if p[0] == 0x9F and p[1] == 0xEB:
+        sw = False
+    elif p[0] == 0xEB and p[1] == 0x9F:
+        sw = True
+    else:
+        return None
+    hdr = _u32(p + 4, sw)
+    if p[2] != 1 or hdr < 24 or hdr > n:
+        return None
+    out = {}
+    for which in range(3):
+        if which < 2:
+            off = _u32(p + 8 + 8 * which, sw)
+            length = _u32(p + 12 + 8 * which, sw)
+        elif hdr >= 32:
+            off = _u32(p + 24, sw)
+            length = _u32(p + 28, sw)
+        else:
+            break
+        if length == 0:
+            continue
+        if off + length > n - hdr or length < 4:
+            return None
+        sub = p + hdr + off
+        rec = _u32(sub, sw)
+        if rec < 4 * minw[which] or rec % 4 or rec > 1024 or (which == 2 and rec < 16):
+            return None
+        pos = 4
+        while pos < length:
+            if length - pos < 8:
+                return None
+            name_off = _u32(sub + pos, sw)
+            num = _u32(sub + pos + 4, sw)
+            pos += 8
+            if name_off >= s_len:
+                return None
+            name = <const char *>b + s_start + name_off
+            end = <const char *>memchr(name, 0, s_len - name_off)
+            if end == NULL or num == 0 or num * rec > length - pos:
+                return None
+            sec = PyUnicode_DecodeUTF8(name, end - name, "surrogateescape")
+            if sec in sections:
+                got = out.get(sec)
+                if got is None:
+                    got = out[sec] = (bytearray(), bytearray(), bytearray())
+                rows = <bytearray>got[which]
+                at = len(rows)
+                PyByteArray_Resize(rows, at + 4 * num * minw[which])
+                dst = <uint8_t *>PyByteArray_AS_STRING(rows) + at
+                for j in range(num):
+                    for w in range(minw[which]):
+                        word = _u32(sub + pos + j * rec + 4 * w, sw)
+                        memcpy(dst, &word, 4)
+                        dst += 4
+            pos += num * rec
+    return out
 
 
 cdef class _SecTables:
     """The link tables of one executable section (see LinkTables.add_section)."""
     cdef readonly bytes raw
-    cdef readonly object rel          # int64 (k, 4): slot, kind, target, extra
-    cdef readonly object func         # uint32 (n, 2): byte offset, FUNC type id
-    cdef readonly object line         # uint32 (n, 4): byte offset, file, line, col
-    cdef const int64_t[:, ::1] r
-    cdef const uint32_t[:, ::1] f
-    cdef const uint32_t[:, ::1] l
+    cdef int64_t *r       # rows of 4: slot, kind, target, extra (data offset)
+    cdef uint32_t *f      # func_info rows of 2: byte offset, FUNC type id
+    cdef uint32_t *l      # line_info rows of 4: byte offset, file, line, col
+    cdef Py_ssize_t nr, nf, nl
+
+    def __dealloc__(self):
+        free(self.r)
+        free(self.f)
+        free(self.l)
+
+    @property
+    def rel(self):
+        """The relocated slots: int64 rows (slot, kind, target, extra)."""
+        return _table(self.r, self.nr, 4, "int64")
+
+    @property
+    def func(self):
+        """func_info rows (byte offset, type id)."""
+        return _table(self.f, self.nf, 2, "uint32")
+
+    @property
+    def line(self):
+        """line_info rows (byte offset, file, line, column)."""
+        return _table(self.l, self.nl, 4, "uint32")
+
+
+cdef uint32_t *_copy_rows(bytes rows, Py_ssize_t width, Py_ssize_t *n) except? NULL:
+    cdef Py_ssize_t size = len(rows)
+    cdef uint32_t *out
+    if size % (4 * width):
+        n[0] = -1
+        return NULL
+    n[0] = size // (4 * width)
+    out = <uint32_t *>malloc(size + 4)
+    if out == NULL:
+        raise MemoryError()
+    memcpy(out, <const char *>rows, size)
+    return out
 
 
 cdef class LinkTables:
     """The loader's fast linking of one object, in C.
 
-    Built once per parse from the object's function index, then one
-    :meth:`add_section` per executable section: a C pass that resolves every
-    relocation and bpf-to-bpf call of the section to a kind code and a target
-    index (function, map) and keeps the section's func_info/line_info rows.
-    :meth:`link` then writes a program's linked instructions, func_info and
-    line_info in one go. Anything unusual (an extern, a CO-RE relocation, a
-    malformed relocation or record) leaves the functions concerned without
-    tables: the Python path (:mod:`fastbpf._linkraw`) links them, with its
-    error messages. Every index and offset is checked before it is used.
+    Made once per parse from the object's function index, then one
+    :meth:`add_section` per executable section: a C pass that resolves
+    every relocation and bpf-to-bpf call of the section to a kind code and
+    a target index (function, map) and keeps the section's func_info and
+    line_info rows. :meth:`linker` binds a load's map fds; its ``link``
+    writes a program's instructions, func_info and line_info in one go.
+    Anything unusual (an extern, a CO-RE relocation, a malformed relocation
+    or record) leaves the functions concerned without tables: the Python
+    linker (:mod:`fastbpf._linkraw`) links them, and raises its errors.
+    Every index and offset is checked before it is used.
     """
 
     cdef readonly bint little
     cdef readonly list labels         # function label by function index
     cdef readonly dict index          # function index by label
     cdef readonly list map_names      # map name by map index
-    cdef dict _map_index
-    cdef readonly object functions    # int64 (nfunc, FN_COLS)
-    cdef int64_t[:, ::1] fn
-    cdef int64_t[:, ::1] fkey         # (shndx, start byte, function index), sorted
     cdef readonly list sections       # _SecTables by FN_SEC
-    cdef int64_t[::1] role            # per ELF section: map index, or ROLE_*
-    cdef Py_ssize_t nsec
+    cdef dict _map_index
     cdef dict _map_syms
+    cdef Py_ssize_t nfunc, nsec
+    cdef int64_t *fn                  # nfunc rows of FN_COLS
+    cdef int64_t *fkey                # (shndx, start byte, function index), sorted
+    cdef int64_t *role                # per ELF section: data map index, or ROLE_*
+
+    def __cinit__(self):
+        self.fn = NULL
+        self.fkey = NULL
+        self.role = NULL
+
+    def __dealloc__(self):
+        free(self.fn)
+        free(self.fkey)
+        free(self.role)
 
     def __init__(self, bint little, dict funcs, Py_ssize_t nsec, prog_secs,
                  Py_ssize_t maps_shndx, Py_ssize_t legacy_maps_shndx, dict data_maps,
@@ -801,37 +953,46 @@ cdef class LinkTables:
         """*funcs*: ``{(shndx, start): Func}`` (ObjectFile.funcs); *nsec*: the
         number of ELF sections; *data_maps*: ``{shndx: map name}``;
         *map_syms*: ``{(shndx, symbol value): map name}``."""
-        import numpy as np
         cdef Py_ssize_t i, n = len(funcs)
-        cdef int64_t[:, ::1] fk
+        cdef int64_t shndx, start, size
+        if nsec < 0:
+            raise ELFError("negative section count")
         self.little = little
         self.labels = []
         self.index = {}
         self.map_names = []
+        self.sections = []
         self._map_index = {}
         self._map_syms = map_syms
-        self.sections = []
         self.nsec = nsec
-        self.functions = np.full((n, FN_COLS), -1, dtype=np.int64)
-        self.fn = self.functions
-        keys = np.zeros((n, 3), dtype=np.int64)
-        fk = keys
+        self.fn = <int64_t *>malloc(sizeof(int64_t) * (n * FN_COLS + 1))
+        self.fkey = <int64_t *>malloc(sizeof(int64_t) * (n * 3 + 1))
+        self.role = <int64_t *>malloc(sizeof(int64_t) * (nsec + 1))
+        if self.fn == NULL or self.fkey == NULL or self.role == NULL:
+            raise MemoryError()
+        self.nfunc = n
+        for i in range(n * FN_COLS):
+            self.fn[i] = -1
         i = 0
         for key, f in funcs.items():
+            if i >= n:
+                raise ELFError("the function index changed while read")
             shndx, start = key
-            if not 0 <= shndx < nsec or not 0 <= start < (1 << 40) or f.size >= (1 << 40):
+            size = f.size
+            if not 0 <= shndx < nsec or not 0 <= start < (1 << 40) or \
+                    not 0 <= size < (1 << 40):
                 raise ELFError(f"function {f.label!r} is outside its section")
-            fk[i, 0] = shndx
-            fk[i, 1] = start
-            fk[i, 2] = i
-            self.fn[i, FN_START] = start >> 3
-            self.fn[i, FN_N] = f.size >> 3
+            self.fkey[3 * i] = shndx
+            self.fkey[3 * i + 1] = start
+            self.fkey[3 * i + 2] = i
+            self.fn[FN_COLS * i + FN_START] = start >> 3
+            self.fn[FN_COLS * i + FN_N] = size >> 3
             self.labels.append(f.label)
             self.index[f.label] = i
             i += 1
-        self.fkey = keys[np.lexsort((keys[:, 1], keys[:, 0]))]
-        roles = np.full(nsec, ROLE_NONE, dtype=np.int64)
-        self.role = roles
+        qsort(self.fkey, n, 3 * sizeof(int64_t), _cmp_key)
+        for i in range(nsec):
+            self.role[i] = ROLE_NONE
         for shndx, name in data_maps.items():
             if 0 <= shndx < nsec:
                 self.role[shndx] = self._map(name)
@@ -842,6 +1003,12 @@ cdef class LinkTables:
             if 0 <= shndx < nsec:
                 self.role[shndx] = ROLE_PROG
 
+    @property
+    def functions(self):
+        """Per function index: int64 rows (section table or -1, first slot,
+        slots, rel rows lo/hi, func_info rows lo/hi, line_info rows lo/hi)."""
+        return _table(self.fn, self.nfunc, FN_COLS, "int64")
+
     cdef int64_t _map(self, name) except -1:
         got = self._map_index.get(name)
         if got is None:
@@ -849,225 +1016,258 @@ cdef class LinkTables:
             self.map_names.append(name)
         return got
 
-    cdef int64_t _func_at(self, int64_t shndx, int64_t start):
+    cdef int64_t _func_at(self, int64_t shndx, int64_t start) noexcept:
         """The index of the function at byte *start* of section *shndx*, or -1."""
-        cdef Py_ssize_t lo = 0, hi = self.fkey.shape[0], mid
+        cdef Py_ssize_t lo = 0, hi = self.nfunc, mid
+        cdef const int64_t *k = self.fkey
         while lo < hi:
             mid = (lo + hi) >> 1
-            if (self.fkey[mid, 0] < shndx or
-                    (self.fkey[mid, 0] == shndx and self.fkey[mid, 1] < start)):
+            if k[3 * mid] < shndx or (k[3 * mid] == shndx and k[3 * mid + 1] < start):
                 lo = mid + 1
             else:
                 hi = mid
-        if lo < self.fkey.shape[0] and self.fkey[lo, 0] == shndx and self.fkey[lo, 1] == start:
-            return self.fkey[lo, 2]
+        if lo < self.nfunc and k[3 * lo] == shndx and k[3 * lo + 1] == start:
+            return k[3 * lo + 2]
         return -1
 
     def add_section(self, Py_ssize_t shndx, bytes raw, bytes rels, list sym_shndx,
-                    list sym_value, list sym_info, func_rows, line_rows, core_offsets,
-                    const uint8_t[::1] btf_kinds, Py_ssize_t ntypes):
+                    list sym_value, list sym_info, bytes func_rows, bytes line_rows,
+                    bytes core_offsets, const uint8_t[::1] btf_kinds, Py_ssize_t ntypes):
         """Scan executable section *shndx* (*raw*: its bytes; *rels*: its
-        SHT_REL records as in the file, or b""). *func_rows* / *line_rows*:
-        its .BTF.ext func_info (n, 2) and line_info (n, 4) uint32 rows, or
-        None; *core_offsets*: byte offsets of its CO-RE relocations, or None;
-        *btf_kinds*/*ntypes*: the object BTF's kinds and type count, to check
-        func_info type ids. Returns False (no tables: the section's
+        SHT_REL records as in the file, or b""). *func_rows*, *line_rows*,
+        *core_offsets*: its .BTF.ext func_info, line_info and CO-RE records
+        as native u32 rows of 2, 4 and 1 words (the byte offset first);
+        *btf_kinds*/*ntypes*: the object BTF's kinds and type count, to
+        check func_info type ids. Returns False (no tables: the section's
         functions take the Python path) on anything the fast path does not
         take or that is malformed; True when the tables are made."""
-        import numpy as np
         cdef const uint8_t *p = raw
         cdef const uint8_t *rp = rels
-        cdef Py_ssize_t n = len(raw) // 8, i, k, nrel, nsym = len(sym_shndx), nrows, j
-        cdef bint big = not self.little
+        cdef Py_ssize_t n = len(raw) // 8, i, k, nrel, nsym = len(sym_shndx), nrows, j, lo
+        cdef Py_ssize_t nco = len(core_offsets) // 4
+        cdef bint big = not self.little, bad
         cdef uint64_t off, info, value, start, end
-        cdef int64_t slot, sym, sshndx, role, target, fi, lo
+        cdef int64_t slot, sym, sshndx, role, target, fi
         cdef int32_t imm
         cdef uint8_t code, src, stype
-        cdef const uint32_t[:, ::1] fr
-        cdef const uint32_t[:, ::1] lr
-        cdef const uint32_t[::1] co
+        cdef int64_t *fn
+        cdef const uint32_t *co = <const uint32_t *><const char *>core_offsets
+        cdef _SecTables t
         if len(raw) % 8 or n == 0 or len(rels) % 16 or not 0 <= shndx < self.nsec:
             return False
-        if len(sym_value) != nsym or len(sym_info) != nsym:
+        if len(sym_value) != nsym or len(sym_info) != nsym or len(core_offsets) % 4:
             return False
-        kinds_b = bytearray(n + 1)      # per slot: kind, 0 = none; slot n: sentinel
-        cdef unsigned char *kind = kinds_b
-        second_b = bytearray(n + 1)
-        cdef unsigned char *second = second_b
-        tgt_a = np.zeros((n, 2), dtype=np.int64)
-        cdef int64_t[:, ::1] tgt = tgt_a
-        i = 0
-        while i < n:
-            if p[8 * i] == 0x18:
-                second[i + 1] = 1
-                i += 2
-            else:
-                i += 1
-        memo = {}       # symbol index -> map index (the dict look-up of map_syms)
-        nrel = len(rels) // 16
-        for k in range(nrel):
-            off = _u64(rp + 16 * k, big)
-            info = _u64(rp + 16 * k + 8, big)
-            slot = <int64_t>(off >> 3)
-            if off & 7 or off >> 3 >= <uint64_t>n or second[slot]:
-                return False
-            sym = <int64_t>(info >> 32)
-            if sym >= nsym:
-                return False
-            sshndx = sym_shndx[sym]
-            value = sym_value[sym]
-            stype = (<int>sym_info[sym]) & 0xF
-            code = p[8 * slot]
-            imm = <int32_t>_u32(p + 8 * slot + 4, big)
-            if sshndx == _SHN_UNDEF or sshndx >= _SHN_LORESERVE or sshndx >= self.nsec:
-                return False        # externs (and errors): the Python path
-            if value >= (1 << 40):
-                return False
-            if code == 0x85:
-                src = (p[8 * slot + 1] >> 4) if self.little else (p[8 * slot + 1] & 0xF)
-                if src != 1:
+        t = _SecTables.__new__(_SecTables)
+        t.raw = raw
+        t.f = _copy_rows(func_rows, 2, &t.nf)
+        t.l = _copy_rows(line_rows, 4, &t.nl)
+        if t.nf < 0 or t.nl < 0 or not _sorted_rows(t.f, t.nf, 2) or \
+                not _sorted_rows(t.l, t.nl, 4):
+            return False            # clang writes them sorted; the Python path sorts
+        # Per slot: 0 = nothing, 1 = ld_imm64 second half, else kind + 8.
+        cdef int64_t *tab = <int64_t *>calloc(3 * (n + 1), sizeof(int64_t))
+        if tab == NULL:
+            raise MemoryError()
+        try:
+            i = 0
+            while i < n:
+                if p[8 * i] == 0x18:
+                    tab[3 * (i + 1)] = 1
+                    i += 2
+                else:
+                    i += 1
+            memo = {}       # symbol index -> map index (the dict look-up of map_syms)
+            nrel = len(rels) // 16
+            for k in range(nrel):
+                off = _u64(rp + 16 * k, big)
+                info = _u64(rp + 16 * k + 8, big)
+                if off & 7 or off >> 3 >= <uint64_t>n or tab[3 * (off >> 3)] == 1:
                     return False
-                target = <int64_t>value + ((<int64_t>imm + 1) * 8 if stype == STT_SECTION else 0)
-                fi = self._func_at(sshndx, target)
-                if fi < 0:
+                slot = <int64_t>(off >> 3)
+                sym = <int64_t>(info >> 32)
+                if sym >= nsym:
                     return False
-                kind[slot] = R_CALL
-                tgt[slot, 0] = fi
-                continue
-            if code != 0x18 or slot + 1 >= n:
-                return False
-            role = self.role[sshndx]
-            if role == ROLE_PROG:
-                target = <int64_t>value + (imm if stype == STT_SECTION else 0)
-                fi = self._func_at(sshndx, target)
-                if fi < 0:
-                    return False
-                kind[slot] = R_FUNC
-                tgt[slot, 0] = fi
-            elif role == ROLE_MAPS:
-                got = memo.get(sym)
-                if got is None:
-                    name = self._map_syms.get((sshndx, value))
-                    if name is None:
+                sshndx = sym_shndx[sym]
+                value = sym_value[sym]
+                stype = (<int>sym_info[sym]) & 0xF
+                code = p[8 * slot]
+                imm = <int32_t>_u32(p + 8 * slot + 4, big)
+                if sshndx <= 0 or sshndx >= SHN_LORESERVE or sshndx >= self.nsec or \
+                        value >= (1 << 40):
+                    return False        # externs (and errors): the Python path
+                if code == 0x85:
+                    src = (p[8 * slot + 1] >> 4) if self.little else (p[8 * slot + 1] & 0xF)
+                    if src != 1:
                         return False
-                    got = memo[sym] = self._map(name)
-                kind[slot] = R_MAP
-                tgt[slot, 0] = <int64_t>got
-            elif role >= 0:
-                kind[slot] = R_MAPVAL
-                tgt[slot, 0] = role
-                tgt[slot, 1] = ((<uint32_t>imm) + (0 if stype == STT_SECTION else value)) \
-                    & 0xFFFFFFFF
-            else:
-                return False
-        # Calls to static functions of the same section carry no relocation.
-        for i in range(n):
-            if p[8 * i] == 0x85 and not kind[i] and not second[i]:
-                src = (p[8 * i + 1] >> 4) if self.little else (p[8 * i + 1] & 0xF)
-                if src == 1:
-                    imm = <int32_t>_u32(p + 8 * i + 4, big)
-                    fi = self._func_at(shndx, (i + 1 + <int64_t>imm) * 8)
+                    target = <int64_t>value + \
+                        ((<int64_t>imm + 1) * 8 if stype == STT_SECTION else 0)
+                    fi = self._func_at(sshndx, target)
                     if fi < 0:
                         return False
-                    kind[i] = R_CALL
-                    tgt[i, 0] = fi
-        nrows = 0
-        for i in range(n):
-            if kind[i]:
-                nrows += 1
-        rel_a = np.zeros((nrows, 4), dtype=np.int64)
-        cdef int64_t[:, ::1] rel = rel_a
-        j = 0
-        for i in range(n):
-            if kind[i]:
-                rel[j, 0] = i
-                rel[j, 1] = kind[i]
-                rel[j, 2] = tgt[i, 0]
-                rel[j, 3] = tgt[i, 1]
-                j += 1
-        empty = np.zeros((0, 4), dtype=np.uint32)
-        func_a = np.ascontiguousarray(func_rows if func_rows is not None else empty[:, :2],
-                                      dtype=np.uint32)
-        line_a = np.ascontiguousarray(line_rows if line_rows is not None else empty,
-                                      dtype=np.uint32)
-        if func_a.ndim != 2 or func_a.shape[1] != 2 or line_a.ndim != 2 or line_a.shape[1] != 4:
-            return False
-        fr = func_a
-        lr = line_a
-        if not _sorted_rows(fr) or not _sorted_rows(lr):
-            return False            # clang writes them sorted; the Python path sorts
-        co_a = np.ascontiguousarray(core_offsets if core_offsets is not None else empty[:, 0],
-                                    dtype=np.uint32)
-        co = co_a
-        cdef _SecTables t = _SecTables.__new__(_SecTables)
-        t.raw = raw
-        t.rel = rel_a
-        t.func = func_a
-        t.line = line_a
-        t.r = rel
-        t.f = fr
-        t.l = lr
+                    tab[3 * slot] = 8 + R_CALL
+                    tab[3 * slot + 1] = fi
+                    continue
+                if code != 0x18 or slot + 1 >= n:
+                    return False
+                role = self.role[sshndx]
+                if role == ROLE_PROG:
+                    target = <int64_t>value + (imm if stype == STT_SECTION else 0)
+                    fi = self._func_at(sshndx, target)
+                    if fi < 0:
+                        return False
+                    tab[3 * slot] = 8 + R_FUNC
+                    tab[3 * slot + 1] = fi
+                elif role == ROLE_MAPS:
+                    got = memo.get(sym)
+                    if got is None:
+                        name = self._map_syms.get((sshndx, value))
+                        if name is None:
+                            return False
+                        got = memo[sym] = self._map(name)
+                    tab[3 * slot] = 8 + R_MAP
+                    tab[3 * slot + 1] = <int64_t>got
+                elif role >= 0:
+                    tab[3 * slot] = 8 + R_MAPVAL
+                    tab[3 * slot + 1] = role
+                    tab[3 * slot + 2] = ((<uint32_t>imm) +
+                                         (0 if stype == STT_SECTION else value)) & 0xFFFFFFFF
+                else:
+                    return False
+            # Calls to static functions of the same section carry no relocation.
+            nrows = 0
+            for i in range(n):
+                if p[8 * i] == 0x85 and tab[3 * i] == 0:
+                    src = (p[8 * i + 1] >> 4) if self.little else (p[8 * i + 1] & 0xF)
+                    if src == 1:
+                        imm = <int32_t>_u32(p + 8 * i + 4, big)
+                        fi = self._func_at(shndx, (i + 1 + <int64_t>imm) * 8)
+                        if fi < 0:
+                            return False
+                        tab[3 * i] = 8 + R_CALL
+                        tab[3 * i + 1] = fi
+                if tab[3 * i] > 1:
+                    nrows += 1
+            t.r = <int64_t *>malloc(sizeof(int64_t) * (4 * nrows + 1))
+            if t.r == NULL:
+                raise MemoryError()
+            t.nr = nrows
+            j = 0
+            for i in range(n):
+                if tab[3 * i] > 1:
+                    t.r[4 * j] = i
+                    t.r[4 * j + 1] = tab[3 * i] - 8
+                    t.r[4 * j + 2] = tab[3 * i + 1]
+                    t.r[4 * j + 3] = tab[3 * i + 2]
+                    j += 1
+        finally:
+            free(tab)
         sec = len(self.sections)
         self.sections.append(t)
         # The rows of each function of the section.
-        for j in range(self.fkey.shape[0]):
-            if self.fkey[j, 0] != shndx:
+        for j in range(self.nfunc):
+            if self.fkey[3 * j] != shndx:
                 continue
-            fi = self.fkey[j, 2]
-            start = <uint64_t>self.fn[fi, FN_START]
-            end = start + <uint64_t>self.fn[fi, FN_N]
-            if self.fn[fi, FN_N] <= 0 or end > <uint64_t>n:
+            fn = self.fn + FN_COLS * self.fkey[3 * j + 2]
+            start = <uint64_t>fn[FN_START]
+            end = start + <uint64_t>fn[FN_N]
+            if fn[FN_N] <= 0 or end > <uint64_t>n:
                 continue            # empty: the Python path says so
             bad = False
-            for i in range(co.shape[0]):
+            for i in range(nco):
                 if start * 8 <= co[i] < end * 8:
                     bad = True      # CO-RE: the Instructions path
-            lo = _bisect(fr, start * 8)
-            k = _bisect(fr, end * 8)
+            lo = _bisect(t.f, t.nf, 2, start * 8)
+            k = _bisect(t.f, t.nf, 2, end * 8)
             for i in range(lo, k):
-                if not 0 < fr[i, 1] < ntypes or fr[i, 1] - 1 >= <uint64_t>btf_kinds.shape[0] \
-                        or btf_kinds[fr[i, 1] - 1] != K_FUNC:
+                if not 0 < t.f[2 * i + 1] < ntypes or \
+                        t.f[2 * i + 1] - 1 >= <uint64_t>btf_kinds.shape[0] or \
+                        btf_kinds[t.f[2 * i + 1] - 1] != K_FUNC:
                     bad = True      # the Python path raises BTFError
             if bad:
                 continue
-            self.fn[fi, FN_FLO] = lo
-            self.fn[fi, FN_FHI] = k
-            self.fn[fi, FN_LLO] = _bisect(lr, start * 8)
-            self.fn[fi, FN_LHI] = _bisect(lr, end * 8)
+            fn[FN_FLO] = lo
+            fn[FN_FHI] = k
+            fn[FN_LLO] = _bisect(t.l, t.nl, 4, start * 8)
+            fn[FN_LHI] = _bisect(t.l, t.nl, 4, end * 8)
             lo = 0
-            while lo < nrows and rel[lo, 0] < <int64_t>start:
+            while lo < t.nr and t.r[4 * lo] < <int64_t>start:
                 lo += 1
             k = lo
-            while k < nrows and rel[k, 0] < <int64_t>end:
+            while k < t.nr and t.r[4 * k] < <int64_t>end:
                 k += 1
-            self.fn[fi, FN_RLO] = lo
-            self.fn[fi, FN_RHI] = k
-            self.fn[fi, FN_SEC] = sec
+            fn[FN_RLO] = lo
+            fn[FN_RHI] = k
+            fn[FN_SEC] = sec
         return True
 
-    def link(self, Py_ssize_t root, const int64_t[::1] fds, const uint8_t[::1] usable):
+    def linker(self, list fds, bytes usable):
+        """A Linker for one load: *fds* the fd of each map index (None: the
+        load has no such map), *usable* per function index 1 when the
+        function is as the object has it (0: the user replaced it)."""
+        cdef Linker k = Linker.__new__(Linker)
+        cdef Py_ssize_t i, n = len(fds)
+        if n != len(self.map_names) or len(usable) != self.nfunc:
+            raise ValueError("fds or usable do not match the tables")
+        k.t = self
+        k.usable = usable
+        k.fds = <int64_t *>malloc(sizeof(int64_t) * (n + 1))
+        if k.fds == NULL:
+            raise MemoryError()
+        k.nfds = n
+        for i in range(n):
+            fd = fds[i]
+            k.fds[i] = -1 if fd is None else <uint32_t>fd
+        return k
+
+
+cdef class Linker:
+    """LinkTables bound to one load's map fds (see LinkTables.linker)."""
+
+    cdef LinkTables t
+    cdef bytes usable
+    cdef int64_t *fds
+    cdef Py_ssize_t nfds
+
+    def __cinit__(self):
+        self.fds = NULL
+
+    def __dealloc__(self):
+        free(self.fds)
+
+    def link(self, Py_ssize_t root):
         """(instructions, func_info, line_info) bytes of the program whose
         function has index *root*: the function, then the functions it calls
-        (breadth first, each once), with map fds (``fds[map index]``, -1 <<
-        40: the load has no such map), data offsets and call offsets patched
-        and the .BTF.ext rows moved to each function's place. None when the
-        program needs the Python path (a function without tables, one that
-        *usable* marks 0, a map the load lacks). func_info and line_info are
-        empty unless the first func_info record is at slot 0."""
-        cdef Py_ssize_t nf = self.fn.shape[0], cnt, i, j, r
-        cdef int64_t f, t, nslots = 0, nfunc_rows = 0, nline_rows = 0, base, s, fd
+        (breadth first, each once), with map fds, data offsets and call
+        offsets patched and the .BTF.ext rows moved to each function's
+        place. None when the program needs the Python path (a function
+        without tables or replaced, a map the load lacks). func_info and
+        line_info are empty unless the first func_info record is at slot 0."""
+        cdef LinkTables tb = self.t
+        cdef Py_ssize_t nf = tb.nfunc
+        cdef int64_t *work
+        if tb is None or not 0 <= root < nf:
+            return None
+        work = <int64_t *>calloc(2 * nf + 1, sizeof(int64_t))
+        if work == NULL:
+            raise MemoryError()
+        try:
+            return self._link(tb, root, work, work + nf)
+        finally:
+            free(work)
+
+    cdef object _link(self, LinkTables tb, Py_ssize_t root, int64_t *order, int64_t *pos):
+        # pos[f]: 0 = not met yet; then -1 = queued; then its first slot + 1.
+        cdef Py_ssize_t nf = tb.nfunc, cnt, i, r, nsecs = len(tb.sections)
+        cdef int64_t f, t, nslots = 0, nfunc_rows = 0, nline_rows = 0, base, s, j, n, kind
+        cdef const int64_t *fn
+        cdef const int64_t *row
+        cdef const uint8_t *usable = self.usable
         cdef _SecTables sec
         cdef uint8_t *out
         cdef uint8_t *fo
         cdef uint8_t *lo
         cdef uint8_t *insn
-        cdef bint little = self.little
-        if not 0 <= root < nf or usable.shape[0] != nf or fds.shape[0] != len(self.map_names):
-            return None
-        order_b = bytearray(8 * nf)
-        cdef int64_t *order = <int64_t *><char *>order_b
-        pos_b = bytearray(8 * nf)       # base slot of each function placed, +1 (0: not yet)
-        cdef int64_t *pos = <int64_t *><char *>pos_b
+        cdef bint little = tb.little
         order[0] = root
         pos[root] = -1
         cnt = 1
@@ -1075,25 +1275,27 @@ cdef class LinkTables:
         while i < cnt:
             f = order[i]
             i += 1
-            if not usable[f] or self.fn[f, FN_SEC] < 0:
+            fn = tb.fn + FN_COLS * f
+            if not usable[f] or not 0 <= fn[FN_SEC] < nsecs:
                 return None
-            sec = self.sections[self.fn[f, FN_SEC]]
-            for r in range(self.fn[f, FN_RLO], self.fn[f, FN_RHI]):
-                if sec.r[r, 1] == R_CALL or sec.r[r, 1] == R_FUNC:
-                    t = sec.r[r, 2]
+            sec = <_SecTables>tb.sections[fn[FN_SEC]]
+            if not 0 <= fn[FN_RLO] <= fn[FN_RHI] <= sec.nr:
+                return None
+            for r in range(fn[FN_RLO], fn[FN_RHI]):
+                row = sec.r + 4 * r
+                t = row[2]
+                if row[1] == R_CALL or row[1] == R_FUNC:
                     if not 0 <= t < nf:
                         return None
                     if not pos[t]:
                         pos[t] = -1
                         order[cnt] = t
                         cnt += 1
-                elif sec.r[r, 1] == R_MAP or sec.r[r, 1] == R_MAPVAL:
-                    t = sec.r[r, 2]
-                    if not 0 <= t < fds.shape[0] or fds[t] < 0:
-                        return None
-            nslots += self.fn[f, FN_N]
-            nfunc_rows += self.fn[f, FN_FHI] - self.fn[f, FN_FLO]
-            nline_rows += self.fn[f, FN_LHI] - self.fn[f, FN_LLO]
+                elif not 0 <= t < self.nfds or self.fds[t] < 0:
+                    return None         # a map the load lacks: the Python path says so
+            nslots += fn[FN_N]
+            nfunc_rows += fn[FN_FHI] - fn[FN_FLO]
+            nline_rows += fn[FN_LHI] - fn[FN_LLO]
         if nslots >= (1 << 28):
             return None
         insns = PyBytes_FromStringAndSize(NULL, 8 * nslots)
@@ -1106,52 +1308,50 @@ cdef class LinkTables:
         for i in range(cnt):
             f = order[i]
             pos[f] = base + 1
-            base += self.fn[f, FN_N]
+            base += tb.fn[FN_COLS * f + FN_N]
         for i in range(cnt):
             f = order[i]
+            fn = tb.fn + FN_COLS * f
             base = pos[f] - 1
-            sec = self.sections[self.fn[f, FN_SEC]]
-            s = self.fn[f, FN_START]
-            if s < 0 or self.fn[f, FN_N] < 0 or \
-                    (s + self.fn[f, FN_N]) * 8 > <int64_t>len(sec.raw):
+            sec = <_SecTables>tb.sections[fn[FN_SEC]]
+            s = fn[FN_START]
+            n = fn[FN_N]
+            if s < 0 or n < 0 or (s + n) * 8 > <int64_t>len(sec.raw) or \
+                    not 0 <= fn[FN_FLO] <= fn[FN_FHI] <= sec.nf or \
+                    not 0 <= fn[FN_LLO] <= fn[FN_LHI] <= sec.nl:
                 return None
-            memcpy(out + 8 * base, (<const uint8_t *><const char *>sec.raw) + 8 * s,
-                   8 * self.fn[f, FN_N])
-            for r in range(self.fn[f, FN_RLO], self.fn[f, FN_RHI]):
-                j = base + sec.r[r, 0] - s          # the slot in the program
-                if not base <= j < base + self.fn[f, FN_N]:
+            memcpy(out + 8 * base, (<const uint8_t *><const char *>sec.raw) + 8 * s, 8 * n)
+            for r in range(fn[FN_RLO], fn[FN_RHI]):
+                row = sec.r + 4 * r
+                j = base + row[0] - s          # the slot in the program
+                kind = row[1]
+                t = row[2]
+                if not base <= j < base + n or (kind != R_CALL and j + 1 >= base + n):
                     return None
                 insn = out + 8 * j
-                t = sec.r[r, 2]
-                if sec.r[r, 1] == R_CALL:
+                if kind == R_CALL:
                     _put32(insn + 4, <uint32_t>(pos[t] - 1 - j - 1), little)
-                elif sec.r[r, 1] == R_FUNC:
-                    if j + 1 >= base + self.fn[f, FN_N]:
-                        return None
+                elif kind == R_FUNC:
                     _set_src(insn, 4, little)           # BPF_PSEUDO_FUNC
                     _put32(insn + 4, <uint32_t>(pos[t] - 1 - j - 1), little)
                     _put32(insn + 12, 0, little)
+                elif kind == R_MAP:
+                    _set_src(insn, 1, little)           # BPF_PSEUDO_MAP_FD
+                    _put32(insn + 4, <uint32_t>self.fds[t], little)
+                    _put32(insn + 12, 0, little)
                 else:
-                    if j + 1 >= base + self.fn[f, FN_N]:
-                        return None
-                    fd = fds[t]
-                    if sec.r[r, 1] == R_MAP:
-                        _set_src(insn, 1, little)       # BPF_PSEUDO_MAP_FD
-                        _put32(insn + 4, <uint32_t>fd, little)
-                        _put32(insn + 12, 0, little)
-                    else:
-                        _set_src(insn, 2, little)       # BPF_PSEUDO_MAP_VALUE
-                        _put32(insn + 4, <uint32_t>fd, little)
-                        _put32(insn + 12, <uint32_t>sec.r[r, 3], little)
-            for r in range(self.fn[f, FN_FLO], self.fn[f, FN_FHI]):
-                _put32(fo, <uint32_t>(base + ((sec.f[r, 0] - 8 * s) >> 3)), little)
-                _put32(fo + 4, sec.f[r, 1], little)
+                    _set_src(insn, 2, little)           # BPF_PSEUDO_MAP_VALUE
+                    _put32(insn + 4, <uint32_t>self.fds[t], little)
+                    _put32(insn + 12, <uint32_t>row[3], little)
+            for r in range(fn[FN_FLO], fn[FN_FHI]):
+                _put32(fo, <uint32_t>(base + ((sec.f[2 * r] - 8 * s) >> 3)), little)
+                _put32(fo + 4, sec.f[2 * r + 1], little)
                 fo += 8
-            for r in range(self.fn[f, FN_LLO], self.fn[f, FN_LHI]):
-                _put32(lo, <uint32_t>(base + ((sec.l[r, 0] - 8 * s) >> 3)), little)
-                _put32(lo + 4, sec.l[r, 1], little)
-                _put32(lo + 8, sec.l[r, 2], little)
-                _put32(lo + 12, sec.l[r, 3], little)
+            for r in range(fn[FN_LLO], fn[FN_LHI]):
+                _put32(lo, <uint32_t>(base + ((sec.l[4 * r] - 8 * s) >> 3)), little)
+                _put32(lo + 4, sec.l[4 * r + 1], little)
+                _put32(lo + 8, sec.l[4 * r + 2], little)
+                _put32(lo + 12, sec.l[4 * r + 3], little)
                 lo += 16
         # The kernel refuses a first func_info record other than slot 0.
         if nfunc_rows == 0 or _u32(<const uint8_t *>PyBytes_AS_STRING(funcs), not little) != 0:

@@ -141,9 +141,9 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
     if st is None:
         st = cache[_C] = _c_state(spec, obj, ctx, originals, maps)
     if st:
-        i = st[3].get(label)
+        i = st[1].get(label)
         if i is not None:
-            got = st[0].link(i, st[1], st[2])
+            got = st[0].link(i)
             if got is not None:
                 return got[0], got[1], got[2], []
     fd_array: list[int] = []
@@ -193,14 +193,13 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
 
 
 _C = 0   # the cache key of _c_state's answer (the other keys are labels and tuples)
-_NO_MAP = -(1 << 40)
 
 
 def _c_state(spec: Any, obj: Any, ctx: tuple[Any, ...], originals: dict[Any, Any],
              maps: dict[Any, Any]) -> tuple[Any, ...] | bool:
-    """Once per load, for the C linker (LinkTables.link): (tables, fd of each
-    map index, which functions are as the object has them, function index
-    by label); False without it (no C build, or tables that failed: then
+    """Once per load, for the C linker: (LinkTables.linker with this load's
+    map fds and the functions the user left as they are, function index by
+    label); False without it (no C build, or tables that failed: then
     the Python path raises whatever it finds, as it always has)."""
     try:
         tables = obj.link_tables(ctx)
@@ -208,15 +207,13 @@ def _c_state(spec: Any, obj: Any, ctx: tuple[Any, ...], originals: dict[Any, Any
         return False
     if tables is None:
         return False
-    fds = array.array("q", [_NO_MAP] * len(tables.map_names))
-    for i, name in enumerate(tables.map_names):
+    fds = []
+    for name in tables.map_names:
         m = maps.get(name)
-        if m is not None:
-            fds[i] = m.fd
+        fds.append(None if m is None else m.fd)
     functions = spec.functions
     usable = bytes([functions.get(lb) is originals.get(lb) for lb in tables.labels])
-    return tables, memoryview(fds), usable, tables.index
-
+    return tables.linker(fds, usable), tables.index
 
 def _patch_call(buf: bytearray, s: int, is_func: bool, t: int) -> None:
     """Point the call (or, *is_func*, the function reference) at slot *s* to slot *t*."""

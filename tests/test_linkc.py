@@ -20,7 +20,7 @@ from fastbpf.btf import BTFError
 _elfscan = pytest.importorskip("fastbpf._elfscan")
 
 from fastbpf import _linkraw  # noqa: E402
-from fastbpf.elf import ELFFile  # noqa: E402
+from fastbpf.elf import ELFFile, objfile  # noqa: E402
 
 TESTDATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "testdata")
 OBJECTS = sorted(glob.glob(os.path.join(TESTDATA, "*.o")))
@@ -48,9 +48,9 @@ def _c_linked(state, spec):
     """The programs LinkTables.link takes (not handed to the Python linker)."""
     if not state:
         return set()
-    tables, fds, usable, index = state
+    linker, index = state
     return {name for name, ps in spec.programs.items()
-            if tables.link(index[ps._label], fds, usable) is not None}
+            if linker.link(index[ps._label]) is not None}
 
 
 @pytest.mark.parametrize("path", [p for p in OBJECTS if p.endswith(NATIVE)],
@@ -75,10 +75,27 @@ def test_c_linker_tables_of_many_progs():
     assert set(t.map_names) == set(spec.maps)
     assert len(t.sections) == len(obj.prog_secs) == 3
     for sec in t.sections:
+        assert sec.func.shape[1] == 2 and sec.line.shape[1] == 4 and len(sec.line)
         assert sec.rel.dtype.name == "int64" and sec.rel.shape[1] == 4
         assert list(sec.rel[:, 0]) == sorted(sec.rel[:, 0])      # by slot
         assert set(sec.rel[:, 1]) <= {1, 2, 3, 4}
     assert (t.functions[:, 0] >= 0).all()                        # every function in C
+
+
+@pytest.mark.parametrize("path", OBJECTS, ids=os.path.basename)
+def test_ext_rows_match_python(path):
+    """The C reader of .BTF.ext and ExtRecords agree on what the linker needs."""
+    try:
+        spec = fastbpf.load_collection_spec(path)
+    except (ELFError, BTFError):
+        pytest.skip("object not parseable on its own")
+    obj = spec._object[0]
+    if obj._ext_raw is None:
+        pytest.skip("no .BTF.ext")
+    names = {obj.elf.names[s]: s for s in obj.prog_secs}
+    c = _elfscan.ext_rows(obj._ext_raw, obj.btf, names)
+    py = objfile._ext_rows_python(obj.ext, names)
+    assert {k: tuple(bytes(x) for x in v) for k, v in c.items()} == py
 
 
 @pytest.mark.parametrize("stem", ["many_progs", "loader", "legacy_maps"])
@@ -90,9 +107,8 @@ def test_c_linker_writes_the_object_byte_order(stem):
         spec = fastbpf.load_collection_spec(os.path.join(TESTDATA, f"{stem}-{order}.o"))
         obj, ctx, _ = spec._object
         t = obj.link_tables(ctx)
-        fds = array.array("q", [100 + i for i in range(len(t.map_names))])
-        usable = bytes([1] * len(t.labels))
-        out[order] = {name: t.link(t.index[ps._label], fds, usable)
+        linker = t.linker([100 + i for i in range(len(t.map_names))], bytes([1] * len(t.labels)))
+        out[order] = {name: linker.link(t.index[ps._label])
                       for name, ps in spec.programs.items()}
         out[order + "names"] = t.map_names
     assert out["elnames"] == out["ebnames"]
@@ -121,18 +137,21 @@ def test_c_linker_declines_what_python_must_handle():
     maps = {name: FakeMap(100 + i) for i, name in enumerate(spec.maps)}
     obj, ctx, _ = spec._object
     t = obj.link_tables(ctx)
-    fds = array.array("q", [100 + i for i in range(len(t.map_names))])
+    fds = [100 + i for i in range(len(t.map_names))]
     ok = bytes([1] * len(t.labels))
     n = len(t.labels)
-    assert t.link(-1, fds, ok) is None and t.link(n, fds, ok) is None
-    assert t.link(0, fds[:-1], ok) is None            # fds of another table
-    assert t.link(0, fds, ok[:-1]) is None
+    linker = t.linker(fds, ok)
+    assert linker.link(-1) is None and linker.link(n) is None
+    with pytest.raises(ValueError):
+        t.linker(fds[:-1], ok)                        # fds of another table
+    with pytest.raises(ValueError):
+        t.linker(fds, ok[:-1])
     root = t.index[next(iter(spec.programs.values()))._label]
-    assert t.link(root, fds, ok) is not None
-    assert t.link(root, fds, bytes(n)) is None        # replaced functions
-    missing = array.array("q", fds)
-    missing[t.map_names.index(".rodata")] = -(1 << 40)
-    assert t.link(root, missing, ok) is None
+    assert linker.link(root) is not None
+    assert t.linker(fds, bytes(n)).link(root) is None     # replaced functions
+    missing = list(fds)
+    missing[t.map_names.index(".rodata")] = None
+    assert t.linker(missing, ok).link(root) is None
     # A map the load lacks: the Python linker's error.
     del maps[".rodata"]
     ps = next(iter(spec.programs.values()))

@@ -49,6 +49,7 @@ _NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
 BPF_F_XDP_HAS_FRAGS = 1 << 5
 _EMPTY: dict[str, int] = {}
 _NO_KINDS = np.zeros(0, dtype=np.uint8)
+_NO_ROWS = (b"", b"", b"")
 
 
 @functools.lru_cache(maxsize=256)   # a regex per map costs more than the rest of it
@@ -78,9 +79,11 @@ try:  # the C index of functions; _FuncPy and _index_python below are its twins
     from .._elfscan import classify_sections as _classify_c
     from .._elfscan import scan_code as _scan_code
     from .._elfscan import LinkTables as _LinkTables
+    from .._elfscan import ext_rows as _ext_rows
 except ImportError:  # pragma: no cover - exercised only without the build
     _scan_code = None  # type: ignore[assignment]
     _LinkTables = None  # type: ignore[assignment,misc]
+    _ext_rows = None  # type: ignore[assignment]
     _Func = None  # type: ignore[assignment,misc]
     _index_c = None  # type: ignore[assignment]
     _classify_c = None  # type: ignore[assignment]
@@ -446,21 +449,21 @@ class ObjectFile:
         tables = _LinkTables(self.byte_order == "little", self.funcs, len(elf.names),
                              self.prog_secs, self.maps_shndx, self.legacy_maps_shndx,
                              data_maps, map_syms)
-        ext = self.ext if self.btf is not None else None
         kinds = self.btf._kinds if self.btf is not None else _NO_KINDS
         ntypes = len(self.btf) if self.btf is not None else 0
+        names = {elf.names[shndx]: shndx for shndx in self.prog_secs}
+        rows: dict[str, Any] | None = {}
+        if self._ext_raw is not None and self.btf is not None:
+            rows = _ext_rows(self._ext_raw, self.btf, names)
+            if rows is None:    # something odd: ExtRecords reads it (or says what)
+                rows = _ext_rows_python(self.ext, names)  # type: ignore[arg-type]
         syms = (elf.sym_shndx, elf.sym_value, elf.sym_info)
-        for shndx in self.prog_secs:
+        for sec, shndx in names.items():
             rels = self.rels.get(shndx)
-            sec = elf.names[shndx]
-            fa = la = ca = None
-            if ext is not None:
-                fa, la, ca = ext.func.get(sec), ext.line.get(sec), ext.core.get(sec)
-                if ca is not None:
-                    ca = ca[:, 0]
+            fa, la, ca = rows.get(sec) or _NO_ROWS  # type: ignore[union-attr]
             tables.add_section(shndx, elf.section_bytes(shndx),
-                               rels.tobytes() if rels is not None else b"", *syms, fa, la, ca,
-                               kinds, ntypes)
+                               rels.tobytes() if rels is not None else b"", *syms,
+                               bytes(fa), bytes(la), bytes(ca), kinds, ntypes)
         self._link_tables = tables
         return tables
 
@@ -617,6 +620,19 @@ class ObjectFile:
         raise ELFError(f"{where()} refers to {elf.symbol_name(sym) or elf.names[shndx]!r} in "
                        f"section {elf.names[shndx]!r}, which is neither code, a map nor data")
 
+
+
+def _ext_rows_python(ext: ExtRecords, names: dict[str, int]) -> dict[str, tuple[bytes, ...]]:
+    """The Python twin of :func:`fastbpf._elfscan.ext_rows` (from ExtRecords)."""
+    out = {}
+    for sec in names:
+        got = [ext.func.get(sec), ext.line.get(sec), ext.core.get(sec)]
+        if got[2] is not None:
+            got[2] = got[2][:, :1]
+        if any(a is not None for a in got):
+            out[sec] = tuple(b"" if a is None else np.ascontiguousarray(a, np.uint32).tobytes()
+                             for a in got)
+    return out
 
 
 def _classify_python(names: list[str], types: list[int], flags: list[int], sizes: list[int],
