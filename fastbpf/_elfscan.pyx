@@ -1216,7 +1216,8 @@ cdef class LinkTables:
         k.nfds = n
         for i in range(n):
             fd = fds[i]
-            k.fds[i] = -1 if fd is None else <uint32_t>fd
+            # Not an fd (None: no such map): the Python linker says what is wrong.
+            k.fds[i] = fd if type(fd) is int and 0 <= fd <= 0xFFFFFFFF else -1
         return k
 
 

@@ -137,7 +137,7 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
     if cache is None:
         cache = {}
     # The C linker first (see _c_state); None: the Python linker below.
-    st = cache.get(_C)
+    st: tuple[Any, ...] | None = cache.get(_C)
     if st is None:
         st = cache[_C] = _c_state(spec, obj, ctx, originals, maps)
     if st:
@@ -196,17 +196,17 @@ _C = 0   # the cache key of _c_state's answer (the other keys are labels and tup
 
 
 def _c_state(spec: Any, obj: Any, ctx: tuple[Any, ...], originals: dict[Any, Any],
-             maps: dict[Any, Any]) -> tuple[Any, ...] | bool:
+             maps: dict[Any, Any]) -> tuple[Any, ...]:
     """Once per load, for the C linker: (LinkTables.linker with this load's
     map fds and the functions the user left as they are, function index by
-    label); False without it (no C build, or tables that failed: then
+    label); () without it (no C build, or tables that failed: then
     the Python path raises whatever it finds, as it always has)."""
     try:
         tables = obj.link_tables(ctx)
     except (ELFError, BTFError):
-        return False
+        return ()
     if tables is None:
-        return False
+        return ()
     fds = []
     for name in tables.map_names:
         m = maps.get(name)

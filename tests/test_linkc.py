@@ -34,7 +34,7 @@ class FakeMap:
 
 def _link_all(spec, maps, c):
     """{program: link_raw's outcome} with the C linker on (*c*) or off."""
-    cache = {} if c else {_linkraw._C: False}
+    cache = {} if c else {_linkraw._C: ()}
     out = {}
     for name, ps in spec.programs.items():
         try:
