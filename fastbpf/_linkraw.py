@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from .asm.opcodes import PSEUDO_FUNC, PSEUDO_KFUNC_CALL, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE
-from .errors import ELFError
+from .errors import BTFError, ELFError
 from .linker import resolve_kfunc, resolve_ksym
 
 __all__ = ["link_raw"]
@@ -136,6 +136,16 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
         return None
     if cache is None:
         cache = {}
+    # The C linker first (see _c_state); None: the Python linker below.
+    st: tuple[Any, ...] | None = cache.get(_C)
+    if st is None:
+        st = cache[_C] = _c_state(spec, obj, ctx, originals, maps)
+    if st:
+        i = st[1].get(label)
+        if i is not None:
+            got = st[0].link(i)
+            if got is not None:
+                return got[0], got[1], got[2], []
     fd_array: list[int] = []
     functions = spec.functions
     order = [label]
@@ -181,6 +191,29 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
             lines.append(_shifted(ln.line, 4, b))
     return _result(buf, b"".join(funcs), b"".join(lines), fd_array)
 
+
+_C = 0   # the cache key of _c_state's answer (the other keys are labels and tuples)
+
+
+def _c_state(spec: Any, obj: Any, ctx: tuple[Any, ...], originals: dict[Any, Any],
+             maps: dict[Any, Any]) -> tuple[Any, ...]:
+    """Once per load, for the C linker: (LinkTables.linker with this load's
+    map fds and the functions the user left as they are, function index by
+    label); () without it (no C build, or tables that failed: then
+    the Python path raises whatever it finds, as it always has)."""
+    try:
+        tables = obj.link_tables(ctx)
+    except (ELFError, BTFError):
+        return ()
+    if tables is None:
+        return ()
+    fds = []
+    for name in tables.map_names:
+        m = maps.get(name)
+        fds.append(None if m is None else m.fd)
+    functions = spec.functions
+    usable = bytes([functions.get(lb) is originals.get(lb) for lb in tables.labels])
+    return tables.linker(fds, usable), tables.index
 
 def _patch_call(buf: bytearray, s: int, is_func: bool, t: int) -> None:
     """Point the call (or, *is_func*, the function reference) at slot *s* to slot *t*."""

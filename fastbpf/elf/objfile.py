@@ -48,6 +48,8 @@ _DATA_RE = re.compile(r"\.(data|rodata|bss)(\..*)?\Z", re.S)
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.]")
 BPF_F_XDP_HAS_FRAGS = 1 << 5
 _EMPTY: dict[str, int] = {}
+_NO_KINDS = np.zeros(0, dtype=np.uint8)
+_NO_ROWS = (b"", b"", b"")
 
 
 @functools.lru_cache(maxsize=256)   # a regex per map costs more than the rest of it
@@ -76,8 +78,12 @@ try:  # the C index of functions; _FuncPy and _index_python below are its twins
     from .._elfscan import index_functions as _index_c
     from .._elfscan import classify_sections as _classify_c
     from .._elfscan import scan_code as _scan_code
+    from .._elfscan import LinkTables as _LinkTables
+    from .._elfscan import ext_rows as _ext_rows
 except ImportError:  # pragma: no cover - exercised only without the build
     _scan_code = None  # type: ignore[assignment]
+    _LinkTables = None  # type: ignore[assignment,misc]
+    _ext_rows = None  # type: ignore[assignment]
     _Func = None  # type: ignore[assignment,misc]
     _index_c = None  # type: ignore[assignment]
     _classify_c = None  # type: ignore[assignment]
@@ -216,6 +222,7 @@ class ObjectFile:
         self._string_at: Callable[[int], str] | None = None
         self._datasecs: dict[str, int] | None = None
         self._ext_by_sec: dict[str, tuple[Any, ...]] = {}
+        self._link_tables: Any = None
         cols = (names, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_info)
         (self._sec_index, rel_of, self.prog_secs, self.data_secs, special,
          self.struct_ops_secs) = (_classify_c(*cols) if _classify_c is not None
@@ -426,6 +433,40 @@ class ObjectFile:
         info = self._sections[shndx] = (raw, sorted(relocs), relocs)
         return info
 
+    def link_tables(self, ctx: tuple[Any, ...]) -> Any:
+        """The :class:`fastbpf._elfscan.LinkTables` of every executable section
+        (made on first use; once per parse), or None without the C build.
+
+        A section the C pass does not take (externs, malformed relocations or
+        records) has no tables: its functions go through :meth:`analyze` and
+        the Python linker, which raise the errors.
+        """
+        got = self._link_tables
+        if got is not None or _LinkTables is None:
+            return got
+        elf = self.elf
+        data_maps, map_syms = ctx[0], ctx[1]
+        tables = _LinkTables(self.byte_order == "little", self.funcs, len(elf.names),
+                             self.prog_secs, self.maps_shndx, self.legacy_maps_shndx,
+                             data_maps, map_syms)
+        kinds = self.btf._kinds if self.btf is not None else _NO_KINDS
+        ntypes = len(self.btf) if self.btf is not None else 0
+        names = {elf.names[shndx]: shndx for shndx in self.prog_secs}
+        rows: dict[str, Any] | None = {}
+        if self._ext_raw is not None and self.btf is not None:
+            rows = _ext_rows(self._ext_raw, self.btf, names)
+            if rows is None:    # something odd: ExtRecords reads it (or says what)
+                rows = _ext_rows_python(self.ext, names)  # type: ignore[arg-type]
+        syms = (elf.sym_shndx, elf.sym_value, elf.sym_info)
+        for sec, shndx in names.items():
+            rels = self.rels.get(shndx)
+            fa, la, ca = rows.get(sec) or _NO_ROWS  # type: ignore[union-attr]
+            tables.add_section(shndx, elf.section_bytes(shndx),
+                               rels.tobytes() if rels is not None else b"", *syms,
+                               bytes(fa), bytes(la), bytes(ca), kinds, ntypes)
+        self._link_tables = tables
+        return tables
+
     def _sym_lists(self) -> tuple[Any, ...]:
         if self._syms is None:
             elf = self.elf
@@ -579,6 +620,19 @@ class ObjectFile:
         raise ELFError(f"{where()} refers to {elf.symbol_name(sym) or elf.names[shndx]!r} in "
                        f"section {elf.names[shndx]!r}, which is neither code, a map nor data")
 
+
+
+def _ext_rows_python(ext: ExtRecords, names: dict[str, int]) -> dict[str, tuple[bytes, ...]]:
+    """The Python twin of :func:`fastbpf._elfscan.ext_rows` (from ExtRecords)."""
+    out = {}
+    for sec in names:
+        got = [ext.func.get(sec), ext.line.get(sec), ext.core.get(sec)]
+        if got[2] is not None:
+            got[2] = got[2][:, :1]
+        if any(a is not None for a in got):
+            out[sec] = tuple(b"" if a is None else np.ascontiguousarray(a, np.uint32).tobytes()
+                             for a in got)
+    return out
 
 
 def _classify_python(names: list[str], types: list[int], flags: list[int], sizes: list[int],
