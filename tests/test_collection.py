@@ -369,6 +369,61 @@ def test_sanitised_btf_loads_for_older_kernels(obj, first_missing):
         assert btf.Kind.ENUM64 not in kinds
 
 
+@pytest.mark.parametrize("obj", sorted(f for f in os.listdir(TESTDATA) if f.endswith("-el.o")))
+def test_sanitize_skips_only_blobs_it_would_not_change(obj):
+    """With nothing missing, sanitize hands back the very blob when the full
+    rewrite would give the same bytes, and rewrites everything else; the C
+    check and its numpy twin agree."""
+    from fastbpf.elf import btffix
+    spec = fastbpf.load_collection_spec(os.path.join(TESTDATA, obj))
+    if spec.btf is None or spec.btf_blob is None:
+        pytest.skip(f"{obj} has no BTF")
+    s, blob = spec.btf, spec.btf_blob
+    full = btffix._sanitize(s, blob, frozenset())
+    got = btffix.sanitize(s, blob, frozenset())
+    assert got == full
+    skipped = btffix._nothing_to_fix(s, blob)
+    assert skipped == (got is blob)
+    args = (s._words, s._offs, s._kinds, blob, s._str_start, s._str_len)
+    py = btffix.needs_sanitize_py(*args)
+    if btffix._needs_sanitize_c is not None:
+        assert btffix._needs_sanitize_c(*args) == py
+    # Externs (ksyms.o, loader.o's .kconfig/.ksyms) are rewritten; an object
+    # without them comes back untouched.
+    assert py == (full != blob)
+    if obj == "many_progs-el.o":
+        assert skipped
+    if obj == "ksyms-el.o":
+        assert not skipped
+
+
+def test_sanitize_check_sees_each_extern_kind():
+    """An extern VAR, an extern FUNC and a .ksyms DATASEC each make the check
+    say "rewrite", in C and in numpy, and the rewrite then changes the blob."""
+    from fastbpf.elf import btffix
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    proto = btf.FuncProto(i32, [btf.Param("x", i32)])
+    cases = {
+        "plain": [btf.Var("v", i32, btf.Linkage.GLOBAL),
+                  btf.Func("f", proto, btf.Linkage.GLOBAL)],
+        "extern var": [btf.Var("v", i32, btf.Linkage.EXTERN)],
+        "extern func": [btf.Func("f", proto, btf.Linkage.EXTERN)],
+    }
+    ksym = btf.Var("k", i32, btf.Linkage.GLOBAL)
+    cases["ksyms"] = [btf.Datasec(".ksyms", 4, [btf.VarSecinfo(ksym, 0, 4)])]
+    for what, roots in cases.items():
+        blob = btf.Spec.from_types(roots).encode()
+        s = btf.Spec.parse(blob)
+        args = (s._words, s._offs, s._kinds, blob, s._str_start, s._str_len)
+        want = what != "plain"
+        assert btffix.needs_sanitize_py(*args) is want, what
+        if btffix._needs_sanitize_c is not None:
+            assert btffix._needs_sanitize_c(*args) is want, what
+        out = btffix.sanitize(s, blob, frozenset())
+        assert (out is blob) is (not want), what
+        assert out == btffix._sanitize(s, blob, frozenset()), what
+
+
 def test_btf_feature_probes():
     from fastbpf import features
     for name in _BTF_AGES:
