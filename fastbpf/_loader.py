@@ -42,6 +42,9 @@ _NO_BTF_MAPS = frozenset({
     MapType.STACK, MapType.ARENA, MapType.PROG_ARRAY})
 
 
+_MAP_OF_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
+
+
 def _missing_btf_features() -> frozenset[str]:
     from . import features
     return features.missing_btf_features()
@@ -80,6 +83,11 @@ def _share_dtype_memo(spec: Any) -> None:
 
 def _map_order(maps: dict[str, MapSpec]) -> list[str]:
     """Map names with every map named in another's contents created first."""
+    for ms in maps.values():
+        if ms.contents and ms.type in _MAP_OF_MAPS:
+            break
+    else:
+        return list(maps)  # no map names another: the object's order
     done: list[str] = []
     seen: set[str] = set()
 
@@ -88,7 +96,7 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
             return
         seen.add(name)
         ms = maps[name]
-        if ms.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) and ms.contents:
+        if ms.type in _MAP_OF_MAPS and ms.contents:
             for _, v in (ms.contents.items() if isinstance(ms.contents, dict) else ms.contents):
                 if isinstance(v, str) and v in maps:
                     visit(v, depth + 1)
