@@ -27,7 +27,6 @@ from .mapspec import FD_VALUE_MAPS, MapSpec, PinType, is_btf_type
 from .maps import Map
 from .mapcreate import spec_pin_path
 from .programs import Program, ProgramSpec
-from .variables import Variable
 from ._linkraw import link_raw
 
 # Every field but the instructions (reading those would decode them).
@@ -229,12 +228,9 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                         raise ValueError(f"prog array {name!r}: initial value names program "
                                          f"{v!r}, which the collection does not have")
                     m._write_contents([(k, programs[v])])
-        variables = {}
-        for vname, vs in spec.variables.items():
-            m = maps.get(vs.section)  # type: ignore[assignment]
-            if m is not None:
-                variables[vname] = Variable(vs, m)
-        return collection_class(spec, maps, programs, variables, handle)
+        # The variables are made on first use of coll.variables, from the
+        # spec's variables and the maps as they are now.
+        return collection_class(spec, maps, programs, None, handle)
     except BaseException:
         for p in programs.values():
             p.close()

@@ -171,6 +171,35 @@ def test_kconfig_and_ksym_externs(coll):
     assert v["CONFIG_FASTBPF_NOT_A_THING"].value == 0
 
 
+def test_variables_are_made_on_first_use_from_the_load_time_maps():
+    """coll.variables is built when first read, from the spec's variables and
+    the maps as they were at load: a map detached (or a variable added to the
+    spec) before that read changes nothing; after close a read says why."""
+    spec = fastbpf.load_collection_spec(LOADER)
+    with spec.load() as c:
+        assert "variables" not in c.__dict__ and c._variables is None
+        data = c.detach_map(".data")
+        try:
+            spec.variables["not_loaded"] = spec.variables["verdict"]
+            assert repr(c).endswith(f"{len(c.variables)} variables>")
+            v = c.variables
+            assert c.variables is v and "not_loaded" not in v
+            assert set(v) == {n for n, vs in spec.variables.items()
+                              if vs.section in c.maps or vs.section == ".data"} - {"not_loaded"}
+            assert v["last_len"]._map is data and v["last_len"].value == 7
+            v["last_len"].set(41)
+            assert data[0]["last_len"] == 41
+            assert isinstance(v["verdict"], fastbpf.Variable) and v["verdict"].value == 2
+        finally:
+            data.close()
+    with pytest.raises(fastbpf.ClosedError, match="variable 'verdict'"):
+        c.variables["verdict"].value
+    with spec.load() as c2:
+        pass
+    with pytest.raises(fastbpf.ClosedError):   # first read after close
+        c2.variables["verdict"].value
+
+
 def test_kfunc_call(coll):
     ctx = struct.pack("<i", os.getpid())
     r = coll.programs["find_task"].test_run(ctx=ctx)
