@@ -14,7 +14,9 @@ import os
 import re
 from typing import Any
 
+from . import _core, features
 from . import btf as _btf
+from .elf.btffix import sanitize
 from .elf.build import parse_spec as parse_spec  # re-exported for collection.py
 import numpy as np
 
@@ -45,15 +47,12 @@ _MAP_OF_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
 
 
 def _missing_btf_features() -> frozenset[str]:
-    from . import features
     return features.missing_btf_features()
 
 
 def _load_btf(spec: Any) -> Any:
     """The object's BTF, sanitised and loaded once; None if the kernel refuses it."""
-    from .elf.btffix import sanitize
-    blob = sanitize(spec.btf, spec.btf_blob, _missing_btf_features())
-    from . import _core
+    blob = sanitize(spec.btf, spec.btf_blob, features.missing_btf_features())
     try:
         raw = _core.btf_load(blob)
     except BTFError:
@@ -109,42 +108,50 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
 def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict[Any, Any],
               specs: dict[Any, Any] | None = None) -> MapSpec:
     """A copy of *ms* ready for Map.create: shared BTF, pin dir, names resolved."""
-    # A shallow copy (what copy.copy makes, without its reduce protocol).
+    # A shallow copy (what copy.copy makes, without its reduce protocol),
+    # edited through its __dict__ (a dozen maps a load: attribute writes cost).
+    src = ms.__dict__
     m = object.__new__(type(ms))
-    m.__dict__.update(ms.__dict__)
+    d = m.__dict__
+    d.update(src)
     # The copy shares the key/value dtypes already derived (a BTF walk each):
     # MapSpec's cache checks that the field still holds the same object.
-    m.__dict__["_dtypes"] = ms.__dict__.setdefault("_dtypes", {})
-    if isinstance(m.inner, str):
+    dtypes = src.get("_dtypes")
+    if dtypes is None:
+        dtypes = src["_dtypes"] = {}
+    d["_dtypes"] = dtypes
+    inner = d["inner"]
+    if isinstance(inner, str):
         # An inner map named symbolically: the shape of that map of the collection.
-        if m.inner not in (specs or {}):
-            raise ValueError(f"map {ms.name!r}: inner map {m.inner!r} is not in the collection")
-        m.inner = specs[m.inner]  # type: ignore[index]  # checked just above
-    if is_btf_type(m.key) or is_btf_type(m.value):
-        if ms.type in _NO_BTF_MAPS:
-            m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
-        elif handle is not None:
-            m.btf = handle
+        if inner not in (specs or {}):
+            raise ValueError(f"map {ms.name!r}: inner map {inner!r} is not in the collection")
+        d["inner"] = specs[inner]  # type: ignore[index]  # checked just above
+    mtype = d["type"]
+    if is_btf_type(d["key"]) or is_btf_type(d["value"]):
+        if handle is not None and mtype not in _NO_BTF_MAPS:
+            d["btf"] = handle
         else:  # no BTF object in the kernel: plain dtypes, as libbpf falls back to
-            m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
-    if m.pinning == PinType.BY_NAME and pin_dir is not None:
-        m.pin_dir = pin_dir
-    if m.contents and ms.type in FD_VALUE_MAPS:
-        items = m.contents.items() if isinstance(m.contents, dict) else m.contents
+            d["key"], d["value"] = ms.key_dtype or 0, ms.value_dtype or 0
+    if pin_dir is not None and d["pinning"] == PinType.BY_NAME:
+        d["pin_dir"] = pin_dir
+    contents = d["contents"]
+    if not contents:
+        return m
+    items = contents.items() if isinstance(contents, dict) else contents
+    if mtype in FD_VALUE_MAPS:
         resolved = []
         for k, v in items:
             if isinstance(v, str):
-                if ms.type == MapType.PROG_ARRAY:
+                if mtype == MapType.PROG_ARRAY:
                     continue  # written once the programs are loaded
                 if v not in created:
                     raise ValueError(f"map {ms.name!r}: initial value names map {v!r}, "
                                      f"which the collection does not have")
                 v = created[v]
             resolved.append((k, v))
-        m.contents = resolved
-    elif m.contents:
-        m.contents = [(k, bytes(v) if isinstance(v, bytearray) else v) for k, v in
-                      (m.contents.items() if isinstance(m.contents, dict) else m.contents)]
+        d["contents"] = resolved
+    else:
+        d["contents"] = [(k, bytes(v) if isinstance(v, bytearray) else v) for k, v in items]
     return m
 
 

@@ -212,25 +212,27 @@ class Map(BatchMap, Pinnable):
                 or (mtype in FD_VALUE_MAPS and vs != 4):
             return None
         handle = spec.btf
-        kid = vid = 0
+        key, value = spec.key, spec.value
+        key_btf, value_btf = is_btf_type(key), is_btf_type(value)
+        kid = vid = btf_fd = 0
         if handle is not None:
             if handle.closed:
                 return None
             bspec = handle.spec()
             try:
-                kid = bspec.type_id(spec.key) if is_btf_type(spec.key) else 0
-                vid = bspec.type_id(spec.value) if is_btf_type(spec.value) else 0
+                kid = bspec.type_id(key) if key_btf else 0
+                vid = bspec.type_id(value) if value_btf else 0
             except BTFError:
                 return None  # types from elsewhere: create() builds their BTF
-        elif is_btf_type(spec.key) or is_btf_type(spec.value):
+            btf_fd = handle.fd
+        elif key_btf or value_btf:
             return None
         flags = spec._create_flags()
         name = spec.name or None
         try:
             fd = _core.map_create(mtype, ks, vs, max_entries, flags, name,
                                   map_ifindex=spec.ifindex, map_extra=spec.map_extra,
-                                  btf_fd=handle.fd if handle is not None else 0,
-                                  btf_key_type_id=kid, btf_value_type_id=vid)
+                                  btf_fd=btf_fd, btf_key_type_id=kid, btf_value_type_id=vid)
         except BPFError:
             return None
         m = cls._wrap(fd, mtype, ks, vs, max_entries, flags,

@@ -197,10 +197,12 @@ class MapSpec:
             elif is_btf_type(key):
                 # The type's size is a walk through typedefs: remembered
                 # while the field holds the same type, as its dtype is.
-                hit = self.__dict__.setdefault("_dtypes", {}).get("key4")
+                cache = self.__dict__.get("_dtypes")
+                if cache is None:
+                    cache = self.__dict__["_dtypes"] = {}
+                hit = cache.get("key4")
                 if hit is None or hit[0] is not key:
-                    hit = (key, key.size == 4)
-                    self._dtypes["key4"] = hit  # type: ignore[attr-defined]
+                    hit = cache["key4"] = (key, key.size == 4)
                 if hit[1]:
                     return _U32
         return self._cached_dtype("key", key)
@@ -215,11 +217,14 @@ class MapSpec:
     def _cached_dtype(self, what: str, desc: Any) -> np.dtype | None:
         """as_dtype(desc), remembered while the field holds the same object
         (a BTF type's dtype takes a walk over the type graph)."""
-        cache = self.__dict__.setdefault("_dtypes", {})
-        hit = cache.get(what)
-        if hit is not None and hit[0] is desc:
-            cached: np.dtype | None = hit[1]
-            return cached
+        cache = self.__dict__.get("_dtypes")
+        if cache is None:
+            cache = self.__dict__["_dtypes"] = {}
+        else:
+            hit = cache.get(what)
+            if hit is not None and hit[0] is desc:
+                cached: np.dtype | None = hit[1]
+                return cached
         dt = as_dtype(desc, what)
         if not isinstance(desc, (int, np.integer)):
             cache[what] = (desc, dt)
