@@ -1,4 +1,4 @@
-"""Type stubs for fastbpf._btfscan (the one-pass BTF validator and name matcher)."""
+"""Type stubs for fastbpf._btfscan (the one-pass BTF validator, name matcher and sanitise check)."""
 
 from typing import Any
 
@@ -6,3 +6,4 @@ import numpy as np
 
 def scan(w: Any, first_id: int = 1) -> tuple[Any, ...]: ...
 def match_names(offs: Any, table: Any, needle: Any) -> np.ndarray: ...
+def needs_sanitize(w: Any, offs: Any, kinds: Any, buf: Any, str_start: int, str_len: int) -> bool: ...

@@ -337,3 +337,37 @@ def match_names(const uint32_t[::1] offs, const uint8_t[::1] table, const uint8_
     finally:
         free(hits)
     return out
+
+
+def needs_sanitize(const uint32_t[::1] w, const uint32_t[::1] offs, const uint8_t[::1] kinds,
+                   const uint8_t[::1] buf, Py_ssize_t str_start, Py_ssize_t str_len):
+    """True when the type section (*w*, indexed by :func:`scan`'s *offs* and
+    *kinds*; the string section is *str_len* bytes of *buf* from
+    *str_start*) holds what :func:`fastbpf.elf.btffix.sanitize` rewrites
+    for every kernel: a VAR or
+    FUNC with extern linkage, or a DATASEC named ``.ksyms``. One pass, no
+    copy; ``fastbpf.elf.btffix`` has the numpy twin."""
+    cdef Py_ssize_t i, n = offs.shape[0], nw = w.shape[0]
+    cdef Py_ssize_t ns = min(str_len, buf.shape[0] - str_start) if 0 <= str_start else 0
+    if ns < 0:
+        ns = 0
+    cdef uint32_t o
+    cdef size_t name
+    cdef const uint8_t *ksyms = <const uint8_t *>b".ksyms"    # 6 bytes and its NUL
+    if kinds.shape[0] < n:
+        n = kinds.shape[0]
+    for i in range(n):
+        o = offs[i]
+        if kinds[i] == K_VAR:
+            if <Py_ssize_t>o + 3 >= nw or w[o + 3] > 1:
+                return True
+        elif kinds[i] == K_FUNC:
+            if <Py_ssize_t>o + 1 >= nw or (w[o + 1] & 0xFFFF) > 1:
+                return True
+        elif kinds[i] == K_DATASEC:
+            if <Py_ssize_t>o >= nw:
+                return True
+            name = w[o]
+            if name + 7 <= <size_t>ns and memcmp(&buf[str_start + <Py_ssize_t>name], ksyms, 7) == 0:
+                return True
+    return False

@@ -14,7 +14,9 @@ import os
 import re
 from typing import Any
 
+from . import _core, features
 from . import btf as _btf
+from .elf.btffix import sanitize
 from .elf.build import parse_spec as parse_spec  # re-exported for collection.py
 import numpy as np
 
@@ -27,7 +29,6 @@ from .mapspec import FD_VALUE_MAPS, MapSpec, PinType, is_btf_type
 from .maps import Map
 from .mapcreate import spec_pin_path
 from .programs import Program, ProgramSpec
-from .variables import Variable
 from ._linkraw import link_raw
 
 # Every field but the instructions (reading those would decode them).
@@ -42,16 +43,16 @@ _NO_BTF_MAPS = frozenset({
     MapType.STACK, MapType.ARENA, MapType.PROG_ARRAY})
 
 
+_MAP_OF_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
+
+
 def _missing_btf_features() -> frozenset[str]:
-    from . import features
     return features.missing_btf_features()
 
 
 def _load_btf(spec: Any) -> Any:
     """The object's BTF, sanitised and loaded once; None if the kernel refuses it."""
-    from .elf.btffix import sanitize
-    blob = sanitize(spec.btf, spec.btf_blob, _missing_btf_features())
-    from . import _core
+    blob = sanitize(spec.btf, spec.btf_blob, features.missing_btf_features())
     try:
         raw = _core.btf_load(blob)
     except BTFError:
@@ -80,6 +81,11 @@ def _share_dtype_memo(spec: Any) -> None:
 
 def _map_order(maps: dict[str, MapSpec]) -> list[str]:
     """Map names with every map named in another's contents created first."""
+    for ms in maps.values():
+        if ms.contents and ms.type in _MAP_OF_MAPS:
+            break
+    else:
+        return list(maps)  # no map names another: the object's order
     done: list[str] = []
     seen: set[str] = set()
 
@@ -88,7 +94,7 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
             return
         seen.add(name)
         ms = maps[name]
-        if ms.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) and ms.contents:
+        if ms.type in _MAP_OF_MAPS and ms.contents:
             for _, v in (ms.contents.items() if isinstance(ms.contents, dict) else ms.contents):
                 if isinstance(v, str) and v in maps:
                     visit(v, depth + 1)
@@ -102,42 +108,50 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
 def _prepared(ms: MapSpec, handle: Any, pin_dir: str | None, created: dict[Any, Any],
               specs: dict[Any, Any] | None = None) -> MapSpec:
     """A copy of *ms* ready for Map.create: shared BTF, pin dir, names resolved."""
-    # A shallow copy (what copy.copy makes, without its reduce protocol).
+    # A shallow copy (what copy.copy makes, without its reduce protocol),
+    # edited through its __dict__ (a dozen maps a load: attribute writes cost).
+    src = ms.__dict__
     m = object.__new__(type(ms))
-    m.__dict__.update(ms.__dict__)
+    d = m.__dict__
+    d.update(src)
     # The copy shares the key/value dtypes already derived (a BTF walk each):
     # MapSpec's cache checks that the field still holds the same object.
-    m.__dict__["_dtypes"] = ms.__dict__.setdefault("_dtypes", {})
-    if isinstance(m.inner, str):
+    dtypes = src.get("_dtypes")
+    if dtypes is None:
+        dtypes = src["_dtypes"] = {}
+    d["_dtypes"] = dtypes
+    inner = d["inner"]
+    if isinstance(inner, str):
         # An inner map named symbolically: the shape of that map of the collection.
-        if m.inner not in (specs or {}):
-            raise ValueError(f"map {ms.name!r}: inner map {m.inner!r} is not in the collection")
-        m.inner = specs[m.inner]  # type: ignore[index]  # checked just above
-    if is_btf_type(m.key) or is_btf_type(m.value):
-        if ms.type in _NO_BTF_MAPS:
-            m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
-        elif handle is not None:
-            m.btf = handle
+        if inner not in (specs or {}):
+            raise ValueError(f"map {ms.name!r}: inner map {inner!r} is not in the collection")
+        d["inner"] = specs[inner]  # type: ignore[index]  # checked just above
+    mtype = d["type"]
+    if is_btf_type(d["key"]) or is_btf_type(d["value"]):
+        if handle is not None and mtype not in _NO_BTF_MAPS:
+            d["btf"] = handle
         else:  # no BTF object in the kernel: plain dtypes, as libbpf falls back to
-            m.key, m.value = ms.key_dtype or 0, ms.value_dtype or 0
-    if m.pinning == PinType.BY_NAME and pin_dir is not None:
-        m.pin_dir = pin_dir
-    if m.contents and ms.type in FD_VALUE_MAPS:
-        items = m.contents.items() if isinstance(m.contents, dict) else m.contents
+            d["key"], d["value"] = ms.key_dtype or 0, ms.value_dtype or 0
+    if pin_dir is not None and d["pinning"] == PinType.BY_NAME:
+        d["pin_dir"] = pin_dir
+    contents = d["contents"]
+    if not contents:
+        return m
+    items = contents.items() if isinstance(contents, dict) else contents
+    if mtype in FD_VALUE_MAPS:
         resolved = []
         for k, v in items:
             if isinstance(v, str):
-                if ms.type == MapType.PROG_ARRAY:
+                if mtype == MapType.PROG_ARRAY:
                     continue  # written once the programs are loaded
                 if v not in created:
                     raise ValueError(f"map {ms.name!r}: initial value names map {v!r}, "
                                      f"which the collection does not have")
                 v = created[v]
             resolved.append((k, v))
-        m.contents = resolved
-    elif m.contents:
-        m.contents = [(k, bytes(v) if isinstance(v, bytearray) else v) for k, v in
-                      (m.contents.items() if isinstance(m.contents, dict) else m.contents)]
+        d["contents"] = resolved
+    else:
+        d["contents"] = [(k, bytes(v) if isinstance(v, bytearray) else v) for k, v in items]
     return m
 
 
@@ -230,12 +244,9 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                         raise ValueError(f"prog array {name!r}: initial value names program "
                                          f"{v!r}, which the collection does not have")
                     m._write_contents([(k, programs[v])])
-        variables = {}
-        for vname, vs in spec.variables.items():
-            m = maps.get(vs.section)  # type: ignore[assignment]
-            if m is not None:
-                variables[vname] = Variable(vs, m)
-        return collection_class(spec, maps, programs, variables, handle)
+        # The variables are made on first use of coll.variables, from the
+        # spec's variables and the maps as they are now.
+        return collection_class(spec, maps, programs, None, handle)
     except BaseException:
         for p in programs.values():
             p.close()

@@ -23,7 +23,7 @@ from .errors import BTFError, ELFError
 from .mapspec import MapSpec
 from .programs import Program, ProgramSpec
 from ._loader import load_spec, parse_spec
-from .variables import VariableSpec
+from .variables import Variable, VariableSpec
 
 __all__ = ["CollectionSpec", "Collection", "ObjectProgram", "load_collection_spec", "load_collection"]
 
@@ -193,12 +193,36 @@ class Collection:
     """
 
     def __init__(self, spec: CollectionSpec, maps: dict[Any, Any], programs: dict[Any, Any],
-                 variables: dict[Any, Any], btf_handle: Any = None) -> None:
+                 variables: dict[Any, Any] | None = None, btf_handle: Any = None) -> None:
+        """*variables* None: a :class:`Variable` for every variable of *spec*
+        whose section is among *maps*, made on first use of :attr:`variables`
+        (from the spec's variables and maps as they are now)."""
         self.spec = spec
         self.maps = maps
         self.programs = programs
-        self.variables = variables
+        self._variables = variables
+        self._var_source = (dict(spec.variables), dict(maps)) if variables is None else None
         self.btf = btf_handle
+
+    @property
+    def variables(self) -> dict[str, Variable]:
+        """The live global variables by name (``.data``, ``.bss``, ``.rodata``, ...)."""
+        v = self._variables
+        if v is None:
+            var_specs, maps = self._var_source  # type: ignore[misc]
+            v = {}
+            for name, vs in var_specs.items():
+                m = maps.get(vs.section)
+                if m is not None:
+                    v[name] = Variable(vs, m)
+            self._variables = v
+            self._var_source = None
+        return v
+
+    @variables.setter
+    def variables(self, value: dict[str, Variable]) -> None:
+        self._variables = value
+        self._var_source = None
 
     def detach_map(self, name: str) -> Any:
         """Remove map *name* from the collection; the caller now owns it."""
@@ -210,8 +234,9 @@ class Collection:
 
     def close(self) -> None:
         """Close every program, map and the BTF object (twice is harmless)."""
-        for v in self.variables.values():
-            v._mem = None
+        if self._variables is not None:
+            for v in self._variables.values():
+                v._mem = None
         for p in self.programs.values():
             p.close()
         for m in self.maps.values():

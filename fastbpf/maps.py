@@ -20,6 +20,7 @@ import dataclasses
 import errno
 import mmap as _mmap
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -72,6 +73,16 @@ class MapInfo:
                    map_extra=i["map_extra"], ifindex=i["ifindex"])
 
 
+_U32 = np.dtype(np.uint32)
+#: A name the kernel keeps as it is (what _core.kernel_name leaves alone).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.]{1,15}").fullmatch
+
+
+def _kernel_name(name: str) -> str:
+    """_core.kernel_name(name), without its byte-by-byte pass for a plain name."""
+    return name if name.__class__ is str and _PLAIN_NAME(name) else _core.kernel_name(name)
+
+
 #: Map types Map._create_prechecked leaves to Map.create (an inner
 #: template, a vmlinux value type, a CPU count for max_entries 0).
 _NOT_PRECHECKED = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.STRUCT_OPS,
@@ -108,8 +119,10 @@ class Map(BatchMap, Pinnable):
 
     #: The spec the map was created from (None when opened from the kernel).
     spec: MapSpec | None
-    _keep: Any
-    _inner_spec: MapSpec | None
+    # Class defaults: _wrap writes them only when they are set (a
+    # collection makes a dozen maps per load; each write costs).
+    _keep: Any = None
+    _inner_spec: MapSpec | None = None
     _pin_path: str | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -124,20 +137,23 @@ class Map(BatchMap, Pinnable):
               value_dtype: np.dtype | None, spec: MapSpec | None = None,
               keep: Any = None) -> "Map":
         self = cls.__new__(cls)
-        mt = map_type_of(map_type)
-        if key_dtype is None and mt in ARRAY_MAPS and key_size == 4:
-            key_dtype = np.dtype(np.uint32)
-        if key_dtype is None and key_size:
-            key_dtype = np.dtype(("V", key_size))
+        mt = map_type if map_type.__class__ is MapType else map_type_of(map_type)
+        if key_dtype is None:
+            if mt in ARRAY_MAPS and key_size == 4:
+                key_dtype = _U32
+            elif key_size:
+                key_dtype = np.dtype(("V", key_size))
         if value_dtype is None and value_size:
             value_dtype = np.dtype(("V", value_size))
         percpu = isinstance(mt, MapType) and mt.is_percpu
         self._init_handle(fd, map_type, key_size, value_size, max_entries, flags, name,
                           key_dtype, value_dtype, percpu, mt in FD_VALUE_MAPS)
         self.spec = spec
-        self._keep = keep
+        if keep is not None:
+            self._keep = keep
         # A name (str) is resolved by a collection before it creates the map.
-        self._inner_spec = spec.inner if spec is not None else None  # type: ignore[assignment]
+        if spec is not None and spec.inner is not None:
+            self._inner_spec = spec.inner  # type: ignore[assignment]
         return self
 
     @classmethod
@@ -196,30 +212,34 @@ class Map(BatchMap, Pinnable):
                 or (mtype in FD_VALUE_MAPS and vs != 4):
             return None
         handle = spec.btf
-        kid = vid = 0
+        key, value = spec.key, spec.value
+        key_btf, value_btf = is_btf_type(key), is_btf_type(value)
+        kid = vid = btf_fd = 0
         if handle is not None:
             if handle.closed:
                 return None
             bspec = handle.spec()
             try:
-                kid = bspec.type_id(spec.key) if is_btf_type(spec.key) else 0
-                vid = bspec.type_id(spec.value) if is_btf_type(spec.value) else 0
+                kid = bspec.type_id(key) if key_btf else 0
+                vid = bspec.type_id(value) if value_btf else 0
             except BTFError:
                 return None  # types from elsewhere: create() builds their BTF
-        elif is_btf_type(spec.key) or is_btf_type(spec.value):
+            btf_fd = handle.fd
+        elif key_btf or value_btf:
             return None
         flags = spec._create_flags()
         name = spec.name or None
         try:
-            fd = _core.map_create(int(mtype), ks, vs, max_entries, flags, name,
+            fd = _core.map_create(mtype, ks, vs, max_entries, flags, name,
                                   map_ifindex=spec.ifindex, map_extra=spec.map_extra,
-                                  btf_fd=handle.fd if handle is not None else 0,
-                                  btf_key_type_id=kid, btf_value_type_id=vid)
+                                  btf_fd=btf_fd, btf_key_type_id=kid, btf_value_type_id=vid)
         except BPFError:
             return None
-        m = cls._wrap(fd, int(mtype), ks, vs, max_entries, flags,
-                      _core.kernel_name(spec.name) if name else "", kd, vd, spec)
-        return m._initialise(spec, None)
+        m = cls._wrap(fd, mtype, ks, vs, max_entries, flags,
+                      _kernel_name(name) if name else "", kd, vd, spec)
+        if spec.contents or spec.freeze:
+            return m._initialise(spec, None)
+        return m
 
     @classmethod
     def _reuse_pinned(cls, spec: MapSpec, pin: str) -> "Map":
@@ -243,6 +263,12 @@ class Map(BatchMap, Pinnable):
                 v = getattr(v, "fd", v)
             if isinstance(v, (bytes, bytearray, memoryview)) and self.value_dtype is not None \
                     and len(v) == self.value_size:
+                if isinstance(v, bytes) and self.value_dtype.kind == "V" and not self.percpu:
+                    # A record or raw bytes (a data section's value): the
+                    # map copies exact-size bytes as they are, which is what
+                    # the record made from them would hold.
+                    self[k] = v
+                    continue
                 v = np.frombuffer(bytes(v), dtype=self.value_dtype)[0]
             self[k] = v
 

@@ -38,6 +38,7 @@ ARRAY_MAPS = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY,
                          MapType.ARRAY_OF_MAPS, MapType.PERF_EVENT_ARRAY,
                          MapType.CGROUP_ARRAY, MapType.DEVMAP, MapType.CPUMAP,
                          MapType.SOCKMAP, MapType.XSKMAP})
+_U32 = np.dtype(np.uint32)
 #: Flags the kernel reports but nobody asks for (ignored by check_compatible).
 _IMPLIED_FLAGS = 0
 
@@ -94,9 +95,19 @@ def as_dtype(spec: Any, what: str) -> np.dtype | None:
     return dt
 
 
+#: class -> whether it is a BTF type class (a map is asked about its key and
+#: value several times on the way to the kernel).
+_BTF_CLASS: dict[type, bool] = {}
+
+
 def is_btf_type(obj: Any) -> bool:
-    mod = type(obj).__module__ or ""
-    return mod.startswith("fastbpf.btf")
+    cls = type(obj)
+    hit = _BTF_CLASS.get(cls)
+    if hit is None:
+        hit = (cls.__module__ or "").startswith("fastbpf.btf")
+        if len(_BTF_CLASS) < 256:
+            _BTF_CLASS[cls] = hit
+    return hit
 
 
 def lpm_key_dtype(data_bytes: int) -> np.dtype:
@@ -178,28 +189,42 @@ class MapSpec:
 
         Array-like maps index with a u32, so a bare size of 4 means uint32.
         """
-        if self.type in ARRAY_MAPS and isinstance(self.key, (int, np.integer)) \
-                and int(self.key) == 4:
-            return np.dtype(np.uint32)
-        if self.type in ARRAY_MAPS and is_btf_type(self.key) and self.key.size == 4:
-            return np.dtype(np.uint32)
-        return self._cached_dtype("key", self.key)
+        key = self.key
+        if self.type in ARRAY_MAPS:
+            if isinstance(key, (int, np.integer)):
+                if int(key) == 4:
+                    return _U32
+            elif is_btf_type(key):
+                # The type's size is a walk through typedefs: remembered
+                # while the field holds the same type, as its dtype is.
+                cache = self.__dict__.get("_dtypes")
+                if cache is None:
+                    cache = self.__dict__["_dtypes"] = {}
+                hit = cache.get("key4")
+                if hit is None or hit[0] is not key:
+                    hit = cache["key4"] = (key, key.size == 4)
+                if hit[1]:
+                    return _U32
+        return self._cached_dtype("key", key)
 
     @property
     def value_dtype(self) -> np.dtype | None:
         """The numpy dtype of one value (one CPU's, for per-CPU maps)."""
         if self.type in FD_VALUE_MAPS:
-            return np.dtype(np.uint32)
+            return _U32
         return self._cached_dtype("value", self.value)
 
     def _cached_dtype(self, what: str, desc: Any) -> np.dtype | None:
         """as_dtype(desc), remembered while the field holds the same object
         (a BTF type's dtype takes a walk over the type graph)."""
-        cache = self.__dict__.setdefault("_dtypes", {})
-        hit = cache.get(what)
-        if hit is not None and hit[0] is desc:
-            cached: np.dtype | None = hit[1]
-            return cached
+        cache = self.__dict__.get("_dtypes")
+        if cache is None:
+            cache = self.__dict__["_dtypes"] = {}
+        else:
+            hit = cache.get(what)
+            if hit is not None and hit[0] is desc:
+                cached: np.dtype | None = hit[1]
+                return cached
         dt = as_dtype(desc, what)
         if not isinstance(desc, (int, np.integer)):
             cache[what] = (desc, dt)

@@ -346,15 +346,13 @@ class Program(ProgramBase, Pinnable):
         if not isinstance(fd, _core.FD):
             raise TypeError("Program() takes an owned fastbpf.FD; use Program.from_fd(fd) "
                             "for a descriptor you keep")
-        if type.__class__ is ProgramType:
-            self.type: ProgramType | int = type  # (the enum call costs a µs per program)
-        else:
+        if type.__class__ is not ProgramType:  # (the enum call costs a µs per program)
             try:
-                self.type = ProgramType(type)
+                type = ProgramType(type)
             except ValueError:
-                self.type = type
-        self._run = _run_kind(self.type)
-        self._bind(fd, self._run)
+                pass
+        self._bind(fd, _run_kind(type))
+        self.type: ProgramType | int = type
         self.name = name
         self.spec = spec
         #: The verifier log of a successful load (when asked with log_level).
@@ -362,7 +360,7 @@ class Program(ProgramBase, Pinnable):
         #: Map objects the instructions referred to. The kernel holds its own
         #: reference to every map a program uses, so closing a Map does not
         #: break the program; this keeps the Python objects usable alongside.
-        self.maps = maps or []
+        self.maps = maps if maps is not None else []
 
     @classmethod
     def load(cls, spec: ProgramSpec, *, log_level: int = 0, log_size: int | None = None,

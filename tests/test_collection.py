@@ -171,6 +171,35 @@ def test_kconfig_and_ksym_externs(coll):
     assert v["CONFIG_FASTBPF_NOT_A_THING"].value == 0
 
 
+def test_variables_are_made_on_first_use_from_the_load_time_maps():
+    """coll.variables is built when first read, from the spec's variables and
+    the maps as they were at load: a map detached (or a variable added to the
+    spec) before that read changes nothing; after close a read says why."""
+    spec = fastbpf.load_collection_spec(LOADER)
+    with spec.load() as c:
+        assert "variables" not in c.__dict__ and c._variables is None
+        data = c.detach_map(".data")
+        try:
+            spec.variables["not_loaded"] = spec.variables["verdict"]
+            assert repr(c).endswith(f"{len(c.variables)} variables>")
+            v = c.variables
+            assert c.variables is v and "not_loaded" not in v
+            assert set(v) == {n for n, vs in spec.variables.items()
+                              if vs.section in c.maps or vs.section == ".data"} - {"not_loaded"}
+            assert v["last_len"]._map is data and v["last_len"].value == 7
+            v["last_len"].set(41)
+            assert data[0]["last_len"] == 41
+            assert isinstance(v["verdict"], fastbpf.Variable) and v["verdict"].value == 2
+        finally:
+            data.close()
+    with pytest.raises(fastbpf.ClosedError, match="variable 'verdict'"):
+        c.variables["verdict"].value
+    with spec.load() as c2:
+        pass
+    with pytest.raises(fastbpf.ClosedError):   # first read after close
+        c2.variables["verdict"].value
+
+
 def test_kfunc_call(coll):
     ctx = struct.pack("<i", os.getpid())
     r = coll.programs["find_task"].test_run(ctx=ctx)
@@ -367,6 +396,61 @@ def test_sanitised_btf_loads_for_older_kernels(obj, first_missing):
         assert btf.Kind.DATASEC not in kinds and btf.Kind.VAR not in kinds
     if "enum64" in missing:
         assert btf.Kind.ENUM64 not in kinds
+
+
+@pytest.mark.parametrize("obj", sorted(f for f in os.listdir(TESTDATA) if f.endswith("-el.o")))
+def test_sanitize_skips_only_blobs_it_would_not_change(obj):
+    """With nothing missing, sanitize hands back the very blob when the full
+    rewrite would give the same bytes, and rewrites everything else; the C
+    check and its numpy twin agree."""
+    from fastbpf.elf import btffix
+    spec = fastbpf.load_collection_spec(os.path.join(TESTDATA, obj))
+    if spec.btf is None or spec.btf_blob is None:
+        pytest.skip(f"{obj} has no BTF")
+    s, blob = spec.btf, spec.btf_blob
+    full = btffix._sanitize(s, blob, frozenset())
+    got = btffix.sanitize(s, blob, frozenset())
+    assert got == full
+    skipped = btffix._nothing_to_fix(s, blob)
+    assert skipped == (got is blob)
+    args = (s._words, s._offs, s._kinds, blob, s._str_start, s._str_len)
+    py = btffix.needs_sanitize_py(*args)
+    if btffix._needs_sanitize_c is not None:
+        assert btffix._needs_sanitize_c(*args) == py
+    # Externs (ksyms.o, loader.o's .kconfig/.ksyms) are rewritten; an object
+    # without them comes back untouched.
+    assert py == (full != blob)
+    if obj == "many_progs-el.o":
+        assert skipped
+    if obj == "ksyms-el.o":
+        assert not skipped
+
+
+def test_sanitize_check_sees_each_extern_kind():
+    """An extern VAR, an extern FUNC and a .ksyms DATASEC each make the check
+    say "rewrite", in C and in numpy, and the rewrite then changes the blob."""
+    from fastbpf.elf import btffix
+    i32 = btf.Int("int", 4, btf.IntEncoding.SIGNED)
+    proto = btf.FuncProto(i32, [btf.Param("x", i32)])
+    cases = {
+        "plain": [btf.Var("v", i32, btf.Linkage.GLOBAL),
+                  btf.Func("f", proto, btf.Linkage.GLOBAL)],
+        "extern var": [btf.Var("v", i32, btf.Linkage.EXTERN)],
+        "extern func": [btf.Func("f", proto, btf.Linkage.EXTERN)],
+    }
+    ksym = btf.Var("k", i32, btf.Linkage.GLOBAL)
+    cases["ksyms"] = [btf.Datasec(".ksyms", 4, [btf.VarSecinfo(ksym, 0, 4)])]
+    for what, roots in cases.items():
+        blob = btf.Spec.from_types(roots).encode()
+        s = btf.Spec.parse(blob)
+        args = (s._words, s._offs, s._kinds, blob, s._str_start, s._str_len)
+        want = what != "plain"
+        assert btffix.needs_sanitize_py(*args) is want, what
+        if btffix._needs_sanitize_c is not None:
+            assert btffix._needs_sanitize_c(*args) is want, what
+        out = btffix.sanitize(s, blob, frozenset())
+        assert (out is blob) is (not want), what
+        assert out == btffix._sanitize(s, blob, frozenset()), what
 
 
 def test_btf_feature_probes():
