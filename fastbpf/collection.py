@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import copy as _copy
 import dataclasses
+import errno
 import io
 import operator
 import os
+import stat
 from typing import Any
 
 from .errors import BTFError, ELFError
@@ -260,13 +262,36 @@ def _native_order() -> str:
     return sys.byteorder
 
 
+def _read_file(path: str) -> bytes:
+    """The whole file at *path*: open, fstat, read, close, where ``open(path,
+    "rb").read()`` makes nine syscalls (isatty, seeks, a second fstat and
+    a read to see the end)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        size = st.st_size
+        data = os.read(fd, size + 1)
+        # A regular file that read no more than its size has ended; anything
+        # else (it grew, or a pipe or /proc file reporting no size) is read
+        # to its end.
+        if len(data) > size or not stat.S_ISREG(st.st_mode):
+            chunks = [data]
+            while chunks[-1]:
+                chunks.append(os.read(fd, 1 << 16))
+            data = b"".join(chunks)
+        return data
+    finally:
+        os.close(fd)
+
+
 def _read_source(source: Any) -> tuple[bytes, str]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), ""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        with open(path, "rb") as f:
-            return f.read(), path
+        return _read_file(path), path
     if hasattr(source, "read"):
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):

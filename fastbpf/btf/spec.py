@@ -423,41 +423,45 @@ class Spec:
         t.name = self._str(name_off) if name_off else ""
         t.id = i + self._first_id
         t._spec = self
-        if kind == Kind.INT:
+        # Plain int kinds (_K_*): an IntEnum member costs a lookup per test.
+        if kind in _QUALIFIERS:
+            t._type = size_type
+        elif kind == _K_INT:
             extra = w[o + 3]
             t._size = size_type
             t.encoding = _ENCODINGS[(extra >> 24) & 0x0F]
             t.bit_offset = (extra >> 16) & 0xFF
             t.bits = extra & 0xFF
-        elif kind == Kind.PTR:
+        elif kind == _K_PTR:
             t._target = size_type
-        elif kind == Kind.ARRAY:
+        elif kind == _K_VAR:
+            t._type = size_type
+            t.linkage = _linkage(w[o + 3])
+        elif kind == _K_STRUCT or kind == _K_UNION:
+            t._size = size_type
+            t._members = None
+        elif kind == _K_DATASEC:
+            t._size = size_type
+            t._vars = None
+        elif kind == _K_ARRAY:
             t._type = w[o + 3]
             t._index_type = w[o + 4]
             t.nelems = w[o + 5]
-        elif kind in _SIZED_LISTS:      # struct, union, datasec
-            t._size = size_type
-            setattr(t, _SIZED_LISTS[kind], None)
-        elif kind in (Kind.ENUM, Kind.ENUM64):
+        elif kind == _K_ENUM or kind == _K_ENUM64:
             t._size = size_type
             t._values = None
             t.signed = bool(info >> 31)
-        elif kind == Kind.FWD:
+        elif kind == _K_FWD:
             t.union = bool(info >> 31)
-        elif kind in _QUALIFIERS:
-            t._type = size_type
-        elif kind == Kind.FUNC:
+        elif kind == _K_FUNC:
             t._type = size_type
             t.linkage = _linkage(info & 0xFFFF)
-        elif kind == Kind.FUNC_PROTO:
+        elif kind == _K_FUNC_PROTO:
             t._return_type = size_type
             t._params = None
-        elif kind == Kind.VAR:
-            t._type = size_type
-            t.linkage = _linkage(w[o + 3])
-        elif kind == Kind.FLOAT:
+        elif kind == _K_FLOAT:
             t._size = size_type
-        elif kind == Kind.DECL_TAG:
+        elif kind == _K_DECL_TAG:
             t._type = size_type
             comp = w[o + 3]
             t.component_idx = comp - (1 << 32) if comp >= 1 << 31 else comp
@@ -582,6 +586,11 @@ _SIZED_LISTS = {int(Kind.STRUCT): "_members", int(Kind.UNION): "_members",
                 int(Kind.DATASEC): "_vars"}
 _QUALIFIERS = frozenset(int(k) for k in (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST,
                                          Kind.RESTRICT, Kind.TYPE_TAG))
+(_K_INT, _K_PTR, _K_ARRAY, _K_STRUCT, _K_UNION, _K_ENUM, _K_FWD, _K_FUNC, _K_FUNC_PROTO, _K_VAR,
+ _K_DATASEC, _K_FLOAT, _K_DECL_TAG, _K_ENUM64) = (
+    int(k) for k in (Kind.INT, Kind.PTR, Kind.ARRAY, Kind.STRUCT, Kind.UNION, Kind.ENUM,
+                     Kind.FWD, Kind.FUNC, Kind.FUNC_PROTO, Kind.VAR, Kind.DATASEC, Kind.FLOAT,
+                     Kind.DECL_TAG, Kind.ENUM64))
 
 
 def _linkage(v: int) -> Any:

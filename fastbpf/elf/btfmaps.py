@@ -119,15 +119,24 @@ def _make_spec(name: str, fields: dict[Any, Any], key: Any, value: Any, inner: A
     pinning = get("pinning", 0)
     if pinning not in (0, 1):
         raise ELFError(f"map {name!r}: unsupported pinning {pinning}")
-    spec = new_map_spec(
-        type=mtype,
-        key=key if key is not None else get("key_size", 0),
-        value=value if value is not None else get("value_size", 0),
-        max_entries=get("max_entries", 0), flags=get("map_flags", 0),
-        name=name[:15], inner=inner,
-        numa_node=get("numa_node") or None,
-        map_extra=get("map_extra", 0),
-        pinning=PinType.BY_NAME if pinning else PinType.NONE)
+    # The fields straight into a copy of the defaults (what new_map_spec
+    # does, without its keyword dict and two updates): once per map.
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        _TEMPLATE = dict(new_map_spec().__dict__)
+    d = _TEMPLATE.copy()
+    d["type"] = mtype
+    d["key"] = key if key is not None else get("key_size", 0)
+    d["value"] = value if value is not None else get("value_size", 0)
+    d["max_entries"] = get("max_entries", 0)
+    d["flags"] = get("map_flags", 0)
+    d["name"] = name[:15]
+    d["inner"] = inner
+    d["numa_node"] = get("numa_node") or None
+    d["map_extra"] = get("map_extra", 0)
+    d["pinning"] = PinType.BY_NAME if pinning else PinType.NONE
+    spec = _new(MapSpec)
+    spec.__dict__ = d
     if inner is None and (mtype == MapType.ARRAY_OF_MAPS or mtype == MapType.HASH_OF_MAPS):
         raise ELFError(f"map {name!r}: a map of maps needs __array(values, ...) describing "
                        f"its inner maps")
@@ -141,6 +150,9 @@ def _make_spec(name: str, fields: dict[Any, Any], key: Any, value: Any, inner: A
             spec.key = spec.key.size
     return spec
 
+
+_TEMPLATE: dict[str, Any] | None = None
+_new = object.__new__
 
 _MODS = (8, 9, 10, 11, 18)   # typedef, volatile, const, restrict, type_tag
 

@@ -35,7 +35,7 @@ from ..asm.opcodes import (LD_IMM64, PSEUDO_CALL, PSEUDO_FUNC, PSEUDO_KFUNC_CALL
                            PSEUDO_MAP_FD, PSEUDO_MAP_VALUE)
 from ..enums import MapFlags, MapType, ProgramFlags, ProgramType
 from ..errors import BTFError, ELFError
-from ..mapspec import MapSpec
+from ..mapspec import MapSpec, new_map_spec
 from . import btffix
 from .extinfo import ExtRecords
 from .reader import SHF_EXECINSTR, SHN_LORESERVE, SHN_UNDEF, SHT, STB, STT, ELFFile
@@ -717,6 +717,10 @@ def sleepable_flags(d: SectionDef, sec: str) -> int:
     return flags
 
 
+_DATA_FLAGS = int(MapFlags.MMAPABLE)
+_RODATA_FLAGS = int(MapFlags.MMAPABLE | MapFlags.RDONLY_PROG)
+
+
 def data_map_spec(obj: ObjectFile, shndx: int) -> MapSpec:
     """The array map of data section *shndx* (contents = the section's bytes)."""
     elf = obj.elf
@@ -726,10 +730,10 @@ def data_map_spec(obj: ObjectFile, shndx: int) -> MapSpec:
     found = obj.datasec(sec)
     if found is not None and found.size == size:
         value = found
-    flags = MapFlags.MMAPABLE
     readonly = sec.startswith(".rodata")
-    if readonly:
-        flags |= MapFlags.RDONLY_PROG
-    return MapSpec(type=MapType.ARRAY, key=4, value=value, max_entries=1, flags=int(flags),
-                   name=internal_map_name(obj.name, sec),
-                   contents=[(0, bytearray(elf.section_bytes(shndx)))], freeze=readonly)
+    # new_map_spec: every field is already of its type (flags as int, as
+    # MapSpec() would store them), so the dataclass __init__ would only copy.
+    return new_map_spec(type=MapType.ARRAY, key=4, value=value, max_entries=1,
+                        flags=_RODATA_FLAGS if readonly else _DATA_FLAGS,
+                        name=internal_map_name(obj.name, sec),
+                        contents=[(0, bytearray(elf.section_bytes(shndx)))], freeze=readonly)
