@@ -735,6 +735,18 @@ def btf_load(data, uint32_t log_level=0, uint32_t log_size=0):
 # ---------------------------------------------------------------------------
 # programs
 
+cdef uint64_t _held_records(list held, object obj, str what, uint32_t rec_size,
+                           uint32_t *count) except? 0:
+    # The address of *obj*'s bytes (a buffer kept alive in *held*) and, into
+    # *count*, how many records of *rec_size* bytes it holds.
+    cdef _Buf b = _Buf()
+    b.get(obj, False, what)
+    held.append(b)
+    if count != NULL:
+        count[0] = <uint32_t>(b.view.len // rec_size) if rec_size else 0
+    return _ptr(b.view.buf)
+
+
 cdef int _prog_attr(fbpf_prog_load_attr *a, list held, uint32_t prog_type, object insns,
                     object license, object name, uint32_t prog_flags,
                     uint32_t expected_attach_type, uint32_t prog_btf_fd, object func_info,
@@ -761,33 +773,21 @@ cdef int _prog_attr(fbpf_prog_load_attr *a, list held, uint32_t prog_type, objec
     a.expected_attach_type = expected_attach_type
     a.prog_btf_fd = prog_btf_fd
     if func_info is not None:
-        b = _Buf()
-        b.get(func_info, False, "func_info")
-        held.append(b)
-        a.func_info = _ptr(b.view.buf)
+        a.func_info = _held_records(held, func_info, "func_info", func_info_rec_size,
+                                    &a.func_info_cnt)
         a.func_info_rec_size = func_info_rec_size
-        a.func_info_cnt = <uint32_t>(b.view.len // func_info_rec_size) if func_info_rec_size else 0
     if line_info is not None:
-        b = _Buf()
-        b.get(line_info, False, "line_info")
-        held.append(b)
-        a.line_info = _ptr(b.view.buf)
+        a.line_info = _held_records(held, line_info, "line_info", line_info_rec_size,
+                                    &a.line_info_cnt)
         a.line_info_rec_size = line_info_rec_size
-        a.line_info_cnt = <uint32_t>(b.view.len // line_info_rec_size) if line_info_rec_size else 0
     a.attach_btf_id = attach_btf_id
     a.attach_prog_fd = attach_prog_fd
     if fd_array is not None:
-        b = _Buf()
-        b.get(fd_array, False, "fd_array")
-        held.append(b)
-        a.fd_array = _ptr(b.view.buf)
+        a.fd_array = _held_records(held, fd_array, "fd_array", 0, NULL)
     if core_relos is not None:
-        b = _Buf()
-        b.get(core_relos, False, "core_relos")
-        held.append(b)
-        a.core_relos = _ptr(b.view.buf)
+        a.core_relos = _held_records(held, core_relos, "core_relos", core_relo_rec_size,
+                                     &a.core_relo_cnt)
         a.core_relo_rec_size = core_relo_rec_size
-        a.core_relo_cnt = <uint32_t>(b.view.len // core_relo_rec_size) if core_relo_rec_size else 0
     a.prog_ifindex = prog_ifindex
     a.kern_version = kern_version
     return 0

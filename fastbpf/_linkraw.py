@@ -215,6 +215,7 @@ def _c_state(spec: Any, obj: Any, ctx: tuple[Any, ...], originals: dict[Any, Any
     usable = bytes([functions.get(lb) is originals.get(lb) for lb in tables.labels])
     return tables.linker(fds, usable), tables.index
 
+
 def _patch_call(buf: bytearray, s: int, is_func: bool, t: int) -> None:
     """Point the call (or, *is_func*, the function reference) at slot *s* to slot *t*."""
     if is_func:
