@@ -886,32 +886,66 @@ cdef extern from *:
     void fbpf_store_relaxed(long *p, long v) noexcept nogil
 
 
-ctypedef struct _LoadBatch:
+cdef extern from "<pthread.h>" nogil:
+    ctypedef struct pthread_mutex_t:
+        pass
+    ctypedef struct pthread_cond_t:
+        pass
+    int pthread_mutex_init(pthread_mutex_t *m, const void *attr)
+    int pthread_mutex_destroy(pthread_mutex_t *m)
+    int pthread_mutex_lock(pthread_mutex_t *m)
+    int pthread_mutex_unlock(pthread_mutex_t *m)
+    int pthread_cond_init(pthread_cond_t *c, const void *attr)
+    int pthread_cond_destroy(pthread_cond_t *c)
+    int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+    int pthread_cond_broadcast(pthread_cond_t *c)
+    int pthread_cond_signal(pthread_cond_t *c)
+
+
+ctypedef struct _Queue:
+    # Shared with the worker threads; every field below `attrs` is read and
+    # written under `lock`, except results[i], which only the thread that
+    # took load i writes (and the owner reads after joining the workers).
     fbpf_prog_load_attr *attrs
     long *results          # fd, -errno, or _NOT_TRIED
-    long n
-    long next              # the next load to take (atomic)
-    long failed            # set once a load failed: nobody starts another (atomic)
+    long added             # loads published (attrs[0:added] are complete)
+    long next              # the next load to take
+    int failed             # a load failed: nobody starts another
+    int closing            # no more loads will be added: workers exit when idle
+    pthread_mutex_t lock
+    pthread_cond_t more    # signalled when a load is added or the queue closes
 
 cdef enum:
     _NOT_TRIED = -(1 << 30)
     # Workers only issue syscalls: a small stack, not glibc's 8 MiB default.
     _WORKER_STACK = 64 * 1024
 
-cdef void _load_batch_work(_LoadBatch *b) noexcept nogil:
+cdef void _queue_work(_Queue *q, bint wait) noexcept nogil:
+    # Takes loads until the queue is drained and closing (or, without
+    # *wait*, until it is drained), or a load failed.
     cdef long i, r
-    while not fbpf_load_relaxed(&b.failed):
-        i = fbpf_fetch_add(&b.next, 1)
-        if i >= b.n:
-            return
-        r = _prog_load_call(&b.attrs[i])
-        if r < 0:
-            r = -errno
-            fbpf_store_relaxed(&b.failed, 1)
-        b.results[i] = r
+    pthread_mutex_lock(&q.lock)
+    while not q.failed:
+        if q.next < q.added:
+            i = q.next
+            q.next += 1
+            pthread_mutex_unlock(&q.lock)
+            r = _prog_load_call(&q.attrs[i])
+            if r < 0:
+                r = -errno
+            pthread_mutex_lock(&q.lock)
+            q.results[i] = r
+            if r < 0:
+                q.failed = 1
+                pthread_cond_broadcast(&q.more)
+        elif q.closing or not wait:
+            break
+        else:
+            pthread_cond_wait(&q.more, &q.lock)
+    pthread_mutex_unlock(&q.lock)
 
-cdef void *_load_batch_thread(void *arg) noexcept nogil:
-    _load_batch_work(<_LoadBatch *>arg)
+cdef void *_queue_thread(void *arg) noexcept nogil:
+    _queue_work(<_Queue *>arg, True)
     return NULL
 
 
@@ -922,17 +956,182 @@ _LOAD_MANY_ARGS = frozenset({
     "core_relo_rec_size"})
 
 
+cdef class LoadQueue:
+    """BPF_PROG_LOAD for many programs, issued from worker threads while the
+    caller is still adding them (a collection's loader prepares program
+    *k+1* while the kernel verifies program *k*).
+
+    ``LoadQueue(capacity, threads)`` starts ``min(threads, capacity) - 1``
+    worker threads (every signal blocked in them, so Python's handlers stay
+    in the threads Python knows); :meth:`add` queues a load, which a waiting
+    worker starts at once; :meth:`finish` closes the queue, loads what is
+    left from the calling thread too (GIL released), joins the workers and
+    returns the results. The kernel verifies programs in parallel, so
+    ``threads`` loads run at once. No load starts after one failed.
+    :meth:`cancel` (also on garbage collection) stops, joins and closes
+    every fd made. EAGAIN is retried as :func:`prog_load` does.
+    """
+    cdef _Queue q
+    cdef long capacity
+    cdef list held
+    cdef pthread_t *tids
+    cdef int started
+    cdef bint sync_made, joined
+    cdef readonly int threads
+
+    def __cinit__(self, Py_ssize_t capacity, int threads):
+        cdef pthread_attr_t tattr
+        cdef sigset_t all_signals, old_mask
+        if threads < 1:
+            raise ValueError(f"LoadQueue: threads must be >= 1, got {threads}")
+        if capacity < 0:
+            raise ValueError(f"LoadQueue: capacity must be >= 0, got {capacity}")
+        memset(&self.q, 0, sizeof(self.q))
+        self.joined = True
+        self.capacity = capacity
+        self.held = []
+        n = capacity if capacity else 1
+        self.q.attrs = <fbpf_prog_load_attr *>PyMem_Malloc(n * sizeof(fbpf_prog_load_attr))
+        self.q.results = <long *>PyMem_Malloc(n * sizeof(long))
+        if threads > capacity:
+            threads = <int>max(capacity, 1)
+        self.threads = threads
+        if threads > 1:
+            self.tids = <pthread_t *>PyMem_Malloc((threads - 1) * sizeof(pthread_t))
+        if self.q.attrs == NULL or self.q.results == NULL or (threads > 1 and self.tids == NULL):
+            raise MemoryError()
+        pthread_mutex_init(&self.q.lock, NULL)
+        pthread_cond_init(&self.q.more, NULL)
+        self.sync_made = True
+        if threads < 2:
+            return
+        self.joined = False
+        with nogil:
+            pthread_attr_init(&tattr)
+            pthread_attr_setstacksize(&tattr, _WORKER_STACK)
+            sigfillset(&all_signals)
+            pthread_sigmask(SIG_SETMASK, &all_signals, &old_mask)
+            while self.started < threads - 1:
+                if pthread_create(&self.tids[self.started], &tattr, _queue_thread,
+                                  &self.q) != 0:
+                    break  # the caller's thread does the rest in finish()
+                self.started += 1
+            pthread_sigmask(SIG_SETMASK, &old_mask, NULL)
+            pthread_attr_destroy(&tattr)
+
+    def add(self, uint32_t prog_type, insns, license, dict kwargs):
+        """Queue one load: :func:`prog_load`'s arguments but the log ones
+        (*kwargs* by name). Returns its index in :meth:`finish`'s list."""
+        cdef long i = self.q.added
+        if self.q.closing:
+            raise ValueError("LoadQueue: add() after finish() or cancel()")
+        if i >= self.capacity:
+            raise ValueError(f"LoadQueue: more than its capacity of {self.capacity} loads")
+        for key in kwargs:
+            if key not in _LOAD_MANY_ARGS:
+                raise TypeError(f"LoadQueue: load {i} has an unexpected argument {key!r} "
+                                f"(a queue takes prog_load's arguments, without a log)")
+        get = kwargs.get
+        _prog_attr(&self.q.attrs[i], self.held, prog_type, insns, license, get("name"),
+                   get("prog_flags", 0), get("expected_attach_type", 0),
+                   get("prog_btf_fd", 0), get("func_info"), get("func_info_rec_size", 0),
+                   get("line_info"), get("line_info_rec_size", 0),
+                   get("attach_btf_id", 0), get("attach_prog_fd", 0), get("fd_array"),
+                   get("prog_ifindex", 0), get("kern_version", 0), get("core_relos"),
+                   get("core_relo_rec_size", 0))
+        self.q.results[i] = _NOT_TRIED
+        if self.started:
+            with nogil:
+                pthread_mutex_lock(&self.q.lock)
+                self.q.added = i + 1
+                pthread_cond_signal(&self.q.more)
+                pthread_mutex_unlock(&self.q.lock)
+        else:
+            self.q.added = i + 1
+        return i
+
+    @property
+    def added(self):
+        """How many loads were queued."""
+        return self.q.added
+
+    cdef void _stop(self, bint fail) noexcept nogil:
+        # Closes the queue (and, with *fail*, stops every load not started)
+        # then joins the workers.
+        cdef int k
+        pthread_mutex_lock(&self.q.lock)
+        self.q.closing = 1
+        if fail:
+            self.q.failed = 1
+        pthread_cond_broadcast(&self.q.more)
+        pthread_mutex_unlock(&self.q.lock)
+        if not fail:
+            _queue_work(&self.q, False)
+        for k in range(self.started):
+            pthread_join(self.tids[k], NULL)
+        self.joined = True
+
+    def finish(self):
+        """Load what is left, join the workers; a list with, per load in
+        order, an :class:`FD`, the errno (an int) of a refused load, or None
+        for a load not started because another one failed first. The caller
+        closes the FDs it does not keep."""
+        cdef long i, r
+        if self.q.closing:
+            raise ValueError("LoadQueue: finish() after finish() or cancel()")
+        with nogil:
+            self._stop(False)
+        out = [None] * self.q.added
+        for i in range(self.q.added):
+            r = self.q.results[i]
+            if r >= 0:
+                self.q.results[i] = _NOT_TRIED  # owned by its FD from here on
+                out[i] = FD(_own_fd(r))
+            elif r != _NOT_TRIED:
+                out[i] = <int>-r
+        self.held = []
+        return out
+
+    def cancel(self):
+        """Stop: no load starts any more, the workers are joined and every
+        fd made and not yet returned by :meth:`finish` is closed. Idempotent."""
+        with nogil:
+            self._close_all()
+
+    cdef void _close_all(self) noexcept nogil:
+        cdef long i
+        if not self.sync_made:
+            return
+        if not self.joined:
+            self._stop(True)
+        self.q.closing = 1
+        for i in range(self.q.added):
+            if self.q.results[i] >= 0:
+                c_close(<int>self.q.results[i])
+                self.q.results[i] = _NOT_TRIED
+
+    def __dealloc__(self):
+        # A queue dropped without finish(): the workers must not outlive the
+        # buffers they read.
+        with nogil:
+            self._close_all()
+        if self.sync_made:
+            pthread_cond_destroy(&self.q.more)
+            pthread_mutex_destroy(&self.q.lock)
+        PyMem_Free(self.q.attrs)
+        PyMem_Free(self.q.results)
+        PyMem_Free(self.tids)
+
+
 def prog_load_many(loads, int threads):
     """BPF_PROG_LOAD for many programs at once, from up to *threads* threads.
 
     *loads* is a sequence of ``(prog_type, insns, license, kwargs)`` tuples,
     *kwargs* a dict of :func:`prog_load`'s keyword arguments except the log
     ones (a batch loads without a log: on a failure the caller loads again
-    one by one, with a log). The kernel verifies programs in parallel, so
-    the loads are spread over this thread and up to ``threads - 1`` threads
-    started here and joined before the return (none for a single load, or
-    where one cannot be started), with the GIL released. EAGAIN is retried
-    as :func:`prog_load` does.
+    one by one, with a log). They are spread over this thread and up to
+    ``threads - 1`` threads (a :class:`LoadQueue`), joined before the
+    return; a bad argument raises after closing whatever was loaded already.
 
     Returns a list with, per load in order, an :class:`FD`, the errno (an
     int) of a refused load, or None for a load not tried because another one
@@ -940,91 +1139,26 @@ def prog_load_many(loads, int threads):
     FDs it does not keep.
     """
     cdef list items = list(loads)
-    cdef Py_ssize_t n = len(items), i, started = 0, k
-    cdef list held = []
-    cdef list out
-    cdef _LoadBatch b
-    cdef pthread_t *tids = NULL
-    cdef pthread_attr_t tattr
-    cdef sigset_t all_signals, old_mask
-    cdef long r
+    cdef Py_ssize_t i
     if threads < 1:
         raise ValueError(f"prog_load_many: threads must be >= 1, got {threads}")
-    if n == 0:
+    for i, item in enumerate(items):
+        if not isinstance(item, tuple) or len(<tuple>item) != 4:
+            raise TypeError(f"prog_load_many: load {i} must be a (prog_type, insns, "
+                            f"license, kwargs) tuple, not {type(item).__name__}")
+        if not isinstance((<tuple>item)[3], dict):
+            raise TypeError(f"prog_load_many: kwargs of load {i} must be a dict, "
+                            f"not {type((<tuple>item)[3]).__name__}")
+    if not items:
         return []
-    memset(&b, 0, sizeof(b))
-    b.n = n
-    b.attrs = <fbpf_prog_load_attr *>PyMem_Malloc(n * sizeof(fbpf_prog_load_attr))
-    b.results = <long *>PyMem_Malloc(n * sizeof(long))
-    if threads > n:
-        threads = <int>n
-    if threads > 1:
-        tids = <pthread_t *>PyMem_Malloc((threads - 1) * sizeof(pthread_t))
+    queue = LoadQueue(len(items), threads)
     try:
-        if b.attrs == NULL or b.results == NULL or (threads > 1 and tids == NULL):
-            raise MemoryError()
-        for i in range(n):
-            b.results[i] = _NOT_TRIED
-        for i in range(n):
-            item = items[i]
-            if not isinstance(item, tuple) or len(<tuple>item) != 4:
-                raise TypeError(f"prog_load_many: load {i} must be a (prog_type, insns, "
-                                f"license, kwargs) tuple, not {type(item).__name__}")
-            ptype, insns, lic, kw = <tuple>item
-            if not isinstance(kw, dict):
-                raise TypeError(f"prog_load_many: kwargs of load {i} must be a dict, "
-                                f"not {type(kw).__name__}")
-            for key in <dict>kw:
-                if key not in _LOAD_MANY_ARGS:
-                    raise TypeError(f"prog_load_many: load {i} has an unexpected argument "
-                                    f"{key!r} (a batch takes prog_load's arguments, "
-                                    f"without a log)")
-            get = (<dict>kw).get
-            _prog_attr(&b.attrs[i], held, ptype, insns, lic, get("name"),
-                       get("prog_flags", 0), get("expected_attach_type", 0),
-                       get("prog_btf_fd", 0), get("func_info"), get("func_info_rec_size", 0),
-                       get("line_info"), get("line_info_rec_size", 0),
-                       get("attach_btf_id", 0), get("attach_prog_fd", 0), get("fd_array"),
-                       get("prog_ifindex", 0), get("kern_version", 0), get("core_relos"),
-                       get("core_relo_rec_size", 0))
-        with nogil:
-            if threads > 1:
-                pthread_attr_init(&tattr)
-                pthread_attr_setstacksize(&tattr, _WORKER_STACK)
-                # The workers start with every signal blocked: signals stay
-                # with the threads Python knows (its handlers run in the main one).
-                sigfillset(&all_signals)
-                pthread_sigmask(SIG_SETMASK, &all_signals, &old_mask)
-                while started < threads - 1:
-                    if pthread_create(&tids[started], &tattr, _load_batch_thread, &b) != 0:
-                        break  # this thread does the rest
-                    started += 1
-                pthread_sigmask(SIG_SETMASK, &old_mask, NULL)
-                pthread_attr_destroy(&tattr)
-            _load_batch_work(&b)
-            for k in range(started):
-                pthread_join(tids[k], NULL)
-        out = [None] * n
-        for i in range(n):
-            r = b.results[i]
-            if r >= 0:
-                b.results[i] = _NOT_TRIED  # owned from here on (closed below on failure)
-                out[i] = FD(_own_fd(r))
-            elif r != _NOT_TRIED:
-                out[i] = <int>-r
-        return out
+        for item in items:
+            queue.add(*item)
     except BaseException:
-        # Close every fd the batch made that no FD owns yet (the FDs made
-        # already close when the list is dropped).
-        if b.results != NULL and b.attrs != NULL:
-            for i in range(n):
-                if b.results[i] >= 0:
-                    c_close(<int>b.results[i])
+        queue.cancel()  # closes what the workers loaded already
         raise
-    finally:
-        PyMem_Free(b.attrs)
-        PyMem_Free(b.results)
-        PyMem_Free(tids)
+    return queue.finish()
 
 
 def prog_attach(uint32_t target_fd, uint32_t prog_fd, uint32_t attach_type, uint32_t flags=0,

@@ -161,8 +161,9 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
 
     The caller (:mod:`fastbpf.collection`, which sits above this module)
     passes the classes of the collection and its programs it wants back.
-    *threads* > 1 lets the programs linked from the object's bytes load in
-    parallel (:func:`_load_batch`).
+    The programs linked from the object's bytes go through a
+    :class:`fastbpf._core.LoadQueue`: with *threads* > 1 they are verified
+    in parallel, and while the next ones are linked.
     """
     maps: dict[str, Map] = {}
     programs: dict[str, Program] = {}
@@ -171,7 +172,12 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
     cand_cache: dict[Any, Any] = {}  # CO-RE candidates, shared by the object's programs
     link_cache: dict[Any, Any] = {}  # functions with this load's map fds patched in
     handle = None
+    queue = None
     try:
+        if log_level == 0 and len(spec.programs) >= 2:
+            # Started before the maps are made, so its threads are waiting
+            # by the time the first program is ready.
+            queue = _core.LoadQueue(len(spec.programs), threads)
         if spec.btf is not None and spec.btf_blob is not None:
             handle = _load_btf(spec)
             _share_dtype_memo(spec)
@@ -200,18 +206,25 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                 maps[name] = Map.create(prepared)
             if pin and not existed:
                 pins_made.append(pin)
-        # Every program is linked before the first is loaded: the Python work
-        # runs back to back while its code and data are in the CPU caches,
-        # not between verifier runs that evict them (measured: the linking
-        # costs about twice as much when interleaved with the loads).
+        # Each program linked from the object's bytes is queued as soon as it
+        # is ready: the queue's threads verify it while this one links the
+        # next (with threads=1 the queue loads them all in finish(), after
+        # the last is linked: the linking then runs back to back, in warm
+        # caches, not between verifier runs that evict them).
         name = ""
         try:
             ready: list[tuple[str, tuple[Any, ...]]] = []
+            queued: list[str] = []
             for name, ps in spec.programs.items():
-                ready.append((name, _prepare_program(spec, name, ps, maps, handle, kernel_btf,
-                                                     module_fds, cand_cache, link_cache)))
+                program = _prepare_program(spec, name, ps, maps, handle, kernel_btf,
+                                           module_fds, cand_cache, link_cache)
+                ready.append((name, program))
+                if queue is not None and program[1] is None:
+                    queue.add(*program_class._linked_args(program[0]))
+                    queued.append(name)
             link_cache.clear()
-            batch = _load_batch(program_class, ready, threads) if log_level == 0 else {}
+            batch = _finish_queue(queue, queued) if queue is not None else {}
+            queue = None
             try:
                 for name, linked in ready:
                     fd = batch.pop(name, None)
@@ -248,6 +261,8 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
         # spec's variables and the maps as they are now.
         return collection_class(spec, maps, programs, None, handle)
     except BaseException:
+        if queue is not None:
+            queue.cancel()  # joins its threads, closes what they loaded
         for p in programs.values():
             p.close()
         for m in maps.values():
@@ -348,21 +363,14 @@ def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict[Any, Any]
     return ProgramSpec(**fields), core_results
 
 
-def _load_batch(program_class: type[Program], ready: list[tuple[str, tuple[Any, ...]]],
-                threads: int) -> dict[str, Any]:
-    """FDs of the programs of *ready* that take the ``_load_linked`` path,
-    loaded together from up to *threads* threads (the kernel verifies
-    programs in parallel), by name; {} when there is nothing to batch or a
-    load failed. A failure closes every fd of the batch: the caller then
-    loads one by one as without a batch, so the error, its verifier log and
-    its explanation are those of a sequential load."""
-    linked = [(name, ls) for name, (ls, core_results) in ready if core_results is None]
-    if threads < 2 or len(linked) < 2:
-        return {}
-    from . import _core
-    fds = _core.prog_load_many([program_class._linked_args(ls) for _, ls in linked], threads)
+def _finish_queue(queue: Any, queued: list[str]) -> dict[str, Any]:
+    """FDs of the programs of *queue* (named by *queued*, in order), by name;
+    {} when a load failed. A failure closes every fd of the queue: the
+    caller then loads one by one as without a queue, so the error, its
+    verifier log and its explanation are those of a sequential load."""
+    fds = queue.finish()
     if all(fd.__class__ is _core.FD for fd in fds):
-        return {name: fd for (name, _), fd in zip(linked, fds)}
+        return dict(zip(queued, fds))
     for fd in fds:
         if fd.__class__ is _core.FD:
             fd.close()

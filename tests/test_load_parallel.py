@@ -1,5 +1,5 @@
 """Programs of a collection loaded in parallel (``spec.load(threads=N)``, the
-``_core.prog_load_many`` batch under it) against the same loads one by one:
+``_core.LoadQueue`` under it) against the same loads one by one:
 the same programs in the kernel, the same errors, nothing left behind."""
 
 from __future__ import annotations
@@ -43,32 +43,30 @@ def _programs(coll) -> list[tuple]:
 
 @pytest.fixture
 def batches(monkeypatch):
-    """Every call of _core.prog_load_many: (number of loads, threads)."""
+    """Every LoadQueue the loader finishes: (number of loads, threads)."""
     calls: list[tuple[int, int]] = []
-    real = _core.prog_load_many
 
-    def spy(loads, threads):
-        loads = list(loads)
-        calls.append((len(loads), threads))
-        return real(loads, threads)
+    class Spy(_core.LoadQueue):
+        def finish(self):
+            calls.append((self.added, self.threads))
+            return super().finish()
 
-    monkeypatch.setattr(_core, "prog_load_many", spy)
+    monkeypatch.setattr(_core, "LoadQueue", Spy)
     return calls
 
 
 @pytest.mark.parametrize("obj", [MANY, LOADER])
-@pytest.mark.parametrize("threads", [2, 4, None])
+@pytest.mark.parametrize("threads", [1, 2, 4, None])
 def test_parallel_load_gives_the_programs_of_a_sequential_one(obj, threads, batches):
     spec = fastbpf.load_collection_spec(obj)
-    with spec.load(threads=1) as one:
+    with spec.load(log_level=1) as one:   # a log: one by one, no queue
         want = _programs(one)
     assert not batches
     with spec.load(threads=threads) as par:
         got = _programs(par)
     assert got == want
     assert len(want) == len(spec.programs) >= 7
-    if threads is not None or len(os.sched_getaffinity(0)) > 1:
-        assert batches == [(len(spec.programs), threads or min(len(os.sched_getaffinity(0)), 4))]
+    assert batches == [(len(spec.programs), threads or min(len(os.sched_getaffinity(0)), 4))]
 
 
 def test_load_collection_takes_threads(batches):
@@ -89,7 +87,7 @@ def test_programs_on_the_full_path_keep_it_in_order(batches):
         got = _programs(par)
         assert list(par.programs) == [f"prog{i}" for i in range(16)]
     assert got == want
-    assert batches == [(15, 2)]
+    assert batches == [(15, 1), (15, 2)]
 
 
 _KADDR = re.compile(r"0xffff[0-9a-f]+")
@@ -125,13 +123,12 @@ def test_a_rejected_program_raises_as_one_by_one(how, batches):
         assert "R0" in log and "exit" in log
     else:   # _raise_if_unsupported's explanation, as one by one
         assert "attach type" in text
-    assert batches == [(16, 2), (16, 4)]
+    assert batches == [(16, 1), (16, 2), (16, 4)]
     # (the autouse fixture checks that no fd and no thread is left)
 
 
-def test_threads_one_and_a_log_load_one_by_one(batches):
+def test_a_log_loads_one_by_one(batches):
     spec = fastbpf.load_collection_spec(MANY)
-    spec.load(threads=1).close()
     with spec.load(threads=4, log_level=1) as coll:
         assert all(p.log for p in coll.programs.values())
     assert batches == []
@@ -171,10 +168,10 @@ def _close_all(results):
 def test_prog_load_many_returns_an_fd_per_load(threads):
     loads = [(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {"name": f"many{i}"})
              for i in range(6)]
-    tasks = sorted(os.listdir("/proc/self/task"))
+    tasks = _live_tasks()
     out = _core.prog_load_many(loads, threads)
     try:
-        assert sorted(os.listdir("/proc/self/task")) == tasks  # every thread joined
+        assert _live_tasks() == tasks  # every thread joined
         assert len(out) == 6 and all(isinstance(fd, _core.FD) for fd in out)
         names = [ProgramInfo.from_fd(fd.fd).name for fd in out]
         assert names == [f"many{i}" for i in range(6)]
@@ -211,3 +208,121 @@ def test_prog_load_many_reports_errno_and_starts_nothing_after_a_failure():
 def test_prog_load_many_bad_input(loads, threads, exc, words):
     with pytest.raises(exc, match=words):
         _core.prog_load_many(loads, threads)
+
+
+# -- _core.LoadQueue: loads start while the caller adds more ----------------------------
+
+
+def _live_tasks() -> int:
+    """How many threads this process runs. A joined thread's /proc entry can
+    outlast pthread_join for a moment (the kernel wakes the joiner before it
+    reaps the thread), as a zombie: those are not counted."""
+    n = 0
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        n += state not in ("Z", "X")
+    return n
+
+
+def _bpf_prog_fds() -> set[int]:
+    out = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "anon_inode:bpf-prog":
+                out.add(int(name))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_load_queue_gives_an_fd_per_load_in_order(threads):
+    tasks = _live_tasks()
+    q = _core.LoadQueue(5, threads)
+    assert q.threads == threads and q.added == 0
+    assert _live_tasks() == tasks + threads - 1  # waiting workers
+    for i in range(5):
+        assert q.add(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {"name": f"q{i}"}) == i
+    out = q.finish()
+    try:
+        assert _live_tasks() == tasks
+        assert [ProgramInfo.from_fd(fd.fd).name for fd in out] == [f"q{i}" for i in range(5)]
+    finally:
+        _close_all(out)
+    with pytest.raises(ValueError, match="after finish"):
+        q.add(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {})
+    with pytest.raises(ValueError, match="after finish"):
+        q.finish()
+    q.cancel()  # nothing left to close: the FDs returned are the caller's
+
+
+def test_load_queue_threads_are_capped_by_its_capacity():
+    assert _core.LoadQueue(2, 8).threads == 2
+    assert _core.LoadQueue(0, 8).threads == 1
+    q = _core.LoadQueue(1, 1)
+    q.add(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {})
+    with pytest.raises(ValueError, match="capacity of 1"):
+        q.add(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {})
+    _close_all(q.finish())
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        _core.LoadQueue(3, 0)
+
+
+@pytest.mark.parametrize("how", ["cancel", "drop"])
+def test_load_queue_stopped_early_closes_what_it_loaded(how):
+    before = _bpf_prog_fds()
+    tasks = _live_tasks()
+    q = _core.LoadQueue(8, 2)
+    for _ in range(4):
+        q.add(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {})
+    if how == "cancel":
+        q.cancel()
+        q.cancel()  # idempotent
+        with pytest.raises(ValueError, match="after finish\\(\\) or cancel"):
+            q.add(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {})
+    else:
+        del q  # no reference cycle: freed here, as an exception unwinding a load frees it
+    assert _bpf_prog_fds() == before
+    assert _live_tasks() == tasks
+
+
+def test_load_queue_reports_errno_and_starts_nothing_after_a_failure():
+    q = _core.LoadQueue(3, 1)
+    q.add(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {})
+    q.add(0x7FFF, RET0, "GPL", {})  # no such program type
+    q.add(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {})
+    out = q.finish()
+    try:
+        assert isinstance(out[0], _core.FD) and out[1] == errno.EINVAL and out[2] is None
+    finally:
+        _close_all(out)
+
+
+class _LinkFailure(Exception):
+    pass
+
+
+def test_a_failure_while_linking_closes_the_programs_already_loading(monkeypatch):
+    # Programs 0-4 are queued (and loading in the workers) when linking
+    # program 5 fails: the load raises, and nothing it made is left.
+    from fastbpf import _loader
+    real = _loader._prepare_program
+    seen = []
+
+    def prepare(spec, name, *a, **k):
+        seen.append(name)
+        if len(seen) == 6:
+            raise _LinkFailure(f"cannot link {name}")
+        return real(spec, name, *a, **k)
+
+    monkeypatch.setattr(_loader, "_prepare_program", prepare)
+    before = _bpf_prog_fds()
+    tasks = _live_tasks()
+    with pytest.raises(_LinkFailure, match="cannot link prog5"):
+        fastbpf.load_collection(MANY, threads=2)
+    assert _bpf_prog_fds() == before
+    assert _live_tasks() == tasks
