@@ -160,10 +160,12 @@ class CollectionSpec:
         *threads* is how many threads may load programs at once: the kernel
         verifies programs in parallel, and a service waits for all of them
         at startup. None uses the CPUs this process may run on, at most
-        4; 1 loads them one by one in this thread (as libbpf does). A
-        parallel load that fails anywhere is undone and repeated one by one,
-        so its errors are those of ``threads=1``; with *log_level* > 0 the
-        programs load one by one.
+        4; 1 loads them one by one in this thread (as libbpf does). With
+        more, a program's verification starts as soon as it is linked,
+        while the next one is linked. A load that fails anywhere is undone
+        and repeated one by one with a verifier log, so its errors do not
+        depend on *threads*; with *log_level* > 0 the programs load one by
+        one.
         """
         if self.byte_order != _native_order():
             raise ELFError(f"the object is {self.byte_order}-endian and this machine is "
