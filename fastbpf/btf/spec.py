@@ -582,8 +582,6 @@ class _ReadOnlyMap(mmap.mmap):
 
 _LINKAGES = {int(v): v for v in Linkage}
 _ENCODINGS = [IntEncoding(v) for v in range(16)]
-_SIZED_LISTS = {int(Kind.STRUCT): "_members", int(Kind.UNION): "_members",
-                int(Kind.DATASEC): "_vars"}
 _QUALIFIERS = frozenset(int(k) for k in (Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST,
                                          Kind.RESTRICT, Kind.TYPE_TAG))
 (_K_INT, _K_PTR, _K_ARRAY, _K_STRUCT, _K_UNION, _K_ENUM, _K_FWD, _K_FUNC, _K_FUNC_PROTO, _K_VAR,
