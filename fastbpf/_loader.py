@@ -174,10 +174,6 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
     handle = None
     queue = None
     try:
-        if log_level == 0 and len(spec.programs) >= 2:
-            # Started before the maps are made, so its threads are waiting
-            # by the time the first program is ready.
-            queue = _core.LoadQueue(len(spec.programs), threads)
         if spec.btf is not None and spec.btf_blob is not None:
             handle = _load_btf(spec)
             _share_dtype_memo(spec)
@@ -219,7 +215,12 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                 program = _prepare_program(spec, name, ps, maps, handle, kernel_btf,
                                            module_fds, cand_cache, link_cache)
                 ready.append((name, program))
-                if queue is not None and program[1] is None:
+                if program[1] is None and log_level == 0 and len(spec.programs) >= 2:
+                    if queue is None:
+                        # Made for the first program it loads: an object
+                        # whose programs all take the other path (CO-RE,
+                        # struct_ops) starts no thread.
+                        queue = _core.LoadQueue(len(spec.programs), threads)
                     queue.add(*program_class._linked_args(program[0]))
                     queued.append(name)
             link_cache.clear()

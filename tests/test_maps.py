@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import fastbpf
+from fastbpf import _core
 from fastbpf import features
 from fastbpf.enums import Command
 from fastbpf import (BPFError, ClosedError, Map, MapFlags, MapIncompatibleError, MapSpec,
@@ -480,6 +481,52 @@ def test_map_in_map(outer_type):
             outer[3]
         with pytest.raises(TypeError):
             outer[0] = "not a map"
+
+
+@pytest.mark.parametrize("outer_type", [MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS])
+def test_map_in_map_initial_contents_in_one_batch(outer_type, monkeypatch):
+    # The kernel waits for an RCU grace period after every update of a map
+    # of maps: the initial inner maps go in one BPF_MAP_UPDATE_BATCH where
+    # the kernel has it, one by one otherwise, with the same result.
+    batch_missing = _batch_ops_missing()   # (its probe issues a batch update too)
+    calls = []
+    real = _core.map_update_batch
+
+    def spy(*a, **k):
+        calls.append(a[3])
+        return real(*a, **k)
+
+    monkeypatch.setattr(_core, "map_update_batch", spy)
+    inner = MapSpec(type=MapType.ARRAY, key=4, value=np.uint64, max_entries=2)
+    inners = [Map.create(inner) for _ in range(3)]
+    try:
+        for i, m in enumerate(inners):
+            m[0] = 100 + i
+        spec = MapSpec(type=outer_type, key=4, value=4, max_entries=4, inner=inner,
+                       contents=[(0, inners[0]), (1, inners[1]), (3, inners[2].fd)])
+        with Map.create(spec) as outer:
+            got = {}
+            for k in (0, 1, 3):
+                with outer[k] as m:
+                    got[k] = (m.info().id, int(m[0]))
+            assert got == {k: (inners[i].info().id, 100 + i) for i, k in enumerate((0, 1, 3))}
+            assert outer.get(2) is None
+        if batch_missing is None:
+            assert calls == [3]
+    finally:
+        for m in inners:
+            m.close()
+
+
+def test_map_in_map_bad_initial_inner_map_raises_as_one_by_one():
+    inner = MapSpec(type=MapType.ARRAY, key=4, value=8, max_entries=1)
+    with Map.create(inner) as a:
+        spec = MapSpec(type=MapType.ARRAY_OF_MAPS, key=4, value=4, max_entries=2, inner=inner,
+                       contents=[(0, a), (1, 1 << 20)])   # no such fd
+        with pytest.raises(BPFError) as ei:
+            Map.create(spec)
+        assert ei.value.errno == errno.EBADF
+        assert ei.value.op == "map update"
 
 
 def test_map_in_map_needs_inner_spec():
