@@ -174,6 +174,10 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
     handle = None
     queue = None
     try:
+        if log_level == 0 and len(spec.programs) >= 2 and _queue_early(spec):
+            # Started before the maps are made, so its threads are waiting
+            # by the time the first program is ready.
+            queue = _core.LoadQueue(len(spec.programs), threads)
         if spec.btf is not None and spec.btf_blob is not None:
             handle = _load_btf(spec)
             _share_dtype_memo(spec)
@@ -216,10 +220,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                                            module_fds, cand_cache, link_cache)
                 ready.append((name, program))
                 if program[1] is None and log_level == 0 and len(spec.programs) >= 2:
-                    if queue is None:
-                        # Made for the first program it loads: an object
-                        # whose programs all take the other path (CO-RE,
-                        # struct_ops) starts no thread.
+                    if queue is None:  # (see _queue_early)
                         queue = _core.LoadQueue(len(spec.programs), threads)
                     queue.add(*program_class._linked_args(program[0]))
                     queued.append(name)
@@ -362,6 +363,28 @@ def _prepare_program(spec: Any, name: str, ps: ProgramSpec, maps: dict[Any, Any]
     if handle is not None and ps.btf is None:
         fields["btf"] = handle
     return ProgramSpec(**fields), core_results
+
+
+def _queue_early(spec: Any) -> bool:
+    """Whether two programs of *spec* look linkable from the object's bytes
+    (not edited, no CO-RE relocation in their section, not struct_ops): the
+    load queue is then made before the maps. Otherwise it is made when the
+    first program is queued, so an object whose programs all take the other
+    path starts no thread. A guess: either way every program loads."""
+    obj_ctx = getattr(spec, "_object", None)
+    if obj_ctx is None:
+        return False
+    ext = getattr(obj_ctx[0], "ext", None)
+    core = ext.core if ext is not None else {}
+    likely = 0
+    for ps in spec.programs.values():
+        d = ps.__dict__
+        if d.get("_label") is not None and callable(d.get("_insns")) \
+                and d.get("type") != ProgramType.STRUCT_OPS and d.get("section") not in core:
+            likely += 1
+            if likely == 2:
+                return True
+    return False
 
 
 def _finish_queue(queue: Any, queued: list[str]) -> dict[str, Any]:

@@ -326,3 +326,25 @@ def test_a_failure_while_linking_closes_the_programs_already_loading(monkeypatch
         fastbpf.load_collection(MANY, threads=2)
     assert _bpf_prog_fds() == before
     assert _live_tasks() == tasks
+
+
+def test_no_program_to_queue_starts_no_queue(monkeypatch):
+    # Every program edited: all take Program.load, none is queued, so no
+    # queue (and no thread) is made, early or late.
+    from fastbpf import _loader
+    made = []
+    real = _core.LoadQueue
+
+    def spy(*a):
+        made.append(a)
+        return real(*a)
+
+    monkeypatch.setattr(_core, "LoadQueue", spy)
+    spec = fastbpf.load_collection_spec(MANY)
+    assert _loader._queue_early(spec)
+    for ps in spec.programs.values():
+        ps.instructions = asm.Instructions([asm.Mov.imm(asm.R0, 2), asm.exit()])
+    assert not _loader._queue_early(spec)
+    with spec.load(threads=2) as coll:
+        assert len(coll.programs) == 16
+    assert made == []
