@@ -861,32 +861,6 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
                        void *(*start)(void *) noexcept nogil, void *arg)
     int pthread_join(pthread_t thread, void **ret)
-
-cdef extern from "<signal.h>" nogil:
-    ctypedef struct sigset_t:
-        pass
-    int sigfillset(sigset_t *s)
-    int pthread_sigmask(int how, const sigset_t *s, sigset_t *old)
-    enum: SIG_SETMASK
-
-cdef extern from *:
-    """
-    static inline long fbpf_fetch_add(long *p, long v) {
-        return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
-    }
-    static inline long fbpf_load_relaxed(long *p) {
-        return __atomic_load_n(p, __ATOMIC_RELAXED);
-    }
-    static inline void fbpf_store_relaxed(long *p, long v) {
-        __atomic_store_n(p, v, __ATOMIC_RELAXED);
-    }
-    """
-    long fbpf_fetch_add(long *p, long v) noexcept nogil
-    long fbpf_load_relaxed(long *p) noexcept nogil
-    void fbpf_store_relaxed(long *p, long v) noexcept nogil
-
-
-cdef extern from "<pthread.h>" nogil:
     ctypedef struct pthread_mutex_t:
         pass
     ctypedef struct pthread_cond_t:
@@ -900,6 +874,13 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
     int pthread_cond_broadcast(pthread_cond_t *c)
     int pthread_cond_signal(pthread_cond_t *c)
+
+cdef extern from "<signal.h>" nogil:
+    ctypedef struct sigset_t:
+        pass
+    int sigfillset(sigset_t *s)
+    int pthread_sigmask(int how, const sigset_t *s, sigset_t *old)
+    enum: SIG_SETMASK
 
 
 ctypedef struct _Queue:

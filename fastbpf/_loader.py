@@ -25,7 +25,7 @@ from .errors import (BPFError, BTFError, ELFError, MapIncompatibleError, Verifie
                      target_not_found_error)
 from .linker import apply_core, fd_array_buffer, kconfig_contents, link_program, \
     resolve_externs
-from .mapspec import FD_VALUE_MAPS, MapSpec, PinType, is_btf_type
+from .mapspec import FD_VALUE_MAPS, MAP_OF_MAPS, MapSpec, PinType, is_btf_type
 from .maps import Map
 from .mapcreate import spec_pin_path
 from .programs import Program, ProgramSpec
@@ -41,9 +41,6 @@ _NO_BTF_MAPS = frozenset({
     MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH,
     MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP, MapType.SOCKHASH, MapType.QUEUE,
     MapType.STACK, MapType.ARENA, MapType.PROG_ARRAY})
-
-
-_MAP_OF_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
 
 
 def _missing_btf_features() -> frozenset[str]:
@@ -82,7 +79,7 @@ def _share_dtype_memo(spec: Any) -> None:
 def _map_order(maps: dict[str, MapSpec]) -> list[str]:
     """Map names with every map named in another's contents created first."""
     for ms in maps.values():
-        if ms.contents and ms.type in _MAP_OF_MAPS:
+        if ms.contents and ms.type in MAP_OF_MAPS:
             break
     else:
         return list(maps)  # no map names another: the object's order
@@ -94,7 +91,7 @@ def _map_order(maps: dict[str, MapSpec]) -> list[str]:
             return
         seen.add(name)
         ms = maps[name]
-        if ms.type in _MAP_OF_MAPS and ms.contents:
+        if ms.type in MAP_OF_MAPS and ms.contents:
             for _, v in (ms.contents.items() if isinstance(ms.contents, dict) else ms.contents):
                 if isinstance(v, str) and v in maps:
                     visit(v, depth + 1)
@@ -173,8 +170,10 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
     link_cache: dict[Any, Any] = {}  # functions with this load's map fds patched in
     handle = None
     queue = None
+    # A log needs the one-by-one path; a single program gains nothing.
+    queueable = log_level == 0 and len(spec.programs) >= 2
     try:
-        if log_level == 0 and len(spec.programs) >= 2 and _queue_early(spec):
+        if queueable and _queue_early(spec):
             # Started before the maps are made, so its threads are waiting
             # by the time the first program is ready.
             queue = _core.LoadQueue(len(spec.programs), threads)
@@ -219,7 +218,7 @@ def load_spec(spec: Any, pin_dir: str | None, kernel_btf: Any, log_level: int,
                 program = _prepare_program(spec, name, ps, maps, handle, kernel_btf,
                                            module_fds, cand_cache, link_cache)
                 ready.append((name, program))
-                if program[1] is None and log_level == 0 and len(spec.programs) >= 2:
+                if program[1] is None and queueable:
                     if queue is None:  # (see _queue_early)
                         queue = _core.LoadQueue(len(spec.programs), threads)
                     queue.add(*program_class._linked_args(program[0]))

@@ -34,12 +34,10 @@ from .mapiter import map_type_of
 from .pin import BPF_FS_MAGIC, Pinnable, check_pin_path  # noqa: F401 (their old home)
 from .programs import Program
 # MapSpec and its dtype rules live in mapspec.py; re-exported here.
-from .mapspec import (ARRAY_MAPS, FD_VALUE_MAPS, KEYLESS_MAPS, MapSpec,  # noqa: F401
+from .mapspec import (ARRAY_MAPS, FD_VALUE_MAPS, KEYLESS_MAPS, MAP_OF_MAPS, MapSpec,  # noqa: F401
                       PinType, as_dtype, is_btf_type, lpm_key_dtype)
 
 __all__ = ["MapSpec", "PinType", "Map", "MapInfo", "map_ids", "lpm_key_dtype", "BPF_FS_MAGIC"]
-
-_MAP_OF_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
 
 #: fd_kind() answers, for error messages.
 _KIND_NAMES = {"prog": "a BPF program", "link": "a BPF link", "btf": "a BTF object",
@@ -283,7 +281,7 @@ class Map(BatchMap, Pinnable):
     def _write_contents(self, contents: Any) -> None:
         """Write a spec's initial entries (objects in fd maps become fds)."""
         items = contents.items() if isinstance(contents, dict) else contents
-        if self.map_type in _MAP_OF_MAPS:
+        if self.map_type in MAP_OF_MAPS:
             items = list(items)
             if len(items) > 1 and self._write_inner_maps(items):
                 return

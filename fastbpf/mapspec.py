@@ -31,6 +31,8 @@ __all__ = ["MapSpec", "PinType", "lpm_key_dtype"]
 
 #: Map types whose values are file descriptors on write and ids on read.
 FD_VALUE_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY})
+#: Map types whose values are maps.
+MAP_OF_MAPS = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
 #: Map types with no key.
 KEYLESS_MAPS = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
 #: Map types whose key is an index.
