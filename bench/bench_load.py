@@ -1,6 +1,6 @@
 """Opening and loading a compiled object: fastbpf vs libbpf.
 
-    python bench/bench_load.py [rounds]
+    python bench/bench_load.py [rounds]     (default 30 rounds of 2 samples)
 
 The object is testdata/many_progs-el.o: 16 programs, 10 BTF-defined maps,
 .data/.rodata/.bss, two subprograms called from every program. Two
@@ -18,6 +18,10 @@ comparisons, each side measured in this run, alternating in rounds:
   neighbour only ever makes a sample longer) and process CPU time (every
   thread, user + system, so the verifier's work in the worker threads
   counts: ``time.process_time_ns`` and CLOCK_PROCESS_CPUTIME_ID).
+
+The baseline process stays up for the whole run and takes requests over a
+pipe, so every round alternates the sides within a few milliseconds; the
+paired figure is the median of the rounds' own ratios.
 
 The kernel's share (BTF load, map creation, verifier) is the same work on
 every side; it is measured as the process's system time (fastbpf, all
@@ -85,55 +89,87 @@ def fastbpf_load(n: int, threads: int | None, wall: list[float], cpu: list[float
             sys_ms.append(_sys_ms() - s0)
 
 
-def libbpf(n: int, mode: str, clock: str = "thread",
-           sys_ms: list[float] | None = None) -> list[float]:
-    exe = build("load_obj", ("-lbpf",))
-    res = subprocess.run([exe, OBJECT, str(n), mode, clock], capture_output=True, text=True,
-                         check=True)
-    out = json.loads(res.stdout)
-    if sys_ms is not None:
-        sys_ms += out["sys_ms"]
-    return out["times_ms"]  # type: ignore[no-any-return]
+class Libbpf:
+    """bench/c/load_obj.c kept running (``serve`` mode): each request is a few
+    iterations timed in C, so the two sides alternate sample by sample and a
+    neighbour's burst lands on both, without a process start (and libbpf's
+    feature probes) per request."""
+
+    def __init__(self) -> None:
+        exe = build("load_obj", ("-lbpf",))
+        self.proc = subprocess.Popen([exe, OBJECT, "serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def run(self, n: int, mode: str, clock: str = "thread",
+            sys_ms: list[float] | None = None) -> list[float]:
+        """*n* iterations of *mode* (open, load) timed with *clock* (ms each)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{n} {mode} {clock}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"load_obj failed (exit {self.proc.wait()})")
+        out = json.loads(line)
+        if sys_ms is not None:
+            sys_ms += out["sys_ms"]
+        return out["times_ms"]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait()
 
 
-def measure(rounds: int = 8, per: int = 10, kernel_loads: int = 400) -> dict:
+def _paired(a: list[float], b: list[float], per: int) -> float:
+    """Median over rounds of (round median of *a*) / (round median of *b*):
+    each ratio compares samples taken within a few ms of each other."""
+    med = statistics.median
+    return med(med(a[i:i + per]) / med(b[i:i + per]) for i in range(0, len(a), per))
+
+
+def measure(rounds: int = 30, per: int = 2, kernel_loads: int = 400) -> dict:
     """Medians (ms) of every side, alternating rounds of *per* iterations."""
-    fastbpf_parse(3)
-    fastbpf_load(2, None, [], [])
-    fastbpf_load(2, 1, [], [])
-    libbpf(2, "load")
-    fp: list[float] = []
-    lo: list[float] = []
-    nw: list[float] = []   # fastbpf, default threads: wall, process CPU
-    nc: list[float] = []
-    ow: list[float] = []   # fastbpf, threads=1
-    oc: list[float] = []
-    lw: list[float] = []   # libbpf
-    lc: list[float] = []
-    for _ in range(rounds):
-        fp += fastbpf_parse(per)
-        lo += libbpf(per, "open")
-        fastbpf_load(per, None, nw, nc)
-        lw += libbpf(per, "load", "wall")
-        fastbpf_load(per, 1, ow, oc)
-        lc += libbpf(per, "load", "process")
-    # The kernel's share, from runs long enough for the tick-sampled
-    # user/system split (a few hundred ticks each).
-    fsys: list[float] = []
-    lsys: list[float] = []
-    for _ in range(2):
-        fastbpf_load(kernel_loads // 2, None, [], [], fsys)
-        libbpf(kernel_loads // 2, "load", "thread", lsys)
+    lib = Libbpf()
+    try:
+        fastbpf_parse(3)
+        fastbpf_load(2, None, [], [])
+        fastbpf_load(2, 1, [], [])
+        lib.run(2, "load")
+        fp: list[float] = []
+        lo: list[float] = []
+        nw: list[float] = []   # fastbpf, default threads: wall, process CPU
+        nc: list[float] = []
+        ow: list[float] = []   # fastbpf, threads=1
+        oc: list[float] = []
+        lw: list[float] = []   # libbpf
+        lc: list[float] = []
+        for _ in range(rounds):
+            fp += fastbpf_parse(per)
+            lo += lib.run(per, "open")
+            fastbpf_load(per, None, nw, nc)
+            lw += lib.run(per, "load", "wall")
+            fastbpf_load(per, 1, ow, oc)
+            lc += lib.run(per, "load", "process")
+        # The kernel's share, from runs long enough for the tick-sampled
+        # user/system split (a few hundred ticks each).
+        fsys: list[float] = []
+        lsys: list[float] = []
+        for _ in range(2):
+            fastbpf_load(kernel_loads // 2, None, [], [], fsys)
+            lib.run(kernel_loads // 2, "load", "thread", lsys)
+    finally:
+        lib.close()
     med = statistics.median
     return dict(parse=med(fp), open=med(lo),
                 wall=med(nw), cpu=med(nc), wall1=med(ow), cpu1=med(oc),
                 libbpf_wall=med(lw), libbpf_cpu=med(lc),
+                paired_wall=_paired(nw, lw, per), paired_wall1=_paired(ow, lw, per),
                 kernel=statistics.mean(fsys), libbpf_kernel=statistics.mean(lsys),
                 samples=len(nw), threads=default_threads(),
                 best=(min(fp), min(lo), min(nw), min(ow), min(lw)))
 
 
-def compare(rounds: int = 6) -> list[dict]:
+def compare(rounds: int = 30) -> list[dict]:
     """Rows for bench/compare.py."""
     m = measure(rounds)
     t = m["threads"]
@@ -156,7 +192,7 @@ def _vs(a: float, b: float) -> str:
     return f"{a / b:.2f}x ({(a - b) * 1e6:+.0f} ns)"
 
 
-def main(rounds: int = 8) -> None:
+def main(rounds: int = 30) -> None:
     m = measure(rounds)
     t = m["threads"]
     print(f"object: {os.path.relpath(OBJECT)} (16 programs, 13 maps incl. data, subprograms)")
@@ -174,6 +210,8 @@ def main(rounds: int = 8) -> None:
           f"CPU {_vs(m['cpu'], m['libbpf_cpu'])}")
     print(f"    threads=1 vs libbpf:    wall {_vs(m['wall1'], m['libbpf_wall'])}, "
           f"CPU {_vs(m['cpu1'], m['libbpf_cpu'])}")
+    print(f"    paired (median over rounds of the round's ratio): threads={t} "
+          f"{m['paired_wall']:.2f}x, threads=1 {m['paired_wall1']:.2f}x libbpf's wall time")
     print(f"    threads={t} vs threads=1: wall {_vs(m['wall'], m['wall1'])}, "
           f"CPU {_vs(m['cpu'], m['cpu1'])}")
     print(f"  in the kernel (system time, mean): fastbpf threads={t} {m['kernel']:.3f} ms "
@@ -187,4 +225,4 @@ def main(rounds: int = 8) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 8)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 30)

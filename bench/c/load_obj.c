@@ -3,6 +3,7 @@
  * load_collection_spec and load_collection(...).close() do.
  *
  * Usage: load_obj OBJECT ITERATIONS MODE [CLOCK]
+ *        load_obj OBJECT serve
  *   MODE   open        bpf_object__open_file + bpf_object__close
  *          load        open + bpf_object__load + close, all timed
  *          load-open   open + load timed, the close after the clock stops
@@ -15,6 +16,10 @@
  *          wall        CLOCK_MONOTONIC
  * Prints one JSON line: per-iteration times and the thread's system
  * (in-kernel) CPU time of each iteration, both in milliseconds.
+ * `serve` reads requests "ITERATIONS MODE CLOCK" from stdin, one per line,
+ * and answers each with that JSON line, until end of input: one process
+ * (libbpf's feature probes made once) serves a benchmark that alternates
+ * with it sample by sample.
  * Build: gcc -O2 -o load_obj load_obj.c -lbpf */
 #define _GNU_SOURCE
 #include <bpf/libbpf.h>
@@ -50,30 +55,28 @@ static int quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
 	return level == LIBBPF_WARN ? vfprintf(stderr, fmt, ap) : 0;
 }
 
-int main(int argc, char **argv)
+static int set_clock(const char *name)
 {
-	if (argc < 4) {
-		fprintf(stderr, "usage: %s OBJECT ITERATIONS open|load|load-open [thread|process|wall]\n",
-			argv[0]);
-		return 2;
+	if (strcmp(name, "wall") == 0)
+		clock_id = CLOCK_MONOTONIC;
+	else if (strcmp(name, "process") == 0)
+		clock_id = CLOCK_PROCESS_CPUTIME_ID;
+	else if (strcmp(name, "thread") == 0)
+		clock_id = CLOCK_THREAD_CPUTIME_ID;
+	else {
+		fprintf(stderr, "unknown clock %s\n", name);
+		return -1;
 	}
-	const char *path = argv[1];
-	int iters = atoi(argv[2]);
-	const char *mode = argv[3];
+	return 0;
+}
+
+/* ITERS open(+load)+close cycles of PATH; one JSON line on stdout. */
+static int run(const char *path, int iters, const char *mode)
+{
 	int load = strncmp(mode, "load", 4) == 0;
 	int close_timed = strcmp(mode, "load-open") != 0;
-
-	if (argc > 4 && strcmp(argv[4], "wall") == 0)
-		clock_id = CLOCK_MONOTONIC;
-	else if (argc > 4 && strcmp(argv[4], "process") == 0)
-		clock_id = CLOCK_PROCESS_CPUTIME_ID;
-	else if (argc > 4 && strcmp(argv[4], "thread") != 0) {
-		fprintf(stderr, "unknown clock %s\n", argv[4]);
-		return 2;
-	}
-	libbpf_set_print(quiet);
-	double *times = calloc(iters, sizeof(double));
-	double *sys = calloc(iters, sizeof(double));
+	double *times = calloc(iters > 0 ? iters : 1, sizeof(double));
+	double *sys = calloc(iters > 0 ? iters : 1, sizeof(double));
 
 	if (!times || !sys)
 		return 1;
@@ -105,5 +108,31 @@ int main(int argc, char **argv)
 	for (int i = 0; i < iters; i++)
 		printf("%s%.4f", i ? ", " : "", sys[i]);
 	printf("]}\n");
+	fflush(stdout);
+	free(times);
+	free(sys);
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	libbpf_set_print(quiet);
+	if (argc == 3 && strcmp(argv[2], "serve") == 0) {
+		char mode[32], clock[32];
+		int iters;
+
+		while (scanf("%d %31s %31s", &iters, mode, clock) == 3) {
+			if (set_clock(clock) || run(argv[1], iters, mode))
+				return 1;
+		}
+		return 0;
+	}
+	if (argc < 4) {
+		fprintf(stderr, "usage: %s OBJECT ITERATIONS open|load|load-open [thread|process|wall]\n"
+			"       %s OBJECT serve\n", argv[0], argv[0]);
+		return 2;
+	}
+	if (argc > 4 && set_clock(argv[4]))
+		return 2;
+	return run(argv[1], atoi(argv[2]), argv[3]);
 }
