@@ -875,6 +875,19 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_cond_broadcast(pthread_cond_t *c)
     int pthread_cond_signal(pthread_cond_t *c)
 
+cdef extern from "<sched.h>" nogil:
+    ctypedef struct cpu_set_t:
+        pass
+    int sched_getaffinity(int pid, size_t size, cpu_set_t *mask)
+    int sched_getcpu()
+    int CPU_ISSET(int cpu, cpu_set_t *s)
+    void CPU_CLR(int cpu, cpu_set_t *s)
+    int CPU_COUNT(cpu_set_t *s)
+    enum: CPU_SETSIZE
+
+cdef extern from "<pthread.h>" nogil:
+    int pthread_attr_setaffinity_np(pthread_attr_t *attr, size_t size, const cpu_set_t *mask)
+
 cdef extern from "<signal.h>" nogil:
     ctypedef struct sigset_t:
         pass
@@ -944,7 +957,9 @@ cdef class LoadQueue:
 
     ``LoadQueue(capacity, threads)`` starts ``min(threads, capacity) - 1``
     worker threads (every signal blocked in them, so Python's handlers stay
-    in the threads Python knows); :meth:`add` queues a load, which a waiting
+    in the threads Python knows; allowed on the caller's CPUs but the one it
+    is on, so that a scheduler packing threads together cannot serialise
+    the loads); :meth:`add` queues a load, which a waiting
     worker starts at once; :meth:`finish` closes the queue, loads what is
     left from the calling thread too (GIL released), joins the workers and
     returns the results. The kernel verifies programs in parallel, so
@@ -963,6 +978,9 @@ cdef class LoadQueue:
     def __cinit__(self, Py_ssize_t capacity, int threads):
         cdef pthread_attr_t tattr
         cdef sigset_t all_signals, old_mask
+        cdef cpu_set_t cpus
+        cdef int cpu
+        cdef bint pinned = False
         if threads < 1:
             raise ValueError(f"LoadQueue: threads must be >= 1, got {threads}")
         if capacity < 0:
@@ -990,11 +1008,28 @@ cdef class LoadQueue:
         with nogil:
             pthread_attr_init(&tattr)
             pthread_attr_setstacksize(&tattr, _WORKER_STACK)
+            # The workers run on the caller's CPUs but the one it is on now.
+            # A scheduler that packs new threads onto busy CPUs (to let idle
+            # virtual CPUs sleep; seen on a VM after a few ms of idleness)
+            # would otherwise queue them behind the caller, and the loads
+            # would run one at a time.
+            cpu = sched_getcpu()
+            if cpu >= 0 and cpu < CPU_SETSIZE \
+                    and sched_getaffinity(0, sizeof(cpu_set_t), &cpus) == 0 \
+                    and CPU_ISSET(cpu, &cpus) and CPU_COUNT(&cpus) > 1:
+                CPU_CLR(cpu, &cpus)
+                pinned = pthread_attr_setaffinity_np(&tattr, sizeof(cpu_set_t), &cpus) == 0
             sigfillset(&all_signals)
             pthread_sigmask(SIG_SETMASK, &all_signals, &old_mask)
             while self.started < threads - 1:
                 if pthread_create(&self.tids[self.started], &tattr, _queue_thread,
                                   &self.q) != 0:
+                    if pinned:  # (a CPU gone offline meanwhile): anywhere, then
+                        pthread_attr_destroy(&tattr)
+                        pthread_attr_init(&tattr)
+                        pthread_attr_setstacksize(&tattr, _WORKER_STACK)
+                        pinned = False
+                        continue
                     break  # the caller's thread does the rest in finish()
                 self.started += 1
             pthread_sigmask(SIG_SETMASK, &old_mask, NULL)

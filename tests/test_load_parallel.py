@@ -348,3 +348,44 @@ def test_no_program_to_queue_starts_no_queue(monkeypatch):
     with spec.load(threads=2) as coll:
         assert len(coll.programs) == 16
     assert made == []
+
+
+def _worker_cpus(before: set[str]) -> list[set[int]]:
+    """The CPUs each thread started since *before* (tids) may run on."""
+    out = []
+    for tid in set(os.listdir("/proc/self/task")) - before:
+        with open(f"/proc/self/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith("Cpus_allowed_list:"):
+                    cpus: set[int] = set()
+                    for part in line.split(":", 1)[1].strip().split(","):
+                        lo, _, hi = part.partition("-")
+                        cpus.update(range(int(lo), int(hi or lo) + 1))
+                    out.append(cpus)
+    return out
+
+
+def test_queue_workers_run_beside_the_caller_not_on_its_cpu():
+    # A scheduler may pack a new thread onto the CPU that made it (a VM's
+    # after a few ms of idleness does): then the loads would run one at a
+    # time. The workers may run on the caller's CPUs except the one it was on.
+    mine = os.sched_getaffinity(0)
+    cases = [{min(mine)}]                    # one CPU: nothing to leave out
+    if len(mine) >= 2:
+        cases.append(set(sorted(mine)[:2]))  # two: the workers get the other
+    try:
+        for allowed in cases:
+            os.sched_setaffinity(0, allowed)
+            before = set(os.listdir("/proc/self/task"))
+            q = _core.LoadQueue(4, 2)
+            try:
+                workers = _worker_cpus(before)
+            finally:
+                q.cancel()
+            assert len(workers) == 1
+            if len(allowed) == 1:
+                assert workers[0] == allowed
+            else:
+                assert len(workers[0]) == 1 and workers[0] < allowed
+    finally:
+        os.sched_setaffinity(0, mine)

@@ -16,10 +16,11 @@
  *          wall        CLOCK_MONOTONIC
  * Prints one JSON line: per-iteration times and the thread's system
  * (in-kernel) CPU time of each iteration, both in milliseconds.
- * `serve` reads requests "ITERATIONS MODE CLOCK" from stdin, one per line,
- * and answers each with that JSON line, until end of input: one process
- * (libbpf's feature probes made once) serves a benchmark that alternates
- * with it sample by sample.
+ * `serve` reads requests "ITERATIONS MODE CLOCK SETTLE_US" from stdin, one
+ * per line, and answers each with that JSON line, until end of input: one
+ * process (libbpf's feature probes made once) serves a whole benchmark run.
+ * SETTLE_US is a pause before each iteration, outside the clock, for the
+ * kernel's deferred frees of the previous iteration's objects.
  * Build: gcc -O2 -o load_obj load_obj.c -lbpf */
 #define _GNU_SOURCE
 #include <bpf/libbpf.h>
@@ -29,6 +30,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static clockid_t clock_id = CLOCK_THREAD_CPUTIME_ID;
 
@@ -71,7 +73,7 @@ static int set_clock(const char *name)
 }
 
 /* ITERS open(+load)+close cycles of PATH; one JSON line on stdout. */
-static int run(const char *path, int iters, const char *mode)
+static int run(const char *path, int iters, const char *mode, int settle_us)
 {
 	int load = strncmp(mode, "load", 4) == 0;
 	int close_timed = strcmp(mode, "load-open") != 0;
@@ -81,6 +83,8 @@ static int run(const char *path, int iters, const char *mode)
 	if (!times || !sys)
 		return 1;
 	for (int i = 0; i < iters; i++) {
+		if (settle_us > 0)
+			usleep(settle_us);
 		double s0 = sys_ms();
 		double t0 = now_ms();
 		struct bpf_object *obj = bpf_object__open_file(path, NULL);
@@ -119,10 +123,10 @@ int main(int argc, char **argv)
 	libbpf_set_print(quiet);
 	if (argc == 3 && strcmp(argv[2], "serve") == 0) {
 		char mode[32], clock[32];
-		int iters;
+		int iters, settle_us;
 
-		while (scanf("%d %31s %31s", &iters, mode, clock) == 3) {
-			if (set_clock(clock) || run(argv[1], iters, mode))
+		while (scanf("%d %31s %31s %d", &iters, mode, clock, &settle_us) == 4) {
+			if (set_clock(clock) || run(argv[1], iters, mode, settle_us))
 				return 1;
 		}
 		return 0;
@@ -134,5 +138,5 @@ int main(int argc, char **argv)
 	}
 	if (argc > 4 && set_clock(argv[4]))
 		return 2;
-	return run(argv[1], atoi(argv[2]), argv[3]);
+	return run(argv[1], atoi(argv[2]), argv[3], 0);
 }
