@@ -879,6 +879,7 @@ cdef extern from "<sched.h>" nogil:
     ctypedef struct cpu_set_t:
         pass
     int sched_getaffinity(int pid, size_t size, cpu_set_t *mask)
+    int sched_setaffinity(int pid, size_t size, const cpu_set_t *mask)
     int sched_getcpu()
     int CPU_ISSET(int cpu, cpu_set_t *s)
     void CPU_CLR(int cpu, cpu_set_t *s)
@@ -908,6 +909,8 @@ ctypedef struct _Queue:
     int closing            # no more loads will be added: workers exit when idle
     pthread_mutex_t lock
     pthread_cond_t more    # signalled when a load is added or the queue closes
+    int unpin              # workers start pinned away from the caller's CPU...
+    cpu_set_t cpus         # ...and then take the caller's CPUs (set before they start)
 
 cdef enum:
     _NOT_TRIED = -(1 << 30)
@@ -939,7 +942,10 @@ cdef void _queue_work(_Queue *q, bint wait) noexcept nogil:
     pthread_mutex_unlock(&q.lock)
 
 cdef void *_queue_thread(void *arg) noexcept nogil:
-    _queue_work(<_Queue *>arg, True)
+    cdef _Queue *q = <_Queue *>arg
+    if q.unpin:
+        sched_setaffinity(0, sizeof(cpu_set_t), &q.cpus)
+    _queue_work(q, True)
     return NULL
 
 
@@ -957,9 +963,10 @@ cdef class LoadQueue:
 
     ``LoadQueue(capacity, threads)`` starts ``min(threads, capacity) - 1``
     worker threads (every signal blocked in them, so Python's handlers stay
-    in the threads Python knows; allowed on the caller's CPUs but the one it
-    is on, so that a scheduler packing threads together cannot serialise
-    the loads); :meth:`add` queues a load, which a waiting
+    in the threads Python knows; each starts on another CPU than the
+    caller's, so that a scheduler packing new threads together cannot
+    serialise the loads, then may run on any of the caller's CPUs);
+    :meth:`add` queues a load, which a waiting
     worker starts at once; :meth:`finish` closes the queue, loads what is
     left from the calling thread too (GIL released), joins the workers and
     returns the results. The kernel verifies programs in parallel, so
@@ -1008,17 +1015,22 @@ cdef class LoadQueue:
         with nogil:
             pthread_attr_init(&tattr)
             pthread_attr_setstacksize(&tattr, _WORKER_STACK)
-            # The workers run on the caller's CPUs but the one it is on now.
-            # A scheduler that packs new threads onto busy CPUs (to let idle
-            # virtual CPUs sleep; seen on a VM after a few ms of idleness)
-            # would otherwise queue them behind the caller, and the loads
-            # would run one at a time.
+            # The workers start on the caller's CPUs but the one it is on
+            # now: a scheduler that packs new threads onto busy CPUs (to let
+            # idle virtual CPUs sleep; seen on a VM after a few ms of
+            # idleness) would otherwise queue them behind the caller, and
+            # the loads would run one at a time. Once running, a worker
+            # takes all the caller's CPUs back (_queue_thread): kept pinned,
+            # it waited behind whatever else ran on its CPU (a CPU-bound
+            # neighbour there made threads=2 1.6x slower than threads=1).
             cpu = sched_getcpu()
             if cpu >= 0 and cpu < CPU_SETSIZE \
                     and sched_getaffinity(0, sizeof(cpu_set_t), &cpus) == 0 \
                     and CPU_ISSET(cpu, &cpus) and CPU_COUNT(&cpus) > 1:
+                self.q.cpus = cpus
                 CPU_CLR(cpu, &cpus)
                 pinned = pthread_attr_setaffinity_np(&tattr, sizeof(cpu_set_t), &cpus) == 0
+                self.q.unpin = pinned
             sigfillset(&all_signals)
             pthread_sigmask(SIG_SETMASK, &all_signals, &old_mask)
             while self.started < threads - 1:

@@ -8,6 +8,7 @@ import errno
 import os
 import re
 import struct
+import time
 
 import pytest
 
@@ -365,27 +366,36 @@ def _worker_cpus(before: set[str]) -> list[set[int]]:
     return out
 
 
-def test_queue_workers_run_beside_the_caller_not_on_its_cpu():
-    # A scheduler may pack a new thread onto the CPU that made it (a VM's
-    # after a few ms of idleness does): then the loads would run one at a
-    # time. The workers may run on the caller's CPUs except the one it was on.
+def test_queue_workers_end_up_on_the_callers_cpus():
+    # A worker starts away from the caller's CPU (a scheduler may pack a new
+    # thread onto the CPU that made it: a VM's does after a few ms of
+    # idleness, and the loads would then run one at a time), then takes
+    # every CPU the caller may use, so a busy CPU cannot hold it. Where it
+    # starts is a scheduling matter (bench_load's after-idle rows measure
+    # it); what it is left allowed on is checked here.
     mine = os.sched_getaffinity(0)
     cases = [{min(mine)}]                    # one CPU: nothing to leave out
     if len(mine) >= 2:
-        cases.append(set(sorted(mine)[:2]))  # two: the workers get the other
+        cases.append(set(sorted(mine)[:2]))
     try:
         for allowed in cases:
             os.sched_setaffinity(0, allowed)
             before = set(os.listdir("/proc/self/task"))
             q = _core.LoadQueue(4, 2)
             try:
-                workers = _worker_cpus(before)
+                deadline = time.monotonic() + 5
+                while True:
+                    workers = _worker_cpus(before)
+                    if workers == [allowed] or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.001)
+                assert workers == [allowed]
+                q.add(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {})
+                q.add(int(ProgramType.SOCKET_FILTER), RET0, "GPL", {})
+                out = q.finish()
+                assert all(isinstance(fd, _core.FD) for fd in out) and len(out) == 2
+                _close_all(out)
             finally:
                 q.cancel()
-            assert len(workers) == 1
-            if len(allowed) == 1:
-                assert workers[0] == allowed
-            else:
-                assert len(workers[0]) == 1 and workers[0] < allowed
     finally:
         os.sched_setaffinity(0, mine)
