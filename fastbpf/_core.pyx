@@ -966,8 +966,8 @@ cdef class LoadQueue:
     in the threads Python knows; each starts on another CPU than the
     caller's, so that a scheduler packing new threads together cannot
     serialise the loads, then may run on any of the caller's CPUs);
-    :meth:`add` queues a load, which a waiting
-    worker starts at once; :meth:`finish` closes the queue, loads what is
+    :meth:`add` queues a load, which a waiting worker starts at once;
+    :meth:`finish` closes the queue, loads what is
     left from the calling thread too (GIL released), joins the workers and
     returns the results. The kernel verifies programs in parallel, so
     ``threads`` loads run at once. No load starts after one failed.
@@ -1036,7 +1036,7 @@ cdef class LoadQueue:
             while self.started < threads - 1:
                 if pthread_create(&self.tids[self.started], &tattr, _queue_thread,
                                   &self.q) != 0:
-                    if pinned:  # (a CPU gone offline meanwhile): anywhere, then
+                    if pinned:  # (a CPU gone offline, affinity refused): anywhere, then
                         pthread_attr_destroy(&tattr)
                         pthread_attr_init(&tattr)
                         pthread_attr_setstacksize(&tattr, _WORKER_STACK)
