@@ -22,7 +22,7 @@ from .asm.opcodes import PSEUDO_FUNC, PSEUDO_KFUNC_CALL, PSEUDO_MAP_FD, PSEUDO_M
 from .errors import BTFError, ELFError
 from .linker import resolve_kfunc, resolve_ksym
 
-__all__ = ["link_raw"]
+__all__ = ["link_raw", "unedited_label"]
 
 
 
@@ -128,8 +128,8 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
     next program that calls it.
     """
     obj_ctx = getattr(spec, "_object", None)
-    label = ps.__dict__.get("_label")
-    if obj_ctx is None or label is None or not callable(ps.__dict__.get("_insns")):
+    label = unedited_label(ps)
+    if obj_ctx is None or label is None:
         return None
     obj, ctx, originals = obj_ctx
     if obj.byte_order != sys.byteorder:
@@ -190,6 +190,14 @@ def link_raw(spec: Any, ps: Any, maps: dict[Any, Any], module_fds: dict[Any, Any
             funcs.append(_shifted(ln.func, 2, b))
             lines.append(_shifted(ln.line, 4, b))
     return _result(buf, b"".join(funcs), b"".join(lines), fd_array)
+
+
+def unedited_label(ps: Any) -> str | None:
+    """The object function behind *ps* while its instructions are still the
+    object's bytes (never read as Instructions, never replaced), else None."""
+    d = ps.__dict__
+    label = d.get("_label")
+    return label if label is not None and callable(d.get("_insns")) else None
 
 
 _C = 0   # the cache key of _c_state's answer (the other keys are labels and tuples)

@@ -29,7 +29,7 @@ from .mapspec import FD_VALUE_MAPS, MAP_OF_MAPS, MapSpec, PinType, is_btf_type
 from .maps import Map
 from .mapcreate import spec_pin_path
 from .programs import Program, ProgramSpec
-from ._linkraw import link_raw
+from ._linkraw import link_raw, unedited_label
 
 # Every field but the instructions (reading those would decode them).
 _PROGRAM_FIELDS = [f for f in dataclasses.fields(ProgramSpec) if f.name != "instructions"]
@@ -377,9 +377,8 @@ def _queue_early(spec: Any) -> bool:
     core = ext.core if ext is not None else {}
     likely = 0
     for ps in spec.programs.values():
-        d = ps.__dict__
-        if d.get("_label") is not None and callable(d.get("_insns")) \
-                and d.get("type") != ProgramType.STRUCT_OPS and d.get("section") not in core:
+        if unedited_label(ps) is not None and ps.type != ProgramType.STRUCT_OPS \
+                and ps.section not in core:
             likely += 1
             if likely == 2:
                 return True
